@@ -1,0 +1,49 @@
+// The one error taxonomy. Every failure a user or a peer can see is one of these kinds;
+// edges map kinds once: to gRPC status (common/grpc-errors.ts), to exit codes (cli/), to errno (fuse/).
+
+export const ERROR_KINDS = [
+  'NotFound',
+  'Exists',
+  'NotEmpty',
+  'NotDir',
+  'IsDir',
+  'Invalid',
+  'PermissionDenied',
+  'NoSpace',
+  'Unavailable',
+  'Timeout',
+  'Conflict',
+  'Corrupt',
+  'Internal',
+] as const;
+
+export type ErrorKind = (typeof ERROR_KINDS)[number];
+
+export class StrataError extends Error {
+  readonly kind: ErrorKind;
+  constructor(kind: ErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.kind = kind;
+    this.name = `${kind}Error`;
+  }
+}
+
+export const isErrorKind = (value: string): value is ErrorKind =>
+  (ERROR_KINDS as readonly string[]).includes(value);
+
+export const notFound = (what: string) => new StrataError('NotFound', `${what}: no such file or directory`);
+export const exists = (what: string) => new StrataError('Exists', `${what}: already exists`);
+export const notEmpty = (what: string) => new StrataError('NotEmpty', `${what}: directory not empty`);
+export const notDir = (what: string) => new StrataError('NotDir', `${what}: not a directory`);
+export const isDir = (what: string) => new StrataError('IsDir', `${what}: is a directory`);
+export const invalid = (message: string) => new StrataError('Invalid', message);
+export const corrupt = (message: string) => new StrataError('Corrupt', message);
+export const unavailable = (message: string, cause?: unknown) =>
+  new StrataError('Unavailable', message, { cause });
+
+/** Wraps anything thrown into a StrataError; unknown failures become Internal. */
+export function asStrataError(err: unknown): StrataError {
+  if (err instanceof StrataError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new StrataError('Internal', message, { cause: err });
+}

@@ -1,0 +1,152 @@
+// gRPC plumbing shared by every role: the loaded contract, channel options, and the one
+// mapping between StrataError kinds and gRPC status codes (both directions).
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { type ErrorKind, StrataError, isErrorKind } from './errors.js';
+
+const PROTO_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto/strata.proto');
+const PROTO_PATH_SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../proto/strata.proto');
+
+/** Largest message either side accepts: a 4 MiB data piece plus framing. */
+export const MAX_MESSAGE_BYTES = 5 * 1024 * 1024;
+
+export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  // Fail fast instead of queueing calls while a peer is down: clients fail over themselves.
+  'grpc.enable_retries': 0,
+  'grpc.initial_reconnect_backoff_ms': 200,
+  'grpc.max_reconnect_backoff_ms': 2_000,
+};
+
+/** The .proto sits at the repo root: two levels above dist/common/, one above common/ (vitest). */
+function protoFile(): string {
+  return existsSync(PROTO_PATH) ? PROTO_PATH : PROTO_PATH_SRC;
+}
+
+const packageDefinition = protoLoader.loadSync(protoFile(), {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+});
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const loaded = grpc.loadPackageDefinition(packageDefinition) as any;
+export const strataProto = loaded.strata.v1 as {
+  Coordinator: grpc.ServiceClientConstructor;
+  DataNode: grpc.ServiceClientConstructor;
+};
+
+const KIND_TO_STATUS: Record<ErrorKind, grpc.status> = {
+  NotFound: grpc.status.NOT_FOUND,
+  Exists: grpc.status.ALREADY_EXISTS,
+  NotEmpty: grpc.status.FAILED_PRECONDITION,
+  NotDir: grpc.status.FAILED_PRECONDITION,
+  IsDir: grpc.status.FAILED_PRECONDITION,
+  Invalid: grpc.status.INVALID_ARGUMENT,
+  PermissionDenied: grpc.status.PERMISSION_DENIED,
+  NoSpace: grpc.status.RESOURCE_EXHAUSTED,
+  Unavailable: grpc.status.UNAVAILABLE,
+  Timeout: grpc.status.DEADLINE_EXCEEDED,
+  Conflict: grpc.status.ABORTED,
+  Corrupt: grpc.status.DATA_LOSS,
+  Internal: grpc.status.INTERNAL,
+};
+
+const STATUS_TO_KIND: Partial<Record<grpc.status, ErrorKind>> = {
+  [grpc.status.NOT_FOUND]: 'NotFound',
+  [grpc.status.ALREADY_EXISTS]: 'Exists',
+  [grpc.status.INVALID_ARGUMENT]: 'Invalid',
+  [grpc.status.PERMISSION_DENIED]: 'PermissionDenied',
+  [grpc.status.UNAUTHENTICATED]: 'PermissionDenied',
+  [grpc.status.RESOURCE_EXHAUSTED]: 'NoSpace',
+  [grpc.status.UNAVAILABLE]: 'Unavailable',
+  [grpc.status.DEADLINE_EXCEEDED]: 'Timeout',
+  [grpc.status.ABORTED]: 'Conflict',
+  [grpc.status.DATA_LOSS]: 'Corrupt',
+  [grpc.status.CANCELLED]: 'Unavailable',
+};
+
+export const ERROR_KIND_METADATA_KEY = 'strata-error';
+
+/** Server edge: any thrown value becomes a gRPC status carrying the strata kind. */
+export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
+  const strataError =
+    err instanceof StrataError
+      ? err
+      : new StrataError('Internal', err instanceof Error ? err.message : String(err), { cause: err });
+  const metadata = new grpc.Metadata();
+  metadata.set(ERROR_KIND_METADATA_KEY, strataError.kind);
+  return { code: KIND_TO_STATUS[strataError.kind], details: strataError.message, metadata };
+}
+
+/** Client edge: a gRPC error back into a StrataError (kind from metadata, else from status). */
+export function fromServiceError(err: unknown, peer?: string): StrataError {
+  if (err instanceof StrataError) return err;
+  const serviceError = err as Partial<grpc.ServiceError>;
+  if (typeof serviceError?.code !== 'number') {
+    return new StrataError('Internal', err instanceof Error ? err.message : String(err), { cause: err });
+  }
+  const fromMetadata = serviceError.metadata?.get(ERROR_KIND_METADATA_KEY)?.[0];
+  const kind: ErrorKind =
+    typeof fromMetadata === 'string' && isErrorKind(fromMetadata)
+      ? fromMetadata
+      : (STATUS_TO_KIND[serviceError.code] ?? 'Internal');
+  let message = serviceError.details || serviceError.message || 'request failed';
+  if (serviceError.code === grpc.status.UNAVAILABLE && !fromMetadata && peer) {
+    message = `cannot reach ${peer}: ${message}`;
+  }
+  return new StrataError(kind, message, { cause: err });
+}
+
+/** True for failures where another replica or coordinator may succeed. */
+export function isTransportFailure(err: StrataError): boolean {
+  return err.kind === 'Unavailable' || err.kind === 'Timeout';
+}
+
+/** Wraps an async unary handler: resolves to the reply or maps the thrown error once. */
+export function unaryHandler<Req, Res>(
+  fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request, call).then(
+      (reply) => callback(null, reply),
+      (err) => callback(toServiceError(err) as grpc.ServiceError),
+    );
+  };
+}
+
+/** Promisified unary call on a generated client with a deadline. */
+export function callUnary<Res>(
+  client: grpc.Client,
+  method: string,
+  request: unknown,
+  timeoutMs: number,
+  peer?: string,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const deadline = new Date(Date.now() + timeoutMs);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    (client as any)[method](request, { deadline }, (err: grpc.ServiceError | null, reply: Res) => {
+      if (err) reject(fromServiceError(err, peer));
+      else resolve(reply);
+    });
+  });
+}
+
+export async function bindServer(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      if (err) reject(new StrataError('Unavailable', `cannot listen on ${address}: ${err.message}`, { cause: err }));
+      else resolve(port);
+    });
+  });
+}

@@ -1,0 +1,58 @@
+// The narrow transactional key-value seam under MetaStore. Every namespace rule lives in
+// MetaStore (meta/store.ts) once; an engine (etcd, LevelDB) only implements this.
+//
+// Semantics follow etcd's: each key has a modRevision (the store revision of its last
+// write). A transaction checks all its compares against current state, then applies all
+// its ops atomically, or applies nothing and reports failure.
+
+export interface KvEntry {
+  key: string;
+  value: Buffer;
+  modRevision: number; // > 0
+}
+
+export interface RangeOptions {
+  /** Inclusive start key. */
+  start: string;
+  /** Exclusive end key. */
+  end: string;
+  /** Maximum number of entries (required: never an unbounded range). */
+  limit: number;
+}
+
+/** A compare holds when the key's current modRevision equals `modRevision` (0 = key absent). */
+export interface KvCompare {
+  key: string;
+  modRevision: number;
+}
+
+export type KvOp =
+  | { type: 'put'; key: string; value: Buffer }
+  | { type: 'delete'; key: string }
+  /** Deletes every key in [start, end). One op however many keys. */
+  | { type: 'deleteRange'; start: string; end: string };
+
+export interface KvTxn {
+  compares: KvCompare[];
+  ops: KvOp[];
+}
+
+/** Max ops per transaction: etcd's default --max-txn-ops. Engines reject more. */
+export const KV_MAX_TXN_OPS = 128;
+
+export interface Kv {
+  /** Current entries for the keys, in order; undefined where absent. One round trip. */
+  getMany(keys: string[]): Promise<(KvEntry | undefined)[]>;
+  /** Entries in [start, end) in bytewise key order, at most `limit`. */
+  range(options: RangeOptions): Promise<KvEntry[]>;
+  /** Count of keys in [start, end). */
+  count(start: string, end: string): Promise<number>;
+  /** True when every compare held and the ops were applied. */
+  txn(txn: KvTxn): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** The smallest key greater than every key starting with `prefix` (for prefix ranges). */
+export function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
