@@ -1,0 +1,42 @@
+// df and nodes: cluster capacity and data node status.
+import type { Command } from 'commander';
+import { formatBytes } from '../../common/units.js';
+import { clientCommand, jsonOption, printJson, withClient } from '../context.js';
+
+export function registerClusterInfoCommands(program: Command): void {
+  clientCommand(program.command('df').description('cluster capacity, usage, files and chunks'))
+    .addOption(jsonOption())
+    .action(async (options) =>
+      withClient(options, async (client) => {
+        const fs = await client.statfs();
+        if (options.json) return printJson(fs);
+        const usedPct = fs.capacityBytes ? ((100 * fs.usedBytes) / fs.capacityBytes).toFixed(1) : '0.0';
+        console.log(
+          [
+            `Capacity:   ${formatBytes(fs.capacityBytes)} on ${fs.liveNodes} live data node(s)${fs.deadNodes ? `, ${fs.deadNodes} dead` : ''}`,
+            `Used:       ${formatBytes(fs.usedBytes)} (${usedPct}%, chunk files on disk, all replicas)`,
+            `Free:       ${formatBytes(fs.freeBytes)}`,
+            `Files:      ${fs.files}`,
+            `Dirs:       ${fs.directories}`,
+            `Chunks:     ${fs.chunks}`,
+          ].join('\n'),
+        );
+      }),
+    );
+
+  clientCommand(program.command('nodes').description('data nodes: address, state, capacity, used, chunks'))
+    .addOption(jsonOption())
+    .action(async (options) =>
+      withClient(options, async (client) => {
+        const nodes = await client.nodes();
+        if (options.json) return printJson(nodes);
+        const rows = [['NODE', 'ADDRESS', 'STATE', 'CAPACITY', 'USED', 'FREE', 'CHUNKS', 'LAST SEEN']];
+        for (const n of nodes) {
+          const ago = Math.max(0, Math.round((Date.now() - Number(n.lastHeartbeatMs)) / 1000));
+          rows.push([n.nodeId, n.address, n.state, formatBytes(Number(n.capacityBytes)), formatBytes(Number(n.usedBytes)), formatBytes(Number(n.freeBytes)), String(n.chunks), `${ago}s ago`]);
+        }
+        const widths = rows[0].map((_, col) => Math.max(...rows.map((r) => r[col].length)));
+        for (const row of rows) console.log(row.map((cell, col) => cell.padEnd(widths[col])).join('  ').trimEnd());
+      }),
+    );
+}

@@ -1,0 +1,150 @@
+// `strata cluster up`: a whole local cluster from one command. One coordinator (embedded
+// LevelDB metadata unless --meta names etcd) and N data nodes, each its own process on
+// 127.0.0.1, all data under one directory. Ctrl-C stops them all.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { Strata } from '../../client/index.js';
+import { StrataError } from '../../common/errors.js';
+import { parseSize } from '../../common/units.js';
+
+const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../main.js');
+const READY_TIMEOUT_MS = 30_000;
+
+interface Child {
+  name: string;
+  process: ChildProcess;
+  log: string;
+}
+
+export function registerClusterUpCommand(program: Command): void {
+  const cluster = program.command('cluster').description('run a local cluster');
+  cluster
+    .command('up')
+    .description('start a coordinator and data nodes on 127.0.0.1 (Ctrl-C stops them)')
+    .option('--data-dir <dir>', 'where all data and logs live', './.strata-data')
+    .option('--datanodes <n>', 'number of data nodes', '3')
+    .option('--port <port>', 'coordinator port; data nodes take the ports after it', '7400')
+    .option('--chunk-size <size>', 'default chunk size', '8MiB')
+    .option('--replication <n>', 'default replication factor (capped by data nodes)', '3')
+    .option('--meta <url>', 'etcd://host:port,... to keep metadata in etcd (default: embedded LevelDB in DATA_DIR/meta)')
+    .action(async (options) => {
+      const datanodes = wholeNumber(options.datanodes, '--datanodes', 1, 64);
+      const port = wholeNumber(options.port, '--port', 1, 65535 - datanodes);
+      const replication = wholeNumber(options.replication, '--replication', 1, 16);
+      parseSize(options.chunkSize, '--chunk-size');
+      const dataDir = path.resolve(options.dataDir);
+      const logDir = path.join(dataDir, 'logs');
+      mkdirSync(logDir, { recursive: true });
+      const coordinator = `127.0.0.1:${port}`;
+      const children: Child[] = [];
+      const start = (name: string, args: string[]) => {
+        const log = path.join(logDir, `${name}.log`);
+        const fd = openSync(log, 'a');
+        const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', fd, fd] });
+        children.push({ name, process: child, log });
+      };
+      start('coordinator', [
+        'coordinator', '--listen', coordinator, '--meta', options.meta ?? path.join(dataDir, 'meta'),
+        '--chunk-size', options.chunkSize, '--replication', String(Math.min(replication, datanodes)),
+      ]);
+      for (let i = 1; i <= datanodes; i++) {
+        start(`datanode-${i}`, [
+          'datanode', '--node-id', `dn${i}`, '--data-dir', path.join(dataDir, `dn${i}`),
+          '--listen', `127.0.0.1:${port + i}`, '--coordinators', coordinator,
+        ]);
+      }
+      const stopAll = stopper(children);
+      const exited = firstExit(children);
+      try {
+        await Promise.race([waitReady(coordinator, datanodes), exited.then((c) => Promise.reject(diedEarly(c)))]);
+      } catch (err) {
+        await stopAll();
+        throw err;
+      }
+      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta);
+      const reason = await Promise.race([
+        exited.then((c) => diedEarly(c)),
+        new Promise<string>((resolve) => {
+          process.once('SIGINT', () => resolve('stopping (Ctrl-C)…'));
+          process.once('SIGTERM', () => resolve('stopping (SIGTERM)…'));
+        }),
+      ]);
+      if (reason instanceof StrataError) console.error(`strata: ${reason.message}`);
+      else console.log(reason);
+      await stopAll();
+      if (reason instanceof StrataError) process.exitCode = 1;
+      else console.log('cluster stopped; data kept in ' + dataDir);
+    });
+}
+
+function wholeNumber(text: string, flag: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new StrataError('Invalid', `invalid ${flag} '${text}': use a whole number from ${min} to ${max}`);
+  return value;
+}
+
+function firstExit(children: Child[]): Promise<Child> {
+  return new Promise((resolve) => {
+    for (const child of children) child.process.once('exit', () => resolve(child));
+  });
+}
+
+function diedEarly(child: Child): StrataError {
+  return new StrataError('Unavailable', `${child.name} exited (code ${child.process.exitCode}); see ${child.log}`);
+}
+
+function stopper(children: Child[]): () => Promise<void> {
+  return async () => {
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.process.exitCode !== null || child.process.signalCode !== null) return resolve();
+            const timer = setTimeout(() => child.process.kill('SIGKILL'), 10_000);
+            child.process.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            child.process.kill('SIGTERM');
+          }),
+      ),
+    );
+  };
+}
+
+async function waitReady(coordinator: string, datanodes: number): Promise<void> {
+  const client = Strata.connect({ coordinators: coordinator, callTimeoutMs: 1000, failoverTimeoutMs: 1000 });
+  const giveUpAt = Date.now() + READY_TIMEOUT_MS;
+  try {
+    for (;;) {
+      const fs = await client.statfs().catch(() => undefined);
+      if (fs && fs.liveNodes >= datanodes) return;
+      if (Date.now() > giveUpAt) throw new StrataError('Timeout', `cluster not ready after ${READY_TIMEOUT_MS / 1000}s (${fs?.liveNodes ?? 0}/${datanodes} data nodes live)`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    client.close();
+  }
+}
+
+function printWelcome(coordinator: string, datanodes: number, port: number, dataDir: string, logDir: string, meta?: string): void {
+  const nodes = Array.from({ length: datanodes }, (_, i) => `127.0.0.1:${port + i + 1}`).join(', ');
+  console.log(`strata cluster is up
+  coordinator  ${coordinator}  (metadata: ${meta ? 'etcd' : `embedded LevelDB in ${path.join(dataDir, 'meta')}`})
+  data nodes   ${nodes}
+  data         ${dataDir}
+  logs         ${logDir}
+
+Try it in another shell:
+  export STRATA_COORDINATOR=${coordinator}
+  npx strata put ./README.md /hello/README.md
+  npx strata ls -l /hello
+  npx strata cat /hello/README.md
+  npx strata df
+  npx strata nodes
+
+Press Ctrl-C to stop the cluster.`);
+}

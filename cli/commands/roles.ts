@@ -1,0 +1,65 @@
+// `strata coordinator` and `strata datanode`: long-running roles. Flags, STRATA_* env and
+// an optional JSON --config file are merged and validated once (common/config.ts).
+import type { Command } from 'commander';
+import { coordinatorSchema, dataNodeSchema, loadConfig } from '../../common/config.js';
+import { createLogger } from '../../common/log.js';
+import { runCoordinator } from '../../coordinator/run.js';
+import { runDataNode } from '../../datanode/run.js';
+
+export function registerRoleCommands(program: Command): void {
+  program
+    .command('coordinator')
+    .description('run a coordinator: the namespace service (metadata in etcd or embedded LevelDB)')
+    .option('--listen <host:port>', 'address to serve on (default 127.0.0.1:7400)')
+    .option('--meta <url>', 'metadata engine: etcd://host:port[,host:port...] or a directory for embedded LevelDB (default ./.strata-data/meta)')
+    .option('--replication <n>', 'default replication factor of new files (default 3)')
+    .option('--chunk-size <size>', 'default chunk size of new files (default 8MiB)')
+    .option('--ack-policy <policy>', 'default replicas that must fsync per chunk: one | quorum | all (default all)')
+    .option('--heartbeat-interval-ms <ms>', 'how often data nodes report (default 1000)')
+    .option('--dead-after-ms <ms>', 'silence after which a data node counts as dead (default 5000)')
+    .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
+    .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
+    .action(async (options) => {
+      const { config: file, ...flags } = options;
+      const config = loadConfig(coordinatorSchema, flags, { file });
+      const log = createLogger('coordinator', config.logLevel);
+      const running = await runCoordinator(config, log);
+      await untilSignal(log, running.stop);
+    });
+
+  program
+    .command('datanode')
+    .description('run a data node: stores replicated, checksummed, LZ4-compressed chunks')
+    .option('--data-dir <dir>', 'where chunks and the chunk index live (required)')
+    .option('--listen <host:port>', 'address to serve on (default 127.0.0.1:7500)')
+    .option('--advertise <host:port>', 'address clients and peers use to reach this node (default: --listen)')
+    .option('--coordinators <list>', 'coordinator addresses to heartbeat, comma-separated (required)')
+    .option('--node-id <id>', 'stable node id (default: generated once, kept in DATA_DIR/node-id)')
+    .option('--zone <name>', 'failure zone label: replicas go to distinct zones first')
+    .option('--capacity-bytes <size>', 'capacity to report (default: the disk\'s)')
+    .option('--heartbeat-interval-ms <ms>', 'how often to report to the coordinators (default 1000)')
+    .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
+    .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
+    .action(async (options) => {
+      const { config: file, ...flags } = options;
+      const config = loadConfig(dataNodeSchema, flags, { file });
+      const log = createLogger('datanode', config.logLevel);
+      const running = await runDataNode(config, log);
+      await untilSignal(log, running.stop);
+    });
+}
+
+/** Serves until SIGINT/SIGTERM, then stops cleanly once. */
+export function untilSignal(log: { info: (msg: string) => void }, stop: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${signal}: shutting down`);
+      stop().finally(resolve);
+    };
+    process.once('SIGINT', () => onSignal('SIGINT'));
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+  });
+}

@@ -1,0 +1,24 @@
+// The CLI edge of the error taxonomy: one exit code per kind, documented in `strata --help`.
+import type { ErrorKind } from '../common/errors.js';
+
+export const EXIT_CODES: Record<ErrorKind, number> = {
+  Internal: 1,
+  Invalid: 2,
+  NotFound: 3,
+  Exists: 4,
+  NotEmpty: 5,
+  NotDir: 5,
+  IsDir: 5,
+  PermissionDenied: 6,
+  NoSpace: 7,
+  Unavailable: 8,
+  Timeout: 8,
+  Corrupt: 9,
+  Conflict: 10,
+};
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0 ok   1 internal error   2 invalid input or usage   3 not found   4 already exists
+  5 not empty / not a directory / is a directory   6 permission denied   7 no space
+  8 cluster unreachable or timed out   9 corrupt data   10 conflict (retry)`;

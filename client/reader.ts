@@ -1,0 +1,122 @@
+// Ranged file reads: chunk locations come from a coordinator in batches; each chunk range
+// is read from the first healthy replica, falling back to the next when a node is down or
+// its copy fails a checksum, resuming where the failed one stopped. The next chunk is
+// fetched while the current one drains (read-ahead), so at most `readAhead + 1` chunks
+// are held in memory.
+import { crc32c } from '@node-rs/crc32';
+import { StrataError, asStrataError } from '../common/errors.js';
+import type { CoordinatorClient } from './coordinator-client.js';
+import type { DataNodeClients, NodeAddress } from './datanode-client.js';
+
+interface ChunkLocation {
+  index: number;
+  chunkId: string;
+  length: number;
+  crc32c: number;
+  replicas: NodeAddress[];
+}
+
+interface GetChunksReply {
+  chunks: ChunkLocation[];
+}
+
+const LOCATIONS_PER_CALL = 256;
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+export interface RangeReadOptions {
+  ino: number;
+  /** The file's size and chunk size, from the stat that opened it (close-to-open). */
+  size: number;
+  chunkSize: number;
+  start: number;
+  /** Exclusive end; clamped to the file size. */
+  end: number;
+  readAhead: number;
+}
+
+export async function* readRange(coordinator: CoordinatorClient, datanodes: DataNodeClients, options: RangeReadOptions): AsyncGenerator<Buffer> {
+  const { chunkSize, size } = options;
+  const end = Math.min(options.end, size);
+  if (options.start >= end) return;
+  const firstIndex = Math.floor(options.start / chunkSize);
+  const lastIndex = Math.floor((end - 1) / chunkSize);
+
+  const locations = new Map<number, ChunkLocation>();
+  let fetchedThrough = firstIndex - 1;
+  const locate = async (index: number): Promise<ChunkLocation | undefined> => {
+    if (index > fetchedThrough) {
+      const reply = await coordinator.call<GetChunksReply>('GetChunks', { ino: options.ino, fromIndex: index, count: LOCATIONS_PER_CALL });
+      for (const chunk of reply.chunks) locations.set(Number(chunk.index), chunk);
+      fetchedThrough = index + LOCATIONS_PER_CALL - 1;
+    }
+    const found = locations.get(index);
+    locations.delete(index);
+    return found;
+  };
+
+  const fetchPart = async (index: number): Promise<Buffer[]> => {
+    const chunkStart = index * chunkSize;
+    const from = Math.max(options.start, chunkStart) - chunkStart;
+    const to = Math.min(end, chunkStart + chunkSize) - chunkStart;
+    const location = await locate(index);
+    const pieces: Buffer[] = [];
+    const stored = location ? Math.min(Number(location.length), to) : 0;
+    if (location && from < stored) pieces.push(...(await readChunkRange(datanodes, location, from, stored - from)));
+    // A hole, or bytes past a chunk's stored length (after a truncate), read as zeros.
+    for (let zeroFrom = Math.max(from, stored); zeroFrom < to; zeroFrom += ZEROS.length) {
+      pieces.push(ZEROS.subarray(0, Math.min(ZEROS.length, to - zeroFrom)));
+    }
+    return pieces;
+  };
+
+  const pending: Promise<Buffer[]>[] = [];
+  let nextToFetch = firstIndex;
+  const fill = () => {
+    while (nextToFetch <= lastIndex && pending.length <= options.readAhead) {
+      const part = fetchPart(nextToFetch++);
+      part.catch(() => undefined); // awaited in order below; avoid an unhandled rejection meanwhile
+      pending.push(part);
+    }
+  };
+  fill();
+  while (pending.length > 0) {
+    const pieces = await pending.shift()!;
+    fill();
+    yield* pieces;
+  }
+}
+
+/** One chunk range, replica by replica, resuming after the bytes already received. */
+async function readChunkRange(datanodes: DataNodeClients, location: ChunkLocation, offset: number, length: number): Promise<Buffer[]> {
+  const wholeChunk = offset === 0 && length === Number(location.length) && location.crc32c !== 0;
+  const errors: string[] = [];
+  if (location.replicas.length === 0) {
+    throw new StrataError('Unavailable', `chunk ${location.chunkId}: no replica is on a known data node`);
+  }
+  for (const replica of location.replicas) {
+    const pieces: Buffer[] = [];
+    let received = 0;
+    try {
+      for await (const piece of datanodes.readChunk(replica, location.chunkId, offset, length)) {
+        pieces.push(piece);
+        received += piece.length;
+      }
+      if (received !== length) throw new StrataError('Corrupt', `short read: ${received} of ${length} bytes`);
+      // End to end: the writer's checksum of the whole chunk must match what came back.
+      if (wholeChunk && crc32cOf(pieces) !== location.crc32c >>> 0) {
+        throw new StrataError('Corrupt', 'chunk checksum mismatch after transfer');
+      }
+      return pieces;
+    } catch (err) {
+      errors.push(`${replica.nodeId}: ${asStrataError(err).message}`);
+    }
+  }
+  const kind = errors.every((e) => /checksum|corrupt/i.test(e)) ? 'Corrupt' : 'Unavailable';
+  throw new StrataError(kind, `chunk ${location.chunkId}: no replica could be read (${errors.join('; ')})`);
+}
+
+function crc32cOf(pieces: Buffer[]): number {
+  let crc = 0;
+  for (const piece of pieces) crc = crc32c(piece, crc);
+  return crc >>> 0;
+}

@@ -1,0 +1,218 @@
+// The SDK: an fs-like API over a strata cluster. Metadata goes to a coordinator (with
+// failover); bytes go straight to data nodes.
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { StrataError, invalid } from '../common/errors.js';
+import { CoordinatorClient } from './coordinator-client.js';
+import { DataNodeClients } from './datanode-client.js';
+import { readRange } from './reader.js';
+import type { DirEntry, FileStat, FsStats, NodeStatus, ReadOptions, WriteOptions } from './types.js';
+import { toDirEntry, toFileStat } from './wire.js';
+import { ChunkWriter } from './writer.js';
+
+export interface ConnectOptions {
+  /** Coordinator addresses: an array or a comma list of host:port. */
+  coordinators: string[] | string;
+  /** Deadline of one metadata call. Default 10 s. */
+  callTimeoutMs?: number;
+  /** How long to keep trying other coordinators when one is unreachable. Default 15 s. */
+  failoverTimeoutMs?: number;
+  /** Deadline of one chunk transfer. Default 120 s. */
+  transferTimeoutMs?: number;
+  /** Chunks uploading at once per write stream. Default 3. */
+  writeConcurrency?: number;
+  /** Chunks fetched ahead of the reader. Default 2. */
+  readAhead?: number;
+}
+
+const READDIR_PAGE = 1000;
+
+export class Strata {
+  private constructor(
+    private readonly coordinator: CoordinatorClient,
+    private readonly datanodes: DataNodeClients,
+    private readonly options: Required<Pick<ConnectOptions, 'writeConcurrency' | 'readAhead'>>,
+  ) {}
+
+  /** Connects lazily: the first call reaches a coordinator. */
+  static connect(options: ConnectOptions): Strata {
+    const addresses = (Array.isArray(options.coordinators) ? options.coordinators : options.coordinators.split(','))
+      .map((a) => a.trim())
+      .filter(Boolean);
+    const coordinator = new CoordinatorClient({
+      addresses,
+      callTimeoutMs: options.callTimeoutMs ?? 10_000,
+      failoverTimeoutMs: options.failoverTimeoutMs ?? 15_000,
+    });
+    const transferTimeoutMs = options.transferTimeoutMs ?? 120_000;
+    const datanodes = new DataNodeClients({ writeTimeoutMs: transferTimeoutMs, readTimeoutMs: transferTimeoutMs });
+    return new Strata(coordinator, datanodes, { writeConcurrency: options.writeConcurrency ?? 3, readAhead: options.readAhead ?? 2 });
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    const reply = await this.coordinator.call<{ attr: unknown }>('Stat', { path });
+    return toFileStat(reply.attr);
+  }
+
+  /** Whether the path exists (a NotFound is false; any other failure throws). */
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.stat(path);
+      return true;
+    } catch (err) {
+      if (err instanceof StrataError && err.kind === 'NotFound') return false;
+      throw err;
+    }
+  }
+
+  /** Entries of a directory, page by page, in bytewise name order. */
+  async *list(path: string, options: { withStats?: boolean } = {}): AsyncGenerator<DirEntry> {
+    let after = '';
+    for (;;) {
+      const reply = await this.coordinator.call<{ entries: unknown[]; more: boolean }>('ReadDir', {
+        path,
+        after,
+        limit: READDIR_PAGE,
+        withAttrs: !!options.withStats,
+      });
+      const entries = reply.entries.map(toDirEntry);
+      yield* entries;
+      if (!reply.more || entries.length === 0) return;
+      after = entries[entries.length - 1].name;
+    }
+  }
+
+  async readdir(path: string, options: { withStats?: boolean } = {}): Promise<DirEntry[]> {
+    const entries: DirEntry[] = [];
+    for await (const entry of this.list(path, options)) entries.push(entry);
+    return entries;
+  }
+
+  async mkdir(path: string, options: { parents?: boolean; mode?: number } = {}): Promise<FileStat> {
+    const reply = await this.coordinator.call<{ attr: unknown }>('Mkdir', { path, parents: !!options.parents, mode: options.mode ?? 0 });
+    return toFileStat(reply.attr);
+  }
+
+  /** Removes a file, symlink or empty directory; `recursive` removes a whole tree. */
+  async rm(path: string, options: { recursive?: boolean; onRemoved?: (path: string) => void } = {}): Promise<void> {
+    if (options.recursive) {
+      const stat = await this.stat(path);
+      if (stat.isDirectory()) {
+        // Collect a page before deleting from it, so paging never skips entries.
+        for (;;) {
+          const page: DirEntry[] = [];
+          for await (const entry of this.list(path)) {
+            page.push(entry);
+            if (page.length >= READDIR_PAGE) break;
+          }
+          if (page.length === 0) break;
+          for (const entry of page) await this.rm(joinChild(path, entry.name), options);
+        }
+      }
+    }
+    await this.coordinator.call('Remove', { path });
+    options.onRemoved?.(path);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    await this.coordinator.call('Rename', { from, to });
+  }
+
+  async symlink(target: string, path: string): Promise<FileStat> {
+    const reply = await this.coordinator.call<{ attr: unknown }>('Symlink', { path, target });
+    return toFileStat(reply.attr);
+  }
+
+  async readlink(path: string): Promise<string> {
+    const stat = await this.stat(path);
+    if (!stat.isSymbolicLink()) throw invalid(`${path}: not a symbolic link`);
+    return stat.target;
+  }
+
+  async setattr(path: string, changes: { mode?: number; uid?: number; gid?: number; mtimeMs?: number; atimeMs?: number; size?: number }): Promise<FileStat> {
+    const reply = await this.coordinator.call<{ attr: unknown }>('SetAttr', { path, ...changes });
+    return toFileStat(reply.attr);
+  }
+
+  truncate(path: string, size = 0): Promise<FileStat> {
+    return this.setattr(path, { size });
+  }
+
+  /**
+   * A writable stream that replaces the file's content. It finishes ('finish'/'close')
+   * only after every chunk is fsynced on its replicas and committed in metadata.
+   */
+  async createWriteStream(path: string, options: WriteOptions = {}): Promise<Writable & { stat: FileStat | undefined }> {
+    const reply = await this.coordinator.call<{ attr: unknown }>('Create', {
+      path,
+      mode: options.mode ?? 0,
+      replication: options.replication ?? 0,
+      chunkSize: options.chunkSize ?? 0,
+      exclusive: !!options.exclusive,
+      truncate: true,
+    });
+    const stat = toFileStat(reply.attr);
+    const writer = new ChunkWriter(this.coordinator, this.datanodes, {
+      ino: stat.ino,
+      chunkSize: stat.chunkSize,
+      ackPolicy: options.ackPolicy,
+      maxInFlight: this.options.writeConcurrency,
+      maxAttemptsPerChunk: 5,
+      onProgress: options.onProgress,
+    });
+    writer.stat = stat;
+    return writer;
+  }
+
+  async writeFile(path: string, data: Buffer | string | Readable | AsyncIterable<Buffer>, options: WriteOptions = {}): Promise<FileStat> {
+    const stream = await this.createWriteStream(path, options);
+    const source = typeof data === 'string' || Buffer.isBuffer(data) ? Readable.from([Buffer.from(data)]) : data;
+    await pipeline(source, stream);
+    return stream.stat ?? (await this.stat(path));
+  }
+
+  /** A readable stream of the file (or of bytes start..end inclusive). */
+  async createReadStream(path: string, options: ReadOptions = {}): Promise<Readable> {
+    const stat = await this.stat(path);
+    if (stat.isDirectory()) throw new StrataError('IsDir', `${path}: is a directory`);
+    if (stat.isSymbolicLink()) throw invalid(`${path}: is a symbolic link (to ${stat.target}); read the target`);
+    const start = options.start ?? 0;
+    const endExclusive = options.end === undefined ? stat.size : options.end + 1;
+    if (!Number.isSafeInteger(start) || start < 0 || !Number.isSafeInteger(endExclusive) || endExclusive < start) {
+      throw invalid(`invalid byte range ${start}..${options.end}`);
+    }
+    const pieces = readRange(this.coordinator, this.datanodes, {
+      ino: stat.ino,
+      size: stat.size,
+      chunkSize: stat.chunkSize,
+      start,
+      end: endExclusive,
+      readAhead: this.options.readAhead,
+    });
+    return Readable.from(pieces, { objectMode: false });
+  }
+
+  async readFile(path: string, options: ReadOptions = {}): Promise<Buffer> {
+    const pieces: Buffer[] = [];
+    for await (const piece of await this.createReadStream(path, options)) pieces.push(piece);
+    return Buffer.concat(pieces);
+  }
+
+  async statfs(): Promise<FsStats> {
+    return this.coordinator.call<FsStats>('StatFs', {});
+  }
+
+  async nodes(): Promise<NodeStatus[]> {
+    const reply = await this.coordinator.call<{ nodes: NodeStatus[] }>('ListNodes', {});
+    return reply.nodes;
+  }
+
+  close(): void {
+    this.coordinator.close();
+    this.datanodes.close();
+  }
+}
+
+function joinChild(dir: string, name: string): string {
+  return dir.endsWith('/') ? dir + name : `${dir}/${name}`;
+}

@@ -1,0 +1,77 @@
+// The SDK's public shapes (wire messages converted once, in client/wire.ts).
+
+export type FileType = 'file' | 'directory' | 'symlink';
+
+export interface FileStat {
+  ino: number;
+  type: FileType;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  atimeMs: number;
+  nlink: number;
+  replication: number;
+  chunkSize: number;
+  chunks: number;
+  /** Symlinks: where the link points. */
+  target: string;
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+}
+
+export interface DirEntry {
+  name: string;
+  ino: number;
+  type: FileType;
+  stat?: FileStat;
+}
+
+export interface NodeStatus {
+  nodeId: string;
+  address: string;
+  state: 'live' | 'dead';
+  capacityBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+  chunks: number;
+  zone: string;
+  lastHeartbeatMs: number;
+}
+
+export interface FsStats {
+  capacityBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+  files: number;
+  directories: number;
+  chunks: number;
+  liveNodes: number;
+  deadNodes: number;
+}
+
+export type AckPolicy = 'one' | 'quorum' | 'all';
+
+export interface WriteOptions {
+  /** Copies of each chunk; default: the coordinator's (3). */
+  replication?: number;
+  /** Bytes per chunk; default: the coordinator's (8 MiB). */
+  chunkSize?: number;
+  /** Replicas that must fsync before a chunk counts as written; default: the coordinator's (all). */
+  ackPolicy?: AckPolicy;
+  mode?: number;
+  /** Fail with Exists when the path is taken. */
+  exclusive?: boolean;
+  /** Reports bytes acknowledged so far (for progress bars). */
+  onProgress?: (bytesWritten: number) => void;
+}
+
+export interface ReadOptions {
+  /** First byte to read (inclusive); default 0. */
+  start?: number;
+  /** Last byte to read (inclusive, like fs.createReadStream); default: end of file. */
+  end?: number;
+}

@@ -1,0 +1,131 @@
+// Sequential file writes: bytes are buffered into chunk-sized pieces, each chunk is placed
+// by a coordinator, streamed down a replication pipeline, and committed in metadata only
+// after the required replicas fsynced it. A failed node means a fresh placement for that
+// chunk, so a write succeeds while enough nodes live. Memory: at most maxInFlight chunks.
+import { Writable } from 'node:stream';
+import { crc32c } from '@node-rs/crc32';
+import { StrataError, asStrataError } from '../common/errors.js';
+import type { CoordinatorClient } from './coordinator-client.js';
+import { type DataNodeClients, type NodeAddress, describeWriteFailure } from './datanode-client.js';
+import type { AckPolicy, FileStat } from './types.js';
+import { toFileStat } from './wire.js';
+
+export interface ChunkWriterOptions {
+  ino: number;
+  chunkSize: number;
+  ackPolicy?: AckPolicy;
+  /** Chunks uploading at once: overlaps network and disk work, bounds memory. */
+  maxInFlight: number;
+  /** Fresh placements to try per chunk before the write fails. */
+  maxAttemptsPerChunk: number;
+  onProgress?: (bytesWritten: number) => void;
+}
+
+interface AllocateReply {
+  chunkId: string;
+  pipeline: NodeAddress[];
+  requiredAcks: number;
+}
+
+export class ChunkWriter extends Writable {
+  private buffer: Buffer;
+  private filled = 0;
+  private nextIndex = 0;
+  private bytesAcked = 0;
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: StrataError | undefined;
+  /** The file's attributes after the last commit. */
+  stat: FileStat | undefined;
+
+  constructor(
+    private readonly coordinator: CoordinatorClient,
+    private readonly datanodes: DataNodeClients,
+    private readonly options: ChunkWriterOptions,
+  ) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.buffer = Buffer.allocUnsafe(options.chunkSize);
+  }
+
+  override _write(data: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.append(data).then(() => callback(), (err) => callback(err));
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    (async () => {
+      if (this.filled > 0) await this.startChunk();
+      await Promise.all(this.inFlight);
+      if (this.failure) throw this.failure;
+    })().then(() => callback(), (err) => callback(err));
+  }
+
+  private async append(data: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < data.length) {
+      if (this.failure) throw this.failure;
+      const copied = data.copy(this.buffer, this.filled, offset);
+      this.filled += copied;
+      offset += copied;
+      if (this.filled === this.options.chunkSize) await this.startChunk();
+    }
+  }
+
+  /** Hands the full buffer to an upload; waits while too many uploads are running. */
+  private async startChunk(): Promise<void> {
+    while (this.inFlight.size >= this.options.maxInFlight) await Promise.race(this.inFlight);
+    if (this.failure) throw this.failure;
+    const index = this.nextIndex++;
+    const data = this.buffer.subarray(0, this.filled);
+    this.buffer = Buffer.allocUnsafe(this.options.chunkSize);
+    this.filled = 0;
+    const upload: Promise<void> = this.uploadChunk(index, data).then(
+      () => {
+        this.bytesAcked += data.length;
+        this.options.onProgress?.(this.bytesAcked);
+      },
+      (err) => {
+        this.failure ??= asStrataError(err);
+      },
+    );
+    const tracked = upload.finally(() => this.inFlight.delete(tracked));
+    this.inFlight.add(tracked);
+  }
+
+  private async uploadChunk(index: number, data: Buffer): Promise<void> {
+    const checksum = crc32c(data);
+    const exclude = new Set<string>();
+    let lastError: StrataError | undefined;
+    for (let attempt = 0; attempt < this.options.maxAttemptsPerChunk; attempt++) {
+      const placement = await this.coordinator.call<AllocateReply>('AllocateChunk', {
+        ino: this.options.ino,
+        index,
+        excludeNodes: [...exclude],
+        ackPolicy: this.options.ackPolicy ?? '',
+      });
+      try {
+        const result = await this.datanodes.writeChunk(placement.pipeline, placement.chunkId, data);
+        if (result.storedOn.length >= placement.requiredAcks) {
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any
+          const reply = await this.coordinator.call<any>('CommitChunk', {
+            ino: this.options.ino,
+            index,
+            chunkId: placement.chunkId,
+            length: data.length,
+            nodes: result.storedOn,
+            crc32c: checksum,
+          });
+          this.stat = toFileStat(reply.attr);
+          return;
+        }
+        for (const nodeId of result.failed) exclude.add(nodeId);
+        lastError = describeWriteFailure(placement.chunkId, result, placement.requiredAcks);
+      } catch (err) {
+        lastError = asStrataError(err);
+        // The head of the pipeline failed (or refused): we cannot tell which nodes are
+        // fine, so avoid the head and try a fresh placement.
+        if (lastError.kind !== 'Unavailable' && lastError.kind !== 'Timeout' && lastError.kind !== 'Corrupt') throw lastError;
+        exclude.add(placement.pipeline[0].nodeId);
+      }
+    }
+    throw new StrataError('Unavailable', `chunk ${index} of the file could not be stored: ${lastError?.message}`, { cause: lastError });
+  }
+}

@@ -1,0 +1,92 @@
+// Role configuration: an optional JSON file, then STRATA_* environment variables, then
+// flags, merged once and validated once into a frozen typed object. Nothing else reads
+// process.env. A bad value is one line naming the key: `invalid config: chunkSize: ...`.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { StrataError, invalid } from './errors.js';
+import { parseSize } from './units.js';
+
+const hostPort = z.string().regex(/^[^\s/]+:\d{1,5}$/, 'expected host:port');
+const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  try {
+    return parseSize(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+const int = z.coerce.number().int();
+const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info');
+const list = z.union([z.array(z.string()), z.string()]).transform((v) =>
+  (Array.isArray(v) ? v : v.split(',')).map((s) => s.trim()).filter(Boolean),
+);
+
+export const MIN_CHUNK_BYTES = 64 * 1024;
+export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
+
+export const coordinatorSchema = z.object({
+  listen: hostPort.default('127.0.0.1:7400'),
+  /** `etcd://host:port,...`, `leveldb:///path`, or a directory path (embedded engine). */
+  meta: z.string().min(1).default('./.strata-data/meta'),
+  replication: int.min(1).max(16).default(3),
+  chunkSize: size.pipe(z.number().int().min(MIN_CHUNK_BYTES).max(MAX_CHUNK_BYTES)).default(8 * 1024 * 1024),
+  ackPolicy: z.enum(['one', 'quorum', 'all']).default('all'),
+  heartbeatIntervalMs: int.min(100).max(60_000).default(1000),
+  deadAfterMs: int.min(500).max(3_600_000).default(5000),
+  logLevel,
+});
+export type CoordinatorConfig = Readonly<z.infer<typeof coordinatorSchema>>;
+
+export const dataNodeSchema = z.object({
+  nodeId: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - (1..64)').optional(),
+  dataDir: z.string().min(1),
+  listen: hostPort.default('127.0.0.1:7500'),
+  advertise: hostPort.optional(),
+  coordinators: list.pipe(z.array(hostPort).min(1)),
+  heartbeatIntervalMs: int.min(100).max(60_000).default(1000),
+  zone: z.string().max(64).default(''),
+  capacityBytes: size.optional(),
+  logLevel,
+});
+export type DataNodeConfig = Readonly<z.infer<typeof dataNodeSchema>>;
+
+/** STRATA_CHUNK_SIZE -> chunkSize */
+const envName = (key: string) => 'STRATA_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+
+export function loadConfig<S extends z.ZodObject>(
+  schema: S,
+  flags: Record<string, unknown>,
+  options: { file?: string; env?: NodeJS.ProcessEnv } = {},
+): Readonly<z.infer<S>> {
+  const env = options.env ?? process.env;
+  const fromFile = options.file ? readConfigFile(options.file) : {};
+  const fromEnv: Record<string, unknown> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[envName(key)];
+    if (value !== undefined && value !== '') fromEnv[key] = value;
+  }
+  const fromFlags = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
+  const result = schema.strict().safeParse({ ...fromFile, ...fromEnv, ...fromFlags });
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const key = issue.path.join('.') || (issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : '(root)');
+    throw invalid(`invalid config: ${key}: ${issue.message}`);
+  }
+  return Object.freeze(result.data) as Readonly<z.infer<S>>;
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new StrataError('Invalid', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  try {
+    const parsed = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+    return parsed;
+  } catch (err) {
+    throw invalid(`config file ${file} is not a JSON object: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,65 @@
+// Key layout and value encoding of the namespace in the KV seam. Values are compact JSON:
+// a file's inode stays a few hundred bytes, and a big file is many `c/` keys, never one.
+//
+//   i/<ino>              inode attributes
+//   t/<ino>              directory content stamp: bumped by every entry added or removed, so
+//                        rmdir/rename-over-dir can compare one revision to prove "still empty"
+//                        while creators in one directory never conflict with each other
+//   d/<parent>/<name>    directory entry -> { ino, type }
+//   c/<ino>/<index>      chunk record (index zero-padded so ranges sort numerically)
+//   n/<nodeId>           data node record (last heartbeat seen by any coordinator)
+//   x/ino                next unallocated inode number (handed out in batches)
+import type { Attr, ChunkRecord, FileKind, NodeRecord } from './types.js';
+import { prefixEnd } from './kv.js';
+
+export const inodeKey = (ino: number) => `i/${ino}`;
+export const stampKey = (ino: number) => `t/${ino}`;
+export const dentryPrefix = (parent: number) => `d/${parent}/`;
+export const dentryKey = (parent: number, name: string) => `d/${parent}/${name}`;
+export const chunkPrefix = (ino: number) => `c/${ino}/`;
+export const chunkKey = (ino: number, index: number) => `c/${ino}/${String(index).padStart(12, '0')}`;
+export const nodeKey = (nodeId: string) => `n/${nodeId}`;
+export const NODE_PREFIX = 'n/';
+export const INODE_COUNTER_KEY = 'x/ino';
+
+export const rangeOf = (prefix: string) => ({ start: prefix, end: prefixEnd(prefix) });
+
+const KIND_CODE: Record<FileKind, string> = { file: 'f', dir: 'd', symlink: 'l' };
+const CODE_KIND: Record<string, FileKind> = { f: 'file', d: 'dir', l: 'symlink' };
+
+const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+export function encodeAttr(attr: Attr): Buffer {
+  const { ino: _ino, type, ...rest } = attr;
+  return json({ ...rest, type: KIND_CODE[type] });
+}
+
+export function decodeAttr(ino: number, value: Buffer): Attr {
+  const raw = JSON.parse(value.toString());
+  return { ...raw, ino, type: CODE_KIND[raw.type] };
+}
+
+export function encodeDentry(ino: number, type: FileKind): Buffer {
+  return json({ i: ino, t: KIND_CODE[type] });
+}
+
+export function decodeDentry(value: Buffer): { ino: number; type: FileKind } {
+  const raw = JSON.parse(value.toString());
+  return { ino: raw.i, type: CODE_KIND[raw.t] };
+}
+
+export function encodeChunk(record: ChunkRecord): Buffer {
+  return json({ id: record.chunkId, l: record.length, c: record.crc32c, n: record.nodes });
+}
+
+export function decodeChunk(index: number, value: Buffer): ChunkRecord {
+  const raw = JSON.parse(value.toString());
+  return { index, chunkId: raw.id, length: raw.l, crc32c: raw.c, nodes: raw.n };
+}
+
+export const chunkIndexFromKey = (key: string) => Number(key.slice(key.lastIndexOf('/') + 1));
+
+export const encodeNode = (node: NodeRecord) => json(node);
+export const decodeNode = (value: Buffer) => JSON.parse(value.toString()) as NodeRecord;
+export const encodeNumber = (n: number) => Buffer.from(String(n));
+export const decodeNumber = (value: Buffer) => Number(value.toString());

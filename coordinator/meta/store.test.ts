@@ -1,0 +1,256 @@
+// One MetaStore contract, run against both engines: embedded LevelDB and a real etcd.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { StrataError, type ErrorKind } from '../../common/errors.js';
+import { startEtcd, type EtcdMember } from '../../test/harness/etcd.js';
+import { tempDir, type TempDir } from '../../test/harness/ports.js';
+import type { Kv } from './kv.js';
+import { openKv } from './open-kv.js';
+import { MetaStore } from './store.js';
+import { ROOT_INO, type CreateOptions } from './types.js';
+
+const FILE: CreateOptions = { mode: 0o644, replication: 3, chunkSize: 1024 * 1024, exclusive: true, truncate: false };
+
+async function expectKind(promise: Promise<unknown>, kind: ErrorKind): Promise<void> {
+  const err = await promise.then(() => undefined, (e: unknown) => e);
+  expect(err, `expected ${kind}`).toBeInstanceOf(StrataError);
+  expect((err as StrataError).kind).toBe(kind);
+}
+
+function metaContract(name: string, open: () => Promise<{ kv: Kv; close: () => Promise<void> }>) {
+  describe(`MetaStore contract: ${name}`, () => {
+    let meta: MetaStore;
+    let close: () => Promise<void>;
+    let dirCount = 0;
+    /** A fresh directory per test, so tests share one engine without seeing each other. */
+    const freshDir = async () => (await meta.mkdir(ROOT_INO, `t${++dirCount}`, 0o755)).ino;
+
+    beforeAll(async () => {
+      const opened = await open();
+      close = opened.close;
+      meta = new MetaStore(opened.kv, { inodeBatch: 100 });
+      await meta.init();
+      await meta.init(); // idempotent: every coordinator calls it at start-up
+    });
+    afterAll(async () => close?.());
+
+    test('root exists and is a directory', async () => {
+      const root = await meta.getattr(ROOT_INO);
+      expect(root.type).toBe('dir');
+      expect((await meta.resolve([])).ino).toBe(ROOT_INO);
+    });
+
+    test('two concurrent creators of one name: exactly one wins', async () => {
+      const dir = await freshDir();
+      for (const round of [0, 1, 2]) {
+        const results = await Promise.allSettled(Array.from({ length: 8 }, () => meta.create(dir, `race${round}`, FILE)));
+        const won = results.filter((r) => r.status === 'fulfilled');
+        expect(won).toHaveLength(1);
+        for (const lost of results.filter((r) => r.status === 'rejected')) {
+          expect((lost as PromiseRejectedResult).reason.kind).toBe('Exists');
+        }
+      }
+      const mkdirs = await Promise.allSettled(Array.from({ length: 8 }, () => meta.mkdir(dir, 'd', 0o755)));
+      expect(mkdirs.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    });
+
+    test('create, lookup, resolve, unlink', async () => {
+      const dir = await freshDir();
+      const file = await meta.create(dir, 'a', FILE);
+      expect((await meta.lookup(dir, 'a')).ino).toBe(file.ino);
+      const parent = await meta.getattr(dir);
+      expect((await meta.resolve([`t${dirCount}`, 'a'])).ino).toBe(file.ino);
+      await expectKind(meta.resolve([`t${dirCount}`, 'a', 'b']), 'NotDir');
+      await expectKind(meta.create(file.ino, 'x', FILE), 'NotDir');
+      await meta.unlink(dir, 'a');
+      await expectKind(meta.lookup(dir, 'a'), 'NotFound');
+      await expectKind(meta.getattr(file.ino), 'NotFound');
+      expect((await meta.getattr(dir)).mtimeMs).toBeGreaterThanOrEqual(parent.mtimeMs);
+    });
+
+    test('non-exclusive create opens the existing file; truncate empties it', async () => {
+      const dir = await freshDir();
+      const file = await meta.create(dir, 'f', FILE);
+      await meta.commitChunk(file.ino, { index: 0, chunkId: 'c0', length: 100, crc32c: 1, nodes: ['n1'] });
+      const reopened = await meta.create(dir, 'f', { ...FILE, exclusive: false });
+      expect(reopened.ino).toBe(file.ino);
+      expect(reopened.size).toBe(100);
+      const emptied = await meta.create(dir, 'f', { ...FILE, exclusive: false, truncate: true });
+      expect(emptied.size).toBe(0);
+      expect((await meta.getChunks(file.ino, 0, 0)).chunks).toHaveLength(0);
+    });
+
+    test('rename within a directory, across directories, and over an existing file is atomic', async () => {
+      const dir = await freshDir();
+      const other = await meta.mkdir(dir, 'other', 0o755);
+      const a = await meta.create(dir, 'a', FILE);
+      await meta.rename(dir, 'a', dir, 'b');
+      await expectKind(meta.lookup(dir, 'a'), 'NotFound');
+      expect((await meta.lookup(dir, 'b')).ino).toBe(a.ino);
+
+      await meta.rename(dir, 'b', other.ino, 'c');
+      expect((await meta.lookup(other.ino, 'c')).ino).toBe(a.ino);
+
+      const victim = await meta.create(dir, 'victim', FILE);
+      await meta.commitChunk(victim.ino, { index: 0, chunkId: 'v0', length: 10, crc32c: 1, nodes: ['n1'] });
+      await meta.rename(other.ino, 'c', dir, 'victim');
+      expect((await meta.lookup(dir, 'victim')).ino).toBe(a.ino);
+      await expectKind(meta.getattr(victim.ino), 'NotFound');
+      await expectKind(meta.lookup(other.ino, 'c'), 'NotFound');
+
+      // Concurrent renames of one source: exactly one succeeds, the entry exists exactly once.
+      const racer = await meta.create(dir, 'racer', FILE);
+      const results = await Promise.allSettled([0, 1, 2, 3].map((i) => meta.rename(dir, 'racer', dir, `moved${i}`)));
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const listed = (await meta.readdir(dir, '', 100, false)).entries.filter((e) => e.ino === racer.ino);
+      expect(listed).toHaveLength(1);
+    });
+
+    test('rename of a directory: into its own subtree refused; over a non-empty directory refused', async () => {
+      const dir = await freshDir();
+      const top = await meta.mkdir(dir, 'top', 0o755);
+      const mid = await meta.mkdir(top.ino, 'mid', 0o755);
+      await meta.mkdir(mid.ino, 'leaf', 0o755);
+      await expectKind(meta.rename(dir, 'top', mid.ino, 'inside'), 'Invalid');
+      await expectKind(meta.rename(dir, 'top', top.ino, 'self'), 'Invalid');
+      expect((await meta.lookup(dir, 'top')).ino).toBe(top.ino);
+
+      const full = await meta.mkdir(dir, 'full', 0o755);
+      await meta.create(full.ino, 'x', FILE);
+      await expectKind(meta.rename(top.ino, 'mid', dir, 'full'), 'NotEmpty');
+      const empty = await meta.mkdir(dir, 'empty', 0o755);
+      await meta.rename(top.ino, 'mid', dir, 'empty');
+      expect((await meta.lookup(dir, 'empty')).ino).toBe(mid.ino);
+      expect((await meta.getattr(mid.ino)).parent).toBe(dir);
+      await expectKind(meta.getattr(empty.ino), 'NotFound');
+
+      const file = await meta.create(dir, 'file', FILE);
+      await expectKind(meta.rename(dir, 'file', dir, 'full'), 'IsDir');
+      await expectKind(meta.rename(dir, 'full', dir, 'file'), 'NotDir');
+      expect((await meta.lookup(dir, 'file')).ino).toBe(file.ino);
+    });
+
+    test('rmdir of a non-empty directory fails; of an empty one succeeds', async () => {
+      const dir = await freshDir();
+      const sub = await meta.mkdir(dir, 'sub', 0o755);
+      await meta.create(sub.ino, 'f', FILE);
+      await expectKind(meta.rmdir(dir, 'sub'), 'NotEmpty');
+      await expectKind(meta.unlink(dir, 'sub'), 'IsDir');
+      await expectKind(meta.rmdir(sub.ino, 'f'), 'NotDir');
+      await meta.unlink(sub.ino, 'f');
+      await meta.rmdir(dir, 'sub');
+      await expectKind(meta.lookup(dir, 'sub'), 'NotFound');
+    });
+
+    test('rmdir racing a create never orphans an entry', async () => {
+      const dir = await freshDir();
+      for (let i = 0; i < 10; i++) {
+        const sub = await meta.mkdir(dir, `s${i}`, 0o755);
+        const [removed, created] = await Promise.allSettled([meta.rmdir(dir, `s${i}`), meta.create(sub.ino, 'f', FILE)]);
+        // Either the directory is gone and the create failed, or it stays with the file.
+        if (removed.status === 'fulfilled') {
+          expect(created.status).toBe('rejected');
+          await expectKind(meta.getattr(sub.ino), 'NotFound');
+        } else {
+          expect(created.status).toBe('fulfilled');
+          expect((await meta.lookup(sub.ino, 'f')).type).toBe('file');
+        }
+      }
+    });
+
+    test('readdir pages over 10,000 entries in name order', async () => {
+      const dir = await freshDir();
+      const names = Array.from({ length: 10_050 }, (_, i) => `f${String(i).padStart(5, '0')}`);
+      for (let i = 0; i < names.length; i += 200) {
+        await Promise.all(names.slice(i, i + 200).map((n) => meta.create(dir, n, FILE)));
+      }
+      const seen: string[] = [];
+      let after = '';
+      let pages = 0;
+      for (;;) {
+        const page = await meta.readdir(dir, after, 1000, false);
+        seen.push(...page.entries.map((e) => e.name));
+        pages++;
+        if (!page.more) break;
+        after = page.entries[page.entries.length - 1].name;
+      }
+      expect(pages).toBe(11);
+      expect(seen).toEqual(names);
+      const withAttrs = await meta.readdir(dir, '', 5, true);
+      expect(withAttrs.entries.every((e) => e.attr?.type === 'file')).toBe(true);
+    }, 120_000);
+
+    test('a chunk commit is atomic with the file size', async () => {
+      const dir = await freshDir();
+      const file = await meta.create(dir, 'big', FILE);
+      const chunk = FILE.chunkSize;
+      // Commits land out of order and concurrently; size = the furthest committed byte.
+      await Promise.all(
+        [2, 0, 1].map((index) =>
+          meta.commitChunk(file.ino, { index, chunkId: `c${index}`, length: index === 2 ? 7 : chunk, crc32c: 1, nodes: ['n1'] }),
+        ),
+      );
+      const attr = await meta.getattr(file.ino);
+      expect(attr.size).toBe(2 * chunk + 7);
+      expect(attr.chunks).toBe(3);
+      const { chunks } = await meta.getChunks(file.ino, 0, 0);
+      expect(chunks.map((c) => c.chunkId)).toEqual(['c0', 'c1', 'c2']);
+      await expectKind(meta.commitChunk(file.ino, { index: 3, chunkId: 'x', length: chunk + 1, crc32c: 1, nodes: ['n1'] }), 'Invalid');
+      await expectKind(meta.commitChunk(file.ino, { index: 3, chunkId: 'x', length: 1, crc32c: 1, nodes: [] }), 'Invalid');
+      expect((await meta.getattr(file.ino)).size).toBe(2 * chunk + 7);
+
+      const shrunk = await meta.setattr(file.ino, { size: chunk + 10 });
+      expect(shrunk.size).toBe(chunk + 10);
+      const after = await meta.getChunks(file.ino, 0, 0);
+      expect(after.chunks.map((c) => [c.index, c.length])).toEqual([[0, chunk], [1, 10]]);
+    });
+
+    test('a big file is many keys: 300 chunk records commit and list in pages', async () => {
+      const dir = await freshDir();
+      const file = await meta.create(dir, 'huge', { ...FILE, chunkSize: 64 * 1024 });
+      for (let i = 0; i < 300; i += 50) {
+        await Promise.all(
+          Array.from({ length: 50 }, (_, j) => meta.commitChunk(file.ino, { index: i + j, chunkId: `k${i + j}`, length: 64 * 1024, crc32c: 1, nodes: ['n1', 'n2', 'n3'] })),
+        );
+      }
+      expect((await meta.getattr(file.ino)).size).toBe(300 * 64 * 1024);
+      expect((await meta.getChunks(file.ino, 250, 0)).chunks).toHaveLength(50);
+      await meta.unlink(dir, 'huge'); // one deleteRange, whatever the chunk count
+      expect((await meta.getChunks(file.ino, 0, 0).catch((e) => e)).kind).toBe('NotFound');
+    });
+
+    test('names are validated', async () => {
+      const dir = await freshDir();
+      for (const bad of ['', '.', '..', 'a/b', 'nul\0byte', 'x'.repeat(256), 'é'.repeat(128)]) {
+        await expectKind(meta.create(dir, bad, FILE), 'Invalid');
+        await expectKind(meta.mkdir(dir, bad, 0o755), 'Invalid');
+      }
+      await meta.create(dir, 'x'.repeat(255), FILE);
+      await meta.create(dir, 'ünïcødé name with spaces', FILE);
+      expect((await meta.readdir(dir, '', 10, false)).entries).toHaveLength(2);
+    });
+
+    test('symlinks and setattr', async () => {
+      const dir = await freshDir();
+      const link = await meta.symlink(dir, 'l', '../somewhere');
+      expect(await meta.readlink(link.ino)).toBe('../somewhere');
+      await expectKind(meta.symlink(dir, 'l', 'x'), 'Exists');
+      const file = await meta.create(dir, 'f', FILE);
+      const changed = await meta.setattr(file.ino, { mode: 0o600, uid: 1000, gid: 100, mtimeMs: 1234 });
+      expect([changed.mode, changed.uid, changed.gid, changed.mtimeMs]).toEqual([0o600, 1000, 100, 1234]);
+      await expectKind(meta.setattr(dir, { size: 5 }), 'IsDir');
+    });
+  });
+}
+
+metaContract('embedded LevelDB', async () => {
+  const dir: TempDir = await tempDir('meta-level');
+  const kv = await openKv(dir.path);
+  return { kv, close: async () => { await kv.close(); await dir.cleanup(); } };
+});
+
+let etcd: EtcdMember | undefined;
+metaContract('etcd', async () => {
+  etcd = await startEtcd();
+  const kv = await openKv(etcd.url);
+  return { kv, close: async () => { await kv.close(); await etcd?.stop(); } };
+});

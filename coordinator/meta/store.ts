@@ -1,0 +1,480 @@
+// MetaStore: every namespace rule, written once over the narrow Kv seam, so the etcd and
+// LevelDB engines behave identically. Each change is one KV transaction that compares the
+// revisions of everything it read; on a lost race it re-reads and tries again.
+import { StrataError, exists, invalid, isDir, notDir, notEmpty, notFound } from '../../common/errors.js';
+import { validateName } from '../../common/paths.js';
+import { KV_MAX_TXN_OPS, type Kv, type KvCompare, type KvEntry, type KvOp } from './kv.js';
+import * as k from './keys.js';
+import {
+  ROOT_INO,
+  type Attr,
+  type ChunkRecord,
+  type CreateOptions,
+  type DirEntry,
+  type FileKind,
+  type NamespaceCounts,
+  type SetAttrChanges,
+} from './types.js';
+
+export interface MetaStoreOptions {
+  /** Inode numbers reserved per counter transaction: one shared-key write per batch, not per create. */
+  inodeBatch?: number;
+  /** Attempts before a transaction that keeps losing races fails with Conflict. */
+  maxAttempts?: number;
+  now?: () => number;
+}
+
+export const READDIR_DEFAULT_LIMIT = 1000;
+export const READDIR_MAX_LIMIT = 10_000;
+export const GET_CHUNKS_MAX = 1000;
+
+const S_IFMT_PERMS = 0o7777;
+
+interface Read {
+  entry: KvEntry | undefined;
+  key: string;
+}
+
+export class MetaStore {
+  private readonly inodeBatch: number;
+  private readonly maxAttempts: number;
+  private readonly now: () => number;
+  private nextIno = 0;
+  private endIno = 0;
+  private inoRefill: Promise<void> | undefined;
+
+  constructor(
+    readonly kv: Kv,
+    options: MetaStoreOptions = {},
+  ) {
+    this.inodeBatch = options.inodeBatch ?? 1000;
+    this.maxAttempts = options.maxAttempts ?? 64;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Creates the root directory once; safe to call from every coordinator at start-up. */
+  async init(): Promise<void> {
+    const now = this.now();
+    const root = this.newAttr(ROOT_INO, 'dir', 0o755, now, { parent: ROOT_INO });
+    await this.kv.txn({
+      compares: [{ key: k.inodeKey(ROOT_INO), modRevision: 0 }],
+      ops: [
+        { type: 'put', key: k.inodeKey(ROOT_INO), value: k.encodeAttr(root) },
+        { type: 'put', key: k.stampKey(ROOT_INO), value: k.encodeNumber(now) },
+      ],
+    });
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  async getattr(ino: number): Promise<Attr> {
+    const [inode, stamp] = await this.kv.getMany([k.inodeKey(ino), k.stampKey(ino)]);
+    if (!inode) throw notFound(`inode ${ino}`);
+    return withStamp(k.decodeAttr(ino, inode.value), stamp);
+  }
+
+  async lookup(parent: number, name: string): Promise<Attr> {
+    const [dentry] = await this.kv.getMany([k.dentryKey(parent, name)]);
+    if (!dentry) {
+      await this.requireDir(parent, name);
+      throw notFound(name);
+    }
+    return this.getattr(k.decodeDentry(dentry.value).ino);
+  }
+
+  /** Walks path components from the root; `label` names the path in errors. */
+  async resolve(components: string[], label = '/' + components.join('/')): Promise<Attr> {
+    let current = await this.getattr(ROOT_INO);
+    for (const [depth, name] of components.entries()) {
+      if (current.type !== 'dir') throw notDir('/' + components.slice(0, depth).join('/'));
+      const [dentry] = await this.kv.getMany([k.dentryKey(current.ino, name)]);
+      if (!dentry) throw notFound(label);
+      current = await this.getattr(k.decodeDentry(dentry.value).ino);
+    }
+    return current;
+  }
+
+  async readdir(ino: number, after: string, limit: number, withAttrs: boolean) {
+    const dir = await this.getattr(ino);
+    if (dir.type !== 'dir') throw notDir(`inode ${ino}`);
+    const pageSize = Math.min(Math.max(limit || READDIR_DEFAULT_LIMIT, 1), READDIR_MAX_LIMIT);
+    const { start, end } = k.rangeOf(k.dentryPrefix(ino));
+    // Fetch one extra entry to learn whether another page exists.
+    const rows = await this.kv.range({ start: after ? k.dentryKey(ino, after) + '\0' : start, end, limit: pageSize + 1 });
+    const page = rows.slice(0, pageSize);
+    const entries: DirEntry[] = page.map((row) => {
+      const { ino: childIno, type } = k.decodeDentry(row.value);
+      return { name: row.key.slice(start.length), ino: childIno, type };
+    });
+    if (withAttrs) {
+      const inodes = await this.kv.getMany(entries.flatMap((e) => [k.inodeKey(e.ino), k.stampKey(e.ino)]));
+      entries.forEach((entry, i) => {
+        const inode = inodes[2 * i];
+        if (inode) entry.attr = withStamp(k.decodeAttr(entry.ino, inode.value), inodes[2 * i + 1]);
+      });
+    }
+    return { entries, more: rows.length > pageSize };
+  }
+
+  async readlink(ino: number): Promise<string> {
+    const attr = await this.getattr(ino);
+    if (attr.type !== 'symlink') throw invalid(`inode ${ino}: not a symbolic link`);
+    return attr.target;
+  }
+
+  async getChunks(ino: number, fromIndex: number, count: number): Promise<{ attr: Attr; chunks: ChunkRecord[] }> {
+    const attr = await this.getattr(ino);
+    if (attr.type === 'dir') throw isDir(`inode ${ino}`);
+    const limit = Math.min(count || GET_CHUNKS_MAX, GET_CHUNKS_MAX);
+    const { end } = k.rangeOf(k.chunkPrefix(ino));
+    const rows = await this.kv.range({ start: k.chunkKey(ino, fromIndex), end, limit });
+    return { attr, chunks: rows.map((row) => k.decodeChunk(k.chunkIndexFromKey(row.key), row.value)) };
+  }
+
+  async counts(): Promise<NamespaceCounts> {
+    const [inodes, directories, chunks] = await Promise.all([
+      this.kv.count(...rangeArgs('i/')),
+      this.kv.count(...rangeArgs('t/')),
+      this.kv.count(...rangeArgs('c/')),
+    ]);
+    return { inodes, directories, chunks };
+  }
+
+  // ------------------------------------------------------------------ changes
+
+  async mkdir(parent: number, name: string, mode: number): Promise<Attr> {
+    validateName(name);
+    const ino = await this.allocateIno();
+    return this.retry(async () => {
+      const { parentRead, dentryRead } = await this.readForCreate(parent, name);
+      if (dentryRead.entry) throw exists(name);
+      const now = this.now();
+      const attr = this.newAttr(ino, 'dir', mode || 0o755, now, { parent });
+      const ok = await this.kv.txn({
+        compares: [cmp(parentRead), cmp(dentryRead)],
+        ops: [
+          put(k.dentryKey(parent, name), k.encodeDentry(ino, 'dir')),
+          put(k.inodeKey(ino), k.encodeAttr(attr)),
+          put(k.stampKey(ino), k.encodeNumber(now)),
+          put(k.stampKey(parent), k.encodeNumber(now)),
+        ],
+      });
+      return ok ? attr : undefined;
+    });
+  }
+
+  /** Creates a file, or opens the existing one (emptying it when `truncate`). */
+  async create(parent: number, name: string, options: CreateOptions): Promise<Attr> {
+    validateName(name);
+    return this.retry(async () => {
+      const { parentRead, dentryRead } = await this.readForCreate(parent, name);
+      const now = this.now();
+      if (dentryRead.entry) {
+        if (options.exclusive) throw exists(name);
+        const { ino } = k.decodeDentry(dentryRead.entry.value);
+        const [inodeEntry] = await this.kv.getMany([k.inodeKey(ino)]);
+        if (!inodeEntry) return undefined; // unlinked under us: read again
+        const existing = k.decodeAttr(ino, inodeEntry.value);
+        if (existing.type === 'dir') throw isDir(name);
+        if (existing.type !== 'file') throw invalid(`${name}: not a regular file`);
+        if (!options.truncate) return existing;
+        const emptied: Attr = { ...existing, size: 0, chunks: 0, mtimeMs: now, ctimeMs: now };
+        const ok = await this.kv.txn({
+          compares: [cmp(dentryRead), { key: inodeEntry.key, modRevision: inodeEntry.modRevision }],
+          ops: [put(inodeEntry.key, k.encodeAttr(emptied)), deleteChunks(ino)],
+        });
+        return ok ? emptied : undefined;
+      }
+      const ino = await this.allocateIno();
+      const attr = this.newAttr(ino, 'file', options.mode || 0o644, now, {
+        replication: options.replication,
+        chunkSize: options.chunkSize,
+      });
+      const ok = await this.kv.txn({
+        compares: [cmp(parentRead), cmp(dentryRead)],
+        ops: [
+          put(k.dentryKey(parent, name), k.encodeDentry(ino, 'file')),
+          put(k.inodeKey(ino), k.encodeAttr(attr)),
+          put(k.stampKey(parent), k.encodeNumber(now)),
+        ],
+      });
+      return ok ? attr : undefined;
+    });
+  }
+
+  async symlink(parent: number, name: string, target: string): Promise<Attr> {
+    validateName(name);
+    if (!target || target.includes('\0') || Buffer.byteLength(target) > 4096) {
+      throw invalid('invalid symlink target: empty, too long, or contains NUL');
+    }
+    const ino = await this.allocateIno();
+    return this.retry(async () => {
+      const { parentRead, dentryRead } = await this.readForCreate(parent, name);
+      if (dentryRead.entry) throw exists(name);
+      const now = this.now();
+      const attr = { ...this.newAttr(ino, 'symlink', 0o777, now), target, size: Buffer.byteLength(target) };
+      const ok = await this.kv.txn({
+        compares: [cmp(parentRead), cmp(dentryRead)],
+        ops: [
+          put(k.dentryKey(parent, name), k.encodeDentry(ino, 'symlink')),
+          put(k.inodeKey(ino), k.encodeAttr(attr)),
+          put(k.stampKey(parent), k.encodeNumber(now)),
+        ],
+      });
+      return ok ? attr : undefined;
+    });
+  }
+
+  /** Removes a file or symlink entry; its chunks become garbage for the collector. */
+  async unlink(parent: number, name: string): Promise<void> {
+    await this.retry(async () => {
+      const dentryRead = await this.readDentry(parent, name);
+      const { ino, type } = k.decodeDentry(dentryRead.entry!.value);
+      if (type === 'dir') throw isDir(name);
+      const ok = await this.kv.txn({
+        compares: [cmp(dentryRead)],
+        ops: [del(dentryRead.key), del(k.inodeKey(ino)), deleteChunks(ino), put(k.stampKey(parent), k.encodeNumber(this.now()))],
+      });
+      return ok ? true : undefined;
+    });
+  }
+
+  async rmdir(parent: number, name: string): Promise<void> {
+    await this.retry(async () => {
+      const dentryRead = await this.readDentry(parent, name);
+      const { ino, type } = k.decodeDentry(dentryRead.entry!.value);
+      if (type !== 'dir') throw notDir(name);
+      const emptyProof = await this.proveEmpty(ino, name);
+      const ok = await this.kv.txn({
+        compares: [cmp(dentryRead), ...emptyProof],
+        ops: [del(dentryRead.key), del(k.inodeKey(ino)), del(k.stampKey(ino)), put(k.stampKey(parent), k.encodeNumber(this.now()))],
+      });
+      return ok ? true : undefined;
+    });
+  }
+
+  async rename(srcParent: number, srcName: string, dstParent: number, dstName: string): Promise<void> {
+    validateName(dstName);
+    await this.retry(async () => {
+      const srcRead = await this.readDentry(srcParent, srcName);
+      const src = k.decodeDentry(srcRead.entry!.value);
+      const [dstParentEntry, dstEntry] = await this.kv.getMany([k.inodeKey(dstParent), k.dentryKey(dstParent, dstName)]);
+      if (!dstParentEntry) throw notFound(dstName);
+      const dstParentAttr = k.decodeAttr(dstParent, dstParentEntry.value);
+      if (dstParentAttr.type !== 'dir') throw notDir(`destination parent of ${dstName}`);
+      const compares: KvCompare[] = [cmp(srcRead), { key: dstParentEntry.key, modRevision: dstParentEntry.modRevision }];
+      compares.push({ key: k.dentryKey(dstParent, dstName), modRevision: dstEntry?.modRevision ?? 0 });
+      const now = this.now();
+      const ops: KvOp[] = [];
+      if (dstEntry) {
+        const dst = k.decodeDentry(dstEntry.value);
+        if (dst.ino === src.ino) return true; // same object: POSIX says do nothing
+        if (dst.type === 'dir' && src.type !== 'dir') throw isDir(dstName);
+        if (dst.type !== 'dir' && src.type === 'dir') throw notDir(dstName);
+        if (dst.type === 'dir') {
+          compares.push(...(await this.proveEmpty(dst.ino, dstName)));
+          ops.push(del(k.stampKey(dst.ino)));
+        }
+        ops.push(del(k.inodeKey(dst.ino)), deleteChunks(dst.ino));
+      }
+      if (src.type === 'dir') {
+        compares.push(...(await this.proveNotInside(src.ino, dstParent, dstName)));
+        if (srcParent !== dstParent) {
+          const [srcInode] = await this.kv.getMany([k.inodeKey(src.ino)]);
+          if (!srcInode) return undefined;
+          compares.push({ key: srcInode.key, modRevision: srcInode.modRevision });
+          const moved = { ...k.decodeAttr(src.ino, srcInode.value), parent: dstParent, ctimeMs: now };
+          ops.push(put(srcInode.key, k.encodeAttr(moved)));
+        }
+      }
+      ops.push(del(srcRead.key), put(k.dentryKey(dstParent, dstName), k.encodeDentry(src.ino, src.type)));
+      ops.push(put(k.stampKey(srcParent), k.encodeNumber(now)));
+      if (dstParent !== srcParent) ops.push(put(k.stampKey(dstParent), k.encodeNumber(now)));
+      return (await this.kv.txn({ compares: dedupe(compares), ops })) ? true : undefined;
+    });
+  }
+
+  async setattr(ino: number, changes: SetAttrChanges): Promise<Attr> {
+    return this.retry(async () => {
+      const [inode] = await this.kv.getMany([k.inodeKey(ino)]);
+      if (!inode) throw notFound(`inode ${ino}`);
+      const attr = k.decodeAttr(ino, inode.value);
+      const now = this.now();
+      const next: Attr = { ...attr, ctimeMs: now };
+      const ops: KvOp[] = [];
+      if (changes.mode !== undefined) next.mode = changes.mode & S_IFMT_PERMS;
+      if (changes.uid !== undefined) next.uid = changes.uid;
+      if (changes.gid !== undefined) next.gid = changes.gid;
+      if (changes.atimeMs !== undefined) next.atimeMs = changes.atimeMs;
+      if (changes.mtimeMs !== undefined) {
+        next.mtimeMs = changes.mtimeMs;
+        if (attr.type === 'dir') ops.push(put(k.stampKey(ino), k.encodeNumber(changes.mtimeMs)));
+      }
+      if (changes.size !== undefined && changes.size !== attr.size) {
+        if (attr.type !== 'file') throw attr.type === 'dir' ? isDir(`inode ${ino}`) : invalid(`inode ${ino}: not a regular file`);
+        next.size = changes.size;
+        if (changes.mtimeMs === undefined) next.mtimeMs = now;
+        if (changes.size < attr.size) ops.push(...(await this.shrinkChunks(attr, changes.size, next)));
+      }
+      ops.unshift(put(inode.key, k.encodeAttr(next)));
+      const ok = await this.kv.txn({ compares: [{ key: inode.key, modRevision: inode.modRevision }], ops });
+      return ok ? withStamp(next, undefined) : undefined;
+    });
+  }
+
+  /**
+   * Records a written chunk and grows the file in one transaction, so a reader never sees a
+   * size that covers uncommitted bytes.
+   */
+  async commitChunk(ino: number, record: ChunkRecord): Promise<Attr> {
+    if (record.nodes.length === 0) throw invalid('commit chunk: no replica acknowledged it');
+    return this.retry(async () => {
+      const [inode, previous] = await this.kv.getMany([k.inodeKey(ino), k.chunkKey(ino, record.index)]);
+      if (!inode) throw notFound(`inode ${ino}`);
+      const attr = k.decodeAttr(ino, inode.value);
+      if (attr.type !== 'file') throw invalid(`inode ${ino}: not a regular file`);
+      if (record.length > attr.chunkSize) throw invalid(`chunk length ${record.length} exceeds chunk size ${attr.chunkSize}`);
+      const end = record.index * attr.chunkSize + record.length;
+      const now = this.now();
+      const next: Attr = { ...attr, size: Math.max(attr.size, end), chunks: attr.chunks + (previous ? 0 : 1), mtimeMs: now, ctimeMs: now };
+      const ok = await this.kv.txn({
+        compares: [
+          { key: inode.key, modRevision: inode.modRevision },
+          { key: k.chunkKey(ino, record.index), modRevision: previous?.modRevision ?? 0 },
+        ],
+        ops: [put(inode.key, k.encodeAttr(next)), put(k.chunkKey(ino, record.index), k.encodeChunk(record))],
+      });
+      return ok ? next : undefined;
+    });
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private newAttr(ino: number, type: FileKind, mode: number, now: number, extra: Partial<Attr> = {}): Attr {
+    return {
+      ino, type, mode: mode & S_IFMT_PERMS, uid: 0, gid: 0, size: 0,
+      mtimeMs: now, ctimeMs: now, atimeMs: now, nlink: type === 'dir' ? 2 : 1,
+      parent: 0, replication: 0, chunkSize: 0, target: '', chunks: 0, ...extra,
+    };
+  }
+
+  private async allocateIno(): Promise<number> {
+    while (this.nextIno >= this.endIno) {
+      this.inoRefill ??= this.refillInodes().finally(() => (this.inoRefill = undefined));
+      await this.inoRefill;
+    }
+    return this.nextIno++;
+  }
+
+  private async refillInodes(): Promise<void> {
+    const reserved = await this.retry(async () => {
+      const [counter] = await this.kv.getMany([k.INODE_COUNTER_KEY]);
+      const first = counter ? k.decodeNumber(counter.value) : ROOT_INO + 1;
+      const ok = await this.kv.txn({
+        compares: [{ key: k.INODE_COUNTER_KEY, modRevision: counter?.modRevision ?? 0 }],
+        ops: [put(k.INODE_COUNTER_KEY, k.encodeNumber(first + this.inodeBatch))],
+      });
+      return ok ? first : undefined;
+    });
+    this.nextIno = reserved;
+    this.endIno = reserved + this.inodeBatch;
+  }
+
+  private async readForCreate(parent: number, name: string): Promise<{ parentRead: Read; dentryRead: Read }> {
+    const parentKey = k.inodeKey(parent);
+    const dentryKey = k.dentryKey(parent, name);
+    const [parentEntry, dentryEntry] = await this.kv.getMany([parentKey, dentryKey]);
+    if (!parentEntry) throw notFound(`parent of ${name}`);
+    if (k.decodeAttr(parent, parentEntry.value).type !== 'dir') throw notDir(`parent of ${name}`);
+    return { parentRead: { key: parentKey, entry: parentEntry }, dentryRead: { key: dentryKey, entry: dentryEntry } };
+  }
+
+  private async readDentry(parent: number, name: string): Promise<Read> {
+    const key = k.dentryKey(parent, name);
+    const [entry] = await this.kv.getMany([key]);
+    if (!entry) {
+      await this.requireDir(parent, name);
+      throw notFound(name);
+    }
+    return { key, entry };
+  }
+
+  private async requireDir(ino: number, childName: string): Promise<void> {
+    const [inode] = await this.kv.getMany([k.inodeKey(ino)]);
+    if (!inode) throw notFound(`parent of ${childName}`);
+    if (k.decodeAttr(ino, inode.value).type !== 'dir') throw notDir(`parent of ${childName}`);
+  }
+
+  /** Compares that hold only while directory `ino` stays empty (its stamp is read first). */
+  private async proveEmpty(ino: number, name: string): Promise<KvCompare[]> {
+    const [stamp] = await this.kv.getMany([k.stampKey(ino)]);
+    const { start, end } = k.rangeOf(k.dentryPrefix(ino));
+    const children = await this.kv.range({ start, end, limit: 1 });
+    if (children.length > 0) throw notEmpty(name);
+    return [{ key: k.stampKey(ino), modRevision: stamp?.modRevision ?? 0 }];
+  }
+
+  /** Refuses moving directory `srcIno` under itself; compares pin the ancestor chain read. */
+  private async proveNotInside(srcIno: number, dstParent: number, dstName: string): Promise<KvCompare[]> {
+    const compares: KvCompare[] = [];
+    let ino = dstParent;
+    for (let depth = 0; ; depth++) {
+      if (ino === srcIno) throw invalid(`cannot move a directory into itself: ${dstName}`);
+      if (ino === ROOT_INO) return compares;
+      if (depth > 4096) throw new StrataError('Internal', `directory ${dstParent}: ancestor chain does not reach the root`);
+      const [inode] = await this.kv.getMany([k.inodeKey(ino)]);
+      if (!inode) throw notFound(dstName);
+      compares.push({ key: inode.key, modRevision: inode.modRevision });
+      ino = k.decodeAttr(ino, inode.value).parent;
+    }
+  }
+
+  /** Ops dropping chunk records past `size` and shortening the one it cuts. */
+  private async shrinkChunks(attr: Attr, size: number, next: Attr): Promise<KvOp[]> {
+    const firstGone = Math.ceil(size / attr.chunkSize);
+    const ops: KvOp[] = [{ type: 'deleteRange', start: k.chunkKey(attr.ino, firstGone), end: k.rangeOf(k.chunkPrefix(attr.ino)).end }];
+    const remaining = await this.kv.count(k.chunkPrefix(attr.ino), k.chunkKey(attr.ino, firstGone));
+    next.chunks = remaining;
+    const cutIndex = Math.floor(size / attr.chunkSize);
+    if (size % attr.chunkSize !== 0) {
+      const [cut] = await this.kv.getMany([k.chunkKey(attr.ino, cutIndex)]);
+      if (cut) {
+        const record = k.decodeChunk(cutIndex, cut.value);
+        // Bytes past the new end must read as zeros if the file grows again.
+        ops.push(put(cut.key, k.encodeChunk({ ...record, length: Math.min(record.length, size % attr.chunkSize), crc32c: 0 })));
+      }
+    }
+    return ops;
+  }
+
+  private async retry<T>(attempt: () => Promise<T | undefined>): Promise<T> {
+    for (let i = 0; i < this.maxAttempts; i++) {
+      const result = await attempt();
+      if (result !== undefined) return result;
+      // Lost a race: back off a little, with jitter, so racers spread out.
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** i)));
+    }
+    throw new StrataError('Conflict', 'too much contention on this entry; try again');
+  }
+}
+
+function withStamp(attr: Attr, stamp: KvEntry | undefined): Attr {
+  if (attr.type === 'dir' && stamp) attr.mtimeMs = Math.max(attr.mtimeMs, k.decodeNumber(stamp.value));
+  return attr;
+}
+
+const cmp = (read: Read): KvCompare => ({ key: read.key, modRevision: read.entry?.modRevision ?? 0 });
+const put = (key: string, value: Buffer): KvOp => ({ type: 'put', key, value });
+const del = (key: string): KvOp => ({ type: 'delete', key });
+const deleteChunks = (ino: number): KvOp => ({ type: 'deleteRange', ...k.rangeOf(k.chunkPrefix(ino)) });
+const rangeArgs = (prefix: string): [string, string] => {
+  const { start, end } = k.rangeOf(prefix);
+  return [start, end];
+};
+
+function dedupe(compares: KvCompare[]): KvCompare[] {
+  const seen = new Map<string, KvCompare>();
+  for (const c of compares) seen.set(c.key, c);
+  if (seen.size > KV_MAX_TXN_OPS) throw invalid('operation touches too many entries at once');
+  return [...seen.values()];
+}

@@ -1,0 +1,74 @@
+// Namespace records as MetaStore returns them. Stored compactly (meta/codec.ts); these are
+// the in-memory shapes every coordinator module shares.
+
+export type FileKind = 'file' | 'dir' | 'symlink';
+
+export interface Attr {
+  ino: number;
+  type: FileKind;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  atimeMs: number;
+  nlink: number;
+  /** Directories only: the one parent (no directory hard links), for subtree checks. */
+  parent: number;
+  replication: number;
+  chunkSize: number;
+  target: string;
+  chunks: number;
+}
+
+export interface DirEntry {
+  name: string;
+  ino: number;
+  type: FileKind;
+  attr?: Attr;
+}
+
+export interface ChunkRecord {
+  index: number;
+  chunkId: string;
+  length: number;
+  crc32c: number;
+  nodes: string[];
+}
+
+export interface NodeRecord {
+  nodeId: string;
+  address: string;
+  capacityBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+  chunks: number;
+  zone: string;
+  lastHeartbeatMs: number;
+}
+
+export interface SetAttrChanges {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  mtimeMs?: number;
+  atimeMs?: number;
+  size?: number;
+}
+
+export interface CreateOptions {
+  mode: number;
+  replication: number;
+  chunkSize: number;
+  exclusive: boolean;
+  truncate: boolean;
+}
+
+export interface NamespaceCounts {
+  inodes: number;
+  directories: number;
+  chunks: number;
+}
+
+export const ROOT_INO = 1;

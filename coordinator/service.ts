@@ -1,0 +1,210 @@
+// The Coordinator gRPC service: validates each request once, resolves paths, and delegates
+// to MetaStore (namespace) and NodeRegistry (placement, liveness). Stateless between calls,
+// so any number of coordinators can serve one etcd.
+import type * as grpc from '@grpc/grpc-js';
+import { invalid, isDir, notDir, StrataError } from '../common/errors.js';
+import { unaryHandler } from '../common/grpc.js';
+import { splitParent, splitPath } from '../common/paths.js';
+import type { CoordinatorConfig } from '../common/config.js';
+import { MIN_CHUNK_BYTES, MAX_CHUNK_BYTES } from '../common/config.js';
+import type { MetaStore } from './meta/store.js';
+import type { Attr } from './meta/types.js';
+import { ROOT_INO } from './meta/types.js';
+import type { AckPolicy, NodeRegistry } from './nodes.js';
+import { toWireAttr, toWireEntry } from './proto-map.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- wire requests are validated field by field below */
+type Req = any;
+
+const MAX_REPLICATION = 16;
+const ACK_POLICIES = new Set(['one', 'quorum', 'all']);
+
+export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config: CoordinatorConfig) {
+  const parentOf = async (path: string) => {
+    const { parent, name } = splitParent(requireString(path, 'path'));
+    const dir = await meta.resolve(parent);
+    if (dir.type !== 'dir') throw notDir('/' + parent.join('/'));
+    return { dir, name };
+  };
+  const resolvePath = (path: string) => meta.resolve(splitPath(requireString(path, 'path')));
+  const statReply = (attr: Attr) => ({ attr: toWireAttr(attr) });
+
+  const mkdirs = async (components: string[], mode: number): Promise<Attr> => {
+    let current = await meta.resolve([]);
+    for (const [depth, name] of components.entries()) {
+      try {
+        current = await meta.lookup(current.ino, name);
+      } catch (err) {
+        if (!(err instanceof StrataError) || err.kind !== 'NotFound') throw err;
+        try {
+          current = await meta.mkdir(current.ino, name, mode);
+        } catch (raced) {
+          if (!(raced instanceof StrataError) || raced.kind !== 'Exists') throw raced;
+          current = await meta.lookup(current.ino, name);
+        }
+      }
+      if (current.type !== 'dir') throw notDir('/' + components.slice(0, depth + 1).join('/'));
+    }
+    return current;
+  };
+
+  return {
+    Stat: unaryHandler(async (req: Req) => statReply(await resolvePath(req.path))),
+
+    ReadDir: unaryHandler(async (req: Req) => {
+      const dir = await resolvePath(req.path);
+      if (dir.type !== 'dir') throw notDir(req.path);
+      const { entries, more } = await meta.readdir(dir.ino, String(req.after ?? ''), Number(req.limit) || 0, !!req.withAttrs);
+      return { entries: entries.map(toWireEntry), more };
+    }),
+
+    Mkdir: unaryHandler(async (req: Req) => {
+      const mode = Number(req.mode) || 0o755;
+      if (req.parents) return statReply(await mkdirs(splitPath(requireString(req.path, 'path')), mode));
+      const { dir, name } = await parentOf(req.path);
+      return statReply(await meta.mkdir(dir.ino, name, mode));
+    }),
+
+    Create: unaryHandler(async (req: Req) => {
+      const replication = Number(req.replication) || config.replication;
+      if (replication > MAX_REPLICATION) throw invalid(`replication ${replication} is above the maximum ${MAX_REPLICATION}`);
+      const chunkSize = Number(req.chunkSize) || config.chunkSize;
+      if (chunkSize < MIN_CHUNK_BYTES || chunkSize > MAX_CHUNK_BYTES) {
+        throw invalid(`chunk size ${chunkSize} is outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES} bytes`);
+      }
+      const { dir, name } = await parentOf(req.path);
+      const attr = await meta.create(dir.ino, name, {
+        mode: Number(req.mode) || 0o644,
+        replication,
+        chunkSize,
+        exclusive: !!req.exclusive,
+        truncate: !!req.truncate,
+      });
+      return statReply(attr);
+    }),
+
+    Remove: unaryHandler(async (req: Req) => {
+      const { dir, name } = await parentOf(req.path);
+      const target = await meta.lookup(dir.ino, name);
+      if (target.type === 'dir') await meta.rmdir(dir.ino, name);
+      else await meta.unlink(dir.ino, name);
+      return {};
+    }),
+
+    Rename: unaryHandler(async (req: Req) => {
+      const from = await parentOf(req.from);
+      const to = await parentOf(req.to);
+      await meta.rename(from.dir.ino, from.name, to.dir.ino, to.name);
+      return {};
+    }),
+
+    Symlink: unaryHandler(async (req: Req) => {
+      const { dir, name } = await parentOf(req.path);
+      return statReply(await meta.symlink(dir.ino, name, requireString(req.target, 'target')));
+    }),
+
+    SetAttr: unaryHandler(async (req: Req) => {
+      const attr = await resolvePath(req.path);
+      // proto3 `optional`: an unset field is absent, not zero.
+      const pick = (field: string) => (req[field] === undefined || req[field] === null ? undefined : Number(req[field]));
+      return statReply(
+        await meta.setattr(attr.ino, {
+          mode: pick('mode'),
+          uid: pick('uid'),
+          gid: pick('gid'),
+          mtimeMs: pick('mtimeMs'),
+          atimeMs: pick('atimeMs'),
+          size: pick('size'),
+        }),
+      );
+    }),
+
+    AllocateChunk: unaryHandler(async (req: Req) => {
+      const attr = await meta.getattr(requireIno(req.ino));
+      if (attr.type !== 'file') throw attr.type === 'dir' ? isDir(`inode ${attr.ino}`) : invalid(`inode ${attr.ino}: not a regular file`);
+      const ackPolicy = String(req.ackPolicy || config.ackPolicy);
+      if (!ACK_POLICIES.has(ackPolicy)) throw invalid(`invalid ack policy '${ackPolicy}': use one, quorum or all`);
+      const placement = nodes.place(attr.replication, ackPolicy as AckPolicy, req.excludeNodes ?? []);
+      return {
+        chunkId: placement.chunkId,
+        pipeline: placement.pipeline.map((n) => ({ nodeId: n.nodeId, address: n.address })),
+        requiredAcks: placement.requiredAcks,
+      };
+    }),
+
+    CommitChunk: unaryHandler(async (req: Req) => {
+      const chunkId = requireString(req.chunkId, 'chunk_id');
+      if (!/^[A-Za-z0-9_-]{1,128}$/.test(chunkId)) throw invalid(`invalid chunk id '${chunkId}'`);
+      const attr = await meta.commitChunk(requireIno(req.ino), {
+        index: Number(req.index),
+        chunkId,
+        length: Number(req.length),
+        crc32c: Number(req.crc32c) >>> 0,
+        nodes: (req.nodes ?? []).map(String),
+      });
+      return statReply(attr);
+    }),
+
+    GetChunks: unaryHandler(async (req: Req) => {
+      const { attr, chunks } = await meta.getChunks(requireIno(req.ino), Number(req.fromIndex) || 0, Number(req.count) || 0);
+      return {
+        attr: toWireAttr(attr),
+        chunks: chunks.map((chunk) => ({
+          index: chunk.index,
+          chunkId: chunk.chunkId,
+          length: chunk.length,
+          crc32c: chunk.crc32c,
+          replicas: [...chunk.nodes]
+            .sort((a, b) => Number(nodes.isLive(b)) - Number(nodes.isLive(a)))
+            .map((nodeId) => ({ nodeId, address: nodes.addressOf(nodeId) ?? '' }))
+            .filter((replica) => replica.address !== ''),
+        })),
+      };
+    }),
+
+    Heartbeat: unaryHandler(async (req: Req) => {
+      await nodes.heartbeat({
+        nodeId: String(req.nodeId ?? ''),
+        address: String(req.address ?? ''),
+        capacityBytes: Number(req.capacityBytes) || 0,
+        usedBytes: Number(req.usedBytes) || 0,
+        freeBytes: Number(req.freeBytes) || 0,
+        chunks: Number(req.chunks) || 0,
+        zone: String(req.zone ?? ''),
+      });
+      return { intervalMs: config.heartbeatIntervalMs };
+    }),
+
+    ListNodes: unaryHandler(async () => {
+      const list = await nodes.list();
+      return { nodes: list.map((n) => ({ ...n, state: n.live ? 'live' : 'dead' })) };
+    }),
+
+    StatFs: unaryHandler(async () => {
+      const [list, counts] = await Promise.all([nodes.list(), meta.counts()]);
+      const live = list.filter((n) => n.live);
+      const sum = (field: 'capacityBytes' | 'usedBytes' | 'freeBytes' | 'chunks') => live.reduce((s, n) => s + n[field], 0);
+      return {
+        capacityBytes: sum('capacityBytes'),
+        usedBytes: sum('usedBytes'),
+        freeBytes: sum('freeBytes'),
+        files: counts.inodes - counts.directories,
+        directories: counts.directories,
+        chunks: counts.chunks,
+        liveNodes: live.length,
+        deadNodes: list.length - live.length,
+      };
+    }),
+  } satisfies grpc.UntypedServiceImplementation;
+}
+
+function requireString(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value === '') throw invalid(`missing ${field}`);
+  return value;
+}
+
+function requireIno(value: unknown): number {
+  const ino = Number(value);
+  if (!Number.isSafeInteger(ino) || ino < ROOT_INO) throw invalid(`invalid inode number '${value}'`);
+  return ino;
+}

@@ -1,0 +1,173 @@
+// Starts a real strata cluster for tests and benchmarks: coordinator and data node processes
+// of the built binary (dist/), on free loopback ports, data in one temp dir; optional real
+// etcd. Every process it starts it stops (and only those).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Strata } from '../../client/index.js';
+import { startEtcd, type EtcdMember } from './etcd.js';
+import { freePort, tempDir, type TempDir } from './ports.js';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), existsSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json')) ? '../..' : '../../..');
+export const STRATA_MAIN = path.join(REPO_ROOT, 'dist/cli/main.js');
+
+export interface ClusterOptions {
+  meta?: 'embedded' | 'etcd';
+  coordinators?: number;
+  datanodes?: number;
+  chunkSize?: string;
+  replication?: number;
+  deadAfterMs?: number;
+  logLevel?: string;
+}
+
+export class RoleProcess {
+  process!: ChildProcess;
+  constructor(
+    readonly name: string,
+    readonly args: string[],
+    readonly logFile: string,
+    readonly address: string,
+  ) {}
+
+  start(): void {
+    const fd = openSync(this.logFile, 'a');
+    this.process = spawn(process.execPath, [STRATA_MAIN, ...this.args], { stdio: ['ignore', fd, fd] });
+  }
+
+  get running(): boolean {
+    return this.process.exitCode === null && this.process.signalCode === null;
+  }
+
+  kill9(): void {
+    if (this.running) this.process.kill('SIGKILL');
+  }
+
+  async stop(timeoutMs = 10_000): Promise<void> {
+    if (!this.running) return;
+    const exited = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
+    this.process.kill('SIGTERM');
+    const timer = setTimeout(() => this.kill9(), timeoutMs);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class TestCluster {
+  readonly coordinators: RoleProcess[] = [];
+  readonly datanodes: RoleProcess[] = [];
+  etcd?: EtcdMember;
+  private readonly clients: Strata[] = [];
+
+  constructor(readonly dir: TempDir) {}
+
+  get coordinatorList(): string {
+    return this.coordinators.map((c) => c.address).join(',');
+  }
+
+  client(): Strata {
+    const client = Strata.connect({ coordinators: this.coordinatorList, failoverTimeoutMs: 10_000 });
+    this.clients.push(client);
+    return client;
+  }
+
+  dataDir(nodeIndex: number): string {
+    return path.join(this.dir.path, `dn${nodeIndex + 1}`);
+  }
+
+  /** Runs the strata CLI against this cluster; bounded in time. */
+  cli(args: string[], options: { input?: Buffer | string; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<CliResult> {
+    return runCli(args, { ...options, env: { STRATA_COORDINATOR: this.coordinatorList, ...options.env } });
+  }
+
+  async waitForLiveNodes(count: number, timeoutMs = 30_000): Promise<void> {
+    const client = Strata.connect({ coordinators: this.coordinatorList, callTimeoutMs: 1000, failoverTimeoutMs: 1000 });
+    const giveUpAt = Date.now() + timeoutMs;
+    try {
+      for (;;) {
+        const fs = await client.statfs().catch(() => undefined);
+        if (fs && fs.liveNodes === count) return;
+        if (Date.now() > giveUpAt) throw new Error(`cluster: ${fs?.liveNodes ?? 0}/${count} live data nodes after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      client.close();
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const client of this.clients) client.close();
+    await Promise.all([...this.datanodes, ...this.coordinators].map((p) => p.stop()));
+    await this.etcd?.stop();
+    await this.dir.cleanup();
+  }
+}
+
+export async function startCluster(options: ClusterOptions = {}): Promise<TestCluster> {
+  const dir = await tempDir('cluster');
+  const cluster = new TestCluster(dir);
+  try {
+    let meta = path.join(dir.path, 'meta');
+    if (options.meta === 'etcd') {
+      cluster.etcd = await startEtcd();
+      meta = cluster.etcd.url;
+    }
+    const logLevel = options.logLevel ?? 'warn';
+    for (let i = 0; i < (options.coordinators ?? 1); i++) {
+      const address = `127.0.0.1:${await freePort()}`;
+      const args = ['coordinator', '--listen', address, '--meta', meta, '--log-level', logLevel];
+      if (options.chunkSize) args.push('--chunk-size', options.chunkSize);
+      if (options.replication) args.push('--replication', String(options.replication));
+      args.push('--dead-after-ms', String(options.deadAfterMs ?? 3000));
+      cluster.coordinators.push(new RoleProcess(`coordinator-${i + 1}`, args, path.join(dir.path, `coordinator-${i + 1}.log`), address));
+    }
+    for (const c of cluster.coordinators) c.start();
+    for (let i = 0; i < (options.datanodes ?? 3); i++) {
+      const address = `127.0.0.1:${await freePort()}`;
+      const args = ['datanode', '--node-id', `dn${i + 1}`, '--data-dir', cluster.dataDir(i), '--listen', address];
+      args.push('--coordinators', cluster.coordinatorList, '--log-level', logLevel, '--heartbeat-interval-ms', '500');
+      const node = new RoleProcess(`dn${i + 1}`, args, path.join(dir.path, `dn${i + 1}.log`), address);
+      node.start();
+      cluster.datanodes.push(node);
+    }
+    await cluster.waitForLiveNodes(cluster.datanodes.length);
+    return cluster;
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+}
+
+export function runCli(
+  args: string[],
+  options: { input?: Buffer | string; timeoutMs?: number; env?: Record<string, string> } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [STRATA_MAIN, ...args], {
+      env: { ...process.env, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (d) => stdout.push(d));
+    child.stderr.on('data', (d) => stderr.push(d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`strata ${args.join(' ')}: no exit within ${options.timeoutMs ?? 120_000} ms`));
+    }, options.timeoutMs ?? 120_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(options.input ?? '');
+  });
+}
