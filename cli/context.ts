@@ -16,7 +16,8 @@ export function clientCommand(command: Command): Command {
 }
 
 export function connect(options: { coordinator: string }): Strata {
-  return Strata.connect({ coordinators: options.coordinator });
+  // A CLI user waits a few seconds for a failover, not minutes.
+  return Strata.connect({ coordinators: options.coordinator, failoverTimeoutMs: 5000 });
 }
 
 /** Remote paths are absolute; a relative one is taken from the root. */

@@ -27,6 +27,20 @@ export interface ConnectOptions {
 
 const READDIR_PAGE = 1000;
 
+export interface ChunkPlacement {
+  index: number;
+  chunkId: string;
+  length: number;
+  nodes: string[];
+}
+
+interface WireChunk {
+  index: number;
+  chunkId: string;
+  length: number;
+  replicas: { nodeId: string }[];
+}
+
 export class Strata {
   private constructor(
     private readonly coordinator: CoordinatorClient,
@@ -196,6 +210,20 @@ export class Strata {
     const pieces: Buffer[] = [];
     for await (const piece of await this.createReadStream(path, options)) pieces.push(piece);
     return Buffer.concat(pieces);
+  }
+
+  /** Where each chunk of a file lives: ids, lengths and replica node ids (for tools and tests). */
+  async locate(path: string): Promise<ChunkPlacement[]> {
+    const stat = await this.stat(path);
+    const placements: ChunkPlacement[] = [];
+    for (let fromIndex = 0; ; ) {
+      const reply = await this.coordinator.call<{ chunks: WireChunk[] }>('GetChunks', { ino: stat.ino, fromIndex, count: 0 });
+      if (reply.chunks.length === 0) return placements;
+      for (const chunk of reply.chunks) {
+        placements.push({ index: Number(chunk.index), chunkId: chunk.chunkId, length: Number(chunk.length), nodes: chunk.replicas.map((r) => r.nodeId) });
+      }
+      fromIndex = Number(reply.chunks[reply.chunks.length - 1].index) + 1;
+    }
   }
 
   async statfs(): Promise<FsStats> {

@@ -1,0 +1,114 @@
+// Core benchmark: prints `name value unit` lines (never asserted anywhere).
+// 1 coordinator + 3 data nodes on loopback, RF=3: sequential SDK write/read of a file
+// (1 GiB by default), the local-disk ceiling (dd conv=fsync) in the same run, small-file
+// creates/s and stats/s with 1 and 16 clients on each metadata engine, and peak RSS.
+//
+// Env: BENCH_SIZE_MIB (1024), BENCH_FILES (2000 per run), BENCH_ENGINES (embedded,etcd).
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+
+import { Strata } from '../client/index.js';
+import { startCluster, type TestCluster } from '../test/harness/cluster.js';
+import { tempDir } from '../test/harness/ports.js';
+
+const MiB = 1024 * 1024;
+const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
+const filesPerRun = Number(process.env.BENCH_FILES ?? 2000);
+const engines = (process.env.BENCH_ENGINES ?? 'embedded,etcd').split(',') as ('embedded' | 'etcd')[];
+
+const print = (name: string, value: number, unit: string) => console.log(`${name} ${Number(value.toFixed(value < 10 ? 2 : 0))} ${unit}`);
+
+function peakRssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /VmHWM:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) / 1024 : 0;
+}
+
+async function localDdWrite(dir: string): Promise<number> {
+  const file = path.join(dir, 'dd.bin');
+  const started = process.hrtime.bigint();
+  execFileSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${sizeMiB}`, 'conv=fsync'], { stdio: 'ignore' });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  rmSync(file);
+  return sizeMiB / seconds;
+}
+
+async function sequential(cluster: TestCluster): Promise<void> {
+  const client = cluster.client();
+  // Pre-generated random pieces, reused: incompressible, and generation stays out of the timing.
+  const pieces = Array.from({ length: 16 }, () => randomBytes(MiB));
+  const source = () =>
+    Readable.from(
+      (function* () {
+        for (let i = 0; i < sizeMiB; i++) yield pieces[i % pieces.length];
+      })(),
+    );
+  let started = process.hrtime.bigint();
+  await client.writeFile('/bench/seq.bin', source());
+  const writeSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+  print('sdk_seq_write', sizeMiB / writeSeconds, 'MB/s');
+  print('datanode_peak_rss', Math.max(...cluster.datanodes.map((d) => peakRssMiB(d.process.pid!))), 'MiB');
+  print('client_peak_rss', process.resourceUsage().maxRSS / 1024, 'MiB');
+
+  started = process.hrtime.bigint();
+  let bytes = 0;
+  for await (const piece of await client.createReadStream('/bench/seq.bin')) bytes += piece.length;
+  const readSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (bytes !== sizeMiB * MiB) throw new Error(`read ${bytes} bytes, expected ${sizeMiB * MiB}`);
+  print('sdk_seq_read', sizeMiB / readSeconds, 'MB/s');
+  await client.rm('/bench/seq.bin');
+}
+
+async function smallFiles(cluster: TestCluster, engine: string): Promise<void> {
+  const payload = randomBytes(4096);
+  for (const clients of [1, 16]) {
+    const sdks = Array.from({ length: clients }, () => Strata.connect({ coordinators: cluster.coordinatorList }));
+    const perClient = Math.ceil(filesPerRun / clients);
+    await Promise.all(sdks.map((sdk, c) => sdk.mkdir(`/small-${clients}/c${c}`, { parents: true })));
+    let started = process.hrtime.bigint();
+    await Promise.all(sdks.map(async (sdk, c) => {
+      for (let i = 0; i < perClient; i++) await sdk.writeFile(`/small-${clients}/c${c}/f${i}`, payload);
+    }));
+    let seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    print(`create_4k_${engine}_c${clients}`, (perClient * clients) / seconds, 'files/s');
+
+    started = process.hrtime.bigint();
+    await Promise.all(sdks.map(async (sdk, c) => {
+      for (let i = 0; i < perClient; i++) await sdk.stat(`/small-${clients}/c${c}/f${i}`);
+    }));
+    seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    print(`stat_${engine}_c${clients}`, (perClient * clients) / seconds, 'stats/s');
+
+    started = process.hrtime.bigint();
+    await Promise.all(sdks.map(async (sdk, c) => {
+      for (let i = 0; i < perClient; i++) await sdk.mkdir(`/small-${clients}/c${c}/d${i}`);
+    }));
+    seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    print(`mkdir_${engine}_c${clients}`, (perClient * clients) / seconds, 'dirs/s');
+    for (const sdk of sdks) sdk.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const scratch = await tempDir('bench');
+  try {
+    print('local_dd_write', await localDdWrite(scratch.path), 'MB/s');
+    for (const engine of engines) {
+      const cluster = await startCluster({ meta: engine, datanodes: 3, replication: 3 });
+      try {
+        await cluster.client().mkdir('/bench', { parents: true });
+        if (engine === engines[0]) await sequential(cluster);
+        await smallFiles(cluster, engine);
+      } finally {
+        await cluster.stop();
+      }
+    }
+  } finally {
+    await scratch.cleanup();
+  }
+}
+
+await main();

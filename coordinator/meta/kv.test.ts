@@ -1,0 +1,346 @@
+// One contract for the KV seam, run against every engine: LevelDB in a temp dir and real etcd.
+
+import { createServer, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { StrataError } from '../../common/errors.js';
+import { startEtcd, startEtcdCluster, type EtcdMember } from '../../test/harness/etcd.js';
+import { freePort, tempDir, type TempDir } from '../../test/harness/ports.js';
+import { EtcdKv } from './etcd-kv.js';
+import { KV_MAX_TXN_OPS, prefixEnd, type Kv, type KvOp } from './kv.js';
+import { LevelKv } from './level-kv.js';
+import { openKv } from './open-kv.js';
+
+const ETCD_TEST_TIMEOUT_MS = 30_000;
+const RACERS = 20;
+
+const put = (key: string, value: string | Buffer): KvOp => ({ type: 'put', key, value: Buffer.from(value) });
+const bytewise = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
+async function expectKind(promise: Promise<unknown>, kind: StrataError['kind']): Promise<StrataError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(StrataError);
+  expect((err as StrataError).kind).toBe(kind);
+  return err as StrataError;
+}
+
+async function expectAbsent(kv: Kv, key: string): Promise<void> {
+  expect(await kv.getMany([key])).toEqual([undefined]);
+}
+
+/** The seam's contract. Each test writes under its own prefix, so engines may be shared. */
+export function kvContract(name: string, open: () => Promise<Kv>): void {
+  describe(`Kv contract: ${name}`, () => {
+    let kv: Kv;
+    let testCount = 0;
+    const fresh = () => `${name}/t${++testCount}/`;
+
+    beforeAll(async () => {
+      kv = await open();
+    }, ETCD_TEST_TIMEOUT_MS);
+    afterAll(async () => {
+      await kv?.close();
+    });
+
+    test('getMany returns entries in order, undefined where absent', async () => {
+      const p = fresh();
+      expect(await kv.txn({ compares: [], ops: [put(`${p}a`, 'A'), put(`${p}c`, Buffer.alloc(0))] })).toBe(true);
+      const got = await kv.getMany([`${p}a`, `${p}b`, `${p}c`, `${p}a`]);
+      expect(got.map((e) => e?.value.toString())).toEqual(['A', undefined, '', 'A']);
+      expect(got[0]!.key).toBe(`${p}a`);
+      expect(got[0]!.modRevision).toBeGreaterThan(0);
+      expect(await kv.getMany([])).toEqual([]);
+    });
+
+    test('getMany of more keys than one txn holds answers every key', async () => {
+      const p = fresh();
+      const keys = Array.from({ length: 300 }, (_, i) => `${p}${String(i).padStart(3, '0')}`);
+      for (let i = 0; i < keys.length; i += 2 * KV_MAX_TXN_OPS) {
+        const ops = keys.slice(i, i + 2 * KV_MAX_TXN_OPS).filter((_, j) => j % 2 === 0).map((k) => put(k, k));
+        expect(await kv.txn({ compares: [], ops })).toBe(true);
+      }
+      const got = await kv.getMany(keys);
+      expect(got.map((e) => e?.value.toString())).toEqual(keys.map((k, i) => (i % 2 === 0 ? k : undefined)));
+    });
+
+    test('each write raises modRevision; ops in one txn share one revision', async () => {
+      const p = fresh();
+      await kv.txn({ compares: [], ops: [put(`${p}k`, 'v1')] });
+      const [first] = await kv.getMany([`${p}k`]);
+      await kv.txn({ compares: [], ops: [put(`${p}k`, 'v2'), put(`${p}other`, 'x')] });
+      const [second, other] = await kv.getMany([`${p}k`, `${p}other`]);
+      expect(second!.value.toString()).toBe('v2');
+      expect(second!.modRevision).toBeGreaterThan(first!.modRevision);
+      expect(other!.modRevision).toBe(second!.modRevision);
+    });
+
+    test('compare on modRevision 0 holds only while the key is absent', async () => {
+      const p = fresh();
+      const create = (value: string) => kv.txn({ compares: [{ key: `${p}k`, modRevision: 0 }], ops: [put(`${p}k`, value)] });
+      expect(await create('first')).toBe(true);
+      expect(await create('second')).toBe(false);
+      const [entry] = await kv.getMany([`${p}k`]);
+      expect(entry!.value.toString()).toBe('first');
+      await kv.txn({ compares: [], ops: [{ type: 'delete', key: `${p}k` }] });
+      expect(await create('third')).toBe(true);
+    });
+
+    test('a stale compare fails and applies none of the ops', async () => {
+      const p = fresh();
+      await kv.txn({ compares: [], ops: [put(`${p}k`, 'v1'), put(`${p}victim`, 'keep')] });
+      const [stale] = await kv.getMany([`${p}k`]);
+      await kv.txn({ compares: [], ops: [put(`${p}k`, 'v2')] });
+      const [current] = await kv.getMany([`${p}k`]);
+      const ops: KvOp[] = [put(`${p}k`, 'v3'), put(`${p}new`, 'n'), { type: 'delete', key: `${p}victim` }];
+      expect(await kv.txn({ compares: [{ key: `${p}k`, modRevision: stale!.modRevision }], ops })).toBe(false);
+      // One compare holding is not enough: all must.
+      const mixed = [
+        { key: `${p}k`, modRevision: current!.modRevision },
+        { key: `${p}new`, modRevision: 5 },
+      ];
+      expect(await kv.txn({ compares: mixed, ops })).toBe(false);
+      const after = await kv.getMany([`${p}k`, `${p}new`, `${p}victim`]);
+      expect(after.map((e) => e?.value.toString())).toEqual(['v2', undefined, 'keep']);
+      expect(after[0]!.modRevision).toBe(current!.modRevision);
+      expect(await kv.txn({ compares: [{ key: `${p}k`, modRevision: current!.modRevision }], ops })).toBe(true);
+      expect((await kv.getMany([`${p}k`, `${p}new`, `${p}victim`])).map((e) => e?.value.toString())).toEqual([
+        'v3',
+        'n',
+        undefined,
+      ]);
+    });
+
+    test('deleteRange removes exactly [start, end)', async () => {
+      const p = fresh();
+      const keys = ['a', 'b', 'b/1', 'b/2', 'b0', 'c'].map((k) => `${p}${k}`);
+      await kv.txn({ compares: [], ops: keys.map((k) => put(k, 'x')) });
+      expect(await kv.txn({ compares: [], ops: [{ type: 'deleteRange', start: `${p}b/`, end: prefixEnd(`${p}b/`) }] })).toBe(
+        true,
+      );
+      const left = await kv.range({ start: p, end: prefixEnd(p), limit: 100 });
+      expect(left.map((e) => e.key)).toEqual(['a', 'b', 'b0', 'c'].map((k) => `${p}${k}`));
+      // An empty or inverted range deletes nothing (etcd would read an empty end as "this key").
+      await kv.txn({ compares: [], ops: [{ type: 'deleteRange', start: `${p}b`, end: '' }] });
+      await kv.txn({ compares: [], ops: [{ type: 'deleteRange', start: `${p}c`, end: `${p}a` }] });
+      expect(await kv.count(p, prefixEnd(p))).toBe(4);
+    });
+
+    test('range is bytewise ordered, limited, and pages to the end', async () => {
+      const p = fresh();
+      // U+FFFD sorts before U+1F600 in UTF-8 bytes but after it in JS (UTF-16) order.
+      const names = ['b', 'a', 'é', '\u{1F600}', '\uFFFD', 'a0', 'A', ' ', 'z', 'aa'];
+      await kv.txn({ compares: [], ops: names.map((n) => put(`${p}${n}`, n)) });
+      const expected = names.map((n) => `${p}${n}`).sort(bytewise);
+      const firstPage = await kv.range({ start: p, end: prefixEnd(p), limit: 3 });
+      expect(firstPage.map((e) => e.key)).toEqual(expected.slice(0, 3));
+      const seen: string[] = [];
+      let start = p;
+      for (let pages = 0; pages < 10; pages++) {
+        const page = await kv.range({ start, end: prefixEnd(p), limit: 4 });
+        seen.push(...page.map((e) => e.key));
+        if (page.length < 4) break;
+        start = page[page.length - 1]!.key + '\x00';
+      }
+      expect(seen).toEqual(expected);
+      expect(await kv.range({ start: expected.at(-1)! + '\x00', end: prefixEnd(p), limit: 4 })).toEqual([]);
+      expect((await kv.range({ start: `${p}a`, end: `${p}b`, limit: 10 })).map((e) => e.value.toString())).toEqual([
+        'a',
+        'a0',
+        'aa',
+      ]);
+      await expectKind(kv.range({ start: p, end: prefixEnd(p), limit: 0 }), 'Invalid');
+    });
+
+    test('count counts [start, end)', async () => {
+      const p = fresh();
+      await kv.txn({ compares: [], ops: ['a', 'b', 'c', 'd'].map((k) => put(`${p}${k}`, k)) });
+      expect(await kv.count(p, prefixEnd(p))).toBe(4);
+      expect(await kv.count(`${p}b`, `${p}d`)).toBe(2);
+      expect(await kv.count(`${p}x`, prefixEnd(p))).toBe(0);
+      expect(await kv.count(`${p}d`, `${p}a`)).toBe(0);
+    });
+
+    test('txns that etcd refuses are Invalid on every engine and apply nothing', async () => {
+      const p = fresh();
+      const tooMany = Array.from({ length: KV_MAX_TXN_OPS + 1 }, (_, i) => put(`${p}${i}`, 'x'));
+      await expectKind(kv.txn({ compares: [], ops: tooMany }), 'Invalid');
+      await expectKind(kv.txn({ compares: [], ops: [put(`${p}d`, '1'), put(`${p}d`, '2')] }), 'Invalid');
+      const putInDeleted: KvOp[] = [{ type: 'deleteRange', start: p, end: prefixEnd(p) }, put(`${p}d`, '1')];
+      await expectKind(kv.txn({ compares: [], ops: putInDeleted }), 'Invalid');
+      await expectKind(kv.txn({ compares: [], ops: [put(`${p}big`, Buffer.alloc(1.6 * 1024 * 1024))] }), 'Invalid');
+      await expectKind(kv.txn({ compares: [], ops: [put(`${p}huge`, Buffer.alloc(3 * 1024 * 1024))] }), 'Invalid');
+      expect(await kv.count(p, prefixEnd(p))).toBe(0);
+      expect(await kv.txn({ compares: [], ops: tooMany.slice(0, KV_MAX_TXN_OPS) })).toBe(true);
+      expect(await kv.count(p, prefixEnd(p))).toBe(KV_MAX_TXN_OPS);
+    });
+
+    test(`${RACERS} concurrent txns on one revision: exactly one wins`, async () => {
+      const p = fresh();
+      await kv.txn({ compares: [], ops: [put(`${p}k`, 'start')] });
+      const [base] = await kv.getMany([`${p}k`]);
+      const results = await Promise.all(
+        Array.from({ length: RACERS }, (_, i) =>
+          kv.txn({ compares: [{ key: `${p}k`, modRevision: base!.modRevision }], ops: [put(`${p}k`, `racer${i}`)] }),
+        ),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const [after] = await kv.getMany([`${p}k`]);
+      expect(after!.value.toString()).toBe(`racer${results.indexOf(true)}`);
+
+      const creates = await Promise.all(
+        Array.from({ length: RACERS }, (_, i) =>
+          kv.txn({ compares: [{ key: `${p}new`, modRevision: 0 }], ops: [put(`${p}new`, `racer${i}`)] }),
+        ),
+      );
+      expect(creates.filter(Boolean)).toHaveLength(1);
+    });
+  });
+}
+
+const levelDirs: TempDir[] = [];
+afterAll(async () => {
+  await Promise.all(levelDirs.map((d) => d.cleanup()));
+});
+async function levelDir(): Promise<string> {
+  const dir = await tempDir('levelkv');
+  levelDirs.push(dir);
+  return dir.path;
+}
+
+kvContract('level', async () => LevelKv.open(await levelDir()));
+
+describe('LevelKv', () => {
+  test('close and reopen keeps values and revisions; new writes go higher', async () => {
+    const path = await levelDir();
+    const kv = await LevelKv.open(path);
+    await kv.txn({ compares: [], ops: [put('a', '1'), put('b', '2')] });
+    await kv.txn({ compares: [], ops: [put('b', '3')] });
+    const before = await kv.getMany(['a', 'b']);
+    await kv.close();
+
+    const reopened = await LevelKv.open(path);
+    try {
+      expect(await reopened.getMany(['a', 'b'])).toEqual(before);
+      expect(await reopened.txn({ compares: [{ key: 'b', modRevision: before[1]!.modRevision }], ops: [put('c', '4')] })).toBe(
+        true,
+      );
+      const [c] = await reopened.getMany(['c']);
+      expect(c!.modRevision).toBeGreaterThan(before[1]!.modRevision);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  test('internal keys stay hidden and cannot be written', async () => {
+    const kv = await LevelKv.open(await levelDir());
+    try {
+      await kv.txn({ compares: [], ops: [put('a', '1')] });
+      expect((await kv.range({ start: '', end: '\x7f', limit: 10 })).map((e) => e.key)).toEqual(['a']);
+      expect(await kv.count('', '\x7f')).toBe(1);
+      expect(await kv.getMany(['\x00rev'])).toEqual([undefined]);
+      await expectKind(kv.txn({ compares: [], ops: [put('\x00rev', 'x')] }), 'Invalid');
+    } finally {
+      await kv.close();
+    }
+  });
+
+  test('a second open of the same directory is Unavailable', async () => {
+    const path = await levelDir();
+    const kv = await LevelKv.open(path);
+    try {
+      const err = await expectKind(LevelKv.open(path), 'Unavailable');
+      expect(err.message).toContain('in use by another process');
+    } finally {
+      await kv.close();
+    }
+  });
+});
+
+describe('etcd', () => {
+  let etcd: EtcdMember;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+  }, ETCD_TEST_TIMEOUT_MS);
+  afterAll(async () => {
+    await etcd?.stop();
+  }, ETCD_TEST_TIMEOUT_MS);
+
+  kvContract('etcd', () => openKv(etcd.url));
+
+  test('a closed port fails with one Unavailable line, not a hang', { timeout: 10_000 }, async () => {
+    const port = await freePort();
+    const kv = new EtcdKv({ hosts: [`127.0.0.1:${port}`], timeoutMs: 2_000 });
+    try {
+      const readErr = await expectKind(kv.getMany(['a']), 'Unavailable');
+      expect(readErr.message).toBe(`cannot reach etcd at 127.0.0.1:${port} (getMany: connection refused)`);
+      const writeErr = await expectKind(kv.txn({ compares: [], ops: [put('a', '1')] }), 'Unavailable');
+      expect(writeErr.message).toMatch(new RegExp(`^cannot reach etcd at 127\\.0\\.0\\.1:${port} \\(txn: [^\\n]*\\)$`));
+    } finally {
+      await kv.close();
+    }
+  });
+
+  test('a server that never answers fails with Unavailable at the deadline', { timeout: 10_000 }, async () => {
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket));
+    const port = await freePort();
+    await new Promise<void>((resolve) => silent.listen(port, '127.0.0.1', resolve));
+    const kv = new EtcdKv({ hosts: [`127.0.0.1:${port}`], timeoutMs: 500 });
+    try {
+      const err = await expectKind(kv.range({ start: 'a', end: 'b', limit: 1 }), 'Unavailable');
+      expect(err.message).toContain('no answer within 500 ms');
+    } finally {
+      await kv.close();
+      sockets.forEach((s) => s.destroy());
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  test('a 3-member cluster keeps serving after a follower is killed', { timeout: 60_000 }, async () => {
+    const cluster = await startEtcdCluster(3);
+    const kv = await openKv(cluster.url);
+    try {
+      expect(await kv.txn({ compares: [], ops: [put('k', '0')] })).toBe(true);
+      const leader = await cluster.leader();
+      cluster.members.find((m) => m !== leader)!.kill9();
+      for (let i = 1; i <= 20; i++) {
+        const [entry] = await kv.getMany(['k']);
+        expect(entry!.value.toString()).toBe(String(i - 1));
+        expect(await kv.txn({ compares: [{ key: 'k', modRevision: entry!.modRevision }], ops: [put('k', String(i))] })).toBe(
+          true,
+        );
+      }
+    } finally {
+      await kv.close();
+      await cluster.stop();
+    }
+  });
+});
+
+describe('openKv', () => {
+  test.each([
+    ['', 'empty'],
+    ['redis://localhost:6379', 'unknown scheme'],
+    ['etcd://', 'no etcd host'],
+    ['etcd://host:99999', 'out of range'],
+    ['etcd://a b:1', 'is not host:port'],
+    ['leveldb://relative/path', 'absolute path'],
+    ['localhost:2379', 'did you mean etcd://localhost:2379'],
+  ])('rejects %j as Invalid in one line', async (metaUrl, why) => {
+    const err = await expectKind(openKv(metaUrl), 'Invalid');
+    expect(err.message).toContain(why);
+    expect(err.message).toContain('expected etcd://host:port');
+    expect(err.message).not.toContain('\n');
+  });
+
+  test('leveldb:/// URLs and plain paths open LevelKv', async () => {
+    const path = await levelDir();
+    for (const metaUrl of [`leveldb://${path}`, path]) {
+      const kv = await openKv(metaUrl);
+      expect(kv).toBeInstanceOf(LevelKv);
+      await kv.close();
+    }
+  });
+});

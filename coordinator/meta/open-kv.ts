@@ -1,0 +1,69 @@
+// Picks the KV engine from the metadata URL's scheme, through one explicit map.
+
+import { isAbsolute, resolve } from 'node:path';
+import { StrataError } from '../../common/errors.js';
+import { EtcdKv } from './etcd-kv.js';
+import type { Kv } from './kv.js';
+import { LevelKv } from './level-kv.js';
+
+export interface OpenKvOptions {
+  /** etcd: bound on each call. */
+  timeoutMs?: number;
+  /** LevelDB: fsync each commit (default true). */
+  syncWrites?: boolean;
+}
+
+const EXPECTED_FORMS = 'etcd://host:port[,host:port...], leveldb:///absolute/path, or a filesystem path';
+const ETCD_PORT_DEFAULT = 2379;
+
+type Engine = (location: string, metaUrl: string, options: OpenKvOptions) => Promise<Kv>;
+
+const ENGINES: Record<string, Engine> = {
+  etcd: async (location, metaUrl, options) =>
+    new EtcdKv({ hosts: parseEtcdHosts(location, metaUrl), timeoutMs: options.timeoutMs }),
+  leveldb: (location, metaUrl, options) => {
+    // leveldb:///abs/path: the authority is empty and the path absolute.
+    if (!location.startsWith('/')) throw badUrl(metaUrl, 'leveldb needs an absolute path (leveldb:///...)');
+    return LevelKv.open(decodePath(location, metaUrl), { syncWrites: options.syncWrites });
+  },
+};
+
+/** Opens the engine `metaUrl` names; a malformed URL is an Invalid error naming it. */
+export async function openKv(metaUrl: string, options: OpenKvOptions = {}): Promise<Kv> {
+  const trimmed = metaUrl.trim();
+  if (trimmed === '') throw badUrl(metaUrl, 'it is empty');
+  const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/.exec(trimmed);
+  if (!match) {
+    // A bare host:port is almost surely an etcd address missing its scheme, not a directory.
+    if (/^[\w.-]+:\d+$/.test(trimmed)) throw badUrl(metaUrl, `did you mean etcd://${trimmed}?`);
+    return LevelKv.open(isAbsolute(trimmed) ? trimmed : resolve(trimmed), { syncWrites: options.syncWrites });
+  }
+  const scheme = match[1]!.toLowerCase();
+  const engine = ENGINES[scheme];
+  if (!engine) throw badUrl(metaUrl, `unknown scheme ${scheme}://`);
+  return engine(match[2]!, metaUrl, options);
+}
+
+function parseEtcdHosts(location: string, metaUrl: string): string[] {
+  const list = location.replace(/\/+$/, '');
+  if (list === '') throw badUrl(metaUrl, 'no etcd host given');
+  return list.split(',').map((entry) => {
+    const hostPort = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(entry.trim());
+    if (!hostPort) throw badUrl(metaUrl, `"${entry}" is not host:port`);
+    const port = hostPort[2] === undefined ? ETCD_PORT_DEFAULT : Number(hostPort[2]);
+    if (port < 1 || port > 65535) throw badUrl(metaUrl, `port ${port} is out of range`);
+    return `${hostPort[1]}:${port}`;
+  });
+}
+
+function decodePath(location: string, metaUrl: string): string {
+  try {
+    return decodeURIComponent(location);
+  } catch {
+    throw badUrl(metaUrl, 'the path has a malformed %-escape');
+  }
+}
+
+function badUrl(metaUrl: string, why: string): StrataError {
+  return new StrataError('Invalid', `metadata URL ${JSON.stringify(metaUrl)}: ${why}; expected ${EXPECTED_FORMS}`);
+}

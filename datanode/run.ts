@@ -1,0 +1,176 @@
+// The data node role: open the chunk store, serve the DataNode service, heartbeat to every
+// coordinator. The CLI builds the config; this module only runs it.
+import * as grpc from '@grpc/grpc-js';
+import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { LocalChunkStore } from './chunk-store.js';
+import { createDataNodeService, type NodeInfo } from './service.js';
+import { CHANNEL_OPTIONS, bindServer, callUnary, strataProto } from '../common/grpc.js';
+import { invalid } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+
+export interface DataNodeConfig {
+  /** Empty or absent: the id stored in `<dataDir>/node-id`, or a new one persisted there. */
+  nodeId?: string;
+  dataDir: string;
+  /** host:port; a bare port or ':port' listens on 127.0.0.1. Port 0 picks a free port. */
+  listen: string;
+  /** host:port others dial, when it differs from `listen` (NAT, containers, 0.0.0.0). */
+  advertise?: string;
+  coordinators: readonly string[];
+  heartbeatIntervalMs: number;
+  zone?: string;
+  capacityBytes?: number;
+}
+
+export interface RunningDataNode {
+  nodeId: string;
+  address: string;
+  stop(): Promise<void>;
+}
+
+const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+const SHUTDOWN_GRACE_MS = 5_000;
+const HEARTBEAT_TIMEOUT_MS = 5_000;
+// The coordinator chooses the pace, within bounds that neither flood it nor let a lease lapse.
+const MIN_HEARTBEAT_INTERVAL_MS = 100;
+const MAX_HEARTBEAT_INTERVAL_MS = 60_000;
+
+export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<RunningDataNode> {
+  const listen = parseListen(config.listen);
+  if (!config.dataDir) throw invalid('invalid config: dataDir: required');
+  if (!(config.heartbeatIntervalMs >= MIN_HEARTBEAT_INTERVAL_MS)) {
+    throw invalid(`invalid config: heartbeatIntervalMs: ${config.heartbeatIntervalMs} is below ${MIN_HEARTBEAT_INTERVAL_MS}`);
+  }
+  await mkdir(config.dataDir, { recursive: true });
+  const nodeId = await resolveNodeId(config.dataDir, config.nodeId);
+  const store = await LocalChunkStore.open(config.dataDir);
+
+  let address = config.advertise ?? '';
+  const service = createDataNodeService({
+    nodeId,
+    address: () => address,
+    zone: config.zone,
+    capacityBytes: config.capacityBytes,
+    store,
+    log,
+  });
+  const server = new grpc.Server(CHANNEL_OPTIONS);
+  server.addService(strataProto.DataNode.service, service.handlers);
+  let port: number;
+  try {
+    port = await bindServer(server, `${listen.host}:${listen.port}`);
+  } catch (err) {
+    service.close();
+    await store.close();
+    throw err;
+  }
+  if (!address) {
+    const wildcard = listen.host === '0.0.0.0' || listen.host === '[::]';
+    if (wildcard) log.warn({ listen: config.listen }, 'listening on all interfaces without advertise: advertising 127.0.0.1');
+    address = `${wildcard ? '127.0.0.1' : listen.host}:${port}`;
+  }
+
+  const heartbeats = config.coordinators.map((coordinator) =>
+    startHeartbeat(coordinator, service.nodeInfo, config.heartbeatIntervalMs, log),
+  );
+  log.info({ nodeId, address, dataDir: store.dir, chunks: store.usage().chunks }, 'data node started');
+
+  let stopping: Promise<void> | null = null;
+  const stop = () =>
+    (stopping ??= (async () => {
+      for (const heartbeat of heartbeats) heartbeat.stop();
+      await drain(server);
+      service.close();
+      await store.close();
+      log.info({ nodeId }, 'data node stopped');
+    })());
+  return { nodeId, address, stop };
+}
+
+/** Lets calls in flight finish for a bounded time, then cuts the rest. */
+function drain(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, SHUTDOWN_GRACE_MS);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function parseListen(listen: string): { host: string; port: number } {
+  const match = /^(?:(.*):)?(\d{1,5})$/.exec(listen ?? '');
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port > 65535) throw invalid(`invalid config: listen: '${listen}' is not host:port`);
+  return { host: match[1] || '127.0.0.1', port };
+}
+
+/** A data dir belongs to one node for life: its chunks are placed under that id. */
+async function resolveNodeId(dataDir: string, configured: string | undefined): Promise<string> {
+  const file = path.join(dataDir, 'node-id');
+  const stored = await readFile(file, 'utf8').then(
+    (text) => text.trim(),
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return '';
+      throw err;
+    },
+  );
+  if (configured && stored && configured !== stored) {
+    throw invalid(`invalid config: nodeId: '${configured}', but ${dataDir} belongs to node '${stored}'`);
+  }
+  const nodeId = configured || stored || `dn-${randomBytes(6).toString('hex')}`;
+  if (!NODE_ID_PATTERN.test(nodeId)) throw invalid(`invalid config: nodeId: '${nodeId}': use 1..64 of A-Z a-z 0-9 _ . -`);
+  if (!stored) {
+    const tmp = `${file}.tmp`;
+    await writeFile(tmp, `${nodeId}\n`, { flush: true });
+    await rename(tmp, file);
+    const dir = await open(dataDir, 'r');
+    await dir.sync().finally(() => dir.close());
+  }
+  return nodeId;
+}
+
+/** Heartbeats one coordinator on its own timer: a dead coordinator never delays the others. */
+function startHeartbeat(
+  coordinator: string,
+  nodeInfo: () => Promise<NodeInfo>,
+  intervalMs: number,
+  log: Logger,
+): { stop(): void } {
+  const client = new strataProto.Coordinator(coordinator, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  let nextMs = intervalMs;
+  let failing = false;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  const beat = async () => {
+    try {
+      const reply = await callUnary<{ intervalMs: number }>(client, 'heartbeat', await nodeInfo(), HEARTBEAT_TIMEOUT_MS, coordinator);
+      if (failing) log.info({ coordinator }, 'heartbeats accepted again');
+      failing = false;
+      if (reply.intervalMs > 0) nextMs = Math.min(MAX_HEARTBEAT_INTERVAL_MS, Math.max(MIN_HEARTBEAT_INTERVAL_MS, reply.intervalMs));
+    } catch (err) {
+      if (stopped) return;
+      // Warn once per outage, not once per beat.
+      const fields = { coordinator, err: (err as Error).message };
+      if (failing) log.debug(fields, 'heartbeat failed');
+      else log.warn(fields, 'heartbeat failed; retrying every interval');
+      failing = true;
+    }
+    if (!stopped) timer = setTimeout(beat, nextMs).unref();
+  };
+  void beat();
+
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      client.close();
+    },
+  };
+}

@@ -1,0 +1,274 @@
+// The DataNode gRPC service over a ChunkStore: chunk writes with pipeline forwarding, verified
+// reads, stat, delete, node status. Every failure leaves through toServiceError; none escapes.
+import * as grpc from '@grpc/grpc-js';
+import type { EventEmitter } from 'node:events';
+import { statfs } from 'node:fs/promises';
+import type { ChunkStore, ChunkWriter } from './chunk-store.js';
+import { CHANNEL_OPTIONS, fromServiceError, strataProto, toServiceError, unaryHandler } from '../common/grpc.js';
+import { StrataError, asStrataError, invalid } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+
+export interface NodeAddress { nodeId: string; address: string }
+export interface WriteChunkHeader { chunkId: string; length: number; pipeline: NodeAddress[] }
+export interface WriteChunkRequest { part?: 'header' | 'data'; header?: WriteChunkHeader | null; data?: Buffer }
+export interface WriteChunkReply { storedOn: string[]; failed: string[]; errors: string[] }
+export interface ReadChunkRequest { chunkId: string; offset: number; length: number }
+export interface ReadChunkReply { data: Buffer }
+export interface ChunkStatReply { chunkId: string; length: number; storedBytes: number; blocks: number }
+export interface NodeInfo {
+  nodeId: string;
+  address: string;
+  capacityBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+  chunks: number;
+  zone: string;
+}
+
+export interface DataNodeServiceOptions {
+  nodeId: string;
+  /** The advertised host:port; a getter because it is known only once the server is bound. */
+  address: () => string;
+  zone?: string;
+  /** Caps what the node offers; the disk's own size when absent. */
+  capacityBytes?: number;
+  store: ChunkStore;
+  log: Logger;
+  /** Upper bound on one forwarded chunk write (the client's own deadline also propagates). */
+  downstreamTimeoutMs?: number;
+}
+
+export interface DataNodeService {
+  handlers: grpc.UntypedServiceImplementation;
+  nodeInfo(): Promise<NodeInfo>;
+  /** Closes the cached clients to downstream nodes. */
+  close(): void;
+}
+
+const READ_PIECE_BYTES = 1024 * 1024;
+const MAX_PIPELINE_NODES = 16;
+const INBOUND_READ_AHEAD_MESSAGES = 2;
+const DEFAULT_DOWNSTREAM_TIMEOUT_MS = 120_000;
+
+type WriteCall = grpc.ServerReadableStream<WriteChunkRequest, WriteChunkReply>;
+type ReadCall = grpc.ServerWritableStream<ReadChunkRequest, ReadChunkReply>;
+type DataNodeClient = grpc.Client & {
+  writeChunk(options: grpc.CallOptions, callback: grpc.requestCallback<WriteChunkReply>): grpc.ClientWritableStream<WriteChunkRequest>;
+};
+
+export function createDataNodeService(options: DataNodeServiceOptions): DataNodeService {
+  const { nodeId, store, log } = options;
+  const clients = new Map<string, DataNodeClient>();
+
+  function clientFor(address: string): DataNodeClient {
+    let client = clients.get(address);
+    if (!client) {
+      client = new strataProto.DataNode(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as DataNodeClient;
+      clients.set(address, client);
+    }
+    return client;
+  }
+
+  async function openSession(message: WriteChunkRequest, call: WriteCall): Promise<WriteSession> {
+    const header = message.part === 'header' ? message.header : null;
+    if (!header) throw invalid('WriteChunk: the first message must be a header');
+    const pipeline = header.pipeline ?? [];
+    if (pipeline.length > MAX_PIPELINE_NODES) throw invalid(`WriteChunk: pipeline longer than ${MAX_PIPELINE_NODES} nodes`);
+    for (const hop of pipeline) {
+      if (!hop?.nodeId || !hop.address) throw invalid('WriteChunk: every pipeline entry needs nodeId and address');
+      if (hop.nodeId === nodeId) throw invalid(`WriteChunk: pipeline loops back to ${nodeId}`);
+    }
+    const writer = await store.createWriter(header.chunkId, header.length);
+    if (pipeline.length === 0) return new WriteSession(writer, null, []);
+    const [next, ...rest] = pipeline;
+    const downstreamHeader: WriteChunkHeader = { chunkId: header.chunkId, length: header.length, pipeline: rest };
+    const timeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
+    const downstream = new Downstream(() => clientFor(next.address), next, downstreamHeader, call, timeoutMs);
+    return new WriteSession(writer, downstream, pipeline);
+  }
+
+  async function writeChunk(call: WriteCall): Promise<WriteChunkReply> {
+    boundReadAhead(call);
+    let session: WriteSession | null = null;
+    try {
+      // Async iteration pulls one message at a time, so a slow disk or downstream pauses the sender.
+      for await (const message of call as AsyncIterable<WriteChunkRequest>) {
+        if (!session) session = await openSession(message, call);
+        else await session.piece(message);
+      }
+      if (!session) throw invalid('WriteChunk: the stream ended before a header');
+      const reply = await session.finish(nodeId);
+      if (reply.failed.length > 0) log.warn({ chunkId: session.chunkId, failed: reply.failed, errors: reply.errors }, 'chunk stored with downstream failures');
+      return reply;
+    } catch (err) {
+      await session?.abort();
+      throw err;
+    }
+  }
+
+  async function readChunk(call: ReadCall): Promise<void> {
+    const { chunkId, offset, length } = call.request;
+    const { length: chunkBytes } = await store.stat(chunkId);
+    if (offset > chunkBytes) throw invalid(`chunk ${chunkId}: offset ${offset} beyond its ${chunkBytes} bytes`);
+    const wantBytes = length === 0 ? chunkBytes - offset : Math.min(length, chunkBytes - offset);
+    for await (const block of store.read(chunkId, offset, wantBytes)) {
+      for (let at = 0; at < block.length; at += READ_PIECE_BYTES) {
+        if (call.cancelled) return;
+        if (!call.write({ data: block.subarray(at, at + READ_PIECE_BYTES) })) await waitForDrain(call);
+      }
+    }
+    call.end();
+  }
+
+  async function nodeInfo(): Promise<NodeInfo> {
+    const disk = await statfs(store.dir);
+    const { usedBytes, chunks } = store.usage();
+    const diskBytes = disk.blocks * disk.bsize;
+    const capacityBytes = options.capacityBytes ?? diskBytes;
+    const freeBytes = Math.max(0, Math.min(disk.bavail * disk.bsize, capacityBytes - usedBytes));
+    return { nodeId, address: options.address(), capacityBytes, usedBytes, freeBytes, chunks, zone: options.zone ?? '' };
+  }
+
+  const handlers: grpc.UntypedServiceImplementation = {
+    writeChunk: (call: WriteCall, callback: grpc.sendUnaryData<WriteChunkReply>) => {
+      writeChunk(call).then(
+        (reply) => callback(null, reply),
+        (err) => callback(toServiceError(err) as grpc.ServiceError),
+      );
+    },
+    readChunk: (call: ReadCall) => {
+      readChunk(call).catch((err) => {
+        if (!call.cancelled) call.emit('error', toServiceError(err));
+      });
+    },
+    statChunk: unaryHandler<{ chunkId: string }, ChunkStatReply>(async ({ chunkId }) => {
+      const { length, storedBytes, blocks } = await store.stat(chunkId);
+      return { chunkId, length, storedBytes, blocks };
+    }),
+    deleteChunk: unaryHandler<{ chunkId: string }, Record<string, never>>(async ({ chunkId }) => {
+      await store.delete(chunkId);
+      return {};
+    }),
+    nodeStatus: unaryHandler<unknown, NodeInfo>(() => nodeInfo()),
+  };
+
+  return {
+    handlers,
+    nodeInfo,
+    close() {
+      for (const client of clients.values()) client.close();
+      clients.clear();
+    },
+  };
+}
+
+class WriteSession {
+  constructor(
+    private readonly writer: ChunkWriter,
+    private readonly downstream: Downstream | null,
+    private readonly pipeline: NodeAddress[],
+  ) {}
+
+  get chunkId(): string {
+    return this.writer.chunkId;
+  }
+
+  async piece(message: WriteChunkRequest): Promise<void> {
+    if (message.part !== 'data' || !message.data) throw invalid('WriteChunk: only data may follow the header');
+    // Forwarding and the local write overlap; both must finish before the next piece is pulled.
+    await Promise.all([this.writer.write(message.data), this.downstream?.send(message.data)]);
+  }
+
+  async finish(nodeId: string): Promise<WriteChunkReply> {
+    this.downstream?.end();
+    const local = this.writer.commit().catch((err) => {
+      this.downstream?.cancel();
+      throw err;
+    });
+    const [committed, outcome] = await Promise.allSettled([local, this.downstream?.outcome]);
+    if (committed.status === 'rejected') throw committed.reason;
+    const reply: WriteChunkReply = { storedOn: [nodeId], failed: [], errors: [] };
+    const result = outcome.status === 'fulfilled' ? outcome.value : undefined;
+    if (result && 'reply' in result) {
+      reply.storedOn.push(...result.reply.storedOn);
+      reply.failed.push(...result.reply.failed);
+      reply.errors.push(...result.reply.errors);
+    } else if (result) {
+      // The next hop failed: nothing behind it can be known to hold a copy.
+      const [next, ...rest] = this.pipeline;
+      reply.failed.push(...this.pipeline.map((hop) => hop.nodeId));
+      reply.errors.push(`${next.nodeId} (${next.address}): ${result.error.message}`);
+      reply.errors.push(...rest.map((hop) => `${hop.nodeId} (${hop.address}): not reached, ${next.nodeId} failed`));
+    }
+    return reply;
+  }
+
+  async abort(): Promise<void> {
+    this.downstream?.cancel();
+    await this.writer.abort();
+  }
+}
+
+type DownstreamOutcome = { reply: WriteChunkReply } | { error: StrataError };
+
+/** One forwarded WriteChunk stream to the next node; its outcome never rejects. */
+class Downstream {
+  readonly outcome: Promise<DownstreamOutcome>;
+  private stream: grpc.ClientWritableStream<WriteChunkRequest> | null = null;
+  private settled = false;
+
+  constructor(client: () => DataNodeClient, hop: NodeAddress, header: WriteChunkHeader, parent: WriteCall, timeoutMs: number) {
+    let resolveOutcome!: (outcome: DownstreamOutcome) => void;
+    this.outcome = new Promise((resolve) => (resolveOutcome = resolve));
+    const settle = (outcome: DownstreamOutcome) => {
+      this.settled = true;
+      resolveOutcome(outcome);
+    };
+    try {
+      // parent: the upstream's deadline and cancellation propagate down the pipeline.
+      this.stream = client().writeChunk({ deadline: Date.now() + timeoutMs, parent }, (err, reply) =>
+        settle(err || !reply ? { error: fromServiceError(err, hop.address) } : { reply }),
+      );
+      this.stream.on('error', () => {}); // failures arrive through the callback
+      this.stream.write({ header });
+    } catch (err) {
+      settle({ error: asStrataError(err) }); // e.g. an unparsable address: a failed hop, not a failed write
+    }
+  }
+
+  async send(data: Buffer): Promise<void> {
+    if (this.settled || !this.stream) return; // it already failed: keep storing locally, stop forwarding
+    if (!this.stream.write({ data })) await waitForDrain(this.stream, this.outcome);
+  }
+
+  end(): void {
+    if (!this.settled) this.stream?.end();
+  }
+
+  cancel(): void {
+    if (!this.settled) this.stream?.cancel();
+  }
+}
+
+/**
+ * grpc-js reads up to 16 messages ahead (the objectMode default): with 4 MiB pieces, 64 MiB per
+ * stream. Two are enough to keep the pipe full, so every concurrent write stays a few MiB.
+ * The knob is private stream state; if it ever moves, the default (bounded, larger) applies.
+ */
+function boundReadAhead(call: WriteCall): void {
+  const state = (call as unknown as { _readableState?: { highWaterMark?: unknown } })._readableState;
+  if (typeof state?.highWaterMark === 'number') state.highWaterMark = INBOUND_READ_AHEAD_MESSAGES;
+}
+
+/** Resolves on 'drain', or when the stream can no longer drain (closed, cancelled, settled). */
+function waitForDrain(stream: EventEmitter, settled?: Promise<unknown>): Promise<void> {
+  return new Promise((resolve) => {
+    const events = ['drain', 'close', 'cancelled', 'error'];
+    const done = () => {
+      for (const event of events) stream.off(event, done);
+      resolve();
+    };
+    for (const event of events) stream.on(event, done);
+    settled?.then(done);
+  });
+}
