@@ -5,6 +5,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
+import http2 from 'node:http2';
 import { type ErrorKind, StrataError, isErrorKind } from './errors.js';
 
 const PROTO_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto/strata.proto');
@@ -23,6 +24,8 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.enable_retries': 0,
   'grpc.initial_reconnect_backoff_ms': 200,
   'grpc.max_reconnect_backoff_ms': 2_000,
+  // HTTP/2's default 64 KiB stream window stalls bulk transfers on WINDOW_UPDATE round trips.
+  'grpc-node.flow_control_window': 16 * 1024 * 1024, // = STREAM_WINDOW_BYTES below
 };
 
 /** The .proto sits at the repo root: two levels above dist/common/, one above common/ (vitest). */
@@ -142,7 +145,36 @@ export function callUnary<Res>(
   });
 }
 
+const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
+let serverWindowsWidened = false;
+
+/**
+ * grpc-js offers no server option for the HTTP/2 receive window, and the 64 KiB default halves
+ * chunk upload throughput. Wrap http2.createServer (which grpc-js calls) once, so every server
+ * session advertises a large window. Only settings change; behaviour is otherwise http2's.
+ */
+function widenServerWindows(): void {
+  if (serverWindowsWidened) return;
+  serverWindowsWidened = true;
+  const original = http2.createServer;
+  const patched = (options: http2.ServerOptions, listener?: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) => {
+    const server = original({ ...options, settings: { ...options?.settings, initialWindowSize: STREAM_WINDOW_BYTES } }, listener);
+    server.on('session', (session) => {
+      session.once('remoteSettings', () => {
+        try {
+          session.setLocalWindowSize(STREAM_WINDOW_BYTES);
+        } catch {
+          /* a closing session: nothing to widen */
+        }
+      });
+    });
+    return server;
+  };
+  (http2 as { createServer: unknown }).createServer = patched;
+}
+
 export async function bindServer(server: grpc.Server, address: string): Promise<number> {
+  widenServerWindows();
   return new Promise((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
       if (err) reject(new StrataError('Unavailable', `cannot listen on ${address}: ${err.message}`, { cause: err }));

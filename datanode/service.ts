@@ -111,12 +111,22 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     const { length: chunkBytes } = await store.stat(chunkId);
     if (offset > chunkBytes) throw invalid(`chunk ${chunkId}: offset ${offset} beyond its ${chunkBytes} bytes`);
     const wantBytes = length === 0 ? chunkBytes - offset : Math.min(length, chunkBytes - offset);
+    // Blocks are 256 KiB; gRPC moves bytes faster in ~1 MiB messages, so coalesce them.
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    const flush = async () => {
+      const data = batch.length === 1 ? batch[0] : Buffer.concat(batch, batchBytes);
+      batch = [];
+      batchBytes = 0;
+      if (!call.write({ data })) await waitForDrain(call);
+    };
     for await (const block of store.read(chunkId, offset, wantBytes)) {
-      for (let at = 0; at < block.length; at += READ_PIECE_BYTES) {
-        if (call.cancelled) return;
-        if (!call.write({ data: block.subarray(at, at + READ_PIECE_BYTES) })) await waitForDrain(call);
-      }
+      if (call.cancelled) return;
+      batch.push(block);
+      batchBytes += block.length;
+      if (batchBytes >= READ_PIECE_BYTES) await flush();
     }
+    if (batchBytes > 0 && !call.cancelled) await flush();
     call.end();
   }
 
@@ -162,7 +172,12 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
   };
 }
 
+/** Local piece writes allowed to queue behind the network (each ≤ 4 MiB). */
+const MAX_PENDING_LOCAL_WRITES = 4;
+
 class WriteSession {
+  private readonly pendingLocal: Promise<void>[] = [];
+
   constructor(
     private readonly writer: ChunkWriter,
     private readonly downstream: Downstream | null,
@@ -175,12 +190,23 @@ class WriteSession {
 
   async piece(message: WriteChunkRequest): Promise<void> {
     if (message.part !== 'data' || !message.data) throw invalid('WriteChunk: only data may follow the header');
-    // Forwarding and the local write overlap; both must finish before the next piece is pulled.
-    await Promise.all([this.writer.write(message.data), this.downstream?.send(message.data)]);
+    // The writer runs its steps in order, so local writes may queue behind the network:
+    // receiving, forwarding and disk overlap, with at most MAX_PENDING_LOCAL_WRITES pieces held.
+    const local = this.writer.write(message.data);
+    local.catch(() => undefined); // observed below or in finish()
+    this.pendingLocal.push(local);
+    await this.downstream?.send(message.data);
+    while (this.pendingLocal.length > MAX_PENDING_LOCAL_WRITES) await this.pendingLocal.shift();
   }
 
   async finish(nodeId: string): Promise<WriteChunkReply> {
     this.downstream?.end();
+    try {
+      await Promise.all(this.pendingLocal.splice(0));
+    } catch (err) {
+      this.downstream?.cancel();
+      throw err;
+    }
     const local = this.writer.commit().catch((err) => {
       this.downstream?.cancel();
       throw err;
