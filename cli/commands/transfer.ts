@@ -22,6 +22,9 @@ export function registerTransferCommands(program: Command): void {
     .action(async (local: string, remote: string | undefined, options) =>
       withClient(options, async (client) => {
         const target = await uploadTarget(client, local, remote);
+        // Like `aws s3 cp`: missing parent directories are created.
+        const parent = target.slice(0, target.lastIndexOf('/')) || '/';
+        if (parent !== '/') await client.mkdir(parent, { parents: true });
         const size = local === '-' ? undefined : await localFileSize(local);
         const progress = createProgress(`put ${basename(target)}`, size, options.progress);
         try {
