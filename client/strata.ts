@@ -156,7 +156,7 @@ export class Strata {
    * A writable stream that replaces the file's content. It finishes ('finish'/'close')
    * only after every chunk is fsynced on its replicas and committed in metadata.
    */
-  async createWriteStream(path: string, options: WriteOptions = {}): Promise<Writable & { stat: FileStat | undefined }> {
+  async createWriteStream(path: string, options: WriteOptions = {}): Promise<Writable & { stat: FileStat | undefined; fewestCopies: number }> {
     const reply = await this.coordinator.call<{ attr: unknown }>('Create', {
       path,
       mode: options.mode ?? 0,
@@ -180,8 +180,13 @@ export class Strata {
 
   async writeFile(path: string, data: Buffer | string | Readable | AsyncIterable<Buffer>, options: WriteOptions = {}): Promise<FileStat> {
     const stream = await this.createWriteStream(path, options);
-    const source = typeof data === 'string' || Buffer.isBuffer(data) ? Readable.from([Buffer.from(data)]) : data;
-    await pipeline(source, stream);
+    if (typeof data === 'string' || Buffer.isBuffer(data)) {
+      // A buffer needs no stream plumbing (which costs more than a small file's whole write).
+      await new Promise<void>((resolve, reject) => {
+        stream.once('error', reject);
+        stream.end(Buffer.from(data), () => resolve());
+      });
+    } else await pipeline(data, stream);
     return stream.stat ?? (await this.stat(path));
   }
 

@@ -21,6 +21,9 @@ export interface ChunkWriterOptions {
   onProgress?: (bytesWritten: number) => void;
 }
 
+const EMPTY = Buffer.alloc(0);
+const MIN_BUFFER_BYTES = 64 * 1024;
+
 interface AllocateReply {
   chunkId: string;
   pipeline: NodeAddress[];
@@ -36,6 +39,13 @@ export class ChunkWriter extends Writable {
   private failure: StrataError | undefined;
   /** The file's attributes after the last commit. */
   stat: FileStat | undefined;
+  /** Fewest copies any chunk got (below the replication factor when nodes were short). */
+  fewestCopies = Infinity;
+  /**
+   * Nodes that failed during this write. Later chunks avoid them too: the coordinator only
+   * learns a node is dead after its heartbeat grace period.
+   */
+  private readonly failedNodes = new Set<string>();
 
   constructor(
     private readonly coordinator: CoordinatorClient,
@@ -43,7 +53,7 @@ export class ChunkWriter extends Writable {
     private readonly options: ChunkWriterOptions,
   ) {
     super({ highWaterMark: 1024 * 1024 });
-    this.buffer = Buffer.allocUnsafe(options.chunkSize);
+    this.buffer = EMPTY;
   }
 
   override _write(data: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -62,11 +72,24 @@ export class ChunkWriter extends Writable {
     let offset = 0;
     while (offset < data.length) {
       if (this.failure) throw this.failure;
+      this.reserve(this.filled + data.length - offset);
       const copied = data.copy(this.buffer, this.filled, offset);
       this.filled += copied;
       offset += copied;
       if (this.filled === this.options.chunkSize) await this.startChunk();
     }
+  }
+
+  /**
+   * Grows the chunk buffer towards what is needed (doubling, capped at the chunk size): a small
+   * file never pays for an 8 MiB allocation, a large one reaches full chunks after a few copies.
+   */
+  private reserve(wantedBytes: number): void {
+    if (this.buffer.length >= Math.min(wantedBytes, this.options.chunkSize)) return;
+    const size = Math.min(this.options.chunkSize, Math.max(wantedBytes, this.buffer.length * 2, MIN_BUFFER_BYTES));
+    const grown = Buffer.allocUnsafe(size);
+    this.buffer.copy(grown, 0, 0, this.filled);
+    this.buffer = grown;
   }
 
   /** Hands the full buffer to an upload; waits while too many uploads are running. */
@@ -75,7 +98,8 @@ export class ChunkWriter extends Writable {
     if (this.failure) throw this.failure;
     const index = this.nextIndex++;
     const data = this.buffer.subarray(0, this.filled);
-    this.buffer = Buffer.allocUnsafe(this.options.chunkSize);
+    // The next chunk of a big file will fill a whole buffer; start it at full size.
+    this.buffer = this.filled === this.options.chunkSize ? Buffer.allocUnsafe(this.options.chunkSize) : EMPTY;
     this.filled = 0;
     const upload: Promise<void> = this.uploadChunk(index, data).then(
       () => {
@@ -90,17 +114,25 @@ export class ChunkWriter extends Writable {
     this.inFlight.add(tracked);
   }
 
+  private async allocate(index: number, exclude: Set<string>): Promise<AllocateReply> {
+    const request = (excludeNodes: string[]) =>
+      this.coordinator.call<AllocateReply>('AllocateChunk', { ino: this.options.ino, index, excludeNodes, ackPolicy: this.options.ackPolicy ?? '' });
+    try {
+      return await request([...exclude]);
+    } catch (err) {
+      // Every live node was excluded: the failures may have been passing, so try them again.
+      if (!(err instanceof StrataError) || err.kind !== 'Unavailable' || exclude.size === 0) throw err;
+      exclude.clear();
+      return request([]);
+    }
+  }
+
   private async uploadChunk(index: number, data: Buffer): Promise<void> {
     const checksum = crc32c(data);
-    const exclude = new Set<string>();
+    const exclude = this.failedNodes;
     let lastError: StrataError | undefined;
     for (let attempt = 0; attempt < this.options.maxAttemptsPerChunk; attempt++) {
-      const placement = await this.coordinator.call<AllocateReply>('AllocateChunk', {
-        ino: this.options.ino,
-        index,
-        excludeNodes: [...exclude],
-        ackPolicy: this.options.ackPolicy ?? '',
-      });
+      const placement = await this.allocate(index, exclude);
       try {
         const result = await this.datanodes.writeChunk(placement.pipeline, placement.chunkId, data);
         if (result.storedOn.length >= placement.requiredAcks) {
@@ -114,9 +146,11 @@ export class ChunkWriter extends Writable {
             crc32c: checksum,
           });
           this.stat = toFileStat(reply.attr);
+          this.fewestCopies = Math.min(this.fewestCopies, result.storedOn.length);
           return;
         }
-        for (const nodeId of result.failed) exclude.add(nodeId);
+        // failed[0] is the hop that broke; the nodes after it were merely not reached.
+        if (result.failed[0]) exclude.add(result.failed[0]);
         lastError = describeWriteFailure(placement.chunkId, result, placement.requiredAcks);
       } catch (err) {
         lastError = asStrataError(err);

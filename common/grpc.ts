@@ -182,3 +182,17 @@ export async function bindServer(server: grpc.Server, address: string): Promise<
     });
   });
 }
+
+/** Lets calls in flight finish for a bounded time, then cuts the rest. */
+export function shutdownServer(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

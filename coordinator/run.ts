@@ -1,8 +1,9 @@
 // `strata coordinator`: opens the metadata engine, serves the Coordinator service.
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorConfig } from '../common/config.js';
-import { CHANNEL_OPTIONS, bindServer, strataProto } from '../common/grpc.js';
+import { CHANNEL_OPTIONS, bindServer, shutdownServer, strataProto } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
+import { CACHED_PREFIXES } from './meta/keys.js';
 import { openKv } from './meta/open-kv.js';
 import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
@@ -16,7 +17,7 @@ export interface RunningCoordinator {
 const SHUTDOWN_GRACE_MS = 3000;
 
 export async function runCoordinator(config: CoordinatorConfig, log: Logger): Promise<RunningCoordinator> {
-  const kv = await openKv(config.meta);
+  const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES });
   try {
     const meta = new MetaStore(kv);
     await meta.init();
@@ -35,16 +36,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     return {
       address,
       async stop() {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, SHUTDOWN_GRACE_MS);
-          server.tryShutdown(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
+        await shutdownServer(server, SHUTDOWN_GRACE_MS);
         await kv.close();
       },
     };

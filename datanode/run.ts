@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { LocalChunkStore } from './chunk-store.js';
 import { createDataNodeService, type NodeInfo } from './service.js';
-import { CHANNEL_OPTIONS, bindServer, callUnary, strataProto } from '../common/grpc.js';
+import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } from '../common/grpc.js';
 import { invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 
@@ -81,26 +81,12 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   const stop = () =>
     (stopping ??= (async () => {
       for (const heartbeat of heartbeats) heartbeat.stop();
-      await drain(server);
+      await shutdownServer(server, SHUTDOWN_GRACE_MS);
       service.close();
       await store.close();
       log.info({ nodeId }, 'data node stopped');
     })());
   return { nodeId, address, stop };
-}
-
-/** Lets calls in flight finish for a bounded time, then cuts the rest. */
-function drain(server: grpc.Server): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, SHUTDOWN_GRACE_MS);
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
 }
 
 function parseListen(listen: string): { host: string; port: number } {

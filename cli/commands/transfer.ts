@@ -37,6 +37,10 @@ export function registerTransferCommands(program: Command): void {
             onProgress: (bytes) => progress.update(bytes),
           });
           await pipeline(source, sink);
+          const wanted = sink.stat?.replication ?? 0;
+          if (sink.fewestCopies < wanted) {
+            process.stderr.write(`strata: warning: some chunks of ${target} have ${sink.fewestCopies} of ${wanted} copies (too few live data nodes)\n`);
+          }
         } catch (err) {
           throw localError(err, local);
         } finally {

@@ -73,6 +73,11 @@ export class EtcdKv implements Kv {
   }
 
   async getMany(keys: string[]): Promise<(KvEntry | undefined)[]> {
+    return (await this.getManyAt(keys)).entries;
+  }
+
+  /** getMany, with the store revision the snapshot was read at (for caches). */
+  async getManyAt(keys: string[]): Promise<{ entries: (KvEntry | undefined)[]; revision: number }> {
     const entries: (KvEntry | undefined)[] = [];
     // etcd caps a txn at 128 ops, so a longer list takes several txns; later ones read at the
     // revision the first one saw, so the answer is still one consistent snapshot.
@@ -89,7 +94,7 @@ export class EtcdKv implements Kv {
         entries.push(kv ? toEntry(kv) : undefined);
       }
     }
-    return entries;
+    return { entries, revision: Number(revision ?? 0) };
   }
 
   async range({ start, end, limit }: RangeOptions): Promise<KvEntry[]> {
@@ -113,7 +118,12 @@ export class EtcdKv implements Kv {
    * A thrown Unavailable whose message says "may have been applied" leaves the outcome unknown:
    * re-read the compared keys to learn it.
    */
-  async txn({ compares, ops }: KvTxn): Promise<boolean> {
+  async txn(txn: KvTxn): Promise<boolean> {
+    return (await this.txnAt(txn)).succeeded;
+  }
+
+  /** txn, with the store revision after it (its writes' modRevision when it succeeded). */
+  async txnAt({ compares, ops }: KvTxn): Promise<{ succeeded: boolean; revision: number }> {
     if (ops.length > KV_MAX_TXN_OPS || compares.length > KV_MAX_TXN_OPS) {
       throw invalid(`txn has ${ops.length} ops and ${compares.length} compares; at most ${KV_MAX_TXN_OPS} of each`);
     }
@@ -128,7 +138,36 @@ export class EtcdKv implements Kv {
       success: ops.flatMap(toRequestOp),
     };
     const response = await this.call('txn', 'write', (deadline) => this.client.kv.txn(request, { deadline }));
-    return response.succeeded;
+    return { succeeded: response.succeeded, revision: Number(response.header.revision) };
+  }
+
+  /**
+   * Watches keys in [start, end). `onEvents` gets each batch of changes in revision order;
+   * `onReset` says events may have been missed (disconnect, error), so caches must drop
+   * everything; `onReady` says the watch is live again.
+   */
+  async watchRange(
+    start: string,
+    end: string,
+    handlers: { onEvents(events: { key: string; entry: KvEntry | undefined; revision: number }[]): void; onReset(): void; onReady(): void },
+  ): Promise<{ close(): Promise<void> }> {
+    const watcher = await this.client.watch().inRange({ start, end }).create();
+    watcher.on('data', (response) => {
+      const events = (response.events ?? []).map((event) => {
+        const revision = Number(event.kv.mod_revision);
+        const key = event.kv.key.toString('utf8');
+        return { key, revision, entry: event.type === 'Put' ? toEntry(event.kv) : undefined };
+      });
+      if (events.length > 0) handlers.onEvents(events);
+    });
+    watcher.on('disconnected', () => handlers.onReset());
+    watcher.on('error', () => handlers.onReset());
+    watcher.on('connected', () => {
+      handlers.onReset();
+      handlers.onReady();
+    });
+    handlers.onReady();
+    return { close: () => watcher.cancel() };
   }
 
   async close(): Promise<void> {

@@ -21,6 +21,8 @@ export const chunkKey = (ino: number, index: number) => `c/${ino}/${String(index
 export const nodeKey = (nodeId: string) => `n/${nodeId}`;
 export const NODE_PREFIX = 'n/';
 export const INODE_COUNTER_KEY = 'x/ino';
+/** What every path lookup reads: worth a coordinator-side cache on etcd. */
+export const CACHED_PREFIXES = ['d/', 'i/', 't/'];
 
 export const rangeOf = (prefix: string) => ({ start: prefix, end: prefixEnd(prefix) });
 

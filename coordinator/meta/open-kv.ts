@@ -2,6 +2,7 @@
 
 import { isAbsolute, resolve } from 'node:path';
 import { StrataError } from '../../common/errors.js';
+import { CachedKv } from './cached-kv.js';
 import { EtcdKv } from './etcd-kv.js';
 import type { Kv } from './kv.js';
 import { LevelKv } from './level-kv.js';
@@ -11,6 +12,8 @@ export interface OpenKvOptions {
   timeoutMs?: number;
   /** LevelDB: fsync each commit (default true). */
   syncWrites?: boolean;
+  /** etcd: serve reads of keys under these prefixes from a watch-fed cache (coordinator/meta/cached-kv.ts). */
+  cachePrefixes?: string[];
 }
 
 const EXPECTED_FORMS = 'etcd://host:port[,host:port...], leveldb:///absolute/path, or a filesystem path';
@@ -19,8 +22,16 @@ const ETCD_PORT_DEFAULT = 2379;
 type Engine = (location: string, metaUrl: string, options: OpenKvOptions) => Promise<Kv>;
 
 const ENGINES: Record<string, Engine> = {
-  etcd: async (location, metaUrl, options) =>
-    new EtcdKv({ hosts: parseEtcdHosts(location, metaUrl), timeoutMs: options.timeoutMs }),
+  etcd: async (location, metaUrl, options) => {
+    const etcd = new EtcdKv({ hosts: parseEtcdHosts(location, metaUrl), timeoutMs: options.timeoutMs });
+    if (!options.cachePrefixes?.length) return etcd;
+    try {
+      return await CachedKv.open(etcd, { prefixes: options.cachePrefixes, openTimeoutMs: options.timeoutMs });
+    } catch (err) {
+      await etcd.close();
+      throw err;
+    }
+  },
   leveldb: (location, metaUrl, options) => {
     // leveldb:///abs/path: the authority is empty and the path absolute.
     if (!location.startsWith('/')) throw badUrl(metaUrl, 'leveldb needs an absolute path (leveldb:///...)');

@@ -5,6 +5,7 @@ import { startEtcd, type EtcdMember } from '../../test/harness/etcd.js';
 import { tempDir, type TempDir } from '../../test/harness/ports.js';
 import type { Kv } from './kv.js';
 import { openKv } from './open-kv.js';
+import { CACHED_PREFIXES } from './keys.js';
 import { MetaStore } from './store.js';
 import { ROOT_INO, type CreateOptions } from './types.js';
 
@@ -253,4 +254,60 @@ metaContract('etcd', async () => {
   etcd = await startEtcd();
   const kv = await openKv(etcd.url);
   return { kv, close: async () => { await kv.close(); await etcd?.stop(); } };
+});
+
+metaContract('etcd behind the watch-fed cache', async () => {
+  const member = await startEtcd();
+  const kv = await openKv(member.url, { cachePrefixes: CACHED_PREFIXES });
+  return { kv, close: async () => { await kv.close(); await member.stop(); } };
+});
+
+describe('two coordinators on one etcd, each with its watch-fed cache', () => {
+  let member: EtcdMember;
+  let a: MetaStore;
+  let b: MetaStore;
+  const kvs: Kv[] = [];
+  beforeAll(async () => {
+    member = await startEtcd();
+    for (let i = 0; i < 2; i++) kvs.push(await openKv(member.url, { cachePrefixes: CACHED_PREFIXES }));
+    [a, b] = kvs.map((kv) => new MetaStore(kv, { inodeBatch: 10 }));
+    await a.init();
+    await b.init();
+  });
+  afterAll(async () => {
+    for (const kv of kvs) await kv.close();
+    await member?.stop();
+  });
+
+  /** What one coordinator changed, the other sees once the watch delivers it. */
+  async function eventually(check: () => Promise<boolean>): Promise<void> {
+    for (let i = 0; i < 100; i++) {
+      if (await check().catch(() => false)) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error('the other coordinator never saw the change');
+  }
+
+  test('changes made through one are seen through the other; creators racing across both: one wins', async () => {
+    const dir = await a.mkdir(ROOT_INO, 'shared', 0o755);
+    await b.lookup(ROOT_INO, 'shared'); // b caches the entry, then must see it change
+    const file = await a.create(dir.ino, 'f', FILE);
+    await eventually(async () => (await b.lookup(dir.ino, 'f')).ino === file.ino);
+    await b.rename(dir.ino, 'f', dir.ino, 'g');
+    await eventually(async () => (await a.lookup(dir.ino, 'g')).ino === file.ino);
+    await expectKind(a.lookup(dir.ino, 'f'), 'NotFound');
+    await b.commitChunk(file.ino, { index: 0, chunkId: 'x', length: 5, crc32c: 1, nodes: ['n1'] });
+    await eventually(async () => (await a.getattr(file.ino)).size === 5);
+    await a.unlink(dir.ino, 'g');
+    await eventually(async () => (await b.lookup(dir.ino, 'g').then(() => false, (e) => e.kind === 'NotFound')));
+    for (let round = 0; round < 5; round++) {
+      const results = await Promise.allSettled([a, b, a, b].map((m) => m.create(dir.ino, `race${round}`, FILE)));
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    }
+    // A stale cached directory never lets an rmdir through: b removes, a's create must fail.
+    const sub = await a.mkdir(dir.ino, 'sub', 0o755);
+    await b.lookup(dir.ino, 'sub');
+    await b.rmdir(dir.ino, 'sub');
+    await expectKind(a.create(sub.ino, 'orphan', FILE), 'NotFound');
+  });
 });

@@ -68,9 +68,13 @@ export class MetaStore {
   // ------------------------------------------------------------------ reads
 
   async getattr(ino: number): Promise<Attr> {
-    const [inode, stamp] = await this.kv.getMany([k.inodeKey(ino), k.stampKey(ino)]);
+    const [inode] = await this.kv.getMany([k.inodeKey(ino)]);
     if (!inode) throw notFound(`inode ${ino}`);
-    return withStamp(k.decodeAttr(ino, inode.value), stamp);
+    const attr = k.decodeAttr(ino, inode.value);
+    // Only directories have a stamp; asking for a file's would be a (cache-missing) read of nothing.
+    if (attr.type !== 'dir') return attr;
+    const [stamp] = await this.kv.getMany([k.stampKey(ino)]);
+    return withStamp(attr, stamp);
   }
 
   async lookup(parent: number, name: string): Promise<Attr> {
@@ -147,8 +151,8 @@ export class MetaStore {
   async mkdir(parent: number, name: string, mode: number): Promise<Attr> {
     validateName(name);
     const ino = await this.allocateIno();
-    return this.retry(async () => {
-      const { parentRead, dentryRead } = await this.readForCreate(parent, name);
+    return this.retry(async (attempt) => {
+      const { parentRead, dentryRead } = await this.readForCreate(parent, name, attempt === 0);
       if (dentryRead.entry) throw exists(name);
       const now = this.now();
       const attr = this.newAttr(ino, 'dir', mode || 0o755, now, { parent });
@@ -168,8 +172,8 @@ export class MetaStore {
   /** Creates a file, or opens the existing one (emptying it when `truncate`). */
   async create(parent: number, name: string, options: CreateOptions): Promise<Attr> {
     validateName(name);
-    return this.retry(async () => {
-      const { parentRead, dentryRead } = await this.readForCreate(parent, name);
+    return this.retry(async (attempt) => {
+      const { parentRead, dentryRead } = await this.readForCreate(parent, name, attempt === 0);
       const now = this.now();
       if (dentryRead.entry) {
         if (options.exclusive) throw exists(name);
@@ -382,10 +386,15 @@ export class MetaStore {
     this.endIno = reserved + this.inodeBatch;
   }
 
-  private async readForCreate(parent: number, name: string): Promise<{ parentRead: Read; dentryRead: Read }> {
+  /**
+   * Reads what a create compares. `assumeAbsent` skips reading the entry (new names are the
+   * common case, and on etcd a read is a round trip): the txn then compares it as absent, and
+   * if the name was taken the txn fails and the next attempt reads it.
+   */
+  private async readForCreate(parent: number, name: string, assumeAbsent = false): Promise<{ parentRead: Read; dentryRead: Read }> {
     const parentKey = k.inodeKey(parent);
     const dentryKey = k.dentryKey(parent, name);
-    const [parentEntry, dentryEntry] = await this.kv.getMany([parentKey, dentryKey]);
+    const [parentEntry, dentryEntry] = await this.kv.getMany(assumeAbsent ? [parentKey] : [parentKey, dentryKey]);
     if (!parentEntry) throw notFound(`parent of ${name}`);
     if (k.decodeAttr(parent, parentEntry.value).type !== 'dir') throw notDir(`parent of ${name}`);
     return { parentRead: { key: parentKey, entry: parentEntry }, dentryRead: { key: dentryKey, entry: dentryEntry } };
@@ -449,9 +458,9 @@ export class MetaStore {
     return ops;
   }
 
-  private async retry<T>(attempt: () => Promise<T | undefined>): Promise<T> {
+  private async retry<T>(attempt: (attemptIndex: number) => Promise<T | undefined>): Promise<T> {
     for (let i = 0; i < this.maxAttempts; i++) {
-      const result = await attempt();
+      const result = await attempt(i);
       if (result !== undefined) return result;
       // Lost a race: back off a little, with jitter, so racers spread out.
       await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** i)));
