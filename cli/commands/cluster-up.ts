@@ -70,6 +70,8 @@ export function registerClusterUpCommand(program: Command): void {
         new Promise<string>((resolve) => {
           process.once('SIGINT', () => resolve('stopping (Ctrl-C)…'));
           process.once('SIGTERM', () => resolve('stopping (SIGTERM)…'));
+          // A closed terminal must not orphan the data nodes.
+          process.once('SIGHUP', () => resolve('stopping (SIGHUP)…'));
         }),
       ]);
       if (reason instanceof StrataError) console.error(`strata: ${reason.message}`);
