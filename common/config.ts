@@ -50,8 +50,10 @@ export const dataNodeSchema = z.object({
 });
 export type DataNodeConfig = Readonly<z.infer<typeof dataNodeSchema>>;
 
-/** STRATA_CHUNK_SIZE -> chunkSize */
+/** chunkSize -> STRATA_CHUNK_SIZE */
 const envName = (key: string) => 'STRATA_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+/** chunkSize -> chunk-size */
+const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 
 export function loadConfig<S extends z.ZodObject>(
   schema: S,
@@ -70,6 +72,10 @@ export function loadConfig<S extends z.ZodObject>(
   if (!result.success) {
     const issue = result.error.issues[0];
     const key = issue.path.join('.') || (issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : '(root)');
+    const topKey = String(issue.path[0] ?? '');
+    if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) {
+      throw invalid(`invalid config: ${key} is required: set --${flagName(topKey)} or ${envName(topKey)}`);
+    }
     throw invalid(`invalid config: ${key}: ${issue.message}`);
   }
   return Object.freeze(result.data) as Readonly<z.infer<S>>;

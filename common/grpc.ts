@@ -105,9 +105,22 @@ export function fromServiceError(err: unknown, peer?: string): StrataError {
       : (STATUS_TO_KIND[serviceError.code] ?? 'Internal');
   let message = serviceError.details || serviceError.message || 'request failed';
   if (serviceError.code === grpc.status.UNAVAILABLE && !fromMetadata && peer) {
-    message = `cannot reach ${peer}: ${message}`;
+    message = `cannot reach ${peer}: ${transportReason(message)}`;
   }
   return new StrataError(kind, message, { cause: err });
+}
+
+const TRANSPORT_REASONS: [RegExp, string][] = [
+  [/ECONNREFUSED/, 'connection refused'],
+  [/ETIMEDOUT|deadline/i, 'timed out'],
+  [/ENOTFOUND|EAI_AGAIN/, 'unknown host'],
+  [/EHOSTUNREACH|ENETUNREACH/, 'host unreachable'],
+  [/ECONNRESET|Connection dropped/i, 'connection reset'],
+];
+
+/** grpc-js's transport messages are long and internal; users need the reason in a few words. */
+function transportReason(message: string): string {
+  return TRANSPORT_REASONS.find(([pattern]) => pattern.test(message))?.[1] ?? message;
 }
 
 /** True for failures where another replica or coordinator may succeed. */

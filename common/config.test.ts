@@ -1,0 +1,50 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { StrataError } from './errors.js';
+import { coordinatorSchema, dataNodeSchema, loadConfig } from './config.js';
+
+const invalidMessage = (fn: () => unknown): string => {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(StrataError);
+    expect((err as StrataError).kind).toBe('Invalid');
+    return (err as StrataError).message;
+  }
+  throw new Error('expected an Invalid error');
+};
+
+describe('role config', () => {
+  test('defaults are safe: loopback, RF 3, 8 MiB chunks, ack all', () => {
+    const config = loadConfig(coordinatorSchema, {}, { env: {} });
+    expect(config).toMatchObject({ listen: '127.0.0.1:7400', replication: 3, chunkSize: 8 * 1024 * 1024, ackPolicy: 'all' });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  test('file < STRATA_* env < flags', () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'strata-config-')), 'c.json');
+    writeFileSync(file, JSON.stringify({ replication: 2, chunkSize: '1MiB', listen: '127.0.0.1:1' }));
+    const config = loadConfig(coordinatorSchema, { listen: '127.0.0.1:3' }, { file, env: { STRATA_CHUNK_SIZE: '2MiB', STRATA_LISTEN: '127.0.0.1:2' } });
+    expect(config).toMatchObject({ replication: 2, chunkSize: 2 * 1024 * 1024, listen: '127.0.0.1:3' });
+  });
+
+  test('bad values are one line naming the key', () => {
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, { chunkSize: '1k' }, { env: {} }))).toMatch(/^invalid config: chunkSize: /);
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, { chunkSize: 'lots' }, { env: {} }))).toMatch(/chunkSize: invalid size 'lots'/);
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, { ackPolicy: 'most' }, { env: {} }))).toMatch(/^invalid config: ackPolicy/);
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, {}, { env: { STRATA_REPLICATION: '0' } }))).toMatch(/replication/);
+    expect(invalidMessage(() => loadConfig(dataNodeSchema, { coordinators: '127.0.0.1:1' }, { env: {} }))).toBe(
+      'invalid config: dataDir is required: set --data-dir or STRATA_DATA_DIR',
+    );
+    expect(invalidMessage(() => loadConfig(dataNodeSchema, { dataDir: '/x', coordinators: 'a:1,nope' }, { env: {} }))).toMatch(/coordinators/);
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, {}, { file: '/definitely/missing.json', env: {} }))).toMatch(/cannot read config file/);
+  });
+
+  test('unknown keys in a config file are refused, not ignored', () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'strata-config-')), 'c.json');
+    writeFileSync(file, JSON.stringify({ replicaton: 2 }));
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, {}, { file, env: {} }))).toMatch(/replicaton/);
+  });
+});
