@@ -1,5 +1,6 @@
 // Chunk files on local disk plus a LevelDB index. The index is the source of visibility: a chunk
 // exists once its fsynced, renamed file has been recorded there, so a crash never shows a torn chunk.
+// A file in chunks/ without an index entry may be torn (a crash mid-commit); it is never read.
 import { mkdir, open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -7,6 +8,7 @@ import { Level } from 'level';
 import { crc32c } from '@node-rs/crc32';
 import { ChunkEncoder, ChunkReader } from '../common/chunk-codec.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
+import { CommitWave, DirSync, fsyncDir, settleAll } from './commit-wave.js';
 
 export interface ChunkStat {
   length: number; // raw bytes
@@ -50,6 +52,8 @@ const INDEX_PREFIX = 'c/';
 // '/' + 1: the upper bound of every key under INDEX_PREFIX.
 const INDEX_PREFIX_END = 'c0';
 
+type IndexChange = { type: 'put'; key: string; value: ChunkRecord } | { type: 'del'; key: string };
+
 export function validateChunkId(chunkId: unknown): string {
   if (typeof chunkId !== 'string' || !CHUNK_ID_PATTERN.test(chunkId)) {
     throw invalid(`invalid chunk id '${String(chunkId).slice(0, 140)}': use 1..128 of A-Z a-z 0-9 _ -`);
@@ -67,6 +71,10 @@ export class LocalChunkStore implements ChunkStore {
   private readonly deletions = new Map<string, Promise<void>>();
   private totals: ChunkUsage = { usedBytes: 0, chunks: 0 };
   private closed = false;
+  /** Writer-internal: shard directory fsyncs, shared by commits that renamed into one meanwhile. */
+  readonly dirSync = new DirSync();
+  /** Index changes: each wave is one LevelDB batch with one sync, however many commits it holds. */
+  private readonly indexWave = new CommitWave<IndexChange>((changes) => this.index.batch(changes, { sync: true }));
 
   private constructor(
     readonly dir: string,
@@ -110,11 +118,16 @@ export class LocalChunkStore implements ChunkStore {
     const writer = new LocalChunkWriter(this, chunkId, encoder, tmpPath);
     this.writers.set(chunkId, writer); // claimed before any await, so concurrent creates see it
     try {
-      if (await this.has(chunkId)) throw new StrataError('Exists', `chunk ${chunkId}: already exists (chunks are immutable)`);
-      await writer.start();
+      // A running delete of this id unlinks the file after its index entry is gone: wait for it,
+      // or it could unlink the file this writer is about to rename into place.
+      await this.deletions.get(chunkId)?.catch(() => {});
+      // The lookup and the temp file's creation overlap: one round trip less per small chunk.
+      const exists = this.has(chunkId);
+      await settleAll([exists, writer.start()]);
+      if (await exists) throw new StrataError('Exists', `chunk ${chunkId}: already exists (chunks are immutable)`);
       return writer;
     } catch (err) {
-      this.writers.delete(chunkId);
+      await writer.abort().catch(() => {});
       throw mapFsError(err);
     }
   }
@@ -163,7 +176,7 @@ export class LocalChunkStore implements ChunkStore {
       if (!record) return;
       // Index first: once the entry is gone the chunk is invisible; a crash before the unlink
       // leaves an orphan file, never an index entry without its file.
-      await this.index.del(INDEX_PREFIX + chunkId, { sync: true });
+      await this.indexWave.submit({ type: 'del', key: INDEX_PREFIX + chunkId });
       this.account(record, -1);
       await unlink(chunkFilePath(this.dir, chunkId)).catch(ignoreMissing);
     })()
@@ -185,14 +198,17 @@ export class LocalChunkStore implements ChunkStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Commits past their first step and running deletes finish (their waves with them) first.
     await Promise.allSettled([...this.writers.values()].map((writer) => writer.abort()));
+    await Promise.allSettled([...this.deletions.values()]);
+    await Promise.all([this.indexWave.idle(), this.dirSync.close()]);
     await this.index.close();
   }
 
   /** Writer-internal: the file is durable in chunks/; make it visible. */
   async record(chunkId: string, record: ChunkRecord): Promise<void> {
-    // sync: an acknowledged chunk must not vanish from the index in a crash.
-    await this.index.put(INDEX_PREFIX + chunkId, record, { sync: true });
+    // A synced batch: an acknowledged chunk must not vanish from the index in a crash.
+    await this.indexWave.submit({ type: 'put', key: INDEX_PREFIX + chunkId, value: record });
     this.account(record, 1);
   }
 
@@ -215,19 +231,24 @@ class LocalChunkWriter implements ChunkWriter {
   private handle: FileHandle | null = null;
   private positionBytes: number;
   private running: Promise<unknown> = Promise.resolve();
+  /** Where the file is: in tmp/ until commit() renames it into chunks/. */
+  private filePath: string;
+  /** Set once the index write starts: from then on a failure keeps the file (see commit). */
+  private keepFile = false;
 
   constructor(
     private readonly store: LocalChunkStore,
     readonly chunkId: string,
     private readonly encoder: ChunkEncoder,
-    private readonly tmpPath: string,
+    tmpPath: string,
   ) {
     // Payloads go after the reserved head; the head is written last, at offset 0.
     this.positionBytes = encoder.payloadOffsetBytes;
+    this.filePath = tmpPath;
   }
 
   async start(): Promise<void> {
-    this.handle = await open(this.tmpPath, 'wx');
+    this.handle = await open(this.filePath, 'wx');
   }
 
   write(piece: Buffer): Promise<void> {
@@ -236,26 +257,36 @@ class LocalChunkWriter implements ChunkWriter {
     });
   }
 
+  // Each step below waits on the libuv threadpool, and under load every round trip there costs far
+  // more than the syscall: so independent steps overlap and a small chunk is one write.
   commit(): Promise<ChunkRecord> {
     return this.step(async () => {
+      // An abort() that came after this commit() was queued but before it ran wins.
+      if (this.state !== 'open') throw new StrataError('Invalid', `chunk ${this.chunkId}: writer is already ${this.state}`);
       this.state = 'committing';
-      const { payloads, head, fileSizeBytes, blocks } = await this.encoder.finish();
-      await this.append(payloads);
       const handle = this.handle!;
-      await writeFully(handle, [head], 0);
-      await handle.sync();
-      this.handle = null;
-      await handle.close();
+      // Renamed before it is complete: a file without an index entry is invisible, and a torn one
+      // left by a crash is replaced by the next write of this id. So the rename overlaps the last
+      // block's encoding, and the file's fsync overlaps its directory's.
       const finalPath = chunkFilePath(this.store.dir, this.chunkId);
-      await rename(this.tmpPath, finalPath);
-      await fsyncDir(path.dirname(finalPath));
-      const record: ChunkRecord = { length: this.encoder.rawLengthBytes, storedBytes: fileSizeBytes, blocks, createdMs: Date.now() };
-      try {
-        await this.store.record(this.chunkId, record);
-      } catch (err) {
-        await unlink(finalPath).catch(ignoreMissing); // not indexed, so never visible: drop it
-        throw err;
+      const moving = rename(this.filePath, finalPath).then(() => void (this.filePath = finalPath));
+      const finishing = this.encoder.finish();
+      await settleAll([moving, finishing]);
+      const { payloads, head, fileSizeBytes, blocks } = await finishing;
+      if (this.positionBytes === this.encoder.payloadOffsetBytes) {
+        await writeFully(handle, [head, ...payloads], 0); // a small chunk: the whole file at once
+      } else {
+        await this.append(payloads);
+        await writeFully(handle, [head], 0);
       }
+      await settleAll([handle.sync(), this.store.dirSync.sync(path.dirname(finalPath))]);
+      const record: ChunkRecord = { length: this.encoder.rawLengthBytes, storedBytes: fileSizeBytes, blocks, createdMs: Date.now() };
+      // A failed index write keeps the file: LevelDB may still replay the record at the next open
+      // (it says so of a failed sync), and then the durable file must be there for it.
+      this.keepFile = true;
+      this.handle = null;
+      // Closing a file already fsynced cannot lose it: that overlaps the index write.
+      await settleAll([handle.close().catch(() => {}), this.store.record(this.chunkId, record)]);
       this.state = 'done';
       this.store.release(this);
       return record;
@@ -294,7 +325,7 @@ class LocalChunkWriter implements ChunkWriter {
     const handle = this.handle;
     this.handle = null;
     await handle?.close().catch(() => {});
-    await unlink(this.tmpPath).catch(ignoreMissing);
+    if (!this.keepFile) await unlink(this.filePath).catch(ignoreMissing);
     this.store.release(this);
   }
 }
@@ -321,16 +352,6 @@ async function readFully(handle: FileHandle, positionBytes: number, lengthBytes:
     filled += bytesRead;
   }
   return filled === lengthBytes ? buffer : buffer.subarray(0, filled);
-}
-
-// A rename is durable only once the directory entry itself is fsynced.
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function ignoreMissing(err: NodeJS.ErrnoException): void {
