@@ -9,7 +9,13 @@ import { Strata } from '../../client/index.js';
 import { startEtcd, type EtcdMember } from './etcd.js';
 import { freePort, tempDir, type TempDir } from './ports.js';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), existsSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json')) ? '../..' : '../../..');
+/** The repo root: two levels above test/harness/ in source, three above dist/test/harness/. */
+function repoRoot(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const source = path.resolve(here, '../..');
+  return existsSync(path.join(source, 'package.json')) ? source : path.resolve(here, '../../..');
+}
+const REPO_ROOT = repoRoot();
 export const STRATA_MAIN = path.join(REPO_ROOT, 'dist/cli/main.js');
 
 export interface ClusterOptions {
