@@ -1,0 +1,76 @@
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { createLogger } from '../common/log.js';
+import { tempDir, type TempDir } from '../test/harness/ports.js';
+import type { Kv } from './meta/kv.js';
+import { openKv } from './meta/open-kv.js';
+import { NodeRegistry, requiredAcks } from './nodes.js';
+
+const GiB = 1024 ** 3;
+
+describe('NodeRegistry placement and liveness', () => {
+  let dir: TempDir;
+  let kv: Kv;
+  let nowMs = 1_000_000;
+  let registry: NodeRegistry;
+  const beat = (nodeId: string, freeGiB: number, zone = '') =>
+    registry.heartbeat({ nodeId, address: `127.0.0.1:${7500 + Number(nodeId.slice(2))}`, capacityBytes: 100 * GiB, usedBytes: 0, freeBytes: freeGiB * GiB, chunks: 0, zone });
+
+  beforeEach(async () => {
+    dir = await tempDir('nodes');
+    kv = await openKv(dir.path);
+    registry = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs });
+  });
+  afterEach(async () => {
+    await kv.close();
+    await dir.cleanup();
+  });
+
+  test('replicas go to distinct live nodes, most free space first, never to excluded ones', async () => {
+    for (const [id, free] of [['dn1', 10], ['dn2', 50], ['dn3', 30], ['dn4', 20]] as const) await beat(id, free);
+    const placement = registry.place(3, 'all', []);
+    expect(placement.pipeline.map((n) => n.nodeId)).toEqual(['dn2', 'dn3', 'dn4']);
+    expect(placement.requiredAcks).toBe(3);
+    expect(placement.chunkId).toMatch(/^[0-9a-f]{32}$/);
+    expect(registry.place(3, 'all', []).chunkId).not.toBe(placement.chunkId);
+    expect(registry.place(3, 'all', ['dn2']).pipeline.map((n) => n.nodeId)).toEqual(['dn3', 'dn4', 'dn1']);
+  });
+
+  test('distinct zones come first when nodes are labelled', async () => {
+    await beat('dn1', 50, 'a');
+    await beat('dn2', 40, 'a');
+    await beat('dn3', 30, 'b');
+    await beat('dn4', 20, 'c');
+    expect(registry.place(3, 'all', []).pipeline.map((n) => n.nodeId)).toEqual(['dn1', 'dn3', 'dn4']);
+    expect(registry.place(4, 'all', []).pipeline.map((n) => n.nodeId)).toEqual(['dn1', 'dn3', 'dn4', 'dn2']);
+  });
+
+  test('a silent node turns dead and takes no chunks; too few nodes cap the pipeline; none is Unavailable', async () => {
+    await beat('dn1', 10);
+    await beat('dn2', 10);
+    nowMs += 4000;
+    await beat('dn1', 10);
+    nowMs += 2000; // dn2 silent for 6 s > 5 s
+    expect(registry.isLive('dn2')).toBe(false);
+    const placement = registry.place(3, 'all', []);
+    expect(placement.pipeline.map((n) => n.nodeId)).toEqual(['dn1']);
+    expect(placement.requiredAcks).toBe(1);
+    const listed = await registry.list();
+    expect(listed.map((n) => [n.nodeId, n.live])).toEqual([['dn1', true], ['dn2', false]]);
+    expect(() => registry.place(3, 'all', ['dn1'])).toThrow(/no live data node/);
+  });
+
+  test('ack policies', () => {
+    expect([requiredAcks(3, 'one'), requiredAcks(3, 'quorum'), requiredAcks(3, 'all')]).toEqual([1, 2, 3]);
+    expect([requiredAcks(2, 'quorum'), requiredAcks(5, 'quorum'), requiredAcks(1, 'all')]).toEqual([2, 3, 1]);
+  });
+
+  test('bad heartbeats are refused; a restarted coordinator knows the nodes from the store', async () => {
+    await expect(registry.heartbeat({ nodeId: '../x', address: '127.0.0.1:1', capacityBytes: 0, usedBytes: 0, freeBytes: 0, chunks: 0, zone: '' })).rejects.toThrow(/invalid node id/);
+    await expect(registry.heartbeat({ nodeId: 'dn9', address: 'no port', capacityBytes: 0, usedBytes: 0, freeBytes: 0, chunks: 0, zone: '' })).rejects.toThrow(/invalid node address/);
+    await beat('dn1', 10);
+    const restarted = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs });
+    await restarted.load();
+    expect(restarted.addressOf('dn1')).toBe('127.0.0.1:7501');
+    expect(restarted.place(1, 'all', []).pipeline[0].nodeId).toBe('dn1');
+  });
+});
