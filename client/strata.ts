@@ -196,7 +196,8 @@ export class Strata {
     if (stat.isDirectory()) throw new StrataError('IsDir', `${path}: is a directory`);
     if (stat.isSymbolicLink()) throw invalid(`${path}: is a symbolic link (to ${stat.target}); read the target`);
     const start = options.start ?? 0;
-    const endExclusive = options.end === undefined ? stat.size : options.end + 1;
+    // Past the end reads nothing, as with fs.createReadStream.
+    const endExclusive = options.end === undefined ? Math.max(start, stat.size) : options.end + 1;
     if (!Number.isSafeInteger(start) || start < 0 || !Number.isSafeInteger(endExclusive) || endExclusive < start) {
       throw invalid(`invalid byte range ${start}..${options.end}`);
     }
