@@ -3,8 +3,6 @@
 import type { Command } from 'commander';
 import { coordinatorSchema, dataNodeSchema, loadConfig } from '../../common/config.js';
 import { createLogger } from '../../common/log.js';
-import { runCoordinator } from '../../coordinator/run.js';
-import { runDataNode } from '../../datanode/run.js';
 
 export function registerRoleCommands(program: Command): void {
   program
@@ -23,6 +21,8 @@ export function registerRoleCommands(program: Command): void {
       const { config: file, ...flags } = options;
       const config = loadConfig(coordinatorSchema, flags, { file });
       const log = createLogger('coordinator', config.logLevel);
+      // Loaded on demand: client commands should not pay for etcd, LevelDB and LZ4 start-up.
+      const { runCoordinator } = await import('../../coordinator/run.js');
       const running = await runCoordinator(config, log);
       await untilSignal(log, running.stop);
     });
@@ -44,6 +44,7 @@ export function registerRoleCommands(program: Command): void {
       const { config: file, ...flags } = options;
       const config = loadConfig(dataNodeSchema, flags, { file });
       const log = createLogger('datanode', config.logLevel);
+      const { runDataNode } = await import('../../datanode/run.js');
       const running = await runDataNode(config, log);
       await untilSignal(log, running.stop);
     });
