@@ -16,11 +16,13 @@ export class CommitWave<T> {
 
   /**
    * `flush` makes every item of a wave durable, or throws: then every member of that wave fails
-   * and the next wave still runs. At most one flush runs at a time.
+   * and the next wave still runs. At most one flush runs at a time. A wave holds at most `maxItems`
+   * items and, given `limit`, at most `limit.maxWeight` of their total weight (but always one item).
    */
   constructor(
     private readonly flush: (items: T[]) => Promise<void>,
     private readonly maxItems = 1024,
+    private readonly limit?: { weigh: (item: T) => number; maxWeight: number },
   ) {}
 
   /** Resolves once a wave that started after this call has flushed `item`. */
@@ -41,7 +43,7 @@ export class CommitWave<T> {
     // the first wave instead of waiting a whole wave for the second.
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.queued.length > 0) {
-      const wave = this.queued.splice(0, this.maxItems);
+      const wave = this.queued.splice(0, this.nextWaveItems());
       try {
         await this.flush(wave.map((member) => member.item));
         for (const member of wave) member.resolve();
@@ -50,6 +52,19 @@ export class CommitWave<T> {
       }
     }
     this.running = null;
+  }
+
+  private nextWaveItems(): number {
+    const count = Math.min(this.queued.length, this.maxItems);
+    if (!this.limit) return count;
+    let weight = this.limit.weigh(this.queued[0].item);
+    let taken = 1;
+    while (taken < count) {
+      weight += this.limit.weigh(this.queued[taken].item);
+      if (weight > this.limit.maxWeight) break;
+      taken++;
+    }
+    return taken;
   }
 }
 
