@@ -21,6 +21,7 @@ registerRoleCommands(program);
 registerTransferCommands(program);
 registerNamespaceCommands(program);
 registerClusterInfoCommands(program);
+(await import('./commands/mount.js')).registerMountCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -8,7 +8,7 @@ import { DataNodeClients } from './datanode-client.js';
 import { readRange } from './reader.js';
 import type { DirEntry, FileStat, FsStats, NodeStatus, ReadOptions, WriteOptions } from './types.js';
 import { toDirEntry, toFileStat } from './wire.js';
-import { ChunkWriter } from './writer.js';
+import { ChunkWriter, uploadChunk } from './writer.js';
 
 export interface ConnectOptions {
   /** Coordinator addresses: an array or a comma list of host:port. */
@@ -26,6 +26,9 @@ export interface ConnectOptions {
 }
 
 const READDIR_PAGE = 1000;
+
+/** What ranged reads by inode need: the file's identity and shape as a stat gave them. */
+export type FileRef = Pick<FileStat, 'ino' | 'size' | 'chunkSize'>;
 
 export interface ChunkPlacement {
   index: number;
@@ -176,6 +179,49 @@ export class Strata {
     });
     writer.stat = stat;
     return writer;
+  }
+
+  /**
+   * Creates a file (or, unless `exclusive`, opens the existing one; `truncate` empties it) and
+   * returns its attributes without writing: for callers that write chunks themselves.
+   */
+  async create(path: string, options: Pick<WriteOptions, 'mode' | 'replication' | 'chunkSize' | 'exclusive'> & { truncate?: boolean } = {}): Promise<FileStat> {
+    const reply = await this.coordinator.call<{ attr: unknown }>('Create', {
+      path,
+      mode: options.mode ?? 0,
+      replication: options.replication ?? 0,
+      chunkSize: options.chunkSize ?? 0,
+      exclusive: !!options.exclusive,
+      truncate: !!options.truncate,
+    });
+    return toFileStat(reply.attr);
+  }
+
+  /**
+   * Bytes [start, end) of a file named by inode, so a renamed open file still reads. `file.size`
+   * bounds the read (the size its opener saw); holes and bytes past a chunk's end read as zeros.
+   */
+  readAt(file: FileRef, start: number, end: number): AsyncGenerator<Buffer> {
+    const { ino, size, chunkSize } = file;
+    return readRange(this.coordinator, this.datanodes, { ino, size, chunkSize, start, end, readAhead: this.options.readAhead });
+  }
+
+  /**
+   * Replaces chunk `index` of a file with `data` (the whole chunk, at most its chunk size) and
+   * commits it; the file grows to cover it. Resolves once the required replicas fsynced it and
+   * metadata points at it, with the file's attributes after the commit.
+   */
+  async writeChunkAt(file: Pick<FileStat, 'ino'>, index: number, data: Buffer, options: Pick<WriteOptions, 'ackPolicy'> = {}): Promise<FileStat> {
+    if (!Number.isSafeInteger(index) || index < 0) throw invalid(`invalid chunk index ${index}`);
+    const { stat } = await uploadChunk(this.coordinator, this.datanodes, {
+      ino: file.ino,
+      index,
+      data,
+      ackPolicy: options.ackPolicy,
+      maxAttempts: 5,
+      failedNodes: new Set(),
+    });
+    return stat;
   }
 
   async writeFile(path: string, data: Buffer | string | Readable | AsyncIterable<Buffer>, options: WriteOptions = {}): Promise<FileStat> {

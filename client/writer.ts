@@ -2,6 +2,8 @@
 // by a coordinator, streamed down a replication pipeline, and committed in metadata only
 // after the required replicas fsynced it. A failed node means a fresh placement for that
 // chunk, so a write succeeds while enough nodes live. Memory: at most maxInFlight chunks.
+// uploadChunk (one chunk at any index) is exported for writers that rewrite chunks in place,
+// such as the FUSE mount's read-modify-write of a dirty chunk.
 import { Writable } from 'node:stream';
 import { crc32c } from '@node-rs/crc32';
 import { StrataError, asStrataError } from '../common/errors.js';
@@ -114,52 +116,94 @@ export class ChunkWriter extends Writable {
     this.inFlight.add(tracked);
   }
 
-  private async allocate(index: number, exclude: Set<string>): Promise<AllocateReply> {
-    const request = (excludeNodes: string[]) =>
-      this.coordinator.call<AllocateReply>('AllocateChunk', { ino: this.options.ino, index, excludeNodes, ackPolicy: this.options.ackPolicy ?? '' });
+  private async uploadChunk(index: number, data: Buffer): Promise<void> {
+    const { stat, copies } = await uploadChunk(this.coordinator, this.datanodes, {
+      ino: this.options.ino,
+      index,
+      data,
+      ackPolicy: this.options.ackPolicy,
+      maxAttempts: this.options.maxAttemptsPerChunk,
+      failedNodes: this.failedNodes,
+    });
+    this.stat = stat;
+    this.fewestCopies = Math.min(this.fewestCopies, copies);
+  }
+}
+
+export interface ChunkUploadOptions {
+  ino: number;
+  /** Chunk index within the file; an existing chunk at this index is replaced atomically. */
+  index: number;
+  /** The whole chunk: every byte it will hold (at most the file's chunk size). */
+  data: Buffer;
+  ackPolicy?: AckPolicy;
+  /** Fresh placements to try before the upload fails. */
+  maxAttempts: number;
+  /**
+   * Nodes that failed during this write; grown here. Shared by the chunks of one write, since the
+   * coordinator only learns a node is dead after its heartbeat grace period.
+   */
+  failedNodes: Set<string>;
+}
+
+/**
+ * Stores one chunk: placement from a coordinator, the bytes down the replication pipeline, then
+ * CommitChunk. Resolves only once the required replicas fsynced it and metadata points at it.
+ * Any chunk index can be (re)written this way: commits replace the index's record atomically.
+ */
+export async function uploadChunk(
+  coordinator: CoordinatorClient,
+  datanodes: DataNodeClients,
+  options: ChunkUploadOptions,
+): Promise<{ stat: FileStat; copies: number }> {
+  const { ino, index, data } = options;
+  const checksum = crc32c(data);
+  const exclude = options.failedNodes;
+  let lastError: StrataError | undefined;
+  for (let attempt = 0; attempt < options.maxAttempts; attempt++) {
+    const placement = await allocate(coordinator, ino, index, options.ackPolicy, exclude);
     try {
-      return await request([...exclude]);
+      const result = await datanodes.writeChunk(placement.pipeline, placement.chunkId, data);
+      if (result.storedOn.length >= placement.requiredAcks) {
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        const reply = await coordinator.call<any>('CommitChunk', {
+          ino,
+          index,
+          chunkId: placement.chunkId,
+          length: data.length,
+          nodes: result.storedOn,
+          crc32c: checksum,
+        });
+        return { stat: toFileStat(reply.attr), copies: result.storedOn.length };
+      }
+      // failed[0] is the hop that broke; the nodes after it were merely not reached.
+      if (result.failed[0]) exclude.add(result.failed[0]);
+      lastError = describeWriteFailure(placement.chunkId, result, placement.requiredAcks);
     } catch (err) {
-      // Every live node was excluded: the failures may have been passing, so try them again.
-      if (!(err instanceof StrataError) || err.kind !== 'Unavailable' || exclude.size === 0) throw err;
-      exclude.clear();
-      return request([]);
+      lastError = asStrataError(err);
+      // The head of the pipeline failed (or refused): we cannot tell which nodes are
+      // fine, so avoid the head and try a fresh placement.
+      if (lastError.kind !== 'Unavailable' && lastError.kind !== 'Timeout' && lastError.kind !== 'Corrupt') throw lastError;
+      exclude.add(placement.pipeline[0].nodeId);
     }
   }
+  throw new StrataError('Unavailable', `chunk ${index} of the file could not be stored: ${lastError?.message}`, { cause: lastError });
+}
 
-  private async uploadChunk(index: number, data: Buffer): Promise<void> {
-    const checksum = crc32c(data);
-    const exclude = this.failedNodes;
-    let lastError: StrataError | undefined;
-    for (let attempt = 0; attempt < this.options.maxAttemptsPerChunk; attempt++) {
-      const placement = await this.allocate(index, exclude);
-      try {
-        const result = await this.datanodes.writeChunk(placement.pipeline, placement.chunkId, data);
-        if (result.storedOn.length >= placement.requiredAcks) {
-          // eslint-disable-next-line @typescript-eslint/no-explicit-any
-          const reply = await this.coordinator.call<any>('CommitChunk', {
-            ino: this.options.ino,
-            index,
-            chunkId: placement.chunkId,
-            length: data.length,
-            nodes: result.storedOn,
-            crc32c: checksum,
-          });
-          this.stat = toFileStat(reply.attr);
-          this.fewestCopies = Math.min(this.fewestCopies, result.storedOn.length);
-          return;
-        }
-        // failed[0] is the hop that broke; the nodes after it were merely not reached.
-        if (result.failed[0]) exclude.add(result.failed[0]);
-        lastError = describeWriteFailure(placement.chunkId, result, placement.requiredAcks);
-      } catch (err) {
-        lastError = asStrataError(err);
-        // The head of the pipeline failed (or refused): we cannot tell which nodes are
-        // fine, so avoid the head and try a fresh placement.
-        if (lastError.kind !== 'Unavailable' && lastError.kind !== 'Timeout' && lastError.kind !== 'Corrupt') throw lastError;
-        exclude.add(placement.pipeline[0].nodeId);
-      }
-    }
-    throw new StrataError('Unavailable', `chunk ${index} of the file could not be stored: ${lastError?.message}`, { cause: lastError });
+async function allocate(
+  coordinator: CoordinatorClient,
+  ino: number,
+  index: number,
+  ackPolicy: AckPolicy | undefined,
+  exclude: Set<string>,
+): Promise<AllocateReply> {
+  const request = (excludeNodes: string[]) => coordinator.call<AllocateReply>('AllocateChunk', { ino, index, excludeNodes, ackPolicy: ackPolicy ?? '' });
+  try {
+    return await request([...exclude]);
+  } catch (err) {
+    // Every live node was excluded: the failures may have been passing, so try them again.
+    if (!(err instanceof StrataError) || err.kind !== 'Unavailable' || exclude.size === 0) throw err;
+    exclude.clear();
+    return request([]);
   }
 }

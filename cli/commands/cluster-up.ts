@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { Strata } from '../../client/index.js';
 import { StrataError } from '../../common/errors.js';
 import { parseSize } from '../../common/units.js';
+import { isMounted } from '../../fuse/unmount.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../main.js');
 const READY_TIMEOUT_MS = 30_000;
@@ -30,6 +31,7 @@ export function registerClusterUpCommand(program: Command): void {
     .option('--chunk-size <size>', 'default chunk size', '8MiB')
     .option('--replication <n>', 'default replication factor (capped by data nodes)', '3')
     .option('--meta <url>', 'etcd://host:port,... to keep metadata in etcd (default: embedded LevelDB in DATA_DIR/meta)')
+    .option('--mount <dir>', 'also mount the cluster at DIR (FUSE, `strata mount`); unmounted before the cluster stops')
     .action(async (options) => {
       const datanodes = wholeNumber(options.datanodes, '--datanodes', 1, 64);
       const port = wholeNumber(options.port, '--port', 1, 65535 - datanodes);
@@ -64,7 +66,18 @@ export function registerClusterUpCommand(program: Command): void {
         await stopAll();
         throw err;
       }
-      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta);
+      let mount: Child | undefined;
+      if (options.mount) {
+        try {
+          mount = await startMount(coordinator, path.resolve(options.mount), logDir);
+        } catch (err) {
+          await stopAll();
+          throw err;
+        }
+        // Losing the mount (an external fusermount -u, say) leaves the cluster running.
+        mount.process.once('exit', (code) => console.error(`strata: the mount exited (code ${code}); see ${mount!.log}`));
+      }
+      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount));
       const reason = await Promise.race([
         exited.then((c) => diedEarly(c)),
         new Promise<string>((resolve) => {
@@ -76,6 +89,11 @@ export function registerClusterUpCommand(program: Command): void {
       ]);
       if (reason instanceof StrataError) console.error(`strata: ${reason.message}`);
       else console.log(reason);
+      // First the mount, which may still store buffered writes, while the cluster can take them.
+      if (mount) {
+        mount.process.removeAllListeners('exit'); // its exit is expected now
+        await stopper([mount], 60_000)();
+      }
       await stopAll();
       if (reason instanceof StrataError) process.exitCode = 1;
       else console.log('cluster stopped; data kept in ' + dataDir);
@@ -98,14 +116,33 @@ function diedEarly(child: Child): StrataError {
   return new StrataError('Unavailable', `${child.name} exited (code ${child.process.exitCode}); see ${child.log}`);
 }
 
-function stopper(children: Child[]): () => Promise<void> {
+/** `strata mount` as one more child; resolves once the kernel shows the mount. */
+async function startMount(coordinator: string, dir: string, logDir: string): Promise<Child> {
+  const log = path.join(logDir, 'mount.log');
+  // Its own process group: Ctrl-C reaches only us, and we stop the mount first, once.
+  const child = spawn(process.execPath, [MAIN, 'mount', '--coordinator', coordinator, dir], {
+    detached: true,
+    stdio: ['ignore', openSync(log, 'a'), openSync(log, 'a')],
+  });
+  const giveUpAt = Date.now() + READY_TIMEOUT_MS;
+  while (!(await isMounted(dir))) {
+    if (child.exitCode !== null || Date.now() > giveUpAt) {
+      child.kill('SIGTERM');
+      throw new StrataError('Unavailable', `could not mount at ${dir}; see ${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { name: 'mount', process: child, log };
+}
+
+function stopper(children: Child[], graceMs = 10_000): () => Promise<void> {
   return async () => {
     await Promise.all(
       children.map(
         (child) =>
           new Promise<void>((resolve) => {
             if (child.process.exitCode !== null || child.process.signalCode !== null) return resolve();
-            const timer = setTimeout(() => child.process.kill('SIGKILL'), 10_000);
+            const timer = setTimeout(() => child.process.kill('SIGKILL'), graceMs);
             child.process.once('exit', () => {
               clearTimeout(timer);
               resolve();
@@ -132,13 +169,13 @@ async function waitReady(coordinator: string, datanodes: number): Promise<void> 
   }
 }
 
-function printWelcome(coordinator: string, datanodes: number, port: number, dataDir: string, logDir: string, meta?: string): void {
+function printWelcome(coordinator: string, datanodes: number, port: number, dataDir: string, logDir: string, meta?: string, mountDir?: string): void {
   const nodes = Array.from({ length: datanodes }, (_, i) => `127.0.0.1:${port + i + 1}`).join(', ');
   console.log(`strata cluster is up
   coordinator  ${coordinator}  (metadata: ${meta ? 'etcd' : `embedded LevelDB in ${path.join(dataDir, 'meta')}`})
   data nodes   ${nodes}
   data         ${dataDir}
-  logs         ${logDir}
+  logs         ${logDir}${mountDir ? `\n  mounted at   ${mountDir}  (strata mount; unmounted first on Ctrl-C)` : ''}
 
 Try it in another shell:
   export STRATA_COORDINATOR=${coordinator}
@@ -146,7 +183,7 @@ Try it in another shell:
   npx strata ls -l /hello
   npx strata cat /hello/README.md
   npx strata df
-  npx strata nodes
+  npx strata nodes${mountDir ? `\n  ls -l ${mountDir}        # the same files through the FUSE mount` : ''}
 
 Press Ctrl-C to stop the cluster.`);
 }

@@ -1,0 +1,43 @@
+// The attribute cache's expiry and invalidation, and the statfs scaling for 32-bit counts.
+import { describe, expect, test } from 'vitest';
+import type { FileStat } from '../client/index.js';
+import { toStatFs } from './attrs.js';
+import { AttrCache } from './cache.js';
+
+const stat = (ino: number) => ({ ino }) as FileStat;
+
+describe('AttrCache', () => {
+  test('entries expire after the timeout; a timeout of 0 caches nothing', () => {
+    let now = 1000;
+    const cache = new AttrCache(500, () => now);
+    cache.set('/a', stat(1));
+    expect(cache.get('/a')?.ino).toBe(1);
+    now += 500;
+    expect(cache.get('/a')).toBeUndefined();
+    const off = new AttrCache(0);
+    off.set('/a', stat(1));
+    expect(off.get('/a')).toBeUndefined();
+  });
+
+  test('a change drops the path and its directory; a tree change drops everything below', () => {
+    const cache = new AttrCache(60_000);
+    for (const [path, ino] of [['/', 1], ['/d', 2], ['/d/f', 3], ['/d/e/g', 4], ['/dx', 5]] as const) cache.set(path, stat(ino));
+    cache.invalidate('/d/f');
+    expect([cache.get('/d/f'), cache.get('/d')]).toEqual([undefined, undefined]);
+    expect(cache.get('/d/e/g')?.ino).toBe(4);
+    cache.invalidateTree('/d');
+    expect([cache.get('/d/e/g'), cache.get('/')]).toEqual([undefined, undefined]);
+    expect(cache.get('/dx')?.ino).toBe(5); // a sibling sharing the prefix stays
+  });
+});
+
+describe('toStatFs', () => {
+  test('counts fit 32 bits: big clusters report bigger blocks, same capacity', () => {
+    const PiB = 2 ** 50;
+    const fs = toStatFs({ capacityBytes: 3 * PiB, usedBytes: PiB, freeBytes: 2 * PiB, files: 10, directories: 2, chunks: 0, liveNodes: 3, deadNodes: 0 });
+    expect(fs.blocks).toBeLessThanOrEqual(0xffffffff);
+    expect(fs.blocks * fs.frsize).toBe(3 * PiB);
+    expect(fs.bavail * fs.frsize).toBe(2 * PiB);
+    expect(fs.files - fs.ffree).toBe(12);
+  });
+});

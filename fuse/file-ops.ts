@@ -1,0 +1,115 @@
+/// <reference path="./fuse-native.d.ts" />
+// File operations: handles over OpenFile. Data is committed on flush (every close), fsync and
+// the last release; open() stats afresh, so each open sees what others closed before it.
+import { constants } from 'node:fs';
+import type Fuse from 'fuse-native';
+import { type MountContext, answer, answerWith, refuseIfReadOnly, remotePath, settle, statPath } from './context.js';
+import { errnoError } from './errno.js';
+
+/** Not exported by node:fs; the same on every Linux architecture. */
+const O_ACCMODE = 0o3;
+
+export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
+  const { strata, cache, handles, log } = ctx;
+
+  return {
+    create: (path, mode, cb) =>
+      answerWith(ctx, 'create', path, cb, async () => {
+        refuseIfReadOnly(ctx);
+        // Not exclusive: the kernel sends create only for a name its fresh lookup found missing.
+        const stat = await strata.create(remotePath(ctx, path), { mode: mode & 0o7777 });
+        cache.invalidate(path);
+        cache.set(path, stat);
+        return handles.open(stat, true).fd;
+      }),
+
+    open: (path, flags, cb) =>
+      answerWith(ctx, 'open', path, cb, async () => {
+        const writable = (flags & O_ACCMODE) !== constants.O_RDONLY;
+        if (writable) refuseIfReadOnly(ctx);
+        const stat = await statPath(ctx, path, true);
+        if (stat.type === 'directory') throw errnoError('EISDIR', `${path}: is a directory`);
+        return handles.open(stat, writable).fd;
+      }),
+
+    read: (path, fd, buffer, length, position, cb) =>
+      settle(
+        ctx,
+        'read',
+        path,
+        async () => {
+          const handle = handles.get(fd);
+          return handle.file.read(handle.cache, position, length);
+        },
+        // Copied only when answering: after a timeout the kernel's buffer is no longer ours.
+        (data) => cb(data.copy(buffer, 0)),
+        (errno) => cb(-errno),
+      ),
+
+    write: (path, fd, buffer, length, position, cb) => {
+      // The buffer is the kernel request's memory, valid only until we answer; the bytes may
+      // wait (behind an upload) longer than that.
+      const data = Buffer.from(buffer.subarray(0, length));
+      settle(
+        ctx,
+        'write',
+        path,
+        async () => {
+          refuseIfReadOnly(ctx);
+          return handles.get(fd).file.write(position, data);
+        },
+        (written) => cb(written),
+        (errno) => cb(-errno),
+      );
+    },
+
+    flush: (path, fd, cb) =>
+      answer(ctx, 'flush', path, cb, async () => {
+        const handle = handles.get(fd);
+        // A reader's close must not wait for (or report) another descriptor's writes.
+        if (handle.writable) await handle.file.flush();
+      }),
+
+    fsync: (path, _datasync, fd, cb) =>
+      answer(ctx, 'fsync', path, cb, async () => {
+        await handles.get(fd).file.flush();
+      }),
+
+    release: (path, fd, cb) =>
+      answer(ctx, 'release', path, cb, async () => {
+        const file = handles.close(fd);
+        if (file.handles > 0) return;
+        try {
+          await file.flush();
+        } catch (err) {
+          // The kernel ignores release errors; the failed close (flush) already reported it.
+          if (file.handles === 0) {
+            log.error({ path, ino: file.ino }, `${path}: unstored bytes dropped after the last close: ${(err as Error)?.message ?? err}`);
+            file.discard();
+          }
+          throw err;
+        } finally {
+          handles.forget(file);
+          // The commits moved size and mtime: the next stat must ask the cluster.
+          cache.invalidate(path);
+        }
+      }),
+
+    truncate: (path, size, cb) =>
+      answer(ctx, 'truncate', path, cb, async () => {
+        refuseIfReadOnly(ctx);
+        const stat = await statPath(ctx, path);
+        const open = stat.type === 'file' ? handles.fileOf(stat.ino) : undefined;
+        if (open) await open.truncate(remotePath(ctx, path), size);
+        else await strata.setattr(remotePath(ctx, path), { size });
+        cache.invalidate(path);
+      }),
+
+    ftruncate: (path, fd, size, cb) =>
+      answer(ctx, 'ftruncate', path, cb, async () => {
+        refuseIfReadOnly(ctx);
+        await handles.get(fd).file.truncate(remotePath(ctx, path), size);
+        cache.invalidate(path);
+      }),
+  };
+}

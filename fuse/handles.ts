@@ -1,0 +1,75 @@
+// Open-file handles of the mount. A handle is what the kernel's `fh` names; handles of the
+// same file (by inode, so a rename does not split them) share one OpenFile, so two
+// descriptors of one file in this mount see each other's writes at once.
+import type { FileStat } from '../client/index.js';
+import { errnoError } from './errno.js';
+import { type FileBackend, OpenFile, type WriteLimits } from './open-file.js';
+import { ReadCache } from './read-cache.js';
+
+export interface Handle {
+  fd: number;
+  file: OpenFile;
+  /** Per handle: each descriptor is its own sequential stream. */
+  cache: ReadCache;
+  writable: boolean;
+}
+
+/** fh travels as 32 bits and 0 means "none" to the binding. */
+const MAX_FD = 0x7fffffff;
+
+export class HandleTable {
+  private readonly handles = new Map<number, Handle>();
+  private readonly files = new Map<number, OpenFile>();
+  private nextFd = 1;
+
+  constructor(
+    private readonly backend: FileBackend,
+    private readonly limits: WriteLimits,
+  ) {}
+
+  open(stat: FileStat, writable: boolean): Handle {
+    let file = this.files.get(stat.ino);
+    if (file) file.refresh(stat);
+    else this.files.set(stat.ino, (file = new OpenFile(this.backend, stat, this.limits)));
+    file.handles++;
+    const handle: Handle = { fd: this.allocateFd(), file, cache: new ReadCache(), writable };
+    this.handles.set(handle.fd, handle);
+    return handle;
+  }
+
+  get(fd: number): Handle {
+    const handle = this.handles.get(fd);
+    if (!handle) throw errnoError('EBADF', `no open file with handle ${fd}`);
+    return handle;
+  }
+
+  /** The open file of an inode, if this mount has it open. */
+  fileOf(ino: number): OpenFile | undefined {
+    return this.files.get(ino);
+  }
+
+  /** Closes a handle; returns its file (whose `handles` may now be 0). */
+  close(fd: number): OpenFile {
+    const handle = this.get(fd);
+    this.handles.delete(fd);
+    handle.file.handles--;
+    return handle.file;
+  }
+
+  /** Forgets a file once no handle uses it (after its last flush, so a reopen finds its bytes). */
+  forget(file: OpenFile): void {
+    if (file.handles === 0 && this.files.get(file.ino) === file) this.files.delete(file.ino);
+  }
+
+  openFiles(): OpenFile[] {
+    return [...this.files.values()];
+  }
+
+  private allocateFd(): number {
+    for (;;) {
+      const fd = this.nextFd;
+      this.nextFd = fd >= MAX_FD ? 1 : fd + 1;
+      if (!this.handles.has(fd)) return fd;
+    }
+  }
+}

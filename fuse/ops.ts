@@ -1,0 +1,122 @@
+/// <reference path="./fuse-native.d.ts" />
+// Namespace operations: each path-based FUSE call is one SDK call (or an attribute cache hit).
+// This mount's own changes drop the cache entries they touch, so it reads its own writes.
+import type Fuse from 'fuse-native';
+import { directoryStat, toFuseStat, toStatFs } from './attrs.js';
+import { childPath } from './cache.js';
+import { type MountContext, answer, answerWith, refuseIfReadOnly, settle, remotePath, statPath } from './context.js';
+import { errnoError } from './errno.js';
+import { fileOperations } from './file-ops.js';
+
+/** chown(2) passes -1 (as unsigned 32 bits here) for "leave unchanged". */
+const UNCHANGED_ID = 0xffffffff;
+
+export function createOperations(ctx: MountContext): Fuse.Operations {
+  const { strata, cache } = ctx;
+  const remote = (path: string) => remotePath(ctx, path);
+  const change = (path: string) => {
+    refuseIfReadOnly(ctx);
+    return remote(path);
+  };
+
+  return {
+    ...fileOperations(ctx),
+
+    getattr: (path, cb) => answerWith(ctx, 'getattr', path, cb, async () => toFuseStat(ctx, await statPath(ctx, path))),
+
+    readdir: (path, cb) =>
+      settle(ctx, 'readdir', path, () => listDirectory(ctx, path), ({ names, stats }) => cb(0, names, stats), (errno) => cb(-errno)),
+
+    mkdir: (path, mode, cb) =>
+      answer(ctx, 'mkdir', path, cb, async () => {
+        const stat = await strata.mkdir(change(path), { mode: mode & 0o7777 });
+        cache.invalidate(path);
+        cache.set(path, stat);
+      }),
+
+    rmdir: (path, cb) =>
+      answer(ctx, 'rmdir', path, cb, async () => {
+        const target = change(path);
+        // Remove takes files too; rmdir must not.
+        if (cache.get(path)?.type === 'file') throw errnoError('ENOTDIR', `${path}: not a directory`);
+        await strata.rm(target);
+        cache.invalidateTree(path);
+      }),
+
+    unlink: (path, cb) =>
+      answer(ctx, 'unlink', path, cb, async () => {
+        const target = change(path);
+        if (cache.get(path)?.type === 'directory') throw errnoError('EISDIR', `${path}: is a directory`);
+        await strata.rm(target);
+        cache.invalidate(path);
+      }),
+
+    rename: (from, to, cb) =>
+      answer(ctx, 'rename', from, cb, async () => {
+        await strata.rename(change(from), change(to));
+        cache.invalidateTree(from);
+        cache.invalidateTree(to);
+      }),
+
+    // The metadata model has one name per inode (nlink 1): POSIX's answer for "no hard links here".
+    link: (from, _to, cb) =>
+      answer(ctx, 'link', from, cb, async () => {
+        throw errnoError('EPERM', 'hard links are not supported by strata');
+      }),
+
+    symlink: (target, path, cb) =>
+      answer(ctx, 'symlink', path, cb, async () => {
+        const stat = await strata.symlink(target, change(path));
+        cache.invalidate(path);
+        cache.set(path, stat);
+      }),
+
+    readlink: (path, cb) =>
+      answerWith(ctx, 'readlink', path, cb, async () => {
+        const stat = await statPath(ctx, path);
+        if (stat.type !== 'symlink') throw errnoError('EINVAL', `${path}: not a symbolic link`);
+        return stat.target;
+      }),
+
+    chmod: (path, mode, cb) =>
+      answer(ctx, 'chmod', path, cb, async () => {
+        cache.set(path, await strata.setattr(change(path), { mode: mode & 0o7777 }));
+      }),
+
+    chown: (path, uid, gid, cb) =>
+      answer(ctx, 'chown', path, cb, async () => {
+        const changes = { uid: uid === UNCHANGED_ID ? undefined : uid, gid: gid === UNCHANGED_ID ? undefined : gid };
+        cache.set(path, await strata.setattr(change(path), changes));
+      }),
+
+    // fuse-native 2.2.6 hands the access time in both arguments (its C glue copies atime
+    // twice), so the one time given sets both; see README.
+    utimens: (path, atime, _mtime, cb) =>
+      answer(ctx, 'utimens', path, cb, async () => {
+        const target = change(path);
+        // A later commit of buffered bytes would move mtime again (cp -p sets times before close).
+        const open = ctx.handles.fileOf((await statPath(ctx, path)).ino);
+        if (open) {
+          await open.flush();
+          open.modifiedMs = undefined; // the time set here is the one to show
+        }
+        cache.set(path, await strata.setattr(target, { atimeMs: atime, mtimeMs: atime }));
+      }),
+
+    statfs: (path, cb) => answerWith(ctx, 'statfs', path, cb, async () => toStatFs(await strata.statfs())),
+  };
+}
+
+/** Names with attributes (their type gives d_type); '.' and '..' first, as readdir(3) expects. */
+async function listDirectory(ctx: MountContext, path: string): Promise<{ names: string[]; stats: Fuse.Stat[] }> {
+  const entries = await ctx.strata.readdir(remotePath(ctx, path), { withStats: true });
+  const names = ['.', '..'];
+  const stats = [directoryStat(), directoryStat()];
+  for (const entry of entries) {
+    // The kernel stats each entry next (ls -l, find): serve those from the cache.
+    if (entry.stat) ctx.cache.set(childPath(path, entry.name), entry.stat);
+    names.push(entry.name);
+    stats.push(entry.stat ? toFuseStat(ctx, entry.stat) : { ...directoryStat(), mode: entry.type === 'directory' ? 0o040755 : 0o100644 });
+  }
+  return { names, stats };
+}

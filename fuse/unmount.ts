@@ -1,0 +1,42 @@
+// Whether a path is a mount point (from /proc/mounts, never by touching the mount itself,
+// which may be ours and would deadlock a synchronous call), and unmounting with fallbacks.
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+
+/** /proc/mounts escapes space, tab, newline and backslash as octal (\040 ...). */
+function decodeMountField(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+export async function isMounted(mountpoint: string): Promise<boolean> {
+  const mounts = await readFile('/proc/mounts', 'utf8');
+  return mounts.split('\n').some((line) => decodeMountField(line.split(' ')[1] ?? '') === mountpoint);
+}
+
+function run(command: string, args: string[], timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: timeoutMs }, (err, _stdout, stderr) => resolve(err ? `${command} ${args.join(' ')}: ${stderr.trim() || err.message}` : undefined));
+  });
+}
+
+/**
+ * Unmounts whatever is mounted at `mountpoint`: a plain unmount first (fusermount from FUSE 2
+ * or 3, whichever is installed), then a lazy one, which detaches even while files are open.
+ * Returns the failures seen; empty when the mount point is free at the end.
+ */
+export async function unmountWithFallbacks(mountpoint: string, timeoutMs = 10_000): Promise<string[]> {
+  const attempts: [string, string[]][] = [
+    ['fusermount', ['-u', mountpoint]],
+    ['fusermount3', ['-u', mountpoint]],
+    ['fusermount', ['-uz', mountpoint]],
+    ['fusermount3', ['-uz', mountpoint]],
+    ['umount', ['-l', mountpoint]],
+  ];
+  const failures: string[] = [];
+  for (const [command, args] of attempts) {
+    if (!(await isMounted(mountpoint))) return [];
+    const failure = await run(command, args, timeoutMs);
+    if (failure) failures.push(failure);
+  }
+  return (await isMounted(mountpoint)) ? failures : [];
+}

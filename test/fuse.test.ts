@@ -1,0 +1,199 @@
+// `strata mount` end to end: a real cluster (embedded metadata, 3 data nodes, 1 MiB chunks so
+// multi-chunk paths run quickly) and real FUSE mounts, each its own process. Every access to a
+// mount happens in a child process with a deadline, so a hung mount fails a test, not the run.
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startCluster, type TestCluster } from './harness/cluster.js';
+import { fuseUnavailableReason, type MountProcess, sh, type ShResult, startMount } from './harness/mount.js';
+import { tempDir, type TempDir } from './harness/ports.js';
+
+const skipReason = fuseUnavailableReason();
+if (skipReason) console.log(`skipping FUSE tests: ${skipReason}`);
+
+/** Fails with the script's stderr, so a failed step says what went wrong. */
+function ok(result: ShResult): string {
+  expect(result.code, `exit ${result.code}\n${result.stderr}\n${result.stdout}`).toBe(0);
+  return result.stdout;
+}
+
+async function mountsList(): Promise<string> {
+  return readFile('/proc/mounts', 'utf8');
+}
+
+describe.skipIf(!!skipReason)('strata mount (FUSE)', () => {
+  let cluster: TestCluster;
+  let work: TempDir;
+  let mount: MountProcess | undefined;
+  const extraMounts: MountProcess[] = [];
+  let M: string; // the main mount point
+  let L: string; // a local scratch directory, outside every mount
+
+  beforeAll(async () => {
+    work = await tempDir('fuse');
+    M = path.join(work.path, 'mnt');
+    L = path.join(work.path, 'local');
+    ok(await sh(`mkdir -p ${L}`));
+    cluster = await startCluster({ chunkSize: '1MiB' });
+    mount = await startMount(cluster, M);
+  });
+
+  afterAll(async () => {
+    // Each step on its own: a failed one must not leave mounts or processes behind.
+    for (const m of [...extraMounts, mount]) await m?.stop().catch((err) => console.error(err));
+    await cluster?.stop().catch((err) => console.error(err));
+    await work?.cleanup();
+  });
+
+  test('a 64 MiB file written with dd (bs=1M) reads back identical', async () => {
+    ok(await sh(`head -c 64M /dev/urandom > ${L}/big && dd if=${L}/big of=${M}/big bs=1M status=none`));
+    const sums = ok(await sh(`sha256sum < ${L}/big; sha256sum < ${M}/big; stat -c %s ${M}/big`)).split('\n');
+    expect(sums[1]).toBe(sums[0]);
+    expect(sums[2]).toBe(String(64 * 1024 * 1024));
+  });
+
+  test('cp of a file, then cmp', async () => {
+    ok(await sh(`head -c 3500000 /dev/urandom > ${L}/cp-src && cp ${L}/cp-src ${M}/cp-dst && cmp ${L}/cp-src ${M}/cp-dst`));
+  });
+
+  test('random writes into an existing file equal a local model', async () => {
+    // Python writes the same bytes at the same offsets into the mounted file and a model
+    // buffer, re-reading the file through its open descriptor as it goes.
+    const script = path.join(L, 'random-writes.py');
+    await writeFile(
+      script,
+      `import random, sys
+path, model = sys.argv[1], sys.argv[2]
+rnd = random.Random(20240611)
+data = bytearray(rnd.randbytes(3 * 1024 * 1024 + 4321))
+with open(path, 'wb') as f: f.write(data)
+with open(path, 'r+b', buffering=0) as f:
+    for i in range(150):
+        off, n = rnd.randrange(0, len(data) + 300000), rnd.randrange(1, 100000)
+        b = rnd.randbytes(n)
+        f.seek(off); f.write(b)
+        if off > len(data): data.extend(bytes(off - len(data)))
+        data[off:off + n] = b
+        if i % 50 == 0:
+            f.seek(0)
+            assert f.read() == bytes(data), 'read-back mismatch after write %d' % i
+with open(model, 'wb') as f: f.write(data)
+`,
+    );
+    ok(await sh(`python3 ${script} ${M}/random ${L}/random-model && cmp ${M}/random ${L}/random-model`));
+  });
+
+  test('append, truncate shorter and longer, sparse file', async () => {
+    const out = ok(
+      await sh(`set -e
+        printf abc > ${M}/log; printf def >> ${M}/log; printf ghi >> ${M}/log; cat ${M}/log; echo
+        head -c 2500000 /dev/urandom > ${L}/t; cp ${L}/t ${M}/t
+        truncate -s 1000001 ${M}/t; truncate -s 1000001 ${L}/t; cmp ${M}/t ${L}/t
+        truncate -s 3000000 ${M}/t; truncate -s 3000000 ${L}/t; cmp ${M}/t ${L}/t
+        stat -c %s ${M}/t
+        head -c 1000 /dev/urandom > ${L}/tail
+        dd if=${L}/tail of=${M}/sparse bs=1000 seek=5000 status=none
+        dd if=${L}/tail of=${L}/sparse bs=1000 seek=5000 status=none
+        cmp ${M}/sparse ${L}/sparse
+        head -c 5000000 ${M}/sparse | tr -d '\\0' | wc -c`),
+    ).split('\n');
+    expect(out[0]).toBe('abcdefghi');
+    expect(out[1]).toBe('3000000');
+    expect(out[2].trim()).toBe('0'); // the hole reads as zeros
+  });
+
+  test('500 small files: created, listed, stat-ed, deleted', async () => {
+    const out = ok(
+      await sh(
+        `set -e; mkdir ${M}/many; cd ${M}/many
+        for i in $(seq 1 500); do echo "file $i" > f$i; done
+        ls | wc -l; ls -l | grep -c '^-'; stat -c %s f1 f77 f500 | tr '\\n' ' '; echo
+        rm f*; ls | wc -l`,
+        { timeoutMs: 90_000 },
+      ),
+    ).split('\n');
+    expect(out.slice(0, 4).map((s) => s.trim())).toEqual(['500', '500', '7 8 9', '0']);
+  });
+
+  test('directories and errors: ENOTEMPTY, ENOENT, EEXIST, rename over a file, no hard links', async () => {
+    const run = (cmd: string) => sh(`cd ${M} && ${cmd}`);
+    ok(await run('mkdir d1 && mkdir d1/sub && rmdir d1/sub && touch d1/f'));
+    expect((await run('rmdir d1')).stderr).toMatch(/Directory not empty/);
+    expect((await run('cat missing')).stderr).toMatch(/No such file or directory/);
+    expect((await run('mkdir d1')).stderr).toMatch(/File exists/);
+    ok(await run('echo old > r-target && echo new > r-source && mv r-source r-target'));
+    expect(ok(await run('cat r-target; ls | grep -c "^r-"'))).toBe('new\n1\n');
+    expect((await run('ln r-target hard')).stderr).toMatch(/Operation not permitted/);
+    ok(await run('rm d1/f && rmdir d1 && test ! -e d1'));
+  });
+
+  test('chmod, utimens, symlink and readlink show in stat', async () => {
+    const out = ok(
+      await sh(`set -e; cd ${M}; echo x > attrs; chmod 640 attrs; touch -d '2021-02-03 04:05:06' attrs
+        ln -s attrs link; stat -c '%a %Y %F' attrs; stat -c %F link; readlink link; cat link
+        date -d '2021-02-03 04:05:06' +%s`),
+    ).split('\n');
+    expect(out[0]).toBe(`640 ${out[4]} regular file`);
+    expect(out.slice(1, 4)).toEqual(['symbolic link', 'attrs', 'x']);
+  });
+
+  test('git init, add, commit and fsck inside the mount', async () => {
+    const git = (await sh('command -v git')).code === 0;
+    if (!git) return console.log('git is not installed: skipping the git test');
+    const out = ok(
+      await sh(`set -e; mkdir ${M}/repo; cd ${M}/repo; export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@e GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@e
+        git init -q .; seq 1 2000 > numbers; mkdir src; echo 'int main;' > src/a.c; git add .; git commit -qm first
+        echo more >> numbers; git commit -qam second; git fsck --full --strict; git log --oneline | wc -l; git status --porcelain | wc -l`),
+    );
+    expect(out.trim().split('\n').slice(-2)).toEqual(['2', '0']);
+  });
+
+  test('df on the mount shows the cluster capacity', async () => {
+    const [total, avail] = ok(await sh(`df -B1 --output=size,avail ${M} | tail -1`)).trim().split(/\s+/).map(Number);
+    const fs = await cluster.client().statfs();
+    expect(total).toBeGreaterThan(0);
+    expect(Math.abs(total - fs.capacityBytes)).toBeLessThan(total * 0.01);
+    expect(avail).toBeGreaterThan(0);
+  });
+
+  test('two mounts of one cluster see each other’s closed files', async () => {
+    const other = await startMount(cluster, path.join(work.path, 'mnt2'), ['--attr-timeout-ms', '200']);
+    extraMounts.push(other);
+    const O = other.dir;
+    expect(ok(await sh(`echo from-one > ${M}/shared && cat ${O}/shared`))).toBe('from-one\n');
+    expect(ok(await sh(`echo from-two > ${O}/back && cat ${M}/back`))).toBe('from-two\n');
+    // Close-to-open once the other mount's attribute timeout has passed.
+    expect(ok(await sh(`echo version-two-longer > ${M}/shared && sleep 0.4 && cat ${O}/shared`))).toBe('version-two-longer\n');
+  });
+
+  test('--path, --read-only, --uid/--gid; an unreachable coordinator fails with EIO, not a hang', async () => {
+    ok(await sh(`mkdir ${M}/exported && echo inside > ${M}/exported/file`));
+    const args = ['--path', '/exported', '--read-only', '--uid', '4242', '--gid', '4343', '--call-timeout-ms', '1000'];
+    const ro = await startMount(cluster, path.join(work.path, 'mnt-ro'), args);
+    extraMounts.push(ro);
+    expect(ok(await sh(`cat ${ro.dir}/file; stat -c '%u %g' ${ro.dir}/file`))).toBe('inside\n4242 4343\n');
+    expect((await sh(`echo x > ${ro.dir}/nope`)).stderr).toMatch(/Read-only file system/);
+    expect((await sh(`mkdir ${ro.dir}/nope`)).stderr).toMatch(/Read-only file system/);
+    const coordinator = cluster.coordinators[0].process;
+    coordinator.kill('SIGSTOP'); // a coordinator that accepts connections but never answers
+    try {
+      // A hang would be killed at the deadline and fail the match: the answer must be EIO.
+      const result = await sh(`stat ${ro.dir}/never-seen`, { timeoutMs: 20_000 });
+      expect(result.stderr).toMatch(/Input\/output error/);
+    } finally {
+      coordinator.kill('SIGCONT');
+    }
+  });
+
+  test('SIGTERM unmounts cleanly: the process exits and /proc/mounts has no entry', async () => {
+    const victim = await startMount(cluster, path.join(work.path, 'mnt-term'));
+    extraMounts.push(victim);
+    ok(await sh(`echo bye > ${victim.dir}/bye`));
+    expect(await mountsList()).toContain(` ${victim.dir} `);
+    const exited = new Promise<number | null>((resolve) => victim.process.once('exit', (code) => resolve(code)));
+    victim.process.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(await mountsList()).not.toContain(` ${victim.dir} `);
+    expect(ok(await sh(`cat ${M}/bye`))).toBe('bye\n');
+  });
+});
