@@ -160,15 +160,7 @@ export class Strata {
    * only after every chunk is fsynced on its replicas and committed in metadata.
    */
   async createWriteStream(path: string, options: WriteOptions = {}): Promise<Writable & { stat: FileStat | undefined; fewestCopies: number }> {
-    const reply = await this.coordinator.call<{ attr: unknown }>('Create', {
-      path,
-      mode: options.mode ?? 0,
-      replication: options.replication ?? 0,
-      chunkSize: options.chunkSize ?? 0,
-      exclusive: !!options.exclusive,
-      truncate: true,
-    });
-    const stat = toFileStat(reply.attr);
+    const stat = await this.create(path, { ...options, truncate: true });
     const writer = new ChunkWriter(this.coordinator, this.datanodes, {
       ino: stat.ino,
       chunkSize: stat.chunkSize,
