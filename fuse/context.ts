@@ -79,6 +79,16 @@ export async function statPath(ctx: MountContext, path: string, fresh = false): 
   return stat;
 }
 
+/**
+ * The stat of a file or directory just created with `mode`. The coordinator reads mode 0 as
+ * "not given" (and picks 0644/0755), so a requested mode 0 (open(O_CREAT, 0), umask 0777) is
+ * set afterwards.
+ */
+export async function withMode(ctx: MountContext, path: string, created: FileStat, mode: number): Promise<FileStat> {
+  if (mode !== 0 || (created.mode & 0o7777) === 0) return created;
+  return ctx.strata.setattr(remotePath(ctx, path), { mode: 0 });
+}
+
 export function refuseIfReadOnly(ctx: MountContext): void {
   if (ctx.config.readOnly) throw errnoError('EROFS', 'read-only mount');
 }

@@ -3,7 +3,7 @@
 // the last release; open() stats afresh, so each open sees what others closed before it.
 import { constants } from 'node:fs';
 import type Fuse from 'fuse-native';
-import { type MountContext, answer, answerWith, refuseIfReadOnly, remotePath, settle, statPath } from './context.js';
+import { type MountContext, answer, answerWith, refuseIfReadOnly, remotePath, settle, statPath, withMode } from './context.js';
 import { errnoError } from './errno.js';
 
 /** Not exported by node:fs; the same on every Linux architecture. */
@@ -17,7 +17,7 @@ export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
       answerWith(ctx, 'create', path, cb, async () => {
         refuseIfReadOnly(ctx);
         // Not exclusive: the kernel sends create only for a name its fresh lookup found missing.
-        const stat = await strata.create(remotePath(ctx, path), { mode: mode & 0o7777 });
+        const stat = await withMode(ctx, path, await strata.create(remotePath(ctx, path), { mode: mode & 0o7777 }), mode & 0o7777);
         cache.invalidate(path);
         cache.set(path, stat);
         return handles.open(stat, true).fd;

@@ -4,7 +4,7 @@
 import type Fuse from 'fuse-native';
 import { directoryStat, toFuseStat, toStatFs } from './attrs.js';
 import { childPath } from './cache.js';
-import { type MountContext, answer, answerWith, refuseIfReadOnly, settle, remotePath, statPath } from './context.js';
+import { type MountContext, answer, answerWith, refuseIfReadOnly, settle, remotePath, statPath, withMode } from './context.js';
 import { errnoError } from './errno.js';
 import { fileOperations } from './file-ops.js';
 
@@ -29,7 +29,7 @@ export function createOperations(ctx: MountContext): Fuse.Operations {
 
     mkdir: (path, mode, cb) =>
       answer(ctx, 'mkdir', path, cb, async () => {
-        const stat = await strata.mkdir(change(path), { mode: mode & 0o7777 });
+        const stat = await withMode(ctx, path, await strata.mkdir(change(path), { mode: mode & 0o7777 }), mode & 0o7777);
         cache.invalidate(path);
         cache.set(path, stat);
       }),

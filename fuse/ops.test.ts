@@ -1,0 +1,74 @@
+// Namespace operations over a fake client with the coordinator's rules, for POSIX details
+// pjdfstest checks (README, "Conformance (pjdfstest)") that need no real mount.
+import { describe, expect, test } from 'vitest';
+import type { FileStat, Strata } from '../client/index.js';
+import { AttrCache } from './cache.js';
+import type { MountConfig } from './config.js';
+import type { MountContext } from './context.js';
+import { HandleTable } from './handles.js';
+import { createOperations } from './ops.js';
+
+/** Like the coordinator: a create or mkdir mode of 0 means "not given" (0644 / 0755). */
+class FakeStrata {
+  readonly stats = new Map<string, FileStat>();
+  private nextIno = 2;
+
+  private add(path: string, type: 'file' | 'directory', mode: number): FileStat {
+    const stat = { ino: this.nextIno++, type, mode, uid: 0, gid: 0, size: 0, nlink: 1, chunks: 0, chunkSize: 1 << 20, atimeMs: 0, mtimeMs: 0, ctimeMs: 0 } as unknown as FileStat;
+    this.stats.set(path, stat);
+    return stat;
+  }
+
+  async create(path: string, options: { mode?: number }): Promise<FileStat> {
+    return this.add(path, 'file', options.mode || 0o644);
+  }
+
+  async mkdir(path: string, options: { mode?: number }): Promise<FileStat> {
+    return this.add(path, 'directory', options.mode || 0o755);
+  }
+
+  async setattr(path: string, changes: { mode?: number }): Promise<FileStat> {
+    const stat = this.stats.get(path)!;
+    if (changes.mode !== undefined) stat.mode = changes.mode;
+    return stat;
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    return this.stats.get(path)!;
+  }
+}
+
+function operations() {
+  const strata = new FakeStrata();
+  const config = { path: '/', attrTimeoutMs: 1000, opTimeoutMs: 5000, maxDirtyChunks: 2, writeConcurrency: 1, readOnly: false } as MountConfig;
+  const silent = { debug() {}, info() {}, warn() {}, error() {} };
+  const ctx = {
+    strata: strata as unknown as Strata,
+    config,
+    cache: new AttrCache(1000),
+    handles: new HandleTable(strata as never, config),
+    log: silent,
+  } as unknown as MountContext;
+  return { strata, ops: createOperations(ctx) };
+}
+
+const call = (fn: (cb: (result: number, value?: unknown) => void) => void) =>
+  new Promise<number>((resolve) => fn((result) => resolve(result)));
+
+describe('creating with mode 0 (open(O_CREAT, 0), mkdir under umask 0777)', () => {
+  test('a file created with mode 0 has mode 0, not the default 0644', async () => {
+    const { strata, ops } = operations();
+    expect(await call((cb) => ops.create!('/f', 0o100000, cb))).toBe(0);
+    expect(strata.stats.get('/f')!.mode & 0o7777).toBe(0);
+    expect(await call((cb) => ops.create!('/g', 0o100640, cb))).toBe(0);
+    expect(strata.stats.get('/g')!.mode & 0o7777).toBe(0o640);
+  });
+
+  test('a directory made with mode 0 has mode 0, not the default 0755', async () => {
+    const { strata, ops } = operations();
+    expect(await call((cb) => ops.mkdir!('/d', 0, cb))).toBe(0);
+    expect(strata.stats.get('/d')!.mode & 0o7777).toBe(0);
+    expect(await call((cb) => ops.mkdir!('/e', 0o1700, cb))).toBe(0);
+    expect(strata.stats.get('/e')!.mode & 0o7777).toBe(0o1700);
+  });
+});
