@@ -7,6 +7,7 @@ import type { ChunkStore, ChunkWriter } from './chunk-store.js';
 import { CHANNEL_OPTIONS, fromServiceError, strataProto, toServiceError, unaryHandler } from '../common/grpc.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import type { NodeInfo } from '../common/node-info.js';
 
 export interface NodeAddress { nodeId: string; address: string }
 export interface WriteChunkHeader { chunkId: string; length: number; pipeline: NodeAddress[] }
@@ -15,15 +16,7 @@ export interface WriteChunkReply { storedOn: string[]; failed: string[]; errors:
 export interface ReadChunkRequest { chunkId: string; offset: number; length: number }
 export interface ReadChunkReply { data: Buffer }
 export interface ChunkStatReply { chunkId: string; length: number; storedBytes: number; blocks: number }
-export interface NodeInfo {
-  nodeId: string;
-  address: string;
-  capacityBytes: number;
-  usedBytes: number;
-  freeBytes: number;
-  chunks: number;
-  zone: string;
-}
+export type { NodeInfo } from '../common/node-info.js';
 
 export interface DataNodeServiceOptions {
   nodeId: string;

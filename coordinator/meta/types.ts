@@ -1,6 +1,8 @@
 // Namespace records as MetaStore returns them. Stored compactly (meta/codec.ts); these are
 // the in-memory shapes every coordinator module shares.
 
+import type { NodeInfo } from '../../common/node-info.js';
+
 export type FileKind = 'file' | 'dir' | 'symlink';
 
 export interface Attr {
@@ -37,14 +39,7 @@ export interface ChunkRecord {
   nodes: string[];
 }
 
-export interface NodeRecord {
-  nodeId: string;
-  address: string;
-  capacityBytes: number;
-  usedBytes: number;
-  freeBytes: number;
-  chunks: number;
-  zone: string;
+export interface NodeRecord extends NodeInfo {
   lastHeartbeatMs: number;
 }
 
