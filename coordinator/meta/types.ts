@@ -1,4 +1,4 @@
-// Namespace records as MetaStore returns them. Stored compactly (meta/codec.ts); these are
+// Namespace records as MetaStore returns them. Stored compactly (meta/keys.ts); these are
 // the in-memory shapes every coordinator module shares.
 
 import type { NodeInfo } from '../../common/node-info.js';
