@@ -38,8 +38,6 @@ export const notDir = (what: string) => new StrataError('NotDir', `${what}: not 
 export const isDir = (what: string) => new StrataError('IsDir', `${what}: is a directory`);
 export const invalid = (message: string) => new StrataError('Invalid', message);
 export const corrupt = (message: string) => new StrataError('Corrupt', message);
-export const unavailable = (message: string, cause?: unknown) =>
-  new StrataError('Unavailable', message, { cause });
 
 /** Wraps anything thrown into a StrataError; unknown failures become Internal. */
 export function asStrataError(err: unknown): StrataError {

@@ -36,8 +36,6 @@ export function splitPath(path: string): string[] {
   return components;
 }
 
-export const joinPath = (components: string[]) => '/' + components.join('/');
-
 /** Parent components and final name; the root has no name. */
 export function splitParent(path: string): { parent: string[]; name: string } {
   const components = splitPath(path);
