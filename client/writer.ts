@@ -162,30 +162,34 @@ export async function uploadChunk(
   let lastError: StrataError | undefined;
   for (let attempt = 0; attempt < options.maxAttempts; attempt++) {
     const placement = await allocate(coordinator, ino, index, options.ackPolicy, exclude);
+    let result;
     try {
-      const result = await datanodes.writeChunk(placement.pipeline, placement.chunkId, data);
-      if (result.storedOn.length >= placement.requiredAcks) {
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
-        const reply = await coordinator.call<any>('CommitChunk', {
-          ino,
-          index,
-          chunkId: placement.chunkId,
-          length: data.length,
-          nodes: result.storedOn,
-          crc32c: checksum,
-        });
-        return { stat: toFileStat(reply.attr), copies: result.storedOn.length };
-      }
-      // failed[0] is the hop that broke; the nodes after it were merely not reached.
-      if (result.failed[0]) exclude.add(result.failed[0]);
-      lastError = describeWriteFailure(placement.chunkId, result, placement.requiredAcks);
+      result = await datanodes.writeChunk(placement.pipeline, placement.chunkId, data);
     } catch (err) {
       lastError = asStrataError(err);
       // The head of the pipeline failed (or refused): we cannot tell which nodes are
       // fine, so avoid the head and try a fresh placement.
       if (lastError.kind !== 'Unavailable' && lastError.kind !== 'Timeout' && lastError.kind !== 'Corrupt') throw lastError;
       exclude.add(placement.pipeline[0].nodeId);
+      continue;
     }
+    if (result.storedOn.length >= placement.requiredAcks) {
+      // Outside the data node error handling: a coordinator failure is not a data node's fault
+      // (and the coordinator client already fails over between coordinators).
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      const reply = await coordinator.call<any>('CommitChunk', {
+        ino,
+        index,
+        chunkId: placement.chunkId,
+        length: data.length,
+        nodes: result.storedOn,
+        crc32c: checksum,
+      });
+      return { stat: toFileStat(reply.attr), copies: result.storedOn.length };
+    }
+    // failed[0] is the hop that broke; the nodes after it were merely not reached.
+    if (result.failed[0]) exclude.add(result.failed[0]);
+    lastError = describeWriteFailure(placement.chunkId, result, placement.requiredAcks);
   }
   throw new StrataError('Unavailable', `chunk ${index} of the file could not be stored: ${lastError?.message}`, { cause: lastError });
 }
