@@ -85,9 +85,7 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
 
     Remove: unaryHandler(async (req: Req) => {
       const { dir, name } = await parentOf(req.path);
-      const target = await meta.lookup(dir.ino, name);
-      if (target.type === 'dir') await meta.rmdir(dir.ino, name);
-      else await meta.unlink(dir.ino, name);
+      await meta.remove(dir.ino, name);
       return {};
     }),
 

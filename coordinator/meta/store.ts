@@ -149,114 +149,58 @@ export class MetaStore {
   // ------------------------------------------------------------------ changes
 
   async mkdir(parent: number, name: string, mode: number): Promise<Attr> {
-    validateName(name);
-    const ino = await this.allocateIno();
-    return this.retry(async (attempt) => {
-      const { parentRead, dentryRead } = await this.readForCreate(parent, name, attempt === 0);
-      if (dentryRead.entry) throw exists(name);
-      const now = this.now();
-      const attr = this.newAttr(ino, 'dir', mode || 0o755, now, { parent });
-      const ok = await this.kv.txn({
-        compares: [cmp(parentRead), cmp(dentryRead)],
-        ops: [
-          put(k.dentryKey(parent, name), k.encodeDentry(ino, 'dir')),
-          put(k.inodeKey(ino), k.encodeAttr(attr)),
-          put(k.stampKey(ino), k.encodeNumber(now)),
-          put(k.stampKey(parent), k.encodeNumber(now)),
-        ],
-      });
-      return ok ? attr : undefined;
-    });
+    return this.createEntry(parent, name, (ino, now) => this.newAttr(ino, 'dir', mode || 0o755, now, { parent }));
   }
 
   /** Creates a file, or opens the existing one (emptying it when `truncate`). */
   async create(parent: number, name: string, options: CreateOptions): Promise<Attr> {
     validateName(name);
+    const newFile = (ino: number, now: number) =>
+      this.newAttr(ino, 'file', options.mode || 0o644, now, { replication: options.replication, chunkSize: options.chunkSize });
     return this.retry(async (attempt) => {
-      const { parentRead, dentryRead } = await this.readForCreate(parent, name, attempt === 0);
+      const reads = await this.readForCreate(parent, name, attempt === 0);
+      if (!reads.dentryRead.entry) return this.insertEntry(parent, name, reads, newFile);
+      if (options.exclusive) throw exists(name);
+      const { ino } = k.decodeDentry(reads.dentryRead.entry.value);
+      const [inodeEntry] = await this.kv.getMany([k.inodeKey(ino)]);
+      if (!inodeEntry) return undefined; // unlinked under us: read again
+      const existing = k.decodeAttr(ino, inodeEntry.value);
+      if (existing.type === 'dir') throw isDir(name);
+      if (existing.type !== 'file') throw invalid(`${name}: not a regular file`);
+      if (!options.truncate) return existing;
       const now = this.now();
-      if (dentryRead.entry) {
-        if (options.exclusive) throw exists(name);
-        const { ino } = k.decodeDentry(dentryRead.entry.value);
-        const [inodeEntry] = await this.kv.getMany([k.inodeKey(ino)]);
-        if (!inodeEntry) return undefined; // unlinked under us: read again
-        const existing = k.decodeAttr(ino, inodeEntry.value);
-        if (existing.type === 'dir') throw isDir(name);
-        if (existing.type !== 'file') throw invalid(`${name}: not a regular file`);
-        if (!options.truncate) return existing;
-        const emptied: Attr = { ...existing, size: 0, chunks: 0, mtimeMs: now, ctimeMs: now };
-        const ok = await this.kv.txn({
-          compares: [cmp(dentryRead), { key: inodeEntry.key, modRevision: inodeEntry.modRevision }],
-          ops: [put(inodeEntry.key, k.encodeAttr(emptied)), deleteChunks(ino)],
-        });
-        return ok ? emptied : undefined;
-      }
-      const ino = await this.allocateIno();
-      const attr = this.newAttr(ino, 'file', options.mode || 0o644, now, {
-        replication: options.replication,
-        chunkSize: options.chunkSize,
-      });
+      const emptied: Attr = { ...existing, size: 0, chunks: 0, mtimeMs: now, ctimeMs: now };
       const ok = await this.kv.txn({
-        compares: [cmp(parentRead), cmp(dentryRead)],
-        ops: [
-          put(k.dentryKey(parent, name), k.encodeDentry(ino, 'file')),
-          put(k.inodeKey(ino), k.encodeAttr(attr)),
-          put(k.stampKey(parent), k.encodeNumber(now)),
-        ],
+        compares: [cmp(reads.dentryRead), { key: inodeEntry.key, modRevision: inodeEntry.modRevision }],
+        ops: [put(inodeEntry.key, k.encodeAttr(emptied)), deleteChunks(ino)],
       });
-      return ok ? attr : undefined;
+      return ok ? emptied : undefined;
     });
   }
 
   async symlink(parent: number, name: string, target: string): Promise<Attr> {
-    validateName(name);
     if (!target || target.includes('\0') || Buffer.byteLength(target) > 4096) {
       throw invalid('invalid symlink target: empty, too long, or contains NUL');
     }
-    const ino = await this.allocateIno();
-    return this.retry(async () => {
-      const { parentRead, dentryRead } = await this.readForCreate(parent, name);
-      if (dentryRead.entry) throw exists(name);
-      const now = this.now();
-      const attr = { ...this.newAttr(ino, 'symlink', 0o777, now), target, size: Buffer.byteLength(target) };
-      const ok = await this.kv.txn({
-        compares: [cmp(parentRead), cmp(dentryRead)],
-        ops: [
-          put(k.dentryKey(parent, name), k.encodeDentry(ino, 'symlink')),
-          put(k.inodeKey(ino), k.encodeAttr(attr)),
-          put(k.stampKey(parent), k.encodeNumber(now)),
-        ],
-      });
-      return ok ? attr : undefined;
-    });
+    return this.createEntry(parent, name, (ino, now) => ({
+      ...this.newAttr(ino, 'symlink', 0o777, now),
+      target,
+      size: Buffer.byteLength(target),
+    }));
   }
 
   /** Removes a file or symlink entry; its chunks become garbage for the collector. */
-  async unlink(parent: number, name: string): Promise<void> {
-    await this.retry(async () => {
-      const dentryRead = await this.readDentry(parent, name);
-      const { ino, type } = k.decodeDentry(dentryRead.entry!.value);
-      if (type === 'dir') throw isDir(name);
-      const ok = await this.kv.txn({
-        compares: [cmp(dentryRead)],
-        ops: [del(dentryRead.key), del(k.inodeKey(ino)), deleteChunks(ino), put(k.stampKey(parent), k.encodeNumber(this.now()))],
-      });
-      return ok ? true : undefined;
-    });
+  unlink(parent: number, name: string): Promise<void> {
+    return this.removeEntry(parent, name, 'nondir');
   }
 
-  async rmdir(parent: number, name: string): Promise<void> {
-    await this.retry(async () => {
-      const dentryRead = await this.readDentry(parent, name);
-      const { ino, type } = k.decodeDentry(dentryRead.entry!.value);
-      if (type !== 'dir') throw notDir(name);
-      const emptyProof = await this.proveEmpty(ino, name);
-      const ok = await this.kv.txn({
-        compares: [cmp(dentryRead), ...emptyProof],
-        ops: [del(dentryRead.key), del(k.inodeKey(ino)), del(k.stampKey(ino)), put(k.stampKey(parent), k.encodeNumber(this.now()))],
-      });
-      return ok ? true : undefined;
-    });
+  rmdir(parent: number, name: string): Promise<void> {
+    return this.removeEntry(parent, name, 'dir');
+  }
+
+  /** Removes whatever the name holds (an empty directory included): one entry read, not two. */
+  remove(parent: number, name: string): Promise<void> {
+    return this.removeEntry(parent, name, 'any');
   }
 
   async rename(srcParent: number, srcName: string, dstParent: number, dstName: string): Promise<void> {
@@ -351,6 +295,53 @@ export class MetaStore {
         ops: [put(inode.key, k.encodeAttr(next)), put(k.chunkKey(ino, record.index), k.encodeChunk(record))],
       });
       return ok ? next : undefined;
+    });
+  }
+
+  /** A new name for a new inode (mkdir, symlink), failing with Exists when the name is taken. */
+  private async createEntry(parent: number, name: string, makeAttr: (ino: number, now: number) => Attr): Promise<Attr> {
+    validateName(name);
+    return this.retry(async (attempt) => {
+      const reads = await this.readForCreate(parent, name, attempt === 0);
+      if (reads.dentryRead.entry) throw exists(name);
+      return this.insertEntry(parent, name, reads, makeAttr);
+    });
+  }
+
+  /** The one transaction that links a new inode under a name the reads saw free. */
+  private async insertEntry(
+    parent: number,
+    name: string,
+    { parentRead, dentryRead }: { parentRead: Read; dentryRead: Read },
+    makeAttr: (ino: number, now: number) => Attr,
+  ): Promise<Attr | undefined> {
+    const now = this.now();
+    const attr = makeAttr(await this.allocateIno(), now);
+    const ops: KvOp[] = [
+      put(k.dentryKey(parent, name), k.encodeDentry(attr.ino, attr.type)),
+      put(k.inodeKey(attr.ino), k.encodeAttr(attr)),
+      put(k.stampKey(parent), k.encodeNumber(now)),
+    ];
+    if (attr.type === 'dir') ops.push(put(k.stampKey(attr.ino), k.encodeNumber(now)));
+    const ok = await this.kv.txn({ compares: [cmp(parentRead), cmp(dentryRead)], ops });
+    return ok ? attr : undefined;
+  }
+
+  private async removeEntry(parent: number, name: string, expect: 'dir' | 'nondir' | 'any'): Promise<void> {
+    await this.retry(async () => {
+      const dentryRead = await this.readDentry(parent, name);
+      const { ino, type } = k.decodeDentry(dentryRead.entry!.value);
+      if (expect === 'nondir' && type === 'dir') throw isDir(name);
+      if (expect === 'dir' && type !== 'dir') throw notDir(name);
+      const compares = [cmp(dentryRead)];
+      const ops: KvOp[] = [del(dentryRead.key), del(k.inodeKey(ino)), put(k.stampKey(parent), k.encodeNumber(this.now()))];
+      if (type === 'dir') {
+        compares.push(...(await this.proveEmpty(ino, name)));
+        ops.push(del(k.stampKey(ino)));
+      } else {
+        ops.push(deleteChunks(ino));
+      }
+      return (await this.kv.txn({ compares, ops })) ? true : undefined;
     });
   }
 
