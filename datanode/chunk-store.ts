@@ -174,8 +174,8 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     const writer = new LocalChunkWriter(this, chunkId, encoder);
     this.writers.set(chunkId, writer); // claimed before any await, so concurrent creates see it
     try {
-      // A running delete of this id unlinks the file after its index entry is gone: wait for it,
-      // or it could unlink the file this writer is about to rename into place.
+      // A running delete (or quarantine) of this id unlinks (or moves) the file after its index
+      // entry is gone: wait for it, or it could take the file this writer is about to rename in.
       await this.removals.get(chunkId)?.catch(() => {});
       if (this.quarantinedIds.has(chunkId)) throw quarantinedConflict(chunkId);
       // The lookup and the temp file's creation (if the chunk may need one) overlap.
@@ -217,7 +217,9 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
       }
       return { length, storedBytes: record.storedBytes, crc32c: crc >>> 0 };
     } catch (err) {
-      if (err instanceof StrataError && err.kind === 'Corrupt' && !this.closed) await this.quarantine(chunkId, err.message);
+      // If quarantining fails (the store closing, an index error) the next read or scrub retries it;
+      // the caller still learns the chunk is corrupt.
+      if (err instanceof StrataError && err.kind === 'Corrupt' && !this.closed) await this.quarantine(chunkId, err.message).catch(() => {});
       throw err;
     }
   }
@@ -319,8 +321,8 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
       // Best effort: the index record is what counts. A crash before the move leaves an orphan
       // in chunks/ (never read, removed by DeleteChunk); failing inline bytes are just dropped.
       const aside = quarantineFilePath(this.dir, chunkId);
-      const move = stored.placement === 'inline' ? (inline ? writeFile(aside, inline) : Promise.resolve()) : rename(chunkFilePath(this.dir, chunkId), aside);
-      await move.catch(() => {});
+      if (stored.placement !== 'inline') await rename(chunkFilePath(this.dir, chunkId), aside).catch(() => {});
+      else if (inline) await writeFile(aside, inline).catch(() => {});
     });
     return done;
   }
