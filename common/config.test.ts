@@ -42,6 +42,14 @@ describe('role config', () => {
     expect(invalidMessage(() => loadConfig(coordinatorSchema, {}, { file: '/definitely/missing.json', env: {} }))).toMatch(/cannot read config file/);
   });
 
+  test('data node scrub: on by default at 32 MiB/s hourly, set by flag or STRATA_* env, 0 disables', () => {
+    const base = { dataDir: '/x', coordinators: '127.0.0.1:1' };
+    expect(loadConfig(dataNodeSchema, base, { env: {} })).toMatchObject({ scrubBytesPerSec: 32 * 1024 * 1024, scrubIntervalMs: 3_600_000 });
+    const env = { STRATA_SCRUB_BYTES_PER_SEC: '8MiB', STRATA_SCRUB_INTERVAL_MS: '0' };
+    expect(loadConfig(dataNodeSchema, base, { env })).toMatchObject({ scrubBytesPerSec: 8 * 1024 * 1024, scrubIntervalMs: 0 });
+    expect(invalidMessage(() => loadConfig(dataNodeSchema, { ...base, scrubIntervalMs: '-1' }, { env: {} }))).toMatch(/^invalid config: scrubIntervalMs/);
+  });
+
   test('unknown keys in a config file are refused, not ignored', () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'strata-config-')), 'c.json');
     writeFileSync(file, JSON.stringify({ replicaton: 2 }));

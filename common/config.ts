@@ -46,6 +46,10 @@ export const dataNodeSchema = z.object({
   heartbeatIntervalMs: int.min(100).max(60_000).default(1000),
   zone: z.string().max(64).default(''),
   capacityBytes: size.optional(),
+  /** Background scrub: raw bytes verified per second at most (0 disables it). */
+  scrubBytesPerSec: size.pipe(z.number().int().min(0)).default(32 * 1024 * 1024),
+  /** Pause between full scrub passes (0 disables scrubbing). */
+  scrubIntervalMs: int.min(0).max(30 * 24 * 3_600_000).default(3_600_000),
   logLevel,
 });
 export type DataNodeConfig = Readonly<z.infer<typeof dataNodeSchema>>;

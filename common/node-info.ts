@@ -7,4 +7,16 @@ export interface NodeInfo {
   freeBytes: number;
   chunks: number;
   zone: string;
+  /** Chunks found corrupt and quarantined here, until DeleteChunk clears each. */
+  corruptChunks?: string[];
+  scrub?: ScrubStatus;
+}
+
+/** Background scrub counters since the node started (proto ScrubStatus). */
+export interface ScrubStatus {
+  passes: number; // full passes completed
+  chunksChecked: number;
+  bytesChecked: number; // raw (decompressed) bytes verified
+  corruptFound: number;
+  lastPassMs: number; // when the last full pass ended; 0 = none yet
 }

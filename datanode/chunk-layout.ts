@@ -37,6 +37,17 @@ export const RECORD_PREFIX = 'c/';
 // '/' + 1: the upper bound of every key under RECORD_PREFIX.
 export const RECORD_PREFIX_END = 'c0';
 const INLINE_PREFIX = 'i/';
+export const QUARANTINE_PREFIX = 'q/';
+export const QUARANTINE_PREFIX_END = 'q0';
+
+/**
+ * A chunk found corrupt and no longer served: its record as it was, why, and when. Kept under
+ * `quarantineKey(id)` until DeleteChunk, so the node reports it in every heartbeat, across restarts.
+ */
+export interface QuarantineRecord extends StoredChunkRecord {
+  reason: string;
+  quarantinedMs: number;
+}
 
 /** One operation of an index batch: a record (JSON) or an inline chunk's bytes (raw). */
 export type IndexChange =
@@ -67,6 +78,28 @@ export function chunkRecordKey(chunkId: string): string {
 /** The index key holding an inline chunk's encoded bytes (tests and tools locate them with it). */
 export function inlineChunkKey(chunkId: string): string {
   return INLINE_PREFIX + chunkId;
+}
+
+/** The index key marking a chunk as quarantined (its value a QuarantineRecord). */
+export function quarantineKey(chunkId: string): string {
+  return QUARANTINE_PREFIX + chunkId;
+}
+
+/** Where a quarantined chunk's bytes are kept for inspection: never read, removed by DeleteChunk. */
+export function quarantineFilePath(dataDir: string, chunkId: string): string {
+  return path.join(path.resolve(dataDir), 'quarantine', validateChunkId(chunkId));
+}
+
+/**
+ * Stops serving a chunk: its record and any inline bytes go, the quarantine record comes, in one
+ * batch. Both deletes are unconditional: a record too damaged to say its placement is quarantined too.
+ */
+export function quarantineChanges(chunkId: string, record: QuarantineRecord): IndexChange[] {
+  return [
+    { type: 'del', key: chunkRecordKey(chunkId) },
+    { type: 'del', key: inlineChunkKey(chunkId) },
+    { type: 'put', key: quarantineKey(chunkId), value: record },
+  ];
 }
 
 /** A visible chunk: its record and, when inline, its bytes, in one batch. */

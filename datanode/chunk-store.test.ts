@@ -455,7 +455,10 @@ describe('LocalChunkStore', () => {
       const err = await get(store, chunkId).catch((e) => e);
       expect(err).toMatchObject({ kind: 'Corrupt' });
       expect(err.message).toMatch(new RegExp(`^chunk ${chunkId}: .*${what}.* on ${indexDir}$`));
-      expect(await store.has(chunkId)).toBe(true); // still listed: a scrub or repair replaces it
+      // Quarantined: no longer served or listed, reported until a DeleteChunk clears it.
+      expect(await store.has(chunkId)).toBe(false);
+      expect(store.quarantined()).toContain(chunkId);
+      await expect(get(store, chunkId)).rejects.toMatchObject({ kind: 'Corrupt', message: expect.stringContaining('quarantined') });
     }
     // Another chunk's bytes, of the very same size: the id in the head gives them away.
     const [a, b] = [randomBytes(4096), randomBytes(4096)];

@@ -2,13 +2,17 @@
 // once its record is in a synced index batch. A large chunk's bytes are a file, fsynced and renamed
 // into chunks/ before that batch; a small one's bytes (INLINE_MAX_BYTES) go in the batch itself.
 // So a crash never shows a torn chunk. A file in chunks/ without a record saying 'file' may be torn
-// (a crash mid-commit); it is never read.
-import { mkdir, open, rm, unlink, type FileHandle } from 'node:fs/promises';
+// (a crash mid-commit); it is never read. A chunk found corrupt (by a read or verify) is
+// quarantined: no longer served, its id kept in the index until DeleteChunk, its bytes set aside.
+import { mkdir, open, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Level } from 'level';
 import { ChunkEncoder, ChunkReader, type ChunkSource } from '../common/chunk-codec.js';
+import { crc32c } from '@node-rs/crc32';
 import { StrataError, asStrataError } from '../common/errors.js';
 import {
+  QUARANTINE_PREFIX,
+  QUARANTINE_PREFIX_END,
   RECORD_PREFIX,
   RECORD_PREFIX_END,
   WAVE_INLINE_MAX_BYTES,
@@ -19,17 +23,21 @@ import {
   inlineBytesOf,
   inlineChunkKey,
   putChanges,
+  quarantineChanges,
+  quarantineFilePath,
+  quarantineKey,
   shardName,
   validateChunkId,
   type ChunkRecord,
   type ChunkStat,
   type IndexChange,
+  type QuarantineRecord,
   type StoredChunkRecord,
 } from './chunk-layout.js';
 import { LocalChunkWriter, ignoreMissing, mapFsError, type ChunkWriter, type WriterHost } from './chunk-writer.js';
 import { CommitWave, DirSync, fsyncDir, settleAll } from './commit-wave.js';
 
-export { INLINE_MAX_BYTES, chunkFilePath, inlineChunkKey, validateChunkId } from './chunk-layout.js';
+export { INLINE_MAX_BYTES, chunkFilePath, inlineChunkKey, quarantineFilePath, validateChunkId } from './chunk-layout.js';
 export type { ChunkPlacement, ChunkRecord, ChunkStat } from './chunk-layout.js';
 export type { ChunkWriter } from './chunk-writer.js';
 
@@ -38,16 +46,52 @@ export interface ChunkUsage {
   chunks: number;
 }
 
+/** One chunk a node serves, as ListChunks reports it. */
+export interface ListedChunk {
+  chunkId: string;
+  length: number; // raw bytes
+  storedBytes: number;
+  /** When this copy became durable here (its commit); 0 for a record that lacks the time. */
+  storedAtMs: number;
+}
+
+/** What a full verification read found: every block's checksums held. */
+export interface VerifiedChunk {
+  length: number;
+  storedBytes: number;
+  /** crc32c of the whole chunk's raw bytes (unsigned), as the namespace records it. */
+  crc32c: number;
+}
+
+export interface VerifyOptions {
+  /** Awaited after each verified block with its raw bytes: how a background scrub bounds its rate. */
+  pace?: (rawBytes: number) => Promise<void>;
+}
+
 export interface ChunkStore {
   readonly dir: string;
   createWriter(chunkId: string, lengthBytes: number): Promise<ChunkWriter>;
-  /** Verified raw bytes of [offset, offset+length) clamped to the chunk, one block at a time. */
+  /**
+   * Verified raw bytes of [offset, offset+length) clamped to the chunk, one block at a time. A
+   * checksum failure quarantines the chunk once a full verify() confirms it; reads of a
+   * quarantined chunk fail with Corrupt.
+   */
   read(chunkId: string, offsetBytes: number, lengthBytes: number): AsyncIterable<Buffer>;
   stat(chunkId: string): Promise<ChunkRecord>;
   has(chunkId: string): Promise<boolean>;
-  /** Idempotent: deleting a missing chunk succeeds. */
+  /** Idempotent: deleting a missing chunk succeeds. Deleting a quarantined chunk clears it. */
   delete(chunkId: string): Promise<void>;
   list(): AsyncIterable<string>;
+  /**
+   * Up to `limit` served chunks with ids after `afterChunkId`, in id order: a paged listing, not a
+   * snapshot. A chunk present throughout a walk appears exactly once; one stored or removed during
+   * it may or may not.
+   */
+  listChunks(afterChunkId: string | undefined, limit: number): Promise<ListedChunk[]>;
+  /** Reads and checks every block. Corrupt (and then quarantined) when any check fails. */
+  verify(chunkId: string, options?: VerifyOptions): Promise<VerifiedChunk>;
+  /** Ids of quarantined chunks, until DeleteChunk clears each. */
+  quarantined(): string[];
   usage(): ChunkUsage;
   close(): Promise<void>;
 }
@@ -63,7 +107,9 @@ const INDEX_TUNING = { writeBufferSize: 32 * 1024 * 1024, maxFileSize: 16 * 1024
 
 export class LocalChunkStore implements ChunkStore, WriterHost {
   private readonly writers = new Map<string, LocalChunkWriter>();
-  private readonly deletions = new Map<string, Promise<void>>();
+  /** Deletes and quarantines of one chunk run one at a time; a writer of its id waits for them. */
+  private readonly removals = new Map<string, Promise<unknown>>();
+  private readonly quarantinedIds = new Set<string>();
   private totals: ChunkUsage = { usedBytes: 0, chunks: 0 };
   private closed = false;
   readonly dirSync = new DirSync();
@@ -102,6 +148,7 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     try {
       await rm(path.join(root, 'tmp'), { recursive: true, force: true });
       await mkdir(path.join(root, 'tmp'));
+      await mkdir(path.join(root, 'quarantine'), { recursive: true });
       for (let shard = 0; shard < 256; shard++) await mkdir(path.join(root, 'chunks', shardName(shard)), { recursive: true });
       await fsyncDir(path.join(root, 'chunks'));
       await fsyncDir(root);
@@ -109,6 +156,9 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
       // usage() free afterwards (about a second per million chunks). A record that fails to decode
       // still counts: it fails the reads of its own chunk, not the start of the node.
       for await (const stored of index.values({ gte: RECORD_PREFIX, lt: RECORD_PREFIX_END })) store.account(stored, 1);
+      for await (const key of index.keys({ gte: QUARANTINE_PREFIX, lt: QUARANTINE_PREFIX_END })) {
+        store.quarantinedIds.add(key.slice(QUARANTINE_PREFIX.length));
+      }
     } catch (err) {
       await index.close();
       throw mapFsError(err);
@@ -124,9 +174,10 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     const writer = new LocalChunkWriter(this, chunkId, encoder);
     this.writers.set(chunkId, writer); // claimed before any await, so concurrent creates see it
     try {
-      // A running delete of this id unlinks the file after its index entry is gone: wait for it,
-      // or it could unlink the file this writer is about to rename into place.
-      await this.deletions.get(chunkId)?.catch(() => {});
+      // A running delete (or quarantine) of this id unlinks (or moves) the file after its index
+      // entry is gone: wait for it, or it could take the file this writer is about to rename in.
+      await this.removals.get(chunkId)?.catch(() => {});
+      if (this.quarantinedIds.has(chunkId)) throw quarantinedConflict(chunkId);
       // The lookup and the temp file's creation (if the chunk may need one) overlap.
       const exists = this.has(chunkId);
       await settleAll([exists, writer.start()]);
@@ -139,6 +190,41 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
   }
 
   async *read(chunkId: string, offsetBytes: number, lengthBytes: number): AsyncGenerator<Buffer> {
+    try {
+      yield* this.readVerified(chunkId, offsetBytes, lengthBytes);
+    } catch (err) {
+      // A ranged read saw a bad block. A full verify confirms it before quarantining, so a read
+      // racing a delete and rewrite of this id cannot quarantine the new, intact copy.
+      if (err instanceof StrataError && err.kind === 'Corrupt' && !this.quarantinedIds.has(chunkId) && !this.closed) {
+        await this.verify(chunkId).catch(() => {});
+      }
+      throw err;
+    }
+  }
+
+  async verify(chunkId: string, options: VerifyOptions = {}): Promise<VerifiedChunk> {
+    let crc = 0;
+    let length = 0;
+    try {
+      const record = await this.stat(chunkId);
+      for await (const block of this.readVerified(chunkId, 0, Number.MAX_SAFE_INTEGER)) {
+        crc = crc32c(block, crc);
+        length += block.length;
+        await options.pace?.(block.length);
+      }
+      if (length !== record.length) {
+        throw new StrataError('Corrupt', `chunk ${chunkId}: ${length} bytes read, its record says ${record.length}, on ${this.dir}`);
+      }
+      return { length, storedBytes: record.storedBytes, crc32c: crc >>> 0 };
+    } catch (err) {
+      // If quarantining fails (the store closing, an index error) the next read or scrub retries it;
+      // the caller still learns the chunk is corrupt.
+      if (err instanceof StrataError && err.kind === 'Corrupt' && !this.closed) await this.quarantine(chunkId, err.message).catch(() => {});
+      throw err;
+    }
+  }
+
+  private async *readVerified(chunkId: string, offsetBytes: number, lengthBytes: number): AsyncGenerator<Buffer> {
     this.checkOpen();
     validateChunkId(chunkId);
     // Record and inline bytes from one snapshot: a delete between the two reads is not corruption.
@@ -154,7 +240,7 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     } finally {
       await snapshot.close();
     }
-    if (!record) throw notFound(chunkId);
+    if (!record) throw this.missing(chunkId);
     if (record.placement === 'inline') {
       yield* (await ChunkReader.open(chunkId, this.inlineSource(chunkId, record, inline))).read(offsetBytes, lengthBytes);
       return;
@@ -165,7 +251,7 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw mapFsError(err);
       // Deleted since the lookup (the index entry goes first), or lost.
-      if (!(await this.has(chunkId))) throw notFound(chunkId);
+      if (!(await this.has(chunkId))) throw this.missing(chunkId);
       throw new StrataError('Corrupt', `chunk ${chunkId}: file missing on ${this.dir}`);
     }
     try {
@@ -180,7 +266,7 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
 
   async stat(chunkId: string): Promise<ChunkRecord> {
     const record = await this.lookup(chunkId);
-    if (!record) throw notFound(chunkId);
+    if (!record) throw this.missing(chunkId);
     return record;
   }
 
@@ -192,27 +278,74 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
   async delete(chunkId: string): Promise<void> {
     this.checkOpen();
     validateChunkId(chunkId);
-    // Concurrent deletes of one chunk share the work, so usage is subtracted once.
-    const running = this.deletions.get(chunkId);
-    if (running) return running;
-    const deletion = (async () => {
+    await this.exclusive(chunkId, async () => {
       const record = await this.lookup(chunkId);
-      if (!record) return;
-      // Index first: once the record is gone the chunk is invisible; a crash before the unlink
-      // leaves an orphan file, never a record without its bytes. Inline bytes go in that batch.
-      await this.indexWave.submit(deleteChanges(chunkId, record));
-      this.account(record, -1);
-      if (record.placement === 'file') await unlink(chunkFilePath(this.dir, chunkId)).catch(ignoreMissing);
-    })()
-      .catch((err) => Promise.reject(mapFsError(err)))
-      .finally(() => this.deletions.delete(chunkId));
-    this.deletions.set(chunkId, deletion);
-    return deletion;
+      if (record) {
+        // Index first: once the record is gone the chunk is invisible; a crash before the unlink
+        // leaves an orphan file, never a record without its bytes. Inline bytes go in that batch.
+        await this.indexWave.submit(deleteChanges(chunkId, record));
+        this.account(record, -1);
+        if (record.placement === 'file') await unlink(chunkFilePath(this.dir, chunkId)).catch(ignoreMissing);
+      } else if (this.quarantinedIds.has(chunkId)) {
+        // Files first: until the quarantine record goes no writer may take this id, so neither
+        // unlink can remove a new copy. The chunks/ path is an orphan left if a crash came mid-move.
+        await unlink(quarantineFilePath(this.dir, chunkId)).catch(ignoreMissing);
+        await unlink(chunkFilePath(this.dir, chunkId)).catch(ignoreMissing);
+        await this.indexWave.submit([{ type: 'del', key: quarantineKey(chunkId) }]);
+        this.quarantinedIds.delete(chunkId);
+      }
+    });
+  }
+
+  /**
+   * Stops serving a chunk found corrupt: one synced batch swaps its record (and inline bytes) for
+   * a quarantine record, then its bytes move to quarantine/ for inspection. False when the chunk
+   * is not served (absent, or already quarantined).
+   */
+  async quarantine(chunkId: string, reason: string): Promise<boolean> {
+    this.checkOpen();
+    validateChunkId(chunkId);
+    let done = false;
+    await this.exclusive(chunkId, async () => {
+      // Raw, not decoded: a record too damaged to decode is quarantined too.
+      const stored = await this.index.get(chunkRecordKey(chunkId));
+      if (!stored) return;
+      const inline = stored.placement === 'inline'
+        ? await this.index.get<string, Buffer>(inlineChunkKey(chunkId), { valueEncoding: 'buffer' })
+        : undefined;
+      const record: QuarantineRecord = { ...stored, reason: reason.slice(0, 1000), quarantinedMs: Date.now() };
+      await this.indexWave.submit(quarantineChanges(chunkId, record));
+      this.account(stored, -1);
+      this.quarantinedIds.add(chunkId);
+      done = true;
+      // Best effort: the index record is what counts. A crash before the move leaves an orphan
+      // in chunks/ (never read, removed by DeleteChunk); failing inline bytes are just dropped.
+      const aside = quarantineFilePath(this.dir, chunkId);
+      if (stored.placement !== 'inline') await rename(chunkFilePath(this.dir, chunkId), aside).catch(() => {});
+      else if (inline) await writeFile(aside, inline).catch(() => {});
+    });
+    return done;
+  }
+
+  quarantined(): string[] {
+    return [...this.quarantinedIds];
   }
 
   async *list(): AsyncGenerator<string> {
     this.checkOpen();
     for await (const key of this.index.keys({ gte: RECORD_PREFIX, lt: RECORD_PREFIX_END })) yield key.slice(RECORD_PREFIX.length);
+  }
+
+  async listChunks(afterChunkId: string | undefined, limit: number): Promise<ListedChunk[]> {
+    this.checkOpen();
+    const from = afterChunkId === undefined ? { gte: RECORD_PREFIX } : { gt: chunkRecordKey(validateChunkId(afterChunkId)) };
+    const listed: ListedChunk[] = [];
+    for await (const [key, stored] of this.index.iterator({ ...from, lt: RECORD_PREFIX_END, limit })) {
+      // Undecodable records are listed too: the node serves them (reads fail, then quarantine).
+      const storedAtMs = Number.isSafeInteger(stored.createdMs) && stored.createdMs > 0 ? stored.createdMs : 0;
+      listed.push({ chunkId: key.slice(RECORD_PREFIX.length), length: stored.length, storedBytes: stored.storedBytes, storedAtMs });
+    }
+    return listed;
   }
 
   usage(): ChunkUsage {
@@ -224,7 +357,7 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     this.closed = true;
     // Commits past their first step and running deletes finish (their waves with them) first.
     await Promise.allSettled([...this.writers.values()].map((writer) => writer.abort()));
-    await Promise.allSettled([...this.deletions.values()]);
+    await Promise.allSettled([...this.removals.values()]);
     await Promise.all([this.indexWave.idle(), this.dirSync.close()]);
     await this.index.close();
   }
@@ -239,6 +372,26 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
   /** Writer-internal: the chunk id is free for another writer. */
   release(writer: LocalChunkWriter): void {
     if (this.writers.get(writer.chunkId) === writer) this.writers.delete(writer.chunkId);
+  }
+
+  /** Runs `work` after any running delete or quarantine of this chunk, and before later ones. */
+  private exclusive(chunkId: string, work: () => Promise<void>): Promise<void> {
+    const previous = this.removals.get(chunkId)?.catch(() => {}) ?? Promise.resolve();
+    const running = previous.then(work).catch((err) => Promise.reject(mapFsError(err)));
+    const tracked = running.finally(() => {
+      if (this.removals.get(chunkId) === tracked) this.removals.delete(chunkId);
+    });
+    tracked.catch(() => {}); // observed through `running`
+    this.removals.set(chunkId, tracked);
+    return running;
+  }
+
+  /** NotFound, or Corrupt for a chunk this node quarantined (it had it, and it went bad). */
+  private missing(chunkId: string): StrataError {
+    if (this.quarantinedIds.has(chunkId)) {
+      return new StrataError('Corrupt', `chunk ${chunkId}: quarantined as corrupt on ${this.dir}`);
+    }
+    return new StrataError('NotFound', `chunk ${chunkId}: not found on this node`);
   }
 
   private async lookup(chunkId: string): Promise<ChunkRecord | undefined> {
@@ -266,8 +419,8 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
   }
 }
 
-function notFound(chunkId: string): StrataError {
-  return new StrataError('NotFound', `chunk ${chunkId}: not found on this node`);
+function quarantinedConflict(chunkId: string): StrataError {
+  return new StrataError('Conflict', `chunk ${chunkId}: a corrupt copy is quarantined on this node; DeleteChunk clears it`);
 }
 
 async function readFully(handle: FileHandle, positionBytes: number, lengthBytes: number): Promise<Buffer> {

@@ -1,10 +1,12 @@
-// The data node role: open the chunk store, serve the DataNode service, heartbeat to every
-// coordinator. The CLI builds the config; this module only runs it.
+// The data node role: open the chunk store, serve the DataNode service, scrub the chunks in the
+// background, heartbeat to every coordinator (with the corrupt chunks found and scrub progress).
+// The CLI builds the config; this module only runs it.
 import * as grpc from '@grpc/grpc-js';
 import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { LocalChunkStore } from './chunk-store.js';
+import { Scrubber } from './scrub.js';
 import { createDataNodeService, type NodeInfo } from './service.js';
 import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } from '../common/grpc.js';
 import { invalid } from '../common/errors.js';
@@ -22,6 +24,10 @@ export interface DataNodeConfig {
   heartbeatIntervalMs: number;
   zone?: string;
   capacityBytes?: number;
+  /** Background scrub rate in raw bytes per second; absent or 0: no scrub (the CLI defaults it on). */
+  scrubBytesPerSec?: number;
+  /** Pause between full scrub passes; absent or 0: no scrub. */
+  scrubIntervalMs?: number;
 }
 
 export interface RunningDataNode {
@@ -43,9 +49,14 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   if (!(config.heartbeatIntervalMs >= MIN_HEARTBEAT_INTERVAL_MS)) {
     throw invalid(`invalid config: heartbeatIntervalMs: ${config.heartbeatIntervalMs} is below ${MIN_HEARTBEAT_INTERVAL_MS}`);
   }
+  for (const key of ['scrubBytesPerSec', 'scrubIntervalMs'] as const) {
+    const value = config[key];
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) throw invalid(`invalid config: ${key}: ${value} is not a whole number >= 0`);
+  }
   await mkdir(config.dataDir, { recursive: true });
   const nodeId = await resolveNodeId(config.dataDir, config.nodeId);
   const store = await LocalChunkStore.open(config.dataDir);
+  const scrubber = new Scrubber(store, { bytesPerSec: config.scrubBytesPerSec ?? 0, intervalMs: config.scrubIntervalMs ?? 0, log });
 
   let address = config.advertise ?? '';
   const service = createDataNodeService({
@@ -55,6 +66,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     capacityBytes: config.capacityBytes,
     store,
     log,
+    scrubStatus: () => scrubber.status(),
   });
   const server = new grpc.Server(CHANNEL_OPTIONS);
   server.addService(strataProto.DataNode.service, service.handlers);
@@ -75,13 +87,15 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   const heartbeats = config.coordinators.map((coordinator) =>
     startHeartbeat(coordinator, service.nodeInfo, config.heartbeatIntervalMs, log),
   );
-  log.info({ nodeId, address, dataDir: store.dir, chunks: store.usage().chunks }, 'data node started');
+  scrubber.start();
+  const quarantined = store.quarantined().length;
+  log.info({ nodeId, address, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled }, 'data node started');
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       for (const heartbeat of heartbeats) heartbeat.stop();
-      await shutdownServer(server, SHUTDOWN_GRACE_MS);
+      await Promise.all([scrubber.stop(), shutdownServer(server, SHUTDOWN_GRACE_MS)]);
       service.close();
       await store.close();
       log.info({ nodeId }, 'data node stopped');

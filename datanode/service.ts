@@ -7,7 +7,8 @@ import type { ChunkStore, ChunkWriter } from './chunk-store.js';
 import { CHANNEL_OPTIONS, fromServiceError, strataProto, toServiceError, unaryHandler } from '../common/grpc.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import type { NodeInfo } from '../common/node-info.js';
+import type { NodeInfo, ScrubStatus } from '../common/node-info.js';
+import { MAX_REPORTED_CORRUPT_CHUNKS, createHealingService } from './healing-service.js';
 
 export interface NodeAddress { nodeId: string; address: string }
 export interface WriteChunkHeader { chunkId: string; length: number; pipeline: NodeAddress[] }
@@ -29,6 +30,8 @@ export interface DataNodeServiceOptions {
   log: Logger;
   /** Upper bound on one forwarded chunk write (the client's own deadline also propagates). */
   downstreamTimeoutMs?: number;
+  /** The background scrubber's counters, reported with every NodeStatus and heartbeat. */
+  scrubStatus?: () => ScrubStatus;
 }
 
 export interface DataNodeService {
@@ -52,6 +55,7 @@ type DataNodeClient = grpc.Client & {
 export function createDataNodeService(options: DataNodeServiceOptions): DataNodeService {
   const { nodeId, store, log } = options;
   const clients = new Map<string, DataNodeClient>();
+  const healing = createHealingService({ nodeId, store, log });
 
   function clientFor(address: string): DataNodeClient {
     let client = clients.get(address);
@@ -129,7 +133,9 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     const diskBytes = disk.blocks * disk.bsize;
     const capacityBytes = options.capacityBytes ?? diskBytes;
     const freeBytes = Math.max(0, Math.min(disk.bavail * disk.bsize, capacityBytes - usedBytes));
-    return { nodeId, address: options.address(), capacityBytes, usedBytes, freeBytes, chunks, zone: options.zone ?? '' };
+    const corruptChunks = store.quarantined().slice(0, MAX_REPORTED_CORRUPT_CHUNKS);
+    const health = { corruptChunks, scrub: options.scrubStatus?.() };
+    return { nodeId, address: options.address(), capacityBytes, usedBytes, freeBytes, chunks, zone: options.zone ?? '', ...health };
   }
 
   const handlers: grpc.UntypedServiceImplementation = {
@@ -153,12 +159,14 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
       return {};
     }),
     nodeStatus: unaryHandler<unknown, NodeInfo>(() => nodeInfo()),
+    ...healing.handlers,
   };
 
   return {
     handlers,
     nodeInfo,
     close() {
+      healing.close();
       for (const client of clients.values()) client.close();
       clients.clear();
     },

@@ -38,6 +38,8 @@ export function registerRoleCommands(program: Command): void {
     .option('--zone <name>', 'failure zone label: replicas go to distinct zones first')
     .option('--capacity-bytes <size>', 'capacity to report (default: the disk\'s)')
     .option('--heartbeat-interval-ms <ms>', 'how often to report to the coordinators (default 1000)')
+    .option('--scrub-bytes-per-sec <size>', 'background scrub rate, raw bytes verified per second; 0 disables (default 32MiB)')
+    .option('--scrub-interval-ms <ms>', 'pause between full scrub passes; 0 disables (default 3600000)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {

@@ -1,0 +1,165 @@
+// The data node's self-healing RPCs: ListChunks (what this node serves, for repair, GC and
+// rebalance) and ReplicateChunk (pull a copy from other nodes). The coordinator decides; these
+// only report and copy, and never store a byte that failed a check.
+import * as grpc from '@grpc/grpc-js';
+import { crc32c } from '@node-rs/crc32';
+import { DataNodeClients, type NodeAddress } from '../client/datanode-client.js';
+import { StrataError, asStrataError, invalid } from '../common/errors.js';
+import { toServiceError, unaryHandler } from '../common/grpc.js';
+import type { Logger } from '../common/log.js';
+import type { ChunkStore, ListedChunk } from './chunk-store.js';
+
+export interface ReplicateChunkRequest {
+  chunkId: string;
+  sources: NodeAddress[];
+  length: number;
+  crc32c: number; // of the raw bytes; 0 = unknown
+}
+
+export interface ReplicateChunkReply {
+  sourceNodeId: string; // this node's own id when the chunk was already here, intact
+  storedBytes: number;
+}
+
+export interface HealingServiceOptions {
+  nodeId: string;
+  store: ChunkStore;
+  log: Logger;
+  /** Upper bound on pulling one chunk from one source. */
+  sourceTimeoutMs?: number;
+}
+
+export interface HealingService {
+  handlers: grpc.UntypedServiceImplementation;
+  close(): void;
+}
+
+/** Chunks per ListChunks message: ~100 KB, far below the message limit. */
+export const LIST_BATCH_CHUNKS = 1000;
+/** Corrupt chunk ids per heartbeat at most: far below the message limit; the rest follow as DeleteChunk clears these. */
+export const MAX_REPORTED_CORRUPT_CHUNKS = 10_000;
+const MAX_SOURCES = 16;
+const DEFAULT_SOURCE_TIMEOUT_MS = 120_000;
+
+type ListCall = grpc.ServerWritableStream<unknown, { chunks: ListedChunk[] }>;
+
+export function createHealingService(options: HealingServiceOptions): HealingService {
+  const { nodeId, store, log } = options;
+  const timeoutMs = options.sourceTimeoutMs ?? DEFAULT_SOURCE_TIMEOUT_MS;
+  const sources = new DataNodeClients({ writeTimeoutMs: timeoutMs, readTimeoutMs: timeoutMs });
+
+  async function listChunks(call: ListCall): Promise<void> {
+    // Paged through the index, so a slow reader never pins an iterator. An error ends the stream
+    // with a status, never a clean end: a partial listing must not look complete (GC relies on it).
+    let after: string | undefined;
+    for (;;) {
+      const chunks = await store.listChunks(after, LIST_BATCH_CHUNKS);
+      if (call.cancelled) return;
+      if (chunks.length > 0 && !call.write({ chunks })) await drained(call);
+      if (chunks.length < LIST_BATCH_CHUNKS) break;
+      after = chunks[chunks.length - 1].chunkId;
+    }
+    call.end();
+  }
+
+  async function replicateChunk(request: ReplicateChunkRequest, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<ReplicateChunkReply> {
+    const { chunkId, length } = request;
+    const expectedCrc = request.crc32c >>> 0;
+    const candidates = request.sources ?? [];
+    if (candidates.length > MAX_SOURCES) throw invalid(`ReplicateChunk: more than ${MAX_SOURCES} sources`);
+    if (await store.has(chunkId)) return alreadyHere(request, expectedCrc);
+    const failures: string[] = [];
+    let sawBadBytes = false;
+    for (const source of candidates) {
+      if (call.cancelled) throw new StrataError('Unavailable', `chunk ${chunkId}: replication cancelled by the caller`);
+      if (!source?.nodeId || !source.address) {
+        failures.push('a source without nodeId and address');
+        continue;
+      }
+      if (source.nodeId === nodeId) {
+        failures.push(`${source.nodeId}: is this node`);
+        continue;
+      }
+      try {
+        const storedBytes = await pull(source, request, expectedCrc);
+        log.info({ chunkId, source: source.nodeId, storedBytes }, 'chunk replicated');
+        return { sourceNodeId: source.nodeId, storedBytes };
+      } catch (err) {
+        const error = asStrataError(err);
+        // Stored meanwhile (a concurrent replication of this id): check that copy instead.
+        if (error.kind === 'Exists') return alreadyHere(request, expectedCrc);
+        // Refused here (a write of this id in progress, a quarantined copy, a full disk, a bad
+        // request): no other source would fare better.
+        if (error.kind === 'Conflict' || error.kind === 'NoSpace' || error.kind === 'Invalid' || error.kind === 'PermissionDenied') throw error;
+        if (error.kind === 'Corrupt') sawBadBytes = true;
+        failures.push(`${source.nodeId} (${source.address}): ${error.message}`);
+      }
+    }
+    const kind = sawBadBytes ? 'Corrupt' : 'Unavailable';
+    const why = failures.length > 0 ? failures.join('; ') : 'no sources given';
+    throw new StrataError(kind, `chunk ${chunkId}: no source could provide an intact copy (${why})`);
+  }
+
+  /**
+   * One attempt: stream the chunk from `source` into a writer, checking length and crc32c of the
+   * raw bytes before the commit. A failed check aborts the writer: nothing becomes visible.
+   */
+  async function pull(source: NodeAddress, request: ReplicateChunkRequest, expectedCrc: number): Promise<number> {
+    const { chunkId, length } = request;
+    const writer = await store.createWriter(chunkId, length); // validates id and length
+    try {
+      let crc = 0;
+      let received = 0;
+      for await (const piece of sources.readChunk(source, chunkId, 0, 0)) {
+        received += piece.length;
+        if (received > length) throw new StrataError('Corrupt', `chunk ${chunkId}: source sent more than the expected ${length} bytes`);
+        crc = crc32c(piece, crc);
+        await writer.write(piece);
+      }
+      if (received !== length) throw new StrataError('Corrupt', `chunk ${chunkId}: source sent ${received} bytes, expected ${length}`);
+      if (expectedCrc !== 0 && crc >>> 0 !== expectedCrc) {
+        throw new StrataError('Corrupt', `chunk ${chunkId}: crc32c ${crc >>> 0} of the source's bytes, expected ${expectedCrc}`);
+      }
+      return (await writer.commit()).storedBytes;
+    } catch (err) {
+      await writer.abort().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** The chunk is here already: success if it is intact and the one asked for. */
+  async function alreadyHere(request: ReplicateChunkRequest, expectedCrc: number): Promise<ReplicateChunkReply> {
+    const { chunkId } = request;
+    const verified = await store.verify(chunkId); // Corrupt (and quarantined) when it is not intact
+    if (verified.length !== request.length || (expectedCrc !== 0 && verified.crc32c !== expectedCrc)) {
+      throw new StrataError(
+        'Conflict',
+        `chunk ${chunkId}: this node holds a different chunk of that id (${verified.length} bytes, crc32c ${verified.crc32c}; ` +
+          `asked for ${request.length} bytes, crc32c ${expectedCrc})`,
+      );
+    }
+    return { sourceNodeId: nodeId, storedBytes: verified.storedBytes };
+  }
+
+  const handlers: grpc.UntypedServiceImplementation = {
+    listChunks: (call: ListCall) => {
+      listChunks(call).catch((err) => {
+        if (!call.cancelled) call.emit('error', toServiceError(err));
+      });
+    },
+    replicateChunk: unaryHandler<ReplicateChunkRequest, ReplicateChunkReply>((request, call) => replicateChunk(request, call)),
+  };
+  return { handlers, close: () => sources.close() };
+}
+
+/** Resolves once the stream can take more, or can no longer (cancelled, closed). */
+function drained(call: ListCall): Promise<void> {
+  return new Promise((resolve) => {
+    const events = ['drain', 'close', 'cancelled', 'error'];
+    const done = () => {
+      for (const event of events) call.off(event, done);
+      resolve();
+    };
+    for (const event of events) call.on(event, done);
+  });
+}
