@@ -27,7 +27,7 @@ describe('assessing and planning a chunk', () => {
     expect(a).toMatchObject({ good: ['a', 'b'], dead: ['c'], target: 3 });
     expect(chunkHealth(a, 3)).toMatchObject({ underReplicated: true, missing: false, healthy: false });
     const plan = planChunk(a)!;
-    expect(plan).toMatchObject({ copies: 1, sources: ['a', 'b'], drop: ['c'], trim: 0 });
+    expect(plan).toMatchObject({ copies: 1, sources: ['a', 'b'], drop: [], dropDead: ['c'], trim: 0 });
     expect(plan.exclude.sort()).toEqual(['a', 'b', 'c']);
     expect(nodesAfterRepair(record('x', ['a', 'b', 'c']), plan, 2, ['d'], [])).toEqual(['a', 'b', 'd']);
     // The copy could not be placed: the dead copy stays in the record (it may come back).
@@ -65,6 +65,13 @@ describe('assessing and planning a chunk', () => {
     expect(a.target).toBe(2);
     expect(chunkHealth(a, 3).underReplicated).toBe(true); // reported against the factor itself
     expect(planChunk(a)).toBeUndefined(); // but nothing to do
+  });
+
+  test('too few nodes for the replication: a dead copy stays in the record, it may come back', () => {
+    // 3 nodes, RF 3, one dead: nowhere to copy to, and the dead node's copy is still worth having.
+    expect(planChunk(assess(record('x', ['a', 'b', 'c']), 3, view(['a', 'b'])))).toBeUndefined();
+    // Enough nodes: once the full replication is back, the dead copy goes.
+    expect(planChunk(assess(record('x', ['a', 'b', 'c', 'd']), 3, view(['a', 'b', 'd', 'e'])))).toMatchObject({ copies: 0, dropDead: ['c'] });
   });
 
   test('a draining node keeps serving as a source until its copy has moved', () => {

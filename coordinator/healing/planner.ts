@@ -25,10 +25,11 @@ export interface Assessment {
   leaving: string[];
   /** Copies wanted: the file's replication, capped by the nodes that could hold one. */
   target: number;
+  replication: number;
 }
 
 export function assess(record: Pick<ChunkRecord, 'chunkId' | 'nodes'>, replication: number, view: ClusterView): Assessment {
-  const a: Assessment = { good: [], sources: [], corruptOn: [], dead: [], leaving: [], target: Math.min(replication, view.placeable) };
+  const a: Assessment = { good: [], sources: [], corruptOn: [], dead: [], leaving: [], target: Math.min(replication, view.placeable), replication };
   const leavingSources: string[] = [];
   for (const nodeId of new Set(record.nodes)) {
     if (!view.live.has(nodeId)) a.dead.push(nodeId);
@@ -69,10 +70,16 @@ export interface ChunkPlan {
   sources: string[];
   /** Never a target: every node in the record, and nodes holding a corrupt copy. */
   exclude: string[];
-  /** Dropped from the record in the same transaction that adds the new copies... */
+  /** Corrupt and leaving copies, dropped from the record in the transaction that adds the new copies... */
   drop: string[];
   /** ...but only if at least this many good copies result (else the record keeps them). */
   dropNeedsGood: number;
+  /**
+   * Dead copies, dropped only once the file's full replication is met without them: with too
+   * few nodes to place on, a dead node's copy is worth keeping in case it comes back.
+   */
+  dropDead: string[];
+  dropDeadNeedsGood: number;
   /** Surplus good copies to drop (the executor picks the fullest nodes). */
   trim: number;
   /** Lower runs first: the fewest good copies left is the most endangered. */
@@ -81,21 +88,27 @@ export interface ChunkPlan {
 
 /**
  * What to do about one chunk, or undefined when nothing is to be done (healthy, or missing: with
- * no live uncorrupted copy there is nothing to copy from). Dead, corrupt and leaving copies are
- * dropped from the record only once the chunk has its target of good copies without them.
+ * no live uncorrupted copy there is nothing to copy from). Corrupt and leaving copies are dropped
+ * from the record only once the chunk has its target of good copies without them; dead ones once
+ * it has the file's whole replication.
  */
 export function planChunk(a: Assessment): ChunkPlan | undefined {
   if (a.sources.length === 0) return undefined;
   const copies = Math.max(0, a.target - a.good.length);
-  const drop = [...a.corruptOn, ...a.dead, ...a.leaving];
+  const drop = [...a.corruptOn, ...a.leaving];
   const trim = Math.max(0, a.good.length - a.target);
-  if (copies === 0 && drop.length === 0 && trim === 0) return undefined;
+  const dropDeadNeedsGood = a.replication;
+  // Reachable only when enough nodes remain to hold the full replication.
+  const deadDroppable = a.dead.length > 0 && a.target >= dropDeadNeedsGood;
+  if (copies === 0 && drop.length === 0 && trim === 0 && !deadDroppable) return undefined;
   return {
     copies,
     sources: a.sources,
-    exclude: [...a.good, ...drop],
+    exclude: [...a.good, ...drop, ...a.dead],
     drop,
     dropNeedsGood: Math.max(1, a.target),
+    dropDead: a.dead,
+    dropDeadNeedsGood,
     trim,
     // 1 good copy before 2; copy work before clean-up work.
     priority: copies > 0 ? a.good.length : 1000 + a.good.length,
@@ -105,7 +118,11 @@ export function planChunk(a: Assessment): ChunkPlan | undefined {
 /** Copies the executor can actually place decide whether drops happen: never below the target. */
 export function nodesAfterRepair(record: Pick<ChunkRecord, 'nodes'>, plan: ChunkPlan, goodBefore: number, added: string[], trimmed: string[]): string[] {
   const goodAfter = goodBefore + added.length - trimmed.length;
-  const dropping = new Set([...trimmed, ...(goodAfter >= plan.dropNeedsGood ? plan.drop : [])]);
+  const dropping = new Set([
+    ...trimmed,
+    ...(goodAfter >= plan.dropNeedsGood ? plan.drop : []),
+    ...(goodAfter >= plan.dropDeadNeedsGood ? plan.dropDead : []),
+  ]);
   return [...record.nodes.filter((n) => !dropping.has(n)), ...added.filter((n) => !record.nodes.includes(n))];
 }
 
