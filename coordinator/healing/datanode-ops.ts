@@ -1,6 +1,7 @@
 // The coordinator's calls to data nodes: the three the healing jobs need, behind a small
 // interface (the executors never see gRPC). One cached channel per node address.
 import * as grpc from '@grpc/grpc-js';
+import { StrataError } from '../../common/errors.js';
 import { CHANNEL_OPTIONS, callUnary, fromServiceError, strataProto } from '../../common/grpc.js';
 import type { ListedCopy } from './planner.js';
 
@@ -38,7 +39,12 @@ export class GrpcDataNodeOps implements DataNodeOps {
   constructor(private readonly options: GrpcDataNodeOpsOptions) {}
 
   async replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[]): Promise<void> {
-    await callUnary(this.client(target.address), 'ReplicateChunk', { ...chunk, sources }, this.options.replicateTimeoutMs, describe(target));
+    try {
+      await callUnary(this.client(target.address), 'ReplicateChunk', { ...chunk, sources }, this.options.replicateTimeoutMs, describe(target));
+    } catch (err) {
+      // The node already serves the chunk (a leftover copy): it is as good as a new one.
+      if (!(err instanceof StrataError) || err.kind !== 'Exists') throw err;
+    }
   }
 
   async delete(node: NodeAddress, chunkId: string): Promise<void> {

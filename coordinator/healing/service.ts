@@ -60,7 +60,7 @@ export function healingService({ kv, registry, leadership, healer }: HealingDeps
         await registry.setAdminState(node.nodeId, 'draining');
         healer.poke();
       }
-      return toWireNode((await knownNode(node.nodeId)));
+      return toWireNode(await knownNode(node.nodeId));
     }),
 
     RemoveNode: unaryHandler(async (req: Req) => {
@@ -106,6 +106,7 @@ export function healingService({ kv, registry, leadership, healer }: HealingDeps
   };
 }
 
+/** NodeInfo on the wire (fields the proto does not name, such as `live`, are not sent). */
 export function toWireNode(n: NodeView) {
-  return { ...n, state: n.state, corruptChunks: n.corruptChunks, scrub: n.scrub ?? null };
+  return { ...n, scrub: n.scrub ?? null };
 }
