@@ -40,6 +40,8 @@ export interface NodeStatus {
   chunks: number;
   zone: string;
   lastHeartbeatMs: number;
+  /** Chunks the node found corrupt and quarantined, until a good copy replaces them. */
+  corruptChunks?: string[];
 }
 
 /** `strata health`: chunk states across the cluster and what the leader's repair queue is doing. */

@@ -3,7 +3,7 @@
 // and the leader's jobs moving to another coordinator when it dies. Small files and chunks, short
 // grace periods; polls are bounded, nothing asserts on time.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { HealthReport, Strata } from '../client/index.js';
 import { CoordinatorClient } from '../client/coordinator-client.js';
@@ -89,6 +89,34 @@ describe('repair after node loss, re-admission, health and its exit codes (embed
     const fsck = await cluster.cli(['fsck']);
     expect(fsck.code).toBe(0);
     expect(fsck.stdout).toMatch(/HEALTHY/);
+  });
+
+  test('a corrupt copy, found on a read and quarantined, is replaced from a good copy and deleted', async () => {
+    const [path] = files.keys();
+    const [chunk] = await client.locate(path!);
+    const victim = chunk!.nodes[0]!;
+    const file = chunkFilePath(cluster.dataDir(nodeIndex(victim)), chunk!.chunkId);
+    const bytes = readFileSync(file);
+    bytes[bytes.length - 100] ^= 0xff; // inside the last block's payload
+    writeFileSync(file, bytes);
+    const datanodes = new DataNodeClients({ writeTimeoutMs: 10_000, readTimeoutMs: 10_000 });
+    const node = (await client.nodes()).find((n) => n.nodeId === victim)!;
+    const read = async () => {
+      for await (const _ of datanodes.readChunk(node, chunk!.chunkId, 0, 0)) void _;
+    };
+    await expect(read()).rejects.toMatchObject({ kind: 'Corrupt' });
+    datanodes.close();
+    await waitFor('the corrupt copy reported', async () => (await client.nodes()).find((n) => n.nodeId === victim)!.corruptChunks?.includes(chunk!.chunkId));
+    const report = await waitFor('the corrupt copy replaced', async () => {
+      const h = await client.health();
+      const reporter = (await client.nodes()).find((n) => n.nodeId === victim)!;
+      return h.healthy === 18 && settled(h) && (reporter.corruptChunks ?? []).length === 0 && h;
+    });
+    expect(report.events.map((e) => e.kind)).toContain('corrupt');
+    const [after] = await client.locate(path!);
+    expect(after!.nodes).not.toContain(victim);
+    expect(new Set(after!.nodes).size).toBe(3);
+    await expectReadsBack(client, files);
   });
 
   test('kill -9 a data node: its chunks are re-replicated from survivors; every file reads back identical', async () => {
