@@ -35,6 +35,7 @@ export class Healer {
   private wake: (() => void) | undefined;
   private cachedView: { atMs: number; value: { nodes: NodeView[]; view: ClusterView } } | undefined;
   private lastLive: Set<string> | undefined;
+  private corruptSeen = new Set<string>();
   private lastGcMs = 0;
   private lastPublishMs = 0;
   private rebalance: { request: RebalanceRequest; modRevision: number; planned: number } | undefined;
@@ -163,17 +164,16 @@ export class Healer {
       for (const id of live) if (!this.lastLive.has(id)) this.status.event('node-back', `data node ${id} is live`);
     }
     this.lastLive = live;
-    for (const node of nodes) if (node.live && node.corruptChunks.length > 0) this.noteCorrupt(node);
-  }
-
-  private readonly corruptSeen = new Set<string>();
-  private noteCorrupt(node: NodeView): void {
-    for (const chunkId of node.corruptChunks) {
-      const key = `${node.nodeId} ${chunkId}`;
-      if (this.corruptSeen.has(key)) continue;
-      this.corruptSeen.add(key);
-      this.status.event('corrupt', `data node ${node.nodeId} reports chunk ${chunkId} corrupt: replacing it from a good copy`);
+    // One event per new report; reports stop once the copy is deleted, and so does the memory.
+    const reported = new Set<string>();
+    for (const node of nodes.filter((n) => n.live)) {
+      for (const chunkId of node.corruptChunks) {
+        const key = `${node.nodeId} ${chunkId}`;
+        reported.add(key);
+        if (!this.corruptSeen.has(key)) this.status.event('corrupt', `data node ${node.nodeId} reports chunk ${chunkId} corrupt: replacing it from a good copy`);
+      }
     }
+    this.corruptSeen = reported;
   }
 
   private async markDrain(nodeId: string, state: 'drained' | 'draining'): Promise<void> {

@@ -56,8 +56,18 @@ describe('assessing and planning a chunk', () => {
     const a = assess(record('x', ['a', 'b', 'c']), 3, view(['a', 'b', 'c', 'd'], { corrupt: new Map([['c', new Set(['x', 'y'])]]) }));
     expect(a).toMatchObject({ good: ['a', 'b'], corruptOn: ['c'] });
     const plan = planChunk(a)!;
-    expect(plan).toMatchObject({ copies: 1, drop: ['c'] });
+    expect(plan).toMatchObject({ copies: 1, dropCorrupt: ['c'] });
     expect(nodesAfterRepair(record('x', ['a', 'b', 'c']), plan, 2, ['d'], [])).toEqual(['a', 'b', 'd']);
+  });
+
+  test('a corrupt copy with nowhere else to go is dropped first, freeing its node for a fresh copy', () => {
+    const corrupt = new Map([['c', new Set(['x'])]]);
+    const plan = planChunk(assess(record('x', ['a', 'b', 'c']), 3, view(['a', 'b', 'c'], { corrupt })))!;
+    expect(plan.exclude).toContain('c');
+    // No target could be placed: the corrupt copy still goes (then DeleteChunk clears it)...
+    expect(nodesAfterRepair(record('x', ['a', 'b', 'c']), plan, 2, [], [])).toEqual(['a', 'b']);
+    // ...and the next scan copies onto that node.
+    expect(planChunk(assess(record('x', ['a', 'b']), 3, view(['a', 'b', 'c'])))).toMatchObject({ copies: 1, exclude: ['a', 'b'] });
   });
 
   test('the target is capped by the nodes that could hold a copy', () => {

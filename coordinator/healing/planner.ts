@@ -70,10 +70,15 @@ export interface ChunkPlan {
   sources: string[];
   /** Never a target: every node in the record, and nodes holding a corrupt copy. */
   exclude: string[];
-  /** Corrupt and leaving copies, dropped from the record in the transaction that adds the new copies... */
+  /** Leaving copies, dropped from the record in the transaction that adds the new copies... */
   drop: string[];
   /** ...but only if at least this many good copies result (else the record keeps them). */
   dropNeedsGood: number;
+  /**
+   * Corrupt copies serve nobody: dropped whenever a good copy remains. Deleting one frees its
+   * node to take a fresh copy (with as many nodes as the replication, it is the only place).
+   */
+  dropCorrupt: string[];
   /**
    * Dead copies, dropped only once the file's full replication is met without them: with too
    * few nodes to place on, a dead node's copy is worth keeping in case it comes back.
@@ -88,25 +93,26 @@ export interface ChunkPlan {
 
 /**
  * What to do about one chunk, or undefined when nothing is to be done (healthy, or missing: with
- * no live uncorrupted copy there is nothing to copy from). Corrupt and leaving copies are dropped
- * from the record only once the chunk has its target of good copies without them; dead ones once
- * it has the file's whole replication.
+ * no live uncorrupted copy there is nothing to copy from). Corrupt copies are dropped from the
+ * record while a good one remains; leaving ones once the chunk has its target of good copies
+ * without them; dead ones once it has the file's whole replication.
  */
 export function planChunk(a: Assessment): ChunkPlan | undefined {
   if (a.sources.length === 0) return undefined;
   const copies = Math.max(0, a.target - a.good.length);
-  const drop = [...a.corruptOn, ...a.leaving];
+  const drop = a.leaving;
   const trim = Math.max(0, a.good.length - a.target);
   const dropDeadNeedsGood = a.replication;
   // Reachable only when enough nodes remain to hold the full replication.
   const deadDroppable = a.dead.length > 0 && a.target >= dropDeadNeedsGood;
-  if (copies === 0 && drop.length === 0 && trim === 0 && !deadDroppable) return undefined;
+  if (copies === 0 && drop.length === 0 && a.corruptOn.length === 0 && trim === 0 && !deadDroppable) return undefined;
   return {
     copies,
     sources: a.sources,
-    exclude: [...a.good, ...drop, ...a.dead],
+    exclude: [...a.good, ...drop, ...a.corruptOn, ...a.dead],
     drop,
     dropNeedsGood: Math.max(1, a.target),
+    dropCorrupt: a.corruptOn,
     dropDead: a.dead,
     dropDeadNeedsGood,
     trim,
@@ -120,6 +126,7 @@ export function nodesAfterRepair(record: Pick<ChunkRecord, 'nodes'>, plan: Chunk
   const goodAfter = goodBefore + added.length - trimmed.length;
   const dropping = new Set([
     ...trimmed,
+    ...(goodAfter >= 1 ? plan.dropCorrupt : []),
     ...(goodAfter >= plan.dropNeedsGood ? plan.drop : []),
     ...(goodAfter >= plan.dropDeadNeedsGood ? plan.dropDead : []),
   ]);

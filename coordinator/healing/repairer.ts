@@ -156,10 +156,8 @@ export class Repairer {
       .sort((x, y) => usedFraction(byId.get(y)) - usedFraction(byId.get(x)))
       .slice(0, plan.trim);
     const nextNodes = nodesAfterRepair(fresh.record, plan, a.good.length, added, trimmed);
-    if (sameNodes(nextNodes, fresh.record.nodes)) {
-      if (plan.copies > 0) this.deps.status.queue.failed++;
-      return;
-    }
+    // Nothing could be done this time (no target, copies failed: counted in copy()).
+    if (sameNodes(nextNodes, fresh.record.nodes)) return;
     if (!(await this.updateRecord(fresh, nextNodes))) return;
     if (added.length > 0) {
       this.deps.status.queue.repaired++;
