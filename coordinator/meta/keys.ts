@@ -13,6 +13,7 @@
 //   h/status             the leader's repair queue and recent events, for `strata health` anywhere
 //   h/rebalance          a rebalance asked of the leader (threshold), until it is done
 //   x/ino                next unallocated inode number (handed out in batches)
+//   election/strata-leader/<lease>  etcd only: the leader campaign's keys (coordinator/leader.ts)
 import type { Attr, ChunkRecord, FileKind, NodeAdmin, NodeRecord } from './types.js';
 import { prefixEnd } from './kv.js';
 
