@@ -17,8 +17,12 @@ export const EXIT_CODES: Record<ErrorKind, number> = {
   Conflict: 10,
 };
 
+/** `strata health`: not an error, a finding: some chunk has no live, uncorrupted copy. */
+export const EXIT_HEALTH_MISSING = 11;
+
 export const EXIT_CODES_HELP = `
 Exit codes:
   0 ok   1 internal error   2 invalid input or usage   3 not found   4 already exists
   5 not empty / not a directory / is a directory   6 permission denied   7 no space
-  8 cluster unreachable or timed out   9 corrupt data   10 conflict (retry)`;
+  8 cluster unreachable or timed out   9 corrupt data   10 conflict (retry)
+  11 (strata health) chunks missing: no live, uncorrupted copy`;

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { asStrataError } from '../common/errors.js';
 import { registerClusterInfoCommands } from './commands/cluster-info.js';
 import { registerClusterUpCommand } from './commands/cluster-up.js';
+import { registerHealingCommands } from './commands/healing.js';
 import { registerNamespaceCommands } from './commands/namespace.js';
 import { registerRoleCommands } from './commands/roles.js';
 import { registerTransferCommands } from './commands/transfer.js';
@@ -21,6 +22,7 @@ registerRoleCommands(program);
 registerTransferCommands(program);
 registerNamespaceCommands(program);
 registerClusterInfoCommands(program);
+registerHealingCommands(program);
 (await import('./commands/mount.js')).registerMountCommand(program);
 
 try {

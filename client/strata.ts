@@ -6,7 +6,7 @@ import { StrataError, invalid } from '../common/errors.js';
 import { CoordinatorClient } from './coordinator-client.js';
 import { DataNodeClients } from './datanode-client.js';
 import { readRange } from './reader.js';
-import type { DirEntry, FileStat, FsStats, NodeStatus, ReadOptions, WriteOptions } from './types.js';
+import type { DirEntry, FileStat, FsStats, HealthReport, NodeStatus, ReadOptions, WriteOptions } from './types.js';
 import { toDirEntry, toFileStat } from './wire.js';
 import { ChunkWriter, uploadChunk } from './writer.js';
 
@@ -277,6 +277,26 @@ export class Strata {
   async nodes(): Promise<NodeStatus[]> {
     const reply = await this.coordinator.call<{ nodes: NodeStatus[] }>('ListNodes', {});
     return reply.nodes;
+  }
+
+  /** Chunk health and the repair queue; `maxFiles` bounds the affected files listed (default 100). */
+  async health(options: { maxFiles?: number } = {}): Promise<HealthReport> {
+    return this.coordinator.call<HealthReport>('Health', { maxFiles: options.maxFiles ?? 0 });
+  }
+
+  /** Stops placing chunks on a node and moves its copies away; it shows "drained" when done. */
+  async drainNode(nodeId: string): Promise<NodeStatus> {
+    return this.coordinator.call<NodeStatus>('DrainNode', { nodeId });
+  }
+
+  /** Forgets a node; refused (NotEmpty) while it holds the only copy of any chunk. */
+  async removeNode(nodeId: string): Promise<void> {
+    await this.coordinator.call('RemoveNode', { nodeId });
+  }
+
+  /** Asks the leader to even out usage to within `thresholdPercent` of the mean (default 10). */
+  async rebalance(options: { thresholdPercent?: number } = {}): Promise<{ movesPlanned: number; message: string }> {
+    return this.coordinator.call('Rebalance', { thresholdPercent: options.thresholdPercent ?? 0 });
   }
 
   close(): void {

@@ -33,13 +33,31 @@ export interface DirEntry {
 export interface NodeStatus {
   nodeId: string;
   address: string;
-  state: 'live' | 'dead';
+  state: 'live' | 'dead' | 'draining' | 'drained';
   capacityBytes: number;
   usedBytes: number;
   freeBytes: number;
   chunks: number;
   zone: string;
   lastHeartbeatMs: number;
+  /** Chunks the node found corrupt and quarantined, until a good copy replaces them. */
+  corruptChunks?: string[];
+}
+
+/** `strata health`: chunk states across the cluster and what the leader's repair queue is doing. */
+export interface HealthReport {
+  chunks: number;
+  healthy: number;
+  underReplicated: number;
+  missing: number;
+  corrupt: number;
+  overReplicated: number;
+  files: { path: string; ino: number; state: 'under-replicated' | 'missing' | 'corrupt'; chunks: number }[];
+  queue: { queued: number; running: number; repaired: number; failed: number; bytesCopied: number; trimmed: number; gcDeleted: number; rebalance: string };
+  /** The coordinator running the jobs ('' = none elected). */
+  leader: string;
+  events: { atMs: number; kind: string; message: string }[];
+  scannedAtMs: number;
 }
 
 export interface FsStats {

@@ -184,8 +184,14 @@ export async function uploadChunk(
         length: data.length,
         nodes: result.storedOn,
         crc32c: checksum,
+      }).catch((err) => {
+        // Conflict: past the chunk id's commit window (GC may collect it), or contention: write a fresh chunk.
+        if (!(err instanceof StrataError) || err.kind !== 'Conflict') throw err;
+        lastError = err;
+        return undefined;
       });
-      return { stat: toFileStat(reply.attr), copies: result.storedOn.length };
+      if (reply) return { stat: toFileStat(reply.attr), copies: result.storedOn.length };
+      continue;
     }
     // failed[0] is the hop that broke; the nodes after it were merely not reached.
     if (result.failed[0]) exclude.add(result.failed[0]);

@@ -20,6 +20,7 @@ describe('role config', () => {
   test('defaults are safe: loopback, RF 3, 8 MiB chunks, ack all', () => {
     const config = loadConfig(coordinatorSchema, {}, { env: {} });
     expect(config).toMatchObject({ listen: '127.0.0.1:7400', replication: 3, chunkSize: 8 * 1024 * 1024, ackPolicy: 'all' });
+    expect(config).toMatchObject({ gcGraceMs: 3_600_000, repairConcurrency: 4, repairBandwidth: 0, scanIntervalMs: 10_000, leaderTtlMs: 5000 });
     expect(Object.isFrozen(config)).toBe(true);
   });
 
@@ -40,6 +41,9 @@ describe('role config', () => {
     );
     expect(invalidMessage(() => loadConfig(dataNodeSchema, { dataDir: '/x', coordinators: 'a:1,nope' }, { env: {} }))).toMatch(/coordinators/);
     expect(invalidMessage(() => loadConfig(coordinatorSchema, {}, { file: '/definitely/missing.json', env: {} }))).toMatch(/cannot read config file/);
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, {}, { env: { STRATA_GC_GRACE_MS: '10' } }))).toMatch(/^invalid config: gcGraceMs/);
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, { repairConcurrency: '0' }, { env: {} }))).toMatch(/^invalid config: repairConcurrency/);
+    expect(loadConfig(coordinatorSchema, { repairBandwidth: '20MiB' }, { env: {} }).repairBandwidth).toBe(20 * 1024 * 1024);
   });
 
   test('data node scrub: on by default at 32 MiB/s hourly, set by flag or STRATA_* env, 0 disables', () => {

@@ -33,6 +33,17 @@ export const coordinatorSchema = z.object({
   ackPolicy: z.enum(['one', 'quorum', 'all']).default('all'),
   heartbeatIntervalMs: int.min(100).max(60_000).default(1000),
   deadAfterMs: int.min(500).max(3_600_000).default(5000),
+  // Self-healing (coordinator/healing/): the elected leader runs these jobs.
+  /** etcd lease of the leader: a dead leader is replaced within about this long. */
+  leaderTtlMs: int.min(1000).max(60_000).default(5000),
+  /** How often the leader rescans chunk records (repair queue, drains, health). */
+  scanIntervalMs: int.min(100).max(3_600_000).default(10_000),
+  /** Chunk copies being re-replicated or moved at once. */
+  repairConcurrency: int.min(1).max(64).default(4),
+  /** Bytes per second that repair, drain and rebalance may copy in total; 0 = no cap. */
+  repairBandwidth: size.pipe(z.number().int().min(0)).default(0),
+  /** Unreferenced chunks are deleted only after this long (and a commit must come within half of it). */
+  gcGraceMs: int.min(1000).max(30 * 24 * 3_600_000).default(3_600_000),
   logLevel,
 });
 export type CoordinatorConfig = Readonly<z.infer<typeof coordinatorSchema>>;

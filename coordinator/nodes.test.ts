@@ -4,6 +4,7 @@ import { tempDir, type TempDir } from '../test/harness/ports.js';
 import type { Kv } from './meta/kv.js';
 import { openKv } from './meta/open-kv.js';
 import { NodeRegistry, requiredAcks } from './nodes.js';
+import { allocatedAtMs } from './healing/chunk-id.js';
 
 const GiB = 1024 ** 3;
 
@@ -30,7 +31,8 @@ describe('NodeRegistry placement and liveness', () => {
     const placement = registry.place(3, 'all', []);
     expect(placement.pipeline.map((n) => n.nodeId)).toEqual(['dn2', 'dn3', 'dn4']);
     expect(placement.requiredAcks).toBe(3);
-    expect(placement.chunkId).toMatch(/^[0-9a-f]{32}$/);
+    expect(placement.chunkId).toMatch(/^[0-9a-f]{20}-[0-9a-z]+$/);
+    expect(allocatedAtMs(placement.chunkId)).toBe(nowMs);
     expect(registry.place(3, 'all', []).chunkId).not.toBe(placement.chunkId);
     expect(registry.place(3, 'all', ['dn2']).pipeline.map((n) => n.nodeId)).toEqual(['dn3', 'dn4', 'dn1']);
   });

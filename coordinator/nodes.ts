@@ -1,18 +1,38 @@
 // Data node registry and chunk placement. Every data node heartbeats every coordinator, so
 // each coordinator knows liveness first-hand; records are also persisted in the KV (at most
 // every persistIntervalMs per node) so `strata nodes` lists nodes this coordinator has not
-// heard from since it started, and shows them dead.
-import { randomBytes } from 'node:crypto';
+// heard from since it started, and shows them dead. Corrupt-chunk reports and scrub status
+// ride on heartbeats and stay in memory (every coordinator hears them within an interval).
+// Admin states (draining, drained, removed) live under their own keys, which heartbeats never
+// overwrite; refreshAdmin() re-reads them so placement on every coordinator honours a drain.
 import { StrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import type { Kv } from './meta/kv.js';
+import { newChunkId } from './healing/chunk-id.js';
+import type { Kv, KvCompare, KvOp } from './meta/kv.js';
 import * as k from './meta/keys.js';
-import type { NodeRecord } from './meta/types.js';
+import type { AdminState, NodeAdmin, NodeRecord } from './meta/types.js';
 
 export type AckPolicy = 'one' | 'quorum' | 'all';
 
+export type NodeState = 'live' | 'dead' | 'draining' | 'drained';
+
+export interface ScrubStatus {
+  passes: number;
+  chunksChecked: number;
+  bytesChecked: number;
+  corruptFound: number;
+  lastPassMs: number;
+}
+
+/** A heartbeat: the node's NodeInfo plus what its scrubber found. */
+export type NodeReport = Omit<NodeRecord, 'lastHeartbeatMs'> & { corruptChunks?: string[]; scrub?: ScrubStatus };
+
 export interface NodeView extends NodeRecord {
   live: boolean;
+  state: NodeState;
+  admin?: AdminState;
+  corruptChunks: string[];
+  scrub?: ScrubStatus;
 }
 
 export interface Placement {
@@ -22,11 +42,16 @@ export interface Placement {
 }
 
 const MAX_NODES_LISTED = 10_000;
+/** Corrupt chunk ids kept per node: a heartbeat is bounded, and so is what we hold. */
+const MAX_CORRUPT_REPORTED = 10_000;
 
 export class NodeRegistry {
   private readonly seen = new Map<string, NodeRecord>();
   private readonly persistedMs = new Map<string, number>();
   private readonly warnedShortfall = new Set<number>();
+  private readonly corrupt = new Map<string, string[]>();
+  private readonly scrub = new Map<string, ScrubStatus>();
+  private admin = new Map<string, NodeAdmin>();
 
   constructor(
     private readonly kv: Kv,
@@ -35,20 +60,73 @@ export class NodeRegistry {
 
   /** Seeds liveness from stored records, so a restarted coordinator can place and locate at once. */
   async load(): Promise<void> {
-    for (const record of await this.list()) if (!this.seen.has(record.nodeId)) this.seen.set(record.nodeId, record);
+    await this.refreshAdmin();
+    for (const view of await this.list()) {
+      if (this.seen.has(view.nodeId)) continue;
+      const { live: _l, state: _s, admin: _a, corruptChunks: _c, scrub: _sc, ...record } = view;
+      this.seen.set(view.nodeId, record);
+    }
+  }
+
+  /** Re-reads admin states (another coordinator may have drained or removed a node). */
+  async refreshAdmin(): Promise<void> {
+    const rows = await this.kv.range({ ...k.rangeOf(k.ADMIN_PREFIX), limit: MAX_NODES_LISTED });
+    this.admin = new Map(rows.map((row) => [row.key.slice(k.ADMIN_PREFIX.length), k.decodeAdmin(row.value)]));
+    for (const [nodeId, admin] of this.admin) {
+      const record = this.seen.get(nodeId);
+      if (admin.state === 'removed' && record && record.lastHeartbeatMs <= admin.sinceMs) this.seen.delete(nodeId);
+    }
+  }
+
+  adminState(nodeId: string): AdminState | undefined {
+    const admin = this.admin.get(nodeId);
+    if (admin?.state !== 'removed') return admin?.state;
+    // A removed node that heartbeats again is back.
+    const record = this.seen.get(nodeId);
+    return record && record.lastHeartbeatMs > admin.sinceMs ? undefined : 'removed';
+  }
+
+  /**
+   * Records an admin state; `compares` guard it (the leader passes its fence and the key's
+   * revision when it marks a drain done). False when a compare failed.
+   */
+  async setAdminState(nodeId: string, state: AdminState, compares: KvCompare[] = []): Promise<boolean> {
+    const admin: NodeAdmin = { state, sinceMs: this.now() };
+    const ops: KvOp[] = [{ type: 'put', key: k.adminKey(nodeId), value: k.encodeAdmin(admin) }];
+    if (state === 'removed') ops.push({ type: 'delete', key: k.nodeKey(nodeId) });
+    const ok = await this.kv.txn({ compares, ops });
+    if (ok) {
+      this.admin.set(nodeId, admin);
+      if (state === 'removed') {
+        this.seen.delete(nodeId);
+        this.corrupt.delete(nodeId);
+        this.scrub.delete(nodeId);
+      }
+    }
+    return ok;
+  }
+
+  /** Corrupt chunk ids each live node reports (quarantined there, awaiting a good copy). */
+  corruptReports(): Map<string, Set<string>> {
+    const reports = new Map<string, Set<string>>();
+    for (const [nodeId, chunkIds] of this.corrupt) if (this.isLive(nodeId) && chunkIds.length > 0) reports.set(nodeId, new Set(chunkIds));
+    return reports;
   }
 
   private now(): number {
     return (this.options.now ?? Date.now)();
   }
 
-  async heartbeat(node: Omit<NodeRecord, 'lastHeartbeatMs'>): Promise<void> {
+  async heartbeat(report: NodeReport): Promise<void> {
+    const { corruptChunks = [], scrub, ...node } = report;
     if (!node.nodeId || !/^[A-Za-z0-9_.-]{1,64}$/.test(node.nodeId)) throw invalid(`invalid node id '${node.nodeId}'`);
     if (!/^[^\s/]+:\d{1,5}$/.test(node.address)) throw invalid(`invalid node address '${node.address}'`);
     const now = this.now();
     const record: NodeRecord = { ...node, lastHeartbeatMs: now };
     const isNew = !this.seen.has(node.nodeId);
     this.seen.set(node.nodeId, record);
+    this.corrupt.set(node.nodeId, corruptChunks.slice(0, MAX_CORRUPT_REPORTED));
+    if (scrub) this.scrub.set(node.nodeId, scrub);
     if (isNew) this.options.log.info({ nodeId: node.nodeId, address: node.address }, 'data node joined');
     if (now - (this.persistedMs.get(node.nodeId) ?? 0) >= this.options.persistIntervalMs) {
       this.persistedMs.set(node.nodeId, now);
@@ -70,8 +148,19 @@ export class NodeRegistry {
     }
     const now = this.now();
     return [...merged.values()]
-      .map((record) => ({ ...record, live: now - record.lastHeartbeatMs <= this.options.deadAfterMs }))
+      .filter((record) => {
+        const admin = this.admin.get(record.nodeId);
+        return admin?.state !== 'removed' || record.lastHeartbeatMs > admin.sinceMs;
+      })
+      .map((record) => this.view(record, now))
       .sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+  }
+
+  private view(record: NodeRecord, now: number): NodeView {
+    const live = now - record.lastHeartbeatMs <= this.options.deadAfterMs;
+    const admin = this.adminState(record.nodeId);
+    const state: NodeState = admin === 'drained' ? 'drained' : !live ? 'dead' : admin === 'draining' ? 'draining' : 'live';
+    return { ...record, live, state, admin, corruptChunks: this.corrupt.get(record.nodeId) ?? [], scrub: this.scrub.get(record.nodeId) };
   }
 
   /** Live nodes this coordinator heard from itself: cheap, for the write path. */
@@ -89,35 +178,27 @@ export class NodeRegistry {
     return !!record && this.now() - record.lastHeartbeatMs <= this.options.deadAfterMs;
   }
 
+  /** Live nodes that may take new copies (not draining, drained or removed). */
+  placeableNodes(): NodeRecord[] {
+    return this.liveNodes().filter((n) => this.adminState(n.nodeId) === undefined);
+  }
+
   /**
    * Picks `replication` distinct live nodes, most free space first, distinct zones first
    * when nodes are labelled. Fewer live nodes than asked caps the pipeline (with a warning).
    */
   place(replication: number, ackPolicy: AckPolicy, excludeNodeIds: string[]): Placement {
     const excluded = new Set(excludeNodeIds);
-    const candidates = this.liveNodes().filter((n) => !excluded.has(n.nodeId));
+    const candidates = this.placeableNodes().filter((n) => !excluded.has(n.nodeId));
     if (candidates.length === 0) {
       throw new StrataError('Unavailable', 'no live data node can take the chunk; start data nodes or check their logs');
     }
-    // Shuffle before the stable sort so equal nodes share the load.
-    shuffle(candidates);
-    candidates.sort((a, b) => b.freeBytes - a.freeBytes);
-    const pipeline: NodeRecord[] = [];
-    const zonesUsed = new Set<string>();
-    for (const pass of [true, false]) {
-      for (const node of candidates) {
-        if (pipeline.length >= replication) break;
-        if (pipeline.includes(node)) continue;
-        if (pass && node.zone && zonesUsed.has(node.zone)) continue;
-        pipeline.push(node);
-        zonesUsed.add(node.zone);
-      }
-    }
+    const pipeline = pickNodes(candidates, replication, new Set());
     if (pipeline.length < replication && !this.warnedShortfall.has(pipeline.length)) {
       this.warnedShortfall.add(pipeline.length);
       this.options.log.warn({ replication, live: pipeline.length }, 'fewer live data nodes than the replication factor; writing fewer copies');
     }
-    return { chunkId: randomBytes(16).toString('hex'), pipeline, requiredAcks: requiredAcks(pipeline.length, ackPolicy) };
+    return { chunkId: newChunkId(this.now()), pipeline, requiredAcks: requiredAcks(pipeline.length, ackPolicy) };
   }
 }
 
@@ -125,6 +206,29 @@ export function requiredAcks(replicas: number, policy: AckPolicy): number {
   if (policy === 'one') return 1;
   if (policy === 'quorum') return Math.floor(replicas / 2) + 1;
   return replicas;
+}
+
+/**
+ * Up to `count` of `candidates`, most free space first, zones not in `zonesUsed` first (the
+ * placement rule, shared by writes and by repair targets).
+ */
+export function pickNodes<T extends Pick<NodeRecord, 'freeBytes' | 'zone'>>(candidates: T[], count: number, zonesUsed: Set<string>): T[] {
+  const sorted = [...candidates];
+  // Shuffle before the stable sort so equal nodes share the load.
+  shuffle(sorted);
+  sorted.sort((a, b) => b.freeBytes - a.freeBytes);
+  const picked: T[] = [];
+  const zones = new Set(zonesUsed);
+  for (const pass of [true, false]) {
+    for (const node of sorted) {
+      if (picked.length >= count) break;
+      if (picked.includes(node)) continue;
+      if (pass && node.zone && zones.has(node.zone)) continue;
+      picked.push(node);
+      zones.add(node.zone);
+    }
+  }
+  return picked;
 }
 
 function shuffle<T>(items: T[]): void {

@@ -3,8 +3,12 @@ import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorConfig } from '../common/config.js';
 import { CHANNEL_OPTIONS, bindServer, shutdownServer, strataProto } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
+import { GrpcDataNodeOps } from './healing/datanode-ops.js';
+import { Healer } from './healing/healer.js';
+import { EtcdLeadership, SoleLeadership, type Leadership } from './leader.js';
+import type { Kv } from './meta/kv.js';
 import { CACHED_PREFIXES } from './meta/keys.js';
-import { openKv } from './meta/open-kv.js';
+import { etcdEngineOf, openKv } from './meta/open-kv.js';
 import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
 import { coordinatorService } from './service.js';
@@ -15,6 +19,8 @@ export interface RunningCoordinator {
 }
 
 const SHUTDOWN_GRACE_MS = 3000;
+/** How often each coordinator re-reads node admin states (a drain asked elsewhere). */
+const ADMIN_REFRESH_MS = 1000;
 
 export async function runCoordinator(config: CoordinatorConfig, log: Logger): Promise<RunningCoordinator> {
   const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES });
@@ -28,15 +34,24 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     });
     await nodes.load();
     const server = new grpc.Server(CHANNEL_OPTIONS);
-    server.addService(strataProto.Coordinator.service, coordinatorService(meta, nodes, config));
     const port = await bindServer(server, config.listen);
     const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
+    const leadership = openLeadership(kv, address, config, log);
+    const ops = new GrpcDataNodeOps({ replicateTimeoutMs: 120_000, callTimeoutMs: 10_000, listTimeoutMs: 300_000 });
+    const healer = new Healer({ kv, registry: nodes, leadership, ops, config, log });
+    server.addService(strataProto.Coordinator.service, coordinatorService(meta, nodes, config, { kv, leadership, healer }));
+    healer.start();
+    const adminRefresh = setInterval(() => nodes.refreshAdmin().catch(() => undefined), ADMIN_REFRESH_MS);
     log.info({ address, meta: redactMeta(config.meta) }, 'coordinator serving');
     return {
       address,
       async stop() {
+        clearInterval(adminRefresh);
         await shutdownServer(server, SHUTDOWN_GRACE_MS);
+        await healer.close();
+        await leadership.close();
+        ops.close();
         await kv.close();
       },
     };
@@ -44,6 +59,12 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     await kv.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** etcd: an election among the coordinators; embedded: this one leads. */
+function openLeadership(kv: Kv, selfId: string, config: CoordinatorConfig, log: Logger): Leadership {
+  const etcd = etcdEngineOf(kv);
+  return etcd ? new EtcdLeadership(selfId, etcd.etcdClient, kv, { ttlMs: config.leaderTtlMs, log }) : new SoleLeadership(selfId);
 }
 
 /** Credentials in a meta URL (etcd://user:pass@host) never reach the logs. */

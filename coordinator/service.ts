@@ -12,14 +12,20 @@ import type { Attr } from './meta/types.js';
 import { ROOT_INO } from './meta/types.js';
 import type { AckPolicy, NodeRegistry } from './nodes.js';
 import { toWireAttr, toWireEntry } from './proto-map.js';
+import { allocatedAtMs } from './healing/chunk-id.js';
+import { healingService, toWireNode, type HealingDeps } from './healing/service.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire requests are validated field by field below */
 type Req = any;
 
 const MAX_REPLICATION = 16;
 const ACK_POLICIES = new Set(['one', 'quorum', 'all']);
+const MAX_CORRUPT_PER_HEARTBEAT = 10_000;
 
-export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config: CoordinatorConfig) {
+export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config: CoordinatorConfig, healing: Omit<HealingDeps, 'registry'>) {
+  // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
+  // later commits of an id leaves half the grace as margin for clock skew and slow commits.
+  const commitWindowMs = config.gcGraceMs / 2;
   const parentOf = async (path: string) => {
     const { parent, name } = splitParent(requireString(path, 'path'));
     const dir = await meta.resolve(parent);
@@ -133,6 +139,10 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
     CommitChunk: unaryHandler(async (req: Req) => {
       const chunkId = requireString(req.chunkId, 'chunk_id');
       if (!/^[A-Za-z0-9_-]{1,128}$/.test(chunkId)) throw invalid(`invalid chunk id '${chunkId}'`);
+      const ageMs = Date.now() - (allocatedAtMs(chunkId) ?? Date.now());
+      if (ageMs > commitWindowMs) {
+        throw new StrataError('Conflict', `chunk ${chunkId} was allocated ${Math.round(ageMs / 1000)} s ago, past the ${Math.round(commitWindowMs / 1000)} s commit window; allocate a new chunk and write it again`);
+      }
       const attr = await meta.commitChunk(requireIno(req.ino), {
         index: Number(req.index),
         chunkId,
@@ -169,13 +179,23 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
         freeBytes: Number(req.freeBytes) || 0,
         chunks: Number(req.chunks) || 0,
         zone: String(req.zone ?? ''),
+        corruptChunks: Array.isArray(req.corruptChunks) ? req.corruptChunks.slice(0, MAX_CORRUPT_PER_HEARTBEAT).map(String) : [],
+        scrub: req.scrub
+          ? {
+              passes: Number(req.scrub.passes) || 0,
+              chunksChecked: Number(req.scrub.chunksChecked) || 0,
+              bytesChecked: Number(req.scrub.bytesChecked) || 0,
+              corruptFound: Number(req.scrub.corruptFound) || 0,
+              lastPassMs: Number(req.scrub.lastPassMs) || 0,
+            }
+          : undefined,
       });
       return { intervalMs: config.heartbeatIntervalMs };
     }),
 
     ListNodes: unaryHandler(async () => {
       const list = await nodes.list();
-      return { nodes: list.map((n) => ({ ...n, state: n.live ? 'live' : 'dead' })) };
+      return { nodes: list.map(toWireNode) };
     }),
 
     StatFs: unaryHandler(async () => {
@@ -193,6 +213,8 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
         deadNodes: list.length - live.length,
       };
     }),
+
+    ...healingService({ ...healing, registry: nodes }),
   } satisfies grpc.UntypedServiceImplementation;
 }
 

@@ -14,7 +14,12 @@ export function registerRoleCommands(program: Command): void {
     .option('--chunk-size <size>', 'default chunk size of new files (default 8MiB)')
     .option('--ack-policy <policy>', 'default replicas that must fsync per chunk: one | quorum | all (default all)')
     .option('--heartbeat-interval-ms <ms>', 'how often data nodes report (default 1000)')
-    .option('--dead-after-ms <ms>', 'silence after which a data node counts as dead (default 5000)')
+    .option('--dead-after-ms <ms>', 'silence after which a data node counts as dead and its chunks are re-replicated (default 5000)')
+    .option('--leader-ttl-ms <ms>', 'etcd lease of the leader that runs repair, GC, rebalance: failover time (default 5000)')
+    .option('--scan-interval-ms <ms>', 'how often the leader rescans chunk records for repair work (default 10000)')
+    .option('--repair-concurrency <n>', 'chunk copies made at once by repair, drain and rebalance (default 4)')
+    .option('--repair-bandwidth <size>', 'bytes per second those copies may move in total, e.g. 50MiB; 0 = no cap (default 0)')
+    .option('--gc-grace-ms <ms>', 'unreferenced chunks are deleted only after this long (default 3600000 = 1 h)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {

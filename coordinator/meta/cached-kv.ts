@@ -98,6 +98,11 @@ export class CachedKv implements Kv {
     return result;
   }
 
+  /** The etcd engine underneath (leader election needs its client). */
+  get engine(): EtcdKv {
+    return this.inner;
+  }
+
   range(options: RangeOptions): Promise<KvEntry[]> {
     return this.inner.range(options);
   }

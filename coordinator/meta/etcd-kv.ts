@@ -170,6 +170,11 @@ export class EtcdKv implements Kv {
     return { close: () => watcher.cancel() };
   }
 
+  /** The etcd3 client, for leader election (coordinator/leader.ts); namespace data goes through the seam. */
+  get etcdClient(): Etcd3 {
+    return this.client;
+  }
+
   async close(): Promise<void> {
     this.client.close();
   }

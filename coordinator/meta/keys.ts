@@ -8,8 +8,13 @@
 //   d/<parent>/<name>    directory entry -> { ino, type }
 //   c/<ino>/<index>      chunk record (index zero-padded so ranges sort numerically)
 //   n/<nodeId>           data node record (last heartbeat seen by any coordinator)
+//   a/<nodeId>           data node admin state set by an operator: draining, drained, removed
+//                        (apart from n/, which heartbeats overwrite without reading)
+//   h/status             the leader's repair queue and recent events, for `strata health` anywhere
+//   h/rebalance          a rebalance asked of the leader (threshold), until it is done
 //   x/ino                next unallocated inode number (handed out in batches)
-import type { Attr, ChunkRecord, FileKind, NodeRecord } from './types.js';
+//   election/strata-leader/<lease>  etcd only: the leader campaign's keys (coordinator/leader.ts)
+import type { Attr, ChunkRecord, FileKind, NodeAdmin, NodeRecord } from './types.js';
 import { prefixEnd } from './kv.js';
 
 export const inodeKey = (ino: number) => `i/${ino}`;
@@ -20,6 +25,12 @@ export const chunkPrefix = (ino: number) => `c/${ino}/`;
 export const chunkKey = (ino: number, index: number) => `c/${ino}/${String(index).padStart(12, '0')}`;
 export const nodeKey = (nodeId: string) => `n/${nodeId}`;
 export const NODE_PREFIX = 'n/';
+export const adminKey = (nodeId: string) => `a/${nodeId}`;
+export const ADMIN_PREFIX = 'a/';
+export const CHUNK_PREFIX = 'c/';
+export const DENTRY_PREFIX = 'd/';
+export const HEALTH_STATUS_KEY = 'h/status';
+export const REBALANCE_KEY = 'h/rebalance';
 export const INODE_COUNTER_KEY = 'x/ino';
 /** What every path lookup reads: worth a coordinator-side cache on etcd. */
 export const CACHED_PREFIXES = ['d/', 'i/', 't/'];
@@ -65,3 +76,12 @@ export const encodeNode = (node: NodeRecord) => json(node);
 export const decodeNode = (value: Buffer) => JSON.parse(value.toString()) as NodeRecord;
 export const encodeNumber = (n: number) => Buffer.from(String(n));
 export const decodeNumber = (value: Buffer) => Number(value.toString());
+export const encodeAdmin = (admin: NodeAdmin) => json(admin);
+export const decodeAdmin = (value: Buffer) => JSON.parse(value.toString()) as NodeAdmin;
+/** `c/<ino>/<index>` -> ino. */
+export const inoFromChunkKey = (key: string) => Number(key.slice(2, key.indexOf('/', 2)));
+/** `d/<parent>/<name>` -> parent and name. */
+export function splitDentryKey(key: string): { parent: number; name: string } {
+  const slash = key.indexOf('/', 2);
+  return { parent: Number(key.slice(2, slash)), name: key.slice(slash + 1) };
+}

@@ -78,3 +78,9 @@ function decodePath(location: string, metaUrl: string): string {
 function badUrl(metaUrl: string, why: string): StrataError {
   return new StrataError('Invalid', `metadata URL ${JSON.stringify(metaUrl)}: ${why}; expected ${EXPECTED_FORMS}`);
 }
+
+/** The etcd engine under `kv`, or undefined for the embedded engine (which has one coordinator). */
+export function etcdEngineOf(kv: Kv): EtcdKv | undefined {
+  if (kv instanceof CachedKv) return kv.engine;
+  return kv instanceof EtcdKv ? kv : undefined;
+}

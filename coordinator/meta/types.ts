@@ -43,6 +43,17 @@ export interface NodeRecord extends NodeInfo {
   lastHeartbeatMs: number;
 }
 
+/**
+ * What an operator decided about a data node. draining: no new chunks, its copies move away;
+ * drained: it holds no referenced chunk; removed: forgotten (until it heartbeats again).
+ */
+export type AdminState = 'draining' | 'drained' | 'removed';
+
+export interface NodeAdmin {
+  state: AdminState;
+  sinceMs: number;
+}
+
 export interface SetAttrChanges {
   mode?: number;
   uid?: number;

@@ -26,6 +26,10 @@ export interface ClusterOptions {
   replication?: number;
   deadAfterMs?: number;
   logLevel?: string;
+  /** More coordinator flags (e.g. --gc-grace-ms for the self-healing tests). */
+  coordinatorArgs?: string[];
+  /** More data node flags (e.g. --capacity-bytes). */
+  datanodeArgs?: string[];
 }
 
 export class RoleProcess {
@@ -72,7 +76,10 @@ export class TestCluster {
   etcd?: EtcdMember;
   private readonly clients: Strata[] = [];
 
-  constructor(readonly dir: TempDir) {}
+  constructor(
+    readonly dir: TempDir,
+    private readonly options: ClusterOptions = {},
+  ) {}
 
   get coordinatorList(): string {
     return this.coordinators.map((c) => c.address).join(',');
@@ -91,6 +98,14 @@ export class TestCluster {
   /** Runs the strata CLI against this cluster; bounded in time. */
   cli(args: string[], options: { input?: Buffer | string; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<CliResult> {
     return runCli(args, { ...options, env: { STRATA_COORDINATOR: this.coordinatorList, ...options.env } });
+  }
+
+  /** Starts one more data node (dn<N+1>) and waits until the coordinators see it live. */
+  async addDatanode(): Promise<RoleProcess> {
+    const node = await startDatanode(this, this.datanodes.length, this.options);
+    this.datanodes.push(node);
+    await this.waitForLiveNodes(this.datanodes.filter((n) => n.running).length);
+    return node;
   }
 
   async waitForLiveNodes(count: number, timeoutMs = 30_000): Promise<void> {
@@ -118,7 +133,7 @@ export class TestCluster {
 
 export async function startCluster(options: ClusterOptions = {}): Promise<TestCluster> {
   const dir = await tempDir('cluster');
-  const cluster = new TestCluster(dir);
+  const cluster = new TestCluster(dir, options);
   try {
     let meta = path.join(dir.path, 'meta');
     if (options.meta === 'etcd') {
@@ -132,23 +147,27 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       if (options.chunkSize) args.push('--chunk-size', options.chunkSize);
       if (options.replication) args.push('--replication', String(options.replication));
       args.push('--dead-after-ms', String(options.deadAfterMs ?? 3000));
+      args.push(...(options.coordinatorArgs ?? []));
       cluster.coordinators.push(new RoleProcess(`coordinator-${i + 1}`, args, path.join(dir.path, `coordinator-${i + 1}.log`), address));
     }
     for (const c of cluster.coordinators) c.start();
-    for (let i = 0; i < (options.datanodes ?? 3); i++) {
-      const address = `127.0.0.1:${await freePort()}`;
-      const args = ['datanode', '--node-id', `dn${i + 1}`, '--data-dir', cluster.dataDir(i), '--listen', address];
-      args.push('--coordinators', cluster.coordinatorList, '--log-level', logLevel, '--heartbeat-interval-ms', '500');
-      const node = new RoleProcess(`dn${i + 1}`, args, path.join(dir.path, `dn${i + 1}.log`), address);
-      node.start();
-      cluster.datanodes.push(node);
-    }
+    for (let i = 0; i < (options.datanodes ?? 3); i++) cluster.datanodes.push(await startDatanode(cluster, i, options));
     await cluster.waitForLiveNodes(cluster.datanodes.length);
     return cluster;
   } catch (err) {
     await cluster.stop();
     throw err;
   }
+}
+
+async function startDatanode(cluster: TestCluster, i: number, options: ClusterOptions): Promise<RoleProcess> {
+  const address = `127.0.0.1:${await freePort()}`;
+  const args = ['datanode', '--node-id', `dn${i + 1}`, '--data-dir', cluster.dataDir(i), '--listen', address];
+  args.push('--coordinators', cluster.coordinatorList, '--log-level', options.logLevel ?? 'warn', '--heartbeat-interval-ms', '500');
+  args.push(...(options.datanodeArgs ?? []));
+  const node = new RoleProcess(`dn${i + 1}`, args, path.join(cluster.dir.path, `dn${i + 1}.log`), address);
+  node.start();
+  return node;
 }
 
 export function runCli(

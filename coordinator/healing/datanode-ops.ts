@@ -1,0 +1,84 @@
+// The coordinator's calls to data nodes: the three the healing jobs need, behind a small
+// interface (the executors never see gRPC). One cached channel per node address.
+import * as grpc from '@grpc/grpc-js';
+import { StrataError } from '../../common/errors.js';
+import { CHANNEL_OPTIONS, callUnary, fromServiceError, strataProto } from '../../common/grpc.js';
+import type { ListedCopy } from './planner.js';
+
+export interface NodeAddress {
+  nodeId: string;
+  address: string;
+}
+
+export interface DataNodeOps {
+  /** Has `target` pull the chunk from the first source that answers, verify it and store it. */
+  replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[]): Promise<void>;
+  /** Idempotent: a missing chunk is fine. */
+  delete(node: NodeAddress, chunkId: string): Promise<void>;
+  /** Every chunk the node serves; throws rather than return a partial listing. */
+  list(node: NodeAddress): Promise<ListedCopy[]>;
+  close(): void;
+}
+
+export interface GrpcDataNodeOpsOptions {
+  /** Bound on one ReplicateChunk (a whole chunk crosses the network and is fsynced). */
+  replicateTimeoutMs: number;
+  callTimeoutMs: number;
+  /** Bound on one whole listing stream. */
+  listTimeoutMs: number;
+}
+
+interface WireListed {
+  chunkId: string;
+  storedAtMs: number;
+}
+
+export class GrpcDataNodeOps implements DataNodeOps {
+  private readonly clients = new Map<string, grpc.Client>();
+
+  constructor(private readonly options: GrpcDataNodeOpsOptions) {}
+
+  async replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[]): Promise<void> {
+    try {
+      await callUnary(this.client(target.address), 'ReplicateChunk', { ...chunk, sources }, this.options.replicateTimeoutMs, describe(target));
+    } catch (err) {
+      // The node already serves the chunk (a leftover copy): it is as good as a new one.
+      if (!(err instanceof StrataError) || err.kind !== 'Exists') throw err;
+    }
+  }
+
+  async delete(node: NodeAddress, chunkId: string): Promise<void> {
+    await callUnary(this.client(node.address), 'DeleteChunk', { chunkId }, this.options.callTimeoutMs, describe(node));
+  }
+
+  async list(node: NodeAddress): Promise<ListedCopy[]> {
+    const deadline = new Date(Date.now() + this.options.listTimeoutMs);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const call = (this.client(node.address) as any).ListChunks({}, { deadline }) as grpc.ClientReadableStream<{ chunks: WireListed[] }>;
+    const copies: ListedCopy[] = [];
+    try {
+      for await (const reply of call) {
+        for (const chunk of reply.chunks ?? []) copies.push({ chunkId: chunk.chunkId, nodeId: node.nodeId, storedAtMs: Number(chunk.storedAtMs) || 0 });
+      }
+    } catch (err) {
+      throw fromServiceError(err, describe(node));
+    }
+    return copies;
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+
+  private client(address: string): grpc.Client {
+    let client = this.clients.get(address);
+    if (!client) {
+      client = new strataProto.DataNode(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+}
+
+const describe = (node: NodeAddress) => `data node ${node.nodeId} (${node.address})`;

@@ -1,0 +1,138 @@
+// Garbage collection of chunk copies, on the leader: copies of chunks no file references
+// (deleted or overwritten files, writes abandoned half way) and copies on nodes their record no
+// longer lists (a dead node that came back, a trimmed or moved copy whose delete failed).
+//
+// Why a referenced chunk is never deleted, even racing a write (gcVerdict in planner.ts holds
+// the rules; the unit tests replay the races):
+//
+// 1. A chunk id carries its allocation time A (chunk-id.ts). CommitChunk refuses an id allocated
+//    more than gcGraceMs/2 before it (retryable: the client allocates afresh), so every record
+//    naming the id was written before A + grace/2. Rebuilding a record (repair, trim, move,
+//    truncate) keeps its key, so a referenced id never moves to a key a scan already passed.
+// 2. Each pass lists a node's copies first, then reads every chunk record, starting at S.
+//    An unreferenced copy is deleted only if A + grace < S: any commit naming the id came before
+//    A + grace/2 < S and is in the read, so "no record names it" is final. The spare half grace
+//    absorbs clock skew between coordinators and a commit transaction slow to apply.
+//    It must also have been seen unreferenced for a whole grace (this leader's memory: a new
+//    leader starts over, which only delays deletion).
+// 3. A copy on a node its record does not list is deleted only if the node stored it more than
+//    a grace ago (a fresh copy may be a repair whose record update is on its way) and no repair
+//    or move into that node for that chunk is running here; only the leader adds nodes to
+//    records, and its updates compare the leader fence, so a deposed leader's cannot land. Just
+//    before deleting, one transaction re-checks the record's revision and the fence, under the
+//    chunk lock that repairs also take.
+// 4. A listing that fails or a scan that fails skips the node or the whole pass: a partial view
+//    never makes a copy look unreferenced.
+import type { Logger } from '../../common/log.js';
+import type { Leadership } from '../leader.js';
+import type { Kv } from '../meta/kv.js';
+import type { NodeRegistry } from '../nodes.js';
+import { allocatedAtMs } from './chunk-id.js';
+import type { DataNodeOps, NodeAddress } from './datanode-ops.js';
+import type { ChunkLocks } from './limits.js';
+import { gcVerdict, type ListedCopy } from './planner.js';
+import { scanChunks } from './scan.js';
+import type { HealStatus } from './status.js';
+
+export interface GcDeps {
+  kv: Kv;
+  registry: NodeRegistry;
+  leadership: Leadership;
+  ops: DataNodeOps;
+  locks: ChunkLocks;
+  status: HealStatus;
+  log: Logger;
+  graceMs: number;
+  isInFlight(chunkId: string, nodeId: string): boolean;
+  now?: () => number;
+}
+
+interface Reference {
+  key: string;
+  modRevision: number;
+  nodes: string[];
+}
+
+export class GarbageCollector {
+  /** Chunk id -> when this leader first saw it unreferenced. */
+  private readonly firstSeenUnreferenced = new Map<string, number>();
+
+  constructor(private readonly deps: GcDeps) {}
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)();
+  }
+
+  /** One pass over every live node; resolves to the number of copies deleted. */
+  async pass(): Promise<number> {
+    const { registry, graceMs } = this.deps;
+    const listedAtMs = this.now();
+    const nodes = (await registry.list()).filter((n) => n.live);
+    const quarantined = registry.corruptReports();
+    const copies: ListedCopy[] = [];
+    for (const node of nodes) {
+      if (!this.deps.leadership.isLeader()) return 0;
+      let listed: ListedCopy[];
+      try {
+        listed = await this.deps.ops.list(node);
+      } catch (err) {
+        this.deps.log.info({ nodeId: node.nodeId, err: (err as Error).message }, 'GC: cannot list node; skipping it this pass');
+        continue;
+      }
+      // Quarantined copies are no longer listed but still on disk until deleted: old by definition.
+      for (const chunkId of quarantined.get(node.nodeId) ?? []) listed.push({ chunkId, nodeId: node.nodeId, storedAtMs: 0 });
+      // Only copies old enough for either rule matter (a copy is stored after its allocation).
+      copies.push(...listed.filter((c) => (allocatedAtMs(c.chunkId) ?? 0) + graceMs < listedAtMs));
+    }
+    const candidates = new Set(copies.map((c) => c.chunkId));
+    const scanStartedMs = this.now();
+    const references = new Map<string, Reference>();
+    for await (const chunk of scanChunks(this.deps.kv)) {
+      if (candidates.has(chunk.record.chunkId)) {
+        references.set(chunk.record.chunkId, { key: chunk.key, modRevision: chunk.modRevision, nodes: chunk.record.nodes });
+      }
+    }
+    const now = this.now();
+    for (const chunkId of this.firstSeenUnreferenced.keys()) if (!candidates.has(chunkId) || references.has(chunkId)) this.firstSeenUnreferenced.delete(chunkId);
+    for (const chunkId of candidates) if (!references.has(chunkId) && !this.firstSeenUnreferenced.has(chunkId)) this.firstSeenUnreferenced.set(chunkId, now);
+
+    const byId = new Map(nodes.map((n) => [n.nodeId, n]));
+    let deleted = 0;
+    for (const copy of copies) {
+      const reference = references.get(copy.chunkId);
+      const verdict = gcVerdict(copy, {
+        nowMs: now,
+        graceMs,
+        scanStartedMs,
+        referencedOn: reference?.nodes,
+        firstSeenUnreferencedMs: this.firstSeenUnreferenced.get(copy.chunkId) ?? now,
+        inFlight: this.deps.isInFlight(copy.chunkId, copy.nodeId),
+      });
+      if (verdict === 'keep') continue;
+      if (!this.deps.leadership.isLeader()) break;
+      if (await this.deleteCopy(byId.get(copy.nodeId)!, copy, reference)) deleted++;
+    }
+    this.deps.status.queue.gcDeleted += deleted;
+    if (deleted > 0) this.deps.status.event('gc', `deleted ${deleted} unreferenced or stale chunk copies`);
+    return deleted;
+  }
+
+  private async deleteCopy(node: NodeAddress, copy: ListedCopy, reference: Reference | undefined): Promise<boolean> {
+    if (!this.deps.locks.tryLock(copy.chunkId)) return false; // a repair is on it: next pass
+    try {
+      if (reference) {
+        // Rule (b): the record must still be as read (so it still does not list this node) and
+        // we must still lead, checked in one transaction right before the delete.
+        const unchanged = await this.deps.kv.txn({ compares: [{ key: reference.key, modRevision: reference.modRevision }, ...this.deps.leadership.fence()], ops: [] });
+        if (!unchanged) return false;
+      }
+      await this.deps.ops.delete(node, copy.chunkId);
+      return true;
+    } catch (err) {
+      this.deps.log.info({ chunkId: copy.chunkId, nodeId: copy.nodeId, err: (err as Error).message }, 'GC: delete failed; retrying next pass');
+      return false;
+    } finally {
+      this.deps.locks.unlock(copy.chunkId);
+    }
+  }
+}
