@@ -7,6 +7,7 @@
 // overwrite; refreshAdmin() re-reads them so placement on every coordinator honours a drain.
 import { StrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import type { ScrubStatus } from '../common/node-info.js';
 import { newChunkId } from './healing/chunk-id.js';
 import type { Kv, KvCompare, KvOp } from './meta/kv.js';
 import * as k from './meta/keys.js';
@@ -14,15 +15,9 @@ import type { AdminState, NodeAdmin, NodeRecord } from './meta/types.js';
 
 export type AckPolicy = 'one' | 'quorum' | 'all';
 
-export type NodeState = 'live' | 'dead' | 'draining' | 'drained';
+export type { ScrubStatus };
 
-export interface ScrubStatus {
-  passes: number;
-  chunksChecked: number;
-  bytesChecked: number;
-  corruptFound: number;
-  lastPassMs: number;
-}
+export type NodeState = 'live' | 'dead' | 'draining' | 'drained';
 
 /** A heartbeat: the node's NodeInfo plus what its scrubber found. */
 export type NodeReport = Omit<NodeRecord, 'lastHeartbeatMs'> & { corruptChunks?: string[]; scrub?: ScrubStatus };
