@@ -107,6 +107,8 @@ function libfuseOptions(config: MountConfig): string[] {
     `entry_timeout=${seconds}`,
     // Names another client creates show at once.
     'negative_timeout=0',
+    // open(O_TRUNC) truncates in our open callback: one SetAttr instead of Stat, SetAttr, Stat.
+    'atomic_o_trunc',
   ];
   if (config.readOnly) options.push('ro');
   return options;
