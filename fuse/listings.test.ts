@@ -38,16 +38,25 @@ describe('DirListings', () => {
     ]);
   });
 
+  test('a walk slower than the attribute timeout keeps fetching windows', async () => {
+    const { names, fetches, lookup, advance } = setup(3000);
+    for (const name of names) {
+      await lookup(name);
+      advance(2); // 6 s in all: every window expires before the walk ends
+    }
+    expect(fetches.length).toBe(3);
+  });
+
   test('lookups out of listing order fetch no windows', async () => {
     const { fetches, lookup } = setup(100);
     for (const name of ['n00050', 'n00007', 'n00099', 'n00003']) expect(await lookup(name)).toBeUndefined();
     expect(fetches).toEqual([]);
   });
 
-  test('a listing older than the attribute timeout guides nothing; names not listed are not prefetched', async () => {
+  test('a listing unused for 10 s guides nothing; names not listed are not prefetched', async () => {
     const { fetches, lookup, advance } = setup(10);
     expect(await lookup('unlisted')).toBeUndefined();
-    advance(1000);
+    advance(10_000);
     for (const name of ['n00000', 'n00001', 'n00002']) expect(await lookup(name)).toBeUndefined();
     expect(fetches).toEqual([]);
   });

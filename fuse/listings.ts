@@ -13,6 +13,12 @@ const WINDOW = 1000;
 /** Bounds on memory: listings remembered, and names kept per listing. */
 const MAX_LISTINGS = 64;
 const MAX_NAMES = 100_000;
+/**
+ * A listing unused this long is dropped. Its positions only pick what to prefetch (whatever the
+ * coordinator returns is what gets cached), so it may outlive the attribute timeout: a walk
+ * through a big directory on a busy machine takes longer than that.
+ */
+const LISTING_IDLE_MS = 10_000;
 
 /** Entries of `dir` past the name `after` (bytewise order), with attributes; at most `count`. */
 export type WindowFetch = (dir: string, after: string, count: number) => Promise<{ name: string; stat: FileStat }[]>;
@@ -33,7 +39,7 @@ export class DirListings {
   constructor(
     private readonly cache: AttrCache,
     private readonly fetchWindow: WindowFetch,
-    /** As long as attributes are trusted: positions older than that guide nothing. */
+    /** The attribute timeout: 0 caches nothing, so nothing is prefetched either. */
     private readonly ttlMs: number,
     private readonly now: () => number = Date.now,
   ) {}
@@ -45,7 +51,7 @@ export class DirListings {
     if (this.listings.size >= MAX_LISTINGS) this.listings.delete(this.listings.keys().next().value!);
     const positions = new Map<string, number>();
     names.forEach((name, i) => positions.set(name, i));
-    this.listings.set(dir, { names, positions, expiresAtMs: this.now() + this.ttlMs, lastMiss: -2 });
+    this.listings.set(dir, { names, positions, expiresAtMs: this.now() + LISTING_IDLE_MS, lastMiss: -2 });
   }
 
   /**
@@ -62,6 +68,7 @@ export class DirListings {
     }
     const position = listing.positions.get(path.slice(path.lastIndexOf('/') + 1));
     if (position === undefined) return undefined;
+    listing.expiresAtMs = this.now() + LISTING_IDLE_MS;
     const window = listing.window;
     if (window && position >= window.from && position < window.to) return window.done;
     const continues = position === listing.lastMiss + 1 || position === window?.to;
