@@ -27,6 +27,15 @@ export interface ConnectOptions {
 
 const READDIR_PAGE = 1000;
 
+export interface ListOptions {
+  /** Each entry's attributes too (one more lookup per entry on the coordinator). */
+  withStats?: boolean;
+  /** Start past this name ('' = from the start). */
+  after?: string;
+  /** Entries per call; default 1000, the coordinator caps it at 10,000. */
+  pageSize?: number;
+}
+
 /** What ranged reads by inode need: the file's identity and shape as a stat gave them. */
 export type FileRef = Pick<FileStat, 'ino' | 'size' | 'chunkSize'>;
 
@@ -82,14 +91,17 @@ export class Strata {
     }
   }
 
-  /** Entries of a directory, page by page, in bytewise name order. */
-  async *list(path: string, options: { withStats?: boolean } = {}): AsyncGenerator<DirEntry> {
-    let after = '';
+  /**
+   * Entries of a directory, page by page, in bytewise name order; `after` starts past that name.
+   * `pageSize` (at most 10,000) trades reply size for round trips.
+   */
+  async *list(path: string, options: ListOptions = {}): AsyncGenerator<DirEntry> {
+    let after = options.after ?? '';
     for (;;) {
       const reply = await this.coordinator.call<{ entries: unknown[]; more: boolean }>('ReadDir', {
         path,
         after,
-        limit: READDIR_PAGE,
+        limit: options.pageSize ?? READDIR_PAGE,
         withAttrs: !!options.withStats,
       });
       const entries = reply.entries.map(toDirEntry);
@@ -99,7 +111,7 @@ export class Strata {
     }
   }
 
-  async readdir(path: string, options: { withStats?: boolean } = {}): Promise<DirEntry[]> {
+  async readdir(path: string, options: Omit<ListOptions, 'after'> = {}): Promise<DirEntry[]> {
     const entries: DirEntry[] = [];
     for await (const entry of this.list(path, options)) entries.push(entry);
     return entries;

@@ -29,6 +29,22 @@ describe('AttrCache', () => {
     expect([cache.get('/d/e/g'), cache.get('/')]).toEqual([undefined, undefined]);
     expect(cache.get('/dx')?.ino).toBe(5); // a sibling sharing the prefix stays
   });
+
+  test('a prefetched stat does not overwrite a change this mount made while it was fetched', () => {
+    const cache = new AttrCache(60_000);
+    const epoch = cache.beginPrefetch();
+    cache.invalidate('/d/removed');
+    cache.set('/d/chmodded', stat(20));
+    cache.invalidateTree('/moved');
+    for (const [path, ino] of [['/d/removed', 1], ['/d/chmodded', 2], ['/moved/x', 3], ['/d/other', 4]] as const) cache.fill(epoch, path, stat(ino));
+    cache.endPrefetch();
+    expect([cache.get('/d/removed'), cache.get('/d/chmodded')?.ino, cache.get('/moved/x'), cache.get('/d/other')?.ino]).toEqual([undefined, 20, undefined, 4]);
+    // Changes before a prefetch began do not hold back its stats.
+    const later = cache.beginPrefetch();
+    cache.fill(later, '/d/removed', stat(5));
+    cache.endPrefetch();
+    expect(cache.get('/d/removed')?.ino).toBe(5);
+  });
 });
 
 describe('toStatFs', () => {

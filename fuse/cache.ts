@@ -13,6 +13,14 @@ const MAX_ENTRIES = 50_000;
 
 export class AttrCache {
   private readonly entries = new Map<string, Entry>();
+  /**
+   * While prefetches run: when each path (or tree) was last changed by this mount, so a
+   * prefetched stat older than that change is not stored over it. Cleared when none runs.
+   */
+  private readonly changed = new Map<string, number>();
+  private readonly changedTrees: { prefix: string; epoch: number }[] = [];
+  private epoch = 0;
+  private prefetches = 0;
 
   constructor(
     private readonly ttlMs: number,
@@ -30,6 +38,35 @@ export class AttrCache {
   }
 
   set(path: string, stat: FileStat): void {
+    this.noteChange(path);
+    this.store(path, stat);
+  }
+
+  /** Starts a prefetch: its stats go in through `fill` with the epoch returned here. */
+  beginPrefetch(): number {
+    this.prefetches++;
+    return this.epoch;
+  }
+
+  /** Stores a stat fetched since `epoch`, unless this mount changed the path after that. */
+  fill(epoch: number, path: string, stat: FileStat): void {
+    if ((this.changed.get(path) ?? -1) > epoch) return;
+    if (this.changedTrees.some((tree) => tree.epoch > epoch && path.startsWith(tree.prefix))) return;
+    this.store(path, stat);
+  }
+
+  endPrefetch(): void {
+    if (--this.prefetches > 0) return;
+    this.changed.clear();
+    this.changedTrees.length = 0;
+  }
+
+  private noteChange(path: string): void {
+    this.epoch++;
+    if (this.prefetches > 0) this.changed.set(path, this.epoch);
+  }
+
+  private store(path: string, stat: FileStat): void {
     if (this.ttlMs <= 0) return;
     // Re-inserting moves the key to the end, so the first key is the oldest.
     this.entries.delete(path);
@@ -39,6 +76,8 @@ export class AttrCache {
 
   /** A change through this mount: the path itself and its directory (whose mtime moved). */
   invalidate(path: string): void {
+    this.noteChange(path);
+    this.noteChange(parentOf(path));
     this.entries.delete(path);
     this.entries.delete(parentOf(path));
   }
@@ -47,6 +86,7 @@ export class AttrCache {
   invalidateTree(path: string): void {
     this.invalidate(path);
     const prefix = path === '/' ? '/' : path + '/';
+    if (this.prefetches > 0) this.changedTrees.push({ prefix, epoch: this.epoch });
     for (const key of this.entries.keys()) if (key.startsWith(prefix)) this.entries.delete(key);
   }
 

@@ -7,11 +7,13 @@ import type { AttrCache } from './cache.js';
 import type { MountConfig } from './config.js';
 import { ERRNO, errnoError, toErrno } from './errno.js';
 import type { HandleTable } from './handles.js';
+import type { DirListings } from './listings.js';
 
 export interface MountContext {
   strata: Strata;
   config: MountConfig;
   cache: AttrCache;
+  listings: DirListings;
   handles: HandleTable;
   log: Logger;
 }
@@ -71,7 +73,7 @@ export function remotePath(ctx: MountContext, path: string): string {
 /** Attributes of a path: cached for the attribute timeout, or fresh from a coordinator. */
 export async function statPath(ctx: MountContext, path: string, fresh = false): Promise<FileStat> {
   if (!fresh) {
-    const cached = ctx.cache.get(path);
+    const cached = ctx.cache.get(path) ?? (await ctx.listings.prefetch(path), ctx.cache.get(path));
     if (cached) return cached;
   }
   const stat = await ctx.strata.stat(remotePath(ctx, path));

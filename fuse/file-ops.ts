@@ -3,6 +3,7 @@
 // the last release; open() stats afresh, so each open sees what others closed before it.
 import { constants } from 'node:fs';
 import type Fuse from 'fuse-native';
+import type { FileStat } from '../client/index.js';
 import { type MountContext, answer, answerWith, refuseIfReadOnly, remotePath, settle, statPath, withMode } from './context.js';
 import { errnoError } from './errno.js';
 
@@ -27,7 +28,9 @@ export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
       answerWith(ctx, 'open', path, cb, async () => {
         const writable = (flags & O_ACCMODE) !== constants.O_RDONLY;
         if (writable) refuseIfReadOnly(ctx);
-        const stat = await statPath(ctx, path, true);
+        // The mount asks for atomic_o_trunc: O_TRUNC arrives here instead of as a truncate
+        // plus a getattr, and the truncate's reply is as fresh as the stat an open needs.
+        const stat = writable && flags & constants.O_TRUNC ? await truncatePath(path, 0) : await statPath(ctx, path, true);
         if (stat.type === 'directory') throw errnoError('EISDIR', `${path}: is a directory`);
         return handles.open(stat, writable).fd;
       }),
@@ -98,18 +101,24 @@ export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
     truncate: (path, size, cb) =>
       answer(ctx, 'truncate', path, cb, async () => {
         refuseIfReadOnly(ctx);
-        const stat = await statPath(ctx, path);
-        const open = stat.type === 'file' ? handles.fileOf(stat.ino) : undefined;
-        if (open) await open.truncate(remotePath(ctx, path), size);
-        else await strata.setattr(remotePath(ctx, path), { size });
-        cache.invalidate(path);
+        await truncatePath(path, size);
       }),
 
+    // libfuse asks for the attributes right after a truncate: the SetAttr reply cached here
+    // answers that, saving a Stat.
     ftruncate: (path, fd, size, cb) =>
       answer(ctx, 'ftruncate', path, cb, async () => {
         refuseIfReadOnly(ctx);
-        await handles.get(fd).file.truncate(remotePath(ctx, path), size);
-        cache.invalidate(path);
+        cache.set(path, await handles.get(fd).file.truncate(remotePath(ctx, path), size));
       }),
   };
+
+  /** Sets a path's size, through its open file if this mount has one (which drops unstored bytes past it). */
+  async function truncatePath(path: string, size: number): Promise<FileStat> {
+    const stat = await statPath(ctx, path);
+    const open = stat.type === 'file' ? handles.fileOf(stat.ino) : undefined;
+    const truncated = open ? await open.truncate(remotePath(ctx, path), size) : await strata.setattr(remotePath(ctx, path), { size });
+    cache.set(path, truncated);
+    return truncated;
+  }
 }

@@ -13,7 +13,8 @@ import { AttrCache } from './cache.js';
 import type { MountConfig } from './config.js';
 import type { MountContext } from './context.js';
 import { HandleTable } from './handles.js';
-import { createOperations } from './ops.js';
+import { DirListings } from './listings.js';
+import { createOperations, fetchWindow } from './ops.js';
 import { isMounted, unmountWithFallbacks } from './unmount.js';
 
 /** fuse-native exposes no switch for these libfuse options; append them to its -o list. */
@@ -51,7 +52,9 @@ export async function runMount(config: MountConfig, log: Logger): Promise<number
     strata.close();
     throw err;
   }
-  const ctx: MountContext = { strata, config, cache: new AttrCache(config.attrTimeoutMs), handles: new HandleTable(strata, config), log };
+  const cache = new AttrCache(config.attrTimeoutMs);
+  const listings = new DirListings(cache, (dir, after, count) => fetchWindow(ctx, dir, after, count), config.attrTimeoutMs);
+  const ctx: MountContext = { strata, config, cache, listings, handles: new HandleTable(strata, config), log };
   const fuse = new StrataFuse(mountpoint, createOperations(ctx), fuseOptions(config), libfuseOptions(config));
   const signals = stopSignals();
   try {
@@ -107,6 +110,8 @@ function libfuseOptions(config: MountConfig): string[] {
     `entry_timeout=${seconds}`,
     // Names another client creates show at once.
     'negative_timeout=0',
+    // open(O_TRUNC) truncates in our open callback: one SetAttr instead of Stat, SetAttr, Stat.
+    'atomic_o_trunc',
   ];
   if (config.readOnly) options.push('ro');
   return options;

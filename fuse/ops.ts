@@ -2,8 +2,8 @@
 // Namespace operations: each path-based FUSE call is one SDK call (or an attribute cache hit).
 // This mount's own changes drop the cache entries they touch, so it reads its own writes.
 import type Fuse from 'fuse-native';
+import type { FileStat, FileType } from '../client/index.js';
 import { directoryStat, toFuseStat, toStatFs } from './attrs.js';
-import { childPath } from './cache.js';
 import { type MountContext, answer, answerWith, refuseIfReadOnly, settle, remotePath, statPath, withMode } from './context.js';
 import { errnoError } from './errno.js';
 import { fileOperations } from './file-ops.js';
@@ -107,16 +107,39 @@ export function createOperations(ctx: MountContext): Fuse.Operations {
   };
 }
 
-/** Names with attributes (their type gives d_type); '.' and '..' first, as readdir(3) expects. */
+/** The largest page the coordinator serves: a 10k-entry directory in one round trip. */
+const LIST_PAGE = 10_000;
+
+/**
+ * Names with their types (libfuse 2 passes only the type on, as d_type); '.' and '..' first, as
+ * readdir(3) expects. Attributes come later, and only if looked up (listings.ts).
+ */
 async function listDirectory(ctx: MountContext, path: string): Promise<{ names: string[]; stats: Fuse.Stat[] }> {
-  const entries = await ctx.strata.readdir(remotePath(ctx, path), { withStats: true });
+  const entries = await ctx.strata.readdir(remotePath(ctx, path), { pageSize: LIST_PAGE });
+  const directory = directoryStat();
+  const stats = [directory, directory];
   const names = ['.', '..'];
-  const stats = [directoryStat(), directoryStat()];
   for (const entry of entries) {
-    // The kernel stats each entry next (ls -l, find): serve those from the cache.
-    if (entry.stat) ctx.cache.set(childPath(path, entry.name), entry.stat);
     names.push(entry.name);
-    stats.push(entry.stat ? toFuseStat(ctx, entry.stat) : { ...directoryStat(), mode: entry.type === 'directory' ? 0o040755 : 0o100644 });
+    stats.push(TYPE_ONLY[entry.type]);
   }
+  ctx.listings.listed(path, names.slice(2));
   return { names, stats };
+}
+
+const TYPE_ONLY: Record<FileType, Fuse.Stat> = {
+  file: { ...directoryStat(), mode: 0o100644 },
+  directory: { ...directoryStat(), mode: 0o040755 },
+  symlink: { ...directoryStat(), mode: 0o120777 },
+};
+
+/** The attributes of up to `count` entries of `dir` past `after`: one ReadDir (listings.ts). */
+export async function fetchWindow(ctx: MountContext, dir: string, after: string, count: number): Promise<{ name: string; stat: FileStat }[]> {
+  const window: { name: string; stat: FileStat }[] = [];
+  let seen = 0;
+  for await (const entry of ctx.strata.list(remotePath(ctx, dir), { withStats: true, after, pageSize: count })) {
+    if (entry.stat) window.push({ name: entry.name, stat: entry.stat });
+    if (++seen >= count) break;
+  }
+  return window;
 }

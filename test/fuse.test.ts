@@ -102,6 +102,27 @@ with open(model, 'wb') as f: f.write(data)
     expect(out[2].trim()).toBe('0'); // the hole reads as zeros
   });
 
+  test('open(O_TRUNC) of a file this mount holds open with unstored bytes, as on a local disk', async () => {
+    // One descriptor writes (unstored), a second opens with O_TRUNC and writes: the first's
+    // bytes are gone, the second's stay; then a shell overwrite (>) shrinks the file.
+    const script = path.join(L, 'trunc-open.py');
+    await writeFile(
+      script,
+      `import os, sys
+for d in sys.argv[1:]:
+    p = d + '/trunc-open'
+    with open(p, 'wb') as f: f.write(b'x' * 300000)
+    a = os.open(p, os.O_RDWR)
+    os.pwrite(a, b'A' * 5000, 100)
+    b = os.open(p, os.O_WRONLY | os.O_TRUNC)
+    os.pwrite(b, b'BB', 3)
+    os.close(b); os.close(a)
+`,
+    );
+    ok(await sh(`python3 ${script} ${M} ${L} && cmp ${M}/trunc-open ${L}/trunc-open && echo short > ${M}/trunc-open && cat ${M}/trunc-open`));
+    expect(ok(await sh(`stat -c %s ${M}/trunc-open; od -An -c -N5 ${L}/trunc-open | tr -s ' '`))).toBe('6\n \\0 \\0 \\0 B B\n');
+  });
+
   test('500 small files: created, listed, stat-ed, deleted', async () => {
     const out = ok(
       await sh(
