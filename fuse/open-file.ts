@@ -88,17 +88,12 @@ export class OpenFile implements StoredBytes {
       const at = offset - position;
       // Taken before any wait: bytes written before this read began must show in it.
       const memory = this.inMemoryAt(index);
-      memory?.pin();
-      try {
-        if (!memory?.covers(offset - chunkStart, pieceEnd - chunkStart)) {
-          const storedEnd = Math.min(pieceEnd, this.storedSize);
-          if (offset < storedEnd) (await cache.read(this, offset, storedEnd)).copy(out, at);
-          out.fill(0, at + Math.max(0, storedEnd - offset), at + pieceEnd - offset);
-        }
-        memory?.overlay(out, at, offset - chunkStart, pieceEnd - chunkStart);
-      } finally {
-        memory?.unpin();
+      if (!memory?.covers(offset - chunkStart, pieceEnd - chunkStart)) {
+        const storedEnd = Math.min(pieceEnd, this.storedSize);
+        if (offset < storedEnd) (await cache.read(this, offset, storedEnd)).copy(out, at);
+        out.fill(0, at + Math.max(0, storedEnd - offset), at + pieceEnd - offset);
       }
+      memory?.overlay(out, at, offset - chunkStart, pieceEnd - chunkStart);
       offset = pieceEnd;
     }
     return out;
@@ -196,26 +191,24 @@ export class OpenFile implements StoredBytes {
     const bytes = chunk.seal(length, base);
     // From dirty to uploading in one step: a read during the waits above still found it in dirty.
     this.dirty.delete(chunk.index);
-    const upload: Upload = { chunk, done: Promise.resolve() };
-    const forget = () => {
-      if (this.uploads.get(chunk.index) === upload) this.uploads.delete(chunk.index);
-    };
-    upload.done = this.backend.writeChunkAt({ ino: this.ino }, chunk.index, bytes).then(
+    const done = this.backend.writeChunkAt({ ino: this.ino }, chunk.index, bytes).then(
       (stat) => {
         this.storedSize = Math.max(this.storedSize, stat.size);
         this.version++;
-        // Unreachable in the same step as it is recycled: no later read can find it.
-        forget();
-        chunk.retire();
       },
       (err) => {
         this.failure ??= err;
         // Keep the bytes so a later flush can retry (writers to this chunk wait for `done`).
         chunk.unseal();
         if (!this.dirty.has(chunk.index)) this.dirty.set(chunk.index, chunk);
-        forget();
       },
     );
+    const upload: Upload = {
+      chunk,
+      done: done.finally(() => {
+        if (this.uploads.get(chunk.index) === upload) this.uploads.delete(chunk.index);
+      }),
+    };
     this.uploads.set(chunk.index, upload);
   }
 
