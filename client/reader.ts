@@ -45,9 +45,11 @@ export async function* readRange(coordinator: CoordinatorClient, datanodes: Data
   let fetchedThrough = firstIndex - 1;
   const locate = async (index: number): Promise<ChunkLocation | undefined> => {
     if (index > fetchedThrough) {
-      const reply = await coordinator.call<GetChunksReply>('GetChunks', { ino: options.ino, fromIndex: index, count: LOCATIONS_PER_CALL });
+      // No more than the range needs: a one-chunk read (the mount's) asks for one location.
+      const count = Math.min(LOCATIONS_PER_CALL, lastIndex - index + 1);
+      const reply = await coordinator.call<GetChunksReply>('GetChunks', { ino: options.ino, fromIndex: index, count });
       for (const chunk of reply.chunks) locations.set(Number(chunk.index), chunk);
-      fetchedThrough = index + LOCATIONS_PER_CALL - 1;
+      fetchedThrough = index + count - 1;
     }
     const found = locations.get(index);
     locations.delete(index);

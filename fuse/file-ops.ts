@@ -50,19 +50,23 @@ export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
       ),
 
     write: (path, fd, buffer, length, position, cb) => {
-      // The buffer is the kernel request's memory, valid only until we answer; the bytes may
-      // wait (behind an upload) longer than that.
-      const data = Buffer.from(buffer.subarray(0, length));
+      // The buffer is the kernel request's memory, valid only until we answer. It is copied
+      // once, straight into the chunk buffer; an answer by the deadline first ends the loan,
+      // so a write still waiting (behind an upload) never reads it afterwards.
+      const loan = new AbortController();
       settle(
         ctx,
         'write',
         path,
         async () => {
           refuseIfReadOnly(ctx);
-          return handles.get(fd).file.write(position, data);
+          return handles.get(fd).file.write(position, buffer.subarray(0, length), loan.signal);
         },
         (written) => cb(written),
-        (errno) => cb(-errno),
+        (errno) => {
+          loan.abort();
+          cb(-errno);
+        },
       );
     },
 

@@ -131,4 +131,53 @@ describe('OpenFile against a model', () => {
     expect(cluster.uploads).toBe(11); // 10 whole chunks of 1000 bytes, then the last 240 bytes
     expect(cluster.size).toBe(10_112);
   });
+
+  test('a borrowed buffer is not read after its loan ended (the write was answered by timeout)', async () => {
+    const cluster = new FakeCluster(1000, prng(8));
+    const file = new OpenFile(cluster, stat(1, 0, 1000), { maxDirtyChunks: 2, writeConcurrency: 1 });
+    await file.write(0, Buffer.alloc(1000, 1)); // fills chunk 0: its upload starts
+    // Chunk 0 is uploading: a write to it waits for the upload, and meanwhile its loan ends.
+    const loan = new AbortController();
+    const kernelBuffer = Buffer.alloc(10, 2);
+    const waiting = file.write(5, kernelBuffer, loan.signal);
+    loan.abort();
+    kernelBuffer.fill(9); // the kernel reuses its memory
+    await expect(waiting).rejects.toThrow(/abandoned/);
+    await file.flush();
+    expect(cluster.chunks.get(0)!.equals(Buffer.alloc(1000, 1))).toBe(true);
+  });
+
+  test('many concurrent writes buffer at most maxDirtyChunks + writeConcurrency chunks', async () => {
+    let inFlight = 0;
+    let peakBufferedChunks = 0;
+    const cluster = new FakeCluster(1000, prng(9));
+    const upload = cluster.writeChunkAt.bind(cluster);
+    cluster.writeChunkAt = async (f, index, data) => {
+      inFlight++;
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        return await upload(f, index, data);
+      } finally {
+        inFlight--;
+      }
+    };
+    const limits = { maxDirtyChunks: 2, writeConcurrency: 2 };
+    const file = new OpenFile(cluster, stat(1, 0, 1000), limits);
+    const random = prng(10);
+    const writes: Promise<number>[] = [];
+    // Scattered writes, all issued at once (as a multi-threaded caller would).
+    for (let i = 0; i < 200; i++) {
+      writes.push(file.write(random(50) * 1000 + random(900), Buffer.alloc(100, 1 + (i % 250))));
+      peakBufferedChunks = Math.max(peakBufferedChunks, (file as unknown as { dirty: Map<number, unknown> }).dirty.size + inFlight);
+    }
+    const probe = setInterval(() => {
+      peakBufferedChunks = Math.max(peakBufferedChunks, (file as unknown as { dirty: Map<number, unknown> }).dirty.size + inFlight);
+    }, 0);
+    await Promise.all(writes);
+    await file.flush();
+    clearInterval(probe);
+    expect(inFlight).toBe(0);
+    // A write may start two chunks (it can cross a boundary) before the bound applies to them.
+    expect(peakBufferedChunks).toBeLessThanOrEqual(limits.maxDirtyChunks + 2 + limits.writeConcurrency);
+  });
 });

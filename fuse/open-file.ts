@@ -99,8 +99,13 @@ export class OpenFile implements StoredBytes {
     return out;
   }
 
-  /** Buffers `data` at `position`; uploads the chunks it completes. Returns bytes written. */
-  write(position: number, data: Buffer): Promise<number> {
+  /**
+   * Buffers `data` at `position`; uploads the chunks it completes. Returns bytes written.
+   * `data` may be borrowed (the kernel's request buffer, no copy of it made first): it is read
+   * only while `loan` is not aborted, and a write whose loan ended before its bytes were
+   * copied stops there (its caller was already answered).
+   */
+  write(position: number, data: Buffer, loan?: AbortSignal): Promise<number> {
     return this.exclusive(async () => {
       this.throwFailure();
       for (let offset = 0; offset < data.length; ) {
@@ -110,6 +115,7 @@ export class OpenFile implements StoredBytes {
         const count = Math.min(this.chunkSize - within, data.length - offset);
         // Stored chunks are immutable: a chunk being uploaded is rewritten only after it lands.
         await this.uploads.get(index)?.done;
+        if (loan?.aborted) throw new Error('write abandoned: answered before its bytes were buffered');
         let chunk = this.dirty.get(index);
         if (!chunk) this.dirty.set(index, (chunk = new DirtyChunk(index, this.chunkSize)));
         const streaming = within === 0 && at > 0 && at === this.lastWriteEnd;
@@ -157,12 +163,15 @@ export class OpenFile implements StoredBytes {
     this.failure = undefined;
   }
 
-  /** Stored bytes [start, end): StoredBytes for the read cache. */
-  async fetch(start: number, end: number): Promise<Buffer> {
+  /** Stored bytes [start, end) as they arrive: StoredBytes for the read cache. */
+  stream(start: number, end: number): AsyncIterable<Buffer> {
+    return this.backend.readAt({ ino: this.ino, size: this.storedSize, chunkSize: this.chunkSize }, start, end);
+  }
+
+  /** Stored bytes [start, end) in one buffer (the old bytes under a partly written chunk). */
+  private async fetch(start: number, end: number): Promise<Buffer> {
     const pieces: Buffer[] = [];
-    for await (const piece of this.backend.readAt({ ino: this.ino, size: this.storedSize, chunkSize: this.chunkSize }, start, end)) {
-      pieces.push(piece);
-    }
+    for await (const piece of this.stream(start, end)) pieces.push(piece);
     return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
   }
 
