@@ -187,7 +187,8 @@ export async function uploadChunk(
       });
       return { stat: toFileStat(reply.attr), copies: result.storedOn.length };
     }
-    // failed[0] is the hop that broke; the nodes after it were merely not reached.
+    // failed[0] surely broke: a chain lists the nodes after it as merely not reached; a star
+    // (small chunks) lists each node that failed, and a retry that meets another excludes it then.
     if (result.failed[0]) exclude.add(result.failed[0]);
     lastError = describeWriteFailure(placement.chunkId, result, placement.requiredAcks);
   }
