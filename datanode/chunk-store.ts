@@ -127,10 +127,12 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
       // A running delete of this id unlinks the file after its index entry is gone: wait for it,
       // or it could unlink the file this writer is about to rename into place.
       await this.deletions.get(chunkId)?.catch(() => {});
-      // The lookup and the temp file's creation (if the chunk may need one) overlap.
-      const exists = this.has(chunkId);
-      await settleAll([exists, writer.start()]);
-      if (await exists) throw new StrataError('Exists', `chunk ${chunkId}: already exists (chunks are immutable)`);
+      // A synchronous lookup: reading one small key costs microseconds, while a threadpool round
+      // trip costs milliseconds on a busy machine, and every replica of every chunk pays it.
+      if (this.index.getSync(chunkRecordKey(chunkId)) !== undefined) {
+        throw new StrataError('Exists', `chunk ${chunkId}: already exists (chunks are immutable)`);
+      }
+      await writer.start();
       return writer;
     } catch (err) {
       await writer.abort().catch(() => {});
