@@ -21,12 +21,14 @@ export interface ChunkWriterOptions {
   /** Fresh placements to try per chunk before the write fails. */
   maxAttemptsPerChunk: number;
   onProgress?: (bytesWritten: number) => void;
+  /** A placement for chunk 0 that came with Create: its first attempt skips AllocateChunk. */
+  firstChunk?: AllocateReply;
 }
 
 const EMPTY = Buffer.alloc(0);
 const MIN_BUFFER_BYTES = 64 * 1024;
 
-interface AllocateReply {
+export interface AllocateReply {
   chunkId: string;
   pipeline: NodeAddress[];
   requiredAcks: number;
@@ -124,6 +126,7 @@ export class ChunkWriter extends Writable {
       ackPolicy: this.options.ackPolicy,
       maxAttempts: this.options.maxAttemptsPerChunk,
       failedNodes: this.failedNodes,
+      placement: index === 0 ? this.options.firstChunk : undefined,
     });
     this.stat = stat;
     this.fewestCopies = Math.min(this.fewestCopies, copies);
@@ -144,6 +147,8 @@ export interface ChunkUploadOptions {
    * coordinator only learns a node is dead after its heartbeat grace period.
    */
   failedNodes: Set<string>;
+  /** A placement already granted for this chunk (e.g. by Create), used for the first attempt. */
+  placement?: AllocateReply;
 }
 
 /**
@@ -161,7 +166,8 @@ export async function uploadChunk(
   const exclude = options.failedNodes;
   let lastError: StrataError | undefined;
   for (let attempt = 0; attempt < options.maxAttempts; attempt++) {
-    const placement = await allocate(coordinator, ino, index, options.ackPolicy, exclude);
+    const granted = attempt === 0 ? options.placement : undefined;
+    const placement = granted ?? (await allocate(coordinator, ino, index, options.ackPolicy, exclude));
     let result;
     try {
       result = await datanodes.writeChunk(placement.pipeline, placement.chunkId, data);
@@ -193,7 +199,8 @@ export async function uploadChunk(
       if (reply) return { stat: toFileStat(reply.attr), copies: result.storedOn.length };
       continue;
     }
-    // failed[0] is the hop that broke; the nodes after it were merely not reached.
+    // failed[0] surely broke: a chain lists the nodes after it as merely not reached; a star
+    // (small chunks) lists each node that failed, and a retry that meets another excludes it then.
     if (result.failed[0]) exclude.add(result.failed[0]);
     lastError = describeWriteFailure(placement.chunkId, result, placement.requiredAcks);
   }

@@ -34,6 +34,19 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
   };
   const resolvePath = (path: string) => meta.resolve(splitPath(requireString(path, 'path')));
   const statReply = (attr: Attr) => ({ attr: toWireAttr(attr) });
+  const ackPolicyOf = (requested: unknown): AckPolicy => {
+    const ackPolicy = String(requested || config.ackPolicy);
+    if (!ACK_POLICIES.has(ackPolicy)) throw invalid(`invalid ack policy '${ackPolicy}': use one, quorum or all`);
+    return ackPolicy as AckPolicy;
+  };
+  const placeChunk = (attr: Attr, ackPolicy: AckPolicy, excludeNodes: string[]) => {
+    const placement = nodes.place(attr.replication, ackPolicy, excludeNodes);
+    return {
+      chunkId: placement.chunkId,
+      pipeline: placement.pipeline.map((n) => ({ nodeId: n.nodeId, address: n.address })),
+      requiredAcks: placement.requiredAcks,
+    };
+  };
 
   const mkdirs = async (components: string[], mode: number): Promise<Attr> => {
     let current = await meta.resolve([]);
@@ -78,6 +91,7 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
       if (chunkSize < MIN_CHUNK_BYTES || chunkSize > MAX_CHUNK_BYTES) {
         throw invalid(`chunk size ${chunkSize} is outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES} bytes`);
       }
+      const ackPolicy = req.allocateFirstChunk ? ackPolicyOf(req.ackPolicy) : null;
       const { dir, name } = await parentOf(req.path);
       const attr = await meta.create(dir.ino, name, {
         mode: Number(req.mode) || 0o644,
@@ -86,7 +100,15 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
         exclusive: !!req.exclusive,
         truncate: !!req.truncate,
       });
-      return statReply(attr);
+      if (!ackPolicy || attr.type !== 'file') return statReply(attr);
+      // No placement (no live node) must not fail the create: the client's AllocateChunk reports it.
+      let firstChunk = null;
+      try {
+        firstChunk = placeChunk(attr, ackPolicy, []);
+      } catch (err) {
+        if (!(err instanceof StrataError) || err.kind !== 'Unavailable') throw err;
+      }
+      return { ...statReply(attr), firstChunk };
     }),
 
     Remove: unaryHandler(async (req: Req) => {
@@ -126,14 +148,7 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
     AllocateChunk: unaryHandler(async (req: Req) => {
       const attr = await meta.getattr(requireIno(req.ino));
       if (attr.type !== 'file') throw attr.type === 'dir' ? isDir(`inode ${attr.ino}`) : invalid(`inode ${attr.ino}: not a regular file`);
-      const ackPolicy = String(req.ackPolicy || config.ackPolicy);
-      if (!ACK_POLICIES.has(ackPolicy)) throw invalid(`invalid ack policy '${ackPolicy}': use one, quorum or all`);
-      const placement = nodes.place(attr.replication, ackPolicy as AckPolicy, req.excludeNodes ?? []);
-      return {
-        chunkId: placement.chunkId,
-        pipeline: placement.pipeline.map((n) => ({ nodeId: n.nodeId, address: n.address })),
-        requiredAcks: placement.requiredAcks,
-      };
+      return placeChunk(attr, ackPolicyOf(req.ackPolicy), req.excludeNodes ?? []);
     }),
 
     CommitChunk: unaryHandler(async (req: Req) => {

@@ -35,7 +35,7 @@ import {
   type StoredChunkRecord,
 } from './chunk-layout.js';
 import { LocalChunkWriter, ignoreMissing, mapFsError, type ChunkWriter, type WriterHost } from './chunk-writer.js';
-import { CommitWave, DirSync, fsyncDir, settleAll } from './commit-wave.js';
+import { CommitWave, DirSync, fsyncDir } from './commit-wave.js';
 
 export { INLINE_MAX_BYTES, chunkFilePath, inlineChunkKey, quarantineFilePath, validateChunkId } from './chunk-layout.js';
 export type { ChunkPlacement, ChunkRecord, ChunkStat } from './chunk-layout.js';
@@ -178,10 +178,12 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
       // entry is gone: wait for it, or it could take the file this writer is about to rename in.
       await this.removals.get(chunkId)?.catch(() => {});
       if (this.quarantinedIds.has(chunkId)) throw quarantinedConflict(chunkId);
-      // The lookup and the temp file's creation (if the chunk may need one) overlap.
-      const exists = this.has(chunkId);
-      await settleAll([exists, writer.start()]);
-      if (await exists) throw new StrataError('Exists', `chunk ${chunkId}: already exists (chunks are immutable)`);
+      // A synchronous lookup: reading one small key costs microseconds, while a threadpool round
+      // trip costs milliseconds on a busy machine, and every replica of every chunk pays it.
+      if (this.index.getSync(chunkRecordKey(chunkId)) !== undefined) {
+        throw new StrataError('Exists', `chunk ${chunkId}: already exists (chunks are immutable)`);
+      }
+      await writer.start();
       return writer;
     } catch (err) {
       await writer.abort().catch(() => {});

@@ -8,7 +8,10 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { runDataNode, type RunningDataNode } from './run.js';
 import { chunkFilePath } from './chunk-store.js';
-import type { NodeAddress, WriteChunkReply } from './service.js';
+import { STAR_MAX_BYTES, type NodeAddress, type WriteChunkReply } from './service.js';
+import { DataNodeClients } from '../client/datanode-client.js';
+import type { CoordinatorClient } from '../client/coordinator-client.js';
+import { uploadChunk } from '../client/writer.js';
 import { CHANNEL_OPTIONS, ERROR_KIND_METADATA_KEY, bindServer, callUnary, strataProto } from '../common/grpc.js';
 
 const MIB = 1024 * 1024;
@@ -113,6 +116,21 @@ describe('DataNode service', () => {
     expect(info.usedBytes as number).toBeGreaterThan(data.length);
   });
 
+  it('sends a small chunk from the head to every other node at once (a star)', async () => {
+    const data = randomBytes(STAR_MAX_BYTES); // the largest chunk that goes by star
+    const reply = await writeChunk(clients[0], 'chunk-star', data, hops(1, 2));
+    expect(reply).toEqual({ storedOn: ['dn0', 'dn1', 'dn2'], failed: [], errors: [] });
+    for (const client of clients) expect((await readChunk(client, 'chunk-star')).equals(data)).toBe(true);
+    // A star, not a chain: an unreachable second node keeps nothing from the third.
+    const ghost: NodeAddress = { nodeId: 'ghost', address: 'no such host:??' };
+    const small = randomBytes(4096);
+    const partial = await writeChunk(clients[0], 'chunk-star-ghost', small, [ghost, ...hops(2)]);
+    expect(partial).toMatchObject({ storedOn: ['dn0', 'dn2'], failed: ['ghost'] });
+    expect(partial.errors).toHaveLength(1);
+    expect(partial.errors[0]).toContain('ghost');
+    expect((await readChunk(clients[2], 'chunk-star-ghost')).equals(small)).toBe(true);
+  });
+
   it('answers NOT_FOUND for an unknown chunk', async () => {
     const err = await readChunk(clients[0], 'no-such-chunk').catch((e) => e);
     expect(err.code).toBe(grpc.status.NOT_FOUND);
@@ -189,6 +207,44 @@ describe('DataNode service', () => {
     expect((await readChunk(clients[1], 'chunk-b')).equals(data)).toBe(true);
     const ghost = await writeChunk(clients[0], 'chunk-g', data, [{ nodeId: 'ghost', address: 'no such host:??' }, ...hops(1)]);
     expect(ghost).toMatchObject({ storedOn: ['dn0'], failed: ['ghost', 'dn1'] });
+  });
+
+  it('by star, reports each stopped node as failed, and the client commits only with the required acks', async () => {
+    // nodes[2] was stopped by the test above.
+    const data = randomBytes(64 * 1024);
+    const reply = await writeChunk(clients[0], 'chunk-star-down', data, hops(2, 1));
+    expect(reply).toMatchObject({ storedOn: ['dn0', 'dn1'], failed: ['dn2'] });
+    expect(reply.errors[0]).toContain('dn2');
+    expect((await readChunk(clients[1], 'chunk-star-down')).equals(data)).toBe(true);
+
+    // The SDK's upload against a scripted coordinator: placements always put dn2 in the middle.
+    const datanodes = new DataNodeClients({ writeTimeoutMs: 30_000, readTimeoutMs: 30_000 });
+    const upload = async (requiredAcks: number) => {
+      const calls: Array<{ method: string; request: Record<string, unknown> }> = [];
+      let placements = 0;
+      const coordinator = {
+        async call(method: string, request: Record<string, unknown>) {
+          calls.push({ method, request });
+          if (method === 'AllocateChunk') return { chunkId: `ack-${requiredAcks}-${placements++}`, pipeline: hops(0, 2, 1), requiredAcks };
+          return { attr: { ino: 7, type: 'FILE', size: data.length } };
+        },
+      } as unknown as CoordinatorClient;
+      const failedNodes = new Set<string>();
+      const result = await uploadChunk(coordinator, datanodes, { ino: 7, index: 0, data, maxAttempts: 2, failedNodes }).catch((err) => err);
+      return { result, calls, failedNodes };
+    };
+    try {
+      const all = await upload(3);
+      expect(all.result).toMatchObject({ kind: 'Unavailable' });
+      expect(all.calls.map((call) => call.method)).toEqual(['AllocateChunk', 'AllocateChunk']); // never committed
+      expect(all.calls[1].request.excludeNodes).toEqual(['dn2']); // the failed node, not the head
+      const quorum = await upload(2);
+      expect(quorum.result).toMatchObject({ copies: 2 });
+      expect(quorum.calls.map((call) => call.method)).toEqual(['AllocateChunk', 'CommitChunk']);
+      expect(quorum.calls[1].request).toMatchObject({ chunkId: 'ack-2-0', nodes: ['dn0', 'dn1'] });
+    } finally {
+      datanodes.close();
+    }
   });
 
   it('heartbeats every coordinator on its own, at the pace the coordinator asks for', async () => {

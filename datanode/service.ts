@@ -45,6 +45,8 @@ const READ_PIECE_BYTES = 1024 * 1024;
 const MAX_PIPELINE_NODES = 16;
 const INBOUND_READ_AHEAD_MESSAGES = 2;
 const DEFAULT_DOWNSTREAM_TIMEOUT_MS = 120_000;
+/** Chunks up to this size are forwarded by the head to every other node at once (see routesFor). */
+export const STAR_MAX_BYTES = 1024 * 1024;
 
 type WriteCall = grpc.ServerReadableStream<WriteChunkRequest, WriteChunkReply>;
 type ReadCall = grpc.ServerWritableStream<ReadChunkRequest, ReadChunkReply>;
@@ -75,13 +77,19 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
       if (!hop?.nodeId || !hop.address) throw invalid('WriteChunk: every pipeline entry needs nodeId and address');
       if (hop.nodeId === nodeId) throw invalid(`WriteChunk: pipeline loops back to ${nodeId}`);
     }
-    const writer = await store.createWriter(header.chunkId, header.length);
-    if (pipeline.length === 0) return new WriteSession(writer, null, []);
-    const [next, ...rest] = pipeline;
-    const downstreamHeader: WriteChunkHeader = { chunkId: header.chunkId, length: header.length, pipeline: rest };
     const timeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
-    const downstream = new Downstream(() => clientFor(next.address), next, downstreamHeader, call, timeoutMs);
-    return new WriteSession(writer, downstream, pipeline);
+    const downstreams = routesFor(header, pipeline).map(
+      ({ next, rest }) => new Downstream(() => clientFor(next.address), next, rest, { chunkId: header.chunkId, length: header.length, pipeline: rest }, call, timeoutMs),
+    );
+    // The streams open before the local writer, so their setup overlaps this node's index lookup
+    // instead of adding to it at every hop. They carry no data until the writer exists: a refused
+    // local write cancels them before anything could be stored downstream.
+    try {
+      return new WriteSession(await store.createWriter(header.chunkId, header.length), downstreams);
+    } catch (err) {
+      for (const downstream of downstreams) downstream.cancel();
+      throw err;
+    }
   }
 
   async function writeChunk(call: WriteCall): Promise<WriteChunkReply> {
@@ -181,8 +189,7 @@ class WriteSession {
 
   constructor(
     private readonly writer: ChunkWriter,
-    private readonly downstream: Downstream | null,
-    private readonly pipeline: NodeAddress[],
+    private readonly downstreams: Downstream[],
   ) {}
 
   get chunkId(): string {
@@ -196,55 +203,71 @@ class WriteSession {
     const local = this.writer.write(message.data);
     local.catch(() => undefined); // observed below or in finish()
     this.pendingLocal.push(local);
-    await this.downstream?.send(message.data);
+    const data = message.data;
+    await Promise.all(this.downstreams.map((downstream) => downstream.send(data)));
     while (this.pendingLocal.length > MAX_PENDING_LOCAL_WRITES) await this.pendingLocal.shift();
   }
 
   async finish(nodeId: string): Promise<WriteChunkReply> {
-    this.downstream?.end();
+    for (const downstream of this.downstreams) downstream.end();
     try {
       await Promise.all(this.pendingLocal.splice(0));
     } catch (err) {
-      this.downstream?.cancel();
+      this.cancelDownstreams();
       throw err;
     }
     const local = this.writer.commit().catch((err) => {
-      this.downstream?.cancel();
+      this.cancelDownstreams();
       throw err;
     });
-    const [committed, outcome] = await Promise.allSettled([local, this.downstream?.outcome]);
+    const outcomes = Promise.all(this.downstreams.map((downstream) => downstream.outcome)); // never rejects
+    const [committed] = await Promise.allSettled([local, outcomes]);
     if (committed.status === 'rejected') throw committed.reason;
     const reply: WriteChunkReply = { storedOn: [nodeId], failed: [], errors: [] };
-    const result = outcome.status === 'fulfilled' ? outcome.value : undefined;
-    if (result && 'reply' in result) {
-      reply.storedOn.push(...result.reply.storedOn);
-      reply.failed.push(...result.reply.failed);
-      reply.errors.push(...result.reply.errors);
-    } else if (result) {
-      // The next hop failed: nothing behind it can be known to hold a copy.
-      const [next, ...rest] = this.pipeline;
-      reply.failed.push(...this.pipeline.map((hop) => hop.nodeId));
-      reply.errors.push(`${next.nodeId} (${next.address}): ${result.error.message}`);
-      reply.errors.push(...rest.map((hop) => `${hop.nodeId} (${hop.address}): not reached, ${next.nodeId} failed`));
-    }
+    // Each downstream reports its own subtree, in pipeline order.
+    for (const [i, outcome] of (await outcomes).entries()) this.downstreams[i].report(outcome, reply);
     return reply;
   }
 
   async abort(): Promise<void> {
-    this.downstream?.cancel();
+    this.cancelDownstreams();
     await this.writer.abort();
   }
+
+  private cancelDownstreams(): void {
+    for (const downstream of this.downstreams) downstream.cancel();
+  }
+}
+
+/**
+ * Where this node forwards a chunk. Big chunks go down a chain (each node forwards to the next),
+ * so every link carries the bytes once and the client's bandwidth is not split. Small ones, where
+ * latency is round trips rather than bytes, go from the head to every other node at once (a star):
+ * one forwarding hop instead of one per replica, and the slowest fsync instead of their chain.
+ */
+function routesFor(header: WriteChunkHeader, pipeline: NodeAddress[]): Array<{ next: NodeAddress; rest: NodeAddress[] }> {
+  if (pipeline.length === 0) return [];
+  if (header.length <= STAR_MAX_BYTES) return pipeline.map((next) => ({ next, rest: [] }));
+  const [next, ...rest] = pipeline;
+  return [{ next, rest }];
 }
 
 type DownstreamOutcome = { reply: WriteChunkReply } | { error: StrataError };
 
-/** One forwarded WriteChunk stream to the next node; its outcome never rejects. */
+/** One forwarded WriteChunk stream to `hop`, which forwards it on to `rest`; its outcome never rejects. */
 class Downstream {
   readonly outcome: Promise<DownstreamOutcome>;
   private stream: grpc.ClientWritableStream<WriteChunkRequest> | null = null;
   private settled = false;
 
-  constructor(client: () => DataNodeClient, hop: NodeAddress, header: WriteChunkHeader, parent: WriteCall, timeoutMs: number) {
+  constructor(
+    client: () => DataNodeClient,
+    private readonly hop: NodeAddress,
+    private readonly rest: NodeAddress[],
+    header: WriteChunkHeader,
+    parent: WriteCall,
+    timeoutMs: number,
+  ) {
     let resolveOutcome!: (outcome: DownstreamOutcome) => void;
     this.outcome = new Promise((resolve) => (resolveOutcome = resolve));
     const settle = (outcome: DownstreamOutcome) => {
@@ -261,6 +284,20 @@ class Downstream {
     } catch (err) {
       settle({ error: asStrataError(err) }); // e.g. an unparsable address: a failed hop, not a failed write
     }
+  }
+
+  /** Adds what this stream's subtree stored and which of its nodes failed; failed and errors stay aligned. */
+  report(outcome: DownstreamOutcome, reply: WriteChunkReply): void {
+    if ('reply' in outcome) {
+      reply.storedOn.push(...outcome.reply.storedOn);
+      reply.failed.push(...outcome.reply.failed);
+      reply.errors.push(...outcome.reply.errors);
+      return;
+    }
+    // This hop failed: nothing behind it can be known to hold a copy.
+    reply.failed.push(this.hop.nodeId, ...this.rest.map((node) => node.nodeId));
+    reply.errors.push(`${this.hop.nodeId} (${this.hop.address}): ${outcome.error.message}`);
+    reply.errors.push(...this.rest.map((node) => `${node.nodeId} (${node.address}): not reached, ${this.hop.nodeId} failed`));
   }
 
   async send(data: Buffer): Promise<void> {
