@@ -1,4 +1,4 @@
 // The SDK's public surface: deliberately small.
-export { Strata, type ChunkPlacement, type ConnectOptions, type ListOptions } from './strata.js';
+export { Strata, type ChunkGrant, type ChunkPlacement, type ConnectOptions, type ListOptions } from './strata.js';
 export type { AckPolicy, DirEntry, FileStat, FileType, FsStats, HealthReport, NodeStatus, ReadOptions, WriteOptions } from './types.js';
 export { StrataError, type ErrorKind } from '../common/errors.js';

@@ -36,6 +36,9 @@ export interface ListOptions {
   pageSize?: number;
 }
 
+/** A placement for one chunk write, granted by Create: opaque to callers. */
+export type ChunkGrant = AllocateReply;
+
 type CreateOptions = Pick<WriteOptions, 'mode' | 'replication' | 'chunkSize' | 'exclusive'> & { truncate?: boolean };
 
 /** What ranged reads by inode need: the file's identity and shape as a stat gave them. */
@@ -197,6 +200,16 @@ export class Strata {
     return (await this.createFile(path, options, null)).stat;
   }
 
+  /**
+   * Like create, and also asks for a placement of chunk 0 (`grant`, absent when no node could
+   * take it): a caller that writes the first chunk later (a FUSE create, then close) passes it
+   * to writeChunkAt and so skips one AllocateChunk round trip.
+   */
+  async createForWrite(path: string, options: CreateOptions = {}): Promise<{ stat: FileStat; grant?: ChunkGrant }> {
+    const { stat, firstChunk } = await this.createFile(path, options, '');
+    return { stat, grant: firstChunk };
+  }
+
   /** Create; given an ack policy ('' = the coordinator's default), also a placement for chunk 0. */
   private async createFile(path: string, options: CreateOptions, firstChunkAckPolicy: string | null): Promise<{ stat: FileStat; firstChunk?: AllocateReply }> {
     const reply = await this.coordinator.call<{ attr: unknown; firstChunk?: AllocateReply | null }>('Create', {
@@ -228,7 +241,7 @@ export class Strata {
    * commits it; the file grows to cover it. Resolves once the required replicas fsynced it and
    * metadata points at it, with the file's attributes after the commit.
    */
-  async writeChunkAt(file: Pick<FileStat, 'ino'>, index: number, data: Buffer, options: Pick<WriteOptions, 'ackPolicy'> = {}): Promise<FileStat> {
+  async writeChunkAt(file: Pick<FileStat, 'ino'>, index: number, data: Buffer, options: Pick<WriteOptions, 'ackPolicy'> & { grant?: ChunkGrant } = {}): Promise<FileStat> {
     if (!Number.isSafeInteger(index) || index < 0) throw invalid(`invalid chunk index ${index}`);
     const { stat } = await uploadChunk(this.coordinator, this.datanodes, {
       ino: file.ino,
@@ -237,6 +250,8 @@ export class Strata {
       ackPolicy: options.ackPolicy,
       maxAttempts: 5,
       failedNodes: new Set(),
+      // A stale grant (its node died, or its commit window passed) costs one attempt, no more.
+      placement: options.grant,
     });
     return stat;
   }

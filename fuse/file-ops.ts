@@ -18,10 +18,11 @@ export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
       answerWith(ctx, 'create', path, cb, async () => {
         refuseIfReadOnly(ctx);
         // Not exclusive: the kernel sends create only for a name its fresh lookup found missing.
-        const stat = await withMode(ctx, path, await strata.create(remotePath(ctx, path), { mode: mode & 0o7777 }), mode & 0o7777);
+        const created = await strata.createForWrite(remotePath(ctx, path), { mode: mode & 0o7777 });
+        const stat = await withMode(ctx, path, created.stat, mode & 0o7777);
         cache.invalidate(path);
         cache.set(path, stat);
-        return handles.open(stat, true).fd;
+        return handles.open(stat, true, created.grant).fd;
       }),
 
     open: (path, flags, cb) =>

@@ -1,7 +1,7 @@
 // Open-file handles of the mount. A handle is what the kernel's `fh` names; handles of the
 // same file (by inode, so a rename does not split them) share one OpenFile, so two
 // descriptors of one file in this mount see each other's writes at once.
-import type { FileStat } from '../client/index.js';
+import type { ChunkGrant, FileStat } from '../client/index.js';
 import { errnoError } from './errno.js';
 import { type FileBackend, OpenFile, type WriteLimits } from './open-file.js';
 import { ReadCache } from './read-cache.js';
@@ -27,10 +27,11 @@ export class HandleTable {
     private readonly limits: WriteLimits,
   ) {}
 
-  open(stat: FileStat, writable: boolean): Handle {
+  /** `grant`: chunk 0's placement, when the file was just created by this open. */
+  open(stat: FileStat, writable: boolean, grant?: ChunkGrant): Handle {
     let file = this.files.get(stat.ino);
     if (file) file.refresh(stat);
-    else this.files.set(stat.ino, (file = new OpenFile(this.backend, stat, this.limits)));
+    else this.files.set(stat.ino, (file = new OpenFile(this.backend, stat, this.limits, grant)));
     file.handles++;
     const handle: Handle = { fd: this.allocateFd(), file, cache: new ReadCache(), writable };
     this.handles.set(handle.fd, handle);

@@ -132,6 +132,25 @@ describe('OpenFile against a model', () => {
     expect(cluster.size).toBe(10_112);
   });
 
+  test("the create's chunk 0 grant goes with chunk 0's first upload only, never twice", async () => {
+    const cluster = new FakeCluster(1000, prng(6));
+    const grants: unknown[] = [];
+    const upload = cluster.writeChunkAt.bind(cluster);
+    cluster.writeChunkAt = async (f, index, data, options) => {
+      grants.push([index, options?.grant]);
+      return upload(f, index, data);
+    };
+    const grant = { chunkId: 'granted', pipeline: [], requiredAcks: 1 };
+    const file = new OpenFile(cluster, stat(1, 0, 1000), { maxDirtyChunks: 2, writeConcurrency: 1 }, grant);
+    await file.write(1500, Buffer.alloc(10, 1)); // chunk 1 first: it must not take chunk 0's grant
+    await file.flush();
+    await file.write(0, Buffer.alloc(10, 2));
+    await file.flush();
+    await file.write(0, Buffer.alloc(10, 3)); // a rewrite of chunk 0 needs a fresh chunk id
+    await file.flush();
+    expect(grants).toEqual([[1, undefined], [0, grant], [0, undefined]]);
+  });
+
   test('a borrowed buffer is not read after its loan ended (the write was answered by timeout)', async () => {
     const cluster = new FakeCluster(1000, prng(8));
     const file = new OpenFile(cluster, stat(1, 0, 1000), { maxDirtyChunks: 2, writeConcurrency: 1 });

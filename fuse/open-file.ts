@@ -3,14 +3,14 @@
 // then CommitChunk) when it fills up, when too many chunks are partly written, and on
 // flush/fsync/close — so a sequential writer costs one round trip per chunk, not per write.
 // Reads see this mount's unstored bytes first, then the stored ones.
-import type { FileStat } from '../client/index.js';
+import type { ChunkGrant, FileStat } from '../client/index.js';
 import { DirtyChunk } from './dirty-chunk.js';
 import type { ReadCache, StoredBytes } from './read-cache.js';
 
 /** The SDK calls an open file makes (Strata provides them). */
 export interface FileBackend {
   readAt(file: Pick<FileStat, 'ino' | 'size' | 'chunkSize'>, start: number, end: number): AsyncIterable<Buffer>;
-  writeChunkAt(file: Pick<FileStat, 'ino'>, index: number, data: Buffer): Promise<FileStat>;
+  writeChunkAt(file: Pick<FileStat, 'ino'>, index: number, data: Buffer, options?: { grant?: ChunkGrant }): Promise<FileStat>;
   setattr(path: string, changes: { size: number }): Promise<FileStat>;
 }
 
@@ -42,12 +42,16 @@ export class OpenFile implements StoredBytes {
   private failure: unknown;
   private lastWriteEnd = -1;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Chunk 0's placement from the create that made this file: its first upload skips AllocateChunk. */
+  private firstChunkGrant: ChunkGrant | undefined;
 
   constructor(
     private readonly backend: FileBackend,
     stat: FileStat,
     private readonly limits: WriteLimits,
+    grant?: ChunkGrant,
   ) {
+    this.firstChunkGrant = grant;
     this.ino = stat.ino;
     this.chunkSize = stat.chunkSize;
     this.storedSize = stat.size;
@@ -191,7 +195,9 @@ export class OpenFile implements StoredBytes {
     const bytes = chunk.seal(length, base);
     // From dirty to uploading in one step: a read during the waits above still found it in dirty.
     this.dirty.delete(chunk.index);
-    const done = this.backend.writeChunkAt({ ino: this.ino }, chunk.index, bytes).then(
+    const grant = chunk.index === 0 ? this.firstChunkGrant : undefined;
+    if (grant) this.firstChunkGrant = undefined;
+    const done = this.backend.writeChunkAt({ ino: this.ino }, chunk.index, bytes, { grant }).then(
       (stat) => {
         this.storedSize = Math.max(this.storedSize, stat.size);
         this.version++;

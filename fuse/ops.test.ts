@@ -29,6 +29,11 @@ class FakeStrata {
     return this.add(path, 'file', options.mode || 0o644);
   }
 
+  /** No data nodes here: no chunk 0 grant. */
+  async createForWrite(path: string, options: { mode?: number }): Promise<{ stat: FileStat }> {
+    return { stat: await this.create(path, options) };
+  }
+
   async mkdir(path: string, options: { mode?: number }): Promise<FileStat> {
     return this.add(path, 'directory', options.mode || 0o755);
   }
