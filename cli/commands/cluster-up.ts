@@ -59,6 +59,7 @@ export function registerClusterUpCommand(program: Command): void {
         ]);
       }
       const stopAll = stopper(children);
+      let stopping = false;
       const exited = firstExit(children);
       try {
         await Promise.race([waitReady(coordinator, datanodes), exited.then((c) => Promise.reject(diedEarly(c)))]);
@@ -78,8 +79,17 @@ export function registerClusterUpCommand(program: Command): void {
         mount.process.once('exit', (code) => console.error(`strata: the mount exited (code ${code}); see ${mount!.log}`));
       }
       printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount));
+      // A data node that dies is what self-healing is for: say so and keep serving. Without
+      // its coordinator the cluster is gone, so that stops everything.
+      for (const child of children.filter((c) => c.name !== 'coordinator')) {
+        child.process.once('exit', (code, signal) => {
+          if (stopping) return;
+          console.error(`strata: ${child.name} exited (${signal ?? `code ${code}`}); the others keep serving and its chunks are re-replicated after the dead-node grace; see ${child.log}`);
+        });
+      }
+      const coordinatorExited = new Promise<Child>((resolve) => children[0].process.once('exit', () => resolve(children[0])));
       const reason = await Promise.race([
-        exited.then((c) => diedEarly(c)),
+        coordinatorExited.then((c) => diedEarly(c)),
         new Promise<string>((resolve) => {
           process.once('SIGINT', () => resolve('stopping (Ctrl-C)…'));
           process.once('SIGTERM', () => resolve('stopping (SIGTERM)…'));
@@ -87,6 +97,7 @@ export function registerClusterUpCommand(program: Command): void {
           process.once('SIGHUP', () => resolve('stopping (SIGHUP)…'));
         }),
       ]);
+      stopping = true;
       if (reason instanceof StrataError) console.error(`strata: ${reason.message}`);
       else console.log(reason);
       // First the mount, which may still store buffered writes, while the cluster can take them.
