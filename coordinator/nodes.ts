@@ -209,9 +209,11 @@ export function requiredAcks(replicas: number, policy: AckPolicy): number {
  */
 export function pickNodes<T extends Pick<NodeRecord, 'freeBytes' | 'zone'>>(candidates: T[], count: number, zonesUsed: Set<string>): T[] {
   const sorted = [...candidates];
-  // Shuffle before the stable sort so equal nodes share the load.
+  // Shuffle before the stable sort so equal nodes share the load. Free space counts in whole
+  // GiB: nodes sharing one disk (or nearly as free) report it a few bytes apart, and an exact
+  // order would send every chunk to the same nodes.
   shuffle(sorted);
-  sorted.sort((a, b) => b.freeBytes - a.freeBytes);
+  sorted.sort((a, b) => freeGiB(b) - freeGiB(a));
   const picked: T[] = [];
   const zones = new Set(zonesUsed);
   for (const pass of [true, false]) {
@@ -225,6 +227,8 @@ export function pickNodes<T extends Pick<NodeRecord, 'freeBytes' | 'zone'>>(cand
   }
   return picked;
 }
+
+const freeGiB = (node: Pick<NodeRecord, 'freeBytes'>) => Math.floor(node.freeBytes / 2 ** 30);
 
 function shuffle<T>(items: T[]): void {
   for (let i = items.length - 1; i > 0; i--) {

@@ -21,6 +21,8 @@ import { HealStatus, publishStatus, type PublishedStatus } from './status.js';
 export type HealerConfig = Pick<CoordinatorConfig, 'scanIntervalMs' | 'repairConcurrency' | 'repairBandwidth' | 'gcGraceMs'>;
 
 const VIEW_MAX_AGE_MS = 1000;
+/** How often the leader checks, from memory, whether a node died or came back or reported a corrupt copy. */
+const LIVENESS_CHECK_MS = 250;
 const PUBLISH_INTERVAL_MS = 2000;
 /** GC lists every node's chunks: a few times per grace is plenty, and never more than every 10 min. */
 const GC_INTERVAL_MAX_MS = 10 * 60_000;
@@ -33,6 +35,7 @@ export class Healer {
   private loop: Promise<void> | undefined;
   private leading = false;
   private wake: (() => void) | undefined;
+  private wakeAgain = false;
   private cachedView: { atMs: number; value: { nodes: NodeView[]; view: ClusterView } } | undefined;
   private lastLive: Set<string> | undefined;
   private corruptSeen = new Set<string>();
@@ -102,7 +105,38 @@ export class Healer {
     this.repairer = undefined;
   }
 
+  /**
+   * A node that dies (or returns, or reports a corrupt copy) starts a scan at once instead of at
+   * the next interval: the time to heal is then the dead-node grace plus the copying.
+   */
+  private watchLiveness(): () => void {
+    const signature = () => {
+      const live = this.deps.registry.liveNodes().map((n) => n.nodeId).sort().join(',');
+      let corrupt = 0;
+      for (const ids of this.deps.registry.corruptReports().values()) corrupt += ids.size;
+      return `${live} ${corrupt}`;
+    };
+    let last = signature();
+    const timer = setInterval(() => {
+      const now = signature();
+      if (now === last) return;
+      last = now;
+      if (this.wake) this.wake();
+      else this.wakeAgain = true; // a pass is running and may have read the old state
+    }, LIVENESS_CHECK_MS);
+    return () => clearInterval(timer);
+  }
+
   private async run(): Promise<void> {
+    const stopWatching = this.watchLiveness();
+    try {
+      await this.runPasses();
+    } finally {
+      stopWatching();
+    }
+  }
+
+  private async runPasses(): Promise<void> {
     const { config, log } = this.deps;
     const gcIntervalMs = Math.max(config.scanIntervalMs, Math.min(config.gcGraceMs / 4, GC_INTERVAL_MAX_MS));
     while (this.isLeading) {
@@ -120,6 +154,10 @@ export class Healer {
         log.warn({ err: (err as Error).message }, 'healing pass failed; retrying next interval');
       }
       await new Promise<void>((resolve) => {
+        if (this.wakeAgain) {
+          this.wakeAgain = false;
+          return resolve();
+        }
         const timer = setTimeout(resolve, config.scanIntervalMs);
         this.wake = () => {
           clearTimeout(timer);
