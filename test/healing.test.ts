@@ -10,26 +10,12 @@ import { CoordinatorClient } from '../client/coordinator-client.js';
 import { DataNodeClients } from '../client/datanode-client.js';
 import { chunkFilePath } from '../datanode/chunk-store.js';
 import { startCluster, type TestCluster } from './harness/cluster.js';
+import { waitFor } from './harness/wait.js';
 
 const KiB = 1024;
 const CHUNK = 128 * KiB; // random 128 KiB chunks encode past the inline limit: each copy is a file
 const GC_GRACE_MS = 6000;
 const HEALING_FLAGS = ['--scan-interval-ms', '300', '--gc-grace-ms', String(GC_GRACE_MS), '--repair-concurrency', '4', '--leader-ttl-ms', '2000'];
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const giveUpAt = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 /** Writes `count` random files of `chunks` full chunks each; returns path -> content. */
 async function writeFiles(client: Strata, prefix: string, count: number, chunks: number, replication = 3): Promise<Map<string, Buffer>> {
