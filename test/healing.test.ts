@@ -1,6 +1,6 @@
 // Self-healing on real processes, faults injected (kill -9, restarts, abandoned writes): repair
 // after node loss, re-admission, GC racing writes, drain, rm, rebalance, health through the CLI,
-// and the leader's jobs moving to another coordinator when it dies. Small files and chunks, short
+// and the leader dying in the middle of a repair, another coordinator finishing it. Short
 // grace periods; polls are bounded, nothing asserts on time.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -290,33 +290,45 @@ describe('GC, rm, drain and rebalance (embedded, 4 data nodes, RF 3)', () => {
   });
 });
 
-describe('the leader dies: another coordinator takes over the jobs (etcd, 2 coordinators)', () => {
+describe('the leader dies in the middle of a repair: another coordinator takes over and finishes (etcd, 2 coordinators)', () => {
   let cluster: TestCluster;
   let client: Strata;
+  // One copy at a time at 512 KiB/s: ~36 chunks of 128 KiB to repair take several seconds, long
+  // enough to kill the leader while its queue is part done.
+  const SLOW_REPAIR_FLAGS = ['--scan-interval-ms', '300', '--gc-grace-ms', String(GC_GRACE_MS), '--repair-concurrency', '1', '--repair-bandwidth', '512KiB', '--leader-ttl-ms', '2000'];
 
   beforeAll(async () => {
-    cluster = await startCluster({ meta: 'etcd', coordinators: 2, datanodes: 4, deadAfterMs: 2000, coordinatorArgs: HEALING_FLAGS });
+    cluster = await startCluster({ meta: 'etcd', coordinators: 2, datanodes: 4, deadAfterMs: 2000, coordinatorArgs: SLOW_REPAIR_FLAGS });
     client = cluster.client();
   });
   afterAll(async () => {
     await cluster?.stop();
   });
 
-  test('kill -9 the leader and a data node: the survivor leads and repairs', async () => {
-    const files = await writeFiles(client, '/ha', 3, 2);
+  test('kill -9 a data node, then the leader while it repairs: the survivor leads and finishes the repair', async () => {
+    const files = await writeFiles(client, '/ha', 12, 4);
+    const chunks = 12 * 4;
     const first = await waitFor('a leader', async () => (await client.health()).leader || undefined);
     const leaderIndex = cluster.coordinators.findIndex((c) => c.address === first);
     expect(leaderIndex).toBeGreaterThanOrEqual(0);
-    cluster.coordinators[leaderIndex]!.kill9();
     cluster.datanodes[3]!.kill9();
-    await waitFor('dn4 dead', async () => (await client.nodes()).find((n) => n.nodeId === 'dn4')?.state === 'dead');
-    const survivor = cluster.coordinators[1 - leaderIndex]!.address;
-    const report = await waitFor('the survivor leads and repairs', async () => {
+    const midway = await waitFor('the leader part way through the repair', async () => {
       const h = await client.health();
-      return h.leader === survivor && h.healthy === 6 && settled(h) && h;
-    });
+      return h.leader === first && h.queue.repaired + h.queue.running > 0 && h.underReplicated > 0 && h;
+    }, 120_000);
+    cluster.coordinators[leaderIndex]!.kill9();
+    expect(midway.missing).toBe(0);
+
+    const survivor = cluster.coordinators[1 - leaderIndex]!.address;
+    const report = await waitFor('the survivor leads and finishes the repair', async () => {
+      const h = await client.health();
+      return h.leader === survivor && h.chunks === chunks && h.healthy === chunks && settled(h) && h;
+    }, 180_000);
+    // Its counters start at its takeover: it did part of this repair itself.
     expect(report.queue.repaired).toBeGreaterThan(0);
+    expect(report.events.map((e) => e.kind)).toContain('leader');
     await expectReadsBack(client, files);
     for (const path of files.keys()) for (const chunk of await client.locate(path)) expect(chunk.nodes).not.toContain('dn4');
-  });
+    await expectFullyReplicated(cluster, client, files.keys(), 3, ['dn1', 'dn2', 'dn3']);
+  }, 300_000);
 });
