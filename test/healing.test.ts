@@ -17,15 +17,20 @@ const CHUNK = 128 * KiB; // random 128 KiB chunks encode past the inline limit: 
 const GC_GRACE_MS = 6000;
 const HEALING_FLAGS = ['--scan-interval-ms', '300', '--gc-grace-ms', String(GC_GRACE_MS), '--repair-concurrency', '4', '--leader-ttl-ms', '2000'];
 
-/** Writes `count` random files of `chunks` full chunks each; returns path -> content. */
-async function writeFiles(client: Strata, prefix: string, count: number, chunks: number, replication = 3): Promise<Map<string, Buffer>> {
+/** Writes `count` random files of `chunks` chunks each (a fraction: a short last chunk), `parallel` at a time; returns path -> content. */
+async function writeFiles(client: Strata, prefix: string, count: number, chunks: number, options: { chunkSize?: number; replication?: number; parallel?: number } = {}): Promise<Map<string, Buffer>> {
+  const { chunkSize = CHUNK, replication = 3, parallel = 1 } = options;
   const files = new Map<string, Buffer>();
   await client.mkdir(prefix, { parents: true });
-  for (let i = 0; i < count; i++) {
-    const data = randomBytes(chunks * CHUNK);
-    await client.writeFile(`${prefix}/f${i}`, data, { replication, chunkSize: CHUNK });
-    files.set(`${prefix}/f${i}`, data);
-  }
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < count; i = next++) {
+      const data = randomBytes(Math.round(chunks * chunkSize));
+      await client.writeFile(`${prefix}/f${i}`, data, { replication, chunkSize });
+      files.set(`${prefix}/f${i}`, data);
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
   return files;
 }
 
@@ -48,7 +53,14 @@ async function expectFullyReplicated(cluster: TestCluster, client: Strata, files
 
 const settled = (h: HealthReport) => h.underReplicated === 0 && h.missing === 0 && h.corrupt === 0 && h.queue.running === 0;
 
-describe('repair after node loss, re-admission, health and its exit codes (embedded, 4 data nodes, RF 3)', () => {
+// The issue's size: 300 MiB in 200 files of 1.5 MiB, 1 MiB chunks: 400 chunks, 900 MiB stored.
+const SPEC_FILES = 200;
+const SPEC_CHUNK = 1024 * KiB;
+const SPEC_CHUNKS = 2 * SPEC_FILES;
+const SPEC_WAIT_MS = 300_000;
+const SPEC_TEST_MS = 2 * SPEC_WAIT_MS;
+
+describe('300 MiB in 200 files: repair after node loss, re-admission, health and its exit codes (embedded, 4 data nodes, RF 3)', () => {
   let cluster: TestCluster;
   let client: Strata;
   let files: Map<string, Buffer>;
@@ -56,8 +68,8 @@ describe('repair after node loss, re-admission, health and its exit codes (embed
   beforeAll(async () => {
     cluster = await startCluster({ datanodes: 4, deadAfterMs: 2000, coordinatorArgs: HEALING_FLAGS });
     client = cluster.client();
-    files = await writeFiles(client, '/heal', 6, 3);
-  });
+    files = await writeFiles(client, '/heal', SPEC_FILES, 1.5, { chunkSize: SPEC_CHUNK, parallel: 4 });
+  }, 600_000);
   afterAll(async () => {
     await cluster?.stop();
   });
@@ -67,7 +79,7 @@ describe('repair after node loss, re-admission, health and its exit codes (embed
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout) as HealthReport;
-    expect(report).toMatchObject({ chunks: 18, healthy: 18, underReplicated: 0, missing: 0, corrupt: 0, overReplicated: 0, files: [] });
+    expect(report).toMatchObject({ chunks: SPEC_CHUNKS, healthy: SPEC_CHUNKS, underReplicated: 0, missing: 0, corrupt: 0, overReplicated: 0, files: [] });
     expect(report.leader).toBe(cluster.coordinators[0].address);
     expect(Object.keys(report.queue).sort()).toEqual(['bytesCopied', 'failed', 'gcDeleted', 'queued', 'rebalance', 'repaired', 'running', 'trimmed']);
     expect(Array.isArray(report.events)).toBe(true);
@@ -96,28 +108,28 @@ describe('repair after node loss, re-admission, health and its exit codes (embed
     const report = await waitFor('the corrupt copy replaced', async () => {
       const h = await client.health();
       const reporter = (await client.nodes()).find((n) => n.nodeId === victim)!;
-      return h.healthy === 18 && settled(h) && (reporter.corruptChunks ?? []).length === 0 && h;
-    });
+      return h.healthy === SPEC_CHUNKS && settled(h) && (reporter.corruptChunks ?? []).length === 0 && h;
+    }, SPEC_WAIT_MS);
     expect(report.events.map((e) => e.kind)).toContain('corrupt');
     const [after] = await client.locate(path!);
     expect(after!.nodes).not.toContain(victim);
     expect(new Set(after!.nodes).size).toBe(3);
     await expectReadsBack(client, files);
-  });
+  }, SPEC_TEST_MS);
 
   test('kill -9 a data node: its chunks are re-replicated from survivors; every file reads back identical', async () => {
     cluster.datanodes[0].kill9();
     await waitFor('dn1 dead', async () => (await client.nodes()).find((n) => n.nodeId === 'dn1')?.state === 'dead');
     const report = await waitFor('repair after dn1 died', async () => {
       const h = await client.health();
-      return h.chunks === 18 && h.healthy === 18 && settled(h) && h;
-    });
+      return h.chunks === SPEC_CHUNKS && h.healthy === SPEC_CHUNKS && settled(h) && h;
+    }, SPEC_WAIT_MS);
     expect(report.events.map((e) => e.kind)).toContain('node-dead');
     await expectReadsBack(client, files);
     // Repaired records no longer list the dead node.
     for (const path of files.keys()) for (const chunk of await client.locate(path)) expect(chunk.nodes).not.toContain('dn1');
     await expectFullyReplicated(cluster, client, files.keys(), 3, ['dn2', 'dn3', 'dn4']);
-  });
+  }, SPEC_TEST_MS);
 
   test('the dead node comes back: re-admitted, its stale copies are collected after the grace', async () => {
     const before = new Map<string, string[]>();
@@ -126,21 +138,21 @@ describe('repair after node loss, re-admission, health and its exit codes (embed
     expect(stale.length).toBeGreaterThan(0);
     cluster.datanodes[0].start();
     await cluster.waitForLiveNodes(4);
-    await waitFor('stale copies on dn1 deleted', async () => stale.every((chunkId) => !copyOnDisk(cluster, 'dn1', chunkId) || before.get(chunkId)!.includes('dn1')));
+    await waitFor('stale copies on dn1 deleted', async () => stale.every((chunkId) => !copyOnDisk(cluster, 'dn1', chunkId) || before.get(chunkId)!.includes('dn1')), SPEC_WAIT_MS);
     await expectReadsBack(client, files);
-  });
+  }, SPEC_TEST_MS);
 
   test('then kill a second node: nothing is lost', async () => {
     cluster.datanodes[1].kill9();
     await waitFor('dn2 dead', async () => (await client.nodes()).find((n) => n.nodeId === 'dn2')?.state === 'dead');
     await waitFor('repair after dn2 died', async () => {
       const h = await client.health();
-      return h.healthy === 18 && settled(h) && h;
-    });
+      return h.healthy === SPEC_CHUNKS && settled(h) && h;
+    }, SPEC_WAIT_MS);
     await expectReadsBack(client, files);
     const result = await cluster.cli(['health']);
     expect(result.code).toBe(0);
-  });
+  }, SPEC_TEST_MS);
 
   test('chunks with no live copy: health lists the file as missing and exits 11 until the node is back', async () => {
     await client.writeFile('/heal/single', randomBytes(CHUNK), { replication: 1, chunkSize: CHUNK });
