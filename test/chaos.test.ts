@@ -6,7 +6,8 @@
 // The model: per path, the set of outcomes still possible. An acknowledged operation leaves one
 // outcome; a failed one adds its possible effects (it may or may not have happened, or half: a
 // failed write truncated the file and then committed some of its chunks, the rest read as zeros).
-// Every read, during the chaos and after it, must match one of the outcomes.
+// Every read, during the chaos and after it, must match one of the outcomes. Then GC must have
+// left each node exactly the copies the records name.
 import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Strata } from '../client/index.js';
@@ -250,6 +251,19 @@ describe('chaos: kill -9 and restart data nodes and coordinators under a mixed w
     console.log(`chaos seed ${SEED}: ${[...summary].map(([k, n]) => `${k} ${n}`).join(', ')}; ${checked} paths checked, ${acknowledged} acknowledged files, ${health.chunks} chunks healthy`);
     const violations = workers.flatMap((w) => w.violations);
     expect(violations, `seed ${SEED}`).toEqual([]);
+
+    // GC after the chaos: once the grace has passed, each node holds exactly the copies the
+    // records name: none leaked by deletes, overwrites, abandoned writes or repairs.
+    const expected = new Map<string, number>(cluster.datanodes.map((n) => [n.name, 0]));
+    for (const w of workers) {
+      for (const entry of await client.readdir(w.dir)) {
+        for (const chunk of await client.locate(`${w.dir}/${entry.name}`)) for (const nodeId of chunk.nodes) expected.set(nodeId, (expected.get(nodeId) ?? 0) + 1);
+      }
+    }
+    await waitFor(`every node to hold only referenced chunks (${[...expected].map(([n, c]) => `${n} ${c}`).join(', ')})`, async () => {
+      const nodes = await client.nodes();
+      return nodes.every((n) => n.chunks === expected.get(n.nodeId));
+    }, 120_000);
     // The workload did something worth checking.
     expect(summary.get('write ok') ?? 0).toBeGreaterThan(20);
     expect(acknowledged).toBeGreaterThan(0);
