@@ -1,4 +1,7 @@
 // The SDK's public shapes (wire messages converted once, in client/wire.ts).
+import type { ScrubStatus } from '../common/node-info.js';
+
+export type { ScrubStatus };
 
 export type FileType = 'file' | 'directory' | 'symlink';
 
@@ -42,6 +45,8 @@ export interface NodeStatus {
   lastHeartbeatMs: number;
   /** Chunks the node found corrupt and quarantined, until a good copy replaces them. */
   corruptChunks?: string[];
+  /** Background scrub counters since the node started (absent until its first heartbeat after a coordinator restart). */
+  scrub?: ScrubStatus | null;
 }
 
 /** `strata health`: chunk states across the cluster and what the leader's repair queue is doing. */

@@ -1,6 +1,6 @@
 // Self-healing on real processes, faults injected (kill -9, restarts, abandoned writes): repair
 // after node loss, re-admission, GC racing writes, drain, rm, rebalance, health through the CLI,
-// and the leader's jobs moving to another coordinator when it dies. Small files and chunks, short
+// and the leader dying in the middle of a repair, another coordinator finishing it. Short
 // grace periods; polls are bounded, nothing asserts on time.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -10,36 +10,27 @@ import { CoordinatorClient } from '../client/coordinator-client.js';
 import { DataNodeClients } from '../client/datanode-client.js';
 import { chunkFilePath } from '../datanode/chunk-store.js';
 import { startCluster, type TestCluster } from './harness/cluster.js';
+import { waitFor } from './harness/wait.js';
 
 const KiB = 1024;
 const CHUNK = 128 * KiB; // random 128 KiB chunks encode past the inline limit: each copy is a file
 const GC_GRACE_MS = 6000;
 const HEALING_FLAGS = ['--scan-interval-ms', '300', '--gc-grace-ms', String(GC_GRACE_MS), '--repair-concurrency', '4', '--leader-ttl-ms', '2000'];
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const giveUpAt = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** Writes `count` random files of `chunks` full chunks each; returns path -> content. */
-async function writeFiles(client: Strata, prefix: string, count: number, chunks: number, replication = 3): Promise<Map<string, Buffer>> {
+/** Writes `count` random files of `chunks` chunks each (a fraction: a short last chunk), `parallel` at a time; returns path -> content. */
+async function writeFiles(client: Strata, prefix: string, count: number, chunks: number, options: { chunkSize?: number; replication?: number; parallel?: number } = {}): Promise<Map<string, Buffer>> {
+  const { chunkSize = CHUNK, replication = 3, parallel = 1 } = options;
   const files = new Map<string, Buffer>();
   await client.mkdir(prefix, { parents: true });
-  for (let i = 0; i < count; i++) {
-    const data = randomBytes(chunks * CHUNK);
-    await client.writeFile(`${prefix}/f${i}`, data, { replication, chunkSize: CHUNK });
-    files.set(`${prefix}/f${i}`, data);
-  }
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < count; i = next++) {
+      const data = randomBytes(Math.round(chunks * chunkSize));
+      await client.writeFile(`${prefix}/f${i}`, data, { replication, chunkSize });
+      files.set(`${prefix}/f${i}`, data);
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
   return files;
 }
 
@@ -62,7 +53,14 @@ async function expectFullyReplicated(cluster: TestCluster, client: Strata, files
 
 const settled = (h: HealthReport) => h.underReplicated === 0 && h.missing === 0 && h.corrupt === 0 && h.queue.running === 0;
 
-describe('repair after node loss, re-admission, health and its exit codes (embedded, 4 data nodes, RF 3)', () => {
+// The issue's size: 300 MiB in 200 files of 1.5 MiB, 1 MiB chunks: 400 chunks, 900 MiB stored.
+const SPEC_FILES = 200;
+const SPEC_CHUNK = 1024 * KiB;
+const SPEC_CHUNKS = 2 * SPEC_FILES;
+const SPEC_WAIT_MS = 300_000;
+const SPEC_TEST_MS = 2 * SPEC_WAIT_MS;
+
+describe('300 MiB in 200 files: repair after node loss, re-admission, health and its exit codes (embedded, 4 data nodes, RF 3)', () => {
   let cluster: TestCluster;
   let client: Strata;
   let files: Map<string, Buffer>;
@@ -70,8 +68,8 @@ describe('repair after node loss, re-admission, health and its exit codes (embed
   beforeAll(async () => {
     cluster = await startCluster({ datanodes: 4, deadAfterMs: 2000, coordinatorArgs: HEALING_FLAGS });
     client = cluster.client();
-    files = await writeFiles(client, '/heal', 6, 3);
-  });
+    files = await writeFiles(client, '/heal', SPEC_FILES, 1.5, { chunkSize: SPEC_CHUNK, parallel: 4 });
+  }, 600_000);
   afterAll(async () => {
     await cluster?.stop();
   });
@@ -81,7 +79,7 @@ describe('repair after node loss, re-admission, health and its exit codes (embed
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout) as HealthReport;
-    expect(report).toMatchObject({ chunks: 18, healthy: 18, underReplicated: 0, missing: 0, corrupt: 0, overReplicated: 0, files: [] });
+    expect(report).toMatchObject({ chunks: SPEC_CHUNKS, healthy: SPEC_CHUNKS, underReplicated: 0, missing: 0, corrupt: 0, overReplicated: 0, files: [] });
     expect(report.leader).toBe(cluster.coordinators[0].address);
     expect(Object.keys(report.queue).sort()).toEqual(['bytesCopied', 'failed', 'gcDeleted', 'queued', 'rebalance', 'repaired', 'running', 'trimmed']);
     expect(Array.isArray(report.events)).toBe(true);
@@ -110,28 +108,28 @@ describe('repair after node loss, re-admission, health and its exit codes (embed
     const report = await waitFor('the corrupt copy replaced', async () => {
       const h = await client.health();
       const reporter = (await client.nodes()).find((n) => n.nodeId === victim)!;
-      return h.healthy === 18 && settled(h) && (reporter.corruptChunks ?? []).length === 0 && h;
-    });
+      return h.healthy === SPEC_CHUNKS && settled(h) && (reporter.corruptChunks ?? []).length === 0 && h;
+    }, SPEC_WAIT_MS);
     expect(report.events.map((e) => e.kind)).toContain('corrupt');
     const [after] = await client.locate(path!);
     expect(after!.nodes).not.toContain(victim);
     expect(new Set(after!.nodes).size).toBe(3);
     await expectReadsBack(client, files);
-  });
+  }, SPEC_TEST_MS);
 
   test('kill -9 a data node: its chunks are re-replicated from survivors; every file reads back identical', async () => {
     cluster.datanodes[0].kill9();
     await waitFor('dn1 dead', async () => (await client.nodes()).find((n) => n.nodeId === 'dn1')?.state === 'dead');
     const report = await waitFor('repair after dn1 died', async () => {
       const h = await client.health();
-      return h.chunks === 18 && h.healthy === 18 && settled(h) && h;
-    });
+      return h.chunks === SPEC_CHUNKS && h.healthy === SPEC_CHUNKS && settled(h) && h;
+    }, SPEC_WAIT_MS);
     expect(report.events.map((e) => e.kind)).toContain('node-dead');
     await expectReadsBack(client, files);
     // Repaired records no longer list the dead node.
     for (const path of files.keys()) for (const chunk of await client.locate(path)) expect(chunk.nodes).not.toContain('dn1');
     await expectFullyReplicated(cluster, client, files.keys(), 3, ['dn2', 'dn3', 'dn4']);
-  });
+  }, SPEC_TEST_MS);
 
   test('the dead node comes back: re-admitted, its stale copies are collected after the grace', async () => {
     const before = new Map<string, string[]>();
@@ -140,21 +138,21 @@ describe('repair after node loss, re-admission, health and its exit codes (embed
     expect(stale.length).toBeGreaterThan(0);
     cluster.datanodes[0].start();
     await cluster.waitForLiveNodes(4);
-    await waitFor('stale copies on dn1 deleted', async () => stale.every((chunkId) => !copyOnDisk(cluster, 'dn1', chunkId) || before.get(chunkId)!.includes('dn1')));
+    await waitFor('stale copies on dn1 deleted', async () => stale.every((chunkId) => !copyOnDisk(cluster, 'dn1', chunkId) || before.get(chunkId)!.includes('dn1')), SPEC_WAIT_MS);
     await expectReadsBack(client, files);
-  });
+  }, SPEC_TEST_MS);
 
   test('then kill a second node: nothing is lost', async () => {
     cluster.datanodes[1].kill9();
     await waitFor('dn2 dead', async () => (await client.nodes()).find((n) => n.nodeId === 'dn2')?.state === 'dead');
     await waitFor('repair after dn2 died', async () => {
       const h = await client.health();
-      return h.healthy === 18 && settled(h) && h;
-    });
+      return h.healthy === SPEC_CHUNKS && settled(h) && h;
+    }, SPEC_WAIT_MS);
     await expectReadsBack(client, files);
     const result = await cluster.cli(['health']);
     expect(result.code).toBe(0);
-  });
+  }, SPEC_TEST_MS);
 
   test('chunks with no live copy: health lists the file as missing and exits 11 until the node is back', async () => {
     await client.writeFile('/heal/single', randomBytes(CHUNK), { replication: 1, chunkSize: CHUNK });
@@ -304,33 +302,45 @@ describe('GC, rm, drain and rebalance (embedded, 4 data nodes, RF 3)', () => {
   });
 });
 
-describe('the leader dies: another coordinator takes over the jobs (etcd, 2 coordinators)', () => {
+describe('the leader dies in the middle of a repair: another coordinator takes over and finishes (etcd, 2 coordinators)', () => {
   let cluster: TestCluster;
   let client: Strata;
+  // One copy at a time at 512 KiB/s: ~36 chunks of 128 KiB to repair take several seconds, long
+  // enough to kill the leader while its queue is part done.
+  const SLOW_REPAIR_FLAGS = ['--scan-interval-ms', '300', '--gc-grace-ms', String(GC_GRACE_MS), '--repair-concurrency', '1', '--repair-bandwidth', '512KiB', '--leader-ttl-ms', '2000'];
 
   beforeAll(async () => {
-    cluster = await startCluster({ meta: 'etcd', coordinators: 2, datanodes: 4, deadAfterMs: 2000, coordinatorArgs: HEALING_FLAGS });
+    cluster = await startCluster({ meta: 'etcd', coordinators: 2, datanodes: 4, deadAfterMs: 2000, coordinatorArgs: SLOW_REPAIR_FLAGS });
     client = cluster.client();
   });
   afterAll(async () => {
     await cluster?.stop();
   });
 
-  test('kill -9 the leader and a data node: the survivor leads and repairs', async () => {
-    const files = await writeFiles(client, '/ha', 3, 2);
+  test('kill -9 a data node, then the leader while it repairs: the survivor leads and finishes the repair', async () => {
+    const files = await writeFiles(client, '/ha', 12, 4);
+    const chunks = 12 * 4;
     const first = await waitFor('a leader', async () => (await client.health()).leader || undefined);
     const leaderIndex = cluster.coordinators.findIndex((c) => c.address === first);
     expect(leaderIndex).toBeGreaterThanOrEqual(0);
-    cluster.coordinators[leaderIndex]!.kill9();
     cluster.datanodes[3]!.kill9();
-    await waitFor('dn4 dead', async () => (await client.nodes()).find((n) => n.nodeId === 'dn4')?.state === 'dead');
-    const survivor = cluster.coordinators[1 - leaderIndex]!.address;
-    const report = await waitFor('the survivor leads and repairs', async () => {
+    const midway = await waitFor('the leader part way through the repair', async () => {
       const h = await client.health();
-      return h.leader === survivor && h.healthy === 6 && settled(h) && h;
-    });
+      return h.leader === first && h.queue.repaired + h.queue.running > 0 && h.underReplicated > 0 && h;
+    }, 120_000);
+    cluster.coordinators[leaderIndex]!.kill9();
+    expect(midway.missing).toBe(0);
+
+    const survivor = cluster.coordinators[1 - leaderIndex]!.address;
+    const report = await waitFor('the survivor leads and finishes the repair', async () => {
+      const h = await client.health();
+      return h.leader === survivor && h.chunks === chunks && h.healthy === chunks && settled(h) && h;
+    }, 180_000);
+    // Its counters start at its takeover: it did part of this repair itself.
     expect(report.queue.repaired).toBeGreaterThan(0);
+    expect(report.events.map((e) => e.kind)).toContain('leader');
     await expectReadsBack(client, files);
     for (const path of files.keys()) for (const chunk of await client.locate(path)) expect(chunk.nodes).not.toContain('dn4');
-  });
+    await expectFullyReplicated(cluster, client, files.keys(), 3, ['dn1', 'dn2', 'dn3']);
+  }, 300_000);
 });

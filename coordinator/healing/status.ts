@@ -34,9 +34,20 @@ export class HealStatus {
   readonly queue: RepairQueueStatus = { queued: 0, running: 0, repaired: 0, failed: 0, bytesCopied: 0, trimmed: 0, gcDeleted: 0, rebalance: 'idle' };
   private readonly events: HealthEvent[] = [];
 
+  /**
+   * Keeps the latest EVENTS_KEPT events, evicting from the kind with the most events kept: a
+   * repair of hundreds of chunks (one 'repaired' event each) must not push out the one
+   * 'node-dead' or 'corrupt' event that explains it (it did, before: health showed only
+   * 'repaired' after a node with 300 chunks died).
+   */
   event(kind: string, message: string): void {
     this.events.push({ atMs: Date.now(), kind, message });
-    if (this.events.length > EVENTS_KEPT) this.events.splice(0, this.events.length - EVENTS_KEPT);
+    if (this.events.length <= EVENTS_KEPT) return;
+    const perKind = new Map<string, number>();
+    for (const e of this.events) perKind.set(e.kind, (perKind.get(e.kind) ?? 0) + 1);
+    let commonest = kind;
+    for (const [k, n] of perKind) if (n > perKind.get(commonest)!) commonest = k;
+    this.events.splice(this.events.findIndex((e) => e.kind === commonest), 1);
   }
 
   snapshot(leader: string): PublishedStatus {
