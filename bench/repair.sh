@@ -55,7 +55,8 @@ strata_run() {
   local h
   for _ in $(seq 120); do h=$(health); [ "${h%% *}" = 0 ] && break; sleep 1; done
   log "strata: health before the kill: $h (under+missing, chunks)"
-  local victim; victim=$(pgrep -f -- "--node-id dn1 " | head -1)
+  # Only this cluster's dn1 (other clusters on the machine name their nodes dn1 too).
+  local victim; victim=$(pgrep -f -- "--data-dir $WORK/data/dn1 " | head -1)
   [ -n "$victim" ] || { log "data node dn1 not found"; return 1; }
   local held; held=$(du -sb "$WORK/data/dn1" | cut -f1)
   log "strata: kill -9 dn1 (pid $victim, $held bytes on disk)"

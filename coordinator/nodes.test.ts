@@ -47,6 +47,22 @@ describe('NodeRegistry placement and liveness', () => {
     for (const id of ['dn1', 'dn2', 'dn3', 'dn4']) expect(chosen.get(id) ?? 0).toBeGreaterThan(200);
   });
 
+  test('a node found gone (refusing connections) is dead before its grace ends, until it heartbeats again', async () => {
+    for (const id of ['dn1', 'dn2', 'dn3']) await beat(id, 10);
+    nowMs += 2500; // missed heartbeats, still within the 5 s grace
+    await beat('dn2', 10);
+    await beat('dn3', 10);
+    expect(registry.lateNodes(2000).map((n) => n.nodeId)).toEqual(['dn1']);
+    registry.markGone('dn1');
+    expect(registry.isLive('dn1')).toBe(false);
+    expect(registry.lateNodes(2000)).toEqual([]);
+    expect((await registry.list()).find((n) => n.nodeId === 'dn1')?.state).toBe('dead');
+    expect(registry.place(3, 'all', []).pipeline.map((n) => n.nodeId).sort()).toEqual(['dn2', 'dn3']);
+    nowMs += 10;
+    await beat('dn1', 10); // restarted
+    expect(registry.isLive('dn1')).toBe(true);
+  });
+
   test('distinct zones come first when nodes are labelled', async () => {
     await beat('dn1', 50, 'a');
     await beat('dn2', 40, 'a');

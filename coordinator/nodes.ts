@@ -47,6 +47,8 @@ export class NodeRegistry {
   private readonly corrupt = new Map<string, string[]>();
   private readonly scrub = new Map<string, ScrubStatus>();
   private admin = new Map<string, NodeAdmin>();
+  /** Nodes found gone (connections refused) since their last heartbeat: that heartbeat's time. */
+  private readonly goneSince = new Map<string, number>();
 
   constructor(
     private readonly kv: Kv,
@@ -151,8 +153,28 @@ export class NodeRegistry {
       .sort((a, b) => a.nodeId.localeCompare(b.nodeId));
   }
 
+  /** Heard from within the grace period, and not found gone since. A heartbeat revives a node. */
+  private alive(record: NodeRecord, now: number): boolean {
+    return now - record.lastHeartbeatMs <= this.options.deadAfterMs && this.goneSince.get(record.nodeId) !== record.lastHeartbeatMs;
+  }
+
+  /**
+   * Declares a node dead before its grace period ends: the leader found its address refusing
+   * connections after a missed heartbeat (a crashed process, not a slow one).
+   */
+  markGone(nodeId: string): void {
+    const record = this.seen.get(nodeId);
+    if (record) this.goneSince.set(nodeId, record.lastHeartbeatMs);
+  }
+
+  /** Live nodes not heard from for `lateAfterMs`: worth a probe. */
+  lateNodes(lateAfterMs: number): NodeRecord[] {
+    const now = this.now();
+    return [...this.seen.values()].filter((n) => this.alive(n, now) && now - n.lastHeartbeatMs > lateAfterMs);
+  }
+
   private view(record: NodeRecord, now: number): NodeView {
-    const live = now - record.lastHeartbeatMs <= this.options.deadAfterMs;
+    const live = this.alive(record, now);
     const admin = this.adminState(record.nodeId);
     const state: NodeState = admin === 'drained' ? 'drained' : !live ? 'dead' : admin === 'draining' ? 'draining' : 'live';
     return { ...record, live, state, admin, corruptChunks: this.corrupt.get(record.nodeId) ?? [], scrub: this.scrub.get(record.nodeId) };
@@ -161,7 +183,7 @@ export class NodeRegistry {
   /** Live nodes this coordinator heard from itself: cheap, for the write path. */
   liveNodes(): NodeRecord[] {
     const now = this.now();
-    return [...this.seen.values()].filter((n) => now - n.lastHeartbeatMs <= this.options.deadAfterMs);
+    return [...this.seen.values()].filter((n) => this.alive(n, now));
   }
 
   addressOf(nodeId: string): string | undefined {
@@ -170,7 +192,7 @@ export class NodeRegistry {
 
   isLive(nodeId: string): boolean {
     const record = this.seen.get(nodeId);
-    return !!record && this.now() - record.lastHeartbeatMs <= this.options.deadAfterMs;
+    return !!record && this.alive(record, this.now());
   }
 
   /** Live nodes that may take new copies (not draining, drained or removed). */

@@ -15,6 +15,11 @@ export interface DataNodeOps {
   replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[]): Promise<void>;
   /** Idempotent: a missing chunk is fine. */
   delete(node: NodeAddress, chunkId: string): Promise<void>;
+  /**
+   * Whether the node's process is gone: true only when its address refuses connections (nothing
+   * listens there), never for a slow or unreachable node, which waits out the grace period.
+   */
+  refusesConnections(node: NodeAddress): Promise<boolean>;
   /** Every chunk the node serves; throws rather than return a partial listing. */
   list(node: NodeAddress): Promise<ListedCopy[]>;
   close(): void;
@@ -51,6 +56,15 @@ export class GrpcDataNodeOps implements DataNodeOps {
     await callUnary(this.client(node.address), 'DeleteChunk', { chunkId }, this.options.callTimeoutMs, describe(node));
   }
 
+  async refusesConnections(node: NodeAddress): Promise<boolean> {
+    try {
+      await callUnary(this.client(node.address), 'NodeStatus', {}, PROBE_TIMEOUT_MS, describe(node));
+      return false;
+    } catch (err) {
+      return err instanceof StrataError && err.kind === 'Unavailable' && /connection refused|ECONNREFUSED/i.test(err.message);
+    }
+  }
+
   async list(node: NodeAddress): Promise<ListedCopy[]> {
     const deadline = new Date(Date.now() + this.options.listTimeoutMs);
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -80,5 +94,7 @@ export class GrpcDataNodeOps implements DataNodeOps {
     return client;
   }
 }
+
+const PROBE_TIMEOUT_MS = 1000;
 
 const describe = (node: NodeAddress) => `data node ${node.nodeId} (${node.address})`;

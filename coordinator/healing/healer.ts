@@ -18,7 +18,7 @@ import { Repairer, type RepairItem } from './repairer.js';
 import { currentView, scanChunks } from './scan.js';
 import { HealStatus, publishStatus, type PublishedStatus } from './status.js';
 
-export type HealerConfig = Pick<CoordinatorConfig, 'scanIntervalMs' | 'repairConcurrency' | 'repairBandwidth' | 'gcGraceMs'>;
+export type HealerConfig = Pick<CoordinatorConfig, 'scanIntervalMs' | 'repairConcurrency' | 'repairBandwidth' | 'gcGraceMs' | 'heartbeatIntervalMs'>;
 
 const VIEW_MAX_AGE_MS = 1000;
 /** How often the leader checks, from memory, whether a node died or came back or reported a corrupt copy. */
@@ -117,7 +117,25 @@ export class Healer {
       return `${live} ${corrupt}`;
     };
     let last = signature();
+    const probing = new Set<string>();
+    // MooseFS-style fast detection: a node that missed two heartbeats and whose address refuses
+    // connections has crashed; waiting out the whole grace would only delay its repair.
+    const probeLateNodes = () => {
+      for (const node of this.deps.registry.lateNodes(2 * this.deps.config.heartbeatIntervalMs + LIVENESS_CHECK_MS)) {
+        if (probing.has(node.nodeId)) continue;
+        probing.add(node.nodeId);
+        void this.deps.ops
+          .refusesConnections(node)
+          .then((gone) => {
+            if (!gone || !this.isLeading) return;
+            this.deps.registry.markGone(node.nodeId);
+            this.deps.log.info({ nodeId: node.nodeId }, 'data node missed heartbeats and refuses connections: dead');
+          })
+          .finally(() => probing.delete(node.nodeId));
+      }
+    };
     const timer = setInterval(() => {
+      probeLateNodes();
       const now = signature();
       if (now === last) return;
       last = now;
