@@ -5,10 +5,20 @@ import { constants } from 'node:fs';
 import type Fuse from 'fuse-native';
 import type { FileStat } from '../client/index.js';
 import { type MountContext, answer, answerWith, refuseIfReadOnly, remotePath, settle, statPath, withMode } from './context.js';
-import { errnoError } from './errno.js';
+import { ERRNO, errnoError, toErrno } from './errno.js';
 
 /** Not exported by node:fs; the same on every Linux architecture. */
 const O_ACCMODE = 0o3;
+
+/**
+ * libfuse renames a file removed or renamed over while open here to `.fuse_hidden…`, and unlinks
+ * that name after the file's last release. An open of the same file may be under way then (the
+ * kernel looked `target` up just before a rename replaced it): so that unlink waits for this
+ * mount's last handle and any open under way (HandleTable.deferRemoval).
+ */
+export function isLibfuseHidden(path: string): boolean {
+  return path.slice(path.lastIndexOf('/') + 1).startsWith('.fuse_hidden');
+}
 
 export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
   const { strata, cache, handles, log } = ctx;
@@ -29,11 +39,22 @@ export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
       answerWith(ctx, 'open', path, cb, async () => {
         const writable = (flags & O_ACCMODE) !== constants.O_RDONLY;
         if (writable) refuseIfReadOnly(ctx);
-        // The mount asks for atomic_o_trunc: O_TRUNC arrives here instead of as a truncate
-        // plus a getattr, and the truncate's reply is as fresh as the stat an open needs.
-        const stat = writable && flags & constants.O_TRUNC ? await truncatePath(path, 0) : await statPath(ctx, path, true);
-        if (stat.type === 'directory') throw errnoError('EISDIR', `${path}: is a directory`);
-        return handles.open(stat, writable).fd;
+        handles.beginOpen(path);
+        try {
+          // The mount asks for atomic_o_trunc: O_TRUNC arrives here instead of as a truncate
+          // plus a getattr, and the truncate's reply is as fresh as the stat an open needs.
+          const stat = writable && flags & constants.O_TRUNC ? await truncatePath(path, 0) : await statPath(ctx, path, true);
+          if (stat.type === 'directory') throw errnoError('EISDIR', `${path}: is a directory`);
+          return handles.open(stat, writable).fd;
+        } catch (err) {
+          // The kernel's lookup found a name replaced since and already removed: ESTALE makes
+          // it look the name up again (open(2) then opens what the name is now), not fail.
+          if (isLibfuseHidden(path) && toErrno(err) === ERRNO.ENOENT) throw errnoError('ESTALE', `${path}: removed before its open`);
+          throw err;
+        } finally {
+          handles.endOpen(path);
+          await removeDeferred();
+        }
       }),
 
     read: (path, fd, buffer, length, position, cb) =>
@@ -100,6 +121,7 @@ export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
           handles.forget(file);
           // The commits moved size and mtime: the next stat must ask the cluster.
           cache.invalidate(path);
+          await removeDeferred();
         }
       }),
 
@@ -117,6 +139,16 @@ export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
         cache.set(path, await handles.get(fd).file.truncate(remotePath(ctx, path), size));
       }),
   };
+
+  /** Removes the deferred `.fuse_hidden…` files nothing holds any more; failures are logged. */
+  async function removeDeferred(): Promise<void> {
+    for (const path of handles.takeRemovable()) {
+      await strata.rm(remotePath(ctx, path)).then(
+        () => cache.invalidate(path),
+        (err) => log.warn({ path }, `${path}: removal after the last close failed: ${(err as Error)?.message ?? err}`),
+      );
+    }
+  }
 
   /** Sets a path's size, through its open file if this mount has one (which drops unstored bytes past it). */
   async function truncatePath(path: string, size: number): Promise<FileStat> {

@@ -20,6 +20,10 @@ const MAX_FD = 0x7fffffff;
 export class HandleTable {
   private readonly handles = new Map<number, Handle>();
   private readonly files = new Map<number, OpenFile>();
+  /** Paths with an open under way (its handle not in the table yet). */
+  private readonly opening = new Map<string, number>();
+  /** Removals waiting for the last handle of, or open under way on, a file: path → inode. */
+  private readonly deferred = new Map<string, number>();
   private nextFd = 1;
 
   constructor(
@@ -60,6 +64,30 @@ export class HandleTable {
   /** Forgets a file once no handle uses it (after its last flush, so a reopen finds its bytes). */
   forget(file: OpenFile): void {
     if (file.handles === 0 && this.files.get(file.ino) === file) this.files.delete(file.ino);
+  }
+
+  beginOpen(path: string): void {
+    this.opening.set(path, (this.opening.get(path) ?? 0) + 1);
+  }
+
+  endOpen(path: string): void {
+    const count = this.opening.get(path) ?? 0;
+    if (count > 1) this.opening.set(path, count - 1);
+    else this.opening.delete(path);
+  }
+
+  /** Defers the removal of `path` (inode `ino`) if a handle holds it or an open of it is under way. */
+  deferRemoval(path: string, ino: number): boolean {
+    if (!this.opening.has(path) && !this.files.get(ino)?.handles) return false;
+    this.deferred.set(path, ino);
+    return true;
+  }
+
+  /** The deferred removals nothing holds any more, taken off the list: to be done now. */
+  takeRemovable(): string[] {
+    const free = [...this.deferred].filter(([path, ino]) => !this.opening.has(path) && !this.files.get(ino)?.handles);
+    for (const [path] of free) this.deferred.delete(path);
+    return free.map(([path]) => path);
   }
 
   openFiles(): OpenFile[] {

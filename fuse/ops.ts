@@ -6,7 +6,7 @@ import type { FileStat, FileType } from '../client/index.js';
 import { directoryStat, toFuseStat, toStatFs } from './attrs.js';
 import { type MountContext, answer, answerWith, refuseIfReadOnly, settle, remotePath, statPath, withMode } from './context.js';
 import { errnoError } from './errno.js';
-import { fileOperations } from './file-ops.js';
+import { fileOperations, isLibfuseHidden } from './file-ops.js';
 
 /** chown(2) passes -1 (as unsigned 32 bits here) for "leave unchanged". */
 const UNCHANGED_ID = 0xffffffff;
@@ -47,6 +47,7 @@ export function createOperations(ctx: MountContext): Fuse.Operations {
       answer(ctx, 'unlink', path, cb, async () => {
         const target = change(path);
         if (cache.get(path)?.type === 'directory') throw errnoError('EISDIR', `${path}: is a directory`);
+        if (isLibfuseHidden(path) && ctx.handles.deferRemoval(path, (await statPath(ctx, path, true)).ino)) return;
         await strata.rm(target);
         cache.invalidate(path);
       }),
