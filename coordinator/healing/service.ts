@@ -1,7 +1,7 @@
 // The self-healing RPCs of the Coordinator service. Any coordinator answers them: Health scans
 // and reads the leader's published status; DrainNode, RemoveNode and Rebalance record what was
 // asked in the KV, where the leader's loop picks it up.
-import { StrataError, invalid, notFound } from '../../common/errors.js';
+import { StrataError, invalid } from '../../common/errors.js';
 import { unaryHandler } from '../../common/grpc.js';
 import type { Leadership } from '../leader.js';
 import type { Kv } from '../meta/kv.js';
@@ -32,7 +32,7 @@ export function healingService({ kv, registry, leadership, healer }: HealingDeps
   const knownNode = async (nodeId: unknown): Promise<NodeView> => {
     if (typeof nodeId !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(nodeId)) throw invalid(`invalid node id '${String(nodeId)}'`);
     const node = (await registry.list()).find((n) => n.nodeId === nodeId);
-    if (!node) throw notFound(`data node ${nodeId}`);
+    if (!node) throw new StrataError('NotFound', `no data node '${nodeId}' (strata nodes lists them)`);
     return node;
   };
 
