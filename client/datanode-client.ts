@@ -1,7 +1,7 @@
 // Byte transfer to and from data nodes: one cached channel per node address.
 import * as grpc from '@grpc/grpc-js';
 import { StrataError } from '../common/errors.js';
-import { CHANNEL_OPTIONS, fromServiceError, strataProto } from '../common/grpc.js';
+import { DataNodeChannels, fromServiceError } from '../common/grpc.js';
 
 export interface NodeAddress {
   nodeId: string;
@@ -18,17 +18,12 @@ export interface WriteChunkResult {
 export const PIECE_BYTES = 1024 * 1024;
 
 export class DataNodeClients {
-  private readonly clients = new Map<string, grpc.Client>();
+  private readonly channels = new DataNodeChannels();
 
   constructor(private readonly options: { writeTimeoutMs: number; readTimeoutMs: number }) {}
 
   private client(address: string): grpc.Client {
-    let client = this.clients.get(address);
-    if (!client) {
-      client = new strataProto.DataNode(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-      this.clients.set(address, client);
-    }
-    return client;
+    return this.channels.get(address);
   }
 
   /** Streams one chunk to pipeline[0], which forwards it along the rest of the pipeline. */
@@ -75,8 +70,7 @@ export class DataNodeClients {
   }
 
   close(): void {
-    for (const client of this.clients.values()) client.close();
-    this.clients.clear();
+    this.channels.close();
   }
 }
 

@@ -209,3 +209,22 @@ export function shutdownServer(server: grpc.Server, graceMs: number): Promise<vo
     });
   });
 }
+
+/** DataNode channels, one per address, made on first use and kept until `close`. */
+export class DataNodeChannels {
+  private readonly clients = new Map<string, grpc.Client>();
+
+  get(address: string): grpc.Client {
+    let client = this.clients.get(address);
+    if (!client) {
+      client = new strataProto.DataNode(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+}

@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { EventEmitter } from 'node:events';
 import { statfs } from 'node:fs/promises';
 import type { ChunkStore, ChunkWriter } from './chunk-store.js';
-import { CHANNEL_OPTIONS, fromServiceError, strataProto, toServiceError, unaryHandler } from '../common/grpc.js';
+import { DataNodeChannels, fromServiceError, toServiceError, unaryHandler } from '../common/grpc.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { NodeInfo, ScrubStatus } from '../common/node-info.js';
@@ -56,17 +56,10 @@ type DataNodeClient = grpc.Client & {
 
 export function createDataNodeService(options: DataNodeServiceOptions): DataNodeService {
   const { nodeId, store, log } = options;
-  const clients = new Map<string, DataNodeClient>();
+  const channels = new DataNodeChannels();
   const healing = createHealingService({ nodeId, store, log });
 
-  function clientFor(address: string): DataNodeClient {
-    let client = clients.get(address);
-    if (!client) {
-      client = new strataProto.DataNode(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as DataNodeClient;
-      clients.set(address, client);
-    }
-    return client;
-  }
+  const clientFor = (address: string) => channels.get(address) as unknown as DataNodeClient;
 
   async function openSession(message: WriteChunkRequest, call: WriteCall): Promise<WriteSession> {
     const header = message.part === 'header' ? message.header : null;
@@ -175,8 +168,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     nodeInfo,
     close() {
       healing.close();
-      for (const client of clients.values()) client.close();
-      clients.clear();
+      channels.close();
     },
   };
 }

@@ -2,7 +2,7 @@
 // interface (the executors never see gRPC). One cached channel per node address.
 import * as grpc from '@grpc/grpc-js';
 import { StrataError } from '../../common/errors.js';
-import { CHANNEL_OPTIONS, callUnary, fromServiceError, strataProto } from '../../common/grpc.js';
+import { DataNodeChannels, callUnary, fromServiceError } from '../../common/grpc.js';
 import type { ListedCopy } from './planner.js';
 
 export interface NodeAddress {
@@ -39,7 +39,7 @@ interface WireListed {
 }
 
 export class GrpcDataNodeOps implements DataNodeOps {
-  private readonly clients = new Map<string, grpc.Client>();
+  private readonly channels = new DataNodeChannels();
 
   constructor(private readonly options: GrpcDataNodeOpsOptions) {}
 
@@ -81,17 +81,11 @@ export class GrpcDataNodeOps implements DataNodeOps {
   }
 
   close(): void {
-    for (const client of this.clients.values()) client.close();
-    this.clients.clear();
+    this.channels.close();
   }
 
   private client(address: string): grpc.Client {
-    let client = this.clients.get(address);
-    if (!client) {
-      client = new strataProto.DataNode(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-      this.clients.set(address, client);
-    }
-    return client;
+    return this.channels.get(address);
   }
 }
 
