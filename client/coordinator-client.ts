@@ -27,9 +27,16 @@ export class CoordinatorClient {
     this.clients = options.addresses.map((address) => new strataProto.Coordinator(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS));
   }
 
-  async call<Res>(method: string, request: unknown): Promise<Res> {
+  /**
+   * One call, failing over between coordinators on transport failures. A failure after the
+   * request was sent may have been applied before the connection broke; `afterAmbiguousRetry`
+   * then gets a retry's error and may turn it into an answer (a retried Remove that finds the
+   * name gone was most likely applied by the first attempt).
+   */
+  async call<Res>(method: string, request: unknown, afterAmbiguousRetry?: (error: StrataError) => Res | undefined): Promise<Res> {
     const giveUpAt = Date.now() + this.options.failoverTimeoutMs;
     let lastError: StrataError | undefined;
+    let ambiguous = false;
     for (let attempt = 0; ; attempt++) {
       const index = this.current;
       const address = this.options.addresses[index];
@@ -37,7 +44,13 @@ export class CoordinatorClient {
         return await callUnary<Res>(this.clients[index], method, request, this.options.callTimeoutMs, `coordinator ${address}`);
       } catch (err) {
         const error = err as StrataError;
-        if (!isTransportFailure(error)) throw error;
+        if (!isTransportFailure(error)) {
+          const answer = ambiguous && afterAmbiguousRetry ? afterAmbiguousRetry(error) : undefined;
+          if (answer !== undefined) return answer;
+          throw error;
+        }
+        // A refused connection never reached the coordinator; anything else may have.
+        if (!/connection refused|ECONNREFUSED/i.test(error.message)) ambiguous = true;
         lastError = error;
         if (this.current === index) this.current = (index + 1) % this.clients.length;
         const roundDone = (attempt + 1) % this.clients.length === 0;

@@ -144,7 +144,7 @@ export class Strata {
         }
       }
     }
-    await this.coordinator.call('Remove', { path });
+    await this.coordinator.call('Remove', { path }, (error) => (error.kind === 'NotFound' ? {} : undefined));
     options.onRemoved?.(path);
   }
 

@@ -260,14 +260,18 @@ describe('chaos: kill -9 and restart data nodes and coordinators under a mixed w
         for (const chunk of await client.locate(`${w.dir}/${entry.name}`)) for (const nodeId of chunk.nodes) expected.set(nodeId, (expected.get(nodeId) ?? 0) + 1);
       }
     }
-    await waitFor(`every node to hold only referenced chunks (${[...expected].map(([n, c]) => `${n} ${c}`).join(', ')})`, async () => {
+    let held = '';
+    await waitFor(`every node to hold only referenced chunks (want ${[...expected].map(([n, c]) => `${n} ${c}`).join(', ')})`, async () => {
       const nodes = await client.nodes();
+      held = nodes.map((n) => `${n.nodeId} ${n.chunks}`).join(', ');
       return nodes.every((n) => n.chunks === expected.get(n.nodeId));
-    }, 120_000);
+    }, 180_000).catch((err: Error) => {
+      throw new Error(`${err.message}; last seen: ${held}`);
+    });
     // The workload did something worth checking.
     expect(summary.get('write ok') ?? 0).toBeGreaterThan(20);
     expect(acknowledged).toBeGreaterThan(0);
-  }, 240_000);
+  }, 330_000);
 });
 
 /**

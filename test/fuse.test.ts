@@ -156,12 +156,13 @@ os.rmdir(d)
     // One race is libfuse's, not strata's: an open that the kernel resolved to the replaced file
     // just before the rename can reach libfuse just after it, and libfuse's path-based API answers
     // ENOENT for a file without a name before the mount sees the open. The reader opens again
-    // then (the name resolves to the new file); it must never stay missing, and a file once open
+    // then (once the kernel's entry for the name times out it resolves to the new file); it must
+    // never stay missing past that, and a file once open
     // must read whole (the mount keeps a replaced file until its last close and opens under way).
     const script = path.join(L, 'rename.py');
     await writeFile(
       script,
-      `import hashlib, os, sys
+      `import hashlib, os, sys, time
 role, d, local = sys.argv[1], sys.argv[2], sys.argv[3]
 target, done = d + '/target', local + '/rename-done'
 def version(v):
@@ -183,14 +184,17 @@ elif role == 'write':
 else:
     reads, seen, bad, versions, vanished = 0, set(), [], {}, 0
     while not os.path.exists(done):
-        for attempt in range(20):
+        # The kernel may keep resolving the name to the replaced file for the entry timeout
+        # (1 s): retry for longer than that before calling the name missing.
+        for attempt in range(60):
             try:
                 f = open(target, 'rb')
                 break
             except FileNotFoundError:
                 vanished += 1
+                time.sleep(0.05)
         else:
-            bad.append('read %d: target missing for 20 opens in a row' % reads); continue
+            bad.append('read %d: target missing for 3 s of opens' % reads); continue
         try:
             with f: data = f.read()
         except OSError as e:
