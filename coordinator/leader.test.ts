@@ -1,19 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger } from '../common/log.js';
 import { startEtcd, type EtcdMember } from '../test/harness/etcd.js';
+import { waitFor } from '../test/harness/wait.js';
 import { EtcdLeadership, SoleLeadership } from './leader.js';
 import type { Kv } from './meta/kv.js';
 import { etcdEngineOf, openKv } from './meta/open-kv.js';
 
 const log = createLogger('test', 'silent');
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const giveUpAt = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('leadership', () => {
   let etcd: EtcdMember;
@@ -30,7 +23,7 @@ describe('leadership', () => {
     const changes: string[] = [];
     leaders.forEach((l) => l.onChange((leading) => changes.push(`${l.selfId}:${leading}`)));
     try {
-      await until('a leader', () => leaders.some((l) => l.isLeader()));
+      await waitFor('a leader', async () => leaders.some((l) => l.isLeader()));
       const [first, second] = leaders[0]!.isLeader() ? leaders : [leaders[1]!, leaders[0]!];
       expect(second!.isLeader()).toBe(false);
       expect(await second!.currentLeader()).toBe(first!.selfId);
@@ -40,7 +33,7 @@ describe('leadership', () => {
       expect(await put(oldFence)).toBe(true);
       expect(await put(second!.fence())).toBe(false); // not leading: its writes never land
       await first!.close();
-      await until('the second leads', () => second!.isLeader());
+      await waitFor('the second leads', async () => second!.isLeader());
       expect(await second!.currentLeader()).toBe(second!.selfId);
       expect(await put(oldFence)).toBe(false); // a deposed leader's writes fail
       expect(await put(second!.fence())).toBe(true);
@@ -55,7 +48,7 @@ describe('leadership', () => {
     const sole = new SoleLeadership('only');
     const seen: boolean[] = [];
     sole.onChange((leading) => seen.push(leading));
-    await until('told', () => seen.length > 0);
+    await waitFor('told', async () => seen.length > 0);
     expect(sole.isLeader()).toBe(true);
     expect(sole.fence()).toEqual([]);
     expect(await sole.currentLeader()).toBe('only');

@@ -1,7 +1,7 @@
 // The store's self-healing surface: the paged listing, full verification, and quarantine of a
 // corrupt chunk (not served, reported, kept across restarts until a delete clears it).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,7 @@ import { crc32c } from '@node-rs/crc32';
 import type { Level } from 'level';
 import { LocalChunkStore, chunkFilePath, inlineChunkKey, quarantineFilePath, type ChunkRecord } from './chunk-store.js';
 import { chunkRecordKey } from './chunk-layout.js';
+import { flipChunkFileByte } from '../test/harness/disk-rot.js';
 
 /** Random bytes this long always encode past INLINE_MAX_BYTES: the chunk is a file. */
 const FILE_BYTES = 600_000;
@@ -28,21 +29,6 @@ async function get(store: LocalChunkStore, chunkId: string, offset = 0, length =
 
 function indexOf(store: LocalChunkStore): Level<string, unknown> {
   return (store as unknown as { index: Level<string, unknown> }).index;
-}
-
-/** Flips one byte of a chunk file in place, `fromEnd` bytes before its end (a payload byte). */
-async function flipFileByte(dir: string, chunkId: string, fromEnd = 10): Promise<void> {
-  const file = chunkFilePath(dir, chunkId);
-  const handle = await open(file, 'r+');
-  try {
-    const at = (await handle.stat()).size - fromEnd;
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, at);
-    byte[0] ^= 0x5a;
-    await handle.write(byte, 0, 1, at);
-  } finally {
-    await handle.close();
-  }
 }
 
 describe('LocalChunkStore self-healing', () => {
@@ -102,7 +88,7 @@ describe('LocalChunkStore self-healing', () => {
     await put(store, 'good', good);
     const record = await put(store, 'rotten', randomBytes(FILE_BYTES));
     const usage = store.usage();
-    await flipFileByte(dir, 'rotten');
+    await flipChunkFileByte(dir, 'rotten');
     const damaged = await readFile(chunkFilePath(dir, 'rotten'));
 
     const err = await store.verify('rotten').catch((e) => e);
@@ -142,7 +128,7 @@ describe('LocalChunkStore self-healing', () => {
   it('a read that hits a bad block quarantines the chunk; one that does not, does not', async () => {
     const data = randomBytes(FILE_BYTES); // 3 blocks: 256 KiB, 256 KiB, the rest
     await put(store, 'ranged', data);
-    await flipFileByte(dir, 'ranged'); // in the last block
+    await flipChunkFileByte(dir, 'ranged'); // in the last block
     expect((await get(store, 'ranged', 0, 1000)).equals(data.subarray(0, 1000))).toBe(true);
     expect(store.quarantined()).toEqual([]);
     await expect(get(store, 'ranged', FILE_BYTES - 100, 100)).rejects.toMatchObject({ kind: 'Corrupt', message: expect.stringContaining('block 2') });

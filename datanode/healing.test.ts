@@ -2,8 +2,7 @@
 // of a chunk a read found corrupt, and the background scrub finding a flipped byte on disk.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { createServer } from 'node:net';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,46 +11,15 @@ import { pino } from 'pino';
 import { DataNodeClients, type NodeAddress } from '../client/datanode-client.js';
 import { CHANNEL_OPTIONS, bindServer, callUnary, strataProto } from '../common/grpc.js';
 import type { NodeInfo } from '../common/node-info.js';
-import { chunkFilePath } from './chunk-store.js';
 import { LIST_BATCH_CHUNKS, type ReplicateChunkReply } from './healing-service.js';
 import { runDataNode, type DataNodeConfig, type RunningDataNode } from './run.js';
+import { flipChunkFileByte } from '../test/harness/disk-rot.js';
+import { freePort } from '../test/harness/ports.js';
+import { waitFor } from '../test/harness/wait.js';
 
 const DEAD_COORDINATOR = '127.0.0.1:1';
 /** Random bytes this long are stored as a chunk file (FORMAT.md: over 64 KiB encoded). */
 const FILE_BYTES = 600_000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Flips one payload byte of a chunk file in place, as disk rot would. */
-async function flipFileByte(dataDir: string, chunkId: string): Promise<void> {
-  const handle = await open(chunkFilePath(dataDir, chunkId), 'r+');
-  try {
-    const at = (await handle.stat()).size - 10;
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, at);
-    byte[0] ^= 0x5a;
-    await handle.write(byte, 0, 1, at);
-  } finally {
-    await handle.close();
-  }
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, boundMs = 30_000): Promise<T> {
-  for (const started = Date.now(); Date.now() - started < boundMs; await new Promise((r) => setTimeout(r, 50))) {
-    const value = await probe();
-    if (value !== undefined) return value;
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 type Client = grpc.Client & Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -147,7 +115,7 @@ describe('data node self-healing', () => {
   it('refuses a source whose chunk file is corrupt, storing nothing; the source quarantines its copy', async () => {
     const data = randomBytes(FILE_BYTES);
     await bytes.writeChunk([hop(0)], 'rep-rotten', data);
-    await flipFileByte(dirs[0], 'rep-rotten');
+    await flipChunkFileByte(dirs[0], 'rep-rotten');
     const err = await replicate(1, { chunkId: 'rep-rotten', sources: [hop(0)], length: data.length, crc32c: crc32c(data) }).catch((e) => e);
     expect(err).toMatchObject({ kind: 'Corrupt', message: expect.stringContaining('chunk rep-rotten') });
     await expect(callUnary(clients[1], 'statChunk', { chunkId: 'rep-rotten' }, 5000)).rejects.toMatchObject({ kind: 'NotFound' });
@@ -175,7 +143,7 @@ describe('data node self-healing', () => {
   it('quarantines a chunk a ReadChunk found corrupt, reports it until DeleteChunk', async () => {
     const data = randomBytes(FILE_BYTES);
     await bytes.writeChunk([hop(2)], 'read-rotten', data);
-    await flipFileByte(dirs[2], 'read-rotten');
+    await flipChunkFileByte(dirs[2], 'read-rotten');
     await expect(read(2, 'read-rotten')).rejects.toMatchObject({ kind: 'Corrupt', message: expect.stringContaining('checksum mismatch') });
     expect((await status(2)).corruptChunks).toEqual(['read-rotten']);
     await expect(read(2, 'read-rotten')).rejects.toMatchObject({ kind: 'Corrupt', message: expect.stringContaining('quarantined') });
@@ -202,8 +170,8 @@ describe('data node self-healing', () => {
       await bytes.writeChunk([hop(i)], 'scrub-good', good);
       await bytes.writeChunk([hop(i)], 'scrub-small', randomBytes(500));
       await bytes.writeChunk([hop(i)], 'scrub-rotten', randomBytes(FILE_BYTES));
-      await flipFileByte(dirs[i], 'scrub-rotten');
-      const info = await until('scrub to quarantine the chunk', async () => {
+      await flipChunkFileByte(dirs[i], 'scrub-rotten');
+      const info = await waitFor('scrub to quarantine the chunk', async () => {
         const current = await status(i);
         return current.corruptChunks?.includes('scrub-rotten') ? current : undefined;
       });
@@ -211,14 +179,14 @@ describe('data node self-healing', () => {
       expect(info.scrub?.corruptFound).toBe(1);
       expect(info.scrub?.chunksChecked).toBeGreaterThanOrEqual(1);
       // Passes go on; the quarantined chunk is not checked (or counted) again.
-      const later = await until('another full pass', async () => {
+      const later = await waitFor('another full pass', async () => {
         const current = await status(i);
         return (current.scrub?.passes ?? 0) >= 2 ? current : undefined;
       });
       expect(later.scrub).toMatchObject({ corruptFound: 1 });
       expect(later.scrub!.lastPassMs).toBeGreaterThan(0);
       expect(later.scrub!.bytesChecked).toBeGreaterThanOrEqual(FILE_BYTES);
-      await until('a heartbeat reporting it', async () => (beats.some((beat) => beat.corruptChunks?.includes('scrub-rotten')) ? true : undefined));
+      await waitFor('a heartbeat reporting it', async () => (beats.some((beat) => beat.corruptChunks?.includes('scrub-rotten')) ? true : undefined));
       expect(beats[beats.length - 1].scrub).toMatchObject({ corruptFound: 1 });
       expect((await read(i, 'scrub-good')).equals(good)).toBe(true);
     } finally {

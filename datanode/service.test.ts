@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { createServer } from 'node:net';
 import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -12,23 +11,12 @@ import { STAR_MAX_BYTES, type NodeAddress, type WriteChunkReply } from './servic
 import { DataNodeClients } from '../client/datanode-client.js';
 import type { CoordinatorClient } from '../client/coordinator-client.js';
 import { uploadChunk } from '../client/writer.js';
+import { freePort } from '../test/harness/ports.js';
 import { CHANNEL_OPTIONS, ERROR_KIND_METADATA_KEY, bindServer, callUnary, strataProto } from '../common/grpc.js';
 
 const MIB = 1024 * 1024;
 const PIECE_BYTES = 1 * MIB;
 const DEAD_COORDINATOR = '127.0.0.1:1';
-
-/** A port that was free a moment ago (another engineer owns the shared test harness). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 type Client = grpc.Client & Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
