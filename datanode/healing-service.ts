@@ -8,6 +8,7 @@ import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import { toServiceError, unaryHandler } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import type { ChunkStore, ListedChunk } from './chunk-store.js';
+import { waitForDrain } from './drain.js';
 
 export interface ReplicateChunkRequest {
   chunkId: string;
@@ -55,7 +56,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
     for (;;) {
       const chunks = await store.listChunks(after, LIST_BATCH_CHUNKS);
       if (call.cancelled) return;
-      if (chunks.length > 0 && !call.write({ chunks })) await drained(call);
+      if (chunks.length > 0 && !call.write({ chunks })) await waitForDrain(call);
       if (chunks.length < LIST_BATCH_CHUNKS) break;
       after = chunks[chunks.length - 1].chunkId;
     }
@@ -152,14 +153,3 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
   return { handlers, close: () => sources.close() };
 }
 
-/** Resolves once the stream can take more, or can no longer (cancelled, closed). */
-function drained(call: ListCall): Promise<void> {
-  return new Promise((resolve) => {
-    const events = ['drain', 'close', 'cancelled', 'error'];
-    const done = () => {
-      for (const event of events) call.off(event, done);
-      resolve();
-    };
-    for (const event of events) call.on(event, done);
-  });
-}

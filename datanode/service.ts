@@ -1,13 +1,13 @@
 // The DataNode gRPC service over a ChunkStore: chunk writes with pipeline forwarding, verified
 // reads, stat, delete, node status. Every failure leaves through toServiceError; none escapes.
 import * as grpc from '@grpc/grpc-js';
-import type { EventEmitter } from 'node:events';
 import { statfs } from 'node:fs/promises';
 import type { ChunkStore, ChunkWriter } from './chunk-store.js';
 import { DataNodeChannels, fromServiceError, toServiceError, unaryHandler } from '../common/grpc.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { NodeInfo, ScrubStatus } from '../common/node-info.js';
+import { waitForDrain } from './drain.js';
 import { MAX_REPORTED_CORRUPT_CHUNKS, createHealingService } from './healing-service.js';
 
 export interface NodeAddress { nodeId: string; address: string }
@@ -316,15 +316,3 @@ function boundReadAhead(call: WriteCall): void {
   if (typeof state?.highWaterMark === 'number') state.highWaterMark = INBOUND_READ_AHEAD_MESSAGES;
 }
 
-/** Resolves on 'drain', or when the stream can no longer drain (closed, cancelled, settled). */
-function waitForDrain(stream: EventEmitter, settled?: Promise<unknown>): Promise<void> {
-  return new Promise((resolve) => {
-    const events = ['drain', 'close', 'cancelled', 'error'];
-    const done = () => {
-      for (const event of events) stream.off(event, done);
-      resolve();
-    };
-    for (const event of events) stream.on(event, done);
-    settled?.then(done);
-  });
-}
