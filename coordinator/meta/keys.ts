@@ -10,6 +10,10 @@
 //   n/<nodeId>           data node record (last heartbeat seen by any coordinator)
 //   a/<nodeId>           data node admin state set by an operator: draining, drained, removed
 //                        (apart from n/, which heartbeats overwrite without reading)
+//   p/<ino>              tiering policy set on a directory or file (p/0: the cluster-wide one)
+//   k/<ino>              pin: keep this file or subtree local, never tiered
+//   r/<ino>              a recall asked of the leader for this file or subtree, until it is done
+//   h/tier               the leader's tiering queue, counters and recent events
 //   h/status             the leader's repair queue and recent events, for `strata health` anywhere
 //   h/rebalance          a rebalance asked of the leader (threshold), until it is done
 //   x/ino                next unallocated inode number (handed out in batches)
@@ -30,6 +34,15 @@ export const ADMIN_PREFIX = 'a/';
 export const CHUNK_PREFIX = 'c/';
 export const DENTRY_PREFIX = 'd/';
 export const HEALTH_STATUS_KEY = 'h/status';
+export const TIER_STATUS_KEY = 'h/tier';
+export const policyKey = (ino: number) => `p/${ino}`;
+export const POLICY_PREFIX = 'p/';
+/** Where the cluster-wide policy lives (no inode is 0). */
+export const CLUSTER_POLICY_INO = 0;
+export const pinKey = (ino: number) => `k/${ino}`;
+export const PIN_PREFIX = 'k/';
+export const recallKey = (ino: number) => `r/${ino}`;
+export const RECALL_PREFIX = 'r/';
 export const REBALANCE_KEY = 'h/rebalance';
 export const INODE_COUNTER_KEY = 'x/ino';
 /** What every path lookup reads: worth a coordinator-side cache on etcd. */
@@ -62,12 +75,16 @@ export function decodeDentry(value: Buffer): { ino: number; type: FileKind } {
 }
 
 export function encodeChunk(record: ChunkRecord): Buffer {
-  return json({ id: record.chunkId, l: record.length, c: record.crc32c, n: record.nodes });
+  const { tier } = record;
+  const t = tier ? { n: tier.tier, k: tier.key, s: tier.storedBytes, c: tier.crc32c } : undefined;
+  return json({ id: record.chunkId, l: record.length, c: record.crc32c, n: record.nodes, t });
 }
 
 export function decodeChunk(index: number, value: Buffer): ChunkRecord {
   const raw = JSON.parse(value.toString());
-  return { index, chunkId: raw.id, length: raw.l, crc32c: raw.c, nodes: raw.n };
+  const record: ChunkRecord = { index, chunkId: raw.id, length: raw.l, crc32c: raw.c, nodes: raw.n };
+  if (raw.t) record.tier = { tier: raw.t.n, key: raw.t.k, storedBytes: raw.t.s, crc32c: raw.t.c };
+  return record;
 }
 
 export const chunkIndexFromKey = (key: string) => Number(key.slice(key.lastIndexOf('/') + 1));

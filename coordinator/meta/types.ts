@@ -2,6 +2,7 @@
 // the in-memory shapes every coordinator module shares.
 
 import type { NodeInfo } from '../../common/node-info.js';
+import type { TierCopy } from '../../common/object-tier.js';
 
 export type FileKind = 'file' | 'dir' | 'symlink';
 
@@ -36,7 +37,10 @@ export interface ChunkRecord {
   chunkId: string;
   length: number;
   crc32c: number;
+  /** Data nodes holding a copy; empty when the bytes are only in an object tier. */
   nodes: string[];
+  /** The chunk's verified object in a tier (coordinator/tiering/), when it has one. */
+  tier?: TierCopy;
 }
 
 export interface NodeRecord extends NodeInfo {

@@ -30,6 +30,8 @@ export interface ClusterOptions {
   coordinatorArgs?: string[];
   /** More data node flags (e.g. --capacity-bytes). */
   datanodeArgs?: string[];
+  /** More environment for the coordinator and data node processes (e.g. s3Env from harness/s3.ts). */
+  env?: Record<string, string>;
 }
 
 export class RoleProcess {
@@ -39,11 +41,12 @@ export class RoleProcess {
     readonly args: string[],
     readonly logFile: string,
     readonly address: string,
+    readonly env: Record<string, string> = {},
   ) {}
 
   start(): void {
     const fd = openSync(this.logFile, 'a');
-    this.process = spawn(process.execPath, [STRATA_MAIN, ...this.args], { stdio: ['ignore', fd, fd] });
+    this.process = spawn(process.execPath, [STRATA_MAIN, ...this.args], { stdio: ['ignore', fd, fd], env: { ...process.env, ...this.env } });
   }
 
   get running(): boolean {
@@ -148,7 +151,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       if (options.replication) args.push('--replication', String(options.replication));
       args.push('--dead-after-ms', String(options.deadAfterMs ?? 3000));
       args.push(...(options.coordinatorArgs ?? []));
-      cluster.coordinators.push(new RoleProcess(`coordinator-${i + 1}`, args, path.join(dir.path, `coordinator-${i + 1}.log`), address));
+      cluster.coordinators.push(new RoleProcess(`coordinator-${i + 1}`, args, path.join(dir.path, `coordinator-${i + 1}.log`), address, options.env));
     }
     for (const c of cluster.coordinators) c.start();
     for (let i = 0; i < (options.datanodes ?? 3); i++) cluster.datanodes.push(await startDatanode(cluster, i, options));
@@ -165,7 +168,7 @@ async function startDatanode(cluster: TestCluster, i: number, options: ClusterOp
   const args = ['datanode', '--node-id', `dn${i + 1}`, '--data-dir', cluster.dataDir(i), '--listen', address];
   args.push('--coordinators', cluster.coordinatorList, '--log-level', options.logLevel ?? 'warn', '--heartbeat-interval-ms', '500');
   args.push(...(options.datanodeArgs ?? []));
-  const node = new RoleProcess(`dn${i + 1}`, args, path.join(cluster.dir.path, `dn${i + 1}.log`), address);
+  const node = new RoleProcess(`dn${i + 1}`, args, path.join(cluster.dir.path, `dn${i + 1}.log`), address, options.env);
   node.start();
   return node;
 }
