@@ -55,11 +55,15 @@ export class DataNodeClients {
     });
   }
 
-  /** Reads [offset, offset+length) of a chunk from one node; yields verified raw pieces. */
-  async *readChunk(node: NodeAddress, chunkId: string, offset: number, length: number): AsyncGenerator<Buffer> {
+  /**
+   * Reads [offset, offset+length) of a chunk from one node; yields verified raw pieces. `tier`
+   * (a ChunkLocation's, as the coordinator sent it) lets a node without a copy read it through.
+   */
+  async *readChunk(node: NodeAddress, chunkId: string, offset: number, length: number, tier?: unknown): AsyncGenerator<Buffer> {
     const deadline = new Date(Date.now() + this.options.readTimeoutMs);
+    const request = { chunkId, offset, length, tier: tier ?? null };
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const call = (this.client(node.address) as any).ReadChunk({ chunkId, offset, length }, { deadline }) as grpc.ClientReadableStream<{ data: Buffer }>;
+    const call = (this.client(node.address) as any).ReadChunk(request, { deadline }) as grpc.ClientReadableStream<{ data: Buffer }>;
     try {
       for await (const reply of call) yield reply.data;
     } catch (err) {

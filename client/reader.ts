@@ -14,6 +14,8 @@ interface ChunkLocation {
   length: number;
   crc32c: number;
   replicas: NodeAddress[];
+  /** Set when the bytes are in an object tier: passed on so a node without a copy reads it through. */
+  tier?: unknown;
 }
 
 interface GetChunksReply {
@@ -43,6 +45,11 @@ export async function* readRange(coordinator: CoordinatorClient, datanodes: Data
 
   const locations = new Map<number, ChunkLocation>();
   let fetchedThrough = firstIndex - 1;
+  // Where a chunk is now: its copies can move (repair, tiering, recall) after we asked.
+  const relocate = async (index: number): Promise<ChunkLocation | undefined> => {
+    const reply = await coordinator.call<GetChunksReply>('GetChunks', { ino: options.ino, fromIndex: index, count: 1 });
+    return reply.chunks.find((chunk) => Number(chunk.index) === index);
+  };
   const locate = async (index: number): Promise<ChunkLocation | undefined> => {
     if (index > fetchedThrough) {
       // No more than the range needs: a one-chunk read (the mount's) asks for one location.
@@ -63,7 +70,18 @@ export async function* readRange(coordinator: CoordinatorClient, datanodes: Data
     const location = await locate(index);
     const pieces: Buffer[] = [];
     const stored = location ? Math.min(Number(location.length), to) : 0;
-    if (location && from < stored) pieces.push(...(await readChunkRange(datanodes, location, from, stored - from)));
+    if (location && from < stored) {
+      let read: Buffer[];
+      try {
+        read = await readChunkRange(datanodes, location, from, stored - from);
+      } catch (err) {
+        // Retry once where the chunk is now; never another chunk id (that is a newer write).
+        const moved = await relocate(index).catch(() => undefined);
+        if (!moved || moved.chunkId !== location.chunkId || sameLocation(moved, location)) throw err;
+        read = await readChunkRange(datanodes, moved, from, stored - from);
+      }
+      pieces.push(...read);
+    }
     // A hole, or bytes past a chunk's stored length (after a truncate), read as zeros.
     for (let zeroFrom = Math.max(from, stored); zeroFrom < to; zeroFrom += ZEROS.length) {
       pieces.push(ZEROS.subarray(0, Math.min(ZEROS.length, to - zeroFrom)));
@@ -99,7 +117,7 @@ async function readChunkRange(datanodes: DataNodeClients, location: ChunkLocatio
     const pieces: Buffer[] = [];
     let received = 0;
     try {
-      for await (const piece of datanodes.readChunk(replica, location.chunkId, offset, length)) {
+      for await (const piece of datanodes.readChunk(replica, location.chunkId, offset, length, location.tier)) {
         pieces.push(piece);
         received += piece.length;
       }
@@ -115,6 +133,11 @@ async function readChunkRange(datanodes: DataNodeClients, location: ChunkLocatio
   }
   const kind = errors.every((e) => /checksum|corrupt/i.test(e)) ? 'Corrupt' : 'Unavailable';
   throw new StrataError(kind, `chunk ${location.chunkId}: no replica could be read (${errors.join('; ')})`);
+}
+
+function sameLocation(a: ChunkLocation, b: ChunkLocation): boolean {
+  const ids = (l: ChunkLocation) => l.replicas.map((r) => r.nodeId).join(',');
+  return ids(a) === ids(b) && Boolean(a.tier) === Boolean(b.tier);
 }
 
 function crc32cOf(pieces: Buffer[]): number {

@@ -44,6 +44,11 @@ export const coordinatorSchema = z.object({
   repairBandwidth: size.pipe(z.number().int().min(0)).default(0),
   /** Unreferenced chunks are deleted only after this long (and a commit must come within half of it). */
   gcGraceMs: int.min(1000).max(30 * 24 * 3_600_000).default(3_600_000),
+  // Tiering (coordinator/tiering/): the leader moves cold chunks to the tiers.
+  /** Pause between the leader's passes over the tiering policies. */
+  tierIntervalMs: int.min(100).max(24 * 3_600_000).default(60_000),
+  /** Chunks uploaded to (or recalled from) the tiers at once. */
+  tierConcurrency: int.min(1).max(64).default(4),
   logLevel,
 });
 export type CoordinatorConfig = Readonly<z.infer<typeof coordinatorSchema>>;

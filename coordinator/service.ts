@@ -2,6 +2,7 @@
 // to MetaStore (namespace) and NodeRegistry (placement, liveness). Stateless between calls,
 // so any number of coordinators can serve one etcd.
 import type * as grpc from '@grpc/grpc-js';
+import { crc32c } from '@node-rs/crc32';
 import { invalid, isDir, notDir, StrataError } from '../common/errors.js';
 import { unaryHandler } from '../common/grpc.js';
 import { splitParent, splitPath } from '../common/paths.js';
@@ -22,6 +23,10 @@ const MAX_REPLICATION = 16;
 const ACK_POLICIES = new Set(['one', 'quorum', 'all']);
 const MAX_CORRUPT_PER_HEARTBEAT = 10_000;
 
+/** A file's atime is rewritten on a read only when older than this: tiering policies need no finer. */
+const ATIME_GRANULARITY_MS = 60_000;
+const TIER_GATEWAYS = 2;
+
 export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config: CoordinatorConfig, healing: Omit<HealingDeps, 'registry'>) {
   // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
   // later commits of an id leaves half the grace as margin for clock skew and slow commits.
@@ -33,6 +38,20 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
     return { dir, name };
   };
   const resolvePath = (path: string) => meta.resolve(splitPath(requireString(path, 'path')));
+  const replicasOf = (nodeIds: string[]) =>
+    [...nodeIds]
+      .sort((a, b) => Number(nodes.isLive(b)) - Number(nodes.isLive(a)))
+      .map((nodeId) => ({ nodeId, address: nodes.addressOf(nodeId) ?? '' }))
+      .filter((replica) => replica.address !== '');
+  // A chunk only in a tier is read through data nodes. The same ones for the same chunk
+  // (rendezvous hashing), so their caches hold it; two, so one down costs a retry, not the read.
+  const tierGateways = (chunkId: string) =>
+    nodes
+      .liveNodes()
+      .map((n) => ({ nodeId: n.nodeId, address: n.address, rank: crc32c(`${chunkId}/${n.nodeId}`) }))
+      .sort((a, b) => b.rank - a.rank)
+      .slice(0, TIER_GATEWAYS)
+      .map(({ nodeId, address }) => ({ nodeId, address }));
   const statReply = (attr: Attr) => ({ attr: toWireAttr(attr) });
   const ackPolicyOf = (requested: unknown): AckPolicy => {
     const ackPolicy = String(requested || config.ackPolicy);
@@ -169,7 +188,10 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
     }),
 
     GetChunks: unaryHandler(async (req: Req) => {
-      const { attr, chunks } = await meta.getChunks(requireIno(req.ino), Number(req.fromIndex) || 0, Number(req.count) || 0);
+      const ino = requireIno(req.ino);
+      const { attr, chunks } = await meta.getChunks(ino, Number(req.fromIndex) || 0, Number(req.count) || 0);
+      const now = Date.now();
+      if (now - attr.atimeMs > ATIME_GRANULARITY_MS) void meta.touchAtime(ino, now).catch(() => undefined);
       return {
         attr: toWireAttr(attr),
         chunks: chunks.map((chunk) => ({
@@ -177,10 +199,8 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
           chunkId: chunk.chunkId,
           length: chunk.length,
           crc32c: chunk.crc32c,
-          replicas: [...chunk.nodes]
-            .sort((a, b) => Number(nodes.isLive(b)) - Number(nodes.isLive(a)))
-            .map((nodeId) => ({ nodeId, address: nodes.addressOf(nodeId) ?? '' }))
-            .filter((replica) => replica.address !== ''),
+          replicas: chunk.nodes.length > 0 || !chunk.tier ? replicasOf(chunk.nodes) : tierGateways(chunk.chunkId),
+          tier: chunk.tier ?? null,
         })),
       };
     }),

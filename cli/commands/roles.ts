@@ -20,6 +20,8 @@ export function registerRoleCommands(program: Command): void {
     .option('--repair-concurrency <n>', 'chunk copies made at once by repair, drain and rebalance (default 4)')
     .option('--repair-bandwidth <size>', 'bytes per second those copies may move in total, e.g. 50MiB; 0 = no cap (default 0)')
     .option('--gc-grace-ms <ms>', 'unreferenced chunks are deleted only after this long (default 3600000 = 1 h)')
+    .option('--tier-interval-ms <ms>', 'pause between the leader\'s passes over tiering policies (default 60000)')
+    .option('--tier-concurrency <n>', 'chunks uploaded to or recalled from object tiers at once (default 4)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {

@@ -1,8 +1,9 @@
-// The coordinator's calls to data nodes: the three the healing jobs need, behind a small
+// The coordinator's calls to data nodes: the ones the healing and tiering jobs need, behind a small
 // interface (the executors never see gRPC). One cached channel per node address.
 import * as grpc from '@grpc/grpc-js';
 import { StrataError } from '../../common/errors.js';
 import { DataNodeChannels, callUnary, fromServiceError } from '../../common/grpc.js';
+import type { TierCopy } from '../../common/object-tier.js';
 import type { ListedCopy } from './planner.js';
 
 export interface NodeAddress {
@@ -11,8 +12,13 @@ export interface NodeAddress {
 }
 
 export interface DataNodeOps {
-  /** Has `target` pull the chunk from the first source that answers, verify it and store it. */
-  replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[]): Promise<void>;
+  /**
+   * Has `target` pull the chunk from the first source that answers (or, failing those, from its
+   * object in a tier: a recall), verify it and store it.
+   */
+  replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[], tier?: TierCopy): Promise<void>;
+  /** Has `node` upload its stored copy of the chunk to a tier's object `key`; resolves to the verified object. */
+  tierUpload(node: NodeAddress, chunkId: string, tier: string, key: string): Promise<TierCopy>;
   /** Idempotent: a missing chunk is fine. */
   delete(node: NodeAddress, chunkId: string): Promise<void>;
   /**
@@ -33,6 +39,13 @@ export interface GrpcDataNodeOpsOptions {
   listTimeoutMs: number;
 }
 
+interface WireTierCopy {
+  tier: string;
+  key: string;
+  storedBytes: number | string;
+  crc32c: number;
+}
+
 interface WireListed {
   chunkId: string;
   storedAtMs: number;
@@ -43,13 +56,18 @@ export class GrpcDataNodeOps implements DataNodeOps {
 
   constructor(private readonly options: GrpcDataNodeOpsOptions) {}
 
-  async replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[]): Promise<void> {
+  async replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[], tier?: TierCopy): Promise<void> {
     try {
-      await callUnary(this.client(target.address), 'ReplicateChunk', { ...chunk, sources }, this.options.replicateTimeoutMs, describe(target));
+      await callUnary(this.client(target.address), 'ReplicateChunk', { ...chunk, sources, tier: tier ?? null }, this.options.replicateTimeoutMs, describe(target));
     } catch (err) {
       // The node already serves the chunk (a leftover copy): it is as good as a new one.
       if (!(err instanceof StrataError) || err.kind !== 'Exists') throw err;
     }
+  }
+
+  async tierUpload(node: NodeAddress, chunkId: string, tier: string, key: string): Promise<TierCopy> {
+    const reply = await callUnary<WireTierCopy>(this.client(node.address), 'TierUpload', { chunkId, tier, key }, this.options.replicateTimeoutMs, describe(node));
+    return { tier: reply.tier, key: reply.key, storedBytes: Number(reply.storedBytes), crc32c: Number(reply.crc32c) >>> 0 };
   }
 
   async delete(node: NodeAddress, chunkId: string): Promise<void> {

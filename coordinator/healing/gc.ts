@@ -23,12 +23,17 @@
 //    chunk lock that repairs also take.
 // 4. A listing that fails or a scan that fails skips the node or the whole pass: a partial view
 //    never makes a copy look unreferenced.
+// 5. Objects in the object tiers are copies too, on a pseudo node `tier:<name>`, and the same
+//    rules hold: an object no record names (a deleted or overwritten file's, an upload whose
+//    record update lost a race) goes by rule 2; one a record no longer names (the chunk was
+//    recalled) by rule 3, its age being the object's LastModified.
 import type { Logger } from '../../common/log.js';
+import { chunkIdOfObjectKey, type ObjectTier } from '../../common/object-tier.js';
 import type { Leadership } from '../leader.js';
 import type { Kv } from '../meta/kv.js';
 import type { NodeRegistry } from '../nodes.js';
 import { allocatedAtMs } from './chunk-id.js';
-import type { DataNodeOps, NodeAddress } from './datanode-ops.js';
+import type { DataNodeOps } from './datanode-ops.js';
 import type { ChunkLocks } from './limits.js';
 import { gcVerdict, type ListedCopy } from './planner.js';
 import { scanChunks } from './scan.js';
@@ -44,8 +49,13 @@ export interface GcDeps {
   log: Logger;
   graceMs: number;
   isInFlight(chunkId: string, nodeId: string): boolean;
+  /** The configured object tiers, whose chunk objects are collected too. */
+  tiers?: readonly ObjectTier[];
   now?: () => number;
 }
+
+/** The pseudo node id of an object tier's copies (records name them in `tier`, not `nodes`). */
+export const tierNodeId = (tierName: string) => `tier:${tierName}`;
 
 interface Reference {
   key: string;
@@ -84,12 +94,22 @@ export class GarbageCollector {
       // Only copies old enough for either rule matter (a copy is stored after its allocation).
       copies.push(...listed.filter((c) => (allocatedAtMs(c.chunkId) ?? 0) + graceMs < listedAtMs));
     }
+    const objectKeys = new Map<string, string>();
+    for (const tier of this.deps.tiers ?? []) {
+      if (!this.deps.leadership.isLeader()) return 0;
+      try {
+        copies.push(...(await this.listTier(tier, listedAtMs, objectKeys)));
+      } catch (err) {
+        this.deps.log.info({ tier: tier.target.name, err: (err as Error).message }, 'GC: cannot list tier; skipping it this pass');
+      }
+    }
     const candidates = new Set(copies.map((c) => c.chunkId));
     const scanStartedMs = this.now();
     const references = new Map<string, Reference>();
     for await (const chunk of scanChunks(this.deps.kv)) {
       if (candidates.has(chunk.record.chunkId)) {
-        references.set(chunk.record.chunkId, { key: chunk.key, modRevision: chunk.modRevision, nodes: chunk.record.nodes });
+        const { nodes, tier } = chunk.record;
+        references.set(chunk.record.chunkId, { key: chunk.key, modRevision: chunk.modRevision, nodes: tier ? [...nodes, tierNodeId(tier.tier)] : nodes });
       }
     }
     const now = this.now();
@@ -110,14 +130,39 @@ export class GarbageCollector {
       });
       if (verdict === 'keep') continue;
       if (!this.deps.leadership.isLeader()) break;
-      if (await this.deleteCopy(byId.get(copy.nodeId)!, copy, reference)) deleted++;
+      const objectKey = objectKeys.get(`${copy.nodeId} ${copy.chunkId}`);
+      const remove = objectKey
+        ? () => this.tierOf(copy.nodeId)!.delete(objectKey)
+        : () => this.deps.ops.delete(byId.get(copy.nodeId)!, copy.chunkId);
+      if (await this.deleteCopy(copy, reference, remove)) deleted++;
     }
     this.deps.status.queue.gcDeleted += deleted;
     if (deleted > 0) this.deps.status.event('gc', `deleted ${deleted} unreferenced or stale chunk copies`);
     return deleted;
   }
 
-  private async deleteCopy(node: NodeAddress, copy: ListedCopy, reference: Reference | undefined): Promise<boolean> {
+  /** A tier's chunk objects old enough to matter, as copies; records each one's key. Throws rather than return part. */
+  private async listTier(tier: ObjectTier, listedAtMs: number, objectKeys: Map<string, string>): Promise<ListedCopy[]> {
+    const nodeId = tierNodeId(tier.target.name);
+    const copies: ListedCopy[] = [];
+    const keys: [string, string][] = [];
+    for await (const page of tier.list(`${tier.target.prefix}chunks/`)) {
+      for (const object of page) {
+        const chunkId = chunkIdOfObjectKey(tier.target, object.key);
+        if (!chunkId || (allocatedAtMs(chunkId) ?? 0) + this.deps.graceMs >= listedAtMs) continue;
+        copies.push({ chunkId, nodeId, storedAtMs: object.lastModifiedMs });
+        keys.push([`${nodeId} ${chunkId}`, object.key]);
+      }
+    }
+    for (const [id, key] of keys) objectKeys.set(id, key);
+    return copies;
+  }
+
+  private tierOf(nodeId: string): ObjectTier | undefined {
+    return this.deps.tiers?.find((t) => tierNodeId(t.target.name) === nodeId);
+  }
+
+  private async deleteCopy(copy: ListedCopy, reference: Reference | undefined, remove: () => Promise<void>): Promise<boolean> {
     if (!this.deps.locks.tryLock(copy.chunkId)) return false; // a repair is on it: next pass
     try {
       if (reference) {
@@ -126,7 +171,7 @@ export class GarbageCollector {
         const unchanged = await this.deps.kv.txn({ compares: [{ key: reference.key, modRevision: reference.modRevision }, ...this.deps.leadership.fence()], ops: [] });
         if (!unchanged) return false;
       }
-      await this.deps.ops.delete(node, copy.chunkId);
+      await remove();
       return true;
     } catch (err) {
       this.deps.log.info({ chunkId: copy.chunkId, nodeId: copy.nodeId, err: (err as Error).message }, 'GC: delete failed; retrying next pass');

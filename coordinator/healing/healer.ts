@@ -5,6 +5,7 @@
 // anything still running is fenced (see leader.ts).
 import type { CoordinatorConfig } from '../../common/config.js';
 import type { Logger } from '../../common/log.js';
+import type { ObjectTier } from '../../common/object-tier.js';
 import type { Leadership } from '../leader.js';
 import type { Kv } from '../meta/kv.js';
 import * as k from '../meta/keys.js';
@@ -18,6 +19,21 @@ import { Repairer, type RepairItem } from './repairer.js';
 import { currentView, scanChunks } from './scan.js';
 import { HealStatus, publishStatus, type PublishedStatus } from './status.js';
 
+export interface HealerDeps {
+  kv: Kv;
+  registry: NodeRegistry;
+  leadership: Leadership;
+  ops: DataNodeOps;
+  config: HealerConfig;
+  log: Logger;
+  /** Shared with the tiering job, so one job at a time works on a chunk. */
+  locks?: ChunkLocks;
+  /** Object tiers: GC collects their chunk objects too. */
+  tiers?: readonly ObjectTier[];
+  /** Copies another job (tiering) is making: GC spares them like repairs in flight. */
+  otherInFlight?: (chunkId: string, nodeId: string) => boolean;
+}
+
 export type HealerConfig = Pick<CoordinatorConfig, 'scanIntervalMs' | 'repairConcurrency' | 'repairBandwidth' | 'gcGraceMs' | 'heartbeatIntervalMs'>;
 
 const VIEW_MAX_AGE_MS = 1000;
@@ -29,7 +45,7 @@ const GC_INTERVAL_MAX_MS = 10 * 60_000;
 
 export class Healer {
   private status = new HealStatus();
-  private readonly locks = new ChunkLocks();
+  private readonly locks: ChunkLocks;
   private repairer: Repairer | undefined;
   private gc: GarbageCollector | undefined;
   private loop: Promise<void> | undefined;
@@ -43,9 +59,9 @@ export class Healer {
   private lastPublishMs = 0;
   private rebalance: { request: RebalanceRequest; modRevision: number; planned: number } | undefined;
 
-  constructor(
-    private readonly deps: { kv: Kv; registry: NodeRegistry; leadership: Leadership; ops: DataNodeOps; config: HealerConfig; log: Logger },
-  ) {}
+  constructor(private readonly deps: HealerDeps) {
+    this.locks = deps.locks ?? new ChunkLocks();
+  }
 
   start(): void {
     this.deps.leadership.onChange((leading) => (leading ? this.lead() : void this.stepDown()));
@@ -88,7 +104,8 @@ export class Healer {
       status: this.status,
       locks: this.locks,
       graceMs: config.gcGraceMs,
-      isInFlight: (chunkId, nodeId) => repairer.isInFlight(chunkId, nodeId),
+      isInFlight: (chunkId, nodeId) => repairer.isInFlight(chunkId, nodeId) || (this.deps.otherInFlight?.(chunkId, nodeId) ?? false),
+      tiers: this.deps.tiers,
     });
     this.lastLive = undefined;
     this.rebalance = undefined;

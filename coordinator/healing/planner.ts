@@ -26,10 +26,15 @@ export interface Assessment {
   /** Copies wanted: the file's replication, capped by the nodes that could hold one. */
   target: number;
   replication: number;
+  /** The bytes are in an object tier: no local copy is wanted (the tiering job owns the chunk). */
+  tiered: boolean;
 }
 
-export function assess(record: Pick<ChunkRecord, 'chunkId' | 'nodes'>, replication: number, view: ClusterView): Assessment {
-  const a: Assessment = { good: [], sources: [], corruptOn: [], dead: [], leaving: [], target: Math.min(replication, view.placeable), replication };
+export function assess(record: Pick<ChunkRecord, 'chunkId' | 'nodes' | 'tier'>, replication: number, view: ClusterView): Assessment {
+  const tiered = record.tier !== undefined;
+  // A tiered chunk wants no local copy; any left on nodes are garbage for GC, not repair sources.
+  const wanted = tiered ? 0 : replication;
+  const a: Assessment = { good: [], sources: [], corruptOn: [], dead: [], leaving: [], target: Math.min(wanted, view.placeable), replication: wanted, tiered };
   const leavingSources: string[] = [];
   for (const nodeId of new Set(record.nodes)) {
     if (!view.live.has(nodeId)) a.dead.push(nodeId);
@@ -53,6 +58,7 @@ export interface ChunkHealth {
 
 /** Health against the file's replication factor itself (not capped: too few nodes is a finding). */
 export function chunkHealth(a: Assessment, replication: number): ChunkHealth {
+  if (a.tiered) return { missing: false, corrupt: false, underReplicated: false, overReplicated: false, healthy: true };
   const missing = a.sources.length === 0;
   const corrupt = a.corruptOn.length > 0;
   return {
@@ -98,7 +104,7 @@ export interface ChunkPlan {
  * without them; dead ones once it has the file's whole replication.
  */
 export function planChunk(a: Assessment): ChunkPlan | undefined {
-  if (a.sources.length === 0) return undefined;
+  if (a.sources.length === 0 || a.tiered) return undefined;
   const copies = Math.max(0, a.target - a.good.length);
   const drop = a.leaving;
   const trim = Math.max(0, a.good.length - a.target);

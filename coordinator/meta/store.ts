@@ -273,6 +273,18 @@ export class MetaStore {
   }
 
   /**
+   * Notes a read for "not read for N days" tiering policies: one attempt, no retry, and no ctime
+   * change. Callers skip it while the recorded atime is recent (a write per read would be waste).
+   */
+  async touchAtime(ino: number, atimeMs: number): Promise<void> {
+    const [inode] = await this.kv.getMany([k.inodeKey(ino)]);
+    if (!inode) return;
+    const attr = k.decodeAttr(ino, inode.value);
+    if (attr.atimeMs >= atimeMs) return;
+    await this.kv.txn({ compares: [{ key: inode.key, modRevision: inode.modRevision }], ops: [put(inode.key, k.encodeAttr({ ...attr, atimeMs }))] });
+  }
+
+  /**
    * Records a written chunk and grows the file in one transaction, so a reader never sees a
    * size that covers uncommitted bytes.
    */
