@@ -46,6 +46,23 @@ describe('assessing and planning a chunk', () => {
     expect(onlyOnDraining).toMatchObject({ copies: 3, sources: ['e'], drop: ['e'] });
   });
 
+  test('a chunk whose bytes are in an object tier is healthy with no local copy, and repair leaves it alone', () => {
+    const tier = { tier: 'cold', key: 'chunks/x', storedBytes: 10, crc32c: 1 };
+    const a = assess({ chunkId: 'x', nodes: [], tier }, 3, view(['a', 'b', 'c']));
+    expect(chunkHealth(a, 3)).toMatchObject({ healthy: true, missing: false, underReplicated: false });
+    expect(planChunk(a)).toBeUndefined();
+    // The same record without its tier copy is missing: the tier copy is what makes it whole.
+    expect(chunkHealth(assess({ chunkId: 'x', nodes: [] }, 3, view(['a', 'b', 'c'])), 3)).toMatchObject({ missing: true });
+  });
+
+  test('GC: an object a record names as its tier copy is kept; a recalled chunk\'s object goes after the grace', () => {
+    const facts = (referencedOn: string[] | undefined): GcFacts => ({ nowMs: 10_000_000, graceMs: 1000, scanStartedMs: 9_999_000, referencedOn, firstSeenUnreferencedMs: 0, inFlight: false });
+    const object = { chunkId: 'x', nodeId: 'tier:cold', storedAtMs: 1000 };
+    expect(gcVerdict(object, facts(['tier:cold']))).toBe('keep');
+    expect(gcVerdict(object, facts(['a', 'b']))).toBe('delete-stale-copy');
+    expect(gcVerdict({ ...object, storedAtMs: 9_999_500 }, facts(['a', 'b']))).toBe('keep');
+  });
+
   test('missing: no live uncorrupted copy, nothing to copy from', () => {
     const a = assess(record('x', ['a', 'b']), 2, view(['b', 'c'], { corrupt: new Map([['b', new Set(['x'])]]) }));
     expect(chunkHealth(a, 2)).toMatchObject({ missing: true, corrupt: true, underReplicated: false });
