@@ -48,7 +48,10 @@ export interface ChunkPlacement {
   index: number;
   chunkId: string;
   length: number;
+  /** Data nodes holding a copy (none when the bytes are only in an object tier). */
   nodes: string[];
+  /** The chunk's object in a tier, when it has been moved there. */
+  tier?: { tier: string; key: string; storedBytes: number; crc32c: number };
 }
 
 interface WireChunk {
@@ -56,6 +59,7 @@ interface WireChunk {
   chunkId: string;
   length: number;
   replicas: { nodeId: string }[];
+  tier?: { tier: string; key: string; storedBytes: number | string; crc32c: number } | null;
 }
 
 export class Strata {
@@ -304,7 +308,15 @@ export class Strata {
       const reply = await this.coordinator.call<{ chunks: WireChunk[] }>('GetChunks', { ino: stat.ino, fromIndex, count: 0 });
       if (reply.chunks.length === 0) return placements;
       for (const chunk of reply.chunks) {
-        placements.push({ index: Number(chunk.index), chunkId: chunk.chunkId, length: Number(chunk.length), nodes: chunk.replicas.map((r) => r.nodeId) });
+        const { tier } = chunk;
+        placements.push({
+          index: Number(chunk.index),
+          chunkId: chunk.chunkId,
+          length: Number(chunk.length),
+          // A tiered chunk's replicas are the nodes that would read it through, not copies.
+          nodes: tier ? [] : chunk.replicas.map((r) => r.nodeId),
+          ...(tier ? { tier: { tier: tier.tier, key: tier.key, storedBytes: Number(tier.storedBytes), crc32c: tier.crc32c >>> 0 } } : {}),
+        });
       }
       fromIndex = Number(reply.chunks[reply.chunks.length - 1].index) + 1;
     }

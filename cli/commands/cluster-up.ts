@@ -32,6 +32,7 @@ export function registerClusterUpCommand(program: Command): void {
     .option('--replication <n>', 'default replication factor (capped by data nodes)', '3')
     .option('--meta <url>', 'etcd://host:port,... to keep metadata in etcd (default: embedded LevelDB in DATA_DIR/meta)')
     .option('--mount <dir>', 'also mount the cluster at DIR (FUSE, `strata mount`); unmounted before the cluster stops')
+    .option('--tier <spec>', 'an S3-compatible tier for cold chunks, repeatable: name=s3://bucket/prefix?endpoint=URL&path_style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)', (spec: string, all: string[]) => [...all, spec], [] as string[])
     .action(async (options) => {
       const datanodes = wholeNumber(options.datanodes, '--datanodes', 1, 64);
       const port = wholeNumber(options.port, '--port', 1, 65535 - datanodes);
@@ -51,6 +52,7 @@ export function registerClusterUpCommand(program: Command): void {
       start('coordinator', [
         'coordinator', '--listen', coordinator, '--meta', options.meta ?? path.join(dataDir, 'meta'),
         '--chunk-size', options.chunkSize, '--replication', String(Math.min(replication, datanodes)),
+        ...(options.tier as string[]).flatMap((spec) => ['--tier', spec]),
       ]);
       for (let i = 1; i <= datanodes; i++) {
         start(`datanode-${i}`, [
