@@ -20,11 +20,17 @@ export function registerRoleCommands(program: Command): void {
     .option('--repair-concurrency <n>', 'chunk copies made at once by repair, drain and rebalance (default 4)')
     .option('--repair-bandwidth <size>', 'bytes per second those copies may move in total, e.g. 50MiB; 0 = no cap (default 0)')
     .option('--gc-grace-ms <ms>', 'unreferenced chunks are deleted only after this long (default 3600000 = 1 h)')
+    .option(
+      '--tier <name=s3://bucket/prefix?endpoint=URL&region=R&path_style=true&credentials_file=F>',
+      'an S3-compatible object tier that policies (strata tier set) move cold chunks to; repeat for more (env STRATA_TIERS: comma-separated). ' +
+        'Credentials: credentials_file (JSON {accessKeyId, secretAccessKey}) or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
+      (spec: string, previous: string[] | undefined) => [...(previous ?? []), spec],
+    )
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {
-      const { config: file, ...flags } = options;
-      const config = loadConfig(coordinatorSchema, flags, { file });
+      const { config: file, tier, ...flags } = options;
+      const config = loadConfig(coordinatorSchema, { ...flags, tiers: tier }, { file });
       const log = createLogger('coordinator', config.logLevel);
       // Loaded on demand: client commands should not pay for etcd, LevelDB and LZ4 start-up.
       const { runCoordinator } = await import('../../coordinator/run.js');
