@@ -7,6 +7,7 @@ import { registerClusterUpCommand } from './commands/cluster-up.js';
 import { registerHealingCommands } from './commands/healing.js';
 import { registerNamespaceCommands } from './commands/namespace.js';
 import { registerRoleCommands } from './commands/roles.js';
+import { registerTierCommands } from './commands/tier.js';
 import { registerTransferCommands } from './commands/transfer.js';
 import { EXIT_CODES, EXIT_CODES_HELP } from './exit-codes.js';
 
@@ -23,6 +24,7 @@ registerTransferCommands(program);
 registerNamespaceCommands(program);
 registerClusterInfoCommands(program);
 registerHealingCommands(program);
+registerTierCommands(program);
 (await import('./commands/mount.js')).registerMountCommand(program);
 
 try {

@@ -1,4 +1,5 @@
 // The SDK's public surface: deliberately small.
 export { Strata, type ChunkGrant, type ChunkPlacement, type ConnectOptions, type ListOptions } from './strata.js';
 export type { AckPolicy, DirEntry, FileStat, FileType, FsStats, HealthReport, NodeStatus, ReadOptions, WriteOptions } from './types.js';
+export type { TierInfo, TierPathInfo, TierPolicy, TierRecallResult, TierStatusReport } from './tiering.js';
 export { StrataError, type ErrorKind } from '../common/errors.js';

@@ -6,6 +6,7 @@ import { StrataError, invalid } from '../common/errors.js';
 import { CoordinatorClient } from './coordinator-client.js';
 import { DataNodeClients } from './datanode-client.js';
 import { readRange } from './reader.js';
+import { TieringCalls, type TierPathInfo, type TierPolicy, type TierRecallResult, type TierStatusReport } from './tiering.js';
 import type { DirEntry, FileStat, FsStats, HealthReport, NodeStatus, ReadOptions, WriteOptions } from './types.js';
 import { toDirEntry, toFileStat } from './wire.js';
 import { ChunkWriter, uploadChunk, type AllocateReply } from './writer.js';
@@ -63,11 +64,15 @@ interface WireChunk {
 }
 
 export class Strata {
+  private readonly tiering: TieringCalls;
+
   private constructor(
     private readonly coordinator: CoordinatorClient,
     private readonly datanodes: DataNodeClients,
     private readonly options: Required<Pick<ConnectOptions, 'writeConcurrency' | 'readAhead'>>,
-  ) {}
+  ) {
+    this.tiering = new TieringCalls(coordinator);
+  }
 
   /** Connects lazily: the first call reaches a coordinator. */
   static connect(options: ConnectOptions): Strata {
@@ -349,6 +354,39 @@ export class Strata {
   /** Asks the leader to even out usage to within `thresholdPercent` of the mean (default 10). */
   async rebalance(options: { thresholdPercent?: number } = {}): Promise<{ movesPlanned: number; message: string }> {
     return this.coordinator.call('Rebalance', { thresholdPercent: options.thresholdPercent ?? 0 });
+  }
+
+  /**
+   * Sets the tiering policy of a directory (inherited below it) or a file; with `cluster`, the
+   * cluster-wide policy (`path` ignored; limit it with `pathPrefix`). `tier: ''` = never tier.
+   */
+  async tierSet(path: string, policy: Partial<TierPolicy> & { tier: string }, options: { cluster?: boolean } = {}): Promise<TierPathInfo> {
+    return this.tiering.set(path, policy, options);
+  }
+
+  /** Removes the policy set on a path (or the cluster-wide one): inherited policies apply again. */
+  async tierClear(target: string | { cluster: true }): Promise<TierPathInfo> {
+    return this.tiering.clear(target);
+  }
+
+  /** Effective policy and pin of a path, and its files' chunks: local vs tiered. */
+  async tierGet(path: string): Promise<TierPathInfo> {
+    return this.tiering.get(path);
+  }
+
+  /** Keeps a file or subtree local (never tiered), or (pin false) lets policies apply again. */
+  async tierPin(path: string, pin = true): Promise<TierPathInfo> {
+    return this.tiering.pin(path, pin);
+  }
+
+  /** Pins a file or subtree and asks the leader to bring its tiered chunks back; poll tierGet for progress. */
+  async tierRecall(path: string): Promise<TierRecallResult> {
+    return this.tiering.recall(path);
+  }
+
+  /** Configured tiers with their chunks and state, local chunks, and the leader's tiering queue. */
+  async tierStatus(): Promise<TierStatusReport> {
+    return this.tiering.status();
   }
 
   close(): void {

@@ -59,4 +59,24 @@ describe('role config', () => {
     writeFileSync(file, JSON.stringify({ replicaton: 2 }));
     expect(invalidMessage(() => loadConfig(coordinatorSchema, {}, { file, env: {} }))).toMatch(/replicaton/);
   });
+
+  test('object tiers: none by default; --tier specs, STRATA_TIERS, or a JSON array in the file', () => {
+    expect(loadConfig(coordinatorSchema, {}, { env: {} }).tiers).toEqual([]);
+    const spec = 'cold=s3://bucket-a/strata?endpoint=http://127.0.0.1:9000&path_style=true';
+    const fromFlags = loadConfig(coordinatorSchema, { tiers: [spec, 'archive=s3://bucket-b'] }, { env: {} }).tiers;
+    expect(fromFlags).toMatchObject([
+      { name: 'cold', bucket: 'bucket-a', prefix: 'strata/', endpoint: 'http://127.0.0.1:9000', forcePathStyle: true },
+      { name: 'archive', bucket: 'bucket-b', prefix: '', endpoint: '' },
+    ]);
+    expect(loadConfig(coordinatorSchema, {}, { env: { STRATA_TIERS: `${spec},archive=s3://bucket-b` } }).tiers.map((t) => t.name)).toEqual(['cold', 'archive']);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'strata-config-')), 'c.json');
+    writeFileSync(file, JSON.stringify({ tiers: [{ name: 'cold', bucket: 'bucket-a', forcePathStyle: true }, 'warm=s3://bucket-c/p/'] }));
+    expect(loadConfig(coordinatorSchema, {}, { file, env: {} }).tiers).toMatchObject([
+      { name: 'cold', bucket: 'bucket-a', forcePathStyle: true, prefix: '' },
+      { name: 'warm', bucket: 'bucket-c', prefix: 'p/' },
+    ]);
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, { tiers: ['cold=http://x'] }, { env: {} }))).toMatch(/^invalid config: tiers: .*s3:\/\//);
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, { tiers: ['a=s3://bucket-a', 'a=s3://bucket-b'] }, { env: {} }))).toMatch(/unique/);
+    expect(invalidMessage(() => loadConfig(coordinatorSchema, { tiers: ['Bad Name=s3://bucket-a'] }, { env: {} }))).toMatch(/^invalid config: tiers\.0\.name/);
+  });
 });

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { StrataError, invalid } from './errors.js';
+import { parseTierSpec, tierConfigSchema } from './tier-config.js';
 import { parseSize } from './units.js';
 
 const hostPort = z.string().regex(/^[^\s/]+:\d{1,5}$/, 'expected host:port');
@@ -20,6 +21,26 @@ const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'si
 const list = z.union([z.array(z.string()), z.string()]).transform((v) =>
   (Array.isArray(v) ? v : v.split(',')).map((s) => s.trim()).filter(Boolean),
 );
+
+/**
+ * Object tiers: a JSON array in the config file (objects in tierConfigSchema's shape, or `--tier`
+ * specs), repeated `--tier name=s3://bucket/prefix?endpoint=...` flags, or STRATA_TIERS as
+ * comma-separated specs. Names must be unique.
+ */
+const tiers = z
+  .union([z.string(), z.array(z.union([z.string(), z.record(z.string(), z.unknown())]))])
+  .transform((v, ctx) => {
+    const items = typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v;
+    try {
+      return items.map((item) => (typeof item === 'string' ? parseTierSpec(item) : item));
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  })
+  .pipe(
+    z.array(tierConfigSchema).refine((list) => new Set(list.map((t) => t.name)).size === list.length, 'tier names must be unique'),
+  );
 
 export const MIN_CHUNK_BYTES = 64 * 1024;
 export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
@@ -49,6 +70,8 @@ export const coordinatorSchema = z.object({
   tierIntervalMs: int.min(100).max(24 * 3_600_000).default(60_000),
   /** Chunks uploaded to (or recalled from) the tiers at once. */
   tierConcurrency: int.min(1).max(64).default(4),
+  /** S3-compatible object tiers that policies move cold chunks to (coordinator/tiering/). */
+  tiers: tiers.default([]),
   logLevel,
 });
 export type CoordinatorConfig = Readonly<z.infer<typeof coordinatorSchema>>;

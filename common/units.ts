@@ -27,3 +27,36 @@ export function formatBytes(bytes: number): string {
   }
   return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/**
+ * Human durations in flags ("30d", "12h", "10m", "45s", "500ms", "1h30m", "1.5d") to milliseconds.
+ * A unit is required (a bare "30" is ambiguous), except for "0".
+ */
+export function parseDuration(text: string | number, label = 'duration'): number {
+  if (typeof text === 'number') return text;
+  const trimmed = text.trim().toLowerCase();
+  if (trimmed === '0') return 0;
+  const fail = () => invalid(`invalid ${label} '${text}': use a number with a unit (ms, s, m, h, d, w), e.g. 30d, 12h, 10m, 45s, 500ms`);
+  if (!/^(\d+(?:\.\d+)?(ms|s|m|h|d|w))+$/.test(trimmed)) throw fail();
+  let total = 0;
+  for (const [, value, unit] of trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)) total += Number(value) * DURATION_UNITS[unit];
+  if (!Number.isFinite(total) || total > Number.MAX_SAFE_INTEGER) throw fail();
+  return Math.round(total);
+}
+
+/** Milliseconds as the largest whole units: 2592000000 -> "30d", 5400000 -> "1h30m", 0 -> "0". */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0';
+  const parts: string[] = [];
+  let rest = Math.round(ms);
+  for (const unit of ['d', 'h', 'm', 's', 'ms']) {
+    const size = DURATION_UNITS[unit];
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+  }
+  return parts.join('');
+}

@@ -1,8 +1,10 @@
 // `strata coordinator`: opens the metadata engine, serves the Coordinator service.
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorConfig } from '../common/config.js';
 import { CHANNEL_OPTIONS, bindServer, shutdownServer, strataProto } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
+import { resolveTierTarget } from '../common/tier-config.js';
 import { GrpcDataNodeOps } from './healing/datanode-ops.js';
 import { Healer } from './healing/healer.js';
 import { EtcdLeadership, SoleLeadership, type Leadership } from './leader.js';
@@ -12,6 +14,7 @@ import { etcdEngineOf, openKv } from './meta/open-kv.js';
 import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
 import { coordinatorService } from './service.js';
+import { TierStatus } from './tiering/status.js';
 
 export interface RunningCoordinator {
   address: string;
@@ -23,6 +26,8 @@ const SHUTDOWN_GRACE_MS = 3000;
 const ADMIN_REFRESH_MS = 1000;
 
 export async function runCoordinator(config: CoordinatorConfig, log: Logger): Promise<RunningCoordinator> {
+  // Credentials (a file, or the environment) are read once here; a bad one is one Invalid line.
+  const tierTargets = config.tiers.map((tier) => resolveTierTarget(tier, process.env, (file) => readFileSync(file, 'utf8')));
   const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES });
   try {
     const meta = new MetaStore(kv);
@@ -40,7 +45,10 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     const leadership = openLeadership(kv, address, config, log);
     const ops = new GrpcDataNodeOps({ replicateTimeoutMs: 120_000, callTimeoutMs: 10_000, listTimeoutMs: 300_000 });
     const healer = new Healer({ kv, registry: nodes, leadership, ops, config, log });
-    server.addService(strataProto.Coordinator.service, coordinatorService(meta, nodes, config, { kv, leadership, healer }));
+    // Placeholder until the leader's tiering job (coordinator/tiering/mover.ts) is wired in.
+    const tieringJob = { isLeading: false, snapshot: () => new TierStatus().snapshot(address), poke() {} };
+    const tiering = { kv, meta, leadership, targets: tierTargets, job: tieringJob };
+    server.addService(strataProto.Coordinator.service, coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering }));
     healer.start();
     const adminRefresh = setInterval(() => nodes.refreshAdmin().catch(() => undefined), ADMIN_REFRESH_MS);
     log.info({ address, meta: redactMeta(config.meta) }, 'coordinator serving');

@@ -15,6 +15,7 @@ import type { AckPolicy, NodeRegistry } from './nodes.js';
 import { toWireAttr, toWireEntry } from './proto-map.js';
 import { allocatedAtMs } from './healing/chunk-id.js';
 import { healingService, toWireNode, type HealingDeps } from './healing/service.js';
+import { tieringService, type TieringServiceDeps } from './tiering/service.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire requests are validated field by field below */
 type Req = any;
@@ -27,7 +28,12 @@ const MAX_CORRUPT_PER_HEARTBEAT = 10_000;
 const ATIME_GRANULARITY_MS = 60_000;
 const TIER_GATEWAYS = 2;
 
-export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config: CoordinatorConfig, healing: Omit<HealingDeps, 'registry'>) {
+export function coordinatorService(
+  meta: MetaStore,
+  nodes: NodeRegistry,
+  config: CoordinatorConfig,
+  { tiering, ...healing }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps },
+) {
   // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
   // later commits of an id leaves half the grace as margin for clock skew and slow commits.
   const commitWindowMs = config.gcGraceMs / 2;
@@ -250,6 +256,7 @@ export function coordinatorService(meta: MetaStore, nodes: NodeRegistry, config:
     }),
 
     ...healingService({ ...healing, registry: nodes }),
+    ...tieringService(tiering),
   } satisfies grpc.UntypedServiceImplementation;
 }
 

@@ -22,11 +22,17 @@ export function registerRoleCommands(program: Command): void {
     .option('--gc-grace-ms <ms>', 'unreferenced chunks are deleted only after this long (default 3600000 = 1 h)')
     .option('--tier-interval-ms <ms>', 'pause between the leader\'s passes over tiering policies (default 60000)')
     .option('--tier-concurrency <n>', 'chunks uploaded to or recalled from object tiers at once (default 4)')
+    .option(
+      '--tier <name=s3://bucket/prefix?endpoint=URL&region=R&path_style=true&credentials_file=F>',
+      'an S3-compatible object tier that policies (strata tier set) move cold chunks to; repeat for more (env STRATA_TIERS: comma-separated). ' +
+        'Credentials: credentials_file (JSON {accessKeyId, secretAccessKey}) or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
+      (spec: string, previous: string[] | undefined) => [...(previous ?? []), spec],
+    )
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {
-      const { config: file, ...flags } = options;
-      const config = loadConfig(coordinatorSchema, flags, { file });
+      const { config: file, tier, ...flags } = options;
+      const config = loadConfig(coordinatorSchema, { ...flags, tiers: tier }, { file });
       const log = createLogger('coordinator', config.logLevel);
       // Loaded on demand: client commands should not pay for etcd, LevelDB and LZ4 start-up.
       const { runCoordinator } = await import('../../coordinator/run.js');
