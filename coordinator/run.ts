@@ -14,7 +14,10 @@ import { etcdEngineOf, openKv } from './meta/open-kv.js';
 import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
 import { coordinatorService } from './service.js';
-import { TierStatus } from './tiering/status.js';
+import { S3ObjectTier, type ObjectTier, type TierTarget } from '../common/object-tier.js';
+import { StrataError } from '../common/errors.js';
+import { ChunkLocks } from './healing/limits.js';
+import { TieringJob } from './tiering/job.js';
 
 export interface RunningCoordinator {
   address: string;
@@ -28,7 +31,11 @@ const ADMIN_REFRESH_MS = 1000;
 export async function runCoordinator(config: CoordinatorConfig, log: Logger): Promise<RunningCoordinator> {
   // Credentials (a file, or the environment) are read once here; a bad one is one Invalid line.
   const tierTargets = config.tiers.map((tier) => resolveTierTarget(tier, process.env, (file) => readFileSync(file, 'utf8')));
-  const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES });
+  const tiers = await openTiers(tierTargets);
+  const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES }).catch((err) => {
+    for (const tier of tiers.values()) tier.close();
+    throw err;
+  });
   try {
     const meta = new MetaStore(kv);
     await meta.init();
@@ -44,12 +51,17 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     const address = `${host}:${port}`;
     const leadership = openLeadership(kv, address, config, log);
     const ops = new GrpcDataNodeOps({ replicateTimeoutMs: 120_000, callTimeoutMs: 10_000, listTimeoutMs: 300_000 });
-    const healer = new Healer({ kv, registry: nodes, leadership, ops, config, log });
-    // Placeholder until the leader's tiering job (coordinator/tiering/mover.ts) is wired in.
-    const tieringJob = { isLeading: false, snapshot: () => new TierStatus().snapshot(address), poke() {} };
+    const locks = new ChunkLocks();
+    const tieringJob = new TieringJob({ kv, meta, registry: nodes, leadership, ops, locks, log, tiers, intervalMs: config.tierIntervalMs, concurrency: config.tierConcurrency });
+    const healer = new Healer({
+      kv, registry: nodes, leadership, ops, config, log, locks,
+      tiers: [...tiers.values()],
+      otherInFlight: (chunkId, nodeId) => tieringJob.isInFlight(chunkId, nodeId),
+    });
     const tiering = { kv, meta, leadership, targets: tierTargets, job: tieringJob };
     server.addService(strataProto.Coordinator.service, coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering }));
     healer.start();
+    tieringJob.start();
     const adminRefresh = setInterval(() => nodes.refreshAdmin().catch(() => undefined), ADMIN_REFRESH_MS);
     log.info({ address, meta: redactMeta(config.meta) }, 'coordinator serving');
     return {
@@ -58,15 +70,36 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
         clearInterval(adminRefresh);
         await shutdownServer(server, SHUTDOWN_GRACE_MS);
         await healer.close();
+        await tieringJob.close();
         await leadership.close();
+        for (const tier of tiers.values()) tier.close();
         ops.close();
         await kv.close();
       },
     };
   } catch (err) {
     await kv.close().catch(() => undefined);
+    for (const tier of tiers.values()) tier.close();
     throw err;
   }
+}
+
+/** A client per configured tier, each proven to reach its bucket: a bad tier stops start-up with one line. */
+async function openTiers(targets: readonly TierTarget[]): Promise<Map<string, ObjectTier>> {
+  const tiers = new Map<string, ObjectTier>();
+  try {
+    for (const target of targets) {
+      const tier = new S3ObjectTier(target);
+      tiers.set(target.name, tier);
+      await tier.check().catch((err: StrataError) => {
+        throw new StrataError(err.kind === 'Unavailable' ? 'Unavailable' : 'Invalid', `cannot use ${err.message.replace(/; retry later$/, '')}: fix the tier's settings (--tier / tiers) or start the store first`);
+      });
+    }
+  } catch (err) {
+    for (const tier of tiers.values()) tier.close();
+    throw err;
+  }
+  return tiers;
 }
 
 /** etcd: an election among the coordinators; embedded: this one leads. */

@@ -231,7 +231,8 @@ export function coordinatorService(
             }
           : undefined,
       });
-      return { intervalMs: config.heartbeatIntervalMs };
+      // The tiers travel to data nodes (which upload and read through them), never to clients.
+      return { intervalMs: config.heartbeatIntervalMs, tiers: tiering.targets };
     }),
 
     ListNodes: unaryHandler(async () => {
