@@ -57,6 +57,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       kv, registry: nodes, leadership, ops, config, log, locks,
       tiers: [...tiers.values()],
       otherInFlight: (chunkId, nodeId) => tieringJob.isInFlight(chunkId, nodeId),
+      onTierObjectDeleted: (tier) => tieringJob.objectDeleted(tier),
     });
     const tiering = { kv, meta, leadership, targets: tierTargets, job: tieringJob };
     server.addService(strataProto.Coordinator.service, coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering }));

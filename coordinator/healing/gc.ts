@@ -51,6 +51,8 @@ export interface GcDeps {
   isInFlight(chunkId: string, nodeId: string): boolean;
   /** The configured object tiers, whose chunk objects are collected too. */
   tiers?: readonly ObjectTier[];
+  /** Told of every tier object deleted (the tiering job counts them for `strata tier status`). */
+  onTierObjectDeleted?: (tier: string, chunkId: string) => void;
   now?: () => number;
 }
 
@@ -131,8 +133,12 @@ export class GarbageCollector {
       if (verdict === 'keep') continue;
       if (!this.deps.leadership.isLeader()) break;
       const objectKey = objectKeys.get(`${copy.nodeId} ${copy.chunkId}`);
-      const remove = objectKey
-        ? () => this.tierOf(copy.nodeId)!.delete(objectKey)
+      const tier = this.tierOf(copy.nodeId);
+      const remove = objectKey && tier
+        ? async () => {
+            await tier.delete(objectKey);
+            this.deps.onTierObjectDeleted?.(tier.target.name, copy.chunkId);
+          }
         : () => this.deps.ops.delete(byId.get(copy.nodeId)!, copy.chunkId);
       if (await this.deleteCopy(copy, reference, remove)) deleted++;
     }

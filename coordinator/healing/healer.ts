@@ -32,6 +32,7 @@ export interface HealerDeps {
   tiers?: readonly ObjectTier[];
   /** Copies another job (tiering) is making: GC spares them like repairs in flight. */
   otherInFlight?: (chunkId: string, nodeId: string) => boolean;
+  onTierObjectDeleted?: (tier: string, chunkId: string) => void;
 }
 
 export type HealerConfig = Pick<CoordinatorConfig, 'scanIntervalMs' | 'repairConcurrency' | 'repairBandwidth' | 'gcGraceMs' | 'heartbeatIntervalMs'>;
@@ -106,6 +107,7 @@ export class Healer {
       graceMs: config.gcGraceMs,
       isInFlight: (chunkId, nodeId) => repairer.isInFlight(chunkId, nodeId) || (this.deps.otherInFlight?.(chunkId, nodeId) ?? false),
       tiers: this.deps.tiers,
+      onTierObjectDeleted: this.deps.onTierObjectDeleted,
     });
     this.lastLive = undefined;
     this.rebalance = undefined;

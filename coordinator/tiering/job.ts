@@ -71,6 +71,12 @@ export class TieringJob {
     return this.mover.isInFlight(chunkId, nodeId);
   }
 
+  /** GC (healing/gc.ts) deleted an object no record needs any more. */
+  objectDeleted(tier: string): void {
+    this.status.objectsDeleted++;
+    this.status.event('object-deleted', `tier '${tier}': an object no chunk record needs any more was deleted`);
+  }
+
   async close(): Promise<void> {
     await this.stepDown();
   }
