@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Strata } from '../client/index.js';
+import { exportTree } from '../client/backup/export.js';
 import type { ObjectTier } from '../common/object-tier.js';
 import { startCluster, type CliResult, type TestCluster } from './harness/cluster.js';
 import { tempDir, type TempDir } from './harness/ports.js';
@@ -213,6 +214,54 @@ describe('export / import', () => {
     const result = await target.cli(['import', `s3://${BUCKET}/run4`, '/damaged', ...s3Flags], { env: s3Env });
     expectOneLineError(result, 9, /\/damaged\/sub\/three-chunks\.bin: .*damaged \(sha256 differs/);
     expect(await target.client().exists('/damaged/sub/three-chunks.bin')).toBe(false);
+  });
+
+  test('a single file exports and imports too (into an absent path, parents created)', async () => {
+    const exported = await source.cli(['export', '/data/sub/three-chunks.bin', `s3://${BUCKET}/single`, ...s3Flags], { env: s3Env });
+    expect(exported.code, exported.stderr).toBe(0);
+    expect(exported.stdout).toMatch(/: 1 files, 0 dirs, 0 symlinks/);
+    const imported = await target.cli(['import', `s3://${BUCKET}/single`, '/singles/copy.bin', ...s3Flags], { env: s3Env });
+    expect(imported.code, imported.stderr).toBe(0);
+    const copy = await snapshot(target.client(), '/singles/copy.bin');
+    expect(copy['']).toEqual(original['sub/three-chunks.bin']);
+  });
+
+  test('a file changed while read is read again; one that never holds still is reported unstable', async () => {
+    const client = source.client();
+    await client.mkdir('/moving');
+    await client.writeFile('/moving/once.txt', 'first version');
+    await client.writeFile('/moving/always.txt', 'first version');
+    // A client whose reads of these files race a writer: once.txt changes during its first read
+    // only, always.txt during every read.
+    let writes = 0;
+    const racing = Object.create(client) as Strata;
+    racing.createReadStream = async (p, options) => {
+      const stream = await client.createReadStream(p, options);
+      if (p === '/moving/always.txt' || (p === '/moving/once.txt' && !racedOnce)) {
+        if (p === '/moving/once.txt') racedOnce = true;
+        await client.writeFile(p, `version ${++writes} ` + 'x'.repeat(writes));
+      }
+      return stream;
+    };
+    let racedOnce = false;
+    const tier = s3.tier('check', BUCKET, 'moving/');
+    try {
+      const result = await exportTree(racing, tier, '/moving');
+      expect(result.unstable.map((u) => u.path)).toEqual(['/moving/always.txt']);
+      expect(result.unstable[0].reason).toMatch(/still changing after 3 reads/);
+      const manifest = JSON.parse((await readObject(tier, 'moving/manifest.json')).toString());
+      const byPath = Object.fromEntries(manifest.entries.map((e: { path: string }) => [e.path, e]));
+      // once.txt: read again after the change, so its entry describes the file as it is now.
+      const now = await client.readFile('/moving/once.txt');
+      expect(byPath['once.txt'].sha256).toBe(createHash('sha256').update(now).digest('hex'));
+      expect(byPath['once.txt'].unstable).toBeUndefined();
+      expect(byPath['once.txt'].mtimeMs).toBe((await client.stat('/moving/once.txt')).mtimeMs);
+      // always.txt: the object still matches its entry's size and sha256, flagged unstable.
+      const object = await readObject(tier, 'moving/' + byPath['always.txt'].key);
+      expect(byPath['always.txt']).toMatchObject({ unstable: true, size: object.length, sha256: createHash('sha256').update(object).digest('hex') });
+    } finally {
+      tier.close();
+    }
   });
 
   async function listKeys(prefix: string): Promise<string[]> {

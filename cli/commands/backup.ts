@@ -50,6 +50,8 @@ export function registerBackupCommands(program: Command): void {
           if (result.vanished.length) process.stderr.write(`strata: note: ${result.vanished.length} entr(ies) disappeared during the export and were left out\n`);
         }
         if (result.unstable.length || result.changed.length) process.exitCode = EXIT_CODES.Conflict;
+      } catch (err) {
+        throw s3Wording(err, 'export');
       } finally {
         progress.stop();
         tier.close();
@@ -72,11 +74,20 @@ export function registerBackupCommands(program: Command): void {
         const source = `s3://${tier.target.bucket}/${tier.target.prefix}`;
         if (options.json) printJson({ ...result, source, seconds });
         else console.log(`imported ${source} into ${destination}: ${summary(result, seconds)}`);
+      } catch (err) {
+        throw s3Wording(err, 'import');
       } finally {
         progress.stop();
         tier.close();
       }
     });
+}
+
+/** The object-tier names its target "tier '<name>'"; here there is no tier, just a bucket. */
+function s3Wording(err: unknown, name: string): unknown {
+  const head = `tier '${name}'`;
+  if (!(err instanceof StrataError) || !err.message.startsWith(head)) return err;
+  return new StrataError(err.kind, `S3${err.message.slice(head.length)}`, { cause: err });
 }
 
 function summary(r: { files: number; dirs: number; symlinks: number; bytes: number }, seconds: number): string {
@@ -98,6 +109,14 @@ function lazyProgress(label: string, options: { json?: boolean; progress?: boole
 /** s3://bucket/prefix plus the S3 flags and environment as an object tier; secrets never printed. */
 export function openTier(url: string, flags: S3Flags, name: string): S3ObjectTier {
   const { bucket, prefix } = parseS3Url(url);
+  try {
+    return new S3ObjectTier(resolveTierTarget(tierConfig(bucket, prefix, flags, name), process.env, (file) => readFileSync(file, 'utf8')));
+  } catch (err) {
+    throw s3Wording(err, name);
+  }
+}
+
+function tierConfig(bucket: string, prefix: string, flags: S3Flags, name: string): TierConfig {
   const endpoint = flags.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL ?? '';
   if (endpoint !== '') {
     let parsed: URL | undefined;
@@ -110,7 +129,7 @@ export function openTier(url: string, flags: S3Flags, name: string): S3ObjectTie
       throw invalid(`invalid endpoint '${endpoint}': use http(s)://host[:port]`);
     }
   }
-  const config: TierConfig = {
+  return {
     name,
     endpoint,
     region: flags.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
@@ -121,7 +140,6 @@ export function openTier(url: string, flags: S3Flags, name: string): S3ObjectTie
     accessKeyIdEnv: 'AWS_ACCESS_KEY_ID',
     secretAccessKeyEnv: 'AWS_SECRET_ACCESS_KEY',
   };
-  return new S3ObjectTier(resolveTierTarget(config, process.env, (file) => readFileSync(file, 'utf8')));
 }
 
 /** `s3://bucket[/prefix]` -> bucket and a prefix that is '' or ends in '/'. */
