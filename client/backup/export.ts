@@ -101,8 +101,7 @@ export async function exportTree(client: Strata, tier: ObjectTier, source: strin
   if (previous) {
     for (const entry of previous.entries) {
       if (entry.type !== 'file') continue;
-      await tier.delete(prefix + entry.key).catch(() => undefined);
-      result.replacedObjects++;
+      await tier.delete(prefix + entry.key).then(() => result.replacedObjects++, () => undefined);
     }
   }
   return result;
