@@ -2,6 +2,7 @@
 // line on stderr and an exit code (cli/exit-codes.ts) — never a stack trace for a mistake.
 import { Command, CommanderError } from 'commander';
 import { asStrataError } from '../common/errors.js';
+import { registerBackupCommands } from './commands/backup.js';
 import { registerClusterInfoCommands } from './commands/cluster-info.js';
 import { registerClusterUpCommand } from './commands/cluster-up.js';
 import { registerHealingCommands } from './commands/healing.js';
@@ -25,6 +26,7 @@ registerNamespaceCommands(program);
 registerClusterInfoCommands(program);
 registerHealingCommands(program);
 registerTierCommands(program);
+registerBackupCommands(program);
 (await import('./commands/mount.js')).registerMountCommand(program);
 
 try {

@@ -63,7 +63,9 @@ export function resolveTierTarget(config: TierConfig, env: NodeJS.ProcessEnv, re
     try {
       parsed = JSON.parse(readFile(config.credentialsFile));
     } catch (err) {
-      throw invalid(`tier '${config.name}': cannot read credentials file ${config.credentialsFile}: ${(err as Error).message.split('\n')[0]}`);
+      // Never echo a JSON.parse message: V8 quotes the text around the error, i.e. the secret.
+      const why = err instanceof SyntaxError ? 'not valid JSON' : (err as Error).message.split('\n')[0];
+      throw invalid(`tier '${config.name}': cannot read credentials file ${config.credentialsFile}: ${why}`);
     }
     if (typeof parsed.accessKeyId !== 'string' || typeof parsed.secretAccessKey !== 'string') {
       throw invalid(`tier '${config.name}': credentials file ${config.credentialsFile} needs "accessKeyId" and "secretAccessKey" strings`);
