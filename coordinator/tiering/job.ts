@@ -43,7 +43,7 @@ export class TieringJob {
   private wakeAgain = false;
   private lastPublishMs = 0;
   /** Tier name -> when to try it again and the delay after that. */
-  private readonly backoff = new Map<string, { untilMs: number; delayMs: number }>();
+  private readonly backoff = new Map<string, { untilMs: number; delayMs: number; retried: boolean }>();
 
   constructor(private readonly deps: TieringJobDeps) {
     this.mover = new ChunkMover(deps);
@@ -98,10 +98,15 @@ export class TieringJob {
   }
 
   private async run(): Promise<void> {
+    let lastTierPassMs = 0;
     while (this.isLeading) {
       try {
         await this.recallPass();
-        await this.tierPass();
+        // A poke (a recall asked for) wakes the loop early; policies keep their interval.
+        if (Date.now() - lastTierPassMs >= this.deps.intervalMs || this.backoffEnded()) {
+          lastTierPassMs = Date.now();
+          await this.tierPass();
+        }
       } catch (err) {
         this.deps.log.warn({ err: (err as Error).message }, 'tiering pass failed; retrying next interval');
       }
@@ -154,6 +159,7 @@ export class TieringJob {
   // ---------------------------------------------------------------- to the tiers
 
   private async tierPass(): Promise<void> {
+    for (const entry of this.backoff.values()) if (entry.untilMs <= Date.now()) entry.retried = true;
     const queue = await this.findColdChunks();
     this.status.queued = queue.length;
     await runPool(queue, this.deps.concurrency, async ({ key, chunkId, tier }) => {
@@ -214,9 +220,14 @@ export class TieringJob {
   private backOff(tier: string, reason: string): void {
     const previous = this.backoff.get(tier);
     const delayMs = previous ? Math.min(previous.delayMs * 2, BACKOFF_MAX_MS) : BACKOFF_FIRST_MS;
-    this.backoff.set(tier, { untilMs: Date.now() + delayMs, delayMs });
+    this.backoff.set(tier, { untilMs: Date.now() + delayMs, delayMs, retried: false });
     this.status.target(tier).state = `unreachable: ${reason}; retrying in ${Math.round(delayMs / 1000)}s`;
     if (!previous) this.status.event('tier-unreachable', `tier '${tier}': ${reason}; tiering to it paused, retrying with backoff`);
+  }
+
+  /** A backed-off tier is due for another try (the pass then runs before its interval). */
+  private backoffEnded(): boolean {
+    return [...this.backoff.values()].some((b) => b.untilMs <= Date.now() && !b.retried);
   }
 
   private backedOff(tier: string): boolean {
@@ -225,7 +236,7 @@ export class TieringJob {
 
   private nextPassInMs(): number {
     let next = this.deps.intervalMs;
-    for (const { untilMs } of this.backoff.values()) next = Math.min(next, Math.max(100, untilMs - Date.now()));
+    for (const { untilMs } of this.backoff.values()) if (untilMs > Date.now()) next = Math.min(next, untilMs - Date.now());
     return next;
   }
 
