@@ -35,7 +35,7 @@ export class TierUploader {
     private readonly log: Logger,
   ) {}
 
-  upload(request: TierUploadRequest): Promise<TierCopy> {
+  async upload(request: TierUploadRequest): Promise<TierCopy> {
     const { chunkId, tier, key } = checkRequest(request);
     const id = JSON.stringify([chunkId, tier, key]);
     let upload = this.running.get(id);
