@@ -22,6 +22,7 @@ import { TIER_CACHE_DIR } from './tier-cache.js';
 import { S3Server } from '../test/harness/s3.js';
 import { freePort } from '../test/harness/ports.js';
 import { waitFor } from '../test/harness/wait.js';
+import { flipChunkFileByte } from '../test/harness/disk-rot.js';
 
 const DEAD_COORDINATOR = '127.0.0.1:1';
 const BUCKET = 'cold-bucket';
@@ -149,6 +150,31 @@ describe('data node tiering', () => {
     } finally {
       s3tier.close();
     }
+  });
+
+  it('never uploads a local copy that fails its checks: it is quarantined instead', async () => {
+    await bytes.writeChunk([hop(0)], 'bad-local', randomBytes(600_000));
+    await flipChunkFileByte(dirs[0], 'bad-local');
+    const err = await failure(upload(0, 'bad-local'));
+    expect(err.kind).toBe('Corrupt');
+    expect(err.message).toContain('chunk bad-local');
+    expect((await status(0)).corruptChunks).toContain('bad-local');
+    const s3tier = s3.tier('check', BUCKET);
+    try {
+      expect(await s3tier.head('chunks/bad-local')).toBeUndefined();
+    } finally {
+      s3tier.close();
+    }
+  });
+
+  it('serves from the tier when the local copy turns out bad', async () => {
+    const data = randomBytes(MIB);
+    await bytes.writeChunk([hop(0)], 'local-rot', data);
+    const copy = await upload(0, 'local-rot');
+    await flipChunkFileByte(dirs[0], 'local-rot'); // the last block: earlier blocks were already sent
+    expect((await read(0, 'local-rot', copy)).equals(data)).toBe(true);
+    expect((await status(0)).corruptChunks).toContain('local-rot');
+    expect((await read(0, 'local-rot', copy)).equals(data)).toBe(true); // quarantined: straight to the tier
   });
 
   it('reads a tiered chunk through the cache once the local copy is gone: a miss, then hits', async () => {
