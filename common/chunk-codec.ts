@@ -201,6 +201,11 @@ export interface ChunkSource {
   location: string;
 }
 
+/** An encoding held in memory as a ChunkSource (inline chunks, fetched tier objects). */
+export function bufferSource(bytes: Buffer, location: string): ChunkSource {
+  return { readAt: async (at, n) => bytes.subarray(at, at + n), sizeBytes: bytes.length, location };
+}
+
 /** Verifies the head once, then serves verified raw bytes of any range block by block. */
 export class ChunkReader {
   private constructor(

@@ -54,6 +54,14 @@ describe('role config', () => {
     expect(invalidMessage(() => loadConfig(dataNodeSchema, { ...base, scrubIntervalMs: '-1' }, { env: {} }))).toMatch(/^invalid config: scrubIntervalMs/);
   });
 
+  test('data node tier cache: 1 GiB by default, a size, 0 = no cache', () => {
+    const base = { dataDir: '/x', coordinators: '127.0.0.1:1' };
+    expect(loadConfig(dataNodeSchema, base, { env: {} }).tierCacheBytes).toBe(1024 * 1024 * 1024);
+    expect(loadConfig(dataNodeSchema, base, { env: { STRATA_TIER_CACHE_BYTES: '256MiB' } }).tierCacheBytes).toBe(256 * 1024 * 1024);
+    expect(loadConfig(dataNodeSchema, { ...base, tierCacheBytes: '0' }, { env: {} }).tierCacheBytes).toBe(0);
+    expect(invalidMessage(() => loadConfig(dataNodeSchema, { ...base, tierCacheBytes: 'lots' }, { env: {} }))).toMatch(/^invalid config: tierCacheBytes/);
+  });
+
   test('unknown keys in a config file are refused, not ignored', () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'strata-config-')), 'c.json');
     writeFileSync(file, JSON.stringify({ replicaton: 2 }));

@@ -89,6 +89,8 @@ export const dataNodeSchema = z.object({
   scrubBytesPerSec: size.pipe(z.number().int().min(0)).default(32 * 1024 * 1024),
   /** Pause between full scrub passes (0 disables scrubbing). */
   scrubIntervalMs: int.min(0).max(30 * 24 * 3_600_000).default(3_600_000),
+  /** Byte budget of the read-through cache of tiered chunks (<dataDir>/tier-cache); 0 = no cache. */
+  tierCacheBytes: size.pipe(z.number().int().min(0)).default(1024 * 1024 * 1024),
   logLevel,
 });
 export type DataNodeConfig = Readonly<z.infer<typeof dataNodeSchema>>;

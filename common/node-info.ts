@@ -10,6 +10,17 @@ export interface NodeInfo {
   /** Chunks found corrupt and quarantined here, until DeleteChunk clears each. */
   corruptChunks?: string[];
   scrub?: ScrubStatus;
+  tierCache?: TierCacheStatus;
+}
+
+/** The cache of chunks read through from object tiers (proto TierCacheStatus). */
+export interface TierCacheStatus {
+  bytes: number;
+  budgetBytes: number;
+  chunks: number;
+  hits: number;
+  misses: number; // reads that had to fetch from the tier
+  fetchErrors: number; // tier unreachable, or an object failed its checks
 }
 
 /** Background scrub counters since the node started (proto ScrubStatus). */

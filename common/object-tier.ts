@@ -48,13 +48,18 @@ export interface ObjectInfo {
   lastModifiedMs: number;
 }
 
+export interface RequestOptions {
+  /** Cancels the call: how a reader bounds its wait below the SDK's own timeouts and retries. */
+  signal?: AbortSignal;
+}
+
 export interface ObjectTier {
   readonly target: TierTarget;
   /** Writes an object (multipart above the part size); resolves when the store has it whole. */
   put(key: string, body: Buffer | Readable, sizeBytes?: number): Promise<void>;
-  /** The object's bytes, or a byte range of them [start, end). */
-  get(key: string, range?: { start: number; end: number }): Promise<Readable>;
-  head(key: string): Promise<ObjectInfo | undefined>;
+  /** The object's bytes, or a byte range of them [start, end). `signal` aborts the request (and its body). */
+  get(key: string, range?: { start: number; end: number }, options?: RequestOptions): Promise<Readable>;
+  head(key: string, options?: RequestOptions): Promise<ObjectInfo | undefined>;
   delete(key: string): Promise<void>;
   /** Every object under a key prefix, a page at a time. */
   list(prefix: string): AsyncIterable<ObjectInfo[]>;
@@ -115,10 +120,11 @@ export class S3ObjectTier implements ObjectTier {
     }
   }
 
-  async get(key: string, range?: { start: number; end: number }): Promise<Readable> {
+  async get(key: string, range?: { start: number; end: number }, options: RequestOptions = {}): Promise<Readable> {
     try {
       const reply = await this.client.send(
         new GetObjectCommand({ Bucket: this.target.bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end - 1}` : undefined }),
+        { abortSignal: options.signal },
       );
       return reply.Body as Readable;
     } catch (err) {
@@ -126,9 +132,9 @@ export class S3ObjectTier implements ObjectTier {
     }
   }
 
-  async head(key: string): Promise<ObjectInfo | undefined> {
+  async head(key: string, options: RequestOptions = {}): Promise<ObjectInfo | undefined> {
     try {
-      const reply = await this.client.send(new HeadObjectCommand({ Bucket: this.target.bucket, Key: key }));
+      const reply = await this.client.send(new HeadObjectCommand({ Bucket: this.target.bucket, Key: key }), { abortSignal: options.signal });
       return { key, sizeBytes: Number(reply.ContentLength ?? 0), lastModifiedMs: reply.LastModified?.getTime() ?? 0 };
     } catch (err) {
       const mapped = this.mapError(err, key);

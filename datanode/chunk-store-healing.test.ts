@@ -83,6 +83,20 @@ describe('LocalChunkStore self-healing', () => {
     expect(store.quarantined()).toEqual([]);
   });
 
+  it('reads a chunk\'s whole stored encoding (file or inline) only once every block checked', async () => {
+    for (const [chunkId, data] of [['e-file', randomBytes(FILE_BYTES)], ['e-inline', randomBytes(2000)]] as const) {
+      const record = await put(store, chunkId, data);
+      const encoding = await store.readEncoding(chunkId);
+      expect(encoding.bytes.length).toBe(record.storedBytes);
+      expect({ length: encoding.length, crc32c: encoding.crc32c }).toEqual({ length: data.length, crc32c: crc32c(data) >>> 0 });
+    }
+    expect((await store.readEncoding('e-file')).bytes.equals(await readFile(chunkFilePath(dir, 'e-file')))).toBe(true);
+    await expect(store.readEncoding('nope')).rejects.toMatchObject({ kind: 'NotFound' });
+    await flipChunkFileByte(dir, 'e-file');
+    await expect(store.readEncoding('e-file')).rejects.toMatchObject({ kind: 'Corrupt', message: expect.stringContaining('chunk e-file') });
+    expect(store.quarantined()).toEqual(['e-file']);
+  });
+
   it('quarantines a chunk file that fails verification, keeps it quarantined across a restart, and clears it on delete', async () => {
     const good = randomBytes(FILE_BYTES);
     await put(store, 'good', good);

@@ -4,10 +4,10 @@
 // So a crash never shows a torn chunk. A file in chunks/ without a record saying 'file' may be torn
 // (a crash mid-commit); it is never read. A chunk found corrupt (by a read or verify) is
 // quarantined: no longer served, its id kept in the index until DeleteChunk, its bytes set aside.
-import { mkdir, open, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Level } from 'level';
-import { ChunkEncoder, ChunkReader, type ChunkSource } from '../common/chunk-codec.js';
+import { ChunkEncoder, ChunkReader, bufferSource, type ChunkSource } from '../common/chunk-codec.js';
 import { crc32c } from '@node-rs/crc32';
 import { StrataError, asStrataError } from '../common/errors.js';
 import {
@@ -63,6 +63,14 @@ export interface VerifiedChunk {
   crc32c: number;
 }
 
+/** A chunk's stored encoding (FORMAT.md), every block checked: the bytes a tier upload sends. */
+export interface StoredEncoding {
+  bytes: Buffer;
+  /** Raw length and crc32c of the raw bytes, found while checking. */
+  length: number;
+  crc32c: number;
+}
+
 export interface VerifyOptions {
   /** Awaited after each verified block with its raw bytes: how a background scrub bounds its rate. */
   pace?: (rawBytes: number) => Promise<void>;
@@ -90,6 +98,12 @@ export interface ChunkStore {
   listChunks(afterChunkId: string | undefined, limit: number): Promise<ListedChunk[]>;
   /** Reads and checks every block. Corrupt (and then quarantined) when any check fails. */
   verify(chunkId: string, options?: VerifyOptions): Promise<VerifiedChunk>;
+  /**
+   * The chunk's whole stored encoding (file or inline), checked block by block from the very bytes
+   * returned, so what a caller uploads is what was verified. Corrupt (and then quarantined, once a
+   * full verify() confirms it) when any check fails; NotFound when absent.
+   */
+  readEncoding(chunkId: string): Promise<StoredEncoding>;
   /** Ids of quarantined chunks, until DeleteChunk clears each. */
   quarantined(): string[];
   usage(): ChunkUsage;
@@ -226,22 +240,52 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     }
   }
 
+  async readEncoding(chunkId: string): Promise<StoredEncoding> {
+    const { bytes, location } = await this.readStored(chunkId);
+    try {
+      let crc = 0;
+      let length = 0;
+      const reader = await ChunkReader.open(chunkId, bufferSource(bytes, location));
+      for await (const block of reader.read(0, reader.layout.rawLengthBytes)) {
+        crc = crc32c(block, crc);
+        length += block.length;
+      }
+      return { bytes, length, crc32c: crc >>> 0 };
+    } catch (err) {
+      // Same rule as read(): a full verify confirms the damage before quarantining.
+      if (err instanceof StrataError && err.kind === 'Corrupt' && !this.quarantinedIds.has(chunkId) && !this.closed) {
+        await this.verify(chunkId).catch(() => {});
+      }
+      throw err;
+    }
+  }
+
+  /** The stored encoding as one buffer, unchecked (readEncoding checks it). */
+  private async readStored(chunkId: string): Promise<{ bytes: Buffer; location: string }> {
+    this.checkOpen();
+    validateChunkId(chunkId);
+    const { record, inline } = await this.lookupWithBytes(chunkId);
+    if (!record) throw this.missing(chunkId);
+    if (record.placement === 'inline') {
+      const source = this.inlineSource(chunkId, record, inline); // checks presence and size
+      return { bytes: await source.readAt(0, source.sizeBytes), location: this.indexDir };
+    }
+    let bytes: Buffer;
+    try {
+      // Open, then read: a delete racing this unlinks the name, not the open file.
+      bytes = await readFile(chunkFilePath(this.dir, chunkId));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw mapFsError(err);
+      if (!(await this.has(chunkId))) throw this.missing(chunkId);
+      throw new StrataError('Corrupt', `chunk ${chunkId}: file missing on ${this.dir}`);
+    }
+    return { bytes, location: this.dir };
+  }
+
   private async *readVerified(chunkId: string, offsetBytes: number, lengthBytes: number): AsyncGenerator<Buffer> {
     this.checkOpen();
     validateChunkId(chunkId);
-    // Record and inline bytes from one snapshot: a delete between the two reads is not corruption.
-    const snapshot = this.index.snapshot();
-    let record: ChunkRecord | undefined;
-    let inline: Buffer | undefined;
-    try {
-      const stored = await this.index.get(chunkRecordKey(chunkId), { snapshot });
-      record = stored && decodeRecord(chunkId, stored, this.indexDir);
-      if (record?.placement === 'inline') {
-        inline = await this.index.get<string, Buffer>(inlineChunkKey(chunkId), { snapshot, valueEncoding: 'buffer' });
-      }
-    } finally {
-      await snapshot.close();
-    }
+    const { record, inline } = await this.lookupWithBytes(chunkId);
     if (!record) throw this.missing(chunkId);
     if (record.placement === 'inline') {
       yield* (await ChunkReader.open(chunkId, this.inlineSource(chunkId, record, inline))).read(offsetBytes, lengthBytes);
@@ -396,6 +440,19 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     return new StrataError('NotFound', `chunk ${chunkId}: not found on this node`);
   }
 
+  /** Record and inline bytes from one snapshot: a delete between the two reads is not corruption. */
+  private async lookupWithBytes(chunkId: string): Promise<{ record?: ChunkRecord; inline?: Buffer }> {
+    const snapshot = this.index.snapshot();
+    try {
+      const stored = await this.index.get(chunkRecordKey(chunkId), { snapshot });
+      const record = stored && decodeRecord(chunkId, stored, this.indexDir);
+      if (record?.placement !== 'inline') return { record };
+      return { record, inline: await this.index.get<string, Buffer>(inlineChunkKey(chunkId), { snapshot, valueEncoding: 'buffer' }) };
+    } finally {
+      await snapshot.close();
+    }
+  }
+
   private async lookup(chunkId: string): Promise<ChunkRecord | undefined> {
     this.checkOpen();
     const stored = await this.index.get(chunkRecordKey(validateChunkId(chunkId)));
@@ -408,8 +465,7 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     if (bytes.length !== record.storedBytes) {
       throw new StrataError('Corrupt', `chunk ${chunkId}: inline value has ${bytes.length} bytes, its record says ${record.storedBytes}, on ${this.indexDir}`);
     }
-    const readAt = async (at: number, n: number) => bytes.subarray(at, at + n);
-    return { readAt, sizeBytes: bytes.length, location: this.indexDir };
+    return bufferSource(bytes, this.indexDir);
   }
 
   private account(record: ChunkStat, sign: 1 | -1): void {
@@ -425,7 +481,8 @@ function quarantinedConflict(chunkId: string): StrataError {
   return new StrataError('Conflict', `chunk ${chunkId}: a corrupt copy is quarantined on this node; DeleteChunk clears it`);
 }
 
-async function readFully(handle: FileHandle, positionBytes: number, lengthBytes: number): Promise<Buffer> {
+/** Positional read of exactly `lengthBytes`, fewer only at end of file. */
+export async function readFully(handle: FileHandle, positionBytes: number, lengthBytes: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(lengthBytes);
   let filled = 0;
   while (filled < lengthBytes) {

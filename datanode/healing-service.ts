@@ -1,24 +1,30 @@
 // The data node's self-healing RPCs: ListChunks (what this node serves, for repair, GC and
-// rebalance) and ReplicateChunk (pull a copy from other nodes). The coordinator decides; these
-// only report and copy, and never store a byte that failed a check.
+// rebalance) and ReplicateChunk (pull a copy from other nodes, or from the chunk's object in a
+// tier: a recall). The coordinator decides; these only report and copy, and never store a byte
+// that failed a check.
 import * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import { DataNodeClients, type NodeAddress } from '../client/datanode-client.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import { toServiceError, unaryHandler } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
+import type { TierCopy } from '../common/object-tier.js';
 import type { ChunkStore, ListedChunk } from './chunk-store.js';
 import { waitForDrain } from './drain.js';
+import type { TierCache } from './tier-cache.js';
+import { checkTierCopy } from './tier-fetch.js';
 
 export interface ReplicateChunkRequest {
   chunkId: string;
   sources: NodeAddress[];
   length: number;
   crc32c: number; // of the raw bytes; 0 = unknown
+  /** The chunk's object: copied from when no source serves the chunk. */
+  tier?: Partial<TierCopy> | null;
 }
 
 export interface ReplicateChunkReply {
-  sourceNodeId: string; // this node's own id when the chunk was already here, intact
+  sourceNodeId: string; // this node's own id when the chunk was already here, intact; `tier:<name>` from a tier
   storedBytes: number;
 }
 
@@ -28,6 +34,8 @@ export interface HealingServiceOptions {
   log: Logger;
   /** Upper bound on pulling one chunk from one source. */
   sourceTimeoutMs?: number;
+  /** Where tiered chunks are fetched through; without it a request's tier copy is not used. */
+  tierCache?: TierCache;
 }
 
 export interface HealingService {
@@ -68,6 +76,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
     const expectedCrc = request.crc32c >>> 0;
     const candidates = request.sources ?? [];
     if (candidates.length > MAX_SOURCES) throw invalid(`ReplicateChunk: more than ${MAX_SOURCES} sources`);
+    const tier = request.tier ? checkTierCopy(chunkId, request.tier) : undefined;
     if (await store.has(chunkId)) return alreadyHere(request, expectedCrc);
     const failures: string[] = [];
     let sawBadBytes = false;
@@ -82,7 +91,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         continue;
       }
       try {
-        const storedBytes = await pull(source, request, expectedCrc);
+        const storedBytes = await pull(sources.readChunk(source, chunkId, 0, 0), request, expectedCrc);
         log.info({ chunkId, source: source.nodeId, storedBytes }, 'chunk replicated');
         return { sourceNodeId: source.nodeId, storedBytes };
       } catch (err) {
@@ -91,10 +100,26 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         if (error.kind === 'Exists') return alreadyHere(request, expectedCrc);
         // Refused here (a write of this id in progress, a quarantined copy, a full disk, a bad
         // request): no other source would fare better.
-        if (error.kind === 'Conflict' || error.kind === 'NoSpace' || error.kind === 'Invalid' || error.kind === 'PermissionDenied') throw error;
+        if (refusedHere(error)) throw error;
         if (error.kind === 'Corrupt') sawBadBytes = true;
         failures.push(`${source.nodeId} (${source.address}): ${error.message}`);
       }
+    }
+    if (tier && options.tierCache && !call.cancelled) {
+      try {
+        // Not kept in the cache: from now on the local copy serves the chunk.
+        const storedBytes = await pull(options.tierCache.read(chunkId, tier, 0, Number.MAX_SAFE_INTEGER, { keep: false }), request, expectedCrc);
+        log.info({ chunkId, tier: tier.tier, key: tier.key, storedBytes }, 'chunk recalled from tier');
+        return { sourceNodeId: `tier:${tier.tier}`, storedBytes };
+      } catch (err) {
+        const error = asStrataError(err);
+        if (error.kind === 'Exists') return alreadyHere(request, expectedCrc);
+        if (refusedHere(error)) throw error;
+        if (error.kind === 'Corrupt') sawBadBytes = true;
+        failures.push(`tier '${tier.tier}': ${error.message}`);
+      }
+    } else if (tier) {
+      failures.push(`tier '${tier.tier}': this data node reads no tiers`);
     }
     const kind = sawBadBytes ? 'Corrupt' : 'Unavailable';
     const why = failures.length > 0 ? failures.join('; ') : 'no sources given';
@@ -102,16 +127,17 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
   }
 
   /**
-   * One attempt: stream the chunk from `source` into a writer, checking length and crc32c of the
-   * raw bytes before the commit. A failed check aborts the writer: nothing becomes visible.
+   * One attempt: stream the chunk's raw bytes from a source (a node, or a tier) into a writer,
+   * checking length and crc32c before the commit. A failed check aborts the writer: nothing
+   * becomes visible. The writer comes first: a refused write never opens the source.
    */
-  async function pull(source: NodeAddress, request: ReplicateChunkRequest, expectedCrc: number): Promise<number> {
+  async function pull(pieces: AsyncIterable<Buffer>, request: ReplicateChunkRequest, expectedCrc: number): Promise<number> {
     const { chunkId, length } = request;
     const writer = await store.createWriter(chunkId, length); // validates id and length
     try {
       let crc = 0;
       let received = 0;
-      for await (const piece of sources.readChunk(source, chunkId, 0, 0)) {
+      for await (const piece of pieces) {
         received += piece.length;
         if (received > length) throw new StrataError('Corrupt', `chunk ${chunkId}: source sent more than the expected ${length} bytes`);
         crc = crc32c(piece, crc);
@@ -153,3 +179,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
   return { handlers, close: () => sources.close() };
 }
 
+/** Failures of this node's own write: no other source would fare better. */
+function refusedHere(error: StrataError): boolean {
+  return error.kind === 'Conflict' || error.kind === 'NoSpace' || error.kind === 'Invalid' || error.kind === 'PermissionDenied';
+}

@@ -1,5 +1,6 @@
 // The data node role: open the chunk store, serve the DataNode service, scrub the chunks in the
-// background, heartbeat to every coordinator (with the corrupt chunks found and scrub progress).
+// background, heartbeat to every coordinator (with the corrupt chunks found, scrub progress and
+// the tier cache's state) and take the object tiers each heartbeat reply names.
 // The CLI builds the config; this module only runs it.
 import * as grpc from '@grpc/grpc-js';
 import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
@@ -8,6 +9,9 @@ import path from 'node:path';
 import { LocalChunkStore } from './chunk-store.js';
 import { Scrubber } from './scrub.js';
 import { createDataNodeService, type NodeInfo } from './service.js';
+import { DEFAULT_TIER_CACHE_BYTES, TierCache } from './tier-cache.js';
+import { TierRegistry } from './tier-registry.js';
+import type { TierTarget } from '../common/object-tier.js';
 import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } from '../common/grpc.js';
 import { invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -28,11 +32,15 @@ export interface DataNodeConfig {
   scrubBytesPerSec?: number;
   /** Pause between full scrub passes; absent or 0: no scrub. */
   scrubIntervalMs?: number;
+  /** Byte budget of the read-through cache of tiered chunks; 0 = no cache; absent = 1 GiB. */
+  tierCacheBytes?: number;
 }
 
 export interface RunningDataNode {
   nodeId: string;
   address: string;
+  /** The object tiers this node knows (heartbeat replies set them; tests may too). */
+  tiers: TierRegistry;
   stop(): Promise<void>;
 }
 
@@ -49,13 +57,21 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   if (!(config.heartbeatIntervalMs >= MIN_HEARTBEAT_INTERVAL_MS)) {
     throw invalid(`invalid config: heartbeatIntervalMs: ${config.heartbeatIntervalMs} is below ${MIN_HEARTBEAT_INTERVAL_MS}`);
   }
-  for (const key of ['scrubBytesPerSec', 'scrubIntervalMs'] as const) {
+  for (const key of ['scrubBytesPerSec', 'scrubIntervalMs', 'tierCacheBytes'] as const) {
     const value = config[key];
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) throw invalid(`invalid config: ${key}: ${value} is not a whole number >= 0`);
   }
   await mkdir(config.dataDir, { recursive: true });
   const nodeId = await resolveNodeId(config.dataDir, config.nodeId);
   const store = await LocalChunkStore.open(config.dataDir);
+  const tiers = new TierRegistry(log);
+  let tierCache: TierCache;
+  try {
+    tierCache = await TierCache.open({ dataDir: store.dir, budgetBytes: config.tierCacheBytes ?? DEFAULT_TIER_CACHE_BYTES, tiers, log });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const scrubber = new Scrubber(store, { bytesPerSec: config.scrubBytesPerSec ?? 0, intervalMs: config.scrubIntervalMs ?? 0, log });
 
   let address = config.advertise ?? '';
@@ -67,6 +83,8 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     store,
     log,
     scrubStatus: () => scrubber.status(),
+    tiers,
+    tierCache,
   });
   const server = new grpc.Server(CHANNEL_OPTIONS);
   server.addService(strataProto.DataNode.service, service.handlers);
@@ -75,6 +93,8 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     port = await bindServer(server, `${listen.host}:${listen.port}`);
   } catch (err) {
     service.close();
+    tierCache.close();
+    tiers.close();
     await store.close();
     throw err;
   }
@@ -85,7 +105,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   }
 
   const heartbeats = config.coordinators.map((coordinator) =>
-    startHeartbeat(coordinator, service.nodeInfo, config.heartbeatIntervalMs, log),
+    startHeartbeat(coordinator, service.nodeInfo, (targets) => tiers.update(targets), config.heartbeatIntervalMs, log),
   );
   scrubber.start();
   const quarantined = store.quarantined().length;
@@ -97,10 +117,12 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
       for (const heartbeat of heartbeats) heartbeat.stop();
       await Promise.all([scrubber.stop(), shutdownServer(server, SHUTDOWN_GRACE_MS)]);
       service.close();
+      tierCache.close();
+      tiers.close();
       await store.close();
       log.info({ nodeId }, 'data node stopped');
     })());
-  return { nodeId, address, stop };
+  return { nodeId, address, tiers, stop };
 }
 
 function parseListen(listen: string): { host: string; port: number } {
@@ -139,6 +161,7 @@ async function resolveNodeId(dataDir: string, configured: string | undefined): P
 function startHeartbeat(
   coordinator: string,
   nodeInfo: () => Promise<NodeInfo>,
+  onTiers: (targets: TierTarget[]) => void,
   intervalMs: number,
   log: Logger,
 ): { stop(): void } {
@@ -150,7 +173,10 @@ function startHeartbeat(
 
   const beat = async () => {
     try {
-      const reply = await callUnary<{ intervalMs: number }>(client, 'heartbeat', await nodeInfo(), HEARTBEAT_TIMEOUT_MS, coordinator);
+      const reply = await callUnary<{ intervalMs: number; tiers?: TierTarget[] }>(client, 'heartbeat', await nodeInfo(), HEARTBEAT_TIMEOUT_MS, coordinator);
+      if (stopped) return;
+      // Coordinators own tier configuration: every reply carries the whole list.
+      onTiers(reply.tiers ?? []);
       if (failing) log.info({ coordinator }, 'heartbeats accepted again');
       failing = false;
       if (reply.intervalMs > 0) nextMs = Math.min(MAX_HEARTBEAT_INTERVAL_MS, Math.max(MIN_HEARTBEAT_INTERVAL_MS, reply.intervalMs));

@@ -1,5 +1,6 @@
 // The DataNode gRPC service over a ChunkStore: chunk writes with pipeline forwarding, verified
-// reads, stat, delete, node status. Every failure leaves through toServiceError; none escapes.
+// reads (through an object tier's cache when this node has no intact copy), stat, delete, node
+// status, tier uploads. Every failure leaves through toServiceError; none escapes.
 import * as grpc from '@grpc/grpc-js';
 import { statfs } from 'node:fs/promises';
 import type { ChunkStore, ChunkWriter } from './chunk-store.js';
@@ -9,12 +10,17 @@ import type { Logger } from '../common/log.js';
 import type { NodeInfo, ScrubStatus } from '../common/node-info.js';
 import { waitForDrain } from './drain.js';
 import { MAX_REPORTED_CORRUPT_CHUNKS, createHealingService } from './healing-service.js';
+import type { TierCopy } from '../common/object-tier.js';
+import type { TierCache } from './tier-cache.js';
+import { checkTierCopy } from './tier-fetch.js';
+import type { TierRegistry } from './tier-registry.js';
+import { TierUploader, type TierUploadRequest } from './tier-upload.js';
 
 export interface NodeAddress { nodeId: string; address: string }
 export interface WriteChunkHeader { chunkId: string; length: number; pipeline: NodeAddress[] }
 export interface WriteChunkRequest { part?: 'header' | 'data'; header?: WriteChunkHeader | null; data?: Buffer }
 export interface WriteChunkReply { storedOn: string[]; failed: string[]; errors: string[] }
-export interface ReadChunkRequest { chunkId: string; offset: number; length: number }
+export interface ReadChunkRequest { chunkId: string; offset: number; length: number; tier?: Partial<TierCopy> | null }
 export interface ReadChunkReply { data: Buffer }
 export interface ChunkStatReply { chunkId: string; length: number; storedBytes: number; blocks: number }
 export type { NodeInfo } from '../common/node-info.js';
@@ -32,6 +38,10 @@ export interface DataNodeServiceOptions {
   downstreamTimeoutMs?: number;
   /** The background scrubber's counters, reported with every NodeStatus and heartbeat. */
   scrubStatus?: () => ScrubStatus;
+  /** Object tiers as the coordinators last named them (the owner updates and closes it). */
+  tiers: TierRegistry;
+  /** Where tiered chunks are read through (the owner closes it). */
+  tierCache: TierCache;
 }
 
 export interface DataNodeService {
@@ -55,9 +65,10 @@ type DataNodeClient = grpc.Client & {
 };
 
 export function createDataNodeService(options: DataNodeServiceOptions): DataNodeService {
-  const { nodeId, store, log } = options;
+  const { nodeId, store, log, tierCache } = options;
   const channels = new DataNodeChannels();
-  const healing = createHealingService({ nodeId, store, log });
+  const healing = createHealingService({ nodeId, store, log, tierCache });
+  const uploader = new TierUploader(store, options.tiers, log);
 
   const clientFor = (address: string) => channels.get(address) as unknown as DataNodeClient;
 
@@ -104,11 +115,43 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     }
   }
 
+  /**
+   * Verified raw bytes of a chunk's range: the local copy's, or, when the request names the
+   * chunk's tier copy and this node has no intact copy (none, quarantined, or found bad during
+   * this read), the tier's through the cache, from wherever the local read stopped.
+   */
+  async function* chunkBytes(request: ReadChunkRequest): AsyncGenerator<Buffer> {
+    const { chunkId, tier } = request;
+    let offset = request.offset;
+    let length = request.length === 0 ? Number.MAX_SAFE_INTEGER : request.length; // 0 = to the end
+    const noIntactCopy = (err: unknown) => tier && err instanceof StrataError && (err.kind === 'NotFound' || err.kind === 'Corrupt');
+    let local: number | undefined;
+    try {
+      local = (await store.stat(chunkId)).length;
+    } catch (err) {
+      if (!noIntactCopy(err)) throw err;
+    }
+    if (local !== undefined) {
+      if (offset > local) throw invalid(`chunk ${chunkId}: offset ${offset} beyond its ${local} bytes`);
+      const wantBytes = Math.min(length, local - offset);
+      let sentBytes = 0;
+      try {
+        for await (const block of store.read(chunkId, offset, wantBytes)) {
+          sentBytes += block.length;
+          yield block;
+        }
+        return;
+      } catch (err) {
+        if (!noIntactCopy(err)) throw err;
+        log.warn({ chunkId, err: (err as Error).message }, 'local copy failed; reading the rest from its tier');
+        offset += sentBytes;
+        length = wantBytes - sentBytes;
+      }
+    }
+    yield* tierCache.read(chunkId, checkTierCopy(chunkId, tier), offset, length);
+  }
+
   async function readChunk(call: ReadCall): Promise<void> {
-    const { chunkId, offset, length } = call.request;
-    const { length: chunkBytes } = await store.stat(chunkId);
-    if (offset > chunkBytes) throw invalid(`chunk ${chunkId}: offset ${offset} beyond its ${chunkBytes} bytes`);
-    const wantBytes = length === 0 ? chunkBytes - offset : Math.min(length, chunkBytes - offset);
     // Blocks are 256 KiB; gRPC moves bytes faster in ~1 MiB messages, so coalesce them.
     let batch: Buffer[] = [];
     let batchBytes = 0;
@@ -118,7 +161,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
       batchBytes = 0;
       if (!call.write({ data })) await waitForDrain(call);
     };
-    for await (const block of store.read(chunkId, offset, wantBytes)) {
+    for await (const block of chunkBytes(call.request)) {
       if (call.cancelled) return;
       batch.push(block);
       batchBytes += block.length;
@@ -135,7 +178,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     const capacityBytes = options.capacityBytes ?? diskBytes;
     const freeBytes = Math.max(0, Math.min(disk.bavail * disk.bsize, capacityBytes - usedBytes));
     const corruptChunks = store.quarantined().slice(0, MAX_REPORTED_CORRUPT_CHUNKS);
-    const health = { corruptChunks, scrub: options.scrubStatus?.() };
+    const health = { corruptChunks, scrub: options.scrubStatus?.(), tierCache: tierCache.status() };
     return { nodeId, address: options.address(), capacityBytes, usedBytes, freeBytes, chunks, zone: options.zone ?? '', ...health };
   }
 
@@ -160,6 +203,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
       return {};
     }),
     nodeStatus: unaryHandler<unknown, NodeInfo>(() => nodeInfo()),
+    tierUpload: unaryHandler<TierUploadRequest, TierCopy>((request) => uploader.upload(request)),
     ...healing.handlers,
   };
 

@@ -10,8 +10,16 @@ import { freePort, tempDir, type TempDir } from './ports.js';
 export const S3_ACCESS_KEY = 'S3RVER';
 export const S3_SECRET_KEY = 'S3RVER';
 
+/** An object change the server made, e.g. `ObjectCreated:Post` for a completed multipart upload. */
+export interface S3ObjectEvent {
+  name: string;
+  key: string;
+}
+
 export class S3Server {
   private server: S3rver | undefined;
+  /** Every object change since start, oldest first: how tests see that an upload went up in parts. */
+  readonly objectEvents: S3ObjectEvent[] = [];
   private constructor(
     readonly port: number,
     readonly dir: TempDir,
@@ -35,6 +43,9 @@ export class S3Server {
   async resume(): Promise<void> {
     if (this.server) return;
     const server = new S3rver({ address: '127.0.0.1', port: this.port, silent: true, directory: this.dir.path, resetOnClose: false });
+    server.on('event', (event) => {
+      for (const record of event.Records) this.objectEvents.push({ name: record.eventName, key: record.s3.object.key });
+    });
     await server.run();
     this.server = server;
   }
