@@ -53,6 +53,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--heartbeat-interval-ms <ms>', 'how often to report to the coordinators (default 1000)')
     .option('--scrub-bytes-per-sec <size>', 'background scrub rate, raw bytes verified per second; 0 disables (default 32MiB)')
     .option('--scrub-interval-ms <ms>', 'pause between full scrub passes; 0 disables (default 3600000)')
+    .option('--tier-cache-bytes <size>', 'disk budget of the LRU cache of chunks read through from object tiers; 0 = no cache (default 1GiB)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {
