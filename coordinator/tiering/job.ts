@@ -221,8 +221,9 @@ export class TieringJob {
     const previous = this.backoff.get(tier);
     const delayMs = previous ? Math.min(previous.delayMs * 2, BACKOFF_MAX_MS) : BACKOFF_FIRST_MS;
     this.backoff.set(tier, { untilMs: Date.now() + delayMs, delayMs, retried: false });
-    this.status.target(tier).state = `unreachable: ${reason}; retrying in ${Math.round(delayMs / 1000)}s`;
-    if (!previous) this.status.event('tier-unreachable', `tier '${tier}': ${reason}; tiering to it paused, retrying with backoff`);
+    const why = reason.replace(/; retry later$/, '');
+    this.status.target(tier).state = `unreachable; retrying in ${Math.round(delayMs / 1000)}s`;
+    if (!previous) this.status.event('tier-unreachable', `${why}: tiering to it paused, retrying with backoff`);
   }
 
   /** A backed-off tier is due for another try (the pass then runs before its interval). */
