@@ -225,7 +225,7 @@ export class MetaStore {
           compares.push(...(await this.proveEmpty(dst.ino, dstName)));
           ops.push(del(k.stampKey(dst.ino)));
         }
-        ops.push(del(k.inodeKey(dst.ino)), deleteChunks(dst.ino));
+        ops.push(del(k.inodeKey(dst.ino)), deleteChunks(dst.ino), ...forgetTiering(dst.ino));
       }
       if (src.type === 'dir') {
         compares.push(...(await this.proveNotInside(src.ino, dstParent, dstName)));
@@ -346,7 +346,7 @@ export class MetaStore {
       if (expect === 'nondir' && type === 'dir') throw isDir(name);
       if (expect === 'dir' && type !== 'dir') throw notDir(name);
       const compares = [cmp(dentryRead)];
-      const ops: KvOp[] = [del(dentryRead.key), del(k.inodeKey(ino)), put(k.stampKey(parent), k.encodeNumber(this.now()))];
+      const ops: KvOp[] = [del(dentryRead.key), del(k.inodeKey(ino)), put(k.stampKey(parent), k.encodeNumber(this.now())), ...forgetTiering(ino)];
       if (type === 'dir') {
         compares.push(...(await this.proveEmpty(ino, name)));
         ops.push(del(k.stampKey(ino)));
@@ -481,6 +481,8 @@ const cmp = (read: Read): KvCompare => ({ key: read.key, modRevision: read.entry
 const put = (key: string, value: Buffer): KvOp => ({ type: 'put', key, value });
 const del = (key: string): KvOp => ({ type: 'delete', key });
 const deleteChunks = (ino: number): KvOp => ({ type: 'deleteRange', ...k.rangeOf(k.chunkPrefix(ino)) });
+/** A removed inode's tiering policy, pin and pending recall go with it. */
+const forgetTiering = (ino: number): KvOp[] => [del(k.policyKey(ino)), del(k.pinKey(ino)), del(k.recallKey(ino))];
 const rangeArgs = (prefix: string): [string, string] => {
   const { start, end } = k.rangeOf(prefix);
   return [start, end];

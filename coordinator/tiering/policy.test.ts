@@ -120,4 +120,27 @@ describe('tiering policies', () => {
     expect(policyMatches(file({ coldAfterMs: 1000 }, { atimeMs: now - 999, mtimeMs: now - 5000 }), now)).toBe(false);
     expect(policyMatches(file({ coldAfterMs: 1000 }, { atimeMs: now - 5000, mtimeMs: now - 10 }), now)).toBe(false);
   });
+
+  test('removing a file or directory (or renaming over a file) forgets its policy, pin and recall request', async () => {
+    await mkdir('/gone');
+    await create('/gone/f');
+    await create('/gone/over');
+    await create('/gone/src');
+    for (const name of ['/gone/f', '/gone/over']) {
+      await setPolicy(kv, ino[name]!, policy('cold'));
+      await setPin(kv, ino[name]!, true);
+      await kv.txn({ compares: [], ops: [{ type: 'put', key: `r/${ino[name]}`, value: Buffer.from('{}') }] });
+    }
+    await setPolicy(kv, ino['/gone']!, policy('cold'));
+    const keysOf = (n: number) => [`p/${n}`, `k/${n}`, `r/${n}`];
+    const present = async (n: number) => (await kv.getMany(keysOf(n))).filter(Boolean).length;
+    expect(await present(ino['/gone/f']!)).toBe(3);
+    await meta.unlink(ino['/gone']!, 'f');
+    expect(await present(ino['/gone/f']!)).toBe(0);
+    await meta.rename(ino['/gone']!, 'src', ino['/gone']!, 'over');
+    expect(await present(ino['/gone/over']!)).toBe(0);
+    await meta.unlink(ino['/gone']!, 'over');
+    await meta.rmdir(ROOT_INO, 'gone');
+    expect(await present(ino['/gone']!)).toBe(0);
+  });
 });
