@@ -185,6 +185,8 @@ export class TieringJob {
   private async findColdChunks(): Promise<{ key: string; chunkId: string; tier: string }[]> {
     const now = Date.now();
     const queue: { key: string; chunkId: string; tier: string }[] = [];
+    // No policy anywhere (the cluster's is p/0): nothing to walk the namespace for.
+    if ((await this.deps.kv.range({ ...k.rangeOf(k.POLICY_PREFIX), limit: 1 })).length === 0) return queue;
     for await (const file of walkFiles(this.deps.kv, this.deps.meta, '/')) {
       if (!this.isLeading || queue.length >= QUEUE_MAX) break;
       if (!file.policy || !policyMatches(file, now)) continue;
