@@ -34,6 +34,8 @@ export interface RangeReadOptions {
   /** Exclusive end; clamped to the file size. */
   end: number;
   readAhead: number;
+  /** Leave the file's atime alone (GetChunksRequest.keep_atime). */
+  keepAtime?: boolean;
 }
 
 export async function* readRange(coordinator: CoordinatorClient, datanodes: DataNodeClients, options: RangeReadOptions): AsyncGenerator<Buffer> {
@@ -47,14 +49,14 @@ export async function* readRange(coordinator: CoordinatorClient, datanodes: Data
   let fetchedThrough = firstIndex - 1;
   // Where a chunk is now: its copies can move (repair, tiering, recall) after we asked.
   const relocate = async (index: number): Promise<ChunkLocation | undefined> => {
-    const reply = await coordinator.call<GetChunksReply>('GetChunks', { ino: options.ino, fromIndex: index, count: 1 });
+    const reply = await coordinator.call<GetChunksReply>('GetChunks', { ino: options.ino, fromIndex: index, count: 1, keepAtime: options.keepAtime });
     return reply.chunks.find((chunk) => Number(chunk.index) === index);
   };
   const locate = async (index: number): Promise<ChunkLocation | undefined> => {
     if (index > fetchedThrough) {
       // No more than the range needs: a one-chunk read (the mount's) asks for one location.
       const count = Math.min(LOCATIONS_PER_CALL, lastIndex - index + 1);
-      const reply = await coordinator.call<GetChunksReply>('GetChunks', { ino: options.ino, fromIndex: index, count });
+      const reply = await coordinator.call<GetChunksReply>('GetChunks', { ino: options.ino, fromIndex: index, count, keepAtime: options.keepAtime });
       for (const chunk of reply.chunks) locations.set(Number(chunk.index), chunk);
       fetchedThrough = index + count - 1;
     }

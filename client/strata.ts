@@ -295,6 +295,7 @@ export class Strata {
       start,
       end: endExclusive,
       readAhead: this.options.readAhead,
+      keepAtime: options.keepAtime,
     });
     return Readable.from(pieces, { objectMode: false });
   }

@@ -97,4 +97,9 @@ export interface ReadOptions {
   start?: number;
   /** Last byte to read (inclusive, like fs.createReadStream); default: end of file. */
   end?: number;
+  /**
+   * Not an access: the file's atime stays as it is (like O_NOATIME). For backups and checks,
+   * which would otherwise make every file look recently read to "cold after" tiering policies.
+   */
+  keepAtime?: boolean;
 }

@@ -197,7 +197,7 @@ export function coordinatorService(
       const ino = requireIno(req.ino);
       const { attr, chunks } = await meta.getChunks(ino, Number(req.fromIndex) || 0, Number(req.count) || 0);
       const now = Date.now();
-      if (now - attr.atimeMs > ATIME_GRANULARITY_MS) void meta.touchAtime(ino, now).catch(() => undefined);
+      if (!req.keepAtime && now - attr.atimeMs > ATIME_GRANULARITY_MS) void meta.touchAtime(ino, now).catch(() => undefined);
       return {
         attr: toWireAttr(attr),
         chunks: chunks.map((chunk) => ({

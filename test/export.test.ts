@@ -46,7 +46,7 @@ async function snapshot(client: Strata, root: string): Promise<Record<string, Sn
     const entry: Snapshot = { type: s.type, mode: s.mode, uid: s.uid, gid: s.gid, mtimeMs: s.mtimeMs, atimeMs: s.atimeMs };
     if (s.isFile()) {
       entry.size = s.size;
-      entry.sha256 = createHash('sha256').update(await client.readFile(full)).digest('hex');
+      entry.sha256 = createHash('sha256').update(await client.readFile(full, { keepAtime: true })).digest('hex');
     }
     if (s.isSymbolicLink()) entry.target = s.target;
     out[relative] = entry;

@@ -249,4 +249,24 @@ describe('tiering to S3 (s3rver), embedded metadata, 3 data nodes, RF 2', () => 
     }
     expect((await client.readFile('/crash/a.bin')).equals(data)).toBe(true);
   }, 300_000);
+
+  test('cold-after: only files neither read nor written for that long move; a read is an access unless keepAtime', async () => {
+    const LONG_AGO = Date.parse('2020-01-01T00:00:00Z');
+    const old = await writeRandom('/aging/old.bin', 2 * CHUNK);
+    await writeRandom('/aging/fresh.bin', 2 * CHUNK);
+    await writeRandom('/aging/read.bin', 2 * CHUNK);
+    for (const name of ['old.bin', 'read.bin']) await client.setattr(`/aging/${name}`, { mtimeMs: LONG_AGO, atimeMs: LONG_AGO });
+    // A backup-style read leaves atime alone; an ordinary read records the access.
+    await client.readFile('/aging/old.bin', { keepAtime: true });
+    await client.readFile('/aging/read.bin');
+    await waitFor('atime of the read file updated', async () => (await client.stat('/aging/read.bin')).atimeMs > LONG_AGO, 10_000);
+    expect((await client.stat('/aging/old.bin')).atimeMs).toBe(LONG_AGO);
+
+    expect((await cluster.cli(['tier', 'set', '/aging', '--tier', 'cold', '--cold-after', '1h'])).code).toBe(0);
+    await waitFor('the cold file tiered', async () => (await tierGet('/aging/old.bin')).chunksTiered === 2, 60_000);
+    // The passes that moved old.bin looked at the others too: recently written or read, they stay.
+    expect(await tierGet('/aging/fresh.bin')).toMatchObject({ chunksTiered: 0, chunksLocal: 2 });
+    expect(await tierGet('/aging/read.bin')).toMatchObject({ chunksTiered: 0, chunksLocal: 2 });
+    expect((await client.readFile('/aging/old.bin')).equals(old)).toBe(true);
+  }, 120_000);
 });

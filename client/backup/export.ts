@@ -192,7 +192,8 @@ function changeBetween(before: FileStat, after: FileStat, bytesRead: number): st
 }
 
 async function uploadOnce(client: Strata, tier: ObjectTier, path: string, key: string, progress: (bytes: number) => void): Promise<HashMeter> {
-  const source = await client.createReadStream(path);
+  // A backup is not an access: atimes stay as they were (and as the manifest records them).
+  const source = await client.createReadStream(path, { keepAtime: true });
   let sourceError: unknown;
   source.once('error', (err) => (sourceError ??= err));
   const meter = new HashMeter(progress);
