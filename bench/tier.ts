@@ -2,19 +2,23 @@
 //
 // One S3-protocol server (s3rver, its own process, loopback) and one strata cluster (1
 // coordinator, 3 data nodes, embedded metadata, 8 MiB chunks). Same bytes both ways:
-//   tier_upload_plain      a plain @aws-sdk/lib-storage upload of SIZE random bytes, one object
-//                          per 8 MiB (what a chunk is), 4 at a time (the job's concurrency)
+//   tier_upload_plain      a plain @aws-sdk/lib-storage Upload of the same SIZE bytes as one object
+//                          (its defaults: 5 MiB parts, 4 at a time)
+//   tier_upload_plain_objects  the same bytes as one object per 8 MiB (what a chunk is), 4 at a
+//                          time (the job's concurrency): the stricter baseline
 //   tier_upload_strata     the leader moving a SIZE file's chunks to the tier: from the policy
 //                          being set until every chunk is tiered (upload, verify, commit, drop)
-//   tier_upload_ratio      strata / plain (target: at least 0.8)
+//   tier_upload_ratio      strata / plain (target: at least 0.8); tier_upload_ratio_objects too
 //   first_byte_{s3,cache,datanode}  time to the first byte of a 4 KiB read: of a tiered chunk
 //                          no node has cached, of the same chunk again (the node's cache), and
 //                          of a chunk on a data node; median of SAMPLES reads of distinct chunks.
-// Env: SIZE_MIB (256), SAMPLES (9).
+// Env: SIZE_MIB (256), SAMPLES (9), TIER_CONCURRENCY (4).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
 import { Strata } from '../client/index.js';
 import { CoordinatorClient } from '../client/coordinator-client.js';
 import { S3ObjectTier } from '../common/object-tier.js';
@@ -52,7 +56,13 @@ async function startS3(dir: string): Promise<{ endpoint: string; process: ChildP
   return { endpoint, process: child };
 }
 
-async function plainUpload(tier: S3ObjectTier, data: Buffer): Promise<number> {
+async function plainUpload(client: S3Client, data: Buffer): Promise<number> {
+  const started = process.hrtime.bigint();
+  await new Upload({ client, params: { Bucket: BUCKET, Key: 'plain/one-object', Body: data } }).done();
+  return sizeMiB / seconds(started);
+}
+
+async function plainObjects(tier: S3ObjectTier, data: Buffer): Promise<number> {
   const started = process.hrtime.bigint();
   const keys = Array.from({ length: Math.ceil(data.length / CHUNK) }, (_, i) => i);
   let next = 0;
@@ -82,19 +92,23 @@ async function main(): Promise<void> {
     datanodes: 3,
     chunkSize: '8MiB',
     env: s3Env,
-    coordinatorArgs: ['--tier', spec, '--tier-interval-ms', '100', '--tier-concurrency', '4'],
+    coordinatorArgs: ['--tier', spec, '--tier-interval-ms', '100', '--tier-concurrency', process.env.TIER_CONCURRENCY ?? '4'],
   });
   const client = cluster.client();
   const coordinator = new CoordinatorClient({ addresses: [cluster.coordinatorList.split(',')[0]!], callTimeoutMs: 30_000, failoverTimeoutMs: 30_000 });
+  const s3Client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: S3_ACCESS_KEY, secretAccessKey: S3_SECRET_KEY } });
   const plainTier = new S3ObjectTier({ name: 'plain', endpoint: s3.endpoint, region: 'us-east-1', bucket: BUCKET, prefix: '', forcePathStyle: true, accessKeyId: S3_ACCESS_KEY, secretAccessKey: S3_SECRET_KEY, sessionToken: '' });
   try {
     log(`writing ${sizeMiB} MiB of random bytes twice (one file to tier, one to keep local)`);
     const data = randomBytes(sizeMiB * MiB);
+    await client.mkdir('/cold', { parents: true });
+    await client.mkdir('/hot', { parents: true });
     await client.writeFile('/cold/big.bin', data);
     await client.writeFile('/hot/big.bin', data);
 
-    log('plain lib-storage upload of the same bytes');
-    const plain = await plainUpload(plainTier, data);
+    log('plain lib-storage uploads of the same bytes');
+    const plain = await plainUpload(s3Client, data);
+    const plainPerChunk = await plainObjects(plainTier, data);
 
     log('tiering /cold');
     const chunks = Math.ceil(data.length / CHUNK);
@@ -109,7 +123,9 @@ async function main(): Promise<void> {
     const strata = sizeMiB / seconds(started);
     print('tier_upload_strata', strata, 'MB/s');
     print('tier_upload_plain', plain, 'MB/s');
+    print('tier_upload_plain_objects', plainPerChunk, 'MB/s');
     print('tier_upload_ratio', strata / plain, 'ratio');
+    print('tier_upload_ratio_objects', strata / plainPerChunk, 'ratio');
 
     const offsets = Array.from({ length: Math.min(samples, chunks) }, (_, i) => i * CHUNK + 12_345);
     const fromS3: number[] = [];
@@ -125,6 +141,7 @@ async function main(): Promise<void> {
     if (!back.equals(data)) throw new Error('tiered file read back different bytes');
   } finally {
     plainTier.close();
+    s3Client.destroy();
     coordinator.close();
     await cluster.stop();
     s3.process.kill('SIGTERM');

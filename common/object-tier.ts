@@ -55,8 +55,11 @@ export interface RequestOptions {
 
 export interface ObjectTier {
   readonly target: TierTarget;
-  /** Writes an object (multipart above the part size); resolves when the store has it whole. */
-  put(key: string, body: Buffer | Readable, sizeBytes?: number): Promise<void>;
+  /**
+   * Writes an object (multipart above the part size); resolves when the store has it whole, to
+   * the store's ETag of it ('' if it gave none).
+   */
+  put(key: string, body: Buffer | Readable, sizeBytes?: number, crc32c?: number): Promise<string>;
   /** The object's bytes, or a byte range of them [start, end). `signal` aborts the request (and its body). */
   get(key: string, range?: { start: number; end: number }, options?: RequestOptions): Promise<Readable>;
   head(key: string, options?: RequestOptions): Promise<ObjectInfo | undefined>;
@@ -66,6 +69,13 @@ export interface ObjectTier {
   /** Proves the bucket exists and the credentials reach it. */
   check(): Promise<void>;
   close(): void;
+}
+
+/** S3's form of a CRC-32C: the 4 bytes big-endian, base64. */
+function crc32cBase64(crc: number): string {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(crc >>> 0);
+  return bytes.toString('base64');
 }
 
 /** The object key of a chunk in a tier. */
@@ -105,16 +115,23 @@ export class S3ObjectTier implements ObjectTier {
     return `tier '${this.target.name}' (${this.target.endpoint || 'aws'} bucket ${this.target.bucket}${key ? ` object ${key}` : ''})`;
   }
 
-  async put(key: string, body: Buffer | Readable, sizeBytes?: number): Promise<void> {
+  /**
+   * `crc32c` of a one-part body goes with it (x-amz-checksum-crc32c): stores that check it (S3,
+   * MinIO, ...) refuse bytes damaged on the way, and the SDK skips computing a checksum of its own.
+   */
+  async put(key: string, body: Buffer | Readable, sizeBytes?: number, crc32c?: number): Promise<string> {
+    const onePart = Buffer.isBuffer(body) && body.length < PART_SIZE_BYTES && crc32c !== undefined;
+    const checksum = onePart ? { ChecksumCRC32C: crc32cBase64(crc32c!) } : {};
     try {
       const upload = new Upload({
         client: this.client,
-        params: { Bucket: this.target.bucket, Key: key, Body: body, ContentLength: sizeBytes },
+        params: { Bucket: this.target.bucket, Key: key, Body: body, ContentLength: sizeBytes, ...checksum },
         partSize: PART_SIZE_BYTES,
         queueSize: 4,
         leavePartsOnError: false,
       });
-      await upload.done();
+      const done = await upload.done();
+      return ('ETag' in done && typeof done.ETag === 'string' ? done.ETag : '').replace(/"/g, '');
     } catch (err) {
       throw this.mapError(err, key);
     }

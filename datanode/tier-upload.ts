@@ -2,10 +2,11 @@
 // those bytes, after every block of them passed its checks: a bad local copy is never uploaded
 // (it is quarantined instead). The reply says where the object is and its size and crc32c, which
 // the leader records and every later read of the object checks.
+import { createHash } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
 import { StrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import type { TierCopy } from '../common/object-tier.js';
+import { PART_SIZE_BYTES, type ObjectTier, type TierCopy } from '../common/object-tier.js';
 import { validateChunkId, type ChunkStore } from './chunk-store.js';
 import type { TierRegistry } from './tier-registry.js';
 
@@ -50,20 +51,24 @@ export class TierUploader {
     const tier = this.tiers.get(tierName); // Unavailable until a heartbeat named it
     const { bytes } = await this.store.readEncoding(chunkId); // NotFound, or Corrupt (and quarantined)
     const crc = crc32c(bytes) >>> 0;
-    await tier.put(key, bytes, bytes.length);
-    // The store said it has the object whole; its size, read back, is what proves it.
+    const etag = await tier.put(key, bytes, bytes.length, crc);
+    // A one-part object's ETag is the MD5 of its bytes (unless the store encrypts with KMS or
+    // answers otherwise): equal, the store holds exactly these bytes, and no request more is needed.
+    const etagProves = bytes.length < PART_SIZE_BYTES && etag === createHash('md5').update(bytes).digest('hex');
+    if (!etagProves) await this.checkSize(tier, chunkId, tierName, key, bytes.length);
+    this.log.info({ chunkId, tier: tierName, key, storedBytes: bytes.length }, 'chunk uploaded to tier');
+    return { tier: tierName, key, storedBytes: bytes.length, crc32c: crc };
+  }
+
+  /** The object's size, read back, proves the store has it whole. */
+  private async checkSize(tier: ObjectTier, chunkId: string, tierName: string, key: string, expected: number): Promise<void> {
     const object = await tier.head(key);
     if (!object) {
       throw new StrataError('Unavailable', `chunk ${chunkId}: object ${key} in tier '${tierName}' is not visible after its upload; retry later`);
     }
-    if (object.sizeBytes !== bytes.length) {
-      throw new StrataError(
-        'Corrupt',
-        `chunk ${chunkId}: object ${key} in tier '${tierName}' has ${object.sizeBytes} bytes after its upload, expected ${bytes.length}`,
-      );
+    if (object.sizeBytes !== expected) {
+      throw new StrataError('Corrupt', `chunk ${chunkId}: object ${key} in tier '${tierName}' has ${object.sizeBytes} bytes after its upload, expected ${expected}`);
     }
-    this.log.info({ chunkId, tier: tierName, key, storedBytes: bytes.length }, 'chunk uploaded to tier');
-    return { tier: tierName, key, storedBytes: bytes.length, crc32c: crc };
   }
 
   private async limited<T>(work: () => Promise<T>): Promise<T> {
