@@ -5,20 +5,12 @@ import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startCluster, runCli, type CliResult, type TestCluster } from './harness/cluster.js';
+import { startCluster, runCli, type TestCluster } from './harness/cluster.js';
+import { expectOneLineError } from './harness/cli-errors.js';
 import { freePort } from './harness/ports.js';
 
 const MiB = 1024 * 1024;
 
-function expectOneLineError(result: CliResult, code: number, pattern: RegExp): void {
-  expect(result.code).toBe(code);
-  expect(result.stdout).toBe('');
-  const lines = result.stderr.trimEnd().split('\n');
-  expect(lines, result.stderr).toHaveLength(1);
-  expect(lines[0]).toMatch(/^strata: /);
-  expect(lines[0]).toMatch(pattern);
-  expect(result.stderr).not.toMatch(/\n\s+at /);
-}
 
 /** Every copy of a chunk on disk, by searching the data node directories. */
 function chunkFiles(cluster: TestCluster, chunkId: string): string[] {

@@ -8,22 +8,15 @@ import type { Strata } from '../client/index.js';
 import { exportTree } from '../client/backup/export.js';
 import type { ObjectTier } from '../common/object-tier.js';
 import { startCluster, type CliResult, type TestCluster } from './harness/cluster.js';
+import { expectOneLineError as expectOneLineErrorWith } from './harness/cli-errors.js';
+
+const expectOneLineError = (result: CliResult, code: number, pattern: RegExp) => expectOneLineErrorWith(result, code, pattern, [S3_SECRET_KEY]);
 import { tempDir, type TempDir } from './harness/ports.js';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, s3Env } from './harness/s3.js';
 
 const MiB = 1024 * 1024;
 const BUCKET = 'backups';
 
-function expectOneLineError(result: CliResult, code: number, pattern: RegExp): void {
-  expect(result.code, result.stderr).toBe(code);
-  expect(result.stdout).toBe('');
-  const lines = result.stderr.trimEnd().split('\n');
-  expect(lines, result.stderr).toHaveLength(1);
-  expect(lines[0]).toMatch(/^strata: /);
-  expect(lines[0]).toMatch(pattern);
-  expect(result.stderr).not.toMatch(/\n\s+at /);
-  expect(result.stderr).not.toContain(S3_SECRET_KEY);
-}
 
 interface Snapshot {
   type: string;

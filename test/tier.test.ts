@@ -4,20 +4,13 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Strata, TierPathInfo, TierStatusReport } from '../client/index.js';
 import { StrataError } from '../client/index.js';
-import { startCluster, type CliResult, type TestCluster } from './harness/cluster.js';
+import { startCluster, type TestCluster } from './harness/cluster.js';
+import { expectOneLineError } from './harness/cli-errors.js';
 import { S3Server, s3Env, S3_SECRET_KEY } from './harness/s3.js';
 
 const KiB = 1024;
 const DAY_MS = 86_400_000;
 
-function expectOneLineError(result: CliResult, code: number, pattern: RegExp): void {
-  expect(result.code, result.stderr).toBe(code);
-  expect(result.stdout).toBe('');
-  const lines = result.stderr.trimEnd().split('\n');
-  expect(lines, result.stderr).toHaveLength(1);
-  expect(lines[0]).toMatch(/^strata: /);
-  expect(lines[0]).toMatch(pattern);
-}
 
 describe('strata tier', () => {
   let s3: S3Server;
