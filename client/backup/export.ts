@@ -13,7 +13,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { StrataError, exists } from '../../common/errors.js';
+import { StrataError } from '../../common/errors.js';
 import type { ObjectTier } from '../../common/object-tier.js';
 import type { Strata } from '../strata.js';
 import type { FileStat } from '../types.js';
@@ -54,7 +54,7 @@ export async function exportTree(client: Strata, tier: ObjectTier, source: strin
   await tier.check();
   let previous: Manifest | undefined;
   if (await tier.head(manifestKey)) {
-    if (!options.force) throw exists(`s3://${tier.target.bucket}/${manifestKey}: an export is already there (use --force to replace it)`);
+    if (!options.force) throw new StrataError('Exists', `s3://${tier.target.bucket}/${manifestKey}: an export is already there (use --force to replace it)`);
     previous = await readManifestIfValid(tier, manifestKey);
   }
 

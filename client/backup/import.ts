@@ -5,7 +5,7 @@
 // children never bumps a restored directory's mtime.
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { StrataError, corrupt, exists, notEmpty } from '../../common/errors.js';
+import { StrataError, corrupt } from '../../common/errors.js';
 import type { ObjectTier } from '../../common/object-tier.js';
 import type { Strata } from '../strata.js';
 import { HashMeter, forEachLimited } from './export.js';
@@ -100,10 +100,10 @@ async function checkDestination(client: Strata, destination: string, root: Manif
     if (err instanceof StrataError && err.kind === 'NotFound') return;
     throw err;
   }
-  if (!stat.isDirectory()) throw exists(`${destination}: already exists; import into an absent path or an empty directory`);
-  if (root.type !== 'dir') throw exists(`${destination}: already exists (the export holds a single ${root.type}); import into an absent path`);
+  if (!stat.isDirectory()) throw new StrataError('Exists', `${destination}: already exists; import into an absent path or an empty directory`);
+  if (root.type !== 'dir') throw new StrataError('Exists', `${destination}: already exists (the export holds a single ${root.type}); import into an absent path`);
   for await (const _ of client.list(destination, { pageSize: 1 })) {
-    throw notEmpty(`${destination}: directory not empty; import into an absent path or an empty directory`);
+    throw new StrataError('NotEmpty', `${destination}: directory not empty; import into an absent path or an empty directory`);
   }
 }
 
