@@ -187,6 +187,16 @@ describe('tiering to S3 (s3rver), embedded metadata, 3 data nodes, RF 2', () => 
       const cli = await cluster.cli(['cat', '/outage/already.bin']);
       expect(cli.code).not.toBe(0);
       expect(cli.stderr.trim().split('\n')).toHaveLength(1);
+      if (!fuseUnavailableReason()) {
+        const mount = await startMount(cluster, path.join(work.path, 'mnt-outage'));
+        try {
+          const viaFuse = await readFile(path.join(mount.dir, 'outage/already.bin')).then(() => undefined, (err: NodeJS.ErrnoException) => err);
+          expect(viaFuse?.code).toBe('EIO');
+          expect((await readFile(path.join(mount.dir, 'pending/local.bin'))).equals(local)).toBe(true);
+        } finally {
+          await mount.stop();
+        }
+      }
     } finally {
       await s3.resume();
     }
