@@ -280,3 +280,50 @@ describe('tiering to S3 (s3rver), embedded metadata, 3 data nodes, RF 2', () => 
     expect((await client.readFile('/aging/old.bin')).equals(old)).toBe(true);
   }, 120_000);
 });
+
+describe('tiering on etcd with 2 coordinators: the leader moves chunks; when it dies, the other finishes', () => {
+  let s3: S3Server;
+  let cluster: TestCluster;
+  let client: Strata;
+
+  beforeAll(async () => {
+    s3 = await S3Server.start();
+    await s3.createBucket(BUCKET);
+    cluster = await startCluster({
+      meta: 'etcd',
+      coordinators: 2,
+      datanodes: 3,
+      replication: REPLICATION,
+      chunkSize: '256KiB',
+      env: s3Env,
+      coordinatorArgs: ['--tier', s3.tierSpec('cold', BUCKET, 'etcd/'), '--tier-interval-ms', '300', '--leader-ttl-ms', '2000'],
+    });
+    client = cluster.client();
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.stop();
+    await s3?.stop();
+  });
+
+  test('policy set through one coordinator, status from either, leader killed -9 mid-way, recall asked of the survivor', async () => {
+    const data = randomBytes(60 * CHUNK);
+    await client.mkdir('/e', { parents: true });
+    await client.writeFile('/e/f.bin', data);
+    expect((await cluster.cli(['tier', 'set', '/e', '--tier', 'cold'])).code).toBe(0);
+    const leader = await waitFor('a tiering leader', async () => (await client.tierStatus()).leader || undefined, 30_000);
+    const leaderIndex = cluster.coordinators.findIndex((c) => c.address === leader);
+    expect(leaderIndex).toBeGreaterThanOrEqual(0);
+    await waitFor('uploads under way', async () => (await client.tierGet('/e')).chunksTiered > 0 || undefined, 60_000);
+    cluster.coordinators[leaderIndex]!.kill9();
+    const survivor = cluster.coordinators[1 - leaderIndex]!.address;
+    await waitFor('the survivor leads and finishes', async () => {
+      const [status, info] = await Promise.all([client.tierStatus(), client.tierGet('/e')]);
+      return status.leader === survivor && info.chunksLocal === 0 && info.chunksTiered === 60;
+    }, 120_000);
+    expect((await client.readFile('/e/f.bin')).equals(data)).toBe(true);
+    const recall = await cluster.cli(['tier', 'recall', '/e', '--timeout', '2m']);
+    expect(recall.code, recall.stderr).toBe(0);
+    expect(await client.tierGet('/e')).toMatchObject({ chunksTiered: 0, chunksLocal: 60, pinned: true });
+    expect((await client.readFile('/e/f.bin')).equals(data)).toBe(true);
+  }, 300_000);
+});
