@@ -28,8 +28,8 @@ export const TIER_CACHE_DIR = 'tier-cache';
 export const DEFAULT_TIER_CACHE_BYTES = 1024 * 1024 * 1024;
 /**
  * Smallest object whose misses are served from ranged GETs meanwhile. Below it the whole object
- * arrives about as soon as the two ranged GETs (head, then block) would: a store's time to first
- * byte times its bandwidth, ~50 ms x ~100 MB/s for S3.
+ * arrives about as soon as the ranged GETs (head, then blocks; one GET inside the first block)
+ * would: a store's time to first byte times its bandwidth, ~50 ms x ~100 MB/s for S3.
  */
 export const RANGED_MIN_OBJECT_BYTES = 4 * 1024 * 1024;
 const CHUNK_FILE_NAME = /^[A-Za-z0-9_-]{1,128}$/;
@@ -122,10 +122,10 @@ export class TierCache {
     const keep = options.keep ?? true;
     let doneBytes = 0;
     const miss = this.rangedMiss(chunkId, copy, offsetBytes, lengthBytes, keep);
-    const fetch = miss?.fetch;
-    if (miss && fetch) {
+    if (miss) {
+      const { fetch, source } = miss;
       try {
-        const reader = await ChunkReader.open(chunkId, miss.source);
+        const reader = await ChunkReader.open(chunkId, source);
         const wantBytes = Math.min(lengthBytes, reader.layout.rawLengthBytes - offsetBytes);
         for await (const block of reader.read(offsetBytes, lengthBytes)) {
           doneBytes += block.length;
@@ -142,7 +142,7 @@ export class TierCache {
       await fetch.done; // its error, if it failed; else the rest comes from the cache
     }
     for (let attempt = 0; ; attempt++) {
-      const lease = await this.lease(chunkId, copy, keep, !fetch || attempt > 0);
+      const lease = await this.lease(chunkId, copy, keep, !miss || attempt > 0);
       try {
         const reader = await ChunkReader.open(chunkId, lease.source);
         for await (const block of reader.read(offsetBytes + doneBytes, lengthBytes - doneBytes)) {
