@@ -1,7 +1,10 @@
 // The read-through cache of tiered chunks: `<dataDir>/tier-cache/<chunkId>`, each file a chunk's
 // stored encoding exactly as its object holds it, kept least-recently-used first under a byte
 // budget. A miss fetches the whole object (tier-fetch.ts checks its size and crc32c) into tmp/ and
-// renames it into place; concurrent misses of one chunk share that fetch. Every read goes through
+// renames it into place; concurrent misses of one chunk share that fetch. While that fetch of a
+// large object runs, reads of it are served from ranged GETs of just the head and the blocks they
+// need (tier-ranged.ts), so the first byte doesn't wait for the whole object; once the fetch
+// settles they go on from the cache (or fail with its error). Every read goes through
 // ChunkReader, so block checksums are verified on every read, not only on fetch; a cached file
 // found bad is dropped and fetched again once. A file being read is never evicted (refcount).
 // At start the files already here are indexed again (oldest modification first), not wiped:
@@ -18,10 +21,17 @@ import type { TierCacheStatus } from '../common/node-info.js';
 import { validateChunkId } from './chunk-layout.js';
 import { readFully } from './chunk-store.js';
 import { DEFAULT_FETCH_LIMITS, fetchToFile, fetchToMemory, type FetchLimits } from './tier-fetch.js';
+import { firstRangeBytes, rangedSource } from './tier-ranged.js';
 import type { TierRegistry } from './tier-registry.js';
 
 export const TIER_CACHE_DIR = 'tier-cache';
 export const DEFAULT_TIER_CACHE_BYTES = 1024 * 1024 * 1024;
+/**
+ * Smallest object whose misses are served from ranged GETs meanwhile. Below it the whole object
+ * arrives about as soon as the ranged GETs (head, then blocks; one GET inside the first block)
+ * would: a store's time to first byte times its bandwidth, ~50 ms x ~100 MB/s for S3.
+ */
+export const RANGED_MIN_OBJECT_BYTES = 4 * 1024 * 1024;
 const CHUNK_FILE_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 
 export interface TierCacheOptions {
@@ -32,6 +42,8 @@ export interface TierCacheOptions {
   tiers: TierRegistry;
   log: Logger;
   limits?: FetchLimits;
+  /** Objects at least this large serve misses from ranged GETs meanwhile; default RANGED_MIN_OBJECT_BYTES. */
+  rangedMinBytes?: number;
 }
 
 export interface TierReadOptions {
@@ -52,6 +64,10 @@ interface Entry {
 interface PendingFetch {
   waiters: number;
   done: Promise<Entry>;
+  /** True once `done` settled: a read served from ranged GETs goes on the usual way from then. */
+  settled: boolean;
+  /** The object by ranged GETs, shared by the reads that arrive while the fetch runs (its head kept). */
+  ranged?: ChunkSource;
 }
 
 /** An open copy of a chunk's encoding, for one read. */
@@ -71,6 +87,7 @@ export class TierCache {
   /** Unlinks of evicted files: a new fetch of the same chunk renames into place only after its one. */
   private readonly removals = new Map<string, Promise<void>>();
   private readonly limits: FetchLimits;
+  private readonly rangedMinBytes: number;
   private bytes = 0;
   private hits = 0;
   private misses = 0;
@@ -81,6 +98,7 @@ export class TierCache {
     this.dir = path.join(path.resolve(options.dataDir), TIER_CACHE_DIR);
     this.tmpDir = path.join(this.dir, 'tmp');
     this.limits = options.limits ?? DEFAULT_FETCH_LIMITS;
+    this.rangedMinBytes = options.rangedMinBytes ?? RANGED_MIN_OBJECT_BYTES;
   }
 
   static async open(options: TierCacheOptions): Promise<TierCache> {
@@ -101,9 +119,30 @@ export class TierCache {
    */
   async *read(chunkId: string, copy: TierCopy, offsetBytes: number, lengthBytes: number, options: TierReadOptions = {}): AsyncGenerator<Buffer> {
     validateChunkId(chunkId);
+    const keep = options.keep ?? true;
     let doneBytes = 0;
+    const miss = this.rangedMiss(chunkId, copy, offsetBytes, lengthBytes, keep);
+    if (miss) {
+      const { fetch, source } = miss;
+      try {
+        const reader = await ChunkReader.open(chunkId, source);
+        const wantBytes = Math.min(lengthBytes, reader.layout.rawLengthBytes - offsetBytes);
+        for await (const block of reader.read(offsetBytes, lengthBytes)) {
+          doneBytes += block.length;
+          yield block;
+          // The cache has it now (or the fetch failed): no more GETs for what it holds.
+          if (fetch.settled && doneBytes < wantBytes) break;
+        }
+        if (doneBytes >= wantBytes) return;
+      } catch (err) {
+        // A ranged GET failed or its bytes failed their checks: the whole fetch decides, so the
+        // read fails with its error (Corrupt naming chunk, tier and key; Unavailable) as before.
+        this.options.log.debug({ chunkId, err: (err as Error).message }, 'ranged read of a tier copy failed; waiting for the whole object');
+      }
+      await fetch.done; // its error, if it failed; else the rest comes from the cache
+    }
     for (let attempt = 0; ; attempt++) {
-      const lease = await this.lease(chunkId, copy, options.keep ?? true);
+      const lease = await this.lease(chunkId, copy, keep, !miss || attempt > 0);
       try {
         const reader = await ChunkReader.open(chunkId, lease.source);
         for await (const block of reader.read(offsetBytes + doneBytes, lengthBytes - doneBytes)) {
@@ -134,32 +173,74 @@ export class TierCache {
     this.closed = true;
   }
 
-  private async lease(chunkId: string, copy: TierCopy, keep: boolean): Promise<Lease> {
+  /**
+   * A miss to serve from ranged GETs while the whole object comes into the cache: the fetch (new,
+   * or the one under way) and its ranged source; undefined when this read takes the usual way
+   * (cached, small, not to be kept, no cache). A miss counted here is not counted again by lease.
+   */
+  private rangedMiss(
+    chunkId: string,
+    copy: TierCopy,
+    offsetBytes: number,
+    lengthBytes: number,
+    keep: boolean,
+  ): { fetch: PendingFetch; source: ChunkSource } | undefined {
+    const { budgetBytes } = this.options;
+    if (this.closed || !keep || budgetBytes === 0 || copy.storedBytes > budgetBytes || copy.storedBytes < this.rangedMinBytes) return undefined;
+    if (this.entries.has(chunkId)) return undefined;
+    let tier;
+    try {
+      tier = this.options.tiers.get(copy.tier);
+    } catch {
+      return undefined; // the usual way fails with the same error
+    }
+    this.misses++;
+    const fetch = this.pendingFetch(chunkId, copy);
+    fetch.ranged ??= rangedSource(tier, chunkId, copy, firstRangeBytes(chunkId, copy, offsetBytes + lengthBytes), this.limits);
+    return { fetch, source: fetch.ranged };
+  }
+
+  /** `count`: false when this read's miss was counted already (rangedMiss). */
+  private async lease(chunkId: string, copy: TierCopy, keep: boolean, count = true): Promise<Lease> {
     if (this.closed) throw new StrataError('Unavailable', `tier cache ${this.dir} is closed`);
     const cached = this.entries.get(chunkId);
     if (cached) {
-      this.hits++;
+      if (count) this.hits++;
       this.entries.delete(chunkId); // to the most recently used end
       this.entries.set(chunkId, cached);
       cached.refs++;
       return this.openEntry(cached);
     }
-    this.misses++;
+    if (count) this.misses++;
     const { budgetBytes } = this.options;
     if (budgetBytes === 0) return this.counted(this.fetchIntoMemory(chunkId, copy));
     // Larger than the whole budget, or not to be kept: a private temp file, gone when released.
     if (!keep || copy.storedBytes > budgetBytes) return this.counted(this.fetchUncached(chunkId, copy));
-    let pending = this.fetches.get(chunkId);
-    if (!pending) {
-      // In the map before it starts: a fetch that fails at once must still take itself out.
-      const fetch = { waiters: 0 } as PendingFetch;
-      this.fetches.set(chunkId, fetch);
-      fetch.done = this.fetchEntry(chunkId, copy, fetch);
-      fetch.done.catch(() => {}); // every waiter observes it
-      pending = fetch;
-    }
+    const pending = this.pendingFetch(chunkId, copy);
     pending.waiters++;
     return this.openEntry(await pending.done);
+  }
+
+  /** The fetch of a chunk into the cache: the one under way, or a new one. */
+  private pendingFetch(chunkId: string, copy: TierCopy): PendingFetch {
+    const under = this.fetches.get(chunkId);
+    if (under) return under;
+    // In the map before it starts: a fetch that fails at once must still take itself out.
+    const fetch = { waiters: 0, settled: false } as PendingFetch;
+    this.fetches.set(chunkId, fetch);
+    fetch.done = this.fetchEntry(chunkId, copy, fetch);
+    fetch.done.then(
+      () => {
+        fetch.settled = true;
+      },
+      (err) => {
+        fetch.settled = true;
+        // Reads served from ranged GETs may have finished without waiting for it: say why the
+        // next read of the chunk fetches again.
+        if (fetch.ranged) this.options.log.warn({ chunkId, err: (err as Error).message }, 'fetch of a tier copy into the cache failed');
+      },
+    ); // every waiter observes `done` itself
+    return fetch;
   }
 
   private async counted(fetch: Promise<Lease>): Promise<Lease> {

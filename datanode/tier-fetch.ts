@@ -1,7 +1,8 @@
 // Fetching one tiered chunk's object: GetObject of the whole object, streamed into a file or into
 // memory while its size and crc32c are computed, then checked against the TierCopy the request
-// named. A store that is down or stalls fails Unavailable within bounded time (never a hung
-// read); an object that is not the bytes uploaded fails Corrupt. A failed fetch leaves nothing.
+// named; or a byte range of it (for tier-ranged.ts), checked by the chunk codec instead. A store
+// that is down or stalls fails Unavailable within bounded time (never a hung read); an object
+// that is not the bytes uploaded fails Corrupt. A failed fetch leaves nothing.
 import { open, unlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { crc32c } from '@node-rs/crc32';
@@ -54,12 +55,66 @@ export async function fetchToMemory(tier: ObjectTier, chunkId: string, copy: Tie
   return Buffer.concat(pieces);
 }
 
+/**
+ * Bytes [start, end) of the object, in memory: one ranged GET under the same time limits as a
+ * whole fetch, failing the same ways. Nothing is checked here but the length: the chunk codec
+ * checks what it reads of them (header, table and block checksums).
+ */
+export async function fetchRange(
+  tier: ObjectTier,
+  chunkId: string,
+  copy: TierCopy,
+  range: { start: number; end: number },
+  limits = DEFAULT_FETCH_LIMITS,
+): Promise<Buffer> {
+  const what = `chunk ${chunkId}: object ${copy.key} in tier '${copy.tier}'`;
+  const wanted = range.end - range.start;
+  const pieces: Buffer[] = [];
+  let received = 0;
+  await streamObject(tier, chunkId, copy, range, limits, (piece) => {
+    received += piece.length;
+    // A store that ignores Range sends the whole object: stop before it fills memory.
+    if (received > wanted) throw new StrataError('Corrupt', `${what} answered more than the ${wanted} bytes asked at ${range.start}`);
+    pieces.push(piece);
+  });
+  return Buffer.concat(pieces, received);
+}
+
+/** The whole object to `sink`, checked against the size and crc32c the TierCopy names. */
 async function fetchObject(
   tier: ObjectTier,
   chunkId: string,
   copy: TierCopy,
   sink: (piece: Buffer) => Promise<unknown> | void,
   limits: FetchLimits,
+): Promise<void> {
+  const what = `chunk ${chunkId}: object ${copy.key} in tier '${copy.tier}'`;
+  let received = 0;
+  let crc = 0;
+  await streamObject(tier, chunkId, copy, undefined, limits, async (piece) => {
+    received += piece.length;
+    // Stop at once: a wrong object must not fill the disk or memory first.
+    if (received > copy.storedBytes) throw new StrataError('Corrupt', `${what} has more than the expected ${copy.storedBytes} bytes`);
+    crc = crc32c(piece, crc);
+    await sink(piece);
+  });
+  if (received !== copy.storedBytes) throw new StrataError('Corrupt', `${what} has ${received} bytes, expected ${copy.storedBytes}`);
+  if (crc >>> 0 !== copy.crc32c) {
+    throw new StrataError('Corrupt', `${what} failed its checksum (crc32c ${crc >>> 0}, expected ${copy.crc32c})`);
+  }
+}
+
+/**
+ * One GetObject (of a range, or of the whole object) piece by piece to `onPiece`, bounded in time:
+ * Unavailable when the store doesn't answer or stalls; errors name the chunk.
+ */
+async function streamObject(
+  tier: ObjectTier,
+  chunkId: string,
+  copy: TierCopy,
+  range: { start: number; end: number } | undefined,
+  limits: FetchLimits,
+  onPiece: (piece: Buffer) => Promise<void> | void,
 ): Promise<void> {
   const what = `chunk ${chunkId}: object ${copy.key} in tier '${copy.tier}'`;
   const abort = new AbortController();
@@ -71,28 +126,17 @@ async function fetchObject(
   let timer = setTimeout(() => giveUp(`no answer within ${limits.answerTimeoutMs / 1000} s`), limits.answerTimeoutMs);
   let body: Readable | undefined;
   try {
-    body = await tier.get(copy.key, undefined, { signal: abort.signal });
+    body = await tier.get(copy.key, range, { signal: abort.signal });
     const stream = body;
     abort.signal.addEventListener('abort', () => stream.destroy(), { once: true });
-    let received = 0;
-    let crc = 0;
     const armIdle = () => {
       clearTimeout(timer);
       timer = setTimeout(() => giveUp(`no bytes for ${limits.idleTimeoutMs / 1000} s`), limits.idleTimeoutMs);
     };
     armIdle();
     for await (const chunk of stream) {
-      const piece = chunk as Buffer;
-      received += piece.length;
-      // Stop at once: a wrong object must not fill the disk or memory first.
-      if (received > copy.storedBytes) throw new StrataError('Corrupt', `${what} has more than the expected ${copy.storedBytes} bytes`);
-      crc = crc32c(piece, crc);
-      await sink(piece);
+      await onPiece(chunk as Buffer);
       armIdle();
-    }
-    if (received !== copy.storedBytes) throw new StrataError('Corrupt', `${what} has ${received} bytes, expected ${copy.storedBytes}`);
-    if (crc >>> 0 !== copy.crc32c) {
-      throw new StrataError('Corrupt', `${what} failed its checksum (crc32c ${crc >>> 0}, expected ${copy.crc32c})`);
     }
   } catch (err) {
     if (stalled) throw new StrataError('Unavailable', `${what}: the store stalled (${stalled}); retry later`, { cause: err });

@@ -18,7 +18,7 @@ import type { StrataError } from '../common/errors.js';
 import { chunkFilePath } from './chunk-store.js';
 import type { ReplicateChunkReply } from './healing-service.js';
 import { runDataNode, type DataNodeConfig, type RunningDataNode } from './run.js';
-import { TIER_CACHE_DIR } from './tier-cache.js';
+import { RANGED_MIN_OBJECT_BYTES, TIER_CACHE_DIR } from './tier-cache.js';
 import { S3Server } from '../test/harness/s3.js';
 import { freePort } from '../test/harness/ports.js';
 import { waitFor } from '../test/harness/wait.js';
@@ -33,6 +33,8 @@ const MULTIPART_BYTES = PART_SIZE_BYTES + 4 * MIB;
 /** Random chunks of this size encode to a little more: three of them overflow SMALL_BUDGET. */
 const LRU_CHUNK_BYTES = 300_000;
 const SMALL_BUDGET = 700_000;
+/** At least RANGED_MIN_OBJECT_BYTES stored: a miss of it is served from ranged GETs meanwhile. */
+const RANGED_CHUNK_BYTES = 8 * MIB;
 
 type Client = grpc.Client & Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -195,6 +197,23 @@ describe('data node tiering', () => {
     const afterHits = (await status(0)).tierCache!;
     expect(afterHits.hits).toBe(afterMiss.hits + 2);
     expect(afterHits.misses).toBe(afterMiss.misses);
+  });
+
+  it('serves a small read of a large uncached chunk (ranged GETs meanwhile), then caches the whole object', async () => {
+    const data = randomBytes(RANGED_CHUNK_BYTES);
+    const copy = await tiered(0, 'large', data);
+    expect(copy.storedBytes).toBeGreaterThanOrEqual(RANGED_MIN_OBJECT_BYTES);
+    const before = (await status(0)).tierCache!;
+    const offset = 5 * MIB + 12_345;
+    expect((await read(0, 'large', copy, offset, 4096)).equals(data.subarray(offset, offset + 4096))).toBe(true);
+    // The whole fetch may still be under way: wait for it, so later tests see a settled cache.
+    const cached = await waitFor('the whole object in the cache', async () => {
+      const now = (await status(0)).tierCache!;
+      return now.chunks === before.chunks + 1 && now;
+    });
+    expect(cached).toMatchObject({ misses: before.misses + 1, hits: before.hits, fetchErrors: before.fetchErrors, bytes: before.bytes + copy.storedBytes });
+    expect((await read(0, 'large', copy)).equals(data)).toBe(true);
+    expect((await status(0)).tierCache!.hits).toBe(before.hits + 1);
   });
 
   it('concurrent misses of one chunk share one fetch', async () => {
