@@ -9,6 +9,7 @@
 // Every read, during the chaos and after it, must match one of the outcomes. Then GC must have
 // left each node exactly the copies the records name.
 import { randomInt } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Strata } from '../client/index.js';
 import { StrataError } from '../common/errors.js';
@@ -211,7 +212,7 @@ describe('chaos: kill -9 and restart data nodes and coordinators under a mixed w
       chunkSize: '256KiB',
       replication: 3,
       deadAfterMs: 2000,
-      coordinatorArgs: ['--scan-interval-ms', '500', '--gc-grace-ms', '20000', '--leader-ttl-ms', '2000'],
+      coordinatorArgs: ['--scan-interval-ms', '500', '--gc-grace-ms', '20000', '--leader-ttl-ms', '2000'], logLevel: 'info', // the GC pass lines are printed when GC leaves surplus copies
     });
     client = Strata.connect({ coordinators: cluster.coordinatorList, callTimeoutMs: 5000, failoverTimeoutMs: 15_000, transferTimeoutMs: 30_000 });
   });
@@ -269,6 +270,11 @@ describe('chaos: kill -9 and restart data nodes and coordinators under a mixed w
     const holding = settledHolding ?? (await client.nodes());
     for (const node of holding) expect(node.chunks, `${node.nodeId} holds fewer copies than its records name`).toBeGreaterThanOrEqual(expected.get(node.nodeId) ?? 0);
     if (!settledHolding) {
+      // What the leaders' GC did (coordinators log each pass that deletes or keeps a stale copy).
+      const gcLines = (await Promise.all(cluster.coordinators.map((c) => readFile(c.logFile, 'utf8').catch(() => ''))))
+        .flatMap((text) => text.split('\n'))
+        .filter((line) => /GC|elected|healing pass|dead/.test(line));
+      console.log(gcLines.slice(-40).join('\n'));
       console.log(`chaos seed ${SEED}: GC left surplus copies after 90 s (want ${[...expected].map(([n, c]) => `${n} ${c}`).join(', ')}; hold ${holding.map((n) => `${n.nodeId} ${n.chunks}`).join(', ')})`);
     }
     // The workload did something worth checking.

@@ -120,6 +120,7 @@ export class GarbageCollector {
 
     const byId = new Map(nodes.map((n) => [n.nodeId, n]));
     let deleted = 0;
+    const kept = { unreferencedYoung: 0, staleYoung: 0, inFlight: 0, skipped: 0 };
     for (const copy of copies) {
       const reference = references.get(copy.chunkId);
       const verdict = gcVerdict(copy, {
@@ -130,7 +131,11 @@ export class GarbageCollector {
         firstSeenUnreferencedMs: this.firstSeenUnreferenced.get(copy.chunkId) ?? now,
         inFlight: this.deps.isInFlight(copy.chunkId, copy.nodeId),
       });
-      if (verdict === 'keep') continue;
+      if (verdict === 'keep') {
+        if (!reference) kept.unreferencedYoung++;
+        else if (!reference.nodes.includes(copy.nodeId)) kept[this.deps.isInFlight(copy.chunkId, copy.nodeId) ? 'inFlight' : 'staleYoung']++;
+        continue;
+      }
       if (!this.deps.leadership.isLeader()) break;
       const objectKey = objectKeys.get(`${copy.nodeId} ${copy.chunkId}`);
       const tier = this.tierOf(copy.nodeId);
@@ -141,6 +146,10 @@ export class GarbageCollector {
           }
         : () => this.deps.ops.delete(byId.get(copy.nodeId)!, copy.chunkId);
       if (await this.deleteCopy(copy, reference, remove)) deleted++;
+      else kept.skipped++;
+    }
+    if (deleted > 0 || kept.unreferencedYoung + kept.staleYoung + kept.inFlight + kept.skipped > 0) {
+      this.deps.log.info({ listed: copies.length, nodes: nodes.length, deleted, kept }, 'GC pass');
     }
     this.deps.status.queue.gcDeleted += deleted;
     if (deleted > 0) this.deps.status.event('gc', `deleted ${deleted} unreferenced or stale chunk copies`);
