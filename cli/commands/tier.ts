@@ -63,6 +63,7 @@ ${examples([
         const where = cluster ? 'cluster-wide policy' : `policy of ${info.path}`;
         console.log(`${where} set: ${describePolicy(policy)}`);
         if (!cluster) console.log(pathText(info));
+        if (policy.tier) console.log('The leader moves matching chunks on its next pass (coordinator --tier-interval-ms); strata tier status shows the progress.');
       }),
     );
 
