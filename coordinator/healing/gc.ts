@@ -149,7 +149,7 @@ export class GarbageCollector {
       else kept.skipped++;
     }
     if (deleted > 0 || kept.unreferencedYoung + kept.staleYoung + kept.inFlight + kept.skipped > 0) {
-      this.deps.log.info({ listed: copies.length, nodes: nodes.length, deleted, kept }, 'GC pass');
+      this.deps.log.info({ listed: copies.length, nodes: nodes.map((n) => n.nodeId).join(','), deleted, kept }, 'GC pass');
     }
     this.deps.status.queue.gcDeleted += deleted;
     if (deleted > 0) this.deps.status.event('gc', `deleted ${deleted} unreferenced or stale chunk copies`);
