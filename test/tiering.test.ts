@@ -207,9 +207,13 @@ describe('tiering to S3 (s3rver), embedded metadata, 3 data nodes, RF 2', () => 
     const more = await writeRandom('/pending/more.bin', 32 * CHUNK);
     await waitFor('uploads under way', async () => (await tierGet('/pending')).chunksTiered > 24 || undefined, 60_000);
     await s3.pause();
-    const midway = await tierGet('/pending');
-    expect((await client.readFile('/pending/local.bin')).equals(local)).toBe(true); // cached on its gateways by now
-    await s3.resume();
+    let midway: Awaited<ReturnType<typeof tierGet>>;
+    try {
+      midway = await tierGet('/pending');
+      expect((await client.readFile('/pending/local.bin')).equals(local)).toBe(true); // cached on its gateways by now
+    } finally {
+      await s3.resume();
+    }
     await waitFor('every chunk tiered after the second outage', () => allTiered('/pending'), 120_000);
     expect(midway.chunksTiered + midway.chunksLocal).toBe(56);
     expect((await client.readFile('/pending/more.bin')).equals(more)).toBe(true);

@@ -54,7 +54,12 @@ export class S3Server {
   async pause(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    await server?.close();
+    if (!server) return;
+    const closed = server.close();
+    // close() alone waits for every open connection, and clients keep reusing their keep-alive
+    // ones (a tiering job retrying, say): an outage must cut them, as a real one would.
+    server.httpServer?.closeAllConnections();
+    await closed;
   }
 
   async createBucket(bucket: string): Promise<void> {
