@@ -48,6 +48,18 @@ export async function* scanChunks(kv: Kv, pageSize = SCAN_PAGE): AsyncGenerator<
   }
 }
 
+/** One file's chunk records in index order, a page at a time (a big file is many keys). */
+export async function* scanFileChunks(kv: Kv, ino: number, pageSize = SCAN_PAGE): AsyncGenerator<{ key: string; record: ChunkRecord }> {
+  const { end } = k.rangeOf(k.chunkPrefix(ino));
+  let start = k.chunkPrefix(ino);
+  for (;;) {
+    const page = await kv.range({ start, end, limit: pageSize });
+    for (const row of page) yield { key: row.key, record: k.decodeChunk(k.chunkIndexFromKey(row.key), row.value) };
+    if (page.length < pageSize) return;
+    start = page[page.length - 1]!.key + '\0';
+  }
+}
+
 /** Re-reads one record and its file's replication (a queued repair acts on fresh facts). */
 export async function readChunk(kv: Kv, key: string): Promise<ScannedChunk | undefined> {
   const ino = k.inoFromChunkKey(key);

@@ -10,6 +10,7 @@ import type { Leadership } from '../leader.js';
 import type { Kv } from '../meta/kv.js';
 import * as k from '../meta/keys.js';
 import type { MetaStore } from '../meta/store.js';
+import { scanFileChunks } from '../healing/scan.js';
 import { ChunkMover, TierUnreachable, type ChunkMoveDeps, type MoveOutcome } from './chunk-moves.js';
 import { policyMatches, walkFiles } from './policy.js';
 import { TierStatus, publishTierStatus, type TierJobStatus } from './status.js';
@@ -147,7 +148,7 @@ export class TieringJob {
       if ((await this.deps.meta.resolve(splitPath(path))).ino !== ino) return undefined;
       const found: { key: string; chunkId: string }[] = [];
       for await (const file of walkFiles(this.deps.kv, this.deps.meta, path)) {
-        for await (const row of this.chunkRows(file.ino)) if (row.record.tier) found.push({ key: row.key, chunkId: row.record.chunkId });
+        for await (const row of scanFileChunks(this.deps.kv, file.ino)) if (row.record.tier) found.push({ key: row.key, chunkId: row.record.chunkId });
       }
       return found;
     } catch (err) {
@@ -192,7 +193,7 @@ export class TieringJob {
       if (!file.policy || !policyMatches(file, now)) continue;
       const tier = file.policy.policy.tier;
       if (!this.deps.tiers.has(tier) || this.backedOff(tier)) continue;
-      for await (const row of this.chunkRows(file.ino)) {
+      for await (const row of scanFileChunks(this.deps.kv, file.ino)) {
         if (!row.record.tier && row.record.nodes.length > 0) queue.push({ key: row.key, chunkId: row.record.chunkId, tier });
       }
     }
@@ -244,17 +245,6 @@ export class TieringJob {
   }
 
   // ---------------------------------------------------------------- plumbing
-
-  private async *chunkRows(ino: number) {
-    const { end } = k.rangeOf(k.chunkPrefix(ino));
-    let start = k.chunkPrefix(ino);
-    for (;;) {
-      const page = await this.deps.kv.range({ start, end, limit: 1000 });
-      for (const row of page) yield { key: row.key, record: k.decodeChunk(k.chunkIndexFromKey(row.key), row.value) };
-      if (page.length < 1000) return;
-      start = page[page.length - 1]!.key + '\0';
-    }
-  }
 
   private async publish(force: boolean): Promise<void> {
     if (!force && Date.now() - this.lastPublishMs < PUBLISH_INTERVAL_MS) return;

@@ -7,6 +7,7 @@
 // up to the root); `tier: ''` is "never tier" and stops inheritance. Where no directory or file
 // policy applies, the cluster policy does, to files under its pathPrefix. A pin on the file or
 // on any directory above it keeps it local whatever the policy says.
+import { scanFileChunks } from '../healing/scan.js';
 import { StrataError, notDir, notFound } from '../../common/errors.js';
 import { splitPath } from '../../common/paths.js';
 import type { Kv, KvEntry } from '../meta/kv.js';
@@ -246,21 +247,13 @@ export const emptyCounts = (): ChunkCounts => ({ chunksLocal: 0, chunksTiered: 0
 
 /** Adds a file's chunk records (paged) to `into`: tiered = the record has a tier copy; bytes = raw length. */
 export async function addChunkCounts(kv: Kv, ino: number, into: ChunkCounts, pageSize = WALK_PAGE): Promise<void> {
-  const { end } = k.rangeOf(k.chunkPrefix(ino));
-  let start = k.chunkPrefix(ino);
-  for (;;) {
-    const rows = await kv.range({ start, end, limit: pageSize });
-    for (const row of rows) {
-      const record = k.decodeChunk(k.chunkIndexFromKey(row.key), row.value);
-      if (record.tier) {
-        into.chunksTiered++;
-        into.bytesTiered += record.length;
-      } else {
-        into.chunksLocal++;
-        into.bytesLocal += record.length;
-      }
+  for await (const { record } of scanFileChunks(kv, ino, pageSize)) {
+    if (record.tier) {
+      into.chunksTiered++;
+      into.bytesTiered += record.length;
+    } else {
+      into.chunksLocal++;
+      into.bytesLocal += record.length;
     }
-    if (rows.length < pageSize) return;
-    start = rows[rows.length - 1]!.key + '\0';
   }
 }
