@@ -1,8 +1,11 @@
 // Calls to the coordinators, failing over between them: a call that cannot reach one
-// coordinator goes to the next, so losing a coordinator never fails a client.
+// coordinator goes to the next, so losing a coordinator never fails a client. The namespace
+// and chunk calls travel on one session stream per coordinator (client/session.ts), many in
+// flight; the rest are unary RPCs. Either way one failover loop applies one set of rules.
 import * as grpc from '@grpc/grpc-js';
 import { StrataError, invalid } from '../common/errors.js';
 import { CHANNEL_OPTIONS, callUnary, isTransportFailure, strataProto } from '../common/grpc.js';
+import { SessionStream, SessionUnsupported, wasNeverSent, type PushListener } from './session.js';
 
 export interface CoordinatorClientOptions {
   /** host:port of every coordinator; calls go to one at a time. */
@@ -11,10 +14,31 @@ export interface CoordinatorClientOptions {
   callTimeoutMs: number;
   /** How long to keep trying the coordinators in turn before giving up. */
   failoverTimeoutMs: number;
+  /** Send the namespace and chunk calls on session streams (default); false = unary RPCs only. */
+  session?: boolean;
 }
+
+/** The unary RPCs that have a session op, and its name. */
+const SESSION_OP_OF: Readonly<Record<string, string>> = {
+  Stat: 'stat',
+  ReadDir: 'readDir',
+  Mkdir: 'mkdir',
+  Create: 'create',
+  Remove: 'remove',
+  Rename: 'rename',
+  Symlink: 'symlink',
+  SetAttr: 'setAttr',
+  AllocateChunk: 'allocateChunk',
+  CommitChunk: 'commitChunk',
+  GetChunks: 'getChunks',
+};
+
+/** Turns a retry's error into an answer after an attempt whose outcome is unknown (or leaves it). */
+export type AfterAmbiguousRetry<Res> = (error: StrataError) => Res | undefined;
 
 export class CoordinatorClient {
   private readonly clients: grpc.Client[];
+  private readonly sessions: SessionStream[];
   private current = 0;
 
   constructor(private readonly options: CoordinatorClientOptions) {
@@ -25,35 +49,63 @@ export class CoordinatorClient {
       if (!/^[^\s/]+:\d{1,5}$/.test(address)) throw invalid(`invalid coordinator address '${address}': expected host:port`);
     }
     this.clients = options.addresses.map((address) => new strataProto.Coordinator(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS));
+    this.sessions = this.clients.map((client, i) => new SessionStream(client, options.addresses[i]));
   }
 
   /**
    * One call, failing over between coordinators on transport failures. A failure after the
    * request was sent may have been applied before the connection broke; `afterAmbiguousRetry`
    * then gets a retry's error and may turn it into an answer (a retried Remove that finds the
-   * name gone was most likely applied by the first attempt).
+   * name gone was most likely applied by the first attempt). A change is never re-sent blindly
+   * as if new: only this hook may call a retry's failure a success.
    */
-  async call<Res>(method: string, request: unknown, afterAmbiguousRetry?: (error: StrataError) => Res | undefined): Promise<Res> {
+  call<Res>(method: string, request: unknown, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>): Promise<Res> {
+    const op = this.options.session === false ? undefined : SESSION_OP_OF[method];
+    const unary = (index: number) => callUnary<Res>(this.clients[index], method, request, this.options.callTimeoutMs, `coordinator ${this.options.addresses[index]}`);
+    if (!op) return this.withFailover(unary, afterAmbiguousRetry);
+    return this.withFailover(async (index) => {
+      try {
+        return (await this.sessions[index].request(op, request, this.options.callTimeoutMs)) as Res;
+      } catch (err) {
+        // An older coordinator without the stream: its unary RPC says the same.
+        if (err instanceof SessionUnsupported) return unary(index);
+        throw err;
+      }
+    }, afterAmbiguousRetry);
+  }
+
+  /** An op only the session stream has (the inode ops), with the same failover and rules. */
+  session<Res>(op: string, request: unknown, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>): Promise<Res> {
+    return this.withFailover((index) => this.sessions[index].request(op, request, this.options.callTimeoutMs) as Promise<Res>, afterAmbiguousRetry);
+  }
+
+  /** Pushes from every coordinator's session (lease invalidations); returns the remover. */
+  onPush(listener: PushListener): () => void {
+    const removers = this.sessions.map((session) => session.onPush(listener));
+    return () => removers.forEach((remove) => remove());
+  }
+
+  private async withFailover<Res>(attempt: (index: number) => Promise<Res>, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>): Promise<Res> {
     const giveUpAt = Date.now() + this.options.failoverTimeoutMs;
     let lastError: StrataError | undefined;
     let ambiguous = false;
-    for (let attempt = 0; ; attempt++) {
+    for (let round = 0; ; round++) {
       const index = this.current;
-      const address = this.options.addresses[index];
       try {
-        return await callUnary<Res>(this.clients[index], method, request, this.options.callTimeoutMs, `coordinator ${address}`);
+        return await attempt(index);
       } catch (err) {
         const error = err as StrataError;
-        if (!isTransportFailure(error)) {
+        if (!isTransportFailure(error) || error instanceof SessionUnsupported) {
+          if (error instanceof SessionUnsupported) throw new StrataError('Unavailable', `${error.message}: upgrade it to use inode operations`);
           const answer = ambiguous && afterAmbiguousRetry ? afterAmbiguousRetry(error) : undefined;
           if (answer !== undefined) return answer;
           throw error;
         }
-        // A refused connection never reached the coordinator; anything else may have.
-        if (!/connection refused|ECONNREFUSED/i.test(error.message)) ambiguous = true;
+        // A request that never left, or a refused connection, never reached the coordinator; anything else may have.
+        if (!wasNeverSent(error) && !/connection refused|ECONNREFUSED/i.test(error.message)) ambiguous = true;
         lastError = error;
         if (this.current === index) this.current = (index + 1) % this.clients.length;
-        const roundDone = (attempt + 1) % this.clients.length === 0;
+        const roundDone = (round + 1) % this.clients.length === 0;
         if (Date.now() >= giveUpAt) break;
         if (roundDone) await new Promise((r) => setTimeout(r, 200));
       }
@@ -65,6 +117,7 @@ export class CoordinatorClient {
   }
 
   close(): void {
+    for (const session of this.sessions) session.close();
     for (const client of this.clients) client.close();
   }
 }

@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { StrataError, invalid } from '../common/errors.js';
 import { CoordinatorClient } from './coordinator-client.js';
 import { DataNodeClients } from './datanode-client.js';
+import { SessionInodes, type InodeOps } from './inodes.js';
 import { readRange } from './reader.js';
 import { TieringCalls, type TierPathInfo, type TierPolicy, type TierRecallResult, type TierStatusReport } from './tiering.js';
 import type { DirEntry, FileStat, FsStats, HealthReport, NodeStatus, ReadOptions, WriteOptions } from './types.js';
@@ -24,6 +25,11 @@ export interface ConnectOptions {
   writeConcurrency?: number;
   /** Chunks fetched ahead of the reader. Default 2. */
   readAhead?: number;
+  /**
+   * Metadata on one multiplexed session stream per coordinator (default). false: one unary RPC
+   * per call, as before the session existed (for comparisons; inode operations need the session).
+   */
+  session?: boolean;
 }
 
 const READDIR_PAGE = 1000;
@@ -65,6 +71,7 @@ interface WireChunk {
 
 export class Strata {
   private readonly tiering: TieringCalls;
+  private inodeOps: SessionInodes | undefined;
 
   private constructor(
     private readonly coordinator: CoordinatorClient,
@@ -83,10 +90,16 @@ export class Strata {
       addresses,
       callTimeoutMs: options.callTimeoutMs ?? 10_000,
       failoverTimeoutMs: options.failoverTimeoutMs ?? 15_000,
+      session: options.session ?? true,
     });
     const transferTimeoutMs = options.transferTimeoutMs ?? 120_000;
     const datanodes = new DataNodeClients({ writeTimeoutMs: transferTimeoutMs, readTimeoutMs: transferTimeoutMs });
     return new Strata(coordinator, datanodes, { writeConcurrency: options.writeConcurrency ?? 3, readAhead: options.readAhead ?? 2 });
+  }
+
+  /** The namespace by inode and (parent inode, name): what a mount needs (client/inodes.ts). */
+  get inodes(): InodeOps {
+    return (this.inodeOps ??= new SessionInodes(this.coordinator));
   }
 
   async stat(path: string): Promise<FileStat> {

@@ -72,6 +72,8 @@ export const coordinatorSchema = z.object({
   tierConcurrency: int.min(1).max(64).default(4),
   /** S3-compatible object tiers that policies move cold chunks to (coordinator/tiering/). */
   tiers: tiers.default([]),
+  /** Requests one client session stream may have unanswered at once (more are refused, unstarted). */
+  sessionMaxInFlight: int.min(1).max(65_536).default(256),
   logLevel,
 });
 export type CoordinatorConfig = Readonly<z.infer<typeof coordinatorSchema>>;

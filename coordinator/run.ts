@@ -14,6 +14,7 @@ import { etcdEngineOf, openKv } from './meta/open-kv.js';
 import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
 import { coordinatorService } from './service.js';
+import { SESSION_DEFAULTS, withSessionLimits } from './session.js';
 import { S3ObjectTier, type ObjectTier, type TierTarget } from '../common/object-tier.js';
 import { StrataError } from '../common/errors.js';
 import { ChunkLocks } from './healing/limits.js';
@@ -60,7 +61,11 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       onTierObjectDeleted: (tier) => tieringJob.objectDeleted(tier),
     });
     const tiering = { kv, meta, leadership, targets: tierTargets, job: tieringJob };
-    server.addService(strataProto.Coordinator.service, coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering }));
+    const session = { limits: { ...SESSION_DEFAULTS, maxInFlight: config.sessionMaxInFlight } };
+    server.addService(
+      withSessionLimits(strataProto.Coordinator.service, session.limits),
+      coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering, session }),
+    );
     healer.start();
     tieringJob.start();
     const adminRefresh = setInterval(() => nodes.refreshAdmin().catch(() => undefined), ADMIN_REFRESH_MS);

@@ -9,13 +9,23 @@ import { splitParent, splitPath } from '../common/paths.js';
 import type { CoordinatorConfig } from '../common/config.js';
 import { MIN_CHUNK_BYTES, MAX_CHUNK_BYTES } from '../common/config.js';
 import type { MetaStore } from './meta/store.js';
-import type { Attr } from './meta/types.js';
+import type { Attr, SetAttrChanges } from './meta/types.js';
 import { ROOT_INO } from './meta/types.js';
 import type { AckPolicy, NodeRegistry } from './nodes.js';
 import { toWireAttr, toWireEntry } from './proto-map.js';
 import { allocatedAtMs } from './healing/chunk-id.js';
 import { healingService, toWireNode, type HealingDeps } from './healing/service.js';
 import { tieringService, type TieringServiceDeps } from './tiering/service.js';
+import { inodeOps } from './inode-ops.js';
+import { SESSION_DEFAULTS, sessionHandler, type SessionHooks, type SessionLimits, type SessionOps } from './session.js';
+
+/** What the session stream adds on top of the namespace ops: limits, and hooks/ops for leases. */
+export interface SessionDeps {
+  limits: SessionLimits;
+  hooks?: SessionHooks;
+  /** More ops on the stream (lease requests); they override the namespace's of the same name. */
+  ops?: SessionOps;
+}
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire requests are validated field by field below */
 type Req = any;
@@ -32,7 +42,7 @@ export function coordinatorService(
   meta: MetaStore,
   nodes: NodeRegistry,
   config: CoordinatorConfig,
-  { tiering, ...healing }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps },
+  { tiering, session = { limits: SESSION_DEFAULTS }, ...healing }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps },
 ) {
   // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
   // later commits of an id leaves half the grace as margin for clock skew and slow commits.
@@ -92,91 +102,87 @@ export function coordinatorService(
     return current;
   };
 
-  return {
-    Stat: unaryHandler(async (req: Req) => statReply(await resolvePath(req.path))),
+  /** Creates (or opens) a file in directory `parent`; with allocate_first_chunk also places chunk 0. */
+  const createIn = async (parent: number, name: string, req: Req) => {
+    const replication = Number(req.replication) || config.replication;
+    if (replication > MAX_REPLICATION) throw invalid(`replication ${replication} is above the maximum ${MAX_REPLICATION}`);
+    const chunkSize = Number(req.chunkSize) || config.chunkSize;
+    if (chunkSize < MIN_CHUNK_BYTES || chunkSize > MAX_CHUNK_BYTES) {
+      throw invalid(`chunk size ${chunkSize} is outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES} bytes`);
+    }
+    const ackPolicy = req.allocateFirstChunk ? ackPolicyOf(req.ackPolicy) : null;
+    const attr = await meta.create(parent, name, {
+      mode: Number(req.mode) || 0o644,
+      replication,
+      chunkSize,
+      exclusive: !!req.exclusive,
+      truncate: !!req.truncate,
+    });
+    if (!ackPolicy || attr.type !== 'file') return statReply(attr);
+    // No placement (no live node) must not fail the create: the client's AllocateChunk reports it.
+    let firstChunk = null;
+    try {
+      firstChunk = placeChunk(attr, ackPolicy, []);
+    } catch (err) {
+      if (!(err instanceof StrataError) || err.kind !== 'Unavailable') throw err;
+    }
+    return { ...statReply(attr), firstChunk };
+  };
 
-    ReadDir: unaryHandler(async (req: Req) => {
+  // The namespace and chunk calls, each a plain function: served both as unary RPCs and as
+  // ops on the session stream.
+  const calls = {
+    Stat: async (req: Req) => statReply(await resolvePath(req.path)),
+
+    ReadDir: async (req: Req) => {
       const dir = await resolvePath(req.path);
       if (dir.type !== 'dir') throw notDir(req.path);
       const { entries, more } = await meta.readdir(dir.ino, String(req.after ?? ''), Number(req.limit) || 0, !!req.withAttrs);
       return { entries: entries.map(toWireEntry), more };
-    }),
+    },
 
-    Mkdir: unaryHandler(async (req: Req) => {
+    Mkdir: async (req: Req) => {
       const mode = Number(req.mode) || 0o755;
       if (req.parents) return statReply(await mkdirs(splitPath(requireString(req.path, 'path')), mode));
       const { dir, name } = await parentOf(req.path);
       return statReply(await meta.mkdir(dir.ino, name, mode));
-    }),
+    },
 
-    Create: unaryHandler(async (req: Req) => {
-      const replication = Number(req.replication) || config.replication;
-      if (replication > MAX_REPLICATION) throw invalid(`replication ${replication} is above the maximum ${MAX_REPLICATION}`);
-      const chunkSize = Number(req.chunkSize) || config.chunkSize;
-      if (chunkSize < MIN_CHUNK_BYTES || chunkSize > MAX_CHUNK_BYTES) {
-        throw invalid(`chunk size ${chunkSize} is outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES} bytes`);
-      }
-      const ackPolicy = req.allocateFirstChunk ? ackPolicyOf(req.ackPolicy) : null;
+    Create: async (req: Req) => {
       const { dir, name } = await parentOf(req.path);
-      const attr = await meta.create(dir.ino, name, {
-        mode: Number(req.mode) || 0o644,
-        replication,
-        chunkSize,
-        exclusive: !!req.exclusive,
-        truncate: !!req.truncate,
-      });
-      if (!ackPolicy || attr.type !== 'file') return statReply(attr);
-      // No placement (no live node) must not fail the create: the client's AllocateChunk reports it.
-      let firstChunk = null;
-      try {
-        firstChunk = placeChunk(attr, ackPolicy, []);
-      } catch (err) {
-        if (!(err instanceof StrataError) || err.kind !== 'Unavailable') throw err;
-      }
-      return { ...statReply(attr), firstChunk };
-    }),
+      return createIn(dir.ino, name, req);
+    },
 
-    Remove: unaryHandler(async (req: Req) => {
+    Remove: async (req: Req) => {
       const { dir, name } = await parentOf(req.path);
       await meta.remove(dir.ino, name);
       return {};
-    }),
+    },
 
-    Rename: unaryHandler(async (req: Req) => {
+    Rename: async (req: Req) => {
       const from = await parentOf(req.from);
       const to = await parentOf(req.to);
-      await meta.rename(from.dir.ino, from.name, to.dir.ino, to.name);
+      await meta.rename(from.dir.ino, from.name, to.dir.ino, to.name, { noReplace: !!req.noReplace });
       return {};
-    }),
+    },
 
-    Symlink: unaryHandler(async (req: Req) => {
+    Symlink: async (req: Req) => {
       const { dir, name } = await parentOf(req.path);
       return statReply(await meta.symlink(dir.ino, name, requireString(req.target, 'target')));
-    }),
+    },
 
-    SetAttr: unaryHandler(async (req: Req) => {
+    SetAttr: async (req: Req) => {
       const attr = await resolvePath(req.path);
-      // proto3 `optional`: an unset field is absent, not zero.
-      const pick = (field: string) => (req[field] === undefined || req[field] === null ? undefined : Number(req[field]));
-      return statReply(
-        await meta.setattr(attr.ino, {
-          mode: pick('mode'),
-          uid: pick('uid'),
-          gid: pick('gid'),
-          mtimeMs: pick('mtimeMs'),
-          atimeMs: pick('atimeMs'),
-          size: pick('size'),
-        }),
-      );
-    }),
+      return statReply(await meta.setattr(attr.ino, setAttrChanges(req)));
+    },
 
-    AllocateChunk: unaryHandler(async (req: Req) => {
+    AllocateChunk: async (req: Req) => {
       const attr = await meta.getattr(requireIno(req.ino));
       if (attr.type !== 'file') throw attr.type === 'dir' ? isDir(`inode ${attr.ino}`) : invalid(`inode ${attr.ino}: not a regular file`);
       return placeChunk(attr, ackPolicyOf(req.ackPolicy), req.excludeNodes ?? []);
-    }),
+    },
 
-    CommitChunk: unaryHandler(async (req: Req) => {
+    CommitChunk: async (req: Req) => {
       const chunkId = requireString(req.chunkId, 'chunk_id');
       if (!/^[A-Za-z0-9_-]{1,128}$/.test(chunkId)) throw invalid(`invalid chunk id '${chunkId}'`);
       const ageMs = Date.now() - (allocatedAtMs(chunkId) ?? Date.now());
@@ -191,9 +197,9 @@ export function coordinatorService(
         nodes: (req.nodes ?? []).map(String),
       });
       return statReply(attr);
-    }),
+    },
 
-    GetChunks: unaryHandler(async (req: Req) => {
+    GetChunks: async (req: Req) => {
       const ino = requireIno(req.ino);
       const { attr, chunks } = await meta.getChunks(ino, Number(req.fromIndex) || 0, Number(req.count) || 0);
       const now = Date.now();
@@ -209,7 +215,28 @@ export function coordinatorService(
           tier: chunk.tier ?? null,
         })),
       };
-    }),
+    },
+  };
+
+  const sessionOps: SessionOps = {
+    stat: calls.Stat,
+    readDir: calls.ReadDir,
+    mkdir: calls.Mkdir,
+    create: calls.Create,
+    remove: calls.Remove,
+    rename: calls.Rename,
+    symlink: calls.Symlink,
+    setAttr: calls.SetAttr,
+    allocateChunk: calls.AllocateChunk,
+    commitChunk: calls.CommitChunk,
+    getChunks: calls.GetChunks,
+    ...inodeOps(meta, { createIn, setAttrChanges }),
+    ...session.ops,
+  };
+
+  return {
+    ...mapValues(calls, (call) => unaryHandler(call)),
+    Session: sessionHandler(sessionOps, config.listen, session.limits, session.hooks),
 
     Heartbeat: unaryHandler(async (req: Req) => {
       await nodes.heartbeat({
@@ -261,12 +288,22 @@ export function coordinatorService(
   } satisfies grpc.UntypedServiceImplementation;
 }
 
-function requireString(value: unknown, field: string): string {
+/** SetAttr's changes: proto3 `optional`, so an unset field is absent, not zero. */
+function setAttrChanges(req: Req): SetAttrChanges {
+  const pick = (field: string) => (req[field] === undefined || req[field] === null ? undefined : Number(req[field]));
+  return { mode: pick('mode'), uid: pick('uid'), gid: pick('gid'), mtimeMs: pick('mtimeMs'), atimeMs: pick('atimeMs'), size: pick('size') };
+}
+
+function mapValues<T, U>(object: Record<string, T>, fn: (value: T) => U): Record<string, U> {
+  return Object.fromEntries(Object.entries(object).map(([key, value]) => [key, fn(value)]));
+}
+
+export function requireString(value: unknown, field: string): string {
   if (typeof value !== 'string' || value === '') throw invalid(`missing ${field}`);
   return value;
 }
 
-function requireIno(value: unknown): number {
+export function requireIno(value: unknown): number {
   const ino = Number(value);
   if (!Number.isSafeInteger(ino) || ino < ROOT_INO) throw invalid(`invalid inode number '${value}'`);
   return ino;

@@ -203,7 +203,8 @@ export class MetaStore {
     return this.removeEntry(parent, name, 'any');
   }
 
-  async rename(srcParent: number, srcName: string, dstParent: number, dstName: string): Promise<void> {
+  /** `noReplace`: fail with Exists when the destination name is taken (RENAME_NOREPLACE). */
+  async rename(srcParent: number, srcName: string, dstParent: number, dstName: string, options: { noReplace?: boolean } = {}): Promise<void> {
     validateName(dstName);
     await this.retry(async () => {
       const srcRead = await this.readDentry(srcParent, srcName);
@@ -217,6 +218,7 @@ export class MetaStore {
       const now = this.now();
       const ops: KvOp[] = [];
       if (dstEntry) {
+        if (options.noReplace) throw exists(dstName);
         const dst = k.decodeDentry(dstEntry.value);
         if (dst.ino === src.ino) return true; // same object: POSIX says do nothing
         if (dst.type === 'dir' && src.type !== 'dir') throw isDir(dstName);

@@ -1,0 +1,67 @@
+// The inode-based namespace ops of the session stream: by inode, or by (parent inode, name),
+// so a mount never has the coordinator walk a whole path per call. Each is one MetaStore call.
+import type { MetaStore } from './meta/store.js';
+import type { SetAttrChanges } from './meta/types.js';
+import { ROOT_INO } from './meta/types.js';
+import { toWireAttr, toWireEntry } from './proto-map.js';
+import { invalid } from '../common/errors.js';
+import { validateName } from '../common/paths.js';
+import type { SessionOps } from './session.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- wire requests are validated field by field below */
+type Req = any;
+
+export interface InodeOpsDeps {
+  /** The Create RPC's rules (replication, chunk size, first-chunk placement) in a known directory. */
+  createIn(parent: number, name: string, req: Req): Promise<unknown>;
+  setAttrChanges(req: Req): SetAttrChanges;
+}
+
+export function inodeOps(meta: MetaStore, { createIn, setAttrChanges }: InodeOpsDeps): SessionOps {
+  const stat = (attr: Parameters<typeof toWireAttr>[0]) => ({ attr: toWireAttr(attr) });
+  return {
+    lookup: async (req: Req) => stat(await meta.lookup(ino(req.parent, 'parent'), name(req.name))),
+    getAttr: async (req: Req) => stat(await meta.getattr(ino(req.ino))),
+    readDirPlus: async (req: Req) => {
+      const { entries, more } = await meta.readdir(ino(req.ino), String(req.after ?? ''), Number(req.limit) || 0, true);
+      // An entry whose inode went between the two reads is gone: leave it out, never half of it.
+      return { entries: entries.filter((e) => e.attr).map(toWireEntry), more };
+    },
+    mkdirAt: async (req: Req) => stat(await meta.mkdir(ino(req.parent, 'parent'), name(req.name), Number(req.mode) || 0o755)),
+    createAt: async (req: Req) => createIn(ino(req.parent, 'parent'), name(req.name), req),
+    symlinkAt: async (req: Req) => stat(await meta.symlink(ino(req.parent, 'parent'), name(req.name), String(req.target ?? ''))),
+    unlink: async (req: Req) => {
+      await meta.unlink(ino(req.parent, 'parent'), name(req.name));
+      return {};
+    },
+    rmdir: async (req: Req) => {
+      await meta.rmdir(ino(req.parent, 'parent'), name(req.name));
+      return {};
+    },
+    removeAt: async (req: Req) => {
+      await meta.remove(ino(req.parent, 'parent'), name(req.name));
+      return {};
+    },
+    renameAt: async (req: Req) => {
+      const srcParent = ino(req.srcParent, 'src_parent');
+      const dstParent = ino(req.dstParent, 'dst_parent');
+      await meta.rename(srcParent, name(req.srcName), dstParent, name(req.dstName), { noReplace: !!req.noReplace });
+      return {};
+    },
+    setAttrIno: async (req: Req) => stat(await meta.setattr(ino(req.ino), setAttrChanges(req))),
+    readlink: async (req: Req) => ({ target: await meta.readlink(ino(req.ino)) }),
+  };
+}
+
+function ino(value: unknown, field = 'ino'): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < ROOT_INO) throw invalid(`invalid ${field} inode number '${value}'`);
+  return n;
+}
+
+/** The rules of names the namespace stores, for reads too ('' would look up the directory's key prefix). */
+function name(value: unknown): string {
+  if (typeof value !== 'string' || value === '') throw invalid('missing name');
+  validateName(value);
+  return value;
+}
