@@ -33,6 +33,8 @@ interface Request {
   resolve(reply: any): void;
   reject(error: StrataError): void;
   timer: NodeJS.Timeout;
+  /** When this client stops waiting, on its own clock. */
+  deadlineAt: number;
   written: boolean;
 }
 
@@ -46,6 +48,8 @@ export class SessionStream {
   private readonly queue: Request[] = [];
   private window = INITIAL_WINDOW;
   private helloSeen = false;
+  /** The coordinator's clock minus ours, from its last hello (kept across reconnects). */
+  private clockOffsetMs: number | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly pushListeners = new Set<PushListener>();
   /** Set once the coordinator answered UNIMPLEMENTED for Session. */
@@ -60,7 +64,7 @@ export class SessionStream {
   request(op: string, body: unknown, timeoutMs: number): Promise<any> {
     if (this.unsupported) return Promise.reject(this.unsent(new SessionUnsupported(this.address)));
     return new Promise((resolve, reject) => {
-      const request: Request = { id: 0, op, body, resolve, reject, written: false, timer: undefined as unknown as NodeJS.Timeout };
+      const request: Request = { id: 0, op, body, resolve, reject, written: false, deadlineAt: Date.now() + timeoutMs, timer: undefined as unknown as NodeJS.Timeout };
       request.timer = setTimeout(() => this.expire(request, timeoutMs), timeoutMs);
       this.queue.push(request);
       this.pump();
@@ -88,7 +92,9 @@ export class SessionStream {
       request.id = this.nextId++;
       request.written = true;
       this.inFlight.set(request.id, request);
-      call.write({ id: request.id, [request.op]: request.body ?? {} });
+      // Before any hello from this coordinator its clock is unknown: no deadline rather than a wrong one.
+      const deadlineMs = this.clockOffsetMs === undefined ? 0 : request.deadlineAt + this.clockOffsetMs;
+      call.write({ id: request.id, deadlineMs, [request.op]: request.body ?? {} });
     }
     this.armIdleClose();
   }
@@ -113,10 +119,14 @@ export class SessionStream {
     const request = this.inFlight.get(id);
     this.inFlight.delete(id);
     if (request) {
-      if (reply.error?.overLimit) {
-        // Refused unstarted: nothing applied; it goes again when a slot frees.
+      if (reply.error?.notStarted && reply.error.code === grpc.status.RESOURCE_EXHAUSTED) {
+        // Refused unstarted (in-flight limit): nothing applied; it goes again when a slot frees.
         request.written = false;
         this.queue.unshift(request);
+      } else if (reply.error?.notStarted) {
+        // Read after its deadline: not applied, so another coordinator may take it.
+        clearTimeout(request.timer);
+        request.reject(this.unsent(replyError(reply.error)));
       } else {
         clearTimeout(request.timer);
         if (reply.error) request.reject(replyError(reply.error));
@@ -129,6 +139,7 @@ export class SessionStream {
   private pushed(push: any): void {
     if (push.result === 'hello') {
       this.helloSeen = true;
+      if (Number(push.hello.nowMs) > 0) this.clockOffsetMs = Number(push.hello.nowMs) - Date.now();
       this.window = Math.max(1, Math.min(MAX_WINDOW, Number(push.hello.maxInFlight) || INITIAL_WINDOW));
       this.pump();
       return;

@@ -13,7 +13,7 @@ export type SessionOp = (request: any, session: ServerSession) => Promise<unknow
 export type SessionOps = Readonly<Record<string, SessionOp>>;
 
 export interface SessionLimits {
-  /** Requests one session may have unanswered at once; more are refused with over_limit. */
+  /** Requests one session may have unanswered at once; more are refused unstarted. */
   maxInFlight: number;
   /** Largest SessionRequest accepted; a bigger one closes the stream (RESOURCE_EXHAUSTED). */
   maxMessageBytes: number;
@@ -95,7 +95,7 @@ export class ServerSession {
     this.call.on('cancelled', () => this.close());
     this.call.on('close', () => this.close());
     this.call.on('error', () => this.close());
-    this.push({ hello: { coordinator, maxInFlight: this.limits.maxInFlight, maxMessageBytes: this.limits.maxMessageBytes } });
+    this.push({ hello: { coordinator, maxInFlight: this.limits.maxInFlight, maxMessageBytes: this.limits.maxMessageBytes, nowMs: Date.now() } });
   }
 
   private receive(message: any): void {
@@ -105,9 +105,12 @@ export class ServerSession {
     if (!Number.isSafeInteger(id) || id <= 0) return this.fail(grpc.status.INVALID_ARGUMENT, `session request id must be a positive integer, got '${message?.id}'`);
     if (this.inFlight.has(id)) return this.fail(grpc.status.INVALID_ARGUMENT, `session request id ${id} is already in flight`);
     if (this.inFlight.size >= this.limits.maxInFlight) {
-      const error = { code: grpc.status.RESOURCE_EXHAUSTED, kind: '', message: `more than ${this.limits.maxInFlight} requests in flight on this session`, overLimit: true };
-      this.call.write({ id, error });
-      return;
+      return this.refuse(id, grpc.status.RESOURCE_EXHAUSTED, `more than ${this.limits.maxInFlight} requests in flight on this session`);
+    }
+    const deadlineMs = Number(message.deadlineMs) || 0;
+    if (deadlineMs > 0 && Date.now() > deadlineMs) {
+      // Read too late (this process was frozen, or the stream slow): its client has given up and may have retried elsewhere.
+      return this.refuse(id, grpc.status.DEADLINE_EXCEEDED, `session request ${id} arrived ${Date.now() - deadlineMs} ms after its deadline`);
     }
     const opName = message.op as string | undefined;
     const op = opName ? this.ops[opName] : undefined;
@@ -117,6 +120,11 @@ export class ServerSession {
       (result) => this.answer(id, { [opName!]: result ?? {} }),
       (err) => this.answer(id, { error: sessionError(err) }),
     );
+  }
+
+  /** Answers without starting the request: nothing was applied, and no slot is taken. */
+  private refuse(id: number, code: grpc.status, message: string): void {
+    this.call.write({ id, error: { code, kind: code === grpc.status.DEADLINE_EXCEEDED ? 'Timeout' : '', message, notStarted: true } });
   }
 
   /** A slot stays taken until the reply is handed to the transport: memory stays bounded when a client stops reading. */
