@@ -1,11 +1,25 @@
-// Byte transfer to and from data nodes: one cached channel per node address.
+// Byte transfer to and from data nodes: over the byte path (common/byte-client.ts) where a node
+// advertises one, else over gRPC (one cached channel per node address). A route that turns out
+// stale at connect time (the node restarted on another port) is re-resolved once.
 import * as grpc from '@grpc/grpc-js';
 import { StrataError } from '../common/errors.js';
 import { DataNodeChannels, fromServiceError } from '../common/grpc.js';
+import { ByteClient, RouteFailed } from '../common/byte-client.js';
+import { ByteRoutes } from '../common/byte-routes.js';
 
 export interface NodeAddress {
   nodeId: string;
   address: string;
+  /** The byte path's host:port when the coordinator knows it; otherwise asked of the node. */
+  dataAddress?: string;
+}
+
+/** A chunk's stored encoding as another node sent it (checked by the receiver). */
+export interface FetchedEncoding {
+  bytes: Buffer;
+  /** What the source says: raw length and crc32c of the raw bytes. */
+  length: number;
+  crc32c: number;
 }
 
 export interface WriteChunkResult {
@@ -19,6 +33,8 @@ export const PIECE_BYTES = 1024 * 1024;
 
 export class DataNodeClients {
   private readonly channels = new DataNodeChannels();
+  private readonly routes = new ByteRoutes((address) => this.channels.get(address));
+  private readonly bytes = new ByteClient();
 
   constructor(private readonly options: { writeTimeoutMs: number; readTimeoutMs: number }) {}
 
@@ -26,9 +42,37 @@ export class DataNodeClients {
     return this.channels.get(address);
   }
 
+  /**
+   * `attempt` over the node's byte path, retried once on a fresh route when the first was stale;
+   * null when the node has no byte path (the caller uses gRPC).
+   */
+  private async viaBytes<T>(node: NodeAddress, attempt: (route: string, peer: string) => Promise<T>): Promise<{ value: T } | null> {
+    let route = await this.routes.resolve(node);
+    for (let tries = 0; route; tries++) {
+      try {
+        return { value: await attempt(route, `data node ${node.nodeId} (${route})`) };
+      } catch (err) {
+        if (!(err instanceof RouteFailed) || tries > 0) throw err;
+        this.routes.forget(node);
+        route = await this.routes.resolve(node);
+      }
+    }
+    return null;
+  }
+
   /** Streams one chunk to pipeline[0], which forwards it along the rest of the pipeline. */
-  writeChunk(pipeline: NodeAddress[], chunkId: string, data: Buffer): Promise<WriteChunkResult> {
+  async writeChunk(pipeline: NodeAddress[], chunkId: string, data: Buffer): Promise<WriteChunkResult> {
     const [head, ...rest] = pipeline;
+    const request = { op: 'write' as const, nodeId: head.nodeId, timeoutMs: this.options.writeTimeoutMs, chunkId, length: data.length, pipeline: rest };
+    const viaBytes = await this.viaBytes(head, (route, peer) => this.bytes.write(route, request, data, peer));
+    if (viaBytes) {
+      const reply = viaBytes.value as Partial<WriteChunkResult>;
+      return { storedOn: reply.storedOn ?? [], failed: reply.failed ?? [], errors: reply.errors ?? [] };
+    }
+    return this.writeChunkGrpc(head, rest, chunkId, data);
+  }
+
+  private writeChunkGrpc(head: NodeAddress, rest: NodeAddress[], chunkId: string, data: Buffer): Promise<WriteChunkResult> {
     return new Promise((resolve, reject) => {
       const deadline = new Date(Date.now() + this.options.writeTimeoutMs);
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -38,7 +82,7 @@ export class DataNodeClients {
       }) as grpc.ClientWritableStream<unknown>;
       call.on('error', () => undefined); // reported through the callback
       const pieces = function* () {
-        yield { header: { chunkId, length: data.length, pipeline: rest } };
+        yield { header: { chunkId, length: data.length, pipeline: rest.map(({ nodeId, address }) => ({ nodeId, address })) } };
         for (let offset = 0; offset < data.length; offset += PIECE_BYTES) yield { data: data.subarray(offset, offset + PIECE_BYTES) };
       };
       const iterator = pieces();
@@ -60,6 +104,55 @@ export class DataNodeClients {
    * (a ChunkLocation's, as the coordinator sent it) lets a node without a copy read it through.
    */
   async *readChunk(node: NodeAddress, chunkId: string, offset: number, length: number, tier?: unknown): AsyncGenerator<Buffer> {
+    let route = await this.routes.resolve(node);
+    const request = { op: 'read' as const, nodeId: node.nodeId, timeoutMs: this.options.readTimeoutMs, chunkId, offset, length, tier: tier ?? null };
+    for (let tries = 0; route; tries++) {
+      let received = false;
+      try {
+        for await (const piece of this.bytes.read(route, request, `data node ${node.nodeId} (${route})`)) {
+          received = true;
+          yield piece;
+        }
+        return;
+      } catch (err) {
+        // Only a connect-time failure is retried: nothing was yielded then.
+        if (!(err instanceof RouteFailed) || tries > 0 || received) throw err;
+        this.routes.forget(node);
+        route = await this.routes.resolve(node);
+      }
+    }
+    yield* this.readChunkGrpc(node, chunkId, offset, length, tier);
+  }
+
+  /**
+   * A chunk's stored encoding (FORMAT.md) as `node` holds it, for a copy between nodes: blocks
+   * travel compressed as they are. Null when the node has no byte path (then copy raw bytes).
+   */
+  async readEncoding(node: NodeAddress, chunkId: string, maxBytes: number): Promise<FetchedEncoding | null> {
+    const request = { op: 'readEncoding' as const, nodeId: node.nodeId, timeoutMs: this.options.readTimeoutMs, chunkId };
+    const fetched = await this.viaBytes(node, async (route, peer) => {
+      const pieces: Buffer[] = [];
+      let total = 0;
+      const reading = this.bytes.read(route, request, peer);
+      for (;;) {
+        const next = await reading.next();
+        if (next.done) {
+          const { length, crc32c } = (next.value ?? {}) as { length?: unknown; crc32c?: unknown };
+          if (typeof length !== 'number' || typeof crc32c !== 'number') throw new StrataError('Internal', `${peer}: encoding reply without length and crc32c`);
+          return { bytes: pieces.length === 1 ? pieces[0] : Buffer.concat(pieces, total), length, crc32c };
+        }
+        total += next.value.length;
+        if (total > maxBytes) {
+          await reading.return(undefined);
+          throw new StrataError('Corrupt', `chunk ${chunkId}: ${peer} sent more than ${maxBytes} bytes of encoding`);
+        }
+        pieces.push(next.value);
+      }
+    });
+    return fetched?.value ?? null;
+  }
+
+  private async *readChunkGrpc(node: NodeAddress, chunkId: string, offset: number, length: number, tier?: unknown): AsyncGenerator<Buffer> {
     const deadline = new Date(Date.now() + this.options.readTimeoutMs);
     const request = { chunkId, offset, length, tier: tier ?? null };
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -74,6 +167,7 @@ export class DataNodeClients {
   }
 
   close(): void {
+    this.bytes.close();
     this.channels.close();
   }
 }

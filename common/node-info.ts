@@ -2,6 +2,8 @@
 export interface NodeInfo {
   nodeId: string;
   address: string;
+  /** host:port of the byte path (chunk bytes without gRPC); '' or absent: none, use gRPC. */
+  dataAddress?: string;
   capacityBytes: number;
   usedBytes: number;
   freeBytes: number;

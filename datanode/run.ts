@@ -9,6 +9,7 @@ import path from 'node:path';
 import { LocalChunkStore } from './chunk-store.js';
 import { Scrubber } from './scrub.js';
 import { createDataNodeService, type NodeInfo } from './service.js';
+import { startByteServer, type ByteServer } from './byte-server.js';
 import { DEFAULT_TIER_CACHE_BYTES, TierCache } from './tier-cache.js';
 import { TierRegistry } from './tier-registry.js';
 import type { TierTarget } from '../common/object-tier.js';
@@ -32,6 +33,13 @@ export interface DataNodeConfig {
   scrubBytesPerSec?: number;
   /** Pause between full scrub passes; absent or 0: no scrub. */
   scrubIntervalMs?: number;
+  /**
+   * host:port of the byte path (chunk bytes without gRPC). Absent: the gRPC host, a free port.
+   * 'off': none; clients then move bytes over gRPC.
+   */
+  dataListen?: string;
+  /** host:port others dial for the byte path, when it differs from `dataListen`. */
+  dataAdvertise?: string;
   /** Byte budget of the read-through cache of tiered chunks; 0 = no cache; absent = 1 GiB. */
   tierCacheBytes?: number;
 }
@@ -75,9 +83,11 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   const scrubber = new Scrubber(store, { bytesPerSec: config.scrubBytesPerSec ?? 0, intervalMs: config.scrubIntervalMs ?? 0, log });
 
   let address = config.advertise ?? '';
+  let dataAddress = '';
   const service = createDataNodeService({
     nodeId,
     address: () => address,
+    dataAddress: () => dataAddress,
     zone: config.zone,
     capacityBytes: config.capacityBytes,
     store,
@@ -89,9 +99,17 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   const server = new grpc.Server(CHANNEL_OPTIONS);
   server.addService(strataProto.DataNode.service, service.handlers);
   let port: number;
+  let byteServer: ByteServer | null = null;
   try {
     port = await bindServer(server, `${listen.host}:${listen.port}`);
+    if (config.dataListen !== 'off') {
+      const dataListen = config.dataListen ? parseListen(config.dataListen) : { host: listen.host, port: 0 };
+      byteServer = await startByteServer(dataListen.host, dataListen.port, service.byteHandlers, log);
+      const wildcard = dataListen.host === '0.0.0.0' || dataListen.host === '[::]';
+      dataAddress = config.dataAdvertise ?? `${wildcard ? '127.0.0.1' : dataListen.host}:${byteServer.port}`;
+    }
   } catch (err) {
+    server.forceShutdown();
     service.close();
     tierCache.close();
     tiers.close();
@@ -109,13 +127,13 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   );
   scrubber.start();
   const quarantined = store.quarantined().length;
-  log.info({ nodeId, address, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled }, 'data node started');
+  log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled }, 'data node started');
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       for (const heartbeat of heartbeats) heartbeat.stop();
-      await Promise.all([scrubber.stop(), shutdownServer(server, SHUTDOWN_GRACE_MS)]);
+      await Promise.all([scrubber.stop(), shutdownServer(server, SHUTDOWN_GRACE_MS), byteServer?.close()]);
       service.close();
       tierCache.close();
       tiers.close();

@@ -4,8 +4,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { statfs } from 'node:fs/promises';
 import type { ChunkStore, ChunkWriter } from './chunk-store.js';
-import { DataNodeChannels, fromServiceError, toServiceError, unaryHandler } from '../common/grpc.js';
-import { StrataError, asStrataError, invalid } from '../common/errors.js';
+import { DataNodeChannels, toServiceError, unaryHandler } from '../common/grpc.js';
+import { ByteClient } from '../common/byte-client.js';
+import { ByteRoutes } from '../common/byte-routes.js';
+import { StrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { NodeInfo, ScrubStatus } from '../common/node-info.js';
 import { waitForDrain } from './drain.js';
@@ -15,11 +17,19 @@ import type { TierCache } from './tier-cache.js';
 import { checkTierCopy } from './tier-fetch.js';
 import type { TierRegistry } from './tier-registry.js';
 import { TierUploader, type TierUploadRequest } from './tier-upload.js';
+import type { ByteHandlers } from './byte-server.js';
+import {
+  openDownstreams,
+  type DataNodeGrpcClient,
+  type Downstream,
+  type NodeAddress,
+  type WriteChunkHeader,
+  type WriteChunkReply,
+  type WriteChunkRequest,
+} from './forward.js';
 
-export interface NodeAddress { nodeId: string; address: string }
-export interface WriteChunkHeader { chunkId: string; length: number; pipeline: NodeAddress[] }
-export interface WriteChunkRequest { part?: 'header' | 'data'; header?: WriteChunkHeader | null; data?: Buffer }
-export interface WriteChunkReply { storedOn: string[]; failed: string[]; errors: string[] }
+export { STAR_MAX_BYTES } from './forward.js';
+export type { NodeAddress, WriteChunkHeader, WriteChunkReply, WriteChunkRequest } from './forward.js';
 export interface ReadChunkRequest { chunkId: string; offset: number; length: number; tier?: Partial<TierCopy> | null }
 export interface ReadChunkReply { data: Buffer }
 export interface ChunkStatReply { chunkId: string; length: number; storedBytes: number; blocks: number }
@@ -29,6 +39,8 @@ export interface DataNodeServiceOptions {
   nodeId: string;
   /** The advertised host:port; a getter because it is known only once the server is bound. */
   address: () => string;
+  /** The byte path's advertised host:port, once bound; '' when this node serves none. */
+  dataAddress?: () => string;
   zone?: string;
   /** Caps what the node offers; the disk's own size when absent. */
   capacityBytes?: number;
@@ -46,6 +58,8 @@ export interface DataNodeServiceOptions {
 
 export interface DataNodeService {
   handlers: grpc.UntypedServiceImplementation;
+  /** The same reads and writes for the byte path (datanode/byte-server.ts). */
+  byteHandlers: ByteHandlers;
   nodeInfo(): Promise<NodeInfo>;
   /** Closes the cached clients to downstream nodes. */
   close(): void;
@@ -55,41 +69,36 @@ const READ_PIECE_BYTES = 1024 * 1024;
 const MAX_PIPELINE_NODES = 16;
 const INBOUND_READ_AHEAD_MESSAGES = 2;
 const DEFAULT_DOWNSTREAM_TIMEOUT_MS = 120_000;
-/** Chunks up to this size are forwarded by the head to every other node at once (see routesFor). */
-export const STAR_MAX_BYTES = 1024 * 1024;
 
 type WriteCall = grpc.ServerReadableStream<WriteChunkRequest, WriteChunkReply>;
 type ReadCall = grpc.ServerWritableStream<ReadChunkRequest, ReadChunkReply>;
-type DataNodeClient = grpc.Client & {
-  writeChunk(options: grpc.CallOptions, callback: grpc.requestCallback<WriteChunkReply>): grpc.ClientWritableStream<WriteChunkRequest>;
-};
 
 export function createDataNodeService(options: DataNodeServiceOptions): DataNodeService {
   const { nodeId, store, log, tierCache } = options;
   const channels = new DataNodeChannels();
+  const routes = new ByteRoutes((address) => channels.get(address));
+  const bytes = new ByteClient();
   const healing = createHealingService({ nodeId, store, log, tierCache });
   const uploader = new TierUploader(store, options.tiers, log);
+  const timeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
 
-  const clientFor = (address: string) => channels.get(address) as unknown as DataNodeClient;
+  const grpcClient = (address: string) => channels.get(address) as unknown as DataNodeGrpcClient;
 
-  async function openSession(message: WriteChunkRequest, call: WriteCall): Promise<WriteSession> {
-    const header = message.part === 'header' ? message.header : null;
-    if (!header) throw invalid('WriteChunk: the first message must be a header');
+  /** A chunk write from either transport; `deadlineMs` bounds the forwarded hops. */
+  async function openSession(header: WriteChunkHeader, deadlineMs: number, parent?: WriteCall): Promise<WriteSession> {
     const pipeline = header.pipeline ?? [];
     if (pipeline.length > MAX_PIPELINE_NODES) throw invalid(`WriteChunk: pipeline longer than ${MAX_PIPELINE_NODES} nodes`);
     for (const hop of pipeline) {
       if (!hop?.nodeId || !hop.address) throw invalid('WriteChunk: every pipeline entry needs nodeId and address');
       if (hop.nodeId === nodeId) throw invalid(`WriteChunk: pipeline loops back to ${nodeId}`);
     }
-    const timeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
-    const downstreams = routesFor(header, pipeline).map(
-      ({ next, rest }) => new Downstream(() => clientFor(next.address), next, rest, { chunkId: header.chunkId, length: header.length, pipeline: rest }, call, timeoutMs),
-    );
+    const context = { grpcClient, routes, bytes, deadlineMs: Math.min(deadlineMs, Date.now() + timeoutMs), parent };
+    const downstreams = await openDownstreams(header, pipeline, context);
     // The streams open before the local writer, so their setup overlaps this node's index lookup
     // instead of adding to it at every hop. They carry no data until the writer exists: a refused
     // local write cancels them before anything could be stored downstream.
     try {
-      return new WriteSession(await store.createWriter(header.chunkId, header.length), downstreams);
+      return new WriteSession(await store.createWriter(header.chunkId, header.length), downstreams, nodeId);
     } catch (err) {
       for (const downstream of downstreams) downstream.cancel();
       throw err;
@@ -102,13 +111,19 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     try {
       // Async iteration pulls one message at a time, so a slow disk or downstream pauses the sender.
       for await (const message of call as AsyncIterable<WriteChunkRequest>) {
-        if (!session) session = await openSession(message, call);
-        else await session.piece(message);
+        if (!session) {
+          const header = message.part === 'header' ? message.header : null;
+          if (!header) throw invalid('WriteChunk: the first message must be a header');
+          const deadline = call.getDeadline();
+          const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : Infinity;
+          session = await openSession(header, deadlineMs, call);
+        } else {
+          if (message.part !== 'data' || !message.data) throw invalid('WriteChunk: only data may follow the header');
+          await session.piece(message.data);
+        }
       }
       if (!session) throw invalid('WriteChunk: the stream ended before a header');
-      const reply = await session.finish(nodeId);
-      if (reply.failed.length > 0) log.warn({ chunkId: session.chunkId, failed: reply.failed, errors: reply.errors }, 'chunk stored with downstream failures');
-      return reply;
+      return await finishLogged(session);
     } catch (err) {
       await session?.abort();
       throw err;
@@ -171,6 +186,22 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     call.end();
   }
 
+  async function finishLogged(session: WriteSession): Promise<WriteChunkReply> {
+    const reply = await session.finish();
+    if (reply.failed.length > 0) log.warn({ chunkId: session.chunkId, failed: reply.failed, errors: reply.errors }, 'chunk stored with downstream failures');
+    return reply;
+  }
+
+  const byteHandlers: ByteHandlers = {
+    nodeId,
+    read: (request) => chunkBytes({ ...request, tier: (request.tier ?? null) as ReadChunkRequest['tier'] }),
+    openWrite: async (header, deadlineMs) => {
+      const session = await openSession(header, deadlineMs);
+      return { piece: (data) => session.piece(data), finish: () => finishLogged(session), abort: () => session.abort() };
+    },
+    readEncoding: (chunkId) => store.readEncoding(chunkId),
+  };
+
   async function nodeInfo(): Promise<NodeInfo> {
     const disk = await statfs(store.dir);
     const { usedBytes, chunks } = store.usage();
@@ -179,7 +210,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     const freeBytes = Math.max(0, Math.min(disk.bavail * disk.bsize, capacityBytes - usedBytes));
     const corruptChunks = store.quarantined().slice(0, MAX_REPORTED_CORRUPT_CHUNKS);
     const health = { corruptChunks, scrub: options.scrubStatus?.(), tierCache: tierCache.status() };
-    return { nodeId, address: options.address(), capacityBytes, usedBytes, freeBytes, chunks, zone: options.zone ?? '', ...health };
+    return { nodeId, address: options.address(), dataAddress: options.dataAddress?.() ?? '', capacityBytes, usedBytes, freeBytes, chunks, zone: options.zone ?? '', ...health };
   }
 
   const handlers: grpc.UntypedServiceImplementation = {
@@ -209,9 +240,11 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
 
   return {
     handlers,
+    byteHandlers,
     nodeInfo,
     close() {
       healing.close();
+      bytes.close();
       channels.close();
     },
   };
@@ -226,25 +259,24 @@ class WriteSession {
   constructor(
     private readonly writer: ChunkWriter,
     private readonly downstreams: Downstream[],
+    private readonly nodeId: string,
   ) {}
 
   get chunkId(): string {
     return this.writer.chunkId;
   }
 
-  async piece(message: WriteChunkRequest): Promise<void> {
-    if (message.part !== 'data' || !message.data) throw invalid('WriteChunk: only data may follow the header');
+  async piece(data: Buffer): Promise<void> {
     // The writer runs its steps in order, so local writes may queue behind the network:
     // receiving, forwarding and disk overlap, with at most MAX_PENDING_LOCAL_WRITES pieces held.
-    const local = this.writer.write(message.data);
+    const local = this.writer.write(data);
     local.catch(() => undefined); // observed below or in finish()
     this.pendingLocal.push(local);
-    const data = message.data;
     await Promise.all(this.downstreams.map((downstream) => downstream.send(data)));
     while (this.pendingLocal.length > MAX_PENDING_LOCAL_WRITES) await this.pendingLocal.shift();
   }
 
-  async finish(nodeId: string): Promise<WriteChunkReply> {
+  async finish(): Promise<WriteChunkReply> {
     for (const downstream of this.downstreams) downstream.end();
     try {
       await Promise.all(this.pendingLocal.splice(0));
@@ -259,7 +291,7 @@ class WriteSession {
     const outcomes = Promise.all(this.downstreams.map((downstream) => downstream.outcome)); // never rejects
     const [committed] = await Promise.allSettled([local, outcomes]);
     if (committed.status === 'rejected') throw committed.reason;
-    const reply: WriteChunkReply = { storedOn: [nodeId], failed: [], errors: [] };
+    const reply: WriteChunkReply = { storedOn: [this.nodeId], failed: [], errors: [] };
     // Each downstream reports its own subtree, in pipeline order.
     for (const [i, outcome] of (await outcomes).entries()) this.downstreams[i].report(outcome, reply);
     return reply;
@@ -272,81 +304,6 @@ class WriteSession {
 
   private cancelDownstreams(): void {
     for (const downstream of this.downstreams) downstream.cancel();
-  }
-}
-
-/**
- * Where this node forwards a chunk. Big chunks go down a chain (each node forwards to the next),
- * so every link carries the bytes once and the client's bandwidth is not split. Small ones, where
- * latency is round trips rather than bytes, go from the head to every other node at once (a star):
- * one forwarding hop instead of one per replica, and the slowest fsync instead of their chain.
- */
-function routesFor(header: WriteChunkHeader, pipeline: NodeAddress[]): Array<{ next: NodeAddress; rest: NodeAddress[] }> {
-  if (pipeline.length === 0) return [];
-  if (header.length <= STAR_MAX_BYTES) return pipeline.map((next) => ({ next, rest: [] }));
-  const [next, ...rest] = pipeline;
-  return [{ next, rest }];
-}
-
-type DownstreamOutcome = { reply: WriteChunkReply } | { error: StrataError };
-
-/** One forwarded WriteChunk stream to `hop`, which forwards it on to `rest`; its outcome never rejects. */
-class Downstream {
-  readonly outcome: Promise<DownstreamOutcome>;
-  private stream: grpc.ClientWritableStream<WriteChunkRequest> | null = null;
-  private settled = false;
-
-  constructor(
-    client: () => DataNodeClient,
-    private readonly hop: NodeAddress,
-    private readonly rest: NodeAddress[],
-    header: WriteChunkHeader,
-    parent: WriteCall,
-    timeoutMs: number,
-  ) {
-    let resolveOutcome!: (outcome: DownstreamOutcome) => void;
-    this.outcome = new Promise((resolve) => (resolveOutcome = resolve));
-    const settle = (outcome: DownstreamOutcome) => {
-      this.settled = true;
-      resolveOutcome(outcome);
-    };
-    try {
-      // parent: the upstream's deadline and cancellation propagate down the pipeline.
-      this.stream = client().writeChunk({ deadline: Date.now() + timeoutMs, parent }, (err, reply) =>
-        settle(err || !reply ? { error: fromServiceError(err, hop.address) } : { reply }),
-      );
-      this.stream.on('error', () => {}); // failures arrive through the callback
-      this.stream.write({ header });
-    } catch (err) {
-      settle({ error: asStrataError(err) }); // e.g. an unparsable address: a failed hop, not a failed write
-    }
-  }
-
-  /** Adds what this stream's subtree stored and which of its nodes failed; failed and errors stay aligned. */
-  report(outcome: DownstreamOutcome, reply: WriteChunkReply): void {
-    if ('reply' in outcome) {
-      reply.storedOn.push(...outcome.reply.storedOn);
-      reply.failed.push(...outcome.reply.failed);
-      reply.errors.push(...outcome.reply.errors);
-      return;
-    }
-    // This hop failed: nothing behind it can be known to hold a copy.
-    reply.failed.push(this.hop.nodeId, ...this.rest.map((node) => node.nodeId));
-    reply.errors.push(`${this.hop.nodeId} (${this.hop.address}): ${outcome.error.message}`);
-    reply.errors.push(...this.rest.map((node) => `${node.nodeId} (${node.address}): not reached, ${this.hop.nodeId} failed`));
-  }
-
-  async send(data: Buffer): Promise<void> {
-    if (this.settled || !this.stream) return; // it already failed: keep storing locally, stop forwarding
-    if (!this.stream.write({ data })) await waitForDrain(this.stream, this.outcome);
-  }
-
-  end(): void {
-    if (!this.settled) this.stream?.end();
-  }
-
-  cancel(): void {
-    if (!this.settled) this.stream?.cancel();
   }
 }
 

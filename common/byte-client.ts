@@ -1,0 +1,246 @@
+// The client end of the byte path (common/byte-frames.ts): pooled TCP connections to data nodes'
+// byte ports, one request at a time on each. A connection goes back to the pool only after a
+// request ended cleanly; after any error it is closed, so a half-read reply never leaks into the
+// next request. Deadlines: every request carries its time budget to the server, and the client
+// cuts the connection itself when the budget is spent.
+import net from 'node:net';
+import { StrataError, asStrataError } from './errors.js';
+import { FrameQueue, FrameType, MAX_DATA_FRAME_BYTES, controlFrame, errorFromBody, frameOf, writeFrames, type Frame } from './byte-frames.js';
+
+/** One data message on the wire: large enough to amortise framing, far below the frame limit. */
+export const BYTE_PIECE_BYTES = 1024 * 1024;
+const MAX_IDLE_PER_ADDRESS = 8;
+const CONNECT_TIMEOUT_MS = 5_000;
+
+/** The route was wrong (nothing listens there, or another node does): safe to re-resolve and retry. */
+export class RouteFailed extends StrataError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('Unavailable', message, options);
+  }
+}
+
+export interface ByteRequest {
+  op: 'read' | 'write' | 'readEncoding';
+  /** The node the caller means: a port reused by another node is refused, not misread. */
+  nodeId: string;
+  timeoutMs: number;
+  [field: string]: unknown;
+}
+
+interface Connection {
+  socket: net.Socket;
+  frames: FrameQueue;
+}
+
+/** One request's connection: cut at the deadline, pooled again only by `done()`. */
+class Call {
+  private readonly timer: NodeJS.Timeout;
+  private timedOut = false;
+  private finished = false;
+
+  constructor(
+    private readonly client: ByteClient,
+    readonly address: string,
+    readonly connection: Connection,
+    readonly peer: string,
+    timeoutMs: number,
+  ) {
+    this.timer = setTimeout(() => {
+      this.timedOut = true;
+      connection.socket.destroy();
+    }, timeoutMs);
+    this.timer.unref();
+  }
+
+  send(buffers: Buffer[]): Promise<void> {
+    if (this.connection.socket.destroyed) return Promise.reject(this.failure(null));
+    return writeFrames(this.connection.socket, buffers).catch((err) => {
+      throw this.failure(err);
+    });
+  }
+
+  async next(): Promise<Frame> {
+    let frame: Frame | null;
+    try {
+      frame = await this.connection.frames.next();
+    } catch (err) {
+      throw this.failure(err);
+    }
+    if (!frame) throw this.failure(null);
+    if (frame.type === FrameType.Error) {
+      const body = frame.body as { wrongNode?: boolean };
+      const error = errorFromBody(frame.body, this.peer);
+      this.close();
+      throw body?.wrongNode ? new RouteFailed(error.message) : error;
+    }
+    return frame;
+  }
+
+  /** The request ended cleanly: the connection may serve the next one. */
+  done(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.timer);
+    this.client.release(this.address, this.connection);
+  }
+
+  close(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.timer);
+    this.connection.socket.destroy();
+  }
+
+  /** Why the connection ended under us, as the error taxonomy says it. */
+  failure(err: unknown): StrataError {
+    this.close();
+    if (this.timedOut) return new StrataError('Timeout', `${this.peer}: byte path request timed out`);
+    if (err instanceof StrataError && err.kind !== 'Unavailable') return err; // e.g. a malformed frame from the peer
+    const reason = err instanceof Error ? err.message : 'connection closed';
+    return new StrataError('Unavailable', `cannot reach ${this.peer}: ${reason}`, { cause: err });
+  }
+}
+
+export interface ByteWrite {
+  /** Sends the next bytes; resolves once the connection can take more. */
+  send(data: Buffer): Promise<void>;
+  /** No more data: the reply follows. */
+  end(): Promise<void>;
+  cancel(): void;
+  /** The reply, or why there is none; never rejects before it is awaited (it is pre-observed). */
+  readonly reply: Promise<unknown>;
+}
+
+export class ByteClient {
+  private readonly idle = new Map<string, Connection[]>();
+  private closed = false;
+
+  /** Reads a chunk range (or encoding): yields each data frame; the Reply frame's body at the end. */
+  async *read(address: string, request: ByteRequest, peer: string): AsyncGenerator<Buffer, unknown> {
+    const call = await this.open(address, request, peer);
+    try {
+      for (;;) {
+        const frame = await call.next();
+        if (frame.type === FrameType.Data) yield frame.data;
+        else if (frame.type === FrameType.Reply) {
+          call.done();
+          return frame.body;
+        } else throw new StrataError('Internal', `${peer}: unexpected frame ${frame.type} in a read reply`);
+      }
+    } finally {
+      call.close(); // a consumer that stopped early, or an error: never pooled half-read
+    }
+  }
+
+  /** Opens a chunk write; the caller sends the bytes, then ends it and awaits the reply. */
+  async openWrite(address: string, request: ByteRequest, peer: string): Promise<ByteWrite> {
+    const call = await this.open(address, request, peer);
+    // The reply may come early (an error while we still send): waiting for it from the start.
+    const reply = (async () => {
+      const frame = await call.next();
+      if (frame.type !== FrameType.Reply) throw new StrataError('Internal', `${peer}: unexpected frame ${frame.type} in a write reply`);
+      call.done();
+      return frame.body;
+    })();
+    reply.catch(() => {});
+    let failed = false;
+    reply.catch(() => (failed = true));
+    return {
+      reply,
+      send: async (data) => {
+        for (let at = 0; at < data.length && !failed; at += MAX_DATA_FRAME_BYTES) {
+          const piece = at === 0 && data.length <= MAX_DATA_FRAME_BYTES ? data : data.subarray(at, at + MAX_DATA_FRAME_BYTES);
+          await call.send(frameOf(FrameType.Data, piece)).catch((err) => this.preferReply(reply, err));
+        }
+        if (failed) await reply;
+      },
+      end: async () => {
+        if (!failed) await call.send(frameOf(FrameType.End)).catch((err) => this.preferReply(reply, err));
+      },
+      cancel: () => call.close(),
+    };
+  }
+
+  /** Writes a whole chunk in BYTE_PIECE_BYTES frames and returns the reply. */
+  async write(address: string, request: ByteRequest, data: Buffer, peer: string): Promise<unknown> {
+    const write = await this.openWrite(address, request, peer);
+    try {
+      for (let at = 0; at < data.length; at += BYTE_PIECE_BYTES) await write.send(data.subarray(at, at + BYTE_PIECE_BYTES));
+      await write.end();
+      return await write.reply;
+    } finally {
+      write.cancel(); // no-op once the reply pooled the connection
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const connections of this.idle.values()) for (const { socket } of connections) socket.destroy();
+    this.idle.clear();
+  }
+
+  /** Internal: a connection whose request ended cleanly. */
+  release(address: string, connection: Connection): void {
+    const pool = this.idle.get(address) ?? [];
+    if (this.closed || connection.socket.destroyed || pool.length >= MAX_IDLE_PER_ADDRESS) {
+      connection.socket.destroy();
+      return;
+    }
+    pool.push(connection);
+    this.idle.set(address, pool);
+  }
+
+  /** A send failed because the server gave up on the request: its Error frame says why. */
+  private async preferReply(reply: Promise<unknown>, err: unknown): Promise<never> {
+    await Promise.race([reply, new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
+    throw err;
+  }
+
+  private async open(address: string, request: ByteRequest, peer: string): Promise<Call> {
+    if (this.closed) throw new StrataError('Unavailable', 'byte client is closed');
+    const call = new Call(this, address, this.pooled(address) ?? (await this.connect(address, peer)), peer, request.timeoutMs);
+    await call.send([controlFrame(FrameType.Request, request)]);
+    return call;
+  }
+
+  private pooled(address: string): Connection | undefined {
+    const pool = this.idle.get(address);
+    while (pool && pool.length > 0) {
+      const connection = pool.pop()!;
+      if (!connection.socket.destroyed) return connection;
+    }
+    return undefined;
+  }
+
+  private connect(address: string, peer: string): Promise<Connection> {
+    const { host, port } = parseAddress(address);
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host, port, noDelay: true });
+      const timer = setTimeout(() => socket.destroy(new Error('connect timed out')), CONNECT_TIMEOUT_MS).unref();
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.off('error', onError);
+        const frames = new FrameQueue(socket);
+        socket.on('error', () => {}); // surfaced through the frame queue
+        // An idle pooled connection that the server closed is dropped from the pool.
+        socket.once('close', () => {
+          const pool = this.idle.get(address);
+          const at = pool?.findIndex((c) => c.socket === socket) ?? -1;
+          if (pool && at >= 0) pool.splice(at, 1);
+        });
+        resolve({ socket, frames });
+      });
+      const onError = (err: Error) => {
+        clearTimeout(timer);
+        reject(new RouteFailed(`cannot reach ${peer} at ${address}: ${asStrataError(err).message}`, { cause: err }));
+      };
+      socket.once('error', onError);
+    });
+  }
+}
+
+export function parseAddress(address: string): { host: string; port: number } {
+  const match = /^(.*):(\d{1,5})$/.exec(address);
+  if (!match) throw new StrataError('Invalid', `byte path address '${address}' is not host:port`);
+  return { host: match[1].replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) };
+}

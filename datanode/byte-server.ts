@@ -1,0 +1,198 @@
+// The data node's byte path server (wire format: common/byte-frames.ts). Chunk bytes move here
+// instead of through grpc-js; control stays on gRPC. One request at a time per connection. Any
+// failure answers one Error frame carrying the strata error kind and closes that connection
+// only; a deadline (the request's time budget) does the same with Timeout.
+import net from 'node:net';
+import { StrataError, asStrataError, invalid } from '../common/errors.js';
+import { FrameQueue, FrameType, MAX_DATA_FRAME_BYTES, controlFrame, errorFrame, frameOf, writeFrames, type Frame } from '../common/byte-frames.js';
+import type { Logger } from '../common/log.js';
+
+export interface ByteReadRequest {
+  chunkId: string;
+  offset: number;
+  length: number;
+  tier?: unknown;
+}
+
+export interface ByteWriteHeader {
+  chunkId: string;
+  length: number;
+  pipeline: Array<{ nodeId: string; address: string; dataAddress?: string }>;
+}
+
+export interface ByteWriteSession {
+  piece(data: Buffer): Promise<void>;
+  finish(): Promise<unknown>;
+  abort(): Promise<void>;
+}
+
+/** What the byte path serves, provided by the DataNode service (the same code as its gRPC RPCs). */
+export interface ByteHandlers {
+  nodeId: string;
+  read(request: ByteReadRequest): AsyncIterable<Buffer>;
+  /** `deadlineMs`: when the upstream gives up; forwarded hops get no more. */
+  openWrite(header: ByteWriteHeader, deadlineMs: number): Promise<ByteWriteSession>;
+  /** The whole stored encoding, verified (for copies between nodes). */
+  readEncoding(chunkId: string): Promise<{ bytes: Buffer; length: number; crc32c: number }>;
+}
+
+export interface ByteServer {
+  port: number;
+  /** Stops accepting; requests in flight get `graceMs` to finish, idle connections close now. */
+  close(graceMs?: number): Promise<void>;
+}
+
+const MAX_TIMEOUT_MS = 10 * 60_000;
+/** After an Error frame, how long the peer gets to read it before the connection is cut. */
+const LINGER_MS = 2_000;
+
+export async function startByteServer(host: string, port: number, handlers: ByteHandlers, log: Logger): Promise<ByteServer> {
+  /** Each open connection, and whether a request is in flight on it. */
+  const sockets = new Map<net.Socket, { busy: boolean }>();
+  let closing = false;
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    const state = { busy: false };
+    sockets.set(socket, state);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {}); // surfaced through the frame queue
+    void serve(socket, handlers, log, (busy) => {
+      state.busy = busy;
+      if (!busy && closing) socket.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new StrataError('Unavailable', `cannot listen on ${host}:${port} (byte path): ${err.message}`, { cause: err })));
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: (graceMs = 5_000) =>
+      new Promise<void>((resolve) => {
+        closing = true;
+        server.close(() => resolve());
+        for (const [socket, state] of sockets) if (!state.busy) socket.destroy();
+        setTimeout(() => {
+          for (const socket of sockets.keys()) socket.destroy();
+        }, graceMs).unref();
+      }),
+  };
+}
+
+async function serve(socket: net.Socket, handlers: ByteHandlers, log: Logger, setBusy: (busy: boolean) => void): Promise<void> {
+  const frames = new FrameQueue(socket);
+  for (;;) {
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    try {
+      const frame = await frames.next();
+      if (!frame) return void socket.destroy();
+      setBusy(true);
+      if (frame.type !== FrameType.Request) throw invalid(`byte path: expected a request, got frame type ${frame.type}`);
+      const request = checkRequest(frame.body);
+      if (request.nodeId !== handlers.nodeId) {
+        // Another node's address (a restart moved it): the client re-resolves the route.
+        socket.write(controlFrame(FrameType.Error, { kind: 'Unavailable', message: `byte path: this is node ${handlers.nodeId}, not ${request.nodeId}`, wrongNode: true }));
+        return linger(socket, frames);
+      }
+      const deadlineMs = Date.now() + request.timeoutMs;
+      timer = setTimeout(() => {
+        timedOut = true;
+        fail(socket, frames, new StrataError('Timeout', `byte path: ${request.op} of chunk ${String(request.chunkId)} exceeded its ${request.timeoutMs} ms deadline`));
+      }, request.timeoutMs);
+      timer.unref();
+      if (request.op === 'read') await serveRead(socket, handlers.read(checkRead(request)));
+      else if (request.op === 'readEncoding') await serveEncoding(socket, handlers, String(request.chunkId));
+      else await serveWrite(socket, frames, handlers, checkWrite(request), deadlineMs);
+      clearTimeout(timer);
+      setBusy(false);
+    } catch (err) {
+      clearTimeout(timer);
+      if (!timedOut) {
+        const error = asStrataError(err);
+        if (error.kind === 'Internal') log.warn({ err: error.message }, 'byte path request failed');
+        fail(socket, frames, error);
+      }
+      return;
+    }
+  }
+}
+
+async function serveRead(socket: net.Socket, blocks: AsyncIterable<Buffer>): Promise<void> {
+  for await (const block of blocks) await send(socket, frameOf(FrameType.Data, block));
+  await send(socket, [controlFrame(FrameType.Reply, {})]);
+}
+
+async function serveEncoding(socket: net.Socket, handlers: ByteHandlers, chunkId: string): Promise<void> {
+  const { bytes, length, crc32c } = await handlers.readEncoding(chunkId);
+  for (let at = 0; at < bytes.length; at += MAX_DATA_FRAME_BYTES) await send(socket, frameOf(FrameType.Data, bytes.subarray(at, at + MAX_DATA_FRAME_BYTES)));
+  await send(socket, [controlFrame(FrameType.Reply, { length, crc32c, storedBytes: bytes.length })]);
+}
+
+async function serveWrite(socket: net.Socket, frames: FrameQueue, handlers: ByteHandlers, header: ByteWriteHeader, deadlineMs: number): Promise<void> {
+  const session = await handlers.openWrite(header, deadlineMs);
+  try {
+    for (;;) {
+      // The queue pauses the socket while pieces wait: a slow disk or downstream slows the sender.
+      const frame: Frame | null = await frames.next();
+      if (!frame) throw new StrataError('Unavailable', `chunk ${header.chunkId}: the writer went away mid-write`);
+      if (frame.type === FrameType.End) break;
+      if (frame.type !== FrameType.Data) throw invalid(`byte path: only data or end may follow a write request, got frame type ${frame.type}`);
+      await session.piece(frame.data);
+    }
+    const reply = await session.finish();
+    await send(socket, [controlFrame(FrameType.Reply, reply)]);
+  } catch (err) {
+    await session.abort().catch(() => {});
+    throw err;
+  }
+}
+
+async function send(socket: net.Socket, buffers: Buffer[]): Promise<void> {
+  if (socket.destroyed) throw new StrataError('Unavailable', 'byte path: the reader went away');
+  await writeFrames(socket, buffers);
+}
+
+/** Answers the error and closes this connection (only this one), after the peer had time to read it. */
+function fail(socket: net.Socket, frames: FrameQueue, error: StrataError): void {
+  if (!socket.destroyed && socket.writable) socket.write(errorFrame(error));
+  linger(socket, frames);
+}
+
+function linger(socket: net.Socket, frames: FrameQueue): void {
+  frames.discard(); // the peer may still be sending a write's data: drained, not parsed
+  socket.end();
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+}
+
+interface CheckedRequest {
+  op: 'read' | 'write' | 'readEncoding';
+  nodeId: string;
+  timeoutMs: number;
+  [field: string]: unknown;
+}
+
+function checkRequest(body: unknown): CheckedRequest {
+  const request = body as Partial<CheckedRequest> | null;
+  if (!request || typeof request !== 'object') throw invalid('byte path: a request must be an object');
+  if (request.op !== 'read' && request.op !== 'write' && request.op !== 'readEncoding') throw invalid(`byte path: unknown op ${JSON.stringify(request.op)}`);
+  if (typeof request.nodeId !== 'string') throw invalid('byte path: a request names the node it is for (nodeId)');
+  if (typeof request.chunkId !== 'string') throw invalid('byte path: a request needs chunkId');
+  const timeoutMs = request.timeoutMs;
+  if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw invalid('byte path: a request needs timeoutMs > 0');
+  return { ...request, timeoutMs: Math.min(timeoutMs, MAX_TIMEOUT_MS) } as CheckedRequest;
+}
+
+const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+function checkRead(request: CheckedRequest): ByteReadRequest {
+  const { chunkId, offset, length, tier } = request as CheckedRequest & ByteReadRequest;
+  if (!isCount(offset) || !isCount(length)) throw invalid('byte path: read offset and length must be whole numbers >= 0');
+  return { chunkId, offset, length, tier: tier ?? null };
+}
+
+function checkWrite(request: CheckedRequest): ByteWriteHeader {
+  const { chunkId, length, pipeline } = request as CheckedRequest & ByteWriteHeader;
+  if (!isCount(length)) throw invalid('byte path: write length must be a whole number >= 0');
+  if (!Array.isArray(pipeline)) throw invalid('byte path: write pipeline must be a list');
+  return { chunkId, length, pipeline };
+}
