@@ -14,6 +14,11 @@ export interface ChunkWriter {
   readonly chunkId: string;
   write(piece: Buffer): Promise<void>;
   commit(): Promise<ChunkRecord>;
+  /**
+   * Instead of write()s and commit(): stores `encoding`, a whole stored encoding (FORMAT.md) of
+   * this chunk that the caller already verified (as another node sent it), byte for byte.
+   */
+  commitEncoding(encoding: Buffer, blocks: number): Promise<ChunkRecord>;
   abort(): Promise<void>;
 }
 
@@ -94,6 +99,27 @@ export class LocalChunkWriter implements ChunkWriter {
       };
       if (record.placement === 'inline') await this.commitInline(head, record);
       else await this.commitFile(head, record, moving);
+      this.state = 'done';
+      this.host.release(this);
+      return record;
+    });
+  }
+
+  commitEncoding(encoding: Buffer, blocks: number): Promise<ChunkRecord> {
+    return this.step(async () => {
+      if (this.state !== 'open') throw new StrataError('Invalid', `chunk ${this.chunkId}: writer is already ${this.state}`);
+      if (this.spilled() || this.heldBytes > 0) throw new StrataError('Invalid', `chunk ${this.chunkId}: an encoding cannot follow written pieces`);
+      this.state = 'committing';
+      const record: ChunkRecord = {
+        length: this.encoder.rawLengthBytes,
+        storedBytes: encoding.length,
+        blocks,
+        createdMs: Date.now(),
+        // The rule commit() applies: an encoding that fits inline goes in the index batch.
+        placement: encoding.length <= INLINE_MAX_BYTES ? 'inline' : 'file',
+      };
+      if (record.placement === 'inline') await this.commitInline(encoding, record);
+      else await this.commitFile(encoding, record, null);
       this.state = 'done';
       this.host.release(this);
       return record;

@@ -4,6 +4,7 @@
 // that failed a check.
 import * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
+import { ChunkReader, bufferSource, headSizeBytes } from '../common/chunk-codec.js';
 import { DataNodeClients, type NodeAddress } from '../client/datanode-client.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import { toServiceError, unaryHandler } from '../common/grpc.js';
@@ -48,6 +49,7 @@ export const LIST_BATCH_CHUNKS = 1000;
 /** Corrupt chunk ids per heartbeat at most: far below the message limit; the rest follow as DeleteChunk clears these. */
 export const MAX_REPORTED_CORRUPT_CHUNKS = 10_000;
 const MAX_SOURCES = 16;
+const MIN_BLOCK_SIZE_BYTES = 4 * 1024; // = chunk-codec's lower bound on a recorded block size
 const DEFAULT_SOURCE_TIMEOUT_MS = 120_000;
 
 type ListCall = grpc.ServerWritableStream<unknown, { chunks: ListedChunk[] }>;
@@ -91,7 +93,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         continue;
       }
       try {
-        const storedBytes = await pull(sources.readChunk(source, chunkId, 0, 0), request, expectedCrc);
+        const storedBytes = (await copyEncoding(source, request, expectedCrc)) ?? (await pull(sources.readChunk(source, chunkId, 0, 0), request, expectedCrc));
         log.info({ chunkId, source: source.nodeId, storedBytes }, 'chunk replicated');
         return { sourceNodeId: source.nodeId, storedBytes };
       } catch (err) {
@@ -148,6 +150,40 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         throw new StrataError('Corrupt', `chunk ${chunkId}: crc32c ${crc >>> 0} of the source's bytes, expected ${expectedCrc}`);
       }
       return (await writer.commit()).storedBytes;
+    } catch (err) {
+      await writer.abort().catch(() => {});
+      throw err;
+    }
+  }
+
+  /**
+   * One attempt over the source's byte path: its stored encoding, blocks compressed as they are,
+   * verified here block by block (stored and raw checksums, then length and crc32c of the whole)
+   * and stored as it came: no re-encoding. Null when the source has no byte path.
+   */
+  async function copyEncoding(source: NodeAddress, request: ReplicateChunkRequest, expectedCrc: number): Promise<number | null> {
+    const { chunkId, length } = request;
+    const writer = await store.createWriter(chunkId, length); // validates id and length; refused writes never fetch
+    try {
+      // An encoding is never larger than its raw bytes plus its head (a block that does not shrink
+      // is stored raw); the head is largest with the smallest block size a reader accepts.
+      const fetched = await sources.readEncoding(source, chunkId, headSizeBytes(chunkId, length, MIN_BLOCK_SIZE_BYTES) + length);
+      if (!fetched) {
+        await writer.abort();
+        return null;
+      }
+      const reader = await ChunkReader.open(chunkId, bufferSource(fetched.bytes, `the copy from ${source.nodeId}`));
+      let crc = 0;
+      let received = 0;
+      for await (const block of reader.read(0, reader.layout.rawLengthBytes)) {
+        crc = crc32c(block, crc);
+        received += block.length;
+      }
+      if (received !== length) throw new StrataError('Corrupt', `chunk ${chunkId}: source sent ${received} bytes, expected ${length}`);
+      if (expectedCrc !== 0 && crc >>> 0 !== expectedCrc) {
+        throw new StrataError('Corrupt', `chunk ${chunkId}: crc32c ${crc >>> 0} of the source's bytes, expected ${expectedCrc}`);
+      }
+      return (await writer.commitEncoding(fetched.bytes, reader.layout.blocks.length)).storedBytes;
     } catch (err) {
       await writer.abort().catch(() => {});
       throw err;
