@@ -33,6 +33,11 @@ export interface ConnectOptions {
 }
 
 const READDIR_PAGE = 1000;
+/** Removals of one directory page in flight at once during rm -r. */
+const RM_PIPELINE = 64;
+
+/** A retried removal that finds the name gone was applied by the attempt whose outcome was unknown. */
+const goneMeansDone = (error: StrataError) => (error.kind === 'NotFound' ? {} : undefined);
 
 export interface ListOptions {
   /** Each entry's attributes too (one more lookup per entry on the coordinator). */
@@ -77,6 +82,7 @@ export class Strata {
     private readonly coordinator: CoordinatorClient,
     private readonly datanodes: DataNodeClients,
     private readonly options: Required<Pick<ConnectOptions, 'writeConcurrency' | 'readAhead'>>,
+    private readonly sessions: boolean,
   ) {
     this.tiering = new TieringCalls(coordinator);
   }
@@ -94,7 +100,7 @@ export class Strata {
     });
     const transferTimeoutMs = options.transferTimeoutMs ?? 120_000;
     const datanodes = new DataNodeClients({ writeTimeoutMs: transferTimeoutMs, readTimeoutMs: transferTimeoutMs });
-    return new Strata(coordinator, datanodes, { writeConcurrency: options.writeConcurrency ?? 3, readAhead: options.readAhead ?? 2 });
+    return new Strata(coordinator, datanodes, { writeConcurrency: options.writeConcurrency ?? 3, readAhead: options.readAhead ?? 2 }, options.session ?? true);
   }
 
   /** The namespace by inode and (parent inode, name): what a mount needs (client/inodes.ts). */
@@ -153,21 +159,34 @@ export class Strata {
   async rm(path: string, options: { recursive?: boolean; onRemoved?: (path: string) => void } = {}): Promise<void> {
     if (options.recursive) {
       const stat = await this.stat(path);
-      if (stat.isDirectory()) {
-        // Collect a page before deleting from it, so paging never skips entries.
-        for (;;) {
-          const page: DirEntry[] = [];
-          for await (const entry of this.list(path)) {
-            page.push(entry);
-            if (page.length >= READDIR_PAGE) break;
-          }
-          if (page.length === 0) break;
-          for (const entry of page) await this.rm(joinChild(path, entry.name), options);
-        }
+      if (stat.isDirectory()) await this.emptyTree(stat.ino, path, options.onRemoved);
+    }
+    await this.coordinator.call('Remove', { path }, goneMeansDone);
+    options.onRemoved?.(path);
+  }
+
+  /**
+   * Removes everything under directory `ino` (at `path`): its entries by (parent, name), so the
+   * coordinator resolves no path per entry, and the removals of a page pipelined on the session.
+   */
+  private async emptyTree(ino: number, path: string, onRemoved?: (path: string) => void): Promise<void> {
+    for (;;) {
+      // A page read before deleting from it, from the start each time: paging never skips entries.
+      const reply = await this.coordinator.call<{ entries: unknown[] }>('ReadDir', { path, after: '', limit: READDIR_PAGE, withAttrs: false });
+      const page = reply.entries.map(toDirEntry);
+      if (page.length === 0) return;
+      for (const entry of page) if (entry.type === 'directory') await this.emptyTree(entry.ino, joinChild(path, entry.name), onRemoved);
+      for (let i = 0; i < page.length; i += RM_PIPELINE) {
+        await Promise.all(
+          page.slice(i, i + RM_PIPELINE).map(async (entry) => {
+            const child = joinChild(path, entry.name);
+            if (this.sessions) await this.coordinator.session('removeAt', { parent: ino, name: entry.name }, goneMeansDone);
+            else await this.coordinator.call('Remove', { path: child }, goneMeansDone);
+            onRemoved?.(child);
+          }),
+        );
       }
     }
-    await this.coordinator.call('Remove', { path }, (error) => (error.kind === 'NotFound' ? {} : undefined));
-    options.onRemoved?.(path);
   }
 
   async rename(from: string, to: string): Promise<void> {
