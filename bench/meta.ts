@@ -1,0 +1,160 @@
+// Metadata benchmark: prints `name value unit` lines (never asserted anywhere).
+// A real cluster on loopback per engine (embedded LevelDB, then real etcd): one coordinator, no
+// data nodes (nothing here moves bytes). Through the SDK's public API: mkdir, create (an empty
+// file), stat, rename and unlink in ops/s with 1 client and with 16 concurrent clients (one SDK
+// instance, so one session stream, each, working in its own directory), plus lookup and getattr
+// through `strata.inodes` (session only); then µs/op of a warm stat, lookup and getattr repeated
+// on one name by one client.
+//
+// With META_FSYNCS=1, a second, slower pass counts fsync+fdatasync calls per create (strace on
+// the process that makes metadata durable: the coordinator for embedded, etcd for etcd). It runs
+// apart from the timed pass because strace slows every syscall it watches.
+//
+// Env: META_N (ops per phase, split over the clients; 2000), META_WARM_N (warm repeats; 5000),
+// META_CLIENTS (1,16), META_ENGINES (embedded,etcd), META_SESSION (1; 0 = unary RPCs),
+// META_FSYNCS (0), META_FSYNC_N (ops per counted phase; 400).
+import { spawn } from 'node:child_process';
+
+import { Strata } from '../client/index.js';
+import { startCluster, type TestCluster } from '../test/harness/cluster.js';
+
+type Engine = 'embedded' | 'etcd';
+
+const opsPerPhase = Number(process.env.META_N ?? 2000);
+const warmN = Number(process.env.META_WARM_N ?? 5000);
+const clientCounts = (process.env.META_CLIENTS ?? '1,16').split(',').map(Number);
+const engines = (process.env.META_ENGINES ?? 'embedded,etcd').split(',') as Engine[];
+const session = process.env.META_SESSION !== '0';
+const countFsyncs = process.env.META_FSYNCS === '1';
+const fsyncOps = Number(process.env.META_FSYNC_N ?? 400);
+
+const print = (name: string, value: number, unit: string) => console.log(`${name} ${Number(value.toFixed(value < 10 ? 2 : 0))} ${unit}`);
+
+interface Worker {
+  sdk: Strata;
+  dir: string;
+  dirIno: number;
+}
+
+/** Runs `op(worker, i)` for i < perWorker on every worker at once; returns ops/s over all. */
+async function phase(workers: Worker[], perWorker: number, op: (w: Worker, i: number) => Promise<unknown>): Promise<number> {
+  const started = process.hrtime.bigint();
+  await Promise.all(workers.map(async (w) => {
+    for (let i = 0; i < perWorker; i++) await op(w, i);
+  }));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return (perWorker * workers.length) / seconds;
+}
+
+async function openWorkers(cluster: TestCluster, clients: number, tag: string): Promise<Worker[]> {
+  const workers = Array.from({ length: clients }, (_, c) => ({
+    sdk: Strata.connect({ coordinators: cluster.coordinatorList, session }),
+    dir: `/${tag}-c${clients}/w${c}`,
+    dirIno: 0,
+  }));
+  for (const w of workers) w.dirIno = (await w.sdk.mkdir(w.dir, { parents: true })).ino;
+  return workers;
+}
+
+async function throughput(cluster: TestCluster, engine: Engine, clients: number): Promise<void> {
+  const workers = await openWorkers(cluster, clients, 'ops');
+  const perWorker = Math.max(1, Math.ceil(opsPerPhase / clients));
+  const name = (op: string) => `meta_${op}_${engine}_c${clients}`;
+  try {
+    print(name('mkdir'), await phase(workers, perWorker, (w, i) => w.sdk.mkdir(`${w.dir}/d${i}`)), 'ops/s');
+    print(name('create'), await phase(workers, perWorker, (w, i) => w.sdk.create(`${w.dir}/f${i}`, { exclusive: true })), 'ops/s');
+    print(name('stat'), await phase(workers, perWorker, (w, i) => w.sdk.stat(`${w.dir}/f${i}`)), 'ops/s');
+    if (session) {
+      const inos = await Promise.all(workers.map((w) => Promise.all(Array.from({ length: perWorker }, (_, i) => w.sdk.stat(`${w.dir}/f${i}`).then((s) => s.ino)))));
+      const byWorker = new Map(workers.map((w, c) => [w, inos[c]!]));
+      print(name('lookup'), await phase(workers, perWorker, (w, i) => w.sdk.inodes.lookup(w.dirIno, `f${i}`)), 'ops/s');
+      print(name('getattr'), await phase(workers, perWorker, (w, i) => w.sdk.inodes.getattr(byWorker.get(w)![i]!)), 'ops/s');
+    }
+    print(name('rename'), await phase(workers, perWorker, (w, i) => w.sdk.rename(`${w.dir}/f${i}`, `${w.dir}/r${i}`)), 'ops/s');
+    print(name('unlink'), await phase(workers, perWorker, (w, i) => w.sdk.rm(`${w.dir}/r${i}`)), 'ops/s');
+  } finally {
+    for (const w of workers) w.sdk.close();
+  }
+}
+
+/** µs per call of a stat / lookup / getattr repeated on one name: what a warm cache should make cheap. */
+async function warm(cluster: TestCluster, engine: Engine): Promise<void> {
+  const [w] = await openWorkers(cluster, 1, 'warm');
+  const { sdk, dir, dirIno } = w!;
+  try {
+    const { ino } = await sdk.create(`${dir}/hot`);
+    const usPerOp = async (op: () => Promise<unknown>) => {
+      for (let i = 0; i < 100; i++) await op(); // warm up: connection, JIT, caches
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < warmN; i++) await op();
+      return Number(process.hrtime.bigint() - started) / 1e3 / warmN;
+    };
+    print(`meta_warm_stat_${engine}`, await usPerOp(() => sdk.stat(`${dir}/hot`)), 'us/op');
+    if (session) {
+      const inodes = sdk.inodes;
+      print(`meta_warm_lookup_${engine}`, await usPerOp(() => inodes.lookup(dirIno, 'hot')), 'us/op');
+      print(`meta_warm_getattr_${engine}`, await usPerOp(() => inodes.getattr(ino)), 'us/op');
+    }
+  } finally {
+    sdk.close();
+  }
+}
+
+/** Counts fsync-family syscalls of `pid` (all its threads) while `work` runs. */
+async function fsyncsDuring(pid: number, work: () => Promise<void>): Promise<number> {
+  const tracer = spawn('strace', ['-f', '-c', '-e', 'trace=fsync,fdatasync', '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let report = '';
+  tracer.stderr.on('data', (piece: Buffer) => (report += piece.toString()));
+  const exited = new Promise<void>((resolve) => tracer.once('exit', () => resolve()));
+  // strace says "Process N attached" per thread once it is tracing.
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`strace did not attach to ${pid}: ${report}`)), 10_000);
+    const check = () => {
+      if (/attached/.test(report)) {
+        clearTimeout(timer);
+        tracer.stderr.off('data', check);
+        setTimeout(resolve, 200); // let the other threads attach too
+      }
+    };
+    tracer.stderr.on('data', check);
+    tracer.once('exit', () => reject(new Error(`strace exited: ${report}`)));
+  });
+  try {
+    await work();
+  } finally {
+    tracer.kill('SIGINT');
+    await exited;
+  }
+  let calls = 0;
+  for (const match of report.matchAll(/^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(fsync|fdatasync)\s*$/gm)) calls += Number(match[1]);
+  return calls;
+}
+
+async function fsyncsPerCreate(cluster: TestCluster, engine: Engine, clients: number): Promise<void> {
+  const workers = await openWorkers(cluster, clients, 'fsync');
+  const perWorker = Math.max(1, Math.ceil(fsyncOps / clients));
+  const pid = engine === 'etcd' ? cluster.etcd!.pid : cluster.coordinators[0]!.process.pid!;
+  try {
+    const calls = await fsyncsDuring(pid, async () => {
+      await phase(workers, perWorker, (w, i) => w.sdk.create(`${w.dir}/f${i}`, { exclusive: true }));
+    });
+    print(`meta_fsyncs_per_create_${engine}_c${clients}`, calls / (perWorker * clients), 'fsyncs/op');
+  } finally {
+    for (const w of workers) w.sdk.close();
+  }
+}
+
+async function main(): Promise<void> {
+  for (const engine of engines) {
+    const cluster = await startCluster({ meta: engine, datanodes: 0 });
+    try {
+      for (const clients of clientCounts) await throughput(cluster, engine, clients);
+      await warm(cluster, engine);
+      if (countFsyncs) for (const clients of clientCounts) await fsyncsPerCreate(cluster, engine, clients);
+    } finally {
+      await cluster.stop();
+    }
+  }
+}
+
+await main();
