@@ -14,6 +14,8 @@ const INITIAL_WINDOW = 32;
 const MAX_WINDOW = 1024;
 /** A stream with nothing in flight for this long is closed (an open stream keeps the process alive). */
 const IDLE_CLOSE_MS = 2000;
+/** What coordinators accept until a hello says otherwise (coordinator/session.ts SESSION_DEFAULTS). */
+const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
 
 /** Errors of requests that never left this client: retrying them elsewhere cannot apply anything twice. */
 const neverSentErrors = new WeakSet<StrataError>();
@@ -48,6 +50,7 @@ export class SessionStream {
   private readonly queue: Request[] = [];
   private window = INITIAL_WINDOW;
   private helloSeen = false;
+  private maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
   /** The coordinator's clock minus ours, from its last hello (kept across reconnects). */
   private clockOffsetMs: number | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -63,6 +66,12 @@ export class SessionStream {
   /** Sends one op; resolves with its result message. The deadline covers waiting for a slot. */
   request(op: string, body: unknown, timeoutMs: number): Promise<any> {
     if (this.unsupported) return Promise.reject(this.unsent(new SessionUnsupported(this.address)));
+    // The coordinator closes the whole stream on an oversized message: refuse it here, alone.
+    // (JSON is longer than the protobuf encoding, so this never refuses what would fit.)
+    const size = Buffer.byteLength(JSON.stringify(body ?? {}));
+    if (size > this.maxMessageBytes) {
+      return Promise.reject(this.unsent(new StrataError('Invalid', `request too large for the session: about ${size} bytes, the limit is ${this.maxMessageBytes}`)));
+    }
     return new Promise((resolve, reject) => {
       const request: Request = { id: 0, op, body, resolve, reject, written: false, deadlineAt: Date.now() + timeoutMs, timer: undefined as unknown as NodeJS.Timeout };
       request.timer = setTimeout(() => this.expire(request, timeoutMs), timeoutMs);
@@ -140,6 +149,7 @@ export class SessionStream {
     if (push.result === 'hello') {
       this.helloSeen = true;
       if (Number(push.hello.nowMs) > 0) this.clockOffsetMs = Number(push.hello.nowMs) - Date.now();
+      if (Number(push.hello.maxMessageBytes) > 0) this.maxMessageBytes = Number(push.hello.maxMessageBytes);
       this.window = Math.max(1, Math.min(MAX_WINDOW, Number(push.hello.maxInFlight) || INITIAL_WINDOW));
       this.pump();
       return;

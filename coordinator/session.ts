@@ -65,6 +65,7 @@ export class ServerSession {
   private readonly inFlight = new Set<number>();
   private closed = false;
   private halfClosed = false;
+  private draining = false;
 
   constructor(
     private readonly call: Duplex,
@@ -83,7 +84,7 @@ export class ServerSession {
 
   /** A message with no request id (hello, invalidations); dropped once the stream is closed. */
   push(result: Record<string, unknown>): void {
-    if (!this.closed) this.call.write({ id: 0, ...result });
+    if (!this.closed) this.send({ id: 0, ...result });
   }
 
   start(coordinator: string): void {
@@ -124,15 +125,30 @@ export class ServerSession {
 
   /** Answers without starting the request: nothing was applied, and no slot is taken. */
   private refuse(id: number, code: grpc.status, message: string): void {
-    this.call.write({ id, error: { code, kind: code === grpc.status.DEADLINE_EXCEEDED ? 'Timeout' : '', message, notStarted: true } });
+    this.send({ id, error: { code, kind: code === grpc.status.DEADLINE_EXCEEDED ? 'Timeout' : '', message, notStarted: true } });
   }
 
   /** A slot stays taken until the reply is handed to the transport: memory stays bounded when a client stops reading. */
   private answer(id: number, body: Record<string, unknown>): void {
     if (this.closed) return;
-    this.call.write({ id, ...body }, () => {
+    this.send({ id, ...body }, () => {
       this.inFlight.delete(id);
       this.maybeFinish();
+    });
+  }
+
+  /**
+   * Writes a reply; while the transport has not taken what is queued, stops reading requests.
+   * Refusals take no slot, so without this a client that floods and never reads would pile up
+   * replies here without bound.
+   */
+  private send(message: unknown, written?: () => void): void {
+    if (this.call.write(message, written) || this.draining) return;
+    this.draining = true;
+    this.call.pause();
+    this.call.once('drain', () => {
+      this.draining = false;
+      if (!this.closed) this.call.resume();
     });
   }
 

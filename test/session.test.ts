@@ -173,6 +173,10 @@ describe('session stream: embedded, in-flight limit 8', () => {
     bystander.write({ id: 1, stat: { path: '/' } });
     expect((await bystander.answers(1))[0].stat.attr.ino).toBe(1);
     bystander.close();
+    // The SDK refuses such a request itself, alone: the calls beside it on its session go through.
+    const [tooBig, fine] = await Promise.allSettled([fs.stat('/' + 'y'.repeat(70 * 1024)), fs.stat('/')]);
+    expect(tooBig).toMatchObject({ status: 'rejected', reason: { kind: 'Invalid' } });
+    expect(fine).toMatchObject({ status: 'fulfilled', value: { ino: 1 } });
   });
 
   test('the unary RPCs keep working, beside open sessions and for a client without them', async () => {
