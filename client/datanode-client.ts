@@ -133,7 +133,8 @@ export class DataNodeClients {
     const fetched = await this.viaBytes(node, async (route, peer) => {
       const pieces: Buffer[] = [];
       let total = 0;
-      const reading = this.bytes.read(route, request, peer);
+      // The whole encoding in one frame, assembled into one buffer as it arrives: no concat.
+      const reading = this.bytes.read(route, request, peer, { maxDataBytes: maxBytes, slices: false });
       for (;;) {
         const next = await reading.next();
         if (next.done) {

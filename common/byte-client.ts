@@ -5,11 +5,23 @@
 // cuts the connection itself when the budget is spent.
 import net from 'node:net';
 import { StrataError, asStrataError } from './errors.js';
-import { FrameQueue, FrameType, MAX_DATA_FRAME_BYTES, controlFrame, errorFromBody, frameOf, writeFrames, type Frame } from './byte-frames.js';
+import {
+  ASSEMBLED,
+  FrameQueue,
+  FrameType,
+  MAX_DATA_FRAME_BYTES,
+  controlFrame,
+  errorFromBody,
+  frameOf,
+  writeFrames,
+  type DataFrameMode,
+  type Frame,
+} from './byte-frames.js';
 
 /** One data message on the wire: large enough to amortise framing, far below the frame limit. */
 export const BYTE_PIECE_BYTES = 1024 * 1024;
 const MAX_IDLE_PER_ADDRESS = 8;
+const SLICES: DataFrameMode = { maxDataBytes: MAX_DATA_FRAME_BYTES, slices: true };
 const CONNECT_TIMEOUT_MS = 5_000;
 
 /** The route was wrong (nothing listens there, or another node does): safe to re-resolve and retry. */
@@ -95,7 +107,9 @@ class Call {
   failure(err: unknown): StrataError {
     this.close();
     if (this.timedOut) return new StrataError('Timeout', `${this.peer}: byte path request timed out`);
-    if (err instanceof StrataError && err.kind !== 'Unavailable') return err; // e.g. a malformed frame from the peer
+    // A malformed frame from the peer is its fault, not this request's: like damaged bytes.
+    if (err instanceof StrataError && err.kind === 'Invalid') return new StrataError('Corrupt', `${this.peer}: malformed reply (${err.message})`);
+    if (err instanceof StrataError && err.kind !== 'Unavailable') return err;
     const reason = err instanceof Error ? err.message : 'connection closed';
     return new StrataError('Unavailable', `cannot reach ${this.peer}: ${reason}`, { cause: err });
   }
@@ -115,9 +129,12 @@ export class ByteClient {
   private readonly idle = new Map<string, Connection[]>();
   private closed = false;
 
-  /** Reads a chunk range (or encoding): yields each data frame; the Reply frame's body at the end. */
-  async *read(address: string, request: ByteRequest, peer: string): AsyncGenerator<Buffer, unknown> {
-    const call = await this.open(address, request, peer);
+  /**
+   * Reads a chunk range (or encoding): yields the data as it arrives; the Reply frame's body at
+   * the end. `mode`: by default the bytes come as the socket read them (no copy).
+   */
+  async *read(address: string, request: ByteRequest, peer: string, mode: DataFrameMode = SLICES): AsyncGenerator<Buffer, unknown> {
+    const call = await this.open(address, request, peer, mode);
     try {
       for (;;) {
         const frame = await call.next();
@@ -196,9 +213,11 @@ export class ByteClient {
     throw err;
   }
 
-  private async open(address: string, request: ByteRequest, peer: string): Promise<Call> {
+  private async open(address: string, request: ByteRequest, peer: string, mode: DataFrameMode = ASSEMBLED): Promise<Call> {
     if (this.closed) throw new StrataError('Unavailable', 'byte client is closed');
-    const call = new Call(this, address, this.pooled(address) ?? (await this.connect(address, peer)), peer, request.timeoutMs);
+    const connection = this.pooled(address) ?? (await this.connect(address, peer));
+    connection.frames.setMode(mode);
+    const call = new Call(this, address, connection, peer, request.timeoutMs);
     await call.send([controlFrame(FrameType.Request, request)]);
     return call;
   }

@@ -55,15 +55,29 @@ export function errorFromBody(body: unknown, peer: string): StrataError {
 
 const EMPTY = Buffer.alloc(0);
 
-/**
- * Splits a byte stream into frames. Data payloads are assembled into one buffer (one copy: what
- * consumers store and forward is then a single piece), control payloads are parsed as JSON.
- */
+/** How a parser treats data frames (a client sets it per request; between requests it is idle). */
+export interface DataFrameMode {
+  /** Largest data payload accepted. */
+  maxDataBytes: number;
+  /**
+   * Hand out a data payload as the slices of the socket's reads it arrived in, without copying:
+   * for consumers that only pass bytes on (a client reading). Otherwise a payload is assembled
+   * into one buffer (one copy), which is what stores and forwards want.
+   */
+  slices: boolean;
+}
+
+export const ASSEMBLED: DataFrameMode = { maxDataBytes: MAX_DATA_FRAME_BYTES, slices: false };
+
+/** Splits a byte stream into frames; control payloads are parsed as JSON. */
 export class FrameParser {
+  mode: DataFrameMode = ASSEMBLED;
   private header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
   private headerFilled = 0;
   private payload: Buffer | null = null;
   private payloadFilled = 0;
+  /** Bytes of a sliced data payload still to come. */
+  private sliceRemaining = 0;
   private type = 0;
 
   /** Frames completed by `chunk`, in order; throws Invalid on a malformed or oversized frame. */
@@ -71,6 +85,13 @@ export class FrameParser {
     const frames: Frame[] = [];
     let at = 0;
     while (at < chunk.length) {
+      if (this.sliceRemaining > 0) {
+        const taken = Math.min(this.sliceRemaining, chunk.length - at);
+        frames.push({ type: FrameType.Data, data: chunk.subarray(at, at + taken) });
+        this.sliceRemaining -= taken;
+        at += taken;
+        continue;
+      }
       if (this.payload === null) {
         const taken = Math.min(FRAME_HEADER_BYTES - this.headerFilled, chunk.length - at);
         chunk.copy(this.header, this.headerFilled, at, at + taken);
@@ -80,7 +101,11 @@ export class FrameParser {
         this.headerFilled = 0;
         const length = this.header.readUInt32BE(0);
         this.type = this.header.readUInt8(4);
-        checkFrame(this.type, length);
+        checkFrame(this.type, length, this.mode.maxDataBytes);
+        if (this.type === FrameType.Data && this.mode.slices) {
+          this.sliceRemaining = length;
+          continue;
+        }
         this.payload = length === 0 ? EMPTY : Buffer.allocUnsafe(length);
         this.payloadFilled = 0;
       }
@@ -97,10 +122,10 @@ export class FrameParser {
   }
 }
 
-function checkFrame(type: number, length: number): void {
+function checkFrame(type: number, length: number, maxDataBytes: number): void {
   if (!TYPES.has(type)) throw invalid(`byte path: unknown frame type ${type}`);
   if (type === FrameType.Data) {
-    if (length > MAX_DATA_FRAME_BYTES) throw invalid(`byte path: data frame of ${length} bytes exceeds ${MAX_DATA_FRAME_BYTES}`);
+    if (length > maxDataBytes) throw invalid(`byte path: data frame of ${length} bytes exceeds ${maxDataBytes}`);
   } else if (type === FrameType.End) {
     if (length !== 0) throw invalid('byte path: an end frame carries no payload');
   } else if (length > MAX_CONTROL_FRAME_BYTES) {
@@ -152,6 +177,11 @@ export class FrameQueue {
     if (this.failure) return Promise.reject(this.failure);
     if (this.ended) return Promise.resolve(null);
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  /** How the next data frames are handed out; set only between requests. */
+  setMode(mode: DataFrameMode): void {
+    this.parser.mode = mode;
   }
 
   /** Stops parsing: what arrives from now on is dropped (after an error reply, say). */

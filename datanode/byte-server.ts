@@ -4,7 +4,7 @@
 // only; a deadline (the request's time budget) does the same with Timeout.
 import net from 'node:net';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
-import { FrameQueue, FrameType, MAX_DATA_FRAME_BYTES, controlFrame, errorFrame, frameOf, writeFrames, type Frame } from '../common/byte-frames.js';
+import { FrameQueue, FrameType, controlFrame, errorFrame, frameOf, writeFrames, type Frame } from '../common/byte-frames.js';
 import type { Logger } from '../common/log.js';
 
 export interface ByteReadRequest {
@@ -124,7 +124,8 @@ async function serveRead(socket: net.Socket, blocks: AsyncIterable<Buffer>): Pro
 
 async function serveEncoding(socket: net.Socket, handlers: ByteHandlers, chunkId: string): Promise<void> {
   const { bytes, length, crc32c } = await handlers.readEncoding(chunkId);
-  for (let at = 0; at < bytes.length; at += MAX_DATA_FRAME_BYTES) await send(socket, frameOf(FrameType.Data, bytes.subarray(at, at + MAX_DATA_FRAME_BYTES)));
+  // One frame: the reader sized its limit to this chunk's largest possible encoding.
+  await send(socket, frameOf(FrameType.Data, bytes));
   await send(socket, [controlFrame(FrameType.Reply, { length, crc32c, storedBytes: bytes.length })]);
 }
 
