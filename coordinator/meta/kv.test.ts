@@ -1,5 +1,6 @@
 // One contract for the KV seam, run against every engine: LevelDB in a temp dir and real etcd.
 
+import { spawn } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { StrataError } from '../../common/errors.js';
@@ -28,6 +29,15 @@ async function expectKind(promise: Promise<unknown>, kind: StrataError['kind']):
 
 async function expectAbsent(kv: Kv, key: string): Promise<void> {
   expect(await kv.getMany([key])).toEqual([undefined]);
+}
+
+/**
+ * Runs `txns` concurrently behind one unrelated write, so that on an engine that group-commits
+ * they all queue while it commits and are then checked together in one group.
+ */
+async function together<T>(kv: Kv, prefix: string, txns: (() => Promise<T>)[]): Promise<T[]> {
+  const [, ...results] = await Promise.all([kv.txn({ compares: [], ops: [put(`${prefix}blocker`, 'x')] }), ...txns.map((t) => t())]);
+  return results as T[];
 }
 
 /** The seam's contract. Each test writes under its own prefix, so engines may be shared. */
@@ -180,8 +190,10 @@ export function kvContract(name: string, open: () => Promise<Kv>): void {
       const p = fresh();
       await kv.txn({ compares: [], ops: [put(`${p}k`, 'start')] });
       const [base] = await kv.getMany([`${p}k`]);
-      const results = await Promise.all(
-        Array.from({ length: RACERS }, (_, i) =>
+      const results = await together(
+        kv,
+        p,
+        Array.from({ length: RACERS }, (_, i) => () =>
           kv.txn({ compares: [{ key: `${p}k`, modRevision: base!.modRevision }], ops: [put(`${p}k`, `racer${i}`)] }),
         ),
       );
@@ -196,8 +208,157 @@ export function kvContract(name: string, open: () => Promise<Kv>): void {
       );
       expect(creates.filter(Boolean)).toHaveLength(1);
     });
+
+    test(`${RACERS} concurrent create-if-absent of one key: one wins, the losers write nothing`, async () => {
+      const p = fresh();
+      const results = await together(
+        kv,
+        p,
+        Array.from({ length: RACERS }, (_, i) => () =>
+          kv.txn({ compares: [{ key: `${p}k`, modRevision: 0 }], ops: [put(`${p}k`, `racer${i}`), put(`${p}side/${i}`, 'x')] }),
+        ),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const winner = results.indexOf(true);
+      const [entry] = await kv.getMany([`${p}k`]);
+      expect(entry!.value.toString()).toBe(`racer${winner}`);
+      const sides = await kv.range({ start: `${p}side/`, end: prefixEnd(`${p}side/`), limit: RACERS + 1 });
+      expect(sides.map((e) => e.key)).toEqual([`${p}side/${winner}`]);
+      expect(sides[0]!.modRevision).toBe(entry!.modRevision);
+    });
+
+    test('concurrent independent txns all commit, each at a revision of its own', async () => {
+      const p = fresh();
+      const count = 3 * RACERS;
+      const results = await together(
+        kv,
+        p,
+        Array.from({ length: count }, (_, i) => () =>
+          kv.txn({ compares: [{ key: `${p}${i}/a`, modRevision: 0 }], ops: [put(`${p}${i}/a`, `a${i}`), put(`${p}${i}/b`, `b${i}`)] }),
+        ),
+      );
+      expect(results).toEqual(Array(count).fill(true));
+      const entries = await kv.getMany(Array.from({ length: count }, (_, i) => [`${p}${i}/a`, `${p}${i}/b`]).flat());
+      const revisions = new Set<number>();
+      for (let i = 0; i < count; i++) {
+        const [a, b] = [entries[2 * i]!, entries[2 * i + 1]!];
+        expect([a.value.toString(), b.value.toString()]).toEqual([`a${i}`, `b${i}`]);
+        expect(b.modRevision).toBe(a.modRevision);
+        revisions.add(a.modRevision);
+      }
+      expect(revisions.size).toBe(count);
+    });
+
+    test('a failing compare among concurrent txns fails alone and writes nothing', async () => {
+      const p = fresh();
+      await kv.txn({ compares: [], ops: [put(`${p}k`, 'keep')] });
+      const [before] = await kv.getMany([`${p}k`]);
+      const independent = (i: number) =>
+        kv.txn({ compares: [{ key: `${p}ok/${i}`, modRevision: 0 }], ops: [put(`${p}ok/${i}`, String(i))] });
+      // Stale: k exists, so "absent" does not hold; its ops would delete k and add a key.
+      const doomed = () =>
+        kv.txn({ compares: [{ key: `${p}k`, modRevision: 0 }], ops: [{ type: 'delete', key: `${p}k` }, put(`${p}bad`, 'x')] });
+      const half = RACERS / 2;
+      const results = await together(kv, p, [
+        ...Array.from({ length: half }, (_, i) => () => independent(i)),
+        doomed,
+        ...Array.from({ length: half }, (_, i) => () => independent(half + i)),
+      ]);
+      expect(results).toEqual([...Array(half).fill(true), false, ...Array(half).fill(true)]);
+      const [k, bad] = await kv.getMany([`${p}k`, `${p}bad`]);
+      expect(k).toEqual(before);
+      expect(bad).toBeUndefined();
+      expect(await kv.count(`${p}ok/`, prefixEnd(`${p}ok/`))).toBe(RACERS);
+    });
+
+    test('concurrent deleteRanges and puts in other ranges each do exactly their own', async () => {
+      const p = fresh();
+      const dirs = Array.from({ length: RACERS }, (_, i) => `${p}d/${String(i).padStart(2, '0')}/`);
+      await kv.txn({ compares: [], ops: dirs.flatMap((d) => [put(`${d}1`, 'x'), put(`${d}2`, 'x')]) });
+      const results = await together(
+        kv,
+        p,
+        dirs.map((d, i) => () =>
+          i % 2 === 0
+            ? kv.txn({ compares: [], ops: [{ type: 'deleteRange', start: d, end: prefixEnd(d) }] })
+            : kv.txn({ compares: [], ops: [put(`${d}3`, 'y')] }),
+        ),
+      );
+      expect(results).toEqual(Array(RACERS).fill(true));
+      const left = await kv.range({ start: `${p}d/`, end: prefixEnd(`${p}d/`), limit: 4 * RACERS });
+      expect(left.map((e) => e.key)).toEqual(dirs.filter((_, i) => i % 2 === 1).flatMap((d) => [`${d}1`, `${d}2`, `${d}3`]));
+    });
   });
 }
+
+/**
+ * A writer process killed with -9 while many txns are in flight: every txn it saw acknowledged
+ * is there afterwards, and every txn is all or nothing. `reopen` is called once the writer is dead.
+ */
+export function crashContract(name: string, metaUrl: () => Promise<string>, reopen: (url: string) => Promise<Kv>): void {
+  test(`${name}: a writer killed -9 mid-group loses nothing acknowledged`, { timeout: 60_000 }, async () => {
+    const url = await metaUrl();
+    const writer = spawn(process.execPath, ['--input-type=module', '-e', CRASH_WRITER, url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const acked: number[] = [];
+    let stderr = '';
+    writer.stderr.on('data', (piece: Buffer) => (stderr += piece.toString()));
+    const exited = new Promise<void>((resolve) => writer.once('exit', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      let pending = '';
+      writer.stdout.on('data', (piece: Buffer) => {
+        pending += piece.toString();
+        const lines = pending.split('\n');
+        pending = lines.pop()!;
+        for (const line of lines) acked.push(Number(line));
+        if (acked.length >= CRASH_ACKS) resolve();
+      });
+      writer.once('exit', () => reject(new Error(`writer exited after ${acked.length} acks: ${stderr}`)));
+    });
+    writer.kill('SIGKILL');
+    await exited;
+    const kv = await reopen(url);
+    try {
+      const count = Math.max(...acked) + CRASH_IN_FLIGHT + 1;
+      const keys = Array.from({ length: count }, (_, i) => [`crash/a/${i}`, `crash/b/${i}`]).flat();
+      const entries = await kv.getMany(keys);
+      for (const i of acked) expect(entries[2 * i]?.value.toString(), `acknowledged txn ${i}`).toBe(String(i));
+      for (let i = 0; i < count; i++) {
+        const [a, b] = [entries[2 * i], entries[2 * i + 1]];
+        expect(b?.value.toString(), `txn ${i} is all or nothing`).toBe(a?.value.toString());
+      }
+      // The store keeps going after the crash, at revisions above everything it kept.
+      const newest = Math.max(...entries.map((e) => e?.modRevision ?? 0));
+      expect(await kv.txn({ compares: [], ops: [put('crash/after', 'x')] })).toBe(true);
+      const [after] = await kv.getMany(['crash/after']);
+      expect(after!.modRevision).toBeGreaterThan(newest);
+    } finally {
+      await kv.close();
+    }
+  });
+}
+
+const CRASH_ACKS = 300;
+const CRASH_IN_FLIGHT = 32;
+// Keeps CRASH_IN_FLIGHT create-if-absent txns of two keys in flight; prints each acknowledged
+// txn's number once its promise resolved, and never stops by itself.
+const CRASH_WRITER = `
+import { openKv } from ${JSON.stringify(new URL('../../dist/coordinator/meta/open-kv.js', import.meta.url).href)};
+const kv = await openKv(process.argv[1]);
+let next = 0;
+const loop = async () => {
+  for (;;) {
+    const i = next++;
+    const value = Buffer.from(String(i));
+    const ok = await kv.txn({
+      compares: [{ key: 'crash/a/' + i, modRevision: 0 }],
+      ops: [{ type: 'put', key: 'crash/a/' + i, value }, { type: 'put', key: 'crash/b/' + i, value }],
+    });
+    if (!ok) throw new Error('txn ' + i + ' lost its create');
+    process.stdout.write(i + '\\n');
+  }
+};
+await Promise.all(Array.from({ length: ${CRASH_IN_FLIGHT} }, loop));
+`;
 
 const levelDirs: TempDir[] = [];
 afterAll(async () => {
@@ -246,6 +407,53 @@ describe('LevelKv', () => {
     }
   });
 
+  test('txns queued behind a commit share one synced batch, in order, each seeing the ones before', async () => {
+    const kv = await LevelKv.open(await levelDir());
+    try {
+      const start = kv.stats;
+      const absent = (key: string) => ({ key, modRevision: 0 });
+      // The first commits alone; the rest queue behind it and form the next group.
+      const results = await Promise.all([
+        kv.txn({ compares: [], ops: [put('first', '1')] }),
+        kv.txn({ compares: [absent('k')], ops: [put('k', 'a')] }),
+        kv.txn({ compares: [absent('k')], ops: [put('k', 'b')] }), // sees a's k
+        kv.txn({ compares: [absent('x')], ops: [put('x', '1'), { type: 'delete', key: 'k' }] }),
+        kv.txn({ compares: [absent('k')], ops: [put('k', 'd')] }), // sees the delete
+        kv.txn({ compares: [absent('x')], ops: [put('never', '1')] }), // sees x
+        kv.txn({ compares: [], ops: [{ type: 'deleteRange', start: 'x', end: 'y' }] }), // sees x too
+      ]);
+      expect(results).toEqual([true, true, false, true, true, false, true]);
+      expect(kv.stats).toEqual({ txns: start.txns + 7, groups: start.groups + 2, batches: start.batches + 2 });
+      const [first, k, x, never] = await kv.getMany(['first', 'k', 'x', 'never']);
+      expect([k?.value.toString(), x, never]).toEqual(['d', undefined, undefined]);
+      // Revisions as one at a time: a, then x's txn, then d, then the deleteRange.
+      expect(k!.modRevision).toBe(first!.modRevision + 3);
+      expect(await kv.txn({ compares: [absent('x')], ops: [put('x', '2')] })).toBe(true);
+      expect((await kv.getMany(['x']))[0]!.modRevision).toBe(first!.modRevision + 5);
+    } finally {
+      await kv.close();
+    }
+  });
+
+  test('close settles every queued txn first; what it acknowledged is there after a reopen', async () => {
+    const path = await levelDir();
+    const kv = await LevelKv.open(path);
+    const txns = Array.from({ length: 50 }, (_, i) => kv.txn({ compares: [{ key: `q/${i}`, modRevision: 0 }], ops: [put(`q/${i}`, String(i))] }));
+    const closed = kv.close();
+    await expectKind(kv.txn({ compares: [], ops: [put('late', 'x')] }), 'Unavailable');
+    expect(await Promise.all(txns)).toEqual(Array(50).fill(true));
+    await closed;
+    const reopened = await LevelKv.open(path);
+    try {
+      expect(await reopened.count('q/', 'q0')).toBe(50);
+      expect(await reopened.getMany(['late'])).toEqual([undefined]);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  crashContract('level', levelDir, (path) => LevelKv.open(path));
+
   test('a second open of the same directory is Unavailable', async () => {
     const path = await levelDir();
     const kv = await LevelKv.open(path);
@@ -268,6 +476,7 @@ describe('etcd', () => {
   }, ETCD_TEST_TIMEOUT_MS);
 
   kvContract('etcd', () => openKv(etcd.url));
+  crashContract('etcd', async () => etcd.url, (url) => openKv(url));
 
   test('a closed port fails with one Unavailable line, not a hang', { timeout: 10_000 }, async () => {
     const port = await freePort();
