@@ -138,12 +138,14 @@ export class ServerSession {
   }
 
   /**
-   * Writes a reply; while the transport has not taken what is queued, stops reading requests.
-   * Refusals take no slot, so without this a client that floods and never reads would pile up
-   * replies here without bound.
+   * Writes a reply; with more replies waiting for the transport than requests may be in flight
+   * (only refusals get there: they take no slot), stops reading requests until they drain, so a
+   * client that floods and never reads cannot pile up replies here without bound.
    */
   private send(message: unknown, written?: () => void): void {
-    if (this.call.write(message, written) || this.draining) return;
+    this.call.write(message, written);
+    // writableNeedDrain: a 'drain' is sure to come.
+    if (this.draining || !this.call.writableNeedDrain || this.call.writableLength <= this.limits.maxInFlight) return;
     this.draining = true;
     this.call.pause();
     this.call.once('drain', () => {
