@@ -1,0 +1,290 @@
+// The client's metadata cache: directory entries (absent names included), full listings and
+// attributes, each answered locally while the session's lease holds (coordinator/leases.ts).
+//
+// Why it never answers stale after another client's change was acknowledged:
+// - The coordinator revokes the lease and waits for our ack (or our lease's lapse) before it
+//   acknowledges a change; `applyPush` drops what the lease covered before we ack.
+// - Validity is measured on our monotonic clock from the *send* time of the request that got the
+//   grant, minus a margin: the coordinator counts the same TTL from its receipt, later.
+// - An answer is cached only if no invalidation that could cover it arrived since its request
+//   was sent (a `ReadTicket`): the reply may have been read before the push was applied.
+// - A grant in a newer epoch means the coordinator forgot our old leases: everything goes.
+import type { FileStat } from './types.js';
+
+export interface Invalidation {
+  ino: number;
+  name?: string;
+}
+
+export interface LeasePush {
+  pushId: number;
+  events: Invalidation[];
+  all?: boolean;
+}
+
+export interface LeaseGrant {
+  epoch: number;
+  validForMs: number;
+}
+
+/** Taken when a request is sent; proves later which pushes came after it. */
+export interface ReadTicket {
+  seq: number;
+  sentAtMs: number;
+}
+
+export interface MetaCacheOptions {
+  /** Cached directories and attributes kept at most (oldest first out). Default 50,000. */
+  maxEntries?: number;
+  /** Monotonic milliseconds. */
+  now?: () => number;
+}
+
+interface DirCache {
+  /** name -> child inode, or null for a name known absent. */
+  names: Map<string, number | null>;
+  /** The names in order, when a full listing was read under one lease. */
+  listing?: string[];
+}
+
+/** Pushes remembered, to judge replies that were in flight when they came. */
+const RECENT_PUSHES_MAX = 4096;
+/** Lease time given up to timers firing late and clocks running at slightly different rates. */
+export const leaseMarginMs = (validForMs: number) => 100 + validForMs / 50;
+
+export class MetaCache {
+  private readonly dirs = new Map<number, DirCache>();
+  private readonly attrs = new Map<number, FileStat>();
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+  private epoch = 0;
+  private validUntilMs = -Infinity;
+  private seq = 0;
+  /** seq -> what the push covered (item keys), or 'all'. */
+  private readonly recent: { seq: number; keys: Set<string> | 'all' }[] = [];
+  private readonly listeners = new Set<(event: Invalidation) => void>();
+  /** Items dropped from the cache (evicted) that the coordinator may release. */
+  private released: { kind: 'dir' | 'attr'; ino: number }[] = [];
+  hits = 0;
+
+  constructor(options: MetaCacheOptions = {}) {
+    this.maxEntries = options.maxEntries ?? 50_000;
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  ticket(): ReadTicket {
+    return { seq: this.seq, sentAtMs: this.now() };
+  }
+
+  get valid(): boolean {
+    return this.now() < this.validUntilMs;
+  }
+
+  get size(): number {
+    return this.dirs.size + this.attrs.size;
+  }
+
+  /** Until when (monotonic ms) the lease holds. */
+  get validUntil(): number {
+    return this.validUntilMs;
+  }
+
+  // ---- answers (undefined = not cached: ask the coordinator)
+
+  /** A cached entry: the child's attributes, `null` for a name known absent. */
+  lookup(parent: number, name: string): FileStat | null | undefined {
+    if (!this.fresh()) return undefined;
+    const child = this.dirs.get(parent)?.names.get(name);
+    if (child === undefined) return undefined;
+    if (child === null) return this.hit(null);
+    const stat = this.attrs.get(child);
+    return stat ? this.hit(stat) : undefined;
+  }
+
+  getattr(ino: number): FileStat | undefined {
+    if (!this.fresh()) return undefined;
+    const stat = this.attrs.get(ino);
+    return stat ? this.hit(stat) : undefined;
+  }
+
+  readdirplus(ino: number, after = '', limit = 1000): { entries: { name: string; stat: FileStat }[]; more: boolean } | undefined {
+    if (!this.fresh()) return undefined;
+    const dir = this.dirs.get(ino);
+    if (!dir?.listing) return undefined;
+    const start = after === '' ? 0 : dir.listing.findIndex((name) => name > after);
+    const names = start < 0 ? [] : dir.listing.slice(start, start + limit);
+    const entries: { name: string; stat: FileStat }[] = [];
+    for (const name of names) {
+      const stat = this.attrs.get(dir.names.get(name) ?? -1);
+      if (!stat) return undefined;
+      entries.push({ name, stat });
+    }
+    return this.hit({ entries, more: start >= 0 && start + limit < dir.listing.length });
+  }
+
+  // ---- learning (each returns false when the answer may not be cached)
+
+  /** Records a lease grant; false if the reply predates what we know (not cacheable). */
+  granted(ticket: ReadTicket, grant: LeaseGrant | undefined): boolean {
+    if (!grant) return false;
+    if (grant.epoch < this.epoch) return false;
+    if (grant.epoch > this.epoch) {
+      this.dropAll();
+      this.epoch = grant.epoch;
+      this.validUntilMs = -Infinity;
+    } else if (!this.fresh()) {
+      this.dropAll();
+    }
+    this.validUntilMs = Math.max(this.validUntilMs, ticket.sentAtMs + grant.validForMs - leaseMarginMs(grant.validForMs));
+    return this.valid;
+  }
+
+  /** A renewal's answer (no data): extends the lease, or starts over in a new epoch. */
+  renewed(ticket: ReadTicket, grant: LeaseGrant): void {
+    this.granted(ticket, grant);
+  }
+
+  putLookup(ticket: ReadTicket, grant: LeaseGrant | undefined, parent: number, name: string, stat: FileStat | null): void {
+    if (!this.untouched(ticket, [dirKey(parent), ...(stat ? [attrKey(stat.ino)] : [])]) || !this.granted(ticket, grant)) return;
+    this.dir(parent).names.set(name, stat ? stat.ino : null);
+    if (stat) this.putStat(stat);
+  }
+
+  putAttr(ticket: ReadTicket, grant: LeaseGrant | undefined, stat: FileStat): void {
+    if (!this.untouched(ticket, [attrKey(stat.ino)]) || !this.granted(ticket, grant)) return;
+    this.putStat(stat);
+  }
+
+  /** A whole listing (every page read under the one ticket) with each entry's attributes. */
+  putListing(ticket: ReadTicket, grant: LeaseGrant | undefined, ino: number, entries: { name: string; stat: FileStat }[]): void {
+    const keys = [dirKey(ino), ...entries.map((e) => attrKey(e.stat.ino))];
+    if (!this.untouched(ticket, keys) || !this.granted(ticket, grant)) return;
+    const dir = this.dir(ino);
+    dir.names.clear();
+    dir.listing = entries.map((e) => e.name).sort();
+    for (const { name, stat } of entries) {
+      dir.names.set(name, stat.ino);
+      this.putStat(stat);
+    }
+  }
+
+  /** What the coordinator pushed: drop what its lease covered, tell listeners; then ack. */
+  applyPush(push: LeasePush): void {
+    this.seq++;
+    if (push.all) {
+      this.remember('all');
+      this.dropAll();
+    } else {
+      const keys = new Set<string>();
+      for (const event of push.events) {
+        // The lease on the whole directory (or inode) is gone, not just the named entry.
+        if (event.name === undefined) {
+          keys.add(attrKey(event.ino));
+          this.attrs.delete(event.ino);
+        } else {
+          keys.add(dirKey(event.ino));
+          this.dirs.delete(event.ino);
+        }
+      }
+      this.remember(keys);
+    }
+    for (const event of push.all ? [] : push.events) {
+      for (const listener of this.listeners) {
+        try {
+          listener(event);
+        } catch {
+          // A listener's failure is its own; the cache and the other listeners go on.
+        }
+      }
+    }
+  }
+
+  /** The session is gone (stream ended, coordinator switched): nothing cached can be trusted. */
+  reset(): void {
+    this.seq++;
+    this.remember('all');
+    this.dropAll();
+    this.validUntilMs = -Infinity;
+  }
+
+  onInvalidate(listener: (event: Invalidation) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Items evicted since the last call (to release on the coordinator). */
+  takeReleased(): { kind: 'dir' | 'attr'; ino: number }[] {
+    const released = this.released;
+    this.released = [];
+    return released;
+  }
+
+  // ---- internals
+
+  private fresh(): boolean {
+    if (this.valid) return true;
+    if (this.size > 0) this.dropAll();
+    return false;
+  }
+
+  private hit<T>(value: T): T {
+    this.hits++;
+    return value;
+  }
+
+  /** No push since the ticket could cover these items. */
+  private untouched(ticket: ReadTicket, keys: string[]): boolean {
+    if (ticket.seq === this.seq) return true;
+    const oldest = this.recent[0];
+    if (!oldest || oldest.seq > ticket.seq + 1) return false; // forgotten: assume the worst
+    for (const push of this.recent) {
+      if (push.seq <= ticket.seq) continue;
+      if (push.keys === 'all' || keys.some((key) => (push.keys as Set<string>).has(key))) return false;
+    }
+    return true;
+  }
+
+  private remember(keys: Set<string> | 'all'): void {
+    this.recent.push({ seq: this.seq, keys });
+    if (this.recent.length > RECENT_PUSHES_MAX) this.recent.splice(0, this.recent.length - RECENT_PUSHES_MAX);
+  }
+
+  private dir(ino: number): DirCache {
+    let dir = this.dirs.get(ino);
+    if (!dir) {
+      dir = { names: new Map() };
+      this.dirs.set(ino, dir);
+      this.evict();
+    }
+    return dir;
+  }
+
+  private putStat(stat: FileStat): void {
+    this.attrs.delete(stat.ino);
+    this.attrs.set(stat.ino, stat);
+    this.evict();
+  }
+
+  private evict(): void {
+    while (this.size > this.maxEntries) {
+      const [ino] = this.attrs.size >= this.dirs.size ? this.attrs.keys() : this.dirs.keys();
+      if (ino === undefined) return;
+      if (this.attrs.size >= this.dirs.size) {
+        this.attrs.delete(ino);
+        this.released.push({ kind: 'attr', ino });
+      } else {
+        this.dirs.delete(ino);
+        this.released.push({ kind: 'dir', ino });
+      }
+    }
+  }
+
+  private dropAll(): void {
+    this.dirs.clear();
+    this.attrs.clear();
+    this.released = [];
+  }
+}
+
+const dirKey = (ino: number) => `dir:${ino}`;
+const attrKey = (ino: number) => `attr:${ino}`;

@@ -1,0 +1,245 @@
+import { describe, expect, it } from 'vitest';
+import { grantAll, LeaseTable, type LeaseClock, type LeasePush } from './leases.js';
+
+/** Time moves only when the test says so. */
+class ManualClock implements LeaseClock {
+  ms = 0;
+  private timers: { at: number; fn: () => void; live: boolean }[] = [];
+  now = () => this.ms;
+  setTimer(fn: () => void, ms: number) {
+    const timer = { at: this.ms + Math.max(0, ms), fn, live: true };
+    this.timers.push(timer);
+    return { cancel: () => void (timer.live = false) };
+  }
+  advance(ms: number): void {
+    const until = this.ms + ms;
+    for (;;) {
+      const due = this.timers.filter((t) => t.live && t.at <= until).sort((a, b) => a.at - b.at)[0];
+      if (!due) break;
+      this.ms = Math.max(this.ms, due.at);
+      due.live = false;
+      due.fn();
+    }
+    this.ms = until;
+    this.timers = this.timers.filter((t) => t.live);
+  }
+}
+
+const TTL = 10_000;
+
+function setup() {
+  const clock = new ManualClock();
+  const expired: string[] = [];
+  const table = new LeaseTable({ ttlMs: TTL, clock, onExpired: (id) => expired.push(id) });
+  const open = (id: string) => {
+    const pushes: LeasePush[] = [];
+    const session = table.openSession(id, (push) => pushes.push(push));
+    return { session, pushes };
+  };
+  return { clock, table, open, expired };
+}
+
+/** True once the promise has settled (after pending microtasks run). */
+async function settled(promise: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void promise.then(() => (done = true));
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+  return done;
+}
+
+describe('LeaseTable', () => {
+  it('grants a read its lease and names the epoch and how long it lasts', () => {
+    const { open } = setup();
+    const { session } = open('a');
+    const grant = session.begin([{ kind: 'dir', ino: 1 }]).grant();
+    expect(grant).toEqual({ epoch: 1, validForMs: TTL });
+    expect(session.leaseCount).toBe(1);
+  });
+
+  it('a change to a leased directory is pushed to its holder and completes only when the holder acks', async () => {
+    const { table, open } = setup();
+    const a = open('a');
+    a.session.begin([{ kind: 'dir', ino: 7 }]).grant();
+    const change = table.invalidate([{ ino: 7, name: 'x' }]);
+    expect(a.pushes).toEqual([{ pushId: 1, events: [{ ino: 7, name: 'x' }] }]);
+    expect(await settled(change)).toBe(false);
+    a.session.ack(1);
+    expect(await settled(change)).toBe(true);
+    expect(a.session.leaseCount).toBe(0);
+  });
+
+  it('does not push to sessions that lease something else, nor wait for them', async () => {
+    const { table, open } = setup();
+    const a = open('a');
+    a.session.begin([{ kind: 'dir', ino: 7 }, { kind: 'attr', ino: 8 }]).grant();
+    expect(await settled(table.invalidate([{ ino: 8, name: 'x' }, { ino: 7 }]))).toBe(true);
+    expect(a.pushes).toEqual([]);
+    expect(a.session.leaseCount).toBe(2);
+  });
+
+  it('a change during a read revokes the lease the read would get (its answer may predate the change)', async () => {
+    const { table, open } = setup();
+    const a = open('a');
+    const read = a.session.begin([{ kind: 'dir', ino: 7 }]);
+    expect(await settled(table.invalidate([{ ino: 7, name: 'x' }]))).toBe(true);
+    expect(a.pushes).toEqual([]); // nothing was cached yet, so nothing to tell
+    expect(read.grant()).toBeUndefined();
+    // The next read is leased again, and a change after it is pushed.
+    a.session.begin([{ kind: 'dir', ino: 7 }]).grant();
+    void table.invalidate([{ ino: 7, name: 'y' }]);
+    expect(a.pushes.map((p) => p.events)).toEqual([[{ ino: 7, name: 'y' }]]);
+  });
+
+  it('an abandoned read on a revoked item does not unregister a later read of it', () => {
+    const { table, open } = setup();
+    const a = open('a');
+    const first = a.session.begin([{ kind: 'attr', ino: 3 }]);
+    void table.invalidate([{ ino: 3 }]);
+    const second = a.session.begin([{ kind: 'attr', ino: 3 }]);
+    first.abandon();
+    expect(second.grant()).toBeDefined();
+    void table.invalidate([{ ino: 3 }]);
+    expect(a.pushes).toHaveLength(1);
+  });
+
+  it("the writer's own session is told but not waited for", async () => {
+    const { table, open } = setup();
+    const a = open('a');
+    const b = open('b');
+    a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+    b.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+    const change = table.invalidate([{ ino: 1, name: 'n' }], a.session);
+    expect(a.pushes).toHaveLength(1);
+    expect(b.pushes).toHaveLength(1);
+    expect(await settled(change)).toBe(false);
+    b.session.ack(b.pushes[0]!.pushId);
+    expect(await settled(change)).toBe(true);
+  });
+
+  it('a holder that never acks holds a change up only until its lease lapses, then loses all it held', async () => {
+    const { table, open, clock, expired } = setup();
+    const a = open('a');
+    a.session.begin([{ kind: 'dir', ino: 1 }, { kind: 'attr', ino: 2 }]).grant();
+    clock.advance(4000);
+    const change = table.invalidate([{ ino: 1, name: 'n' }]);
+    // Renewals while a push is unacknowledged do not extend the lease.
+    expect(a.session.renew().validForMs).toBe(TTL - 4000);
+    clock.advance(TTL - 4000 - 1);
+    expect(await settled(change)).toBe(false);
+    clock.advance(1);
+    expect(await settled(change)).toBe(true);
+    expect(expired).toEqual(['a']);
+    expect(a.session.leaseCount).toBe(0);
+    // Coming back, the session is in a new epoch: its client must drop what it cached.
+    expect(a.session.renew()).toEqual({ epoch: 2, validForMs: TTL });
+    // A read begun in the old epoch and answered now is not leased.
+  });
+
+  it('a read begun before the lease lapsed gets no lease after it', () => {
+    const { open, clock } = setup();
+    const a = open('a');
+    a.session.begin([{ kind: 'attr', ino: 5 }]).grant();
+    const read = a.session.begin([{ kind: 'attr', ino: 6 }]);
+    clock.advance(TTL);
+    a.session.renew(); // lapsed: new epoch
+    expect(read.grant()).toBeUndefined();
+  });
+
+  it('renewals and grants keep an acked session alive', async () => {
+    const { table, open, clock } = setup();
+    const a = open('a');
+    a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+    for (let i = 0; i < 5; i++) {
+      clock.advance(TTL / 2);
+      a.session.renew();
+    }
+    const change = table.invalidate([{ ino: 1, name: 'n' }]);
+    expect(a.pushes).toHaveLength(1);
+    expect(await settled(change)).toBe(false);
+    a.session.ack(1);
+    expect(await settled(change)).toBe(true);
+  });
+
+  it('a closed session (its stream ended) releases a waiting change at once and is forgotten', async () => {
+    const { table, open } = setup();
+    const a = open('a');
+    a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+    const change = table.invalidate([{ ino: 1, name: 'n' }]);
+    expect(await settled(change)).toBe(false);
+    a.session.close();
+    expect(await settled(change)).toBe(true);
+    expect(table.stats()).toEqual({ sessions: 0, leases: 0, holders: 0 });
+    expect(a.session.begin([{ kind: 'dir', ino: 1 }]).grant()).toBeUndefined();
+  });
+
+  it('a push the stream cannot take closes the session instead of waiting', async () => {
+    const { table } = setup();
+    const session = table.openSession('a', () => {
+      throw new Error('stream closed');
+    });
+    session.begin([{ kind: 'dir', ino: 1 }]).grant();
+    expect(await settled(table.invalidate([{ ino: 1, name: 'n' }]))).toBe(true);
+    expect(table.stats().sessions).toBe(0);
+  });
+
+  it('the sweep forgets sessions that stopped renewing', () => {
+    const { table, open, clock, expired } = setup();
+    const a = open('a');
+    open('b').session.begin([{ kind: 'attr', ino: 9 }]).grant();
+    a.session.begin([{ kind: 'attr', ino: 9 }]).grant();
+    clock.advance(TTL * 2 + 1);
+    expect(expired.sort()).toEqual(['a', 'b']);
+    expect(table.stats().leases).toBe(0);
+  });
+
+  it('released items are not pushed', async () => {
+    const { table, open } = setup();
+    const a = open('a');
+    a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+    a.session.release([{ kind: 'dir', ino: 1 }]);
+    expect(await settled(table.invalidate([{ ino: 1, name: 'n' }]))).toBe(true);
+    expect(a.pushes).toEqual([]);
+  });
+
+  it('all events on a revoked directory go in one push', () => {
+    const { table, open } = setup();
+    const a = open('a');
+    a.session.begin([{ kind: 'dir', ino: 1 }, { kind: 'attr', ino: 1 }]).grant();
+    void table.invalidate([{ ino: 1, name: 'a' }, { ino: 1, name: 'b' }, { ino: 1 }]);
+    expect(a.pushes).toEqual([{ pushId: 1, events: [{ ino: 1, name: 'a' }, { ino: 1, name: 'b' }, { ino: 1 }] }]);
+  });
+
+  it('invalidateAll pushes a drop-everything to every holder', async () => {
+    const { table, open } = setup();
+    const a = open('a');
+    const b = open('b');
+    a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+    const change = table.invalidateAll();
+    expect(a.pushes).toEqual([{ pushId: 1, events: [], all: true }]);
+    expect(b.pushes).toEqual([]);
+    a.session.ack(1);
+    expect(await settled(change)).toBe(true);
+  });
+
+  it('a session past its lease cap is answered without leases', () => {
+    const clock = new ManualClock();
+    const table = new LeaseTable({ ttlMs: TTL, clock, maxItemsPerSession: 2 });
+    const session = table.openSession('a', () => undefined);
+    expect(session.begin([{ kind: 'attr', ino: 1 }, { kind: 'attr', ino: 2 }]).grant()).toBeDefined();
+    expect(session.begin([{ kind: 'attr', ino: 3 }]).grant()).toBeUndefined();
+    expect(session.leaseCount).toBe(2);
+  });
+});
+
+describe('grantAll', () => {
+  it('grants an answer of several reads only if none was revoked', () => {
+    const { table, open } = setup();
+    const a = open('a');
+    const both = [a.session.begin([{ kind: 'dir', ino: 1 }]), a.session.begin([{ kind: 'attr', ino: 2 }])];
+    expect(grantAll(both)).toEqual({ epoch: 1, validForMs: TTL });
+    const again = [a.session.begin([{ kind: 'dir', ino: 3 }]), a.session.begin([{ kind: 'attr', ino: 4 }])];
+    void table.invalidate([{ ino: 4 }]);
+    expect(grantAll(again)).toBeUndefined();
+    expect(a.session.leaseCount).toBe(2);
+  });
+});
