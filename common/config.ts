@@ -74,6 +74,8 @@ export const coordinatorSchema = z.object({
   tiers: tiers.default([]),
   /** Requests one client session stream may have unanswered at once (more are refused, unstarted). */
   sessionMaxInFlight: int.min(1).max(65_536).default(256),
+  /** Client cache leases (coordinator/leases.ts): how long a silent holder can hold a change up. */
+  leaseTtlMs: int.min(1000).max(300_000).default(5000),
   logLevel,
 });
 export type CoordinatorConfig = Readonly<z.infer<typeof coordinatorSchema>>;

@@ -46,6 +46,7 @@ const loaded = grpc.loadPackageDefinition(packageDefinition) as any;
 export const strataProto = loaded.strata.v1 as {
   Coordinator: grpc.ServiceClientConstructor;
   DataNode: grpc.ServiceClientConstructor;
+  LeasePeers: grpc.ServiceClientConstructor;
 };
 
 const KIND_TO_STATUS: Record<ErrorKind, grpc.status> = {

@@ -60,7 +60,7 @@ export const realClock: LeaseClock = {
   },
 };
 
-export const LEASE_TTL_MS_DEFAULT = 10_000;
+export const LEASE_TTL_MS_DEFAULT = 5000;
 export const LEASE_ITEMS_PER_SESSION_MAX = 100_000;
 
 export interface LeaseTableOptions {
@@ -68,6 +68,8 @@ export interface LeaseTableOptions {
   /** Leases a session may hold at once; past it, reads are answered without a lease. */
   maxItemsPerSession?: number;
   clock?: LeaseClock;
+  /** False while this coordinator may not hand out leases (lease-peers.ts: fencing). */
+  mayGrant?(): boolean;
   /** Told when a session's leases lapse with pushes unacknowledged or unrenewed (for logs). */
   onExpired?(sessionId: string, leases: number): void;
 }
@@ -175,6 +177,10 @@ export class LeaseTable {
 
   /** @internal */ get itemsMax(): number {
     return this.maxItems;
+  }
+
+  /** @internal */ mayGrant(): boolean {
+    return this.options.mayGrant?.() ?? true;
   }
 
   /** @internal */ expired(session: LeaseSession, leases: number): void {
@@ -312,7 +318,8 @@ export class LeaseSession {
 
   /** @internal */ settle(read: LeaseRead, grant: boolean): LeaseGrant | undefined {
     this.reads.delete(read);
-    const ok = grant && !read.revoked && !this.closed && read.epoch === this.epoch && this.table.clock.now() < this.expiresAtMs;
+    const ok =
+      grant && !read.revoked && !this.closed && read.epoch === this.epoch && this.table.clock.now() < this.expiresAtMs && this.table.mayGrant();
     for (const key of read.keys) {
       const reads = this.pending.get(key);
       if (reads?.delete(read) && reads.size === 0) this.pending.delete(key);

@@ -18,6 +18,7 @@ import { SESSION_DEFAULTS, withSessionLimits } from './session.js';
 import { S3ObjectTier, type ObjectTier, type TierTarget } from '../common/object-tier.js';
 import { StrataError } from '../common/errors.js';
 import { ChunkLocks } from './healing/limits.js';
+import { Coherence } from './coherence.js';
 import { TieringJob } from './tiering/job.js';
 
 export interface RunningCoordinator {
@@ -37,8 +38,10 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     for (const tier of tiers.values()) tier.close();
     throw err;
   });
+  const coherence = new Coherence(kv, config.leaseTtlMs, log);
   try {
-    const meta = new MetaStore(kv);
+    // Every namespace change goes through the leases' KV hook: acknowledged once caches were told.
+    const meta = new MetaStore(coherence.kv);
     await meta.init();
     const nodes = new NodeRegistry(kv, {
       deadAfterMs: config.deadAfterMs,
@@ -66,6 +69,8 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       withSessionLimits(strataProto.Coordinator.service, session.limits),
       coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering, session }),
     );
+    server.addService(strataProto.LeasePeers.service, coherence.service());
+    await coherence.start(address);
     healer.start();
     tieringJob.start();
     const adminRefresh = setInterval(() => nodes.refreshAdmin().catch(() => undefined), ADMIN_REFRESH_MS);
@@ -74,7 +79,8 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       address,
       async stop() {
         clearInterval(adminRefresh);
-        await shutdownServer(server, SHUTDOWN_GRACE_MS);
+        // Ending the peer streams first lets the server drain without waiting out its grace.
+        await Promise.all([shutdownServer(server, SHUTDOWN_GRACE_MS), coherence.close()]);
         await healer.close();
         await tieringJob.close();
         await leadership.close();
@@ -84,6 +90,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       },
     };
   } catch (err) {
+    await coherence.close().catch(() => undefined);
     await kv.close().catch(() => undefined);
     for (const tier of tiers.values()) tier.close();
     throw err;

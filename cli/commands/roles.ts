@@ -29,6 +29,7 @@ export function registerRoleCommands(program: Command): void {
         'Credentials: credentials_file (JSON {accessKeyId, secretAccessKey}) or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
       (spec: string, previous: string[] | undefined) => [...(previous ?? []), spec],
     )
+    .option('--lease-ttl-ms <ms>', 'lease of a client cache: a client that stops answering holds others\' changes up at most this long (default 5000)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {

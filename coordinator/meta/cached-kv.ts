@@ -31,7 +31,15 @@ export interface CachedKvOptions {
   openTimeoutMs?: number;
 }
 
+/** Told of the watch after the cache learned from it (coordinator/lease-peers.ts feeds on this). */
+export interface WatchListener {
+  onEvents(events: { key: string; revision: number }[]): void;
+  onReset(): void;
+  onReady(): void;
+}
+
 export class CachedKv implements Kv {
+  private readonly listeners = new Set<WatchListener>();
   private readonly facts = new Map<string, Fact>();
   private watchedThrough = 0;
   private live = false;
@@ -56,13 +64,16 @@ export class CachedKv implements Kv {
           kv.watchedThrough = Math.max(kv.watchedThrough, revision);
           if (kv.facts.has(key)) kv.learn(key, entry, revision);
         }
+        for (const listener of kv.listeners) listener.onEvents(events);
       },
       onReset: () => {
         kv.live = false;
         kv.facts.clear();
+        for (const listener of kv.listeners) listener.onReset();
       },
       onReady: () => {
         kv.live = true;
+        for (const listener of kv.listeners) listener.onReady();
       },
     });
     const timeoutMs = options.openTimeoutMs ?? 5000;
@@ -111,7 +122,18 @@ export class CachedKv implements Kv {
     return this.inner.count(start, end);
   }
 
+  /** Follows the watch; returns the unsubscribe. */
+  listen(listener: WatchListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   async txn(txn: KvTxn): Promise<boolean> {
+    return (await this.txnAt(txn)).succeeded;
+  }
+
+  /** txn, with the store revision after it (its writes' modRevision when it succeeded). */
+  async txnAt(txn: KvTxn): Promise<{ succeeded: boolean; revision: number }> {
     let outcome: { succeeded: boolean; revision: number };
     try {
       outcome = await this.inner.txnAt(txn);
@@ -122,7 +144,7 @@ export class CachedKv implements Kv {
     }
     if (!outcome.succeeded) {
       for (const compare of txn.compares) this.facts.delete(compare.key);
-      return false;
+      return outcome;
     }
     // Our own write is the newest fact for its keys unless the watch already delivered a later
     // event for a key that was not cached then (and so was ignored).
@@ -137,7 +159,7 @@ export class CachedKv implements Kv {
         this.facts.clear();
       }
     }
-    return true;
+    return outcome;
   }
 
   async close(): Promise<void> {

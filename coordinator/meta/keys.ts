@@ -17,6 +17,7 @@
 //   h/status             the leader's repair queue and recent events, for `strata health` anywhere
 //   h/rebalance          a rebalance asked of the leader (threshold), until it is done
 //   x/ino                next unallocated inode number (handed out in batches)
+//   m/<address>          etcd only: a live coordinator, under its own etcd lease (coordinator/lease-peers.ts)
 //   election/strata-leader/<lease>  etcd only: the leader campaign's keys (coordinator/leader.ts)
 import type { Attr, ChunkRecord, FileKind, NodeAdmin, NodeRecord } from './types.js';
 import { prefixEnd } from './kv.js';
@@ -45,6 +46,8 @@ export const recallKey = (ino: number) => `r/${ino}`;
 export const RECALL_PREFIX = 'r/';
 export const REBALANCE_KEY = 'h/rebalance';
 export const INODE_COUNTER_KEY = 'x/ino';
+export const MEMBER_PREFIX = 'm/';
+export const memberKey = (address: string) => `m/${address}`;
 /** What every path lookup reads: worth a coordinator-side cache on etcd. */
 export const CACHED_PREFIXES = ['d/', 'i/', 't/'];
 
