@@ -40,6 +40,8 @@ export class CoordinatorClient {
   private readonly clients: grpc.Client[];
   private readonly sessions: SessionStream[];
   private current = 0;
+  /** Requests sent to coordinators (each attempt), unary and session alike: what a cache saves shows here. */
+  requestsSent = 0;
 
   constructor(private readonly options: CoordinatorClientOptions) {
     if (options.addresses.length === 0) {
@@ -85,6 +87,14 @@ export class CoordinatorClient {
     return () => removers.forEach((remove) => remove());
   }
 
+  /** Pushes, with a way to answer on the stream that pushed (a lease ack must reach the session that waits for it). */
+  onPushFrom(listener: (kind: string, push: unknown, answer: (op: string, body: unknown) => Promise<unknown>) => void): () => void {
+    const removers = this.sessions.map((session) =>
+      session.onPush((kind, push) => listener(kind, push, (op, body) => session.request(op, body, this.options.callTimeoutMs))),
+    );
+    return () => removers.forEach((remove) => remove());
+  }
+
   private async withFailover<Res>(attempt: (index: number) => Promise<Res>, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>): Promise<Res> {
     const giveUpAt = Date.now() + this.options.failoverTimeoutMs;
     let lastError: StrataError | undefined;
@@ -92,6 +102,7 @@ export class CoordinatorClient {
     for (let round = 0; ; round++) {
       const index = this.current;
       try {
+        this.requestsSent++;
         return await attempt(index);
       } catch (err) {
         const error = err as StrataError;

@@ -1,7 +1,10 @@
 // `strata.inodes`: the namespace by inode and (parent inode, name), for the FUSE mount, over
-// the session stream (the contract is /work/notes/inode-api.md). No caching yet: every call is
-// one message on the stream; leases and a cache (with onInvalidate firing) come on top of this.
-import { StrataError } from '../common/errors.js';
+// the session stream (the contract is /work/notes/inode-api.md). lookup, getattr and readdirplus
+// are leased reads: answered from client/meta-cache.ts while the coordinator's lease holds (no
+// request at all), their answers cached when granted; pushes drop what they cover, fire
+// onInvalidate, and are acked on the stream that pushed them.
+import { StrataError, notFound } from '../common/errors.js';
+import { MetaCache, type LeaseGrant, type LeasePush, type ReadTicket } from './meta-cache.js';
 import type { CoordinatorClient } from './coordinator-client.js';
 import type { FileStat } from './types.js';
 import { toFileStat } from './wire.js';
@@ -27,7 +30,8 @@ export interface InodeOps {
   /**
    * Pushed by the coordinator when another client changes what this client may have cached.
    * { ino, name } = the entry `name` in directory `ino` changed; { ino } alone = the inode's
-   * attributes/content changed. (Nothing pushes yet: listeners are kept for when leases do.)
+   * attributes/content changed. Fired before the push is acked, so before that change is
+   * acknowledged to the client that made it.
    */
   onInvalidate(listener: (ev: InvalidateEvent) => void): () => void;
 }
@@ -38,22 +42,64 @@ type StatReply = { attr: any };
 /** A retried removal that finds the name gone was applied by the attempt whose outcome was unknown. */
 const goneMeansDone = (error: StrataError) => (error.kind === 'NotFound' ? {} : undefined);
 
+/** Renewals start when this much of the lease is left (of its length). */
+const RENEW_AT_FRACTION = 0.5;
+
 export class SessionInodes implements InodeOps {
-  private readonly invalidateListeners = new Set<(ev: InvalidateEvent) => void>();
+  private readonly cache = new MetaCache();
+  private stopPushes: (() => void) | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private usedSinceRenew = false;
+  private lastValidForMs = 0;
 
   constructor(private readonly coordinator: CoordinatorClient) {}
 
   async lookup(parent: number, name: string): Promise<FileStat> {
-    return this.stat('lookup', { parent, name });
+    const cached = this.cache.lookup(parent, name);
+    if (cached === null) return this.used(Promise.reject(notFound(name)));
+    if (cached) return this.used(Promise.resolve(cached));
+    const ticket = this.leasedRead();
+    const reply = await this.coordinator.session<{ attr: any; absent: boolean; lease: any }>('leasedLookup', { parent, name });
+    const grant = this.granted(reply.lease);
+    if (reply.absent) {
+      this.cache.putLookup(ticket, grant, parent, name, null);
+      throw notFound(name);
+    }
+    const stat = toFileStat(reply.attr);
+    this.cache.putLookup(ticket, grant, parent, name, stat);
+    return stat;
   }
 
   async getattr(ino: number): Promise<FileStat> {
-    return this.stat('getAttr', { ino });
+    const cached = this.cache.getattr(ino);
+    if (cached) return this.used(Promise.resolve(cached));
+    const ticket = this.leasedRead();
+    const reply = await this.coordinator.session<{ attr: any; lease: any }>('leasedGetAttr', { ino });
+    const stat = toFileStat(reply.attr);
+    this.cache.putAttr(ticket, this.granted(reply.lease), stat);
+    return stat;
   }
 
   async readdirplus(ino: number, opts: { after?: string; limit?: number } = {}) {
-    const reply = await this.coordinator.session<{ entries: any[]; more: boolean }>('readDirPlus', { ino, after: opts.after ?? '', limit: opts.limit ?? 0 });
-    return { entries: reply.entries.map((e) => ({ name: String(e.name), stat: toFileStat(e.attr) })), more: !!reply.more };
+    const cached = this.cache.readdirplus(ino, opts.after ?? '', opts.limit || 1000);
+    if (cached) return this.used(Promise.resolve(cached));
+    const ticket = this.leasedRead();
+    const reply = await this.coordinator.session<{ entries: any[]; more: boolean; lease: any }>('leasedReadDirPlus', {
+      ino,
+      after: opts.after ?? '',
+      limit: opts.limit ?? 0,
+    });
+    const entries = reply.entries.map((e) => ({ name: String(e.name), stat: toFileStat(e.attr) }));
+    const grant = this.granted(reply.lease);
+    // A whole listing answers later listings; a page only answers lookups of its names.
+    if (!opts.after && !reply.more) this.cache.putListing(ticket, grant, ino, entries);
+    else this.cache.putEntries(ticket, grant, ino, entries);
+    return { entries, more: !!reply.more };
+  }
+
+  /** Answers from the cache so far (the requests they saved). */
+  get cacheHits(): number {
+    return this.cache.hits;
   }
 
   async mkdir(parent: number, name: string, mode: number): Promise<FileStat> {
@@ -97,8 +143,83 @@ export class SessionInodes implements InodeOps {
   }
 
   onInvalidate(listener: (ev: InvalidateEvent) => void): () => void {
-    this.invalidateListeners.add(listener);
-    return () => this.invalidateListeners.delete(listener);
+    return this.cache.onInvalidate(listener);
+  }
+
+  // ---- leases
+
+  /** Before a leased read: listen for pushes first, so none covering its answer is missed. */
+  private leasedRead(): ReadTicket {
+    this.usedSinceRenew = true;
+    this.stopPushes ??= this.coordinator.onPushFrom((kind, push, answer) => {
+      if (kind !== 'leasePush') return;
+      const message = push as { pushId: number; events?: { ino: number; name?: string | null }[]; all?: boolean };
+      const leasePush: LeasePush = {
+        pushId: Number(message.pushId),
+        all: !!message.all,
+        events: (message.events ?? []).map((e) => (typeof e.name === 'string' ? { ino: Number(e.ino), name: e.name } : { ino: Number(e.ino) })),
+      };
+      this.cache.applyPush(leasePush);
+      // Dropped before acked: the change is acknowledged to its writer only after this ack.
+      answer('leaseAck', { pushId: leasePush.pushId }).catch(() => undefined);
+    });
+    return this.cache.ticket();
+  }
+
+  private granted(wire: { epoch: number | string; validForMs: number } | null | undefined): LeaseGrant | undefined {
+    if (!wire) return undefined;
+    const grant = { epoch: Number(wire.epoch), validForMs: Number(wire.validForMs) };
+    this.lastValidForMs = grant.validForMs;
+    queueMicrotask(() => this.scheduleRenew()); // once the cache has taken the grant
+    return grant;
+  }
+
+  private used<T>(answer: Promise<T>): Promise<T> {
+    this.usedSinceRenew = true;
+    return answer;
+  }
+
+  /** Renews while the cache is in use; lets it lapse (and stops listening) once it is not. */
+  private scheduleRenew(): void {
+    if (this.renewTimer) return;
+    const delayMs = Math.max(50, this.cache.validUntil - performance.now() - this.lastValidForMs * RENEW_AT_FRACTION);
+    this.renewTimer = setTimeout(() => {
+      this.renewTimer = undefined;
+      if (this.cache.size === 0 || !this.cache.valid) return this.lapsed();
+      if (!this.usedSinceRenew) {
+        // Idle: no renewal. Pushes are still answered until the lease runs out.
+        this.renewTimer = setTimeout(() => {
+          this.renewTimer = undefined;
+          if (this.usedSinceRenew) this.scheduleRenew();
+          else this.lapsed();
+        }, Math.max(0, this.cache.validUntil - performance.now()));
+        this.renewTimer.unref();
+        return;
+      }
+      this.usedSinceRenew = false;
+      void this.renew();
+    }, Number.isFinite(delayMs) ? delayMs : 50);
+    this.renewTimer.unref();
+  }
+
+  private async renew(): Promise<void> {
+    const ticket = this.cache.ticket();
+    const released = this.cache.takeReleased();
+    try {
+      const grant = await this.coordinator.session<{ epoch: number | string; validForMs: number }>('leaseRenew', {
+        releaseDirs: released.filter((r) => r.kind === 'dir').map((r) => r.ino),
+        releaseAttrs: released.filter((r) => r.kind === 'attr').map((r) => r.ino),
+      });
+      const parsed = this.granted(grant);
+      if (parsed) this.cache.renewed(ticket, parsed);
+    } catch {
+      this.scheduleRenew(); // the lease runs out on its own if renewals keep failing
+    }
+  }
+
+  private lapsed(): void {
+    this.stopPushes?.();
+    this.stopPushes = undefined;
   }
 
   private async stat(op: string, request: unknown): Promise<FileStat> {

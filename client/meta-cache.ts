@@ -168,6 +168,17 @@ export class MetaCache {
     }
   }
 
+  /** Entries of one page of a listing (not the whole of it): cached as lookups. */
+  putEntries(ticket: ReadTicket, grant: LeaseGrant | undefined, ino: number, entries: { name: string; stat: FileStat }[]): void {
+    const keys = [dirKey(ino), ...entries.map((e) => attrKey(e.stat.ino))];
+    if (!this.untouched(ticket, keys) || !this.granted(ticket, grant)) return;
+    const dir = this.dir(ino);
+    for (const { name, stat } of entries) {
+      dir.names.set(name, stat.ino);
+      this.putStat(stat);
+    }
+  }
+
   /** What the coordinator pushed: drop what its lease covered, tell listeners; then ack. */
   applyPush(push: LeasePush): void {
     this.seq++;

@@ -103,6 +103,11 @@ export class Strata {
     return new Strata(coordinator, datanodes, { writeConcurrency: options.writeConcurrency ?? 3, readAhead: options.readAhead ?? 2 }, options.session ?? true);
   }
 
+  /** Requests sent to coordinators so far (each attempt counts): cached answers cost none. */
+  get metadataRequests(): number {
+    return this.coordinator.requestsSent;
+  }
+
   /** The namespace by inode and (parent inode, name): what a mount needs (client/inodes.ts). */
   get inodes(): InodeOps {
     return (this.inodeOps ??= new SessionInodes(this.coordinator));

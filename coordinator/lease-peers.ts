@@ -53,6 +53,9 @@ interface OutLink {
   answeredKnown: number;
   /** Whether that ping announced that we may grant leases (so the peer knows to wait for us). */
   answeredHolding: boolean;
+  answeredPing: number;
+  /** The newest ping that said we do not grant: no grant until a later one is answered. */
+  lastNotHoldingPing: number;
   timer?: NodeJS.Timeout;
 }
 
@@ -80,6 +83,8 @@ export class LeasePeers {
   /** What each peer reported to us, and when we last answered it (kept after its stream ends). */
   private readonly reported = new Map<string, number>();
   private readonly answeredAtMs = new Map<string, number>();
+  /** Whether the newest ping we answered from each peer said it grants (false: nothing to wait for). */
+  private readonly answeredHolding = new Map<string, boolean>();
   private readonly waits = new Set<Wait>();
   private through = 0;
   private known = 0;
@@ -112,7 +117,8 @@ export class LeasePeers {
     const now = this.deps.clock.now();
     for (const member of this.members) {
       const link = this.out.get(member);
-      if (!link || !link.answeredHolding || link.answeredSentAtMs + this.t.fenceMs <= now || this.through < link.answeredKnown) return false;
+      if (!link || !link.answeredHolding || link.answeredPing <= link.lastNotHoldingPing) return false;
+      if (link.answeredSentAtMs + this.t.fenceMs <= now || this.through < link.answeredKnown) return false;
     }
     return true;
   }
@@ -168,6 +174,7 @@ export class LeasePeers {
       if (message.ping && !this.isOverdue(peer)) {
         if (message.holding) this.answeredAtMs.set(peer, this.deps.clock.now());
         else if (!this.answeredAtMs.has(peer)) this.answeredAtMs.set(peer, -Infinity);
+        this.answeredHolding.set(peer, !!message.holding);
         call.write({ pong: message.ping, known: this.known });
       }
       this.checkWaits();
@@ -213,6 +220,9 @@ export class LeasePeers {
       if ((this.reported.get(peer) ?? 0) >= revision) continue;
       // A peer grants only while we answer its pings that say it may (fencing). One we never
       // answered may have granted until it saw us in the member list.
+      // Its newest answered ping said it holds no lease and grants none until we answer a later
+      // one (which would carry our revision, >= this one): nothing of it to wait for.
+      if (this.answeredHolding.get(peer) === false) continue;
       const lastAnswered = this.answeredAtMs.get(peer) ?? this.startedAtMs + this.t.pollMs;
       if (now >= lastAnswered + this.t.fenceMs + this.deps.table.ttlMs) continue;
       pending.push(peer);
@@ -261,7 +271,9 @@ export class LeasePeers {
   }
 
   private connect(address: string): void {
-    const link: OutLink = { pings: new Map(), nextPing: 1, answeredSentAtMs: -Infinity, answeredKnown: 0, answeredHolding: false };
+    const link: OutLink = {
+      pings: new Map(), nextPing: 1, answeredSentAtMs: -Infinity, answeredKnown: 0, answeredHolding: false, answeredPing: 0, lastNotHoldingPing: 0,
+    };
     const holdingOf = new Map<number, boolean>();
     this.out.set(address, link);
     const open = () => {
@@ -281,6 +293,7 @@ export class LeasePeers {
           link.answeredSentAtMs = sentAt;
           link.answeredKnown = Number(message.known) || 0;
           link.answeredHolding = holdingOf.get(Number(message.pong)) ?? false;
+          link.answeredPing = Number(message.pong);
         }
         for (const id of holdingOf.keys()) if (id <= Number(message.pong)) holdingOf.delete(id);
       });
@@ -297,8 +310,9 @@ export class LeasePeers {
       if (!link.call) return;
       const id = link.nextPing++;
       link.pings.set(id, this.deps.clock.now());
-      const holding = this.deps.table.stats().sessions > 0;
+      const holding = this.deps.table.granting;
       holdingOf.set(id, holding);
+      if (!holding) link.lastNotHoldingPing = id;
       if (link.pings.size > 100) {
         const oldest = link.pings.keys().next().value!;
         link.pings.delete(oldest);

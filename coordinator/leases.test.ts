@@ -52,7 +52,9 @@ describe('LeaseTable', () => {
     const { open } = setup();
     const { session } = open('a');
     const grant = session.begin([{ kind: 'dir', ino: 1 }]).grant();
-    expect(grant).toEqual({ epoch: 1, validForMs: TTL });
+    expect(grant).toEqual({ epoch: session.epoch, validForMs: TTL });
+    // Another session (a reconnect) is another epoch: its client knows to drop the old cache.
+    expect(open('b').session.epoch).not.toBe(session.epoch);
     expect(session.leaseCount).toBe(1);
   });
 
@@ -61,9 +63,11 @@ describe('LeaseTable', () => {
     const a = open('a');
     a.session.begin([{ kind: 'dir', ino: 7 }]).grant();
     const change = table.invalidate([{ ino: 7, name: 'x' }]);
-    expect(a.pushes).toEqual([{ pushId: 1, events: [{ ino: 7, name: 'x' }] }]);
+    expect(a.pushes).toEqual([{ pushId: expect.any(Number), events: [{ ino: 7, name: 'x' }] }]);
     expect(await settled(change)).toBe(false);
-    a.session.ack(1);
+    a.session.ack(a.pushes[0]!.pushId + 1); // not this push
+    expect(await settled(change)).toBe(false);
+    a.session.ack(a.pushes[0]!.pushId);
     expect(await settled(change)).toBe(true);
     expect(a.session.leaseCount).toBe(0);
   });
@@ -119,6 +123,7 @@ describe('LeaseTable', () => {
   it('a holder that never acks holds a change up only until its lease lapses, then loses all it held', async () => {
     const { table, open, clock, expired } = setup();
     const a = open('a');
+    const epoch = a.session.epoch;
     a.session.begin([{ kind: 'dir', ino: 1 }, { kind: 'attr', ino: 2 }]).grant();
     clock.advance(4000);
     const change = table.invalidate([{ ino: 1, name: 'n' }]);
@@ -131,7 +136,7 @@ describe('LeaseTable', () => {
     expect(expired).toEqual(['a']);
     expect(a.session.leaseCount).toBe(0);
     // Coming back, the session is in a new epoch: its client must drop what it cached.
-    expect(a.session.renew()).toEqual({ epoch: 2, validForMs: TTL });
+    expect(a.session.renew()).toEqual({ epoch: epoch + 1, validForMs: TTL });
     // A read begun in the old epoch and answered now is not leased.
   });
 
@@ -156,29 +161,52 @@ describe('LeaseTable', () => {
     const change = table.invalidate([{ ino: 1, name: 'n' }]);
     expect(a.pushes).toHaveLength(1);
     expect(await settled(change)).toBe(false);
-    a.session.ack(1);
+    a.session.ack(a.pushes[0]!.pushId);
     expect(await settled(change)).toBe(true);
   });
 
-  it('a closed session (its stream ended) releases a waiting change at once and is forgotten', async () => {
-    const { table, open } = setup();
+  it('a session whose stream ended keeps what it held until its lease lapses (its client may not know yet), then is forgotten', async () => {
+    const { table, open, clock, expired } = setup();
     const a = open('a');
     a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
-    const change = table.invalidate([{ ino: 1, name: 'n' }]);
-    expect(await settled(change)).toBe(false);
+    const b = open('b');
+    b.session.begin([{ kind: 'dir', ino: 2 }]).grant();
+    clock.advance(1000);
     a.session.close();
-    expect(await settled(change)).toBe(true);
-    expect(table.stats()).toEqual({ sessions: 0, leases: 0, holders: 0 });
+    b.session.close();
+    const change = table.invalidate([{ ino: 1, name: 'n' }]);
+    expect(a.pushes).toEqual([]); // nowhere to push
     expect(a.session.begin([{ kind: 'dir', ino: 1 }]).grant()).toBeUndefined();
+    clock.advance(TTL - 1000 - 1);
+    expect(await settled(change)).toBe(false);
+    expect(table.stats().sessions).toBe(2);
+    clock.advance(1);
+    expect(await settled(change)).toBe(true);
+    expect(expired.sort()).toEqual(['a', 'b']);
+    expect(table.stats()).toEqual({ sessions: 0, leases: 0, holders: 0 });
   });
 
-  it('a push the stream cannot take closes the session instead of waiting', async () => {
-    const { table } = setup();
+  it('a closed session that held nothing, or released all, is forgotten at once', async () => {
+    const { table, open } = setup();
+    open('a').session.close();
+    const b = open('b');
+    b.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+    b.session.close();
+    b.session.releaseAll();
+    expect(await settled(table.invalidate([{ ino: 1, name: 'n' }]))).toBe(true);
+    expect(table.stats().sessions).toBe(0);
+  });
+
+  it('a push the stream cannot take is waited out like a vanished holder', async () => {
+    const { table, clock } = setup();
     const session = table.openSession('a', () => {
       throw new Error('stream closed');
     });
     session.begin([{ kind: 'dir', ino: 1 }]).grant();
-    expect(await settled(table.invalidate([{ ino: 1, name: 'n' }]))).toBe(true);
+    const change = table.invalidate([{ ino: 1, name: 'n' }]);
+    expect(await settled(change)).toBe(false);
+    clock.advance(TTL);
+    expect(await settled(change)).toBe(true);
     expect(table.stats().sessions).toBe(0);
   });
 
@@ -206,7 +234,7 @@ describe('LeaseTable', () => {
     const a = open('a');
     a.session.begin([{ kind: 'dir', ino: 1 }, { kind: 'attr', ino: 1 }]).grant();
     void table.invalidate([{ ino: 1, name: 'a' }, { ino: 1, name: 'b' }, { ino: 1 }]);
-    expect(a.pushes).toEqual([{ pushId: 1, events: [{ ino: 1, name: 'a' }, { ino: 1, name: 'b' }, { ino: 1 }] }]);
+    expect(a.pushes).toEqual([{ pushId: expect.any(Number), events: [{ ino: 1, name: 'a' }, { ino: 1, name: 'b' }, { ino: 1 }] }]);
   });
 
   it('invalidateAll pushes a drop-everything to every holder', async () => {
@@ -215,9 +243,9 @@ describe('LeaseTable', () => {
     const b = open('b');
     a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
     const change = table.invalidateAll();
-    expect(a.pushes).toEqual([{ pushId: 1, events: [], all: true }]);
+    expect(a.pushes).toEqual([{ pushId: expect.any(Number), events: [], all: true }]);
     expect(b.pushes).toEqual([]);
-    a.session.ack(1);
+    a.session.ack(a.pushes[0]!.pushId);
     expect(await settled(change)).toBe(true);
   });
 
@@ -236,7 +264,7 @@ describe('grantAll', () => {
     const { table, open } = setup();
     const a = open('a');
     const both = [a.session.begin([{ kind: 'dir', ino: 1 }]), a.session.begin([{ kind: 'attr', ino: 2 }])];
-    expect(grantAll(both)).toEqual({ epoch: 1, validForMs: TTL });
+    expect(grantAll(both)).toEqual({ epoch: a.session.epoch, validForMs: TTL });
     const again = [a.session.begin([{ kind: 'dir', ino: 3 }]), a.session.begin([{ kind: 'attr', ino: 4 }])];
     void table.invalidate([{ ino: 4 }]);
     expect(grantAll(again)).toBeUndefined();

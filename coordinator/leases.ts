@@ -101,6 +101,12 @@ export class LeaseTable {
     return session;
   }
 
+  /** @internal Push ids unique across this table's sessions, and unlikely to match another coordinator's. */
+  nextPushId(): number {
+    return this.pushIds++;
+  }
+  private pushIds = Math.floor(Math.random() * 2 ** 20) * 2 ** 32 + 1;
+
   /**
    * Revokes every lease covering the events, pushes the invalidations, and resolves once each
    * holder acked or lapsed. `except` (the writer's own session) is pushed to but not waited for:
@@ -143,6 +149,18 @@ export class LeaseTable {
       if (session.revokeAll()) waits.push(session.sendPush({ events: [], all: true }));
     }
     return Promise.all(waits).then(() => undefined);
+  }
+
+  /** Whether some session holds leases or asked for one within a TTL (lease-peers.ts tells peers to wait for us). */
+  get granting(): boolean {
+    if (this.clock.now() - this.lastBeginMs < this.ttlMs) return true;
+    for (const session of this.sessions.values()) if (session.leaseCount > 0) return true;
+    return false;
+  }
+  private lastBeginMs = -Infinity;
+
+  /** @internal */ noteBegin(): void {
+    this.lastBeginMs = this.clock.now();
   }
 
   stats(): { sessions: number; leases: number; holders: number } {
@@ -241,14 +259,18 @@ interface Waiter {
 }
 
 export class LeaseSession {
-  epoch = 1;
+  /**
+   * Which incarnation of this session's leases a grant belongs to: random at open, so a client
+   * that reconnects (or fails over) sees a new one and drops what the old session covered; one
+   * more each time the leases lapse.
+   */
+  epoch = Math.floor(Math.random() * 2 ** 40) + 1;
   private expiresAtMs: number;
   private readonly granted = new Set<string>();
   /** Reads in progress per item: they hold the item registered until they settle. */
   private readonly pending = new Map<string, Set<LeaseRead>>();
   private readonly reads = new Set<LeaseRead>();
   private readonly unacked = new Map<number, Waiter[]>();
-  private nextPushId = 1;
   private expiryTimer: { cancel(): void } | undefined;
   private closed = false;
 
@@ -267,9 +289,11 @@ export class LeaseSession {
   /** Starts a read whose answer would be cached under leases on `items`. Call before reading. */
   begin(items: LeaseItem[]): LeaseRead {
     this.expireIfDue();
-    const keys = this.closed || this.granted.size + items.length > this.table.itemsMax ? [] : items.map((i) => itemKey(i.kind, i.ino));
+    this.table.noteBegin();
+    const refused = this.closed || this.granted.size + items.length > this.table.itemsMax;
+    const keys = refused ? [] : items.map((i) => itemKey(i.kind, i.ino));
     const read = new LeaseRead(this, keys, this.epoch);
-    if (keys.length === 0) read.revoked = true;
+    if (refused) read.revoked = true;
     for (const key of keys) {
       let reads = this.pending.get(key);
       if (!reads) this.pending.set(key, (reads = new Set()));
@@ -306,12 +330,23 @@ export class LeaseSession {
     }
   }
 
-  /** The stream ended: nothing is cached under this session any more. */
+  /**
+   * The stream ended. Its client may not know yet (a half-open connection) and may answer from
+   * its cache until its lease lapses on its own clock: so what it held stays held, and changes
+   * to it wait, until the lease expires here. Then the session is forgotten.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const read of this.reads) read.revoked = true;
+    if (this.granted.size === 0 && this.unacked.size === 0) return this.forgetNow();
+    this.armExpiry(true);
+  }
+
+  /** The client says it dropped its whole cache (it is closing): nothing to wait for. */
+  releaseAll(): void {
     this.dropAll();
-    this.table.forget(this);
+    if (this.closed) this.forgetNow();
   }
 
   // ---- for LeaseTable and LeaseRead
@@ -345,22 +380,27 @@ export class LeaseSession {
     return had;
   }
 
-  /** @internal Pushes; resolves on ack, lapse or close. */
+  /** @internal Pushes; resolves on ack or lapse. A closed stream cannot take it: only the lapse. */
   sendPush(message: Omit<LeasePush, 'pushId'>): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    const pushId = this.nextPushId++;
+    const pushId = this.table.nextPushId();
     const acked = new Promise<void>((resolve) => this.unacked.set(pushId, [{ resolve }]));
-    try {
-      this.push({ pushId, ...message });
-    } catch {
-      this.close(); // the stream is gone: so is the cache behind it
+    if (!this.closed) {
+      try {
+        this.push({ pushId, ...message });
+      } catch {
+        this.close(); // the stream is gone; its client's cache lapses on its own
+      }
     }
     this.armExpiry();
     return acked;
   }
 
   /** @internal */ expireIfDue(): void {
-    if (this.closed || this.table.clock.now() < this.expiresAtMs) return;
+    if (this.table.clock.now() < this.expiresAtMs) return;
+    if (this.closed) {
+      if (this.granted.size > 0 || this.unacked.size > 0) this.table.expired(this, this.granted.size);
+      return this.forgetNow();
+    }
     if (this.granted.size === 0 && this.unacked.size === 0 && this.reads.size === 0) return;
     this.table.expired(this, this.granted.size);
     this.dropAll();
@@ -372,15 +412,20 @@ export class LeaseSession {
     this.expiresAtMs = Math.max(this.expiresAtMs, this.table.clock.now() + this.table.ttlMs);
   }
 
-  private armExpiry(): void {
-    if (this.expiryTimer || this.closed || this.unacked.size === 0) return;
+  private armExpiry(evenIfIdle = false): void {
+    if (this.expiryTimer || (this.unacked.size === 0 && !evenIfIdle)) return;
     const fire = () => {
       this.expiryTimer = undefined;
-      if (this.unacked.size === 0) return;
+      if (this.unacked.size === 0 && !this.closed) return;
       if (this.table.clock.now() >= this.expiresAtMs) this.expireIfDue();
       else this.expiryTimer = this.table.clock.setTimer(fire, this.expiresAtMs - this.table.clock.now());
     };
     this.expiryTimer = this.table.clock.setTimer(fire, this.expiresAtMs - this.table.clock.now());
+  }
+
+  private forgetNow(): void {
+    this.dropAll();
+    this.table.forget(this);
   }
 
   private dropAll(): void {

@@ -19,6 +19,7 @@ import { S3ObjectTier, type ObjectTier, type TierTarget } from '../common/object
 import { StrataError } from '../common/errors.js';
 import { ChunkLocks } from './healing/limits.js';
 import { Coherence } from './coherence.js';
+import { leaseSessionDeps } from './lease-ops.js';
 import { TieringJob } from './tiering/job.js';
 
 export interface RunningCoordinator {
@@ -64,7 +65,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       onTierObjectDeleted: (tier) => tieringJob.objectDeleted(tier),
     });
     const tiering = { kv, meta, leadership, targets: tierTargets, job: tieringJob };
-    const session = { limits: { ...SESSION_DEFAULTS, maxInFlight: config.sessionMaxInFlight } };
+    const session = { limits: { ...SESSION_DEFAULTS, maxInFlight: config.sessionMaxInFlight }, ...leaseSessionDeps(coherence.table, meta) };
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
       coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering, session }),

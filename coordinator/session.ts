@@ -24,6 +24,8 @@ export const SESSION_DEFAULTS: SessionLimits = { maxInFlight: 256, maxMessageByt
 export interface SessionHooks {
   opened?(session: ServerSession): void;
   closed?(session: ServerSession): void;
+  /** Runs each op of the session (leases: its changes run as this session's writes). */
+  run?<T>(session: ServerSession, work: () => Promise<T>): Promise<T>;
 }
 
 type Duplex = grpc.ServerDuplexStream<any, any>;
@@ -179,8 +181,12 @@ export class ServerSession {
 
 /** The Session handler: each stream gets a ServerSession over the shared dispatch table. */
 export function sessionHandler(ops: SessionOps, coordinator: string, limits: SessionLimits = SESSION_DEFAULTS, hooks: SessionHooks = {}): grpc.handleBidiStreamingCall<any, any> {
+  const run = hooks.run;
+  const dispatch: SessionOps = run
+    ? Object.fromEntries(Object.entries(ops).map(([name, op]) => [name, (request: any, s: ServerSession) => run(s, () => op(request, s))]))
+    : ops;
   return (call) => {
-    const session: ServerSession = new ServerSession(call, ops, limits, () => hooks.closed?.(session));
+    const session: ServerSession = new ServerSession(call, dispatch, limits, () => hooks.closed?.(session));
     hooks.opened?.(session);
     session.start(coordinator);
   };
