@@ -3,7 +3,8 @@
 // (1 GiB by default), the local-disk ceiling (dd conv=fsync) in the same run, small-file
 // creates/s and stats/s with 1 and 16 clients on each metadata engine, and peak RSS.
 //
-// Env: BENCH_SIZE_MIB (1024), BENCH_FILES (2000 per run), BENCH_ENGINES (embedded,etcd).
+// Env: BENCH_SIZE_MIB (1024), BENCH_FILES (2000 per run), BENCH_ENGINES (embedded,etcd);
+// STRATA_BYTE_PATH=off moves chunk bytes over gRPC instead of the byte path (to compare).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
@@ -20,6 +21,32 @@ const filesPerRun = Number(process.env.BENCH_FILES ?? 2000);
 const engines = (process.env.BENCH_ENGINES ?? 'embedded,etcd').split(',') as ('embedded' | 'etcd')[];
 
 const print = (name: string, value: number, unit: string) => console.log(`${name} ${Number(value.toFixed(value < 10 ? 2 : 0))} ${unit}`);
+
+/** CPU seconds (user + system) a process used so far. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/**
+ * CPU seconds per GiB moved, of this process and of all data nodes together: on a shared,
+ * noisy machine these vary far less than MB/s, so they show what a change saved.
+ */
+function cpuMeter(cluster: TestCluster): () => { client: number; nodes: number } {
+  const pids = cluster.datanodes.map((d) => d.process.pid!);
+  const client = process.cpuUsage();
+  const nodes = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  return () => {
+    const used = process.cpuUsage(client);
+    return { client: (used.user + used.system) / 1e6, nodes: pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - nodes };
+  };
+}
+
+function printCpu(name: string, used: { client: number; nodes: number }): void {
+  const gib = sizeMiB / 1024;
+  print(`${name}_cpu_client`, used.client / gib, 's/GiB');
+  print(`${name}_cpu_datanodes`, used.nodes / gib, 's/GiB');
+}
 
 function peakRssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -46,19 +73,23 @@ async function sequential(cluster: TestCluster): Promise<void> {
         for (let i = 0; i < sizeMiB; i++) yield pieces[i % pieces.length];
       })(),
     );
+  let meter = cpuMeter(cluster);
   let started = process.hrtime.bigint();
   await client.writeFile('/bench/seq.bin', source());
   const writeSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   print('sdk_seq_write', sizeMiB / writeSeconds, 'MB/s');
+  printCpu('sdk_seq_write', meter());
   print('datanode_peak_rss', Math.max(...cluster.datanodes.map((d) => peakRssMiB(d.process.pid!))), 'MiB');
   print('client_peak_rss', process.resourceUsage().maxRSS / 1024, 'MiB');
 
+  meter = cpuMeter(cluster);
   started = process.hrtime.bigint();
   let bytes = 0;
   for await (const piece of await client.createReadStream('/bench/seq.bin')) bytes += piece.length;
   const readSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (bytes !== sizeMiB * MiB) throw new Error(`read ${bytes} bytes, expected ${sizeMiB * MiB}`);
   print('sdk_seq_read', sizeMiB / readSeconds, 'MB/s');
+  printCpu('sdk_seq_read', meter());
   await client.rm('/bench/seq.bin');
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/repair.sh (npm run bench:repair) - time to heal after kill -9 of one of 4 data nodes,
 # strata and MooseFS in one run, same machine, loopback only. Prints "name value unit" lines:
-#   repair_seconds_strata, repair_mb_per_s_strata, repair_seconds_moosefs, repair_ratio
+#   repair_seconds_strata, repair_mb_per_s_strata, repair_seconds_moosefs, repair_ratio, and
+#   repair_first_copy_seconds_strata / repair_copy_phase_seconds_strata (when the first copies
+#   landed, and from then to the end: detection and scheduling vs copying; +-0.5 s of polling)
 #   (ratio = MooseFS seconds / strata seconds: above 1 means strata healed faster).
 #
 # strata: `cluster up --datanodes 4` (embedded metadata, RF=3), SIZE written with `strata put`,
@@ -61,15 +63,23 @@ strata_run() {
   local held; held=$(du -sb "$WORK/data/dn1" | cut -f1)
   log "strata: kill -9 dn1 (pid $victim, $held bytes on disk)"
   local t0; t0=$(date +%s.%N); kill -KILL "$victim"
-  local t
+  local t peak=0 t_copy=
   while :; do
     sleep 0.2; h=$(health); t=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{printf "%.1f", a-b}')
+    # When copies start landing (the count of under-replicated chunks first falls): what came
+    # before was detection (grace period) and scheduling (the coordinator's scan), not copying.
+    local n=${h%% *}
+    if [[ "$n" =~ ^[0-9]+$ ]]; then
+      (( n > peak )) && peak=$n
+      [ -z "$t_copy" ] && (( peak > 0 && n < peak )) && t_copy=$t
+    fi
     # The kill is not visible before the grace period: wait for it to register first.
     if [ "${h%% *}" = 0 ] && awk -v t="$t" -v g="$STRATA_DEAD_AFTER_MS" 'BEGIN{exit !(t*1000 > g)}'; then break; fi
     (( ${t%.*} >= MAXWAIT )) && { log "strata: still '$h' after $MAXWAIT s"; return 1; }
   done
   "${CLI[@]}" health -c "$COORD" >&2
   echo "repair_seconds_strata $t s"
+  [ -n "$t_copy" ] && awk -v t="$t" -v c="$t_copy" 'BEGIN{printf "repair_first_copy_seconds_strata %.1f s\nrepair_copy_phase_seconds_strata %.1f s\n", c, t-c}' 
   # dn1 held about 3/4 of the file's copies; that much was copied again.
   awk -v b="$bytes" -v t="$t" 'BEGIN{printf "repair_mb_per_s_strata %.1f MB/s\n", b*3/4/1e6/t}'
   STRATA_SECONDS=$t

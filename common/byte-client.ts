@@ -23,6 +23,8 @@ export const BYTE_PIECE_BYTES = 1024 * 1024;
 const MAX_IDLE_PER_ADDRESS = 8;
 const SLICES: DataFrameMode = { maxDataBytes: MAX_DATA_FRAME_BYTES, slices: true };
 const CONNECT_TIMEOUT_MS = 5_000;
+/** An idle pooled connection is closed by the client, well before any server-side idle limit. */
+const IDLE_CLOSE_MS = 30_000;
 
 /** The route was wrong (nothing listens there, or another node does): safe to re-resolve and retry. */
 export class RouteFailed extends StrataError {
@@ -203,6 +205,7 @@ export class ByteClient {
       connection.socket.destroy();
       return;
     }
+    connection.socket.setTimeout(IDLE_CLOSE_MS);
     pool.push(connection);
     this.idle.set(address, pool);
   }
@@ -226,7 +229,9 @@ export class ByteClient {
     const pool = this.idle.get(address);
     while (pool && pool.length > 0) {
       const connection = pool.pop()!;
-      if (!connection.socket.destroyed) return connection;
+      if (connection.socket.destroyed) continue;
+      connection.socket.setTimeout(0); // in use: the request's own deadline applies
+      return connection;
     }
     return undefined;
   }
@@ -241,6 +246,7 @@ export class ByteClient {
         socket.off('error', onError);
         const frames = new FrameQueue(socket);
         socket.on('error', () => {}); // surfaced through the frame queue
+        socket.on('timeout', () => socket.destroy()); // idle in the pool too long
         // An idle pooled connection that the server closed is dropped from the pool.
         socket.once('close', () => {
           const pool = this.idle.get(address);

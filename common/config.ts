@@ -85,6 +85,10 @@ export const dataNodeSchema = z.object({
   dataDir: z.string().min(1),
   listen: hostPort.default('127.0.0.1:7500'),
   advertise: hostPort.optional(),
+  /** The byte path (chunk bytes without gRPC): host:port, or 'off'; absent = the listen host, a free port. */
+  dataListen: z.union([hostPort, z.literal('off')]).optional(),
+  /** host:port others dial for the byte path; absent = the advertised (or listen) host, the byte port. */
+  dataAdvertise: hostPort.optional(),
   coordinators: list.pipe(z.array(hostPort).min(1)),
   heartbeatIntervalMs: int.min(100).max(60_000).default(1000),
   zone: z.string().max(64).default(''),

@@ -45,6 +45,8 @@ export interface ByteServer {
 const MAX_TIMEOUT_MS = 10 * 60_000;
 /** After an Error frame, how long the peer gets to read it before the connection is cut. */
 const LINGER_MS = 2_000;
+/** A connection with no traffic at all for this long is closed (clients close idle ones sooner). */
+const INACTIVE_CLOSE_MS = MAX_TIMEOUT_MS + 60_000;
 
 export async function startByteServer(host: string, port: number, handlers: ByteHandlers, log: Logger): Promise<ByteServer> {
   /** Each open connection, and whether a request is in flight on it. */
@@ -55,6 +57,7 @@ export async function startByteServer(host: string, port: number, handlers: Byte
     sockets.set(socket, state);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {}); // surfaced through the frame queue
+    socket.setTimeout(INACTIVE_CLOSE_MS, () => socket.destroy());
     void serve(socket, handlers, log, (busy) => {
       state.busy = busy;
       if (!busy && closing) socket.destroy();

@@ -105,8 +105,10 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     if (config.dataListen !== 'off') {
       const dataListen = config.dataListen ? parseListen(config.dataListen) : { host: listen.host, port: 0 };
       byteServer = await startByteServer(dataListen.host, dataListen.port, service.byteHandlers, log);
+      // Reached like the gRPC port: on the host it is advertised as, unless told otherwise.
       const wildcard = dataListen.host === '0.0.0.0' || dataListen.host === '[::]';
-      dataAddress = config.dataAdvertise ?? `${wildcard ? '127.0.0.1' : dataListen.host}:${byteServer.port}`;
+      const advertisedHost = config.advertise ? parseListen(config.advertise).host : wildcard ? '127.0.0.1' : dataListen.host;
+      dataAddress = config.dataAdvertise ?? `${advertisedHost}:${byteServer.port}`;
     }
   } catch (err) {
     server.forceShutdown();

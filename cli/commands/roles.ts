@@ -48,6 +48,8 @@ export function registerRoleCommands(program: Command): void {
     .option('--data-dir <dir>', 'where chunks and the chunk index live (required)')
     .option('--listen <host:port>', 'address to serve on (default 127.0.0.1:7500)')
     .option('--advertise <host:port>', 'address clients and peers use to reach this node (default: --listen)')
+    .option('--data-listen <host:port|off>', 'byte path for chunk data (default: the --listen host, a free port); off = gRPC only')
+    .option('--data-advertise <host:port>', 'byte path address clients and peers use (default: the advertised host, the byte port)')
     .option('--coordinators <list>', 'coordinator addresses to heartbeat, comma-separated (required)')
     .option('--node-id <id>', 'stable node id (default: generated once, kept in DATA_DIR/node-id)')
     .option('--zone <name>', 'failure zone label: replicas go to distinct zones first')
