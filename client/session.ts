@@ -101,8 +101,9 @@ export class SessionStream {
       request.id = this.nextId++;
       request.written = true;
       this.inFlight.set(request.id, request);
-      // Before any hello from this coordinator its clock is unknown: no deadline rather than a wrong one.
-      const deadlineMs = this.clockOffsetMs === undefined ? 0 : request.deadlineAt + this.clockOffsetMs;
+      // Before any hello from this coordinator, its clock is taken to be ours: if it runs ahead, a
+      // request is refused unstarted and retried (harmless); if behind, the deadline is just later.
+      const deadlineMs = request.deadlineAt + (this.clockOffsetMs ?? 0);
       call.write({ id: request.id, deadlineMs, [request.op]: request.body ?? {} });
     }
     this.armIdleClose();
