@@ -6,7 +6,7 @@
 // through `strata.inodes` (session only); then µs/op of a warm stat, lookup and getattr repeated
 // on one name by one client.
 //
-// With META_FSYNCS=1, a second, slower pass counts fsync+fdatasync calls per create (strace on
+// With META_FSYNCS=1, a second, slower pass counts fsync+fdatasync calls per write op (strace on
 // the process that makes metadata durable: the coordinator for embedded, etcd for etcd). It runs
 // apart from the timed pass because strace slows every syscall it watches.
 //
@@ -130,15 +130,24 @@ async function fsyncsDuring(pid: number, work: () => Promise<void>): Promise<num
   return calls;
 }
 
-async function fsyncsPerCreate(cluster: TestCluster, engine: Engine, clients: number): Promise<void> {
+/** fsyncs per op of each write phase, each counted apart (strace slows the op it watches). */
+async function fsyncsPerOp(cluster: TestCluster, engine: Engine, clients: number): Promise<void> {
   const workers = await openWorkers(cluster, clients, 'fsync');
   const perWorker = Math.max(1, Math.ceil(fsyncOps / clients));
   const pid = engine === 'etcd' ? cluster.etcd!.pid : cluster.coordinators[0]!.process.pid!;
+  const writes: [string, (w: Worker, i: number) => Promise<unknown>][] = [
+    ['mkdir', (w, i) => w.sdk.mkdir(`${w.dir}/d${i}`)],
+    ['create', (w, i) => w.sdk.create(`${w.dir}/f${i}`, { exclusive: true })],
+    ['rename', (w, i) => w.sdk.rename(`${w.dir}/f${i}`, `${w.dir}/r${i}`)],
+    ['unlink', (w, i) => w.sdk.rm(`${w.dir}/r${i}`)],
+  ];
   try {
-    const calls = await fsyncsDuring(pid, async () => {
-      await phase(workers, perWorker, (w, i) => w.sdk.create(`${w.dir}/f${i}`, { exclusive: true }));
-    });
-    print(`meta_fsyncs_per_create_${engine}_c${clients}`, calls / (perWorker * clients), 'fsyncs/op');
+    for (const [op, run] of writes) {
+      const calls = await fsyncsDuring(pid, async () => {
+        await phase(workers, perWorker, run);
+      });
+      print(`meta_fsyncs_per_${op}_${engine}_c${clients}`, calls / (perWorker * clients), 'fsyncs/op');
+    }
   } finally {
     for (const w of workers) w.sdk.close();
   }
@@ -150,7 +159,7 @@ async function main(): Promise<void> {
     try {
       for (const clients of clientCounts) await throughput(cluster, engine, clients);
       await warm(cluster, engine);
-      if (countFsyncs) for (const clients of clientCounts) await fsyncsPerCreate(cluster, engine, clients);
+      if (countFsyncs) for (const clients of clientCounts) await fsyncsPerOp(cluster, engine, clients);
     } finally {
       await cluster.stop();
     }
