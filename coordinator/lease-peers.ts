@@ -88,6 +88,8 @@ export class LeasePeers {
   private readonly waits = new Set<Wait>();
   private through = 0;
   private known = 0;
+  /** Revisions this coordinator committed (and invalidated for) itself: their watch events need no second pass. */
+  private readonly own = new Set<number>();
   private watchLive = true;
   private chain: Promise<void> = Promise.resolve();
   private readonly startedAtMs: number;
@@ -128,10 +130,12 @@ export class LeasePeers {
     const invalidations: Invalidation[] = [];
     let revision = 0;
     for (const { key, revision: r } of events) {
+      revision = Math.max(revision, r);
+      if (this.own.has(r)) continue;
       const event = invalidationOfKey(key);
       if (event) invalidations.push(event);
-      revision = Math.max(revision, r);
     }
+    for (const r of this.own) if (r <= revision) this.own.delete(r);
     this.known = Math.max(this.known, revision);
     // Revoked now (synchronously, so no grant slips between the cache learning and this), and
     // reported once it and everything before it settled.
@@ -155,6 +159,7 @@ export class LeasePeers {
   /** Resolves once every peer invalidated through `revision`, or its leases are provably gone. */
   waitThrough(revision: number): Promise<void> {
     this.known = Math.max(this.known, revision);
+    if (revision > this.through && this.own.size < 100_000) this.own.add(revision);
     if (this.pendingPeers(revision, this.deps.clock.now()).length === 0) return Promise.resolve();
     if (this.closed) return Promise.reject(shuttingDown());
     return new Promise((resolve, reject) => this.waits.add({ revision, startedAtMs: this.deps.clock.now(), resolve, reject }));
