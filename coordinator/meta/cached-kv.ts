@@ -4,7 +4,8 @@
 //
 // Why it stays correct:
 // - Every cached fact carries the revision it is true at. A watch event or this coordinator's
-//   own successful txn overwrites a fact only with a newer one.
+//   own successful txn overwrites a fact only with a newer one. A watch event for a cached
+//   prefix adds its key as a fact: every later change to it comes by the same watch.
 // - A read from etcd at revision R is cached only if R is at least the newest revision the watch
 //   has delivered: otherwise an already-delivered (and, for an uncached key, ignored) event could
 //   be newer than the read.
@@ -62,7 +63,10 @@ export class CachedKv implements Kv {
       onEvents: (events) => {
         for (const { key, entry, revision } of events) {
           kv.watchedThrough = Math.max(kv.watchedThrough, revision);
-          if (kv.facts.has(key)) kv.learn(key, entry, revision);
+          // A change to a cached prefix is a fact at its revision even if the key was not
+          // cached: learning it keeps concurrent creators' new names cached (their own txn
+          // replies often come after a newer event, and then cannot be learned from).
+          if (kv.facts.has(key) || (kv.live && kv.cached(key))) kv.learn(key, entry, revision);
         }
         for (const listener of kv.listeners) listener.onEvents(events);
       },

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { StrataError } from '../../common/errors.js';
 import { startEtcd, startEtcdCluster, type EtcdMember } from '../../test/harness/etcd.js';
 import { freePort, tempDir, type TempDir } from '../../test/harness/ports.js';
+import { CachedKv } from './cached-kv.js';
 import { EtcdKv } from './etcd-kv.js';
 import { KV_MAX_TXN_OPS, prefixEnd, type Kv, type KvOp } from './kv.js';
 import { LevelKv } from './level-kv.js';
@@ -476,6 +477,45 @@ describe('etcd', () => {
   }, ETCD_TEST_TIMEOUT_MS);
 
   kvContract('etcd', () => openKv(etcd.url));
+  kvContract('etcd-cached', () => openKv(etcd.url, { cachePrefixes: ['etcd-cached/'] }));
+
+  test('the watch-fed cache keeps what concurrent txns created, so reading it back costs etcd no read', { timeout: 20_000 }, async () => {
+    class CountingEtcdKv extends EtcdKv {
+      reads = 0;
+      override getManyAt(keys: string[]) {
+        this.reads++;
+        return super.getManyAt(keys);
+      }
+    }
+    const inner = new CountingEtcdKv({ hosts: [etcd.url.replace('etcd://', '')] });
+    const kv = await CachedKv.open(inner, { prefixes: ['hits/'] });
+    let watched = 0;
+    let onWatched = () => undefined as void;
+    kv.listen({
+      onEvents: (events) => {
+        watched = Math.max(watched, ...events.map((e) => e.revision));
+        onWatched();
+      },
+      onReset: () => undefined,
+      onReady: () => undefined,
+    });
+    try {
+      const keys = Array.from({ length: 2 * RACERS }, (_, i) => `hits/${i}`);
+      const outcomes = await Promise.all(keys.map((key) => kv.txnAt({ compares: [{ key, modRevision: 0 }], ops: [put(key, key)] })));
+      expect(outcomes.every((o) => o.succeeded)).toBe(true);
+      // Let the watch deliver every one of these writes.
+      const newest = Math.max(...outcomes.map((o) => o.revision));
+      await new Promise<void>((resolve) => {
+        onWatched = () => watched >= newest && resolve();
+        onWatched();
+      });
+      const readsBefore = inner.reads;
+      expect((await kv.getMany(keys)).map((e) => e?.value.toString())).toEqual(keys);
+      expect(inner.reads).toBe(readsBefore);
+    } finally {
+      await kv.close();
+    }
+  });
   crashContract('etcd', async () => etcd.url, (url) => openKv(url));
 
   test('a closed port fails with one Unavailable line, not a hang', { timeout: 10_000 }, async () => {
