@@ -36,6 +36,18 @@ export const mountSchema = z.object({
   /** Owner shown for every file (like sshfs -o uid=); default: the stored owner. */
   uid: int.min(0).max(0xfffffffe).optional(),
   gid: int.min(0).max(0xfffffffe).optional(),
+  /**
+   * fuse3: strata's own binding on libfuse 3's low-level API (native/); fuse2: fuse-native on
+   * libfuse 2's path-based API, the fallback.
+   */
+  binding: z.enum(['fuse3', 'fuse2']).default('fuse2'),
+  /**
+   * The kernel's writeback cache (fuse3 only): writes are gathered in the page cache and reach the
+   * mount in big pieces, but the kernel then trusts its own size and mtime of a file over the
+   * cluster's, so another client's change of a file this kernel has cached may not show. Safe only
+   * when no other client writes the files this mount uses.
+   */
+  writebackCache: bool.default(false),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 });
 

@@ -22,7 +22,7 @@ export interface MountContext {
 const ORDINARY = new Set([ERRNO.ENOENT, ERRNO.EEXIST, ERRNO.ENOTEMPTY, ERRNO.ENOTDIR, ERRNO.EISDIR, ERRNO.EROFS, ERRNO.EPERM]);
 
 /** Runs `work` for operation `op`; `done` receives its value, `failed` a positive errno. */
-export function settle<T>(ctx: MountContext, op: string, path: string, work: () => Promise<T>, done: (value: T) => void, failed: (errno: number) => void): void {
+export function settle<T>(ctx: Pick<MountContext, 'log' | 'config'>, op: string, path: string, work: () => Promise<T>, done: (value: T) => void, failed: (errno: number) => void): void {
   let answered = false;
   const timer = setTimeout(() => {
     if (answered) return;

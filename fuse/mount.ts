@@ -3,11 +3,10 @@
 // (or an external `fusermount -u`), then stores what open files still buffer and unmounts,
 // falling back to fusermount/fusermount3 so no stale mount is left behind.
 // This process serves its own mount: it must never do synchronous I/O on the mount point.
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import Fuse from 'fuse-native';
 import { Strata } from '../client/index.js';
-import { StrataError, invalid } from '../common/errors.js';
+import { StrataError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { AttrCache } from './cache.js';
 import type { MountConfig } from './config.js';
@@ -15,6 +14,8 @@ import type { MountContext } from './context.js';
 import { HandleTable } from './handles.js';
 import { DirListings } from './listings.js';
 import { createOperations, fetchWindow } from './ops.js';
+import { checkMountpoint, flushOpenFiles, stopSignals, watchUnmount } from './lifecycle.js';
+import { runLowLevelMount } from './lowlevel/mount.js';
 import { isMounted, unmountWithFallbacks } from './unmount.js';
 
 /** fuse-native exposes no switch for these libfuse options; append them to its -o list. */
@@ -33,9 +34,8 @@ class StrataFuse extends Fuse {
   }
 }
 
-const UNMOUNTED_POLL_MS = 1000;
-
 export async function runMount(config: MountConfig, log: Logger): Promise<number> {
+  if (config.binding === 'fuse3') return runLowLevelMount(config, log);
   const mountpoint = path.resolve(config.mountpoint);
   await checkMountpoint(mountpoint);
   const strata = Strata.connect({
@@ -75,7 +75,7 @@ export async function runMount(config: MountConfig, log: Logger): Promise<number
   watchUnmount(mountpoint, signals);
   const reason = await signals.stopped;
   log.info({ reason }, 'unmounting');
-  await flushOpenFiles(ctx, signals.secondSignal);
+  await flushOpenFiles(ctx.handles, log, config.opTimeoutMs, signals.secondSignal);
   const failures = await unmount(fuse, mountpoint, log);
   strata.close();
   process.off('uncaughtException', onCrash);
@@ -115,52 +115,6 @@ function libfuseOptions(config: MountConfig): string[] {
   ];
   if (config.readOnly) options.push('ro');
   return options;
-}
-
-async function checkMountpoint(mountpoint: string): Promise<void> {
-  try {
-    if (!(await stat(mountpoint)).isDirectory()) throw invalid(`mount point ${mountpoint} is not a directory`);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw invalid(`mount point ${mountpoint} does not exist`);
-    // A mount whose process died ("transport endpoint is not connected"): clear it, go on.
-    if (code !== 'ENOTCONN') throw err;
-    const failures = await unmountWithFallbacks(mountpoint);
-    if (failures.length > 0) throw new StrataError('Exists', `${mountpoint} holds a stale mount that cannot be removed: ${failures.join('; ')}`);
-  }
-  if (await isMounted(mountpoint)) throw new StrataError('Exists', `${mountpoint} is already a mount point (unmount it with fusermount -u ${mountpoint})`);
-}
-
-/**
- * `stopped` resolves on the first SIGINT/SIGTERM/SIGHUP (or `stop()`), `secondSignal` on the
- * next. Installed before mounting, so a signal during start-up still unmounts.
- */
-function stopSignals(): { stopped: Promise<string>; secondSignal: Promise<void>; stop: (reason: string) => void } {
-  let signals = 0;
-  let stop!: (reason: string) => void;
-  let hurry!: () => void;
-  const stopped = new Promise<string>((resolve) => (stop = resolve));
-  const secondSignal = new Promise<void>((resolve) => (hurry = resolve));
-  for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(name, () => (++signals === 1 ? stop(name) : hurry()));
-  return { stopped, secondSignal, stop };
-}
-
-/** Stops the mount when something else unmounted it (fusermount -u from a shell). */
-function watchUnmount(mountpoint: string, signals: ReturnType<typeof stopSignals>): void {
-  const poll = setInterval(() => {
-    isMounted(mountpoint).then((mounted) => mounted || signals.stop('unmounted from outside'), () => undefined);
-  }, UNMOUNTED_POLL_MS);
-  void signals.stopped.then(() => clearInterval(poll));
-}
-
-/** Stores buffered bytes of open files before the mount goes; a second signal cuts it short. */
-async function flushOpenFiles(ctx: MountContext, secondSignal: Promise<void>): Promise<void> {
-  const files = ctx.handles.openFiles().filter((f) => f.hasUnstoredData);
-  if (files.length === 0) return;
-  ctx.log.info({ files: files.length }, 'storing buffered writes of open files');
-  const flushes = Promise.allSettled(files.map((f) => f.flush()));
-  const deadline = new Promise<void>((resolve) => setTimeout(resolve, ctx.config.opTimeoutMs).unref());
-  await Promise.race([flushes, secondSignal, deadline]);
 }
 
 async function unmount(fuse: StrataFuse, mountpoint: string, log: Logger): Promise<string[]> {

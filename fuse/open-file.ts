@@ -11,7 +11,8 @@ import type { ReadCache, StoredBytes } from './read-cache.js';
 export interface FileBackend {
   readAt(file: Pick<FileStat, 'ino' | 'size' | 'chunkSize'>, start: number, end: number): AsyncIterable<Buffer>;
   writeChunkAt(file: Pick<FileStat, 'ino'>, index: number, data: Buffer, options?: { grant?: ChunkGrant }): Promise<FileStat>;
-  setattr(path: string, changes: { size: number }): Promise<FileStat>;
+  /** `ino` names the same file as `path` (an inode-based backend uses it instead). */
+  setattr(path: string, changes: { size: number }, ino: number): Promise<FileStat>;
 }
 
 export interface WriteLimits {
@@ -149,7 +150,7 @@ export class OpenFile implements StoredBytes {
     return this.exclusive(async () => {
       // A commit landing after the truncate would resurrect bytes past the new end.
       await this.drain();
-      const stat = await this.backend.setattr(path, { size });
+      const stat = await this.backend.setattr(path, { size }, this.ino);
       for (const chunk of [...this.dirty.values()]) {
         const chunkStart = chunk.index * this.chunkSize;
         if (chunkStart >= size) this.dirty.delete(chunk.index);

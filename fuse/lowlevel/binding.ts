@@ -1,0 +1,130 @@
+// The native libfuse 3 binding (native/fuse3.cc, built by `npm ci` into build/Release), typed.
+// Requests arrive as plain objects; each is answered exactly once by a reply*(id, ...) call.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { StrataError } from '../../common/errors.js';
+
+export interface FuseRequest {
+  op: string;
+  id: number;
+  /** The inode the request is about (the parent directory for name operations). */
+  ino: number;
+  uid: number;
+  gid: number;
+  pid: number;
+  fh?: number;
+  flags: number;
+  name?: string;
+  target?: string;
+  newParent?: number;
+  newName?: string;
+  mode?: number;
+  size?: number;
+  offset?: number;
+  data?: Buffer;
+  datasync?: boolean;
+  setUid?: number;
+  setGid?: number;
+  /** setattr times: milliseconds, 'now' (UTIME_NOW) or absent (UTIME_OMIT). */
+  atime?: number | 'now';
+  mtime?: number | 'now';
+  /** forget: pairs of (ino, lookups dropped). */
+  forgets?: number[];
+}
+
+export interface Attr {
+  ino: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  size: number;
+  blksize: number;
+  blocks: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+export interface Entry {
+  ino: number;
+  attr: Attr;
+  /** Seconds the kernel may trust the attributes / the name. */
+  attrTimeout: number;
+  entryTimeout: number;
+}
+
+export interface DirEntryOut {
+  name: string;
+  /** Offset of the entry after this one. */
+  off: number;
+  /** 0 for '.' and '..' in readdirplus (no lookup is taken on them). */
+  ino: number;
+  mode?: number;
+  attr?: Attr;
+  attrTimeout?: number;
+  entryTimeout?: number;
+}
+
+export interface OpenReply {
+  fh: number;
+  directIo?: boolean;
+  keepCache?: boolean;
+}
+
+export interface StatFsReply {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  favail: number;
+  namemax: number;
+}
+
+export interface Fuse3Binding {
+  fuseVersion: number;
+  mount(mountpoint: string, options: string[], handler: (request: FuseRequest) => void, settings: { writeback: boolean; maxWrite: number }): void;
+  /** Unmounts through libfuse (lazily): for when the kernel is not ending the session itself. */
+  unmount(): void;
+  /** After the handler saw op 'ended': frees the session once every request is answered. */
+  close(): void;
+  replyErr(id: number, errno: number): void;
+  replyEntry(id: number, entry: Entry): void;
+  replyCreate(id: number, entry: Entry, open: OpenReply): void;
+  replyAttr(id: number, attr: Attr, timeoutSeconds: number): void;
+  replyReadlink(id: number, target: string): void;
+  replyOpen(id: number, open: OpenReply): void;
+  replyWrite(id: number, count: number): void;
+  replyBuf(id: number, data: Buffer): void;
+  replyStatfs(id: number, stats: StatFsReply): void;
+  /** Packs entries while they fit in `size` bytes; returns how many went in. */
+  replyDir(id: number, size: number, plus: boolean, entries: DirEntryOut[]): number;
+  notifyInvalEntry(parent: number, name: string): boolean;
+  notifyInvalInode(ino: number, offset?: number, length?: number): boolean;
+}
+
+const ADDON = 'strata_fuse3.node';
+export const NATIVE_HINT = 'install libfuse3-dev, pkg-config and a C++ compiler (apt-get install -y libfuse3-dev pkg-config g++ make), then run: npm run build:native';
+
+let loaded: Fuse3Binding | undefined;
+
+/** The binding, or one clear line on what to install and how to rebuild. */
+export function loadFuse3(): Fuse3Binding {
+  if (loaded) return loaded;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  // From fuse/lowlevel (sources, tests) or dist/fuse/lowlevel (built).
+  const candidates = ['../..', '../../..'].map((up) => path.resolve(here, up, 'build', 'Release', ADDON));
+  const file = candidates.find((candidate) => existsSync(candidate));
+  if (!file) throw new StrataError('Unavailable', `the libfuse 3 binding is not built (${ADDON} missing): ${NATIVE_HINT}, or mount with --binding fuse2`);
+  try {
+    loaded = createRequire(import.meta.url)(file) as Fuse3Binding;
+  } catch (err) {
+    throw new StrataError('Unavailable', `the libfuse 3 binding does not load (${(err as Error).message.split('\n')[0]}): ${NATIVE_HINT}`);
+  }
+  return loaded;
+}

@@ -1,0 +1,124 @@
+// `strata mount` on strata's libfuse 3 binding (native/fuse3.cc): serves the mount until
+// SIGINT/SIGTERM/SIGHUP or an outside unmount, then stores what open files still buffer and
+// unmounts. The binding also unmounts (lazily) if the process exits while mounted, and the
+// mount uses libfuse's auto_unmount, so even a killed process leaves no dead mount behind.
+// This process serves its own mount: it must never do synchronous I/O on the mount point.
+import path from 'node:path';
+import { Strata } from '../../client/index.js';
+import { StrataError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { MountConfig } from '../config.js';
+import { HandleTable } from '../handles.js';
+import type { ForgettingInodeOps } from '../inode-ops.js';
+import { checkMountpoint, flushOpenFiles, stopSignals, watchUnmount } from '../lifecycle.js';
+import { isMounted, unmountWithFallbacks } from '../unmount.js';
+import { type Fuse3Binding, loadFuse3 } from './binding.js';
+import { LowLevelOps } from './ops.js';
+import { PathInodes } from './path-inodes.js';
+
+/** The largest request the kernel may send: 256 pages. */
+const MAX_WRITE = 1024 * 1024;
+/** How long an unmount may take for the kernel to end the session. */
+const END_WAIT_MS = 5000;
+
+export async function runLowLevelMount(config: MountConfig, log: Logger): Promise<number> {
+  const fuse = loadFuse3();
+  const mountpoint = path.resolve(config.mountpoint);
+  await checkMountpoint(mountpoint);
+  const strata = Strata.connect({
+    coordinators: config.coordinator,
+    callTimeoutMs: config.callTimeoutMs,
+    failoverTimeoutMs: config.callTimeoutMs,
+    transferTimeoutMs: config.transferTimeoutMs,
+    writeConcurrency: config.writeConcurrency,
+  });
+  let rootIno: number;
+  try {
+    const root = await strata.stat(config.path);
+    if (!root.isDirectory()) throw new StrataError('NotDir', `${config.path}: not a directory`);
+    rootIno = root.ino;
+  } catch (err) {
+    strata.close();
+    throw err;
+  }
+  const inodes = inodeSource(strata, config.path, rootIno);
+  const handles = new HandleTable(
+    {
+      readAt: (file, start, end) => strata.readAt(file, start, end),
+      writeChunkAt: (file, index, data, options) => strata.writeChunkAt(file, index, data, options),
+      setattr: (_path, changes, ino) => inodes.setattr(ino, changes),
+    },
+    config,
+  );
+  const ops = new LowLevelOps({ inodes, statfs: () => strata.statfs(), config, handles, log, fuse, rootIno });
+  const signals = stopSignals();
+  let ended!: () => void;
+  const sessionEnded = new Promise<void>((resolve) => (ended = resolve));
+  const handler = (req: Parameters<LowLevelOps['handle']>[0]) => {
+    if (req.op === 'ended') {
+      ended();
+      signals.stop('unmounted from outside');
+    }
+    ops.handle(req);
+  };
+  try {
+    fuse.mount(mountpoint, mountOptions(config), handler, { writeback: config.writebackCache, maxWrite: MAX_WRITE });
+  } catch (err) {
+    strata.close();
+    throw new StrataError('Internal', `cannot mount at ${mountpoint}: ${(err as Error).message}`, { cause: err });
+  }
+  const stopInvalidations = inodes.onInvalidate((ev) => ops.invalidate(ev));
+  const onCrash = (err: unknown) => {
+    log.fatal({ err }, 'unexpected failure; unmounting');
+    void unmountWithFallbacks(mountpoint).finally(() => process.exit(1));
+  };
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+  log.info({ mountpoint, remote: config.path, binding: 'fuse3' }, 'mounted');
+  console.log(`strata: mounted ${config.path} at ${mountpoint} (Ctrl-C or SIGTERM unmounts)`);
+
+  watchUnmount(mountpoint, signals);
+  const reason = await signals.stopped;
+  log.info({ reason }, 'unmounting');
+  stopInvalidations();
+  await flushOpenFiles(handles, log, config.opTimeoutMs, signals.secondSignal);
+  const failures = await unmount(fuse, mountpoint, sessionEnded, log);
+  await ops.removeAllHidden();
+  strata.close();
+  process.off('uncaughtException', onCrash);
+  process.off('unhandledRejection', onCrash);
+  if (failures.length > 0) {
+    console.error(`strata: ${mountpoint} is still mounted: ${failures.join('; ')}`);
+    return 1;
+  }
+  console.log(`strata: unmounted ${mountpoint}`);
+  return 0;
+}
+
+/** strata.inodes once the SDK has it; until then the path-based adapter. */
+function inodeSource(strata: Strata, rootPath: string, rootIno: number): ForgettingInodeOps {
+  const sdk = (strata as unknown as { inodes?: ForgettingInodeOps }).inodes;
+  return sdk ?? new PathInodes(strata, rootPath, rootIno);
+}
+
+function mountOptions(config: MountConfig): string[] {
+  // auto_unmount: libfuse's fusermount3 unmounts even after a kill -9 of this process.
+  const options = ['auto_unmount', `fsname=${`strata:${config.path}`.replace(/[,\s]/g, '_')}`, 'subtype=strata'];
+  // Other users can reach the mount: let the kernel enforce the permission bits.
+  if (config.allowOther) options.push('allow_other', 'default_permissions');
+  if (config.readOnly) options.push('ro');
+  return options;
+}
+
+/**
+ * Unmounts (a plain unmount first, lazy ones after: unmountWithFallbacks); once the kernel ended
+ * the session the binding lets it go. A lazy unmount with files still open ends the session
+ * only when they close: then the process exit ends it.
+ */
+async function unmount(fuse: Fuse3Binding, mountpoint: string, sessionEnded: Promise<void>, log: Logger): Promise<string[]> {
+  const failures = (await isMounted(mountpoint)) ? await unmountWithFallbacks(mountpoint) : [];
+  const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), END_WAIT_MS).unref());
+  if (await Promise.race([sessionEnded.then(() => true), timer])) fuse.close();
+  else log.warn('the kernel has not ended the FUSE session (files still open on a lazily unmounted mount?)');
+  return failures;
+}

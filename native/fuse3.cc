@@ -1,0 +1,824 @@
+// strata's FUSE binding: libfuse 3's low-level (inode-based) API for Node.
+//
+// One native thread runs the session loop. Each request is copied (names, write bytes) into a
+// Request and queued to JavaScript through a thread-safe function; the loop thread never waits
+// for an answer, so many requests are in flight at once. JavaScript answers with reply*(id, ...)
+// on its own thread (fuse_reply_* may be called from any thread). Requests are named to
+// JavaScript by a small id, never by pointer: a stale, repeated or made-up id is a JS error,
+// not a use of freed memory. Kernel notifications (inval_entry/inode) go through a thread of
+// their own: they may block until the kernel gets the lock of an inode whose request is waiting
+// for JavaScript, so they must never run on JavaScript's thread.
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <napi.h>
+
+#include <cerrno>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+enum class Op {
+  Lookup, Forget, Getattr, Setattr, Readlink, Mknod, Mkdir, Unlink, Rmdir, Symlink, Rename, Link,
+  Open, Read, Write, Flush, Release, Fsync, Opendir, Readdir, Readdirplus, Releasedir, Statfs,
+  Create, Ended,
+};
+
+const char* OpName(Op op) {
+  static const char* names[] = {"lookup", "forget", "getattr", "setattr", "readlink", "mknod", "mkdir",
+                                "unlink", "rmdir", "symlink", "rename", "link", "open", "read", "write",
+                                "flush", "release", "fsync", "opendir", "readdir", "readdirplus",
+                                "releasedir", "statfs", "create", "ended"};
+  return names[static_cast<int>(op)];
+}
+
+struct Request {
+  Op op;
+  fuse_req_t req = nullptr;
+  fuse_ino_t ino = 0;
+  fuse_ino_t ino2 = 0;
+  std::string name, name2;
+  uint64_t fh = 0;
+  bool hasFh = false;
+  int64_t off = 0;
+  uint64_t size = 0;
+  int flags = 0;
+  uint32_t mode = 0;
+  int toSet = 0;
+  struct stat attr {};
+  char* data = nullptr;  // write bytes, owned until handed to JavaScript
+  uid_t uid = 0;
+  gid_t gid = 0;
+  pid_t pid = 0;
+  std::vector<std::pair<fuse_ino_t, uint64_t>> forgets;
+  ~Request() { free(data); }
+};
+
+struct Notice {
+  bool entry;
+  fuse_ino_t ino;
+  std::string name;
+  int64_t off, len;
+};
+
+void CallJs(Napi::Env env, Napi::Function handler, std::nullptr_t*, Request* request);
+using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Request, CallJs>;
+
+/** The one mount of this process (a mount is a process in strata). */
+struct Session {
+  fuse_session* se = nullptr;
+  std::string mountpoint;
+  Tsfn tsfn;
+  std::thread loop;
+  bool writeback = false;
+  unsigned maxWrite = 1 << 20;
+  // JavaScript's thread only:
+  std::unordered_map<uint32_t, fuse_req_t> pending;
+  uint32_t nextId = 1;
+  bool ended = false;
+  bool destroyWhenIdle = false;
+  // Notifications:
+  std::thread notifier;
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<Notice> notices;
+  bool stopNotifier = false;
+};
+
+Session* current = nullptr;
+
+void Queue(Request* request) {
+  if (!current || current->tsfn.NonBlockingCall(request) != napi_ok) {
+    if (request->req) fuse_reply_err(request->req, EIO);
+    delete request;
+  }
+}
+
+Request* Make(Op op, fuse_req_t req, fuse_ino_t ino) {
+  auto* r = new Request();
+  r->op = op;
+  r->req = req;
+  r->ino = ino;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  r->uid = ctx->uid;
+  r->gid = ctx->gid;
+  r->pid = ctx->pid;
+  return r;
+}
+
+void WithFh(Request* r, fuse_file_info* fi) {
+  if (fi) {
+    r->fh = fi->fh;
+    r->hasFh = true;
+    r->flags = fi->flags;
+  }
+}
+
+// ---- libfuse callbacks (loop thread) ----
+
+void OnInit(void* userdata, fuse_conn_info* conn) {
+  auto* s = static_cast<Session*>(userdata);
+  conn->max_write = s->maxWrite;
+  conn->max_readahead = conn->max_readahead > s->maxWrite ? conn->max_readahead : s->maxWrite;
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  conn->time_gran = 1000000;  // strata keeps milliseconds
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (s->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Bytes are copied out of the request buffer once; splice would only add a pipe.
+  conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+}
+
+void OnLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto* r = Make(Op::Lookup, req, parent);
+  r->name = name;
+  Queue(r);
+}
+
+void OnForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  auto* r = new Request();
+  r->op = Op::Forget;
+  r->forgets.emplace_back(ino, nlookup);
+  fuse_reply_none(req);
+  Queue(r);
+}
+
+void OnForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  auto* r = new Request();
+  r->op = Op::Forget;
+  for (size_t i = 0; i < count; i++) r->forgets.emplace_back(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+  Queue(r);
+}
+
+void OnGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto* r = Make(Op::Getattr, req, ino);
+  WithFh(r, fi);
+  Queue(r);
+}
+
+void OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int toSet, fuse_file_info* fi) {
+  auto* r = Make(Op::Setattr, req, ino);
+  WithFh(r, fi);
+  r->attr = *attr;
+  r->toSet = toSet;
+  Queue(r);
+}
+
+void OnReadlink(fuse_req_t req, fuse_ino_t ino) { Queue(Make(Op::Readlink, req, ino)); }
+
+void OnMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t) {
+  auto* r = Make(Op::Mknod, req, parent);
+  r->name = name;
+  r->mode = mode;
+  Queue(r);
+}
+
+void OnMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  auto* r = Make(Op::Mkdir, req, parent);
+  r->name = name;
+  r->mode = mode;
+  Queue(r);
+}
+
+void OnUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto* r = Make(Op::Unlink, req, parent);
+  r->name = name;
+  Queue(r);
+}
+
+void OnRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto* r = Make(Op::Rmdir, req, parent);
+  r->name = name;
+  Queue(r);
+}
+
+void OnSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  auto* r = Make(Op::Symlink, req, parent);
+  r->name = name;
+  r->name2 = target;
+  Queue(r);
+}
+
+void OnRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
+              unsigned int flags) {
+  auto* r = Make(Op::Rename, req, parent);
+  r->name = name;
+  r->ino2 = newparent;
+  r->name2 = newname;
+  r->flags = static_cast<int>(flags);
+  Queue(r);
+}
+
+void OnLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  auto* r = Make(Op::Link, req, ino);
+  r->ino2 = newparent;
+  r->name2 = newname;
+  Queue(r);
+}
+
+void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto* r = Make(Op::Open, req, ino);
+  r->flags = fi->flags;
+  Queue(r);
+}
+
+void OnRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  auto* r = Make(Op::Read, req, ino);
+  WithFh(r, fi);
+  r->size = size;
+  r->off = off;
+  Queue(r);
+}
+
+void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  auto* r = Make(Op::Write, req, ino);
+  WithFh(r, fi);
+  // The request buffer is reused for the next request as soon as this returns.
+  r->data = static_cast<char*>(malloc(size ? size : 1));
+  if (!r->data) {
+    fuse_reply_err(req, ENOMEM);
+    delete r;
+    return;
+  }
+  memcpy(r->data, buf, size);
+  r->size = size;
+  r->off = off;
+  Queue(r);
+}
+
+void OnFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto* r = Make(Op::Flush, req, ino);
+  WithFh(r, fi);
+  Queue(r);
+}
+
+void OnRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto* r = Make(Op::Release, req, ino);
+  WithFh(r, fi);
+  Queue(r);
+}
+
+void OnFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  auto* r = Make(Op::Fsync, req, ino);
+  WithFh(r, fi);
+  r->mode = datasync;
+  Queue(r);
+}
+
+void OnOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto* r = Make(Op::Opendir, req, ino);
+  r->flags = fi->flags;
+  Queue(r);
+}
+
+void OnReaddirAny(Op op, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  auto* r = Make(op, req, ino);
+  WithFh(r, fi);
+  r->size = size;
+  r->off = off;
+  Queue(r);
+}
+
+void OnReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  OnReaddirAny(Op::Readdir, req, ino, size, off, fi);
+}
+
+void OnReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  OnReaddirAny(Op::Readdirplus, req, ino, size, off, fi);
+}
+
+void OnReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto* r = Make(Op::Releasedir, req, ino);
+  WithFh(r, fi);
+  Queue(r);
+}
+
+void OnStatfs(fuse_req_t req, fuse_ino_t ino) { Queue(Make(Op::Statfs, req, ino)); }
+
+void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  auto* r = Make(Op::Create, req, parent);
+  r->name = name;
+  r->mode = mode;
+  r->flags = fi->flags;
+  Queue(r);
+}
+
+fuse_lowlevel_ops MakeOps() {
+  fuse_lowlevel_ops ops{};
+  ops.init = OnInit;
+  ops.lookup = OnLookup;
+  ops.forget = OnForget;
+  ops.forget_multi = OnForgetMulti;
+  ops.getattr = OnGetattr;
+  ops.setattr = OnSetattr;
+  ops.readlink = OnReadlink;
+  ops.mknod = OnMknod;
+  ops.mkdir = OnMkdir;
+  ops.unlink = OnUnlink;
+  ops.rmdir = OnRmdir;
+  ops.symlink = OnSymlink;
+  ops.rename = OnRename;
+  ops.link = OnLink;
+  ops.open = OnOpen;
+  ops.read = OnRead;
+  ops.write = OnWrite;
+  ops.flush = OnFlush;
+  ops.release = OnRelease;
+  ops.fsync = OnFsync;
+  ops.opendir = OnOpendir;
+  ops.readdir = OnReaddir;
+  ops.readdirplus = OnReaddirplus;
+  ops.releasedir = OnReleasedir;
+  ops.statfs = OnStatfs;
+  ops.create = OnCreate;
+  return ops;
+}
+
+// ---- JavaScript's thread ----
+
+double TimeMs(const struct timespec& t) { return static_cast<double>(t.tv_sec) * 1000 + t.tv_nsec / 1e6; }
+
+/** A time of setattr: milliseconds, "now" or absent (UTIME_OMIT). */
+Napi::Value SetTime(Napi::Env env, int toSet, int bit, int nowBit, const struct timespec& t) {
+  if (toSet & nowBit) return Napi::String::New(env, "now");
+  if (toSet & bit) return Napi::Number::New(env, TimeMs(t));
+  return env.Undefined();
+}
+
+void CallJs(Napi::Env env, Napi::Function handler, std::nullptr_t*, Request* r) {
+  Session* s = current;
+  if (env == nullptr || s == nullptr) {
+    if (r->req) fuse_reply_err(r->req, EIO);
+    delete r;
+    return;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("op", OpName(r->op));
+  if (r->op == Op::Ended) {
+    s->ended = true;
+  } else if (r->op == Op::Forget) {
+    Napi::Array list = Napi::Array::New(env, r->forgets.size() * 2);
+    for (size_t i = 0; i < r->forgets.size(); i++) {
+      list.Set(i * 2, Napi::Number::New(env, static_cast<double>(r->forgets[i].first)));
+      list.Set(i * 2 + 1, Napi::Number::New(env, static_cast<double>(r->forgets[i].second)));
+    }
+    o.Set("forgets", list);
+  } else {
+    uint32_t id = s->nextId;
+    while (id == 0 || s->pending.count(id)) id++;
+    s->nextId = id + 1;
+    s->pending.emplace(id, r->req);
+    o.Set("id", id);
+    o.Set("ino", static_cast<double>(r->ino));
+    o.Set("uid", static_cast<double>(r->uid));
+    o.Set("gid", static_cast<double>(r->gid));
+    o.Set("pid", static_cast<double>(r->pid));
+    if (r->hasFh) o.Set("fh", static_cast<double>(r->fh));
+    o.Set("flags", r->flags);
+    switch (r->op) {
+      case Op::Lookup: case Op::Unlink: case Op::Rmdir:
+        o.Set("name", Napi::String::New(env, r->name));
+        break;
+      case Op::Mknod: case Op::Mkdir: case Op::Create:
+        o.Set("name", Napi::String::New(env, r->name));
+        o.Set("mode", r->mode);
+        break;
+      case Op::Symlink:
+        o.Set("name", Napi::String::New(env, r->name));
+        o.Set("target", Napi::String::New(env, r->name2));
+        break;
+      case Op::Rename:
+        o.Set("name", Napi::String::New(env, r->name));
+        o.Set("newParent", static_cast<double>(r->ino2));
+        o.Set("newName", Napi::String::New(env, r->name2));
+        break;
+      case Op::Link:
+        o.Set("newParent", static_cast<double>(r->ino2));
+        o.Set("newName", Napi::String::New(env, r->name2));
+        break;
+      case Op::Read: case Op::Readdir: case Op::Readdirplus:
+        o.Set("size", static_cast<double>(r->size));
+        o.Set("offset", static_cast<double>(r->off));
+        break;
+      case Op::Write: {
+        char* data = r->data;
+        r->data = nullptr;
+        o.Set("data", Napi::Buffer<char>::New(env, data, r->size, [](Napi::Env, char* p) { free(p); }));
+        o.Set("offset", static_cast<double>(r->off));
+        break;
+      }
+      case Op::Fsync:
+        o.Set("datasync", r->mode != 0);
+        break;
+      case Op::Setattr: {
+        int t = r->toSet;
+        if (t & FUSE_SET_ATTR_MODE) o.Set("mode", static_cast<double>(r->attr.st_mode));
+        if (t & FUSE_SET_ATTR_UID) o.Set("setUid", static_cast<double>(r->attr.st_uid));
+        if (t & FUSE_SET_ATTR_GID) o.Set("setGid", static_cast<double>(r->attr.st_gid));
+        if (t & FUSE_SET_ATTR_SIZE) o.Set("size", static_cast<double>(r->attr.st_size));
+        o.Set("atime", SetTime(env, t, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, r->attr.st_atim));
+        o.Set("mtime", SetTime(env, t, FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, r->attr.st_mtim));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  delete r;
+  handler.Call({o});
+}
+
+/** Takes the request `id` names out of the pending table; throws for an unknown id. */
+fuse_req_t Take(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!current) throw Napi::Error::New(env, "not mounted");
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "request id expected");
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  auto it = current->pending.find(id);
+  if (it == current->pending.end()) throw Napi::Error::New(env, "unknown or already answered request " + std::to_string(id));
+  fuse_req_t req = it->second;
+  current->pending.erase(it);
+  return req;
+}
+
+void AfterReply() {
+  Session* s = current;
+  if (s && s->destroyWhenIdle && s->pending.empty()) {
+    fuse_session_destroy(s->se);
+    s->se = nullptr;
+    s->destroyWhenIdle = false;
+  }
+}
+
+double Num(const Napi::Object& o, const char* key, double fallback = 0) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+}
+
+struct timespec ToTimespec(double ms) {
+  struct timespec t {};
+  double sec = std::floor(ms / 1000);
+  t.tv_sec = static_cast<time_t>(sec);
+  long ns = static_cast<long>((ms - sec * 1000) * 1e6);
+  t.tv_nsec = ns < 0 ? 0 : ns > 999999999 ? 999999999 : ns;
+  return t;
+}
+
+struct stat ToStat(Napi::Env env, Napi::Value value) {
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "attributes object expected");
+  Napi::Object o = value.As<Napi::Object>();
+  struct stat st {};
+  st.st_ino = static_cast<ino_t>(Num(o, "ino"));
+  st.st_mode = static_cast<mode_t>(Num(o, "mode"));
+  st.st_nlink = static_cast<nlink_t>(Num(o, "nlink", 1));
+  st.st_uid = static_cast<uid_t>(Num(o, "uid"));
+  st.st_gid = static_cast<gid_t>(Num(o, "gid"));
+  st.st_size = static_cast<off_t>(Num(o, "size"));
+  st.st_blksize = static_cast<blksize_t>(Num(o, "blksize", 4096));
+  st.st_blocks = static_cast<blkcnt_t>(Num(o, "blocks"));
+  st.st_atim = ToTimespec(Num(o, "atimeMs"));
+  st.st_mtim = ToTimespec(Num(o, "mtimeMs"));
+  st.st_ctim = ToTimespec(Num(o, "ctimeMs"));
+  return st;
+}
+
+fuse_entry_param ToEntry(Napi::Env env, Napi::Value value) {
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "entry object expected");
+  Napi::Object o = value.As<Napi::Object>();
+  fuse_entry_param e{};
+  e.ino = static_cast<fuse_ino_t>(Num(o, "ino"));
+  e.generation = 0;
+  e.attr = ToStat(env, o.Get("attr"));
+  e.attr_timeout = Num(o, "attrTimeout");
+  e.entry_timeout = Num(o, "entryTimeout");
+  return e;
+}
+
+void FillOpen(const Napi::CallbackInfo& info, size_t at, fuse_file_info* fi) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= at || !info[at].IsObject()) throw Napi::TypeError::New(env, "open options expected");
+  Napi::Object o = info[at].As<Napi::Object>();
+  fi->fh = static_cast<uint64_t>(Num(o, "fh"));
+  fi->direct_io = o.Get("directIo").ToBoolean() ? 1 : 0;
+  fi->keep_cache = o.Get("keepCache").ToBoolean() ? 1 : 0;
+}
+
+// Every reply validates its arguments before taking the request: a bad call leaves the
+// request pending (JavaScript may still answer it properly) and throws.
+
+Napi::Value ReplyErr(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "errno expected");
+  int err = info[1].As<Napi::Number>().Int32Value();
+  if (err < 0 || err > 4095) err = EIO;
+  fuse_reply_err(Take(info), err);
+  AfterReply();
+  return info.Env().Undefined();
+}
+
+Napi::Value ReplyEntry(const Napi::CallbackInfo& info) {
+  fuse_entry_param e = ToEntry(info.Env(), info[1]);
+  fuse_reply_entry(Take(info), &e);
+  AfterReply();
+  return info.Env().Undefined();
+}
+
+Napi::Value ReplyCreate(const Napi::CallbackInfo& info) {
+  fuse_entry_param e = ToEntry(info.Env(), info[1]);
+  fuse_file_info fi{};
+  FillOpen(info, 2, &fi);
+  fuse_reply_create(Take(info), &e, &fi);
+  AfterReply();
+  return info.Env().Undefined();
+}
+
+Napi::Value ReplyAttr(const Napi::CallbackInfo& info) {
+  struct stat st = ToStat(info.Env(), info[1]);
+  double timeout = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0;
+  fuse_reply_attr(Take(info), &st, timeout);
+  AfterReply();
+  return info.Env().Undefined();
+}
+
+Napi::Value ReplyReadlink(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(info.Env(), "link target expected");
+  std::string target = info[1].As<Napi::String>().Utf8Value();
+  fuse_reply_readlink(Take(info), target.c_str());
+  AfterReply();
+  return info.Env().Undefined();
+}
+
+Napi::Value ReplyOpen(const Napi::CallbackInfo& info) {
+  fuse_file_info fi{};
+  FillOpen(info, 1, &fi);
+  fuse_reply_open(Take(info), &fi);
+  AfterReply();
+  return info.Env().Undefined();
+}
+
+Napi::Value ReplyWrite(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "count expected");
+  fuse_reply_write(Take(info), static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue()));
+  AfterReply();
+  return info.Env().Undefined();
+}
+
+Napi::Value ReplyBuf(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[1].IsBuffer()) throw Napi::TypeError::New(info.Env(), "buffer expected");
+  Napi::Buffer<char> buf = info[1].As<Napi::Buffer<char>>();
+  fuse_reply_buf(Take(info), buf.Data(), buf.Length());
+  AfterReply();
+  return info.Env().Undefined();
+}
+
+Napi::Value ReplyStatfs(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(info.Env(), "statfs object expected");
+  Napi::Object o = info[1].As<Napi::Object>();
+  struct statvfs st {};
+  st.f_bsize = static_cast<unsigned long>(Num(o, "bsize", 4096));
+  st.f_frsize = static_cast<unsigned long>(Num(o, "frsize", 4096));
+  st.f_blocks = static_cast<fsblkcnt_t>(Num(o, "blocks"));
+  st.f_bfree = static_cast<fsblkcnt_t>(Num(o, "bfree"));
+  st.f_bavail = static_cast<fsblkcnt_t>(Num(o, "bavail"));
+  st.f_files = static_cast<fsfilcnt_t>(Num(o, "files"));
+  st.f_ffree = static_cast<fsfilcnt_t>(Num(o, "ffree"));
+  st.f_favail = static_cast<fsfilcnt_t>(Num(o, "favail"));
+  st.f_namemax = static_cast<unsigned long>(Num(o, "namemax", 255));
+  fuse_reply_statfs(Take(info), &st);
+  AfterReply();
+  return info.Env().Undefined();
+}
+
+/**
+ * replyDir(id, size, plus, entries): packs entries {name, off, ino, attr?, entryTimeout,
+ * attrTimeout} while they fit in `size` bytes; returns how many went in (with `plus`, each
+ * one the kernel now holds a lookup of, '.' and '..' and ino 0 aside).
+ */
+Napi::Value ReplyDir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[1].IsNumber() || !info[3].IsArray()) throw Napi::TypeError::New(env, "replyDir(id, size, plus, entries)");
+  size_t size = static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue());
+  if (size > (1 << 20)) size = 1 << 20;
+  bool plus = info[2].ToBoolean();
+  Napi::Array entries = info[3].As<Napi::Array>();
+  std::vector<char> buf(size);
+  size_t used = 0;
+  uint32_t count = 0;
+  for (; count < entries.Length(); count++) {
+    Napi::Value v = entries.Get(count);
+    if (!v.IsObject()) throw Napi::TypeError::New(env, "directory entry object expected");
+    Napi::Object o = v.As<Napi::Object>();
+    std::string name = o.Get("name").ToString().Utf8Value();
+    off_t off = static_cast<off_t>(Num(o, "off"));
+    size_t need;
+    if (plus) {
+      fuse_entry_param e{};
+      e.ino = static_cast<fuse_ino_t>(Num(o, "ino"));
+      if (o.Has("attr") && o.Get("attr").IsObject()) e.attr = ToStat(env, o.Get("attr"));
+      else e.attr.st_ino = e.ino, e.attr.st_mode = static_cast<mode_t>(Num(o, "mode"));
+      e.attr_timeout = Num(o, "attrTimeout");
+      e.entry_timeout = Num(o, "entryTimeout");
+      need = fuse_add_direntry_plus(nullptr, buf.data() + used, size - used, name.c_str(), &e, off);
+    } else {
+      struct stat st {};
+      st.st_ino = static_cast<ino_t>(Num(o, "ino"));
+      st.st_mode = static_cast<mode_t>(Num(o, "mode"));
+      need = fuse_add_direntry(nullptr, buf.data() + used, size - used, name.c_str(), &st, off);
+    }
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(Take(info), buf.data(), used);
+  AfterReply();
+  return Napi::Number::New(env, count);
+}
+
+// ---- notifications ----
+
+void NotifierLoop(Session* s) {
+  for (;;) {
+    Notice n;
+    {
+      std::unique_lock<std::mutex> lock(s->mutex);
+      s->wake.wait(lock, [s] { return s->stopNotifier || !s->notices.empty(); });
+      if (s->notices.empty()) return;
+      n = std::move(s->notices.front());
+      s->notices.pop_front();
+    }
+    // ENOENT: the kernel holds nothing of it, which is the point anyway.
+    if (n.entry) fuse_lowlevel_notify_inval_entry(s->se, n.ino, n.name.data(), n.name.size());
+    else fuse_lowlevel_notify_inval_inode(s->se, n.ino, n.off, n.len);
+  }
+}
+
+void Enqueue(Notice notice) {
+  std::lock_guard<std::mutex> lock(current->mutex);
+  if (current->notices.size() > 100000) return;  // the kernel's caches time out anyway
+  current->notices.push_back(std::move(notice));
+  current->wake.notify_one();
+}
+
+Napi::Value NotifyInvalEntry(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!current || current->ended) return Napi::Boolean::New(env, false);
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsString()) throw Napi::TypeError::New(env, "notifyInvalEntry(parent, name)");
+  Enqueue({true, static_cast<fuse_ino_t>(info[0].As<Napi::Number>().DoubleValue()), info[1].As<Napi::String>().Utf8Value(), 0, 0});
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value NotifyInvalInode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!current || current->ended) return Napi::Boolean::New(env, false);
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "notifyInvalInode(ino, off?, len?)");
+  int64_t off = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
+  int64_t len = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : 0;
+  Enqueue({false, static_cast<fuse_ino_t>(info[0].As<Napi::Number>().DoubleValue()), std::string(), off, len});
+  return Napi::Boolean::New(env, true);
+}
+
+// ---- mount / unmount ----
+
+void LoopMain(Session* s) {
+  fuse_session_loop(s->se);
+  auto* r = new Request();
+  r->op = Op::Ended;
+  if (s->tsfn.NonBlockingCall(r) != napi_ok) delete r;
+}
+
+void StopNotifier(Session* s) {
+  {
+    std::lock_guard<std::mutex> lock(s->mutex);
+    s->stopNotifier = true;
+    s->notices.clear();
+  }
+  s->wake.notify_one();
+  if (s->notifier.joinable()) s->notifier.join();
+}
+
+/** At process exit with the mount still up: detach it, so no dead mount is left behind. */
+void Cleanup(void*) {
+  Session* s = current;
+  if (!s || s->ended || !s->se) return;
+  fuse_session_exit(s->se);
+  fuse_session_unmount(s->se);
+  // The loop thread may still sit in read(): the process ends it.
+  s->loop.detach();
+  {
+    std::lock_guard<std::mutex> lock(s->mutex);
+    s->stopNotifier = true;
+  }
+  s->wake.notify_one();
+  s->notifier.detach();
+  current = nullptr;
+}
+
+/** mount(mountpoint, options: string[] (-o values), handler, { writeback, maxWrite }) */
+Napi::Value Mount(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (current) throw Napi::Error::New(env, "this process already serves a mount");
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsFunction())
+    throw Napi::TypeError::New(env, "mount(mountpoint, options, handler, settings?)");
+  auto* s = new Session();
+  s->mountpoint = info[0].As<Napi::String>().Utf8Value();
+  if (info.Length() > 3 && info[3].IsObject()) {
+    Napi::Object o = info[3].As<Napi::Object>();
+    s->writeback = o.Get("writeback").ToBoolean();
+    double mw = Num(o, "maxWrite", 1 << 20);
+    s->maxWrite = static_cast<unsigned>(mw < 4096 ? 4096 : mw > (1 << 20) ? (1 << 20) : mw);
+  }
+  std::vector<std::string> args = {"strata"};
+  Napi::Array options = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < options.Length(); i++) {
+    args.push_back("-o");
+    args.push_back(options.Get(i).ToString().Utf8Value());
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  fuse_lowlevel_ops ops = MakeOps();
+  s->se = fuse_session_new(&fargs, &ops, sizeof(ops), s);
+  if (!s->se) {
+    delete s;
+    throw Napi::Error::New(env, "fuse_session_new failed (bad mount options?)");
+  }
+  if (fuse_session_mount(s->se, s->mountpoint.c_str()) != 0) {
+    fuse_session_destroy(s->se);
+    delete s;
+    throw Napi::Error::New(env, "cannot mount (is fuse3 installed and /dev/fuse usable?)");
+  }
+  s->tsfn = Tsfn::New(env, info[2].As<Napi::Function>(), "strata-fuse", 0, 1);
+  // The mount's own timers keep the process alive while it should be.
+  s->tsfn.Unref(env);
+  current = s;
+  s->notifier = std::thread(NotifierLoop, s);
+  s->loop = std::thread(LoopMain, s);
+  return env.Undefined();
+}
+
+/**
+ * After the kernel ended the session (the handler saw "ended"): joins the threads and frees
+ * the session once every request still pending is answered.
+ */
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session* s = current;
+  if (!s) return env.Undefined();
+  if (!s->ended) throw Napi::Error::New(env, "still mounted: unmount first");
+  if (s->loop.joinable()) s->loop.join();
+  StopNotifier(s);
+  s->tsfn.Release();
+  if (s->pending.empty()) {
+    fuse_session_destroy(s->se);
+    s->se = nullptr;
+  } else {
+    s->destroyWhenIdle = true;  // answers to the remaining requests go nowhere, harmlessly
+  }
+  return env.Undefined();
+}
+
+/** Unmounts through libfuse (umount2 as root, fusermount3 otherwise). */
+Napi::Value Unmount(const Napi::CallbackInfo& info) {
+  Session* s = current;
+  if (s && !s->ended && s->se) {
+    fuse_session_exit(s->se);
+    fuse_session_unmount(s->se);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("mount", Napi::Function::New(env, Mount));
+  exports.Set("unmount", Napi::Function::New(env, Unmount));
+  exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("replyErr", Napi::Function::New(env, ReplyErr));
+  exports.Set("replyEntry", Napi::Function::New(env, ReplyEntry));
+  exports.Set("replyCreate", Napi::Function::New(env, ReplyCreate));
+  exports.Set("replyAttr", Napi::Function::New(env, ReplyAttr));
+  exports.Set("replyReadlink", Napi::Function::New(env, ReplyReadlink));
+  exports.Set("replyOpen", Napi::Function::New(env, ReplyOpen));
+  exports.Set("replyWrite", Napi::Function::New(env, ReplyWrite));
+  exports.Set("replyBuf", Napi::Function::New(env, ReplyBuf));
+  exports.Set("replyStatfs", Napi::Function::New(env, ReplyStatfs));
+  exports.Set("replyDir", Napi::Function::New(env, ReplyDir));
+  exports.Set("notifyInvalEntry", Napi::Function::New(env, NotifyInvalEntry));
+  exports.Set("notifyInvalInode", Napi::Function::New(env, NotifyInvalInode));
+  exports.Set("fuseVersion", Napi::Number::New(env, fuse_version()));
+  napi_add_env_cleanup_hook(env, Cleanup, nullptr);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(strata_fuse3, Init)
