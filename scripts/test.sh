@@ -8,6 +8,10 @@ need_pkgs=()
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need_pkgs+=(etcd-server)
 command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 || need_pkgs+=(fuse3)
 ldconfig -p 2>/dev/null | grep -q 'libfuse.so.2' || need_pkgs+=(libfuse2)
+# strata's libfuse 3 binding (native/) is compiled by npm ci: headers, pkg-config, a compiler.
+pkg-config --exists fuse3 2>/dev/null || need_pkgs+=(libfuse3-dev pkg-config)
+command -v g++ >/dev/null 2>&1 || need_pkgs+=(g++)
+command -v make >/dev/null 2>&1 || need_pkgs+=(make)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing system packages: ${need_pkgs[*]}"
@@ -21,5 +25,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 [ -d node_modules ] || npm ci
+# Built by npm ci; again here if the packages it needs came after it.
+[ -f build/Release/strata_fuse3.node ] || npm run build:native
 npm run build --silent
 exec npx vitest run "$@"
