@@ -8,7 +8,7 @@ import type { Logger } from '../../common/log.js';
 import { toStatFs } from '../attrs.js';
 import type { MountConfig } from '../config.js';
 import { settle } from '../context.js';
-import { ERRNO, errnoError } from '../errno.js';
+import { ERRNO, errnoError, toErrno } from '../errno.js';
 import type { HandleTable } from '../handles.js';
 import type { ForgettingInodeOps } from '../inode-ops.js';
 import type { Attr, DirEntryOut, Entry, Fuse3Binding, FuseRequest } from './binding.js';
@@ -46,6 +46,14 @@ export class LowLevelOps {
   private nextDir = 1;
   /** Files removed while open here: renamed to a hidden name, removed after the last close. */
   private readonly hidden = new Map<number, { parent: number; name: string }>();
+  /** Opens under way, per inode (their handle not in the table yet). */
+  private readonly opening = new Map<number, number>();
+  /**
+   * Unlinks and renames under way. An open that arrives meanwhile waits for them: the kernel
+   * resolved its name before, so its inode may be the one being removed, and it must either
+   * find it gone (ENOENT) or be seen by the removal, which then hides the file instead.
+   */
+  private readonly removals = new Set<Promise<unknown>>();
 
   constructor(private readonly ctx: LowLevelContext) {
     this.timeout = ctx.config.attrTimeoutMs / 1000;
@@ -72,6 +80,7 @@ export class LowLevelOps {
 
   private dispatch(req: FuseRequest): void {
     const { inodes, handles, fuse } = this.ctx;
+    if (this.ctx.log.isLevelEnabled('trace')) this.ctx.log.trace({ op: req.op, ino: req.ino, fh: req.fh, name: req.name, newName: req.newName }, 'request');
     const ino = req.ino ? this.fromKernel(req.ino) : 0;
     switch (req.op) {
       case 'forget':
@@ -272,11 +281,25 @@ export class LowLevelOps {
     });
   }
 
-  /** The inode a name stands for, when it is a file this mount has open (else undefined). */
+  /** Whether this mount has the file open, or an open of it under way. */
+  private held(ino: number): boolean {
+    return !!this.ctx.handles.fileOf(ino)?.handles || this.opening.has(ino);
+  }
+
+  /** The inode a name stands for, when it is a file this mount holds (else undefined). */
   private async openFileAt(parent: number, name: string): Promise<number | undefined> {
-    if (this.ctx.handles.openFiles().length === 0) return undefined;
+    if (this.ctx.handles.openFiles().length === 0 && this.opening.size === 0) return undefined;
     const stat = await this.ctx.inodes.lookup(parent, name).catch(() => undefined);
-    return stat && stat.type === 'file' && this.ctx.handles.fileOf(stat.ino)?.handles ? stat.ino : undefined;
+    return stat && stat.type === 'file' && this.held(stat.ino) ? stat.ino : undefined;
+  }
+
+  /** Runs an unlink or rename as a removal: opens arriving meanwhile wait for it. */
+  private removal(work: () => Promise<void>): Promise<void> {
+    const done = work();
+    this.removals.add(done);
+    const forget = () => this.removals.delete(done);
+    done.then(forget, forget);
+    return done;
   }
 
   /** Moves an open file out of the way under a hidden name; removed after its last close. */
@@ -287,15 +310,15 @@ export class LowLevelOps {
   }
 
   private unlink(parent: number, name: string): Promise<void> {
-    return this.changing(async () => {
+    return this.changing(() => this.removal(async () => {
       const open = await this.openFileAt(parent, name);
       if (open !== undefined) return this.hide(parent, name, open);
       await this.ctx.inodes.unlink(parent, name);
-    });
+    }));
   }
 
   private rename(parent: number, req: FuseRequest): Promise<void> {
-    return this.changing(async () => {
+    return this.changing(() => this.removal(async () => {
       const name = this.name(req.name);
       const newName = this.name(req.newName);
       const newParent = this.fromKernel(req.newParent ?? 0);
@@ -305,12 +328,30 @@ export class LowLevelOps {
       const replaced = noReplace ? undefined : await this.openFileAt(newParent, newName);
       if (replaced !== undefined) await this.hide(newParent, newName, replaced);
       await this.ctx.inodes.rename(parent, name, newParent, newName, { noReplace });
-    });
+    }));
   }
 
   // ---- files ----
 
   private async open(ino: number, flags: number): Promise<{ fh: number; keepCache: boolean }> {
+    this.opening.set(ino, (this.opening.get(ino) ?? 0) + 1);
+    try {
+      if (this.removals.size > 0) await Promise.allSettled([...this.removals]);
+      return await this.openNow(ino, flags);
+    } catch (err) {
+      // The kernel resolved the name before a rename or removal took this inode away: ESTALE
+      // makes it look the name up again, so open(2) opens what the name is now (or says ENOENT).
+      if (toErrno(err) === ERRNO.ENOENT) throw errnoError('ESTALE', `inode ${ino}: removed before its open`);
+      throw err;
+    } finally {
+      const left = (this.opening.get(ino) ?? 1) - 1;
+      if (left > 0) this.opening.set(ino, left);
+      else this.opening.delete(ino);
+      await this.removeHidden(ino);
+    }
+  }
+
+  private async openNow(ino: number, flags: number): Promise<{ fh: number; keepCache: boolean }> {
     const { inodes, handles, config } = this.ctx;
     const writable = (flags & O_ACCMODE) !== constants.O_RDONLY;
     if (writable && config.readOnly) throw errnoError('EROFS', 'read-only mount');
@@ -349,9 +390,9 @@ export class LowLevelOps {
   /** Removes a hidden file once nothing holds it; failures are logged. */
   async removeHidden(ino: number): Promise<void> {
     const hidden = this.hidden.get(ino);
-    if (!hidden || this.ctx.handles.fileOf(ino)) return;
+    if (!hidden || this.ctx.handles.fileOf(ino) || this.opening.has(ino)) return;
     this.hidden.delete(ino);
-    await this.ctx.inodes.unlink(hidden.parent, hidden.name).catch((err) => {
+    await this.removal(() => this.ctx.inodes.unlink(hidden.parent, hidden.name)).catch((err) => {
       this.ctx.log.warn({ ino }, `${hidden.name}: removal after the last close failed: ${(err as Error)?.message ?? err}`);
     });
     if (!this.lookups.has(ino)) this.ctx.inodes.forget?.(ino);
