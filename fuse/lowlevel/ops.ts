@@ -80,7 +80,7 @@ export class LowLevelOps {
 
   private dispatch(req: FuseRequest): void {
     const { inodes, handles, fuse } = this.ctx;
-    if (this.ctx.log.isLevelEnabled('trace')) this.ctx.log.trace({ op: req.op, ino: req.ino, fh: req.fh, name: req.name, newName: req.newName }, 'request');
+    if (this.ctx.log.isLevelEnabled('trace')) this.ctx.log.trace({ op: req.op, ino: req.ino, fh: req.fh, name: req.name, size: req.size ?? req.data?.length, offset: req.offset }, 'request');
     const ino = req.ino ? this.fromKernel(req.ino) : 0;
     switch (req.op) {
       case 'forget':
