@@ -40,7 +40,7 @@ export const mountSchema = z.object({
    * fuse3: strata's own binding on libfuse 3's low-level API (native/); fuse2: fuse-native on
    * libfuse 2's path-based API, the fallback.
    */
-  binding: z.enum(['fuse3', 'fuse2']).default('fuse2'),
+  binding: z.enum(['fuse3', 'fuse2']).default('fuse3'),
   /**
    * The kernel's writeback cache (fuse3 only): writes are gathered in the page cache and reach the
    * mount in big pieces, but the kernel then trusts its own size and mtime of a file over the

@@ -34,7 +34,7 @@ export function registerMountCommand(program: Command): void {
     .option('--read-only', 'mount read-only: every change fails with EROFS')
     .option('--uid <uid>', 'owner shown for every file (default: the stored owner)')
     .option('--gid <gid>', 'group shown for every file (default: the stored group)')
-    .option('--binding <name>', 'fuse3 (libfuse 3 low-level, native/) | fuse2 (fuse-native, libfuse 2)')
+    .option('--binding <name>', 'fuse3 (the default: libfuse 3 low-level, native/) | fuse2 (fuse-native on libfuse 2, the fallback)')
     .option('--writeback-cache', 'kernel writeback cache (fuse3): faster small writes; only when no other client writes these files')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')

@@ -32,6 +32,8 @@ const BLOCK_BYTES = 1024 * 1024;
 /** Names of files removed or renamed over while open here, until their last close. */
 const HIDDEN_PREFIX = '.strata_hidden_';
 const DIR_PAGE = 10_000;
+/** The kernel retries an open that got ESTALE at once; a later one is a new open. */
+const STALE_RETRY_MS = 1000;
 
 interface DirHandle {
   ino: number;
@@ -54,6 +56,8 @@ export class LowLevelOps {
    * find it gone (ENOENT) or be seen by the removal, which then hides the file instead.
    */
   private readonly removals = new Set<Promise<unknown>>();
+  /** When each process was last answered ESTALE by an open. */
+  private readonly staleAt = new Map<number, number>();
 
   constructor(private readonly ctx: LowLevelContext) {
     this.timeout = ctx.config.attrTimeoutMs / 1000;
@@ -111,7 +115,7 @@ export class LowLevelOps {
       case 'create':
         return this.serve(req, () => this.create(ino, req), ({ stat, fh }) => fuse.replyCreate(req.id, this.entry(stat), { fh }));
       case 'open':
-        return this.serve(req, () => this.open(ino, req.flags), (open) => fuse.replyOpen(req.id, open));
+        return this.serve(req, () => this.open(ino, req.flags, req.pid), (open) => fuse.replyOpen(req.id, open));
       case 'read':
         return this.serve(req, () => { const h = handles.get(req.fh ?? 0); return h.file.read(h.cache, req.offset ?? 0, req.size ?? 0); }, (data) => fuse.replyBuf(req.id, data));
       case 'write':
@@ -307,6 +311,8 @@ export class LowLevelOps {
     const hiddenName = `${HIDDEN_PREFIX}${ino}`;
     await this.ctx.inodes.rename(parent, name, parent, hiddenName);
     this.hidden.set(ino, { parent, name: hiddenName });
+    // Its last close may have come while the rename ran, finding nothing hidden yet.
+    if (!this.held(ino)) await this.removeHidden(ino);
   }
 
   private unlink(parent: number, name: string): Promise<void> {
@@ -333,7 +339,7 @@ export class LowLevelOps {
 
   // ---- files ----
 
-  private async open(ino: number, flags: number): Promise<{ fh: number; keepCache: boolean }> {
+  private async open(ino: number, flags: number, pid: number): Promise<{ fh: number; keepCache: boolean }> {
     this.opening.set(ino, (this.opening.get(ino) ?? 0) + 1);
     try {
       if (this.removals.size > 0) await Promise.allSettled([...this.removals]);
@@ -341,7 +347,8 @@ export class LowLevelOps {
     } catch (err) {
       // The kernel resolved the name before a rename or removal took this inode away: ESTALE
       // makes it look the name up again, so open(2) opens what the name is now (or says ENOENT).
-      if (toErrno(err) === ERRNO.ENOENT) throw errnoError('ESTALE', `inode ${ino}: removed before its open`);
+      // The kernel retries once: a retry that lost the same race gets ENOENT, never ESTALE.
+      if (toErrno(err) === ERRNO.ENOENT && !this.staleRetry(pid)) throw errnoError('ESTALE', `inode ${ino}: removed before its open`);
       throw err;
     } finally {
       const left = (this.opening.get(ino) ?? 1) - 1;
@@ -349,6 +356,19 @@ export class LowLevelOps {
       else this.opening.delete(ino);
       await this.removeHidden(ino);
     }
+  }
+
+  /** Whether `pid` was just told ESTALE (so this open is the kernel's retry); notes it if not. */
+  private staleRetry(pid: number): boolean {
+    const now = Date.now();
+    const last = this.staleAt.get(pid);
+    if (last !== undefined && now - last < STALE_RETRY_MS) {
+      this.staleAt.delete(pid);
+      return true;
+    }
+    if (this.staleAt.size > 1000) this.staleAt.clear();
+    this.staleAt.set(pid, now);
+    return false;
   }
 
   private async openNow(ino: number, flags: number): Promise<{ fh: number; keepCache: boolean }> {
@@ -451,7 +471,8 @@ export class LowLevelOps {
     const all: Array<{ name: string; stat: FileStat }> = [];
     for (let after = ''; ; ) {
       const page = await this.ctx.inodes.readdirplus(ino, { after, limit: DIR_PAGE });
-      all.push(...page.entries);
+      // Removed files still open somewhere: on a local disk they would have no name either.
+      for (const entry of page.entries) if (!entry.name.startsWith(HIDDEN_PREFIX)) all.push(entry);
       if (!page.more || page.entries.length === 0) return all;
       after = page.entries[page.entries.length - 1].name;
     }

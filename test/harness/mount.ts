@@ -5,6 +5,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { loadFuse3 } from '../../fuse/lowlevel/binding.js';
 import { isMounted, unmountWithFallbacks } from '../../fuse/unmount.js';
 import { STRATA_MAIN, type TestCluster } from './cluster.js';
 
@@ -13,10 +14,19 @@ export function fuseUnavailableReason(): string | undefined {
   if (!existsSync('/dev/fuse')) return '/dev/fuse is missing';
   const fusermount = ['fusermount', 'fusermount3'].some((cmd) => spawnSync('which', [cmd]).status === 0);
   if (!fusermount) return 'neither fusermount nor fusermount3 is installed (apt-get install fuse3)';
+  // The binding the mounts will use (fuse/config.ts: fuse3 unless STRATA_BINDING says fuse2).
+  if (process.env.STRATA_BINDING === 'fuse2') {
+    try {
+      createRequire(import.meta.url)('fuse-native');
+    } catch (err) {
+      return `fuse-native does not load (libfuse.so.2 missing? apt-get install libfuse2): ${(err as Error).message}`;
+    }
+    return undefined;
+  }
   try {
-    createRequire(import.meta.url)('fuse-native');
+    loadFuse3();
   } catch (err) {
-    return `fuse-native does not load (libfuse.so.2 missing? apt-get install libfuse2): ${(err as Error).message}`;
+    return (err as Error).message;
   }
   return undefined;
 }
