@@ -25,7 +25,7 @@ describe('MetaCache', () => {
     cache.putLookup(cache.ticket(), grant, 1, 'a', stat(5));
     cache.putLookup(cache.ticket(), grant, 1, 'missing', null);
     cache.putAttr(cache.ticket(), grant, stat(6));
-    cache.putListing(cache.ticket(), grant, 9, [{ name: 'y', stat: stat(11) }, { name: 'x', stat: stat(10) }]);
+    cache.putListing(cache.ticket(), grant, 9, [{ name: 'x', stat: stat(10) }, { name: 'y', stat: stat(11) }]);
     expect(cache.lookup(1, 'a')?.ino).toBe(5);
     expect(cache.lookup(1, 'missing')).toBeNull();
     expect(cache.lookup(1, 'other')).toBeUndefined();

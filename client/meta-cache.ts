@@ -111,15 +111,17 @@ export class MetaCache {
     if (!this.fresh()) return undefined;
     const dir = this.dirs.get(ino);
     if (!dir?.listing) return undefined;
-    const start = after === '' ? 0 : dir.listing.findIndex((name) => name > after);
-    const names = start < 0 ? [] : dir.listing.slice(start, start + limit);
+    // The coordinator's order (bytewise), kept as it came: resume right after `after`.
+    const start = after === '' ? 0 : dir.listing.indexOf(after) + 1;
+    if (start === 0 && after !== '') return undefined; // a name not in the listing: ask the coordinator
+    const names = dir.listing.slice(start, start + limit);
     const entries: { name: string; stat: FileStat }[] = [];
     for (const name of names) {
       const stat = this.attrs.get(dir.names.get(name) ?? -1);
       if (!stat) return undefined;
       entries.push({ name, stat });
     }
-    return this.hit({ entries, more: start >= 0 && start + limit < dir.listing.length });
+    return this.hit({ entries, more: start + limit < dir.listing.length });
   }
 
   // ---- learning (each returns false when the answer may not be cached)
@@ -161,7 +163,7 @@ export class MetaCache {
     if (!this.untouched(ticket, keys) || !this.granted(ticket, grant)) return;
     const dir = this.dir(ino);
     dir.names.clear();
-    dir.listing = entries.map((e) => e.name).sort();
+    dir.listing = entries.map((e) => e.name);
     for (const { name, stat } of entries) {
       dir.names.set(name, stat.ino);
       this.putStat(stat);
