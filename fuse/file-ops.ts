@@ -45,6 +45,10 @@ export function fileOperations(ctx: MountContext): Partial<Fuse.Operations> {
           // plus a getattr, and the truncate's reply is as fresh as the stat an open needs.
           const stat = writable && flags & constants.O_TRUNC ? await truncatePath(path, 0) : await statPath(ctx, path, true);
           if (stat.type === 'directory') throw errnoError('EISDIR', `${path}: is a directory`);
+          // libfuse counts an open only once we answer it, so its release of the file's last
+          // handle may have had the hidden name removed while this open was under way: the stat
+          // above may predate that removal's commit. ESTALE: the kernel looks the name up again.
+          if (isLibfuseHidden(path) && handles.isRemoving(stat.ino)) throw errnoError('ESTALE', `${path}: removed during its open`);
           return handles.open(stat, writable).fd;
         } catch (err) {
           // The kernel's lookup found a name replaced since and already removed: ESTALE makes

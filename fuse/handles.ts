@@ -16,6 +16,8 @@ export interface Handle {
 
 /** fh travels as 32 bits and 0 means "none" to the binding. */
 const MAX_FD = 0x7fffffff;
+/** Removed inodes remembered for opens racing their removal (a race of milliseconds). */
+const MAX_REMOVING = 4096;
 
 export class HandleTable {
   private readonly handles = new Map<number, Handle>();
@@ -24,6 +26,11 @@ export class HandleTable {
   private readonly opening = new Map<string, number>();
   /** Removals waiting for the last handle of, or open under way on, a file: path → inode. */
   private readonly deferred = new Map<string, number>();
+  /**
+   * Inodes whose removal was decided (not deferred), newest last: an open that began after that
+   * decision may still stat the file before the removal commits, and must not open it.
+   */
+  private readonly removing = new Set<number>();
   private nextFd = 1;
 
   constructor(
@@ -78,20 +85,37 @@ export class HandleTable {
 
   /** Defers the removal of `path` (inode `ino`) if a handle holds it or an open of it is under way. */
   deferRemoval(path: string, ino: number): boolean {
-    if (!this.opening.has(path) && !this.files.get(ino)?.handles) return false;
+    if (!this.opening.has(path) && !this.files.get(ino)?.handles) {
+      this.markRemoving(ino);
+      return false;
+    }
     this.deferred.set(path, ino);
     return true;
+  }
+
+  /** Whether the removal of `ino` was decided (an open that stat-ed it since must not use it). */
+  isRemoving(ino: number): boolean {
+    return this.removing.has(ino);
   }
 
   /** The deferred removals nothing holds any more, taken off the list: to be done now. */
   takeRemovable(): string[] {
     const free = [...this.deferred].filter(([path, ino]) => !this.opening.has(path) && !this.files.get(ino)?.handles);
-    for (const [path] of free) this.deferred.delete(path);
+    for (const [path, ino] of free) {
+      this.deferred.delete(path);
+      this.markRemoving(ino);
+    }
     return free.map(([path]) => path);
   }
 
   openFiles(): OpenFile[] {
     return [...this.files.values()];
+  }
+
+  /** Inode numbers are never reused, so the set is exact; it keeps the newest few thousand. */
+  private markRemoving(ino: number): void {
+    this.removing.add(ino);
+    if (this.removing.size > MAX_REMOVING) this.removing.delete(this.removing.values().next().value!);
   }
 
   private allocateFd(): number {
