@@ -42,6 +42,9 @@ type StatReply = { attr: any };
 /** A retried removal that finds the name gone was applied by the attempt whose outcome was unknown. */
 const goneMeansDone = (error: StrataError) => (error.kind === 'NotFound' ? {} : undefined);
 
+/** Entries of the largest directory listed whole to answer lookups in it. */
+const LISTING_PREFETCH_MAX = 2000;
+
 /** Renewals start when this much of the lease is left (of its length). */
 const RENEW_AT_FRACTION = 0.5;
 
@@ -51,6 +54,8 @@ export class SessionInodes implements InodeOps {
   private renewTimer: NodeJS.Timeout | undefined;
   private usedSinceRenew = false;
   private lastValidForMs = 0;
+  /** Directories found too big to list for a lookup. */
+  private readonly bigDirs = new Set<number>();
 
   constructor(private readonly coordinator: CoordinatorClient) {}
 
@@ -58,6 +63,8 @@ export class SessionInodes implements InodeOps {
     const cached = this.cache.lookup(parent, name);
     if (cached === null) return this.used(Promise.reject(notFound(name)));
     if (cached) return this.used(Promise.resolve(cached));
+    const listed = await this.lookupByListing(parent, name);
+    if (listed !== undefined) return listed;
     const ticket = this.leasedRead();
     const reply = await this.coordinator.session<{ attr: any; absent: boolean; lease: any }>('leasedLookup', { parent, name });
     const grant = this.granted(reply.lease);
@@ -68,6 +75,25 @@ export class SessionInodes implements InodeOps {
     const stat = toFileStat(reply.attr);
     this.cache.putLookup(ticket, grant, parent, name, stat);
     return stat;
+  }
+
+  /**
+   * A second name looked up in a directory still leased to us (stat of each file, ls -l, a
+   * build's many opens): one leased listing answers it and every later lookup there, absent
+   * names included, while one lookup each would cost a request per name. Only small
+   * directories; undefined = ask for the name itself.
+   */
+  private async lookupByListing(parent: number, name: string): Promise<FileStat | undefined> {
+    if (!this.cache.partlyCached(parent) || this.bigDirs.has(parent)) return undefined;
+    const page = await this.readdirplus(parent, { limit: LISTING_PREFETCH_MAX }).catch(() => undefined);
+    if (!page) return undefined;
+    if (page.more) {
+      if (this.bigDirs.size >= 10_000) this.bigDirs.clear();
+      this.bigDirs.add(parent);
+    }
+    const cached = this.cache.lookup(parent, name);
+    if (cached === null) throw notFound(name);
+    return cached ?? page.entries.find((e) => e.name === name)?.stat;
   }
 
   async getattr(ino: number): Promise<FileStat> {

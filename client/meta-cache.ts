@@ -94,11 +94,20 @@ export class MetaCache {
   /** A cached entry: the child's attributes, `null` for a name known absent. */
   lookup(parent: number, name: string): FileStat | null | undefined {
     if (!this.fresh()) return undefined;
-    const child = this.dirs.get(parent)?.names.get(name);
-    if (child === undefined) return undefined;
+    const dir = this.dirs.get(parent);
+    const child = dir?.names.get(name);
+    // A whole listing read under the lease names every entry: a name not in it is absent.
+    if (child === undefined) return dir?.listing ? this.hit(null) : undefined;
     if (child === null) return this.hit(null);
     const stat = this.attrs.get(child);
     return stat ? this.hit(stat) : undefined;
+  }
+
+  /** Whether the lease covers some of directory `ino` (but not a whole listing of it). */
+  partlyCached(ino: number): boolean {
+    if (!this.fresh()) return false;
+    const dir = this.dirs.get(ino);
+    return !!dir && !dir.listing;
   }
 
   getattr(ino: number): FileStat | undefined {
