@@ -37,6 +37,20 @@ describe('MetaCache', () => {
     expect(cache.hits).toBe(7);
   });
 
+  it('a whole listing answers every name in it, absent ones too; a lookup alone only its own', () => {
+    const { cache } = setup();
+    cache.putLookup(cache.ticket(), grant, 1, 'a', stat(5));
+    expect(cache.partlyCached(1)).toBe(true);
+    expect(cache.lookup(1, 'b')).toBeUndefined();
+    cache.putListing(cache.ticket(), grant, 1, [{ name: 'a', stat: stat(5) }, { name: 'c', stat: stat(7) }]);
+    expect(cache.partlyCached(1)).toBe(false);
+    expect(cache.lookup(1, 'c')?.ino).toBe(7);
+    expect(cache.lookup(1, 'b')).toBeNull();
+    cache.applyPush({ pushId: 1, events: [{ ino: 1, name: 'b' }] });
+    expect(cache.lookup(1, 'b')).toBeUndefined();
+    expect(cache.partlyCached(1)).toBe(false);
+  });
+
   it('caches nothing without a grant', () => {
     const { cache } = setup();
     cache.putLookup(cache.ticket(), undefined, 1, 'a', stat(5));

@@ -85,6 +85,22 @@ for (const meta of ['embedded', 'etcd'] as const) {
       expect(c1.metadataRequests).toBe(before);
     });
 
+    test('a second lookup in a leased directory lists it once: later lookups there cost no request, absent names too', async () => {
+      const sub = (await c2.inodes.mkdir(ROOT, `listed-${meta}`, 0o755)).ino;
+      const files = await Promise.all(['f1', 'f2', 'f3'].map(async (name) => (await c2.inodes.create(sub, name)).stat));
+      await warm(c1, () => c1.inodes.lookup(sub, 'f1'));
+      const before = c1.metadataRequests;
+      expect((await c1.inodes.lookup(sub, 'f2')).ino).toBe(files[1].ino);
+      expect(c1.metadataRequests).toBeLessThanOrEqual(before + 1);
+      const listed = c1.metadataRequests;
+      expect((await c1.inodes.lookup(sub, 'f3')).ino).toBe(files[2].ino);
+      expect(await notFound(c1.inodes.lookup(sub, 'f4'))).toBe(true);
+      expect(c1.metadataRequests).toBe(listed);
+      // Still coherent: client 2's create of the absent name is seen right after it returns.
+      const f4 = (await c2.inodes.create(sub, 'f4')).stat;
+      expect((await c1.inodes.lookup(sub, 'f4')).ino).toBe(f4.ino);
+    });
+
     test("a create of a name cached as absent: visible to client 1 as soon as client 2's call returns", async () => {
       await warm(c1, () => c1.inodes.lookup(dir, 'new'));
       await warm(c1, () => c1.inodes.readdirplus(dir));
