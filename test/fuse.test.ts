@@ -300,7 +300,7 @@ else:
   });
 
   test('--path, --read-only, --uid/--gid; an unreachable coordinator fails with EIO, not a hang', async () => {
-    ok(await sh(`mkdir ${M}/exported && echo inside > ${M}/exported/file`));
+    ok(await sh(`mkdir -p ${M}/exported/unread && echo inside > ${M}/exported/file`));
     const args = ['--path', '/exported', '--read-only', '--uid', '4242', '--gid', '4343', '--call-timeout-ms', '1000'];
     const ro = await startMount(cluster, path.join(work.path, 'mnt-ro'), args);
     extraMounts.push(ro);
@@ -311,7 +311,8 @@ else:
     coordinator.kill('SIGSTOP'); // a coordinator that accepts connections but never answers
     try {
       // A hang would be killed at the deadline and fail the match: the answer must be EIO.
-      const result = await sh(`stat ${ro.dir}/never-seen`, { timeoutMs: 20_000 });
+      // (In a directory this mount never read: names it holds a leased listing of are answered locally.)
+      const result = await sh(`stat ${ro.dir}/unread/never-seen`, { timeoutMs: 20_000 });
       expect(result.stderr).toMatch(/Input\/output error/);
     } finally {
       coordinator.kill('SIGCONT');
