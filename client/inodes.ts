@@ -1,5 +1,5 @@
 // `strata.inodes`: the namespace by inode and (parent inode, name), for the FUSE mount, over
-// the session stream (the contract is /work/notes/inode-api.md). lookup, getattr and readdirplus
+// the session stream. lookup, getattr and readdirplus
 // are leased reads: answered from client/meta-cache.ts while the coordinator's lease holds (no
 // request at all), their answers cached when granted; pushes drop what they cover, fire
 // onInvalidate, and are acked on the stream that pushed them.
