@@ -10,22 +10,9 @@
 //   was sent (a `ReadTicket`): the reply may have been read before the push was applied.
 // - A grant in a newer epoch means the coordinator forgot our old leases: everything goes.
 import type { FileStat } from './types.js';
+import type { Invalidation, LeaseGrant, LeasePush } from '../common/lease-messages.js';
 
-export interface Invalidation {
-  ino: number;
-  name?: string;
-}
-
-export interface LeasePush {
-  pushId: number;
-  events: Invalidation[];
-  all?: boolean;
-}
-
-export interface LeaseGrant {
-  epoch: number;
-  validForMs: number;
-}
+export type { Invalidation, LeasePush, LeaseGrant } from '../common/lease-messages.js';
 
 /** Taken when a request is sent; proves later which pushes came after it. */
 export interface ReadTicket {

@@ -18,6 +18,7 @@
 // Ordering rule for callers: a grant and the pushes of one session must reach the client in the
 // order they were made (one ordered stream writer), and a reply with a grant must be written
 // right after `LeaseRead.grant()` returned it, before control goes back to the event loop.
+import type { Invalidation, LeaseGrant, LeasePush } from '../common/lease-messages.js';
 
 export type LeaseKind = 'dir' | 'attr';
 
@@ -26,24 +27,7 @@ export interface LeaseItem {
   ino: number;
 }
 
-/** What changed: `{ ino, name }` the entry `name` in directory `ino`; `{ ino }` the inode's attributes. */
-export interface Invalidation {
-  ino: number;
-  name?: string;
-}
-
-export interface LeasePush {
-  pushId: number;
-  events: Invalidation[];
-  /** Drop everything (the coordinator may have missed changes). */
-  all?: boolean;
-}
-
-export interface LeaseGrant {
-  epoch: number;
-  /** From the coordinator's receipt of the request; the client counts from its send time. */
-  validForMs: number;
-}
+export type { Invalidation, LeasePush, LeaseGrant } from '../common/lease-messages.js';
 
 export interface LeaseClock {
   /** Monotonic milliseconds. */
