@@ -53,14 +53,15 @@ export function inodeOps(meta: MetaStore, { createIn, setAttrChanges }: InodeOps
   };
 }
 
-function ino(value: unknown, field = 'ino'): number {
+/** An inode number from the wire: validated once, at the edge. */
+export function ino(value: unknown, field = 'ino'): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < ROOT_INO) throw invalid(`invalid ${field} inode number '${value}'`);
   return n;
 }
 
 /** The rules of names the namespace stores, for reads too ('' would look up the directory's key prefix). */
-function name(value: unknown): string {
+export function name(value: unknown): string {
   if (typeof value !== 'string' || value === '') throw invalid('missing name');
   validateName(value);
   return value;

@@ -3,11 +3,10 @@
 // `leasePush`; the client acks them and renews on the same stream. Changes made on a session run
 // as that session's writes (lease-kv.ts asWriter), so its own leases do not hold them up.
 import { StrataError, invalid } from '../common/errors.js';
-import { validateName } from '../common/paths.js';
+import { ino, name } from './inode-ops.js';
 import { asWriter } from './lease-kv.js';
 import { grantAll, type LeaseGrant, type LeasePush, type LeaseSession, type LeaseTable } from './leases.js';
 import type { MetaStore } from './meta/store.js';
-import { ROOT_INO } from './meta/types.js';
 import { toWireAttr, toWireEntry } from './proto-map.js';
 import type { ServerSession, SessionHooks, SessionOps } from './session.js';
 
@@ -121,16 +120,4 @@ function list(value: unknown): number[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value) || value.length > RELEASE_MAX) throw invalid(`lease release: at most ${RELEASE_MAX} inode numbers`);
   return value.map((v) => ino(v));
-}
-
-function ino(value: unknown, field = 'ino'): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < ROOT_INO) throw invalid(`invalid ${field} inode number '${value}'`);
-  return n;
-}
-
-function name(value: unknown): string {
-  if (typeof value !== 'string' || value === '') throw invalid('missing name');
-  validateName(value);
-  return value;
 }

@@ -15,7 +15,7 @@ import type { MountContext } from './context.js';
 import { HandleTable } from './handles.js';
 import { DirListings } from './listings.js';
 import { createOperations, fetchWindow } from './ops.js';
-import { checkMountpoint, flushOpenFiles, stopSignals, watchUnmount } from './lifecycle.js';
+import { checkMountpoint, flushOpenFiles, reportUnmount, stopSignals, unmountOnCrash, watchUnmount } from './lifecycle.js';
 import { isMounted, unmountWithFallbacks } from './unmount.js';
 
 /** fuse-native exposes no switch for these libfuse options; append them to its -o list. */
@@ -62,12 +62,7 @@ export async function runFuse2Mount(config: MountConfig, log: Logger): Promise<n
     strata.close();
     throw new StrataError('Internal', `cannot mount at ${mountpoint}: ${(err as Error).message}`, { cause: err });
   }
-  const onCrash = (err: unknown) => {
-    log.fatal({ err }, 'unexpected failure; unmounting');
-    void unmountWithFallbacks(mountpoint).finally(() => process.exit(1));
-  };
-  process.on('uncaughtException', onCrash);
-  process.on('unhandledRejection', onCrash);
+  const stopCrashGuard = unmountOnCrash(mountpoint, log);
   log.info({ mountpoint, remote: config.path }, 'mounted');
   console.log(`strata: mounted ${config.path} at ${mountpoint} (Ctrl-C or SIGTERM unmounts)`);
 
@@ -77,14 +72,8 @@ export async function runFuse2Mount(config: MountConfig, log: Logger): Promise<n
   await flushOpenFiles(ctx.handles, log, config.opTimeoutMs, signals.secondSignal);
   const failures = await unmount(fuse, mountpoint, log);
   strata.close();
-  process.off('uncaughtException', onCrash);
-  process.off('unhandledRejection', onCrash);
-  if (failures.length > 0) {
-    console.error(`strata: ${mountpoint} is still mounted: ${failures.join('; ')}`);
-    return 1;
-  }
-  console.log(`strata: unmounted ${mountpoint}`);
-  return 0;
+  stopCrashGuard();
+  return reportUnmount(mountpoint, failures);
 }
 
 function fuseOptions(config: MountConfig): Fuse.Options {

@@ -59,3 +59,27 @@ export async function flushOpenFiles(handles: HandleTable, log: Logger, timeoutM
   const deadline = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
   await Promise.race([flushes, secondSignal, deadline]);
 }
+
+/** Unmounts (then exits 1) on an uncaught error, so a crash never leaves a dead mount; returns the undo. */
+export function unmountOnCrash(mountpoint: string, log: Logger): () => void {
+  const onCrash = (err: unknown) => {
+    log.fatal({ err }, 'unexpected failure; unmounting');
+    void unmountWithFallbacks(mountpoint).finally(() => process.exit(1));
+  };
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+  return () => {
+    process.off('uncaughtException', onCrash);
+    process.off('unhandledRejection', onCrash);
+  };
+}
+
+/** The mount command's last line and exit code, from what the unmount could not do. */
+export function reportUnmount(mountpoint: string, failures: string[]): number {
+  if (failures.length > 0) {
+    console.error(`strata: ${mountpoint} is still mounted: ${failures.join('; ')}`);
+    return 1;
+  }
+  console.log(`strata: unmounted ${mountpoint}`);
+  return 0;
+}

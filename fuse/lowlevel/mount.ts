@@ -11,7 +11,7 @@ import type { Logger } from '../../common/log.js';
 import type { MountConfig } from '../config.js';
 import { HandleTable } from '../handles.js';
 import type { ForgettingInodeOps } from '../inode-ops.js';
-import { checkMountpoint, flushOpenFiles, stopSignals, watchUnmount } from '../lifecycle.js';
+import { checkMountpoint, flushOpenFiles, reportUnmount, stopSignals, unmountOnCrash, watchUnmount } from '../lifecycle.js';
 import { isMounted, unmountWithFallbacks } from '../unmount.js';
 import { type Fuse3Binding, loadFuse3 } from './binding.js';
 import { LowLevelOps } from './ops.js';
@@ -70,12 +70,7 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
   }
   const stopInvalidations = inodes.onInvalidate((ev) => ops.invalidate(ev));
   await raiseReadAhead(mountpoint, log);
-  const onCrash = (err: unknown) => {
-    log.fatal({ err }, 'unexpected failure; unmounting');
-    void unmountWithFallbacks(mountpoint).finally(() => process.exit(1));
-  };
-  process.on('uncaughtException', onCrash);
-  process.on('unhandledRejection', onCrash);
+  const stopCrashGuard = unmountOnCrash(mountpoint, log);
   log.info({ mountpoint, remote: config.path, binding: 'fuse3' }, 'mounted');
   console.log(`strata: mounted ${config.path} at ${mountpoint} (Ctrl-C or SIGTERM unmounts)`);
 
@@ -87,14 +82,8 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
   const failures = await unmount(fuse, mountpoint, sessionEnded, log);
   await ops.removeAllHidden();
   strata.close();
-  process.off('uncaughtException', onCrash);
-  process.off('unhandledRejection', onCrash);
-  if (failures.length > 0) {
-    console.error(`strata: ${mountpoint} is still mounted: ${failures.join('; ')}`);
-    return 1;
-  }
-  console.log(`strata: unmounted ${mountpoint}`);
-  return 0;
+  stopCrashGuard();
+  return reportUnmount(mountpoint, failures);
 }
 
 /**
