@@ -4,7 +4,7 @@
 // request at all), their answers cached when granted; pushes drop what they cover, fire
 // onInvalidate, and are acked on the stream that pushed them.
 import { StrataError, notFound } from '../common/errors.js';
-import { MetaCache, type LeaseGrant, type LeasePush, type ReadTicket } from './meta-cache.js';
+import { MetaCache, type CacheEvent, type LeaseGrant, type LeasePush, type ReadTicket } from './meta-cache.js';
 import type { CoordinatorClient } from './coordinator-client.js';
 import type { FileStat } from './types.js';
 import { toFileStat } from './wire.js';
@@ -13,7 +13,12 @@ import type { AllocateReply } from './writer.js';
 /** A placement for one chunk write, granted by create: pass it to Strata.writeChunkAt. */
 type ChunkGrant = AllocateReply;
 
-export type InvalidateEvent = { ino: number; name?: string };
+/**
+ * `{ ino, name }`: the entry `name` in directory `ino` changed; `{ ino }`: the inode's attributes
+ * or content changed; `{ all: true }`: everything this client cached is gone at once (an `all`
+ * push, a new lease epoch after a reconnect or failover, the lease's lapse).
+ */
+export type InvalidateEvent = CacheEvent;
 
 export interface InodeOps {
   lookup(parent: number, name: string): Promise<FileStat>;
@@ -31,9 +36,21 @@ export interface InodeOps {
    * Pushed by the coordinator when another client changes what this client may have cached.
    * { ino, name } = the entry `name` in directory `ino` changed; { ino } alone = the inode's
    * attributes/content changed. Fired before the push is acked, so before that change is
-   * acknowledged to the client that made it.
+   * acknowledged to the client that made it. `{ all: true }` = forget everything cached from
+   * this client (fired on a lapse too, when nothing is pushed).
    */
   onInvalidate(listener: (ev: InvalidateEvent) => void): () => void;
+  /**
+   * Milliseconds from now that answers given so far stay valid (0 = no lease: believe nothing).
+   * A kernel cache of entries/attributes must not outlive this: cap its timeouts to it. Note
+   * the lease is renewed only while requests reach this client: answers a kernel serves from its
+   * own cache do not count as use, so once the kernel answers everything the lease lapses (an
+   * `{ all: true }` event) and the next request takes a new one. Call `keepLeaseAlive()` on kernel
+   * cache use to count it.
+   */
+  leaseRemainingMs(): number;
+  /** Counts as use of the lease (kernel-cached answers): the next renewal keeps it. */
+  keepLeaseAlive(): void;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- replies are plain proto-loader objects */
@@ -53,6 +70,8 @@ export class SessionInodes implements InodeOps {
   private stopPushes: (() => void) | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private usedSinceRenew = false;
+  /** Left to lapse (unused for half a lease): the renewal timer waits for the lapse. */
+  private idle = false;
   private lastValidForMs = 0;
   /** Directories found too big to list for a lookup. */
   private readonly bigDirs = new Set<number>();
@@ -172,11 +191,20 @@ export class SessionInodes implements InodeOps {
     return this.cache.onInvalidate(listener);
   }
 
+  leaseRemainingMs(): number {
+    return this.cache.remainingMs();
+  }
+
+  keepLeaseAlive(): void {
+    // Only a lease we still listen for pushes on can be renewed (a lapsed one starts over).
+    if (this.stopPushes) this.markUsed();
+  }
+
   // ---- leases
 
   /** Before a leased read: listen for pushes first, so none covering its answer is missed. */
   private leasedRead(): ReadTicket {
-    this.usedSinceRenew = true;
+    this.markUsed();
     this.stopPushes ??= this.coordinator.onPushFrom((kind, push, answer) => {
       if (kind !== 'leasePush') return;
       const message = push as { pushId: number; events?: { ino: number; name?: string | null }[]; all?: boolean };
@@ -201,8 +229,19 @@ export class SessionInodes implements InodeOps {
   }
 
   private used<T>(answer: Promise<T>): Promise<T> {
-    this.usedSinceRenew = true;
+    this.markUsed();
     return answer;
+  }
+
+  private markUsed(): void {
+    this.usedSinceRenew = true;
+    if (!this.idle) return;
+    // Used again while left to lapse: renew now, the lease is still ours until it runs out.
+    this.idle = false;
+    clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
+    this.usedSinceRenew = false;
+    void this.renew();
   }
 
   /** Renews while the cache is in use; lets it lapse (and stops listening) once it is not. */
@@ -213,11 +252,13 @@ export class SessionInodes implements InodeOps {
       this.renewTimer = undefined;
       if (this.cache.size === 0 || !this.cache.valid) return this.lapsed();
       if (!this.usedSinceRenew) {
-        // Idle: no renewal. Pushes are still answered until the lease runs out.
+        // Idle: no renewal. Pushes are still answered until the lease runs out; a use before
+        // then renews at once (markUsed).
+        this.idle = true;
         this.renewTimer = setTimeout(() => {
           this.renewTimer = undefined;
-          if (this.usedSinceRenew) this.scheduleRenew();
-          else this.lapsed();
+          this.idle = false;
+          this.lapsed();
         }, Math.max(0, this.cache.validUntil - performance.now()));
         this.renewTimer.unref();
         return;
@@ -244,6 +285,7 @@ export class SessionInodes implements InodeOps {
   }
 
   private lapsed(): void {
+    this.cache.checkLapse(); // listeners hear { all: true } once the lease is gone
     this.stopPushes?.();
     this.stopPushes = undefined;
   }

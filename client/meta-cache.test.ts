@@ -138,4 +138,39 @@ describe('MetaCache', () => {
     expect(cache.getattr(1)).toBeUndefined();
     expect(cache.takeReleased()).toEqual([{ kind: 'attr', ino: 1 }]);
   });
+
+  it('tells listeners { all: true } when everything goes at once: an all push, a new epoch, the lapse, a reset', () => {
+    const { cache, clock } = setup();
+    const seen: unknown[] = [];
+    cache.onInvalidate((event) => seen.push(event));
+    cache.putAttr(cache.ticket(), grant, stat(5));
+    cache.applyPush({ pushId: 1, events: [], all: true });
+    expect(seen).toEqual([{ all: true }]);
+    cache.putAttr(cache.ticket(), grant, stat(5));
+    cache.putAttr(cache.ticket(), { epoch: 2, validForMs: TTL }, stat(6));
+    expect(seen).toEqual([{ all: true }, { all: true }]);
+    expect(cache.remainingMs()).toBe(TTL - leaseMarginMs(TTL));
+    clock.ms += 1000;
+    expect(cache.remainingMs()).toBe(TTL - leaseMarginMs(TTL) - 1000);
+    clock.ms += TTL;
+    expect(cache.remainingMs()).toBe(0);
+    cache.checkLapse();
+    cache.checkLapse(); // once per lapse
+    expect(seen).toEqual([{ all: true }, { all: true }, { all: true }]);
+    cache.putAttr(cache.ticket(), { epoch: 2, validForMs: TTL }, stat(6));
+    cache.reset();
+    expect(seen).toHaveLength(4);
+    expect(seen[3]).toEqual({ all: true });
+    expect(cache.remainingMs()).toBe(0);
+  });
+
+  it('a lapse noticed by a lookup tells listeners too', () => {
+    const { cache, clock } = setup();
+    const seen: unknown[] = [];
+    cache.onInvalidate((event) => seen.push(event));
+    cache.putLookup(cache.ticket(), grant, 1, 'a', stat(5));
+    clock.ms += TTL;
+    expect(cache.lookup(1, 'a')).toBeUndefined();
+    expect(seen).toEqual([{ all: true }]);
+  });
 });

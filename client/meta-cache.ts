@@ -14,6 +14,12 @@ import type { Invalidation, LeaseGrant, LeasePush } from '../common/lease-messag
 
 export type { Invalidation, LeasePush, LeaseGrant } from '../common/lease-messages.js';
 
+/**
+ * What listeners hear: one entry or one inode's attributes (as pushed), or `{ all: true }` when
+ * everything cached went at once (an `all` push, a new epoch, the lease's lapse, a reset).
+ */
+export type CacheEvent = Invalidation | { all: true };
+
 /** Taken when a request is sent; proves later which pushes came after it. */
 export interface ReadTicket {
   seq: number;
@@ -49,7 +55,7 @@ export class MetaCache {
   private seq = 0;
   /** seq -> what the push covered (item keys), or 'all'. */
   private readonly recent: { seq: number; keys: Set<string> | 'all' }[] = [];
-  private readonly listeners = new Set<(event: Invalidation) => void>();
+  private readonly listeners = new Set<(event: CacheEvent) => void>();
   /** Items dropped from the cache (evicted) that the coordinator may release. */
   private released: { kind: 'dir' | 'attr'; ino: number }[] = [];
   hits = 0;
@@ -127,11 +133,11 @@ export class MetaCache {
     if (!grant) return false;
     if (grant.epoch < this.epoch) return false;
     if (grant.epoch > this.epoch) {
-      this.dropAll();
+      this.dropEverything();
       this.epoch = grant.epoch;
       this.validUntilMs = -Infinity;
-    } else if (!this.fresh()) {
-      this.dropAll();
+    } else {
+      this.fresh();
     }
     this.validUntilMs = Math.max(this.validUntilMs, ticket.sentAtMs + grant.validForMs - leaseMarginMs(grant.validForMs));
     return this.valid;
@@ -182,7 +188,8 @@ export class MetaCache {
     this.seq++;
     if (push.all) {
       this.remember('all');
-      this.dropAll();
+      this.dropEverything(true);
+      return;
     } else {
       const keys = new Set<string>();
       for (const event of push.events) {
@@ -197,26 +204,28 @@ export class MetaCache {
       }
       this.remember(keys);
     }
-    for (const event of push.all ? [] : push.events) {
-      for (const listener of this.listeners) {
-        try {
-          listener(event);
-        } catch {
-          // A listener's failure is its own; the cache and the other listeners go on.
-        }
-      }
-    }
+    for (const event of push.events) this.tell(event);
   }
 
   /** The session is gone (stream ended, coordinator switched): nothing cached can be trusted. */
   reset(): void {
     this.seq++;
     this.remember('all');
-    this.dropAll();
+    this.dropEverything();
     this.validUntilMs = -Infinity;
   }
 
-  onInvalidate(listener: (event: Invalidation) => void): () => void {
+  /** Milliseconds the lease still holds from now (0 when none): how long anything cached may be believed. */
+  remainingMs(): number {
+    return this.valid ? this.validUntilMs - this.now() : 0;
+  }
+
+  /** Called when the lease may have run out: drops everything (telling listeners) if it did. */
+  checkLapse(): void {
+    this.fresh();
+  }
+
+  onInvalidate(listener: (event: CacheEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -232,8 +241,29 @@ export class MetaCache {
 
   private fresh(): boolean {
     if (this.valid) return true;
-    if (this.size > 0) this.dropAll();
+    if (this.validUntilMs !== -Infinity) {
+      // The lease lapsed: once, everything goes (listeners hear it even if nothing is left).
+      this.validUntilMs = -Infinity;
+      this.dropEverything(true);
+    }
     return false;
+  }
+
+  /** Drops everything; tells listeners `{ all: true }` if a lease was held (or `always`). */
+  private dropEverything(always = false): void {
+    const had = always || this.size > 0 || this.valid;
+    this.dropAll();
+    if (had) this.tell({ all: true });
+  }
+
+  private tell(event: CacheEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's failure is its own; the cache and the other listeners go on.
+      }
+    }
   }
 
   private hit<T>(value: T): T {

@@ -83,6 +83,12 @@ for (const meta of ['embedded', 'etcd'] as const) {
         expect((await c1.inodes.readdirplus(dir)).entries.map((e) => e.name)).toEqual(['a']);
       }
       expect(c1.metadataRequests).toBe(before);
+      // What a mount caps its kernel timeouts to: the lease left, on the client's clock.
+      expect(c1.inodes.leaseRemainingMs()).toBeGreaterThan(0);
+      expect(c1.inodes.leaseRemainingMs()).toBeLessThanOrEqual(TTL_MS);
+      const fresh = Strata.connect({ coordinators: cluster.coordinators[0]!.address });
+      expect(fresh.inodes.leaseRemainingMs()).toBe(0);
+      fresh.close();
     });
 
     test('a second lookup in a leased directory lists it once: later lookups there cost no request, absent names too', async () => {

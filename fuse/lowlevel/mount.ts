@@ -68,7 +68,7 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
     strata.close();
     throw new StrataError('Internal', `cannot mount at ${mountpoint}: ${(err as Error).message}`, { cause: err });
   }
-  const stopInvalidations = inodes.onInvalidate((ev) => ops.invalidate(ev));
+  const stopInvalidations = inodes.onInvalidate((ev) => ('all' in ev ? undefined : ops.invalidate(ev)));
   await raiseReadAhead(mountpoint, log);
   const stopCrashGuard = unmountOnCrash(mountpoint, log);
   log.info({ mountpoint, remote: config.path, binding: 'fuse3' }, 'mounted');

@@ -146,4 +146,10 @@ export class PathInodes implements ForgettingInodeOps {
   onInvalidate(): () => void {
     return () => undefined; // nothing pushes changes to a path-based client
   }
+
+  leaseRemainingMs(): number {
+    return 0; // no leases: nothing it answers stays valid
+  }
+
+  keepLeaseAlive(): void {}
 }
