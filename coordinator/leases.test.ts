@@ -150,6 +150,20 @@ describe('LeaseTable', () => {
     expect(read.grant()).toBeUndefined();
   });
 
+  it('a session idle past its lease, or lapsed, is granted leases again on its next read', () => {
+    const { open, clock } = setup();
+    const a = open('a');
+    clock.advance(TTL * 2); // never read within its first TTL
+    expect(a.session.begin([{ kind: 'attr', ino: 5 }]).grant()).toEqual({ epoch: a.session.epoch, validForMs: TTL });
+    const epoch = a.session.epoch;
+    const inFlight = a.session.begin([{ kind: 'attr', ino: 6 }]);
+    clock.advance(TTL * 2); // lapsed holding a lease and a read
+    const again = a.session.begin([{ kind: 'attr', ino: 7 }]).grant();
+    expect(again?.validForMs).toBe(TTL);
+    expect(again!.epoch).toBeGreaterThan(epoch);
+    expect(inFlight.grant()).toBeUndefined();
+  });
+
   it('renewals and grants keep an acked session alive', async () => {
     const { table, open, clock } = setup();
     const a = open('a');

@@ -385,10 +385,14 @@ export class LeaseSession {
       if (this.granted.size > 0 || this.unacked.size > 0) this.table.expired(this, this.granted.size);
       return this.forgetNow();
     }
-    if (this.granted.size === 0 && this.unacked.size === 0 && this.reads.size === 0) return;
-    this.table.expired(this, this.granted.size);
-    this.dropAll();
-    this.epoch++;
+    if (this.granted.size > 0 || this.unacked.size > 0 || this.reads.size > 0) {
+      this.table.expired(this, this.granted.size);
+      this.dropAll();
+      this.epoch++;
+    }
+    // It holds nothing now: it starts over. Without this, an idle session's expiry stays in the
+    // past and no read is ever granted again (and its client, getting no grant, never renews).
+    this.expiresAtMs = this.table.clock.now() + this.table.ttlMs;
   }
 
   private extend(): void {
