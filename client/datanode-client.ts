@@ -31,6 +31,17 @@ export interface WriteChunkResult {
 /** Size of one data message on the wire: large enough to amortise framing, far below the limit. */
 export const PIECE_BYTES = 1024 * 1024;
 
+/**
+ * Chunks up to this size go from the client to every replica at once (each node stores its copy
+ * and forwards nothing): one hop and the slowest replica's fsync, instead of a hop to the head,
+ * its forwarding hop and the head's wait. Where latency is round trips, not bytes, that halves
+ * the hops; bigger chunks take the pipeline, so the client's bandwidth is not split.
+ */
+export const CLIENT_STAR_MAX_BYTES = 1024 * 1024;
+
+/** Errors after which another placement may succeed; any other from the head fails the write. */
+const TRANSIENT_KINDS = new Set(['Unavailable', 'Timeout', 'Corrupt']);
+
 export class DataNodeClients {
   private readonly channels = new DataNodeChannels();
   private readonly routes = new ByteRoutes((address) => this.channels.get(address));
@@ -60,8 +71,17 @@ export class DataNodeClients {
     return null;
   }
 
-  /** Streams one chunk to pipeline[0], which forwards it along the rest of the pipeline. */
+  /**
+   * Stores one chunk on every node of `pipeline`: a small one straight to each node over the byte
+   * path (see CLIENT_STAR_MAX_BYTES), else streamed to pipeline[0], which forwards it along the
+   * rest. Rejects when pipeline[0] itself failed (a placement problem); a failure further on is
+   * reported in the result, the nodes it left without a copy in `failed`.
+   */
   async writeChunk(pipeline: NodeAddress[], chunkId: string, data: Buffer): Promise<WriteChunkResult> {
+    if (pipeline.length > 1 && data.length <= CLIENT_STAR_MAX_BYTES) {
+      const routes = await Promise.all(pipeline.map((node) => this.routes.resolve(node)));
+      if (routes.every((route) => route !== null)) return this.writeStar(pipeline, chunkId, data);
+    }
     const [head, ...rest] = pipeline;
     const request = { op: 'write' as const, nodeId: head.nodeId, timeoutMs: this.options.writeTimeoutMs, chunkId, length: data.length, pipeline: rest };
     const viaBytes = await this.viaBytes(head, (route, peer) => this.bytes.write(route, request, data, peer));
@@ -70,6 +90,27 @@ export class DataNodeClients {
       return { storedOn: reply.storedOn ?? [], failed: reply.failed ?? [], errors: reply.errors ?? [] };
     }
     return this.writeChunkGrpc(head, rest, chunkId, data);
+  }
+
+  /** The same chunk to each node at once, each storing only its own copy. */
+  private async writeStar(pipeline: NodeAddress[], chunkId: string, data: Buffer): Promise<WriteChunkResult> {
+    const outcomes = await Promise.allSettled(pipeline.map((node) => this.writeChunk([node], chunkId, data)));
+    const head = outcomes[0];
+    // As when the head stores and forwards: its own non-transient failure (no space, a refused
+    // request) fails the write; its transient one makes the caller try another placement.
+    if (head.status === 'rejected' && !(head.reason instanceof StrataError && TRANSIENT_KINDS.has(head.reason.kind))) throw head.reason;
+    const result: WriteChunkResult = { storedOn: [], failed: [], errors: [] };
+    outcomes.forEach((outcome, i) => {
+      const node = pipeline[i];
+      if (outcome.status === 'fulfilled' && outcome.value.storedOn.includes(node.nodeId)) {
+        result.storedOn.push(node.nodeId);
+        return;
+      }
+      const why = outcome.status === 'rejected' ? (outcome.reason as Error)?.message ?? String(outcome.reason) : outcome.value.errors.join('; ') || 'not stored';
+      result.failed.push(node.nodeId);
+      result.errors.push(why);
+    });
+    return result; // in pipeline order, as a chain reports it
   }
 
   private writeChunkGrpc(head: NodeAddress, rest: NodeAddress[], chunkId: string, data: Buffer): Promise<WriteChunkResult> {

@@ -155,12 +155,7 @@ export class ByteClient {
   async openWrite(address: string, request: ByteRequest, peer: string): Promise<ByteWrite> {
     const call = await this.open(address, request, peer);
     // The reply may come early (an error while we still send): waiting for it from the start.
-    const reply = (async () => {
-      const frame = await call.next();
-      if (frame.type !== FrameType.Reply) throw new StrataError('Internal', `${peer}: unexpected frame ${frame.type} in a write reply`);
-      call.done();
-      return frame.body;
-    })();
+    const reply = writeReply(call, peer);
     reply.catch(() => {});
     let failed = false;
     reply.catch(() => (failed = true));
@@ -180,8 +175,24 @@ export class ByteClient {
     };
   }
 
-  /** Writes a whole chunk in BYTE_PIECE_BYTES frames and returns the reply. */
+  /**
+   * Writes a whole chunk and returns the reply. Up to BYTE_PIECE_BYTES, the request, the data and
+   * the end go in one socket write: the node receives a small chunk in one read and one wake-up.
+   * Larger ones stream in BYTE_PIECE_BYTES frames, each sent once the socket can take it.
+   */
   async write(address: string, request: ByteRequest, data: Buffer, peer: string): Promise<unknown> {
+    if (data.length <= BYTE_PIECE_BYTES) {
+      const body = data.length > 0 ? [...frameOf(FrameType.Data, data), ...frameOf(FrameType.End)] : frameOf(FrameType.End);
+      const call = await this.call(address, request, peer, ASSEMBLED);
+      const reply = writeReply(call, peer);
+      reply.catch(() => {});
+      try {
+        await call.send([controlFrame(FrameType.Request, request), ...body]).catch((err) => this.preferReply(reply, err));
+        return await reply;
+      } finally {
+        call.close(); // no-op once the reply pooled the connection
+      }
+    }
     const write = await this.openWrite(address, request, peer);
     try {
       for (let at = 0; at < data.length; at += BYTE_PIECE_BYTES) await write.send(data.subarray(at, at + BYTE_PIECE_BYTES));
@@ -216,13 +227,19 @@ export class ByteClient {
     throw err;
   }
 
+  /** A call on a pooled or new connection, its request sent. */
   private async open(address: string, request: ByteRequest, peer: string, mode: DataFrameMode = ASSEMBLED): Promise<Call> {
+    const call = await this.call(address, request, peer, mode);
+    await call.send([controlFrame(FrameType.Request, request)]);
+    return call;
+  }
+
+  /** A call on a pooled or new connection, nothing sent yet. */
+  private async call(address: string, request: ByteRequest, peer: string, mode: DataFrameMode): Promise<Call> {
     if (this.closed) throw new StrataError('Unavailable', 'byte client is closed');
     const connection = this.pooled(address) ?? (await this.connect(address, peer));
     connection.frames.setMode(mode);
-    const call = new Call(this, address, connection, peer, request.timeoutMs);
-    await call.send([controlFrame(FrameType.Request, request)]);
-    return call;
+    return new Call(this, address, connection, peer, request.timeoutMs);
   }
 
   private pooled(address: string): Connection | undefined {
@@ -262,6 +279,14 @@ export class ByteClient {
       socket.once('error', onError);
     });
   }
+}
+
+/** A write's Reply frame body; the connection is pooled again once it came. */
+async function writeReply(call: Call, peer: string): Promise<unknown> {
+  const frame = await call.next();
+  if (frame.type !== FrameType.Reply) throw new StrataError('Internal', `${peer}: unexpected frame ${frame.type} in a write reply`);
+  call.done();
+  return frame.body;
 }
 
 export function parseAddress(address: string): { host: string; port: number } {

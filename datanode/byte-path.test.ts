@@ -254,6 +254,23 @@ describe('byte path', () => {
     expect(reply.failed).toEqual(['vanishing']);
   });
 
+  it('sends a small chunk to every replica itself: a dead first node still leaves the others stored', async () => {
+    const gone: NodeAddress = { nodeId: 'gone', address: DEAD_COORDINATOR, dataAddress: `127.0.0.1:${await freePort()}` };
+    const data = randomBytes(100_000);
+    const reply = await bytes.writeChunk([gone, hop(0), hop(1)], 'bp-star-dead-head', data);
+    expect(reply.storedOn).toEqual(['dn0', 'dn1']);
+    expect(reply.failed).toEqual(['gone']);
+    expect(reply.errors[0]).toMatch(/cannot reach/);
+    for (const i of [0, 1]) expect((await read(hop(i), 'bp-star-dead-head')).equals(data)).toBe(true);
+    // A first node that refuses for a reason another placement would not cure fails the write, as
+    // when it stored and forwarded the chunk itself.
+    const { server: _full, ...full } = await fakeNode('full', { openWrite: async () => Promise.reject(new StrataError('NoSpace', 'data disk is full')) });
+    await expect(bytes.writeChunk([full, hop(2)], 'bp-star-full-head', data)).rejects.toMatchObject({ kind: 'NoSpace' });
+    // Further on, the same refusal is one failed replica.
+    const partly = await bytes.writeChunk([hop(2), full], 'bp-star-full-replica', data);
+    expect(partly).toMatchObject({ storedOn: ['dn2'], failed: ['full'] });
+  });
+
   it('holds frames on the sender while the receiver does not consume (backpressure)', async () => {
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
