@@ -2,5 +2,5 @@
 export { Strata, type ChunkGrant, type ChunkPlacement, type ConnectOptions, type ListOptions } from './strata.js';
 export type { AckPolicy, DirEntry, FileStat, FileType, FsStats, HealthReport, NodeStatus, ReadOptions, WriteOptions } from './types.js';
 export type { TierInfo, TierPathInfo, TierPolicy, TierRecallResult, TierStatusReport } from './tiering.js';
-export type { InodeOps, InvalidateEvent } from './inodes.js';
+export type { CoveredItem, InodeOps, InvalidateEvent } from './inodes.js';
 export { StrataError, type ErrorKind } from '../common/errors.js';

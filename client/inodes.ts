@@ -4,7 +4,7 @@
 // request at all), their answers cached when granted; pushes drop what they cover, fire
 // onInvalidate, and are acked on the stream that pushed them.
 import { StrataError, notFound } from '../common/errors.js';
-import { MetaCache, type CacheEvent, type LeaseGrant, type LeasePush, type ReadTicket } from './meta-cache.js';
+import { MetaCache, type CacheEvent, type CoveredItem, type LeaseGrant, type LeasePush, type ReadTicket } from './meta-cache.js';
 import type { CoordinatorClient } from './coordinator-client.js';
 import type { FileStat } from './types.js';
 import { toFileStat } from './wire.js';
@@ -19,6 +19,7 @@ type ChunkGrant = AllocateReply;
  * push, a new lease epoch after a reconnect or failover, the lease's lapse).
  */
 export type InvalidateEvent = CacheEvent;
+export type { CoveredItem };
 
 export interface InodeOps {
   lookup(parent: number, name: string): Promise<FileStat>;
@@ -39,16 +40,18 @@ export interface InodeOps {
    * acknowledged to the client that made it. `{ all: true }` = forget everything cached from
    * this client (fired on a lapse too, when nothing is pushed).
    */
-  onInvalidate(listener: (ev: InvalidateEvent) => void): () => void;
+  onInvalidate(listener: (ev: InvalidateEvent) => void | Promise<unknown>): () => void;
   /**
    * Milliseconds from now that answers given so far stay valid (0 = no lease: believe nothing).
    * A kernel cache of entries/attributes must not outlive this: cap its timeouts to it. Note
    * the lease is renewed only while requests reach this client: answers a kernel serves from its
    * own cache do not count as use, so once the kernel answers everything the lease lapses (an
    * `{ all: true }` event) and the next request takes a new one. Call `keepLeaseAlive()` on kernel
-   * cache use to count it.
+   * cache use to count it. With `item`, 0 unless the lease covers that item: `{ dir, name }` the
+   * entry, `{ dir }` a whole listing, `{ attr }` the attributes of an inode. A listener may
+   * return a promise (a kernel taking its invalidations): the push is acked once it settled.
    */
-  leaseRemainingMs(): number;
+  leaseRemainingMs(item?: CoveredItem): number;
   /** Counts as use of the lease (kernel-cached answers): the next renewal keeps it. */
   keepLeaseAlive(): void;
 }
@@ -60,7 +63,12 @@ type StatReply = { attr: any };
 const goneMeansDone = (error: StrataError) => (error.kind === 'NotFound' ? {} : undefined);
 
 /** Entries of the largest directory listed whole to answer lookups in it. */
-const LISTING_PREFETCH_MAX = 2000;
+const LISTING_PREFETCH_MAX = 10_000;
+/**
+ * Names looked up in a leased directory before it is listed: two lookups per change (a rename,
+ * its target's lookup) must not list the directory for each change.
+ */
+const LISTING_AFTER_NAMES = 2;
 
 /** Renewals start when this much of the lease is left (of its length). */
 const RENEW_AT_FRACTION = 0.5;
@@ -103,7 +111,7 @@ export class SessionInodes implements InodeOps {
    * directories; undefined = ask for the name itself.
    */
   private async lookupByListing(parent: number, name: string): Promise<FileStat | undefined> {
-    if (!this.cache.partlyCached(parent) || this.bigDirs.has(parent)) return undefined;
+    if (!this.cache.partlyCached(parent, LISTING_AFTER_NAMES) || this.bigDirs.has(parent)) return undefined;
     const page = await this.readdirplus(parent, { limit: LISTING_PREFETCH_MAX }).catch(() => undefined);
     if (!page) return undefined;
     if (page.more) {
@@ -187,12 +195,12 @@ export class SessionInodes implements InodeOps {
     return this.stat('setAttrIno', { ino, ...changes });
   }
 
-  onInvalidate(listener: (ev: InvalidateEvent) => void): () => void {
+  onInvalidate(listener: (ev: InvalidateEvent) => void | Promise<unknown>): () => void {
     return this.cache.onInvalidate(listener);
   }
 
-  leaseRemainingMs(): number {
-    return this.cache.remainingMs();
+  leaseRemainingMs(item?: CoveredItem): number {
+    return this.cache.remainingMs(item);
   }
 
   keepLeaseAlive(): void {
@@ -213,9 +221,9 @@ export class SessionInodes implements InodeOps {
         all: !!message.all,
         events: (message.events ?? []).map((e) => (typeof e.name === 'string' ? { ino: Number(e.ino), name: e.name } : { ino: Number(e.ino) })),
       };
-      this.cache.applyPush(leasePush);
-      // Dropped before acked: the change is acknowledged to its writer only after this ack.
-      answer('leaseAck', { pushId: leasePush.pushId }).catch(() => undefined);
+      // Dropped (the mount's kernel copies too) before acked: the change is acknowledged to its
+      // writer only after this ack.
+      void this.cache.applyPush(leasePush).then(() => answer('leaseAck', { pushId: leasePush.pushId }).catch(() => undefined));
     });
     return this.cache.ticket();
   }

@@ -20,6 +20,9 @@ export type { Invalidation, LeasePush, LeaseGrant } from '../common/lease-messag
  */
 export type CacheEvent = Invalidation | { all: true };
 
+/** What remainingMs may be asked about: `{ dir, name }` an entry, `{ dir }` a whole listing, `{ attr }` attributes. */
+export type CoveredItem = { dir: number; name?: string } | { attr: number };
+
 /** Taken when a request is sent; proves later which pushes came after it. */
 export interface ReadTicket {
   seq: number;
@@ -55,7 +58,9 @@ export class MetaCache {
   private seq = 0;
   /** seq -> what the push covered (item keys), or 'all'. */
   private readonly recent: { seq: number; keys: Set<string> | 'all' }[] = [];
-  private readonly listeners = new Set<(event: CacheEvent) => void>();
+  private readonly listeners = new Set<(event: CacheEvent) => void | Promise<unknown>>();
+  /** While a push is applied: what its listeners returned. */
+  private pending: Promise<unknown>[] | undefined;
   /** Items dropped from the cache (evicted) that the coordinator may release. */
   private released: { kind: 'dir' | 'attr'; ino: number }[] = [];
   hits = 0;
@@ -96,11 +101,14 @@ export class MetaCache {
     return stat ? this.hit(stat) : undefined;
   }
 
-  /** Whether the lease covers some of directory `ino` (but not a whole listing of it). */
-  partlyCached(ino: number): boolean {
+  /**
+   * Whether the lease covers some of directory `ino` (at least `minNames` names of it) but not a
+   * whole listing of it.
+   */
+  partlyCached(ino: number, minNames = 1): boolean {
     if (!this.fresh()) return false;
     const dir = this.dirs.get(ino);
-    return !!dir && !dir.listing;
+    return !!dir && !dir.listing && dir.names.size >= minNames;
   }
 
   getattr(ino: number): FileStat | undefined {
@@ -183,13 +191,16 @@ export class MetaCache {
     }
   }
 
-  /** What the coordinator pushed: drop what its lease covered, tell listeners; then ack. */
-  applyPush(push: LeasePush): void {
+  /**
+   * What the coordinator pushed: drop what its lease covered, tell listeners; then ack, once
+   * what the listeners returned has settled (a mount: the kernel dropped its copies too).
+   */
+  applyPush(push: LeasePush): Promise<void> {
     this.seq++;
+    this.pending = [];
     if (push.all) {
       this.remember('all');
       this.dropEverything(true);
-      return;
     } else {
       const keys = new Set<string>();
       for (const event of push.events) {
@@ -203,8 +214,11 @@ export class MetaCache {
         }
       }
       this.remember(keys);
+      for (const event of push.events) this.tell(event);
     }
-    for (const event of push.events) this.tell(event);
+    const pending = this.pending;
+    this.pending = undefined;
+    return pending.length === 0 ? Promise.resolve() : Promise.allSettled(pending).then(() => undefined);
   }
 
   /** The session is gone (stream ended, coordinator switched): nothing cached can be trusted. */
@@ -216,8 +230,19 @@ export class MetaCache {
   }
 
   /** Milliseconds the lease still holds from now (0 when none): how long anything cached may be believed. */
-  remainingMs(): number {
-    return this.valid ? this.validUntilMs - this.now() : 0;
+  remainingMs(item?: CoveredItem): number {
+    if (!this.valid) return 0;
+    if (item && !this.covers(item)) return 0;
+    return this.validUntilMs - this.now();
+  }
+
+  /** Whether the lease covers an item (counts no hit): an entry, a whole listing, attributes. */
+  private covers(item: CoveredItem): boolean {
+    if ('attr' in item) return this.attrs.has(item.attr);
+    const dir = this.dirs.get(item.dir);
+    if (!dir) return false;
+    if (item.name === undefined) return !!dir.listing;
+    return dir.names.has(item.name) || !!dir.listing;
   }
 
   /** Called when the lease may have run out: drops everything (telling listeners) if it did. */
@@ -225,7 +250,8 @@ export class MetaCache {
     this.fresh();
   }
 
-  onInvalidate(listener: (event: CacheEvent) => void): () => void {
+  /** A listener may return a promise: the push is acked once it settled. */
+  onInvalidate(listener: (event: CacheEvent) => void | Promise<unknown>): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -259,7 +285,8 @@ export class MetaCache {
   private tell(event: CacheEvent): void {
     for (const listener of this.listeners) {
       try {
-        listener(event);
+        const done = listener(event);
+        if (done && this.pending) this.pending.push(done);
       } catch {
         // A listener's failure is its own; the cache and the other listeners go on.
       }

@@ -18,7 +18,11 @@ export const mountSchema = z.object({
     .pipe(z.array(hostPort).min(1)),
   /** The remote directory shown at the mount point. */
   path: z.string().regex(/^\//, 'must be absolute (start with /)').default('/'),
-  /** How long the kernel and the mount trust attributes and directory entries. */
+  /**
+   * How long the kernel trusts attributes and directory entries when the metadata source has no
+   * leases (the path-based fallback). Under leases (strata.inodes) the kernel trusts an answer
+   * for what its lease has left, and not at all when no lease covers it.
+   */
   attrTimeoutMs: int.min(0).max(3_600_000).default(1000),
   /** Deadline of one metadata call; an unreachable cluster answers EIO after about this long. */
   callTimeoutMs: int.min(100).max(600_000).default(5000),

@@ -71,7 +71,20 @@ export interface DirEntryOut {
 export interface OpenReply {
   fh: number;
   directIo?: boolean;
+  /** Files: keep the pages cached from earlier opens. Directories: keep the cached listing. */
   keepCache?: boolean;
+  /** Directories (opendir): the kernel may cache this listing (FOPEN_CACHE_DIR). */
+  cacheDir?: boolean;
+}
+
+/** Numbers per entry in replyDirPacked's array, in this order. */
+export const PACKED_FIELDS = ['nodeid', 'off', 'ino', 'mode', 'nlink', 'uid', 'gid', 'size', 'blocks', 'blksize', 'atimeMs', 'mtimeMs', 'ctimeMs', 'entryTimeout', 'attrTimeout'] as const;
+
+export interface MountSettings {
+  writeback: boolean;
+  maxWrite: number;
+  /** Called (on JavaScript's thread) once the kernel took every notification up to `seq`. */
+  onNotified?: (seq: number) => void;
 }
 
 export interface StatFsReply {
@@ -88,7 +101,7 @@ export interface StatFsReply {
 
 export interface Fuse3Binding {
   fuseVersion: number;
-  mount(mountpoint: string, options: string[], handler: (request: FuseRequest) => void, settings: { writeback: boolean; maxWrite: number }): void;
+  mount(mountpoint: string, options: string[], handler: (request: FuseRequest) => void, settings: MountSettings): void;
   /** Unmounts through libfuse (lazily): for when the kernel is not ending the session itself. */
   unmount(): void;
   /** After the handler saw op 'ended': frees the session once every request is answered. */
@@ -104,8 +117,14 @@ export interface Fuse3Binding {
   replyStatfs(id: number, stats: StatFsReply): void;
   /** Packs entries while they fit in `size` bytes; returns how many went in. */
   replyDir(id: number, size: number, plus: boolean, entries: DirEntryOut[]): number;
-  notifyInvalEntry(parent: number, name: string): boolean;
-  notifyInvalInode(ino: number, offset?: number, length?: number): boolean;
+  /**
+   * replyDir without an object per entry: `names` joined by '/', `nums` PACKED_FIELDS.length
+   * numbers per entry (nodeid 0 = no lookup given, as for '.' and '..'). Returns how many went in.
+   */
+  replyDirPacked(id: number, size: number, plus: boolean, names: string, nums: Float64Array): number;
+  /** Queued for the kernel (on a thread of the binding): a sequence number, 0 if dropped (queue full). */
+  notifyInvalEntry(parent: number, name: string): number | boolean;
+  notifyInvalInode(ino: number, offset?: number, length?: number): number | boolean;
 }
 
 const ADDON = 'strata_fuse3.node';

@@ -51,7 +51,8 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
     },
     config,
   );
-  const ops = new LowLevelOps({ inodes, statfs: () => strata.statfs(), config, handles, log, fuse, rootIno });
+  const leased = !(inodes instanceof PathInodes);
+  const ops = new LowLevelOps({ inodes, statfs: () => strata.statfs(), config, handles, log, fuse, rootIno, leased });
   const signals = stopSignals();
   let ended!: () => void;
   const sessionEnded = new Promise<void>((resolve) => (ended = resolve));
@@ -63,12 +64,12 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
     ops.handle(req);
   };
   try {
-    fuse.mount(mountpoint, mountOptions(config), handler, { writeback: config.writebackCache, maxWrite: MAX_WRITE });
+    fuse.mount(mountpoint, mountOptions(config), handler, { writeback: config.writebackCache, maxWrite: MAX_WRITE, onNotified: ops.notified });
   } catch (err) {
     strata.close();
     throw new StrataError('Internal', `cannot mount at ${mountpoint}: ${(err as Error).message}`, { cause: err });
   }
-  const stopInvalidations = inodes.onInvalidate((ev) => ('all' in ev ? undefined : ops.invalidate(ev)));
+  const stopInvalidations = inodes.onInvalidate((ev) => ops.invalidate(ev));
   await raiseReadAhead(mountpoint, log);
   const stopCrashGuard = unmountOnCrash(mountpoint, log);
   log.info({ mountpoint, remote: config.path, binding: 'fuse3' }, 'mounted');

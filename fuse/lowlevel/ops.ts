@@ -3,7 +3,7 @@
 // op deadline (settle, context.ts). Kernel inode 1 is the mount's root directory, whatever
 // its strata inode; every other inode is the strata inode itself.
 import { constants } from 'node:fs';
-import type { FileStat, FsStats } from '../../client/index.js';
+import type { CoveredItem, FileStat, FsStats, InvalidateEvent } from '../../client/index.js';
 import type { Logger } from '../../common/log.js';
 import { toStatFs } from '../attrs.js';
 import type { MountConfig } from '../config.js';
@@ -11,7 +11,7 @@ import { settle } from '../context.js';
 import { ERRNO, errnoError, toErrno } from '../errno.js';
 import type { HandleTable } from '../handles.js';
 import type { ForgettingInodeOps } from '../inode-ops.js';
-import type { Attr, DirEntryOut, Entry, Fuse3Binding, FuseRequest } from './binding.js';
+import { type Attr, type Entry, type Fuse3Binding, type FuseRequest, PACKED_FIELDS } from './binding.js';
 
 export interface LowLevelContext {
   inodes: ForgettingInodeOps;
@@ -22,6 +22,12 @@ export interface LowLevelContext {
   fuse: Fuse3Binding;
   /** The strata inode of the mount's root (kernel inode 1). */
   rootIno: number;
+  /**
+   * Whether `inodes` answers under leases the coordinator revokes (pushes): then the kernel may
+   * trust an answer for as long as the lease on it has left, and a listing may stay in the
+   * kernel's cache. Without leases: the configured attrTimeoutMs, and no listing cache.
+   */
+  leased: boolean;
 }
 
 const O_ACCMODE = 0o3;
@@ -32,12 +38,23 @@ const BLOCK_BYTES = 1024 * 1024;
 /** Names of files removed or renamed over while open here, until their last close. */
 const HIDDEN_PREFIX = '.strata_hidden_';
 const DIR_PAGE = 10_000;
+/** Lease time not handed to the kernel: it counts its timeouts from when it reads the reply. */
+const KERNEL_MARGIN_MS = 50;
+/**
+ * How long the ack of a push waits for the kernel to take its invalidations. Bounded: an
+ * invalidation of an entry waits for its directory's lock, which a request of this mount waiting
+ * for the coordinator may hold (its change waiting in turn for another mount's ack).
+ */
+const NOTIFY_WAIT_MS = 50;
+const FIELDS = PACKED_FIELDS.length;
 /** The kernel retries an open that got ESTALE at once; a later one is a new open. */
 const STALE_RETRY_MS = 1000;
 
 interface DirHandle {
   ino: number;
   entries?: Array<{ name: string; stat: FileStat }>;
+  /** Pushes about the directory (dirGeneration) when its entries were read. */
+  generation?: number;
 }
 
 export class LowLevelOps {
@@ -58,6 +75,22 @@ export class LowLevelOps {
   private readonly removals = new Set<Promise<unknown>>();
   /** When each process was last answered ESTALE by an open. */
   private readonly staleAt = new Map<number, number>();
+  /**
+   * Names the kernel was told it may trust (entry timeout > 0), per inode: `${parent}/${name}`
+   * (kernel numbers). On an `all` event each is invalidated.
+   */
+  private readonly trustedNames = new Map<number, Set<string>>();
+  /** Until when (monotonic ms) some answer given to the kernel may be trusted by it. */
+  private trustedUntilMs = 0;
+  /** Directories whose whole listing the kernel cached while their lease held (and no push since). */
+  private readonly kernelListed = new Set<number>();
+  /** Push generations: per directory (its last push), and of the last `all`. */
+  private generation = 0;
+  private readonly dirGenerations = new Map<number, number>();
+  private allGeneration = 0;
+  /** Notifications the kernel has taken, and the acks waiting for theirs. */
+  private notifiedUpTo = 0;
+  private readonly notifyWaiters: Array<{ seq: number; resolve: () => void }> = [];
 
   constructor(private readonly ctx: LowLevelContext) {
     this.timeout = ctx.config.attrTimeoutMs / 1000;
@@ -90,19 +123,19 @@ export class LowLevelOps {
       case 'forget':
         return this.forget(req.forgets ?? []);
       case 'lookup':
-        return this.serve(req, () => inodes.lookup(ino, this.name(req.name)), (stat) => fuse.replyEntry(req.id, this.entry(stat)));
+        return this.serve(req, () => inodes.lookup(ino, this.name(req.name)), (stat) => fuse.replyEntry(req.id, this.entry(stat, ino, req.name)));
       case 'getattr':
-        return this.serve(req, () => inodes.getattr(ino), (stat) => fuse.replyAttr(req.id, this.attr(stat), this.timeout));
+        return this.serve(req, () => inodes.getattr(ino), (stat) => fuse.replyAttr(req.id, this.attr(stat), this.trust({ attr: stat.ino })));
       case 'setattr':
-        return this.serve(req, () => this.setattr(ino, req), (stat) => fuse.replyAttr(req.id, this.attr(stat), this.timeout));
+        return this.serve(req, () => this.setattr(ino, req), (stat) => fuse.replyAttr(req.id, this.attr(stat), this.trust({ attr: stat.ino })));
       case 'readlink':
         return this.serve(req, () => inodes.readlink(ino), (target) => fuse.replyReadlink(req.id, target));
       case 'mknod':
-        return this.serve(req, () => this.mknod(ino, req), (stat) => fuse.replyEntry(req.id, this.entry(stat)));
+        return this.serve(req, () => this.mknod(ino, req), (stat) => fuse.replyEntry(req.id, this.entry(stat, ino, req.name)));
       case 'mkdir':
-        return this.serve(req, () => this.mkdir(ino, req), (stat) => fuse.replyEntry(req.id, this.entry(stat)));
+        return this.serve(req, () => this.mkdir(ino, req), (stat) => fuse.replyEntry(req.id, this.entry(stat, ino, req.name)));
       case 'symlink':
-        return this.serve(req, () => this.changing(() => inodes.symlink(ino, this.name(req.name), req.target ?? '')), (stat) => fuse.replyEntry(req.id, this.entry(stat)));
+        return this.serve(req, () => this.changing(() => inodes.symlink(ino, this.name(req.name), req.target ?? '')), (stat) => fuse.replyEntry(req.id, this.entry(stat, ino, req.name)));
       case 'unlink':
         return this.serve(req, () => this.unlink(ino, this.name(req.name)), () => fuse.replyErr(req.id, 0));
       case 'rmdir':
@@ -113,7 +146,7 @@ export class LowLevelOps {
         // One name per inode (nlink 1): POSIX's answer for "no hard links here".
         return this.serve(req, async () => { throw errnoError('EPERM', 'hard links are not supported by strata'); }, () => undefined);
       case 'create':
-        return this.serve(req, () => this.create(ino, req), ({ stat, fh }) => fuse.replyCreate(req.id, this.entry(stat), { fh }));
+        return this.serve(req, () => this.create(ino, req), ({ stat, fh }) => fuse.replyCreate(req.id, this.entry(stat, ino, req.name), { fh }));
       case 'open':
         return this.serve(req, () => this.open(ino, req.flags, req.pid), (open) => fuse.replyOpen(req.id, open));
       case 'read':
@@ -127,10 +160,10 @@ export class LowLevelOps {
       case 'release':
         return this.serve(req, () => this.release(req.fh ?? 0), () => fuse.replyErr(req.id, 0));
       case 'opendir':
-        return this.serve(req, async () => this.opendir(ino), (fh) => fuse.replyOpen(req.id, { fh }));
+        return this.serve(req, async () => this.opendir(ino), (open) => fuse.replyOpen(req.id, open));
       case 'readdir':
       case 'readdirplus':
-        return this.serve(req, () => this.readdir(req), (entries) => this.replyDir(req, entries));
+        return this.serve(req, () => this.readdir(req), (dir) => this.replyDir(req, dir));
       case 'releasedir':
         this.dirs.delete(req.fh ?? 0);
         return this.reply(() => fuse.replyErr(req.id, 0));
@@ -201,9 +234,31 @@ export class LowLevelOps {
   }
 
   /** An entry the kernel will hold: counts as one lookup. */
-  private entry(stat: FileStat): Entry {
+  private entry(stat: FileStat, parent: number, name: string | undefined): Entry {
     this.looked(stat.ino, 1);
-    return { ino: this.toKernel(stat.ino), attr: this.attr(stat), attrTimeout: this.timeout, entryTimeout: this.timeout };
+    const entryTimeout = name === undefined ? 0 : this.trust({ dir: parent, name });
+    if (entryTimeout > 0) this.trustName(stat.ino, parent, name!);
+    return { ino: this.toKernel(stat.ino), attr: this.attr(stat), attrTimeout: this.trust({ attr: stat.ino }), entryTimeout };
+  }
+
+  /**
+   * Seconds the kernel may trust an answer about `item`: what the lease on it has left, less a
+   * margin; 0 when no lease covers it (a change's own answer, a read the lease was refused for),
+   * as then no push would tell the kernel when it goes stale. A source without leases: the
+   * configured timeout.
+   */
+  private trust(item: CoveredItem): number {
+    if (!this.ctx.leased) return this.timeout;
+    const ms = this.ctx.inodes.leaseRemainingMs(item) - KERNEL_MARGIN_MS;
+    if (ms <= 0) return 0;
+    this.trustedUntilMs = Math.max(this.trustedUntilMs, performance.now() + ms);
+    return ms / 1000;
+  }
+
+  private trustName(ino: number, parent: number, name: string): void {
+    let names = this.trustedNames.get(ino);
+    if (!names) this.trustedNames.set(ino, (names = new Set()));
+    names.add(`${this.toKernel(parent)}/${name}`);
   }
 
   private looked(ino: number, count: number): void {
@@ -219,6 +274,7 @@ export class LowLevelOps {
         continue;
       }
       this.lookups.delete(ino);
+      this.trustedNames.delete(ino);
       if (!this.ctx.handles.fileOf(ino) && !this.hidden.has(ino)) this.ctx.inodes.forget?.(ino);
     }
   }
@@ -429,42 +485,110 @@ export class LowLevelOps {
 
   // ---- directories ----
 
-  private opendir(ino: number): number {
+  /**
+   * The kernel may cache the listing it reads through this handle (FOPEN_CACHE_DIR) when leases
+   * are in use, and keeps a listing cached earlier (keep_cache) only if that one was read whole
+   * while the directory's lease held and no push about it came since: any later change of it is
+   * pushed, and the push drops the kernel's copy (invalidate). Without keep_cache the kernel
+   * drops what it cached at this open.
+   */
+  private opendir(ino: number): { fh: number; cacheDir: boolean; keepCache: boolean } {
     let fh = this.nextDir;
     while (this.dirs.has(fh)) fh = fh >= 0x7fffffff ? 1 : fh + 1;
     this.nextDir = fh >= 0x7fffffff ? 1 : fh + 1;
     this.dirs.set(fh, { ino });
-    return fh;
+    const keepCache = this.kernelListed.has(ino) && this.ctx.inodes.leaseRemainingMs({ dir: ino }) > KERNEL_MARGIN_MS;
+    if (!keepCache) this.kernelListed.delete(ino);
+    return { fh, cacheDir: this.ctx.leased, keepCache };
   }
 
   /** The entries from `offset` on ('.' is 0, '..' is 1): a listing read whole at offset 0. */
-  private async readdir(req: FuseRequest): Promise<DirEntryOut[]> {
+  private async readdir(req: FuseRequest): Promise<DirHandle> {
     const dir = this.dirs.get(req.fh ?? 0);
     if (!dir) throw errnoError('EBADF', `no open directory with handle ${req.fh}`);
     const offset = req.offset ?? 0;
-    if (offset === 0 || !dir.entries) dir.entries = await this.listAll(dir.ino);
-    const plus = req.op === 'readdirplus';
-    // A guess of how many fit (each at least ~32 bytes, ~150 with attributes); the binding packs what fits.
-    const room = Math.ceil((req.size ?? 4096) / (plus ? 140 : 32)) + 1;
-    const out: DirEntryOut[] = [];
-    const total = dir.entries.length + 2;
-    for (let i = offset; i < total && out.length < room; i++) {
-      if (i < 2) {
-        out.push({ name: i === 0 ? '.' : '..', off: i + 1, ino: plus ? 0 : this.toKernel(dir.ino), mode: TYPE_BITS.directory, attr: plus ? { ...ZERO_ATTR, ino: this.toKernel(dir.ino), mode: TYPE_BITS.directory | 0o755 } : undefined });
-        continue;
-      }
-      const { name, stat } = dir.entries[i - 2];
-      const ino = this.toKernel(stat.ino);
-      out.push(plus ? { name, off: i + 1, ino, attr: this.attr(stat), attrTimeout: this.timeout, entryTimeout: this.timeout } : { name, off: i + 1, ino, mode: TYPE_BITS[stat.type] });
+    if (offset === 0 || !dir.entries) {
+      dir.generation = this.dirGeneration(dir.ino);
+      dir.entries = await this.listAll(dir.ino);
     }
-    return out;
+    return dir;
   }
 
-  private replyDir(req: FuseRequest, entries: DirEntryOut[]): void {
+  /**
+   * Packs the entries from the request's offset into one reply (names joined, numbers in one
+   * array: no object per entry). Each entry given with readdirplus is a lookup the kernel holds.
+   */
+  private replyDir(req: FuseRequest, dir: DirHandle): void {
     const plus = req.op === 'readdirplus';
-    const packed = this.ctx.fuse.replyDir(req.id, req.size ?? 4096, plus, entries);
-    // Each entry given with readdirplus is a lookup the kernel now holds.
-    if (plus) for (let i = 0; i < packed; i++) if (entries[i].ino !== 0) this.looked(this.fromKernel(entries[i].ino), 1);
+    const size = req.size ?? 4096;
+    const offset = req.offset ?? 0;
+    const entries = dir.entries!;
+    const total = entries.length + 2;
+    const dirIno = this.toKernel(dir.ino);
+    // Entries that may fit: each takes at least its header and name (UTF-16 length <= UTF-8 bytes).
+    let end = offset;
+    for (let room = size; end < total; end++) {
+      const nameLength = end < 2 ? end + 1 : entries[end - 2].name.length;
+      room -= (plus ? 152 : 24) + ((nameLength + 7) & ~7);
+      if (room < 0) break;
+    }
+    end = Math.min(total, end + 1);
+    const count = Math.max(0, end - offset);
+    const nums = new Float64Array(count * FIELDS);
+    const names: string[] = new Array(count);
+    const entryTimeout = plus ? this.trust({ dir: dir.ino }) : 0;
+    for (let i = offset, at = 0; i < end; i++, at += FIELDS) {
+      const k = i - offset;
+      if (i < 2) {
+        names[k] = i === 0 ? '.' : '..';
+        nums[at + 1] = i + 1;
+        nums[at + 2] = dirIno;
+        nums[at + 3] = TYPE_BITS.directory | 0o755;
+        nums[at + 4] = 1;
+        nums[at + 9] = BLOCK_BYTES;
+        continue;
+      }
+      const { name, stat } = entries[i - 2];
+      names[k] = name;
+      const ino = this.toKernel(stat.ino);
+      nums[at + 1] = i + 1;
+      nums[at + 2] = ino;
+      if (!plus) {
+        nums[at + 3] = TYPE_BITS[stat.type];
+        continue;
+      }
+      const attr = this.attr(stat);
+      nums[at] = ino;
+      nums[at + 3] = attr.mode;
+      nums[at + 4] = attr.nlink;
+      nums[at + 5] = attr.uid;
+      nums[at + 6] = attr.gid;
+      nums[at + 7] = attr.size;
+      nums[at + 8] = attr.blocks;
+      nums[at + 9] = attr.blksize;
+      nums[at + 10] = attr.atimeMs;
+      nums[at + 11] = attr.mtimeMs;
+      nums[at + 12] = attr.ctimeMs;
+      nums[at + 13] = entryTimeout;
+      nums[at + 14] = this.trust({ attr: stat.ino });
+    }
+    const packed = this.ctx.fuse.replyDirPacked(req.id, size, plus, names.join('/'), nums);
+    if (plus) {
+      for (let k = 0; k < packed; k++) {
+        const i = offset + k;
+        if (i < 2) continue;
+        const { name, stat } = entries[i - 2];
+        this.looked(stat.ino, 1);
+        if (entryTimeout > 0) this.trustName(stat.ino, dir.ino, name);
+      }
+    }
+    // The empty reply at the end completes the kernel's cached listing: trusted only if the
+    // lease on the whole listing still holds and nothing about the directory was pushed since
+    // it was read (a push meanwhile may have invalidated before the kernel stored it).
+    if (packed === 0 && offset >= total && this.ctx.leased) {
+      if (this.dirGeneration(dir.ino) === dir.generation && this.ctx.inodes.leaseRemainingMs({ dir: dir.ino }) > KERNEL_MARGIN_MS) this.kernelListed.add(dir.ino);
+      else this.kernelListed.delete(dir.ino);
+    }
   }
 
   private async listAll(ino: number): Promise<Array<{ name: string; stat: FileStat }>> {
@@ -478,14 +602,86 @@ export class LowLevelOps {
     }
   }
 
-  /** Pushes from the metadata service: drop what the kernel caches of a name or an inode. */
-  invalidate(ev: { ino: number; name?: string }): void {
+  private dirGeneration(ino: number): number {
+    return Math.max(this.dirGenerations.get(ino) ?? 0, this.allGeneration);
+  }
+
+  private touchDir(ino: number): void {
+    if (this.dirGenerations.size > 100_000) {
+      this.dirGenerations.clear();
+      this.allGeneration = ++this.generation; // forgotten: every directory counts as touched
+    }
+    this.dirGenerations.set(ino, ++this.generation);
+  }
+
+  /**
+   * Pushes from the metadata service: drop what the kernel caches of a name, an inode, or (all)
+   * everything. Resolves once the kernel took the invalidations (bounded by NOTIFY_WAIT_MS), so
+   * the push is acked (and the change acknowledged to its writer) only after that.
+   */
+  invalidate(ev: InvalidateEvent): Promise<void> {
+    if ('all' in ev) return this.invalidateAll();
+    const { fuse } = this.ctx;
     const ino = this.toKernel(ev.ino);
-    if (ev.name !== undefined) this.ctx.fuse.notifyInvalEntry(ino, ev.name);
-    else this.ctx.fuse.notifyInvalInode(ino, 0, 0);
+    this.touchDir(ev.ino);
+    let seq: number | boolean = 0;
+    if (ev.name === undefined) {
+      this.kernelListed.delete(ev.ino);
+      seq = fuse.notifyInvalInode(ino, 0, 0);
+    } else if (ev.name === '') {
+      // The whole directory changed: its names the kernel trusts, and its listing.
+      const prefix = `${ino}/`;
+      for (const names of this.trustedNames.values()) for (const key of names) if (key.startsWith(prefix)) fuse.notifyInvalEntry(ino, key.slice(prefix.length));
+      this.kernelListed.delete(ev.ino);
+      seq = fuse.notifyInvalInode(ino, 0, 0);
+    } else {
+      seq = fuse.notifyInvalEntry(ino, ev.name);
+      if (this.kernelListed.delete(ev.ino)) seq = fuse.notifyInvalInode(ino, 0, 0);
+    }
+    return this.whenNotified(seq);
+  }
+
+  /** Everything the kernel may still trust goes: names, attributes, cached listings. */
+  private invalidateAll(): Promise<void> {
+    const { fuse } = this.ctx;
+    this.allGeneration = ++this.generation;
+    let seq: number | boolean = 0;
+    for (const dir of this.kernelListed) seq = fuse.notifyInvalInode(this.toKernel(dir), 0, 0);
+    this.kernelListed.clear();
+    // Timeouts never outlast the lease: past the last one handed out, the kernel trusts nothing.
+    if (performance.now() < this.trustedUntilMs) {
+      for (const names of this.trustedNames.values()) {
+        for (const key of names) {
+          const slash = key.indexOf('/');
+          seq = fuse.notifyInvalEntry(Number(key.slice(0, slash)), key.slice(slash + 1));
+        }
+      }
+      for (const ino of this.lookups.keys()) seq = fuse.notifyInvalInode(this.toKernel(ino), -1, 0);
+      seq = fuse.notifyInvalInode(1, -1, 0);
+    }
+    this.trustedNames.clear();
+    return this.whenNotified(seq);
+  }
+
+  /** The binding's report: the kernel took every notification up to `seq`. */
+  readonly notified = (seq: number): void => {
+    this.notifiedUpTo = Math.max(this.notifiedUpTo, seq);
+    while (this.notifyWaiters.length > 0 && this.notifyWaiters[0].seq <= this.notifiedUpTo) this.notifyWaiters.shift()!.resolve();
+  };
+
+  private whenNotified(seq: number | boolean): Promise<void> {
+    if (typeof seq !== 'number' || seq === 0 || seq <= this.notifiedUpTo) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const waiter = { seq, resolve };
+      this.notifyWaiters.push(waiter);
+      setTimeout(() => {
+        const at = this.notifyWaiters.indexOf(waiter);
+        if (at >= 0) this.notifyWaiters.splice(at, 1);
+        resolve();
+      }, NOTIFY_WAIT_MS).unref();
+    });
   }
 }
 
-const ZERO_ATTR: Attr = { ino: 0, mode: 0, nlink: 1, uid: 0, gid: 0, size: 0, blksize: BLOCK_BYTES, blocks: 0, atimeMs: 0, mtimeMs: 0, ctimeMs: 0 };
 
 export const HIDDEN_NAME_PREFIX = HIDDEN_PREFIX;
