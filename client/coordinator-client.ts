@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { StrataError, invalid } from '../common/errors.js';
 import { CHANNEL_OPTIONS, callUnary, isTransportFailure, strataProto } from '../common/grpc.js';
 import { SessionStream, SessionUnsupported, wasNeverSent, type PushListener } from './session.js';
+import { DEFAULT_SESSION_TRANSPORT, SessionLinks, type SessionTransportChoice } from './session-link.js';
 
 export interface CoordinatorClientOptions {
   /** host:port of every coordinator; calls go to one at a time. */
@@ -16,6 +17,11 @@ export interface CoordinatorClientOptions {
   failoverTimeoutMs: number;
   /** Send the namespace and chunk calls on session streams (default); false = unary RPCs only. */
   session?: boolean;
+  /**
+   * What carries the sessions: 'auto' (default; STRATA_SESSION_TCP=off makes it 'grpc') = plain
+   * TCP where the coordinator offers it, else the gRPC call; 'grpc' = always the gRPC call.
+   */
+  sessionTransport?: SessionTransportChoice;
 }
 
 /** The unary RPCs that have a session op, and its name. */
@@ -39,6 +45,7 @@ export type AfterAmbiguousRetry<Res> = (error: StrataError) => Res | undefined;
 export class CoordinatorClient {
   private readonly clients: grpc.Client[];
   private readonly sessions: SessionStream[];
+  private readonly links: SessionLinks[];
   private current = 0;
   /** Requests sent to coordinators (each attempt), unary and session alike: what a cache saves shows here. */
   requestsSent = 0;
@@ -51,7 +58,9 @@ export class CoordinatorClient {
       if (!/^[^\s/]+:\d{1,5}$/.test(address)) throw invalid(`invalid coordinator address '${address}': expected host:port`);
     }
     this.clients = options.addresses.map((address) => new strataProto.Coordinator(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS));
-    this.sessions = this.clients.map((client, i) => new SessionStream(client, options.addresses[i]));
+    const transport = options.sessionTransport ?? DEFAULT_SESSION_TRANSPORT;
+    this.links = this.clients.map((client) => new SessionLinks(client, transport, options.callTimeoutMs));
+    this.sessions = this.links.map((links, i) => new SessionStream(links, options.addresses[i]));
   }
 
   /**
@@ -125,6 +134,11 @@ export class CoordinatorClient {
     throw new StrataError('Unavailable', `cannot reach any coordinator (${tried}): ${lastError?.message ?? 'unreachable'}; is the cluster running?`, {
       cause: lastError,
     });
+  }
+
+  /** What carries the session to each coordinator ('unknown' before the first request): tests, benchmarks. */
+  get sessionTransports(): Array<'tcp' | 'grpc' | 'unknown'> {
+    return this.links.map((links) => links.transport);
   }
 
   close(): void {

@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { StrataError } from '../common/errors.js';
 import { ERROR_KIND_METADATA_KEY, fromServiceError } from '../common/grpc.js';
+import type { LinkError, SessionLink, SessionLinks } from './session-link.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire messages are plain proto-loader objects */
 
@@ -43,7 +44,7 @@ interface Request {
 export type PushListener = (kind: string, push: any) => void;
 
 export class SessionStream {
-  private call: grpc.ClientDuplexStream<any, any> | undefined;
+  private call: SessionLink | undefined;
   private nextId = 1;
   /** Written and unanswered: what the coordinator counts against its limit. */
   private readonly inFlight = new Map<number, Request | undefined>();
@@ -59,7 +60,7 @@ export class SessionStream {
   unsupported = false;
 
   constructor(
-    private readonly client: grpc.Client,
+    private readonly links: SessionLinks,
     readonly address: string,
   ) {}
 
@@ -90,7 +91,7 @@ export class SessionStream {
     const call = this.call;
     this.call = undefined;
     this.fail(new StrataError('Unavailable', `session to coordinator ${this.address} closed by this client`), false);
-    call?.cancel();
+    call?.close();
   }
 
   private pump(): void {
@@ -109,16 +110,18 @@ export class SessionStream {
     this.armIdleClose();
   }
 
-  private open(): grpc.ClientDuplexStream<any, any> {
+  private open(): SessionLink {
     if (this.call) return this.call;
-    // The generated method: proto-loader's serializers; no deadline, the stream lives on.
-    const call = (this.client as any).Session() as grpc.ClientDuplexStream<any, any>;
-    this.call = call;
     this.helloSeen = false;
     this.window = INITIAL_WINDOW;
-    call.on('data', (reply: any) => this.receive(reply));
-    call.on('error', (err: grpc.ServiceError) => this.broken(call, err));
-    call.on('end', () => this.broken(call, undefined));
+    // The handlers run only after open returns (replies and failures come asynchronously).
+    const call: SessionLink = this.links.open({
+      message: (reply) => {
+        if (this.call === call) this.receive(reply);
+      },
+      broken: (err) => this.broken(call, err),
+    });
+    this.call = call;
     return call;
   }
 
@@ -171,7 +174,7 @@ export class SessionStream {
     }
   }
 
-  private broken(call: grpc.ClientDuplexStream<any, any>, err: grpc.ServiceError | undefined): void {
+  private broken(call: SessionLink, err: LinkError | undefined): void {
     if (this.call !== call) return; // an older stream, already handled
     this.call = undefined;
     if (err?.code === grpc.status.UNIMPLEMENTED) {
@@ -179,15 +182,15 @@ export class SessionStream {
       this.fail(new SessionUnsupported(this.address), true);
       return;
     }
-    this.fail(streamError(this.address, err), this.helloSeen);
+    this.fail(streamError(this.address, err), this.helloSeen, err?.neverSent);
   }
 
   /**
    * Fails everything this stream holds. Written requests may have been applied unless the
    * stream never reached the coordinator; queued ones never left and are marked so.
    */
-  private fail(error: StrataError, reachedCoordinator: boolean): void {
-    const refused = !reachedCoordinator && /connection refused|ECONNREFUSED|No connection established/i.test(error.message);
+  private fail(error: StrataError, reachedCoordinator: boolean, neverSent = false): void {
+    const refused = neverSent || (!reachedCoordinator && /connection refused|ECONNREFUSED|No connection established/i.test(error.message));
     for (const request of this.inFlight.values()) {
       if (!request) continue;
       clearTimeout(request.timer);
@@ -207,7 +210,7 @@ export class SessionStream {
       if (this.inFlight.size > 0 || this.queue.length > 0 || this.pushListeners.size > 0) return;
       const call = this.call;
       this.call = undefined;
-      call?.cancel();
+      call?.close();
     }, IDLE_CLOSE_MS);
     this.idleTimer.unref();
   }
@@ -233,7 +236,7 @@ function replyError(error: { code: number; kind: string; message: string }): Str
  * Why a stream ended. A broken transport is Unavailable (the failover moves on); a status the
  * coordinator chose (it refused our protocol) keeps its kind and is not retried elsewhere.
  */
-function streamError(address: string, err: grpc.ServiceError | undefined): StrataError {
+function streamError(address: string, err: LinkError | undefined): StrataError {
   if (!err) return new StrataError('Unavailable', `session to coordinator ${address} ended`);
   if (err.code === grpc.status.INVALID_ARGUMENT || err.code === grpc.status.RESOURCE_EXHAUSTED) return fromServiceError(err, `coordinator ${address}`);
   const reason = fromServiceError(err, `coordinator ${address}`).message;

@@ -30,6 +30,12 @@ export interface ConnectOptions {
    * per call, as before the session existed (for comparisons; inode operations need the session).
    */
   session?: boolean;
+  /**
+   * What carries the sessions: 'auto' (default) = plain TCP where the coordinator offers it
+   * (about half a gRPC stream's round trip), else the gRPC call; 'grpc' = always gRPC.
+   * STRATA_SESSION_TCP=off makes the default 'grpc'.
+   */
+  sessionTransport?: 'auto' | 'grpc';
 }
 
 const READDIR_PAGE = 1000;
@@ -97,10 +103,16 @@ export class Strata {
       callTimeoutMs: options.callTimeoutMs ?? 10_000,
       failoverTimeoutMs: options.failoverTimeoutMs ?? 15_000,
       session: options.session ?? true,
+      sessionTransport: options.sessionTransport,
     });
     const transferTimeoutMs = options.transferTimeoutMs ?? 120_000;
     const datanodes = new DataNodeClients({ writeTimeoutMs: transferTimeoutMs, readTimeoutMs: transferTimeoutMs });
     return new Strata(coordinator, datanodes, { writeConcurrency: options.writeConcurrency ?? 3, readAhead: options.readAhead ?? 2 }, options.session ?? true);
+  }
+
+  /** What carries the session to each coordinator ('unknown' before its first request). */
+  get sessionTransports(): Array<'tcp' | 'grpc' | 'unknown'> {
+    return this.coordinator.sessionTransports;
   }
 
   /** Requests sent to coordinators so far (each attempt counts): cached answers cost none. */

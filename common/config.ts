@@ -74,6 +74,10 @@ export const coordinatorSchema = z.object({
   tiers: tiers.default([]),
   /** Requests one client session stream may have unanswered at once (more are refused, unstarted). */
   sessionMaxInFlight: int.min(1).max(65_536).default(256),
+  /** The session over plain TCP (coordinator/session-tcp.ts): host:port, or 'off'; absent = the listen host, a free port. */
+  sessionListen: z.union([hostPort, z.literal('off')]).optional(),
+  /** host:port clients dial for it; absent = the listen host (127.0.0.1 for a wildcard), the session port. */
+  sessionAdvertise: hostPort.optional(),
   /** Client cache leases (coordinator/leases.ts): how long a silent holder can hold a change up. */
   leaseTtlMs: int.min(1000).max(300_000).default(5000),
   logLevel,

@@ -14,7 +14,8 @@ import { etcdEngineOf, openKv } from './meta/open-kv.js';
 import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
 import { coordinatorService } from './service.js';
-import { SESSION_DEFAULTS, withSessionLimits } from './session.js';
+import { SESSION_DEFAULTS, withSessionLimits, type SessionAcceptor } from './session.js';
+import { startSessionListener, type SessionListener } from './session-tcp.js';
 import { S3ObjectTier, type ObjectTier, type TierTarget } from '../common/object-tier.js';
 import { StrataError } from '../common/errors.js';
 import { ChunkLocks } from './healing/limits.js';
@@ -65,23 +66,37 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       onTierObjectDeleted: (tier) => tieringJob.objectDeleted(tier),
     });
     const tiering = { kv, meta, leadership, targets: tierTargets, job: tieringJob };
-    const session = { limits: { ...SESSION_DEFAULTS, maxInFlight: config.sessionMaxInFlight }, ...leaseSessionDeps(coherence.table, meta) };
+    let acceptSession: SessionAcceptor | undefined;
+    let sessionAddress = '';
+    const session = {
+      limits: { ...SESSION_DEFAULTS, maxInFlight: config.sessionMaxInFlight },
+      ...leaseSessionDeps(coherence.table, meta),
+      accept: (acceptor: SessionAcceptor) => (acceptSession = acceptor),
+      endpoint: () => sessionAddress,
+    };
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
       coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering, session }),
     );
     server.addService(strataProto.LeasePeers.service, coherence.service());
+    let sessionListener: SessionListener | undefined;
+    if (config.sessionListen !== 'off') {
+      const at = config.sessionListen ? splitHostPort(config.sessionListen) : { host, port: 0 };
+      sessionListener = await startSessionListener(at.host, at.port, acceptSession!, session.limits);
+      const wildcard = at.host === '0.0.0.0' || at.host === '[::]' || at.host === '::';
+      sessionAddress = config.sessionAdvertise ?? `${wildcard ? '127.0.0.1' : at.host}:${sessionListener.port}`;
+    }
     await coherence.start(address);
     healer.start();
     tieringJob.start();
     const adminRefresh = setInterval(() => nodes.refreshAdmin().catch(() => undefined), ADMIN_REFRESH_MS);
-    log.info({ address, meta: redactMeta(config.meta) }, 'coordinator serving');
+    log.info({ address, session: sessionAddress || 'grpc only', meta: redactMeta(config.meta) }, 'coordinator serving');
     return {
       address,
       async stop() {
         clearInterval(adminRefresh);
         // Ending the peer streams first lets the server drain without waiting out its grace.
-        await Promise.all([shutdownServer(server, SHUTDOWN_GRACE_MS), coherence.close()]);
+        await Promise.all([shutdownServer(server, SHUTDOWN_GRACE_MS), sessionListener?.close(SHUTDOWN_GRACE_MS), coherence.close()]);
         await healer.close();
         await tieringJob.close();
         await leadership.close();
@@ -114,6 +129,11 @@ async function openTiers(targets: readonly TierTarget[]): Promise<Map<string, Ob
     throw err;
   }
   return tiers;
+}
+
+function splitHostPort(value: string): { host: string; port: number } {
+  const at = value.lastIndexOf(':');
+  return { host: value.slice(0, at) || '127.0.0.1', port: Number(value.slice(at + 1)) };
 }
 
 /** etcd: an election among the coordinators; embedded: this one leads. */

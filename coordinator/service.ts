@@ -17,7 +17,7 @@ import { allocatedAtMs } from './healing/chunk-id.js';
 import { healingService, toWireNode, type HealingDeps } from './healing/service.js';
 import { tieringService, type TieringServiceDeps } from './tiering/service.js';
 import { inodeOps } from './inode-ops.js';
-import { SESSION_DEFAULTS, sessionHandler, type SessionHooks, type SessionLimits, type SessionOps } from './session.js';
+import { SESSION_DEFAULTS, grpcSessionHandler, sessionAcceptor, type SessionAcceptor, type SessionHooks, type SessionLimits, type SessionOps } from './session.js';
 
 /** What the session stream adds on top of the namespace ops: limits, and hooks/ops for leases. */
 export interface SessionDeps {
@@ -25,6 +25,10 @@ export interface SessionDeps {
   hooks?: SessionHooks;
   /** More ops on the stream (lease requests); they override the namespace's of the same name. */
   ops?: SessionOps;
+  /** Given the sessions' acceptor, for transports other than the gRPC call (session-tcp.ts). */
+  accept?: (acceptor: SessionAcceptor) => void;
+  /** The framed-TCP session's address that SessionEndpoint answers; '' or absent = none. */
+  endpoint?: () => string;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire requests are validated field by field below */
@@ -234,9 +238,13 @@ export function coordinatorService(
     ...session.ops,
   };
 
+  const acceptSession = sessionAcceptor(sessionOps, config.listen, session.limits, session.hooks);
+  session.accept?.(acceptSession);
+
   return {
     ...mapValues(calls, (call) => unaryHandler(call)),
-    Session: sessionHandler(sessionOps, config.listen, session.limits, session.hooks),
+    Session: grpcSessionHandler(acceptSession),
+    SessionEndpoint: unaryHandler(async () => ({ address: session.endpoint?.() ?? '' })),
 
     Heartbeat: unaryHandler(async (req: Req) => {
       await nodes.heartbeat({

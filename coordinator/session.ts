@@ -2,6 +2,8 @@
 // multiplexed on it by id and answered in any order (proto/strata.proto, "session stream").
 // This module owns the framing rules (ids, the in-flight limit, bad messages) and nothing
 // about the namespace: ops come in as a dispatch table, so leases (M2) can hook in per session.
+// The rules hold whatever carries the messages: a gRPC bidi call here, or a plain TCP connection
+// with the same protobuf messages in frames (session-tcp.ts); each is a SessionTransport.
 import * as grpc from '@grpc/grpc-js';
 import { StrataError, invalid } from '../common/errors.js';
 import { toServiceError } from '../common/grpc.js';
@@ -30,10 +32,69 @@ export interface SessionHooks {
 
 type Duplex = grpc.ServerDuplexStream<any, any>;
 
+/** What carries one session's messages: the gRPC call, or a framed TCP connection. */
+export interface SessionTransport {
+  readonly peer: string;
+  /** Called once: each decoded request (or BadMessage), the client's half-close, the end of it all. */
+  listen(handlers: { message(message: unknown): void; end(): void; closed(): void }): void;
+  /** Queues a reply; `written` once the transport took it (slots are freed then). */
+  write(message: unknown, written?: () => void): void;
+  /** Replies waiting for the transport, and whether a 'drain' is sure to come. */
+  readonly queued: number;
+  readonly needsDrain: boolean;
+  /** Stops reading requests until `resume`; `onDrain` once the replies drained. */
+  pause(): void;
+  resume(): void;
+  onDrain(fn: () => void): void;
+  /** Ends cleanly after what was written. */
+  end(): void;
+  /** Closes this session only, with a status saying why. */
+  fail(code: grpc.status, details: string): void;
+}
+
+/** The gRPC Session call as a transport. */
+class GrpcTransport implements SessionTransport {
+  constructor(private readonly call: Duplex) {}
+  get peer(): string {
+    return this.call.getPeer();
+  }
+  listen(handlers: { message(message: unknown): void; end(): void; closed(): void }): void {
+    this.call.on('data', handlers.message);
+    this.call.on('end', handlers.end);
+    this.call.on('cancelled', handlers.closed);
+    this.call.on('close', handlers.closed);
+    this.call.on('error', handlers.closed);
+  }
+  write(message: unknown, written?: () => void): void {
+    this.call.write(message, written);
+  }
+  get queued(): number {
+    return this.call.writableLength;
+  }
+  get needsDrain(): boolean {
+    return this.call.writableNeedDrain;
+  }
+  pause(): void {
+    this.call.pause();
+  }
+  resume(): void {
+    this.call.resume();
+  }
+  onDrain(fn: () => void): void {
+    this.call.once('drain', fn);
+  }
+  end(): void {
+    this.call.end();
+  }
+  fail(code: grpc.status, details: string): void {
+    this.call.emit('error', { code, details });
+  }
+}
+
 let nextSessionId = 1;
 
 /** A message the stream cannot take: the deserializer hands it on instead of throwing. */
-class BadMessage {
+export class BadMessage {
   constructor(
     readonly code: grpc.status,
     readonly details: string,
@@ -70,7 +131,7 @@ export class ServerSession {
   private draining = false;
 
   constructor(
-    private readonly call: Duplex,
+    private readonly transport: SessionTransport,
     private readonly ops: SessionOps,
     private readonly limits: SessionLimits,
     private readonly onClosed: () => void,
@@ -81,7 +142,7 @@ export class ServerSession {
   }
 
   get peer(): string {
-    return this.call.getPeer();
+    return this.transport.peer;
   }
 
   /** A message with no request id (hello, invalidations); dropped once the stream is closed. */
@@ -90,14 +151,14 @@ export class ServerSession {
   }
 
   start(coordinator: string): void {
-    this.call.on('data', (message: unknown) => this.receive(message));
-    this.call.on('end', () => {
-      this.halfClosed = true;
-      this.maybeFinish();
+    this.transport.listen({
+      message: (message) => this.receive(message),
+      end: () => {
+        this.halfClosed = true;
+        this.maybeFinish();
+      },
+      closed: () => this.close(),
     });
-    this.call.on('cancelled', () => this.close());
-    this.call.on('close', () => this.close());
-    this.call.on('error', () => this.close());
     this.push({ hello: { coordinator, maxInFlight: this.limits.maxInFlight, maxMessageBytes: this.limits.maxMessageBytes, nowMs: Date.now() } });
   }
 
@@ -145,21 +206,21 @@ export class ServerSession {
    * client that floods and never reads cannot pile up replies here without bound.
    */
   private send(message: unknown, written?: () => void): void {
-    this.call.write(message, written);
-    // writableNeedDrain: a 'drain' is sure to come.
-    if (this.draining || !this.call.writableNeedDrain || this.call.writableLength <= this.limits.maxInFlight) return;
+    const transport = this.transport;
+    transport.write(message, written);
+    if (this.draining || !transport.needsDrain || transport.queued <= this.limits.maxInFlight) return;
     this.draining = true;
-    this.call.pause();
-    this.call.once('drain', () => {
+    transport.pause();
+    transport.onDrain(() => {
       this.draining = false;
-      if (!this.closed) this.call.resume();
+      if (!this.closed) transport.resume();
     });
   }
 
   private maybeFinish(): void {
     if (this.halfClosed && this.inFlight.size === 0 && !this.closed) {
       this.closed = true;
-      this.call.end();
+      this.transport.end();
       this.onClosed();
     }
   }
@@ -168,7 +229,7 @@ export class ServerSession {
   private fail(code: grpc.status, details: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.call.emit('error', { code, details });
+    this.transport.fail(code, details);
     this.onClosed();
   }
 
@@ -179,17 +240,24 @@ export class ServerSession {
   }
 }
 
-/** The Session handler: each stream gets a ServerSession over the shared dispatch table. */
-export function sessionHandler(ops: SessionOps, coordinator: string, limits: SessionLimits = SESSION_DEFAULTS, hooks: SessionHooks = {}): grpc.handleBidiStreamingCall<any, any> {
+/** Starts a session on each transport it is given, over the shared dispatch table. */
+export type SessionAcceptor = (transport: SessionTransport) => void;
+
+export function sessionAcceptor(ops: SessionOps, coordinator: string, limits: SessionLimits = SESSION_DEFAULTS, hooks: SessionHooks = {}): SessionAcceptor {
   const run = hooks.run;
   const dispatch: SessionOps = run
     ? Object.fromEntries(Object.entries(ops).map(([name, op]) => [name, (request: any, s: ServerSession) => run(s, () => op(request, s))]))
     : ops;
-  return (call) => {
-    const session: ServerSession = new ServerSession(call, dispatch, limits, () => hooks.closed?.(session));
+  return (transport) => {
+    const session: ServerSession = new ServerSession(transport, dispatch, limits, () => hooks.closed?.(session));
     hooks.opened?.(session);
     session.start(coordinator);
   };
+}
+
+/** The gRPC Session handler: each call is a session. */
+export function grpcSessionHandler(accept: SessionAcceptor): grpc.handleBidiStreamingCall<any, any> {
+  return (call) => accept(new GrpcTransport(call));
 }
 
 /** A failed op as the reply carries it: the same code and kind the unary RPC would fail with. */

@@ -1,37 +1,46 @@
-// The metadata session stream against real coordinator processes: pipelining, the in-flight
-// limit, malformed and oversized messages (only that stream closes), unary RPCs beside it, and
-// kill -9 of a coordinator with sessions open on etcd with 2 coordinators (failover, no double apply).
+// The metadata session stream against real coordinator processes, over both of its transports
+// (the gRPC Session call, and plain TCP frames): pipelining, the in-flight limit, malformed and
+// oversized messages (only that stream closes), unary RPCs beside it, and kill -9 of a
+// coordinator with sessions open on etcd with 2 coordinators (failover, no double apply).
+import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { StrataError, Strata } from '../client/index.js';
 import { CHANNEL_OPTIONS, callUnary, strataProto } from '../common/grpc.js';
+import { SessionFrameKind, SessionFrameParser, messageFrame } from '../common/session-frames.js';
 import { startCluster, type TestCluster } from './harness/cluster.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- raw wire messages */
 
 const SESSION = strataProto.Coordinator.service.Session;
 
+type Transport = 'grpc' | 'tcp';
+const TRANSPORTS: Transport[] = ['tcp', 'grpc'];
+
+/** The SDK on one transport. */
+const connect = (coordinators: string, transport: Transport, options: { callTimeoutMs?: number; failoverTimeoutMs?: number } = {}) =>
+  Strata.connect({ coordinators, failoverTimeoutMs: 10_000, ...options, sessionTransport: transport === 'tcp' ? 'auto' : 'grpc' });
+
+/** Where a coordinator's TCP session listens (its SessionEndpoint). */
+const endpointOf = async (client: grpc.Client) => String((await callUnary<any>(client, 'SessionEndpoint', {}, 5000)).address);
+
 /** A raw session stream, for what the SDK would never send. */
-class RawSession {
+interface RawSession {
+  readonly replies: any[];
+  readonly status: Promise<{ code: number; details: string }>;
+  /** A message (encoded here), or raw bytes as they are. */
+  write(message: unknown): void;
+  answers(count: number, timeoutMs?: number): Promise<any[]>;
+  close(): void;
+}
+
+abstract class RawBase {
   readonly replies: any[] = [];
-  readonly status: Promise<grpc.StatusObject>;
-  private readonly call: grpc.ClientDuplexStream<any, any>;
   private waiters: Array<() => void> = [];
 
-  constructor(client: grpc.Client, raw = false) {
-    this.call = raw
-      ? client.makeBidiStreamRequest(SESSION.path, (b: Buffer) => b, SESSION.responseDeserialize)
-      : (client as any).Session();
-    this.call.on('data', (reply) => {
-      this.replies.push(reply);
-      for (const wake of this.waiters.splice(0)) wake();
-    });
-    this.status = new Promise((resolve) => this.call.on('status', resolve));
-    this.call.on('error', () => undefined); // the status says it
-  }
-
-  write(message: unknown): void {
-    this.call.write(message);
+  protected received(reply: any): void {
+    this.replies.push(reply);
+    for (const wake of this.waiters.splice(0)) wake();
   }
 
   /** Waits until `count` answers (id > 0) have come, bounded. */
@@ -48,31 +57,102 @@ class RawSession {
     }
   }
 
+}
+
+class GrpcRawSession extends RawBase implements RawSession {
+  readonly status: Promise<grpc.StatusObject>;
+  private readonly call: grpc.ClientDuplexStream<any, any>;
+
+  constructor(client: grpc.Client, raw: boolean) {
+    super();
+    this.call = raw
+      ? client.makeBidiStreamRequest(SESSION.path, (b: Buffer) => b, SESSION.responseDeserialize)
+      : (client as any).Session();
+    this.call.on('data', (reply) => this.received(reply));
+    this.status = new Promise((resolve) => this.call.on('status', resolve));
+    this.call.on('error', () => undefined); // the status says it
+  }
+
+  write(message: unknown): void {
+    this.call.write(message);
+  }
+
   close(): void {
     this.call.cancel();
   }
 }
 
+/** The same over the framed TCP session: a close frame carries the status, as gRPC's trailers would. */
+class TcpRawSession extends RawBase implements RawSession {
+  readonly status: Promise<{ code: number; details: string }>;
+  private readonly socket: net.Socket;
+
+  constructor(address: string) {
+    super();
+    const at = address.lastIndexOf(':');
+    this.socket = net.connect({ host: address.slice(0, at), port: Number(address.slice(at + 1)) });
+    const parser = new SessionFrameParser(64 * 1024 * 1024);
+    let closeStatus: { code: number; details: string } | undefined;
+    this.socket.on('data', (chunk: Buffer) => {
+      for (const frame of parser.push(chunk)) {
+        if (frame.kind === SessionFrameKind.Close) closeStatus = { code: frame.code, details: frame.details };
+        else this.received(SESSION.responseDeserialize(frame.payload));
+      }
+    });
+    this.socket.on('error', () => undefined);
+    this.status = new Promise((resolve) => this.socket.on('close', () => resolve(closeStatus ?? { code: grpc.status.UNAVAILABLE, details: 'closed without a status' })));
+  }
+
+  write(message: unknown): void {
+    this.socket.write(Buffer.isBuffer(message) ? message : messageFrame(SESSION.requestSerialize(message)));
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** Raw sessions of one transport to one coordinator. */
+async function rawSessions(client: grpc.Client, transport: Transport): Promise<(raw?: boolean) => RawSession> {
+  if (transport === 'grpc') return (raw = false) => new GrpcRawSession(client, raw);
+  const address = await endpointOf(client);
+  return () => new TcpRawSession(address);
+}
+
+/** Bytes that are no session message, as each transport carries them. */
+function garbageBytes(transport: Transport): Buffer {
+  const bytes = Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+  return transport === 'grpc' ? bytes : messageFrame(bytes);
+}
+
 const withTimeout = <T>(promise: Promise<T>, ms: number, what: string) =>
   Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms))]);
 
-describe('session stream: embedded, in-flight limit 8', () => {
+describe.each(TRANSPORTS)('session stream over %s: embedded, in-flight limit 8', (transport) => {
   let cluster: TestCluster;
   let client: grpc.Client;
   let fs: Strata;
+  let open: (raw?: boolean) => RawSession;
 
   beforeAll(async () => {
     cluster = await startCluster({ datanodes: 1, replication: 1, chunkSize: '64KiB', env: { STRATA_SESSION_MAX_IN_FLIGHT: '8' } });
     client = new strataProto.Coordinator(cluster.coordinators[0].address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-    fs = cluster.client();
+    fs = connect(cluster.coordinatorList, transport);
+    open = await rawSessions(client, transport);
   });
   afterAll(async () => {
+    fs?.close();
     client?.close();
     await cluster?.stop();
   });
 
+  test('the SDK takes the transport asked for', async () => {
+    await fs.stat('/');
+    expect(fs.sessionTransports).toEqual([transport]);
+  });
+
   test('the hello first, then many requests pipelined on one stream, each answered once by id', async () => {
-    const session = new RawSession(client);
+    const session = open();
     for (let id = 1; id <= 8; id++) session.write({ id, mkdir: { path: `/pipelined-${id}` } });
     const answers = await session.answers(8);
     expect(session.replies[0].id).toBe(0);
@@ -93,7 +173,7 @@ describe('session stream: embedded, in-flight limit 8', () => {
   });
 
   test('past the in-flight limit requests are refused unstarted (RESOURCE_EXHAUSTED, not_started); the stream lives on', async () => {
-    const session = new RawSession(client);
+    const session = open();
     const count = 200;
     // All written at once: the coordinator reads them faster than the metadata engine answers.
     for (let id = 1; id <= count; id++) session.write({ id, mkdir: { path: `/limit-${id}` } });
@@ -125,21 +205,21 @@ describe('session stream: embedded, in-flight limit 8', () => {
   });
 
   test('malformed messages close only their own stream, with INVALID_ARGUMENT', async () => {
-    const bystander = new RawSession(client);
+    const bystander = open();
     bystander.write({ id: 1, stat: { path: '/' } });
     await bystander.answers(1);
 
-    const garbage = new RawSession(client, true);
-    garbage.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]));
+    const garbage = open(true);
+    garbage.write(garbageBytes(transport));
     expect((await withTimeout(garbage.status, 10_000, 'garbage')).code).toBe(grpc.status.INVALID_ARGUMENT);
 
-    const noId = new RawSession(client);
+    const noId = open();
     noId.write({ stat: { path: '/' } });
     const noIdStatus = await withTimeout(noId.status, 10_000, 'no id');
     expect(noIdStatus.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(noIdStatus.details).toMatch(/id/);
 
-    const twice = new RawSession(client);
+    const twice = open();
     twice.write({ id: 5, mkdir: { path: '/twice-a' } });
     twice.write({ id: 5, mkdir: { path: '/twice-b' } });
     const twiceStatus = await withTimeout(twice.status, 10_000, 'duplicate id');
@@ -160,15 +240,15 @@ describe('session stream: embedded, in-flight limit 8', () => {
   });
 
   test('an oversized message closes only its own stream, with RESOURCE_EXHAUSTED', async () => {
-    const bystander = new RawSession(client);
-    const big = new RawSession(client);
+    const bystander = open();
+    const big = open();
     big.write({ id: 1, stat: { path: '/' + 'x'.repeat(100 * 1024) } });
     const status = await withTimeout(big.status, 10_000, 'oversized');
     expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(status.details).toMatch(/over the 65536-byte limit/);
     // Over the transport's own limit (5 MiB) too.
-    const huge = new RawSession(client, true);
-    huge.write(Buffer.alloc(6 * 1024 * 1024, 1));
+    const huge = open(true);
+    huge.write(transport === 'grpc' ? Buffer.alloc(6 * 1024 * 1024, 1) : messageFrame(Buffer.alloc(6 * 1024 * 1024, 1)));
     expect((await withTimeout(huge.status, 10_000, 'huge')).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     bystander.write({ id: 1, stat: { path: '/' } });
     expect((await bystander.answers(1))[0].stat.attr.ino).toBe(1);
@@ -177,6 +257,30 @@ describe('session stream: embedded, in-flight limit 8', () => {
     const [tooBig, fine] = await Promise.allSettled([fs.stat('/' + 'y'.repeat(70 * 1024)), fs.stat('/')]);
     expect(tooBig).toMatchObject({ status: 'rejected', reason: { kind: 'Invalid' } });
     expect(fine).toMatchObject({ status: 'fulfilled', value: { ino: 1 } });
+  });
+
+  test.runIf(transport === 'tcp')('TCP frames: a length over the limit is refused before its payload comes; an unknown frame kind is malformed', async () => {
+    const bystander = open();
+    bystander.write({ id: 1, stat: { path: '/' } });
+    await bystander.answers(1);
+    // Only a header announcing 1 GiB: the coordinator answers without waiting for (or buffering) it.
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(1024 * 1024 * 1024, 0);
+    header.writeUInt8(SessionFrameKind.Message, 4);
+    const announced = open(true);
+    announced.write(header);
+    const status = await withTimeout(announced.status, 10_000, 'announced');
+    expect(status).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/over the 65536-byte limit/) });
+    const unknownKind = open(true);
+    unknownKind.write(Buffer.from([0, 0, 0, 1, 9, 0]));
+    expect(await withTimeout(unknownKind.status, 10_000, 'unknown kind')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/unknown kind/) });
+    // A close frame is the coordinator's to send.
+    const closing = open(true);
+    closing.write(Buffer.concat([Buffer.from([0, 0, 0, 2, SessionFrameKind.Close]), Buffer.from('{}')]));
+    expect((await withTimeout(closing.status, 10_000, 'client close frame')).code).toBe(grpc.status.INVALID_ARGUMENT);
+    bystander.write({ id: 2, stat: { path: '/' } });
+    expect((await bystander.answers(2)).at(-1).stat.attr.ino).toBe(1);
+    bystander.close();
   });
 
   test('the unary RPCs keep working, beside open sessions and for a client without them', async () => {
@@ -197,7 +301,7 @@ describe('session stream: embedded, in-flight limit 8', () => {
   });
 });
 
-describe('session stream: etcd, 2 coordinators, kill -9 with sessions open', () => {
+describe.each(TRANSPORTS)('session stream over %s: etcd, 2 coordinators, kill -9 with sessions open', (transport) => {
   let cluster: TestCluster;
 
   beforeAll(async () => {
@@ -206,10 +310,11 @@ describe('session stream: etcd, 2 coordinators, kill -9 with sessions open', () 
   afterAll(async () => cluster?.stop());
 
   test('requests in flight fail over to the other coordinator; none is applied twice', async () => {
-    const fs = Strata.connect({ coordinators: cluster.coordinatorList, failoverTimeoutMs: 30_000 });
+    const fs = connect(cluster.coordinatorList, transport, { failoverTimeoutMs: 30_000 });
     try {
       const ops = fs.inodes;
       const dir = await ops.mkdir(1, 'failover', 0o755);
+      expect(fs.sessionTransports[0]).toBe(transport);
       const N = 150;
       // Files to unlink and rename while the coordinator dies.
       await Promise.all(Array.from({ length: N }, (_, i) => ops.create(dir.ino, `u${i}`)));
@@ -265,11 +370,11 @@ describe('session stream: etcd, 2 coordinators, kill -9 with sessions open', () 
     // The one killed above comes back on its address, then is frozen (accepts, never answers).
     if (!frozen.running) frozen.start();
     const probe = (address: string) => {
-      const client = Strata.connect({ coordinators: address, callTimeoutMs: 2000, failoverTimeoutMs: 20_000 });
+      const client = connect(address, transport, { callTimeoutMs: 2000, failoverTimeoutMs: 20_000 });
       return client.stat('/').finally(() => client.close());
     };
     await probe(frozen.address);
-    const fs = Strata.connect({ coordinators: [frozen.address, live.address].join(','), callTimeoutMs: 1500, failoverTimeoutMs: 20_000 });
+    const fs = connect([frozen.address, live.address].join(','), transport, { callTimeoutMs: 1500, failoverTimeoutMs: 20_000 });
     try {
       const dir = await fs.inodes.mkdir(1, 'frozen', 0o755); // through the first coordinator: its session and clock are known
       const { stat: old } = await fs.inodes.create(dir.ino, 'a');
@@ -294,11 +399,11 @@ describe('session stream: etcd, 2 coordinators, kill -9 with sessions open', () 
   test('a request read after its deadline is refused unstarted (DEADLINE_EXCEEDED) and applies nothing', async () => {
     const [frozen] = cluster.coordinators;
     const client = new strataProto.Coordinator(frozen.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-    const fs = Strata.connect({ coordinators: cluster.coordinatorList });
+    const fs = connect(cluster.coordinatorList, transport);
     try {
       const dir = await fs.inodes.mkdir(1, 'late', 0o755);
       await fs.inodes.create(dir.ino, 'src');
-      const session = new RawSession(client);
+      const session = (await rawSessions(client, transport))();
       session.write({ id: 1, stat: { path: '/' } });
       await session.answers(1);
       const offset = Number(session.replies[0].hello.nowMs) - Date.now();

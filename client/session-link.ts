@@ -1,0 +1,174 @@
+// What carries one client session's messages (client/session.ts keeps every rule): the gRPC
+// Session call, or a plain TCP connection with the same protobuf messages in frames
+// (common/session-frames.ts, coordinator/session-tcp.ts), which costs about half the round
+// trip. A coordinator tells where its TCP session listens (SessionEndpoint); one that offers none,
+// or predates it, gets the gRPC call. STRATA_SESSION_TCP=off keeps clients on gRPC.
+import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { MAX_MESSAGE_BYTES, strataProto } from '../common/grpc.js';
+import { SessionFrameKind, SessionFrameParser, messageFrame } from '../common/session-frames.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- wire messages are plain proto-loader objects */
+
+const SESSION = strataProto.Coordinator.service.Session;
+
+/** How a link ended, as a gRPC status would say it (undefined = the coordinator ended it cleanly). */
+export interface LinkError {
+  code: grpc.status;
+  details: string;
+  message: string;
+  metadata: grpc.Metadata;
+  /** Nothing written on this link left the client (it never came up). */
+  neverSent?: boolean;
+}
+
+export interface LinkHandlers {
+  message(reply: any): void;
+  broken(err: LinkError | undefined): void;
+}
+
+export interface SessionLink {
+  /** Sends one request (buffered until the link is up). */
+  write(request: unknown): void;
+  close(): void;
+}
+
+export type SessionTransportChoice = 'auto' | 'grpc';
+
+/** The transport clients use unless told otherwise. */
+export const DEFAULT_SESSION_TRANSPORT: SessionTransportChoice = (process.env.STRATA_SESSION_TCP ?? 'on') === 'off' ? 'grpc' : 'auto';
+
+const KEEPALIVE_MS = 10_000;
+
+export function linkError(code: grpc.status, details: string): LinkError {
+  return { code, details, message: `${code} ${grpc.status[code]}: ${details}`, metadata: new grpc.Metadata() };
+}
+
+/** The gRPC Session call. */
+export function grpcLink(client: grpc.Client, handlers: LinkHandlers): SessionLink {
+  // The generated method: proto-loader's serializers; no deadline, the stream lives on.
+  const call = (client as any).Session() as grpc.ClientDuplexStream<any, any>;
+  call.on('data', (reply: any) => handlers.message(reply));
+  call.on('error', (err: grpc.ServiceError) => handlers.broken(err as unknown as LinkError));
+  call.on('end', () => handlers.broken(undefined));
+  return { write: (request) => call.write(request), close: () => call.cancel() };
+}
+
+/** A framed-TCP session to `address` (host:port). */
+export function tcpLink(address: string, handlers: LinkHandlers): SessionLink {
+  const at = address.lastIndexOf(':');
+  const socket = net.connect({ host: address.slice(0, at), port: Number(address.slice(at + 1)), noDelay: true });
+  socket.setKeepAlive(true, KEEPALIVE_MS);
+  const parser = new SessionFrameParser(MAX_MESSAGE_BYTES);
+  let status: LinkError | undefined;
+  let failure: Error | undefined;
+  let done = false;
+  const finish = (err: LinkError | undefined) => {
+    if (done) return;
+    done = true;
+    handlers.broken(err);
+  };
+  socket.on('data', (chunk: Buffer) => {
+    if (done) return;
+    try {
+      for (const frame of parser.push(chunk)) {
+        if (frame.kind === SessionFrameKind.Close) {
+          status = linkError(frame.code, frame.details);
+          continue;
+        }
+        handlers.message(SESSION.responseDeserialize(frame.payload));
+        if (done) return;
+      }
+    } catch (err) {
+      // A coordinator that speaks something else on this port: nothing it says can be trusted.
+      socket.destroy();
+      finish(linkError(grpc.status.UNAVAILABLE, `session to ${address}: unreadable reply (${(err as Error).message})`));
+    }
+  });
+  socket.on('error', (err) => (failure = err));
+  socket.on('close', () => {
+    if (status) finish(status);
+    else if (failure) finish(linkError(grpc.status.UNAVAILABLE, failure.message));
+    else finish(linkError(grpc.status.UNAVAILABLE, 'Connection dropped by the coordinator'));
+  });
+  // A clean end from the coordinator: like a gRPC stream's end, the caller decides.
+  socket.on('end', () => {
+    if (!status) {
+      socket.destroy();
+      finish(undefined);
+    }
+  });
+  return {
+    write: (request) => {
+      if (done) return;
+      let frame: Buffer;
+      try {
+        frame = messageFrame(SESSION.requestSerialize(request));
+      } catch (err) {
+        socket.destroy();
+        finish(linkError(grpc.status.INTERNAL, `session request does not serialize: ${(err as Error).message}`));
+        return;
+      }
+      socket.write(frame);
+    },
+    close: () => {
+      done = true;
+      socket.destroy();
+    },
+  };
+}
+
+/**
+ * The TCP session where the coordinator offers one, otherwise the gRPC call. The coordinator is
+ * asked once (and again after its TCP address refused a connection: it may have restarted);
+ * requests written meanwhile wait in order.
+ */
+export class SessionLinks {
+  /** undefined = not asked yet; '' = none offered. */
+  private endpoint: string | undefined;
+
+  constructor(
+    private readonly client: grpc.Client,
+    private readonly choice: SessionTransportChoice,
+    private readonly askTimeoutMs: number,
+  ) {}
+
+  open(handlers: LinkHandlers): SessionLink {
+    if (this.choice === 'grpc' || this.endpoint === '') return grpcLink(this.client, handlers);
+    if (this.endpoint !== undefined) return this.tcp(this.endpoint, handlers);
+    const waiting: unknown[] = [];
+    let inner: SessionLink | undefined;
+    let closed = false;
+    (this.client as any).SessionEndpoint({}, { deadline: Date.now() + this.askTimeoutMs }, (err: grpc.ServiceError | null, reply: any) => {
+      if (closed) return;
+      // The requests waiting here never left: whatever went wrong, none can have been applied.
+      if (err && err.code !== grpc.status.UNIMPLEMENTED) return handlers.broken({ ...(err as unknown as LinkError), neverSent: true });
+      this.endpoint = err ? '' : String(reply?.address ?? '');
+      inner = this.endpoint ? this.tcp(this.endpoint, handlers) : grpcLink(this.client, handlers);
+      for (const request of waiting.splice(0)) inner.write(request);
+    });
+    return {
+      write: (request) => (inner ? inner.write(request) : waiting.push(request)),
+      close: () => {
+        closed = true;
+        inner?.close();
+      },
+    };
+  }
+
+  /** Which transport the next session takes: for tests and benchmarks. */
+  get transport(): 'tcp' | 'grpc' | 'unknown' {
+    if (this.choice === 'grpc' || this.endpoint === '') return 'grpc';
+    return this.endpoint === undefined ? 'unknown' : 'tcp';
+  }
+
+  private tcp(address: string, handlers: LinkHandlers): SessionLink {
+    return tcpLink(address, {
+      message: handlers.message,
+      broken: (err) => {
+        if (err && /ECONNREFUSED/.test(err.details)) this.endpoint = undefined;
+        handlers.broken(err);
+      },
+    });
+  }
+}
