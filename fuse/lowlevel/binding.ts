@@ -140,10 +140,14 @@ export function loadFuse3(): Fuse3Binding {
   const candidates = ['../..', '../../..'].map((up) => path.resolve(here, up, 'build', 'Release', ADDON));
   const file = candidates.find((candidate) => existsSync(candidate));
   if (!file) throw new StrataError('Unavailable', `the libfuse 3 binding is not built (${ADDON} missing): ${NATIVE_HINT}, or mount with --binding fuse2`);
+  let binding: Fuse3Binding;
   try {
-    loaded = createRequire(import.meta.url)(file) as Fuse3Binding;
+    binding = createRequire(import.meta.url)(file) as Fuse3Binding;
   } catch (err) {
     throw new StrataError('Unavailable', `the libfuse 3 binding does not load (${(err as Error).message.split('\n')[0]}): ${NATIVE_HINT}`);
   }
+  // Built from older sources (a checkout updated without `npm ci`): say so rather than fail per request.
+  if (typeof binding.replyDirPacked !== 'function') throw new StrataError('Unavailable', `the libfuse 3 binding (${file}) is older than this code: run npm run build:native`);
+  loaded = binding;
   return loaded;
 }

@@ -1,0 +1,136 @@
+// Two FUSE mounts of one cluster, caches warm (the kernel's and the client's): mount A creates,
+// writes, renames, removes, makes and removes directories, chmods; mount B sees each change as
+// soon as A's system call returned (B's stat/ls/cat run right after it, in the same script). On the
+// embedded engine, and on etcd with two coordinators (A on the first, B on the second), where a
+// change reaches B's coordinator only through the peers' links.
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { CHANNEL_OPTIONS, callUnary, strataProto } from '../common/grpc.js';
+import { startCluster, type TestCluster } from './harness/cluster.js';
+import { fuseUnavailableReason, type MountProcess, sh, type ShResult, startMount } from './harness/mount.js';
+import { tempDir, type TempDir } from './harness/ports.js';
+
+const skipReason = fuseUnavailableReason();
+if (skipReason) console.log(`skipping the mount coherence tests: ${skipReason}`);
+
+function ok(result: ShResult): string {
+  expect(result.code, `exit ${result.code}\n${result.stderr}\n${result.stdout}`).toBe(0);
+  return result.stdout;
+}
+
+async function leasesHeld(address: string): Promise<number> {
+  const client = new strataProto.LeasePeers(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  try {
+    return Number((await callUnary<{ leases: number }>(client, 'Stats', {}, 5000, `coordinator ${address}`)).leases);
+  } finally {
+    client.close();
+  }
+}
+
+for (const meta of ['embedded', 'etcd'] as const) {
+  describe.skipIf(!!skipReason)(`two mounts stay coherent (${meta}${meta === 'etcd' ? ', a coordinator per mount' : ''})`, () => {
+    let cluster: TestCluster;
+    let work: TempDir;
+    let a: MountProcess | undefined;
+    let b: MountProcess | undefined;
+    let A: string; // the working directory through mount A
+    let B: string; // the same directory through mount B
+    let coordinatorOfB: string;
+
+    beforeAll(async () => {
+      work = await tempDir('coherence');
+      cluster = await startCluster({ meta, coordinators: meta === 'etcd' ? 2 : 1, datanodes: 1, replication: 1, chunkSize: '1MiB' });
+      const first = cluster.coordinators[0]!.address;
+      coordinatorOfB = cluster.coordinators[cluster.coordinators.length - 1]!.address;
+      a = await startMount(cluster, path.join(work.path, 'a'), ['--coordinator', first]);
+      b = await startMount(cluster, path.join(work.path, 'b'), ['--coordinator', coordinatorOfB]);
+      A = path.join(a.dir, 'work');
+      B = path.join(b.dir, 'work');
+      ok(await sh(`mkdir ${A} && echo seed > ${A}/seed`));
+    }, 120_000);
+
+    afterAll(async () => {
+      for (const m of [a, b]) await m?.stop().catch((err) => console.error(err));
+      await cluster?.stop().catch((err) => console.error(err));
+      await work?.cleanup();
+    });
+
+    /** B reads until its coordinator holds leases for what it read: its caches are warm. */
+    async function warmB(): Promise<void> {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        ok(await sh(`ls -la ${B} > /dev/null; stat ${B}/seed > /dev/null; ls ${B} > /dev/null; stat ${B}/absent 2>/dev/null; true`));
+        if ((await leasesHeld(coordinatorOfB)) > 0) return;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      throw new Error(`mount B's coordinator never granted a lease`);
+    }
+
+    test('each change through A is seen through B right after its system call returned', async () => {
+      await warmB();
+      // Every step: warm B (ls twice: the second one answers from the kernel's cached listing;
+      // stat the names involved), the change on A, then B's checks at once. A failed check prints
+      // what B saw.
+      const script = String.raw`
+        set -u
+        fail() { echo "FAIL $*"; exit 1; }
+        warm() { ls -la ${B} > /dev/null; ls ${B} > /dev/null; for n in "$@"; do stat ${B}/$n > /dev/null 2>&1; cat ${B}/$n > /dev/null 2>&1; done; true; }
+        for i in 1 2 3 4 5 6 7 8; do
+          warm f$i g$i d$i
+          echo "one $i" > ${A}/f$i
+          [ "$(cat ${B}/f$i 2>&1)" = "one $i" ] || fail "create+write $i: B read '$(cat ${B}/f$i 2>&1)'"
+          ls ${B} | grep -qx f$i || fail "create $i: B's listing lacks f$i: $(ls ${B} | tr '\n' ' ')"
+
+          warm f$i
+          echo "two $i" >> ${A}/f$i
+          [ "$(cat ${B}/f$i)" = "$(printf 'one %s\ntwo %s' $i $i)" ] || fail "append $i: B read '$(cat ${B}/f$i)'"
+          [ "$(stat -c %s ${B}/f$i)" = "$(stat -c %s ${A}/f$i)" ] || fail "append $i: sizes differ"
+
+          warm f$i g$i
+          chmod 600 ${A}/f$i
+          [ "$(stat -c %a ${B}/f$i)" = 600 ] || fail "chmod $i: B sees mode $(stat -c %a ${B}/f$i)"
+
+          warm f$i g$i
+          mv ${A}/f$i ${A}/g$i
+          [ ! -e ${B}/f$i ] || fail "rename $i: B still sees f$i"
+          [ "$(cat ${B}/g$i 2>&1)" = "$(printf 'one %s\ntwo %s' $i $i)" ] || fail "rename $i: B read g$i as '$(cat ${B}/g$i 2>&1)'"
+          [ "$(ls ${B} | grep -c "^[fg]$i$")" = 1 ] || fail "rename $i: B's listing: $(ls ${B} | tr '\n' ' ')"
+
+          warm d$i
+          mkdir ${A}/d$i
+          [ "$(stat -c %F ${B}/d$i 2>&1)" = directory ] || fail "mkdir $i: B sees '$(stat -c %F ${B}/d$i 2>&1)'"
+          ls ${B} | grep -qx d$i || fail "mkdir $i: B's listing lacks d$i"
+          echo inner > ${A}/d$i/x
+          [ "$(cat ${B}/d$i/x 2>&1)" = inner ] || fail "file in new dir $i: B read '$(cat ${B}/d$i/x 2>&1)'"
+
+          warm d$i d$i/x
+          rm ${A}/d$i/x && rmdir ${A}/d$i
+          [ ! -e ${B}/d$i ] || fail "rmdir $i: B still sees d$i"
+          ls ${B} | grep -qx d$i && fail "rmdir $i: B's listing still has d$i"
+
+          warm g$i
+          rm ${A}/g$i
+          [ ! -e ${B}/g$i ] || fail "unlink $i: B still sees g$i"
+          ls ${B} | grep -qx g$i && fail "unlink $i: B's listing still has g$i"
+        done
+        [ "$(ls ${B} | tr '\n' ' ')" = "seed " ] || fail "at the end B lists: $(ls ${B} | tr '\n' ' ')"
+        echo done`;
+      const out = ok(await sh(script, { timeoutMs: 180_000 }));
+      expect(out.trim().split('\n').pop()).toBe('done');
+    }, 240_000);
+
+    test('B, having cached a name as absent and a listing, sees a file A creates and B then writes', async () => {
+      await warmB();
+      const out = ok(
+        await sh(`set -e
+          stat ${B}/late 2>/dev/null || true; ls ${B} > /dev/null; ls ${B} > /dev/null
+          echo a > ${A}/late
+          cat ${B}/late
+          echo b >> ${B}/late
+          cat ${A}/late
+          ls ${A} | tr '\n' ' '; echo`),
+      );
+      expect(out).toBe('a\na\nb\nlate seed \n');
+    }, 60_000);
+  });
+}
