@@ -4,7 +4,7 @@
 // request at all), their answers cached when granted; pushes drop what they cover, fire
 // onInvalidate, and are acked on the stream that pushed them.
 import { StrataError, notFound } from '../common/errors.js';
-import { MetaCache, type CacheEvent, type CoveredItem, type LeaseGrant, type LeasePush, type ReadTicket } from './meta-cache.js';
+import { MetaCache, type CacheEvent, type CoveredItem, type LeaseGrant, type LeasePush, type OwnTicket, type ReadTicket } from './meta-cache.js';
 import type { CoordinatorClient } from './coordinator-client.js';
 import type { FileStat } from './types.js';
 import { toFileStat } from './wire.js';
@@ -155,24 +155,36 @@ export class SessionInodes implements InodeOps {
     return this.cache.hits;
   }
 
+  // Changes: the coordinator keeps our leases on what the reply tells us (common/lease-messages.ts
+  // ownChangeEvents), so the reply goes into the cache and a lookup of a name we just created,
+  // removed or renamed costs no request (meta-cache.ts says why that stays coherent).
+
   async mkdir(parent: number, name: string, mode: number): Promise<FileStat> {
-    return this.stat('mkdirAt', { parent, name, mode });
+    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('mkdirAt', { parent, name, mode, ownCache }, hook), (own, reply) => {
+      const stat = toFileStat(reply.attr);
+      this.cache.applyOwnEntry(own, parent, name, stat);
+      return stat;
+    });
   }
 
   async create(parent: number, name: string, opts: { mode?: number; exclusive?: boolean; allocateFirstChunk?: boolean } = {}) {
-    const reply = await this.coordinator.session<{ attr: any; firstChunk?: ChunkGrant | null }>('createAt', {
-      parent,
-      name,
-      mode: opts.mode ?? 0,
-      exclusive: !!opts.exclusive,
-      allocateFirstChunk: !!opts.allocateFirstChunk,
+    const request = { parent, name, mode: opts.mode ?? 0, exclusive: !!opts.exclusive, allocateFirstChunk: !!opts.allocateFirstChunk };
+
+    type CreateReply = { attr: any; firstChunk?: ChunkGrant | null };
+    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<CreateReply>('createAt', { ...request, ownCache }, hook), (own, reply) => {
+      const stat = toFileStat(reply.attr);
+      this.cache.applyOwnEntry(own, parent, name, stat);
+      const grant = reply.firstChunk?.pipeline?.length ? reply.firstChunk : undefined;
+      return grant ? { stat, grant } : { stat };
     });
-    const grant = reply.firstChunk?.pipeline?.length ? reply.firstChunk : undefined;
-    return grant ? { stat: toFileStat(reply.attr), grant } : { stat: toFileStat(reply.attr) };
   }
 
   async symlink(parent: number, name: string, target: string): Promise<FileStat> {
-    return this.stat('symlinkAt', { parent, name, target });
+    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('symlinkAt', { parent, name, target, ownCache }, hook), (own, reply) => {
+      const stat = toFileStat(reply.attr);
+      this.cache.applyOwnEntry(own, parent, name, stat);
+      return stat;
+    });
   }
 
   async readlink(ino: number): Promise<string> {
@@ -180,19 +192,70 @@ export class SessionInodes implements InodeOps {
   }
 
   async unlink(parent: number, name: string): Promise<void> {
-    await this.coordinator.session('unlink', { parent, name }, goneMeansDone);
+    return this.removal('unlink', parent, name);
   }
 
   async rmdir(parent: number, name: string): Promise<void> {
-    await this.coordinator.session('rmdir', { parent, name }, goneMeansDone);
+    return this.removal('rmdir', parent, name);
   }
 
   async rename(srcParent: number, srcName: string, dstParent: number, dstName: string, opts: { noReplace?: boolean } = {}): Promise<void> {
-    await this.coordinator.session('renameAt', { srcParent, srcName, dstParent, dstName, noReplace: !!opts.noReplace });
+    const request = { srcParent, srcName, dstParent, dstName, noReplace: !!opts.noReplace };
+    const entries: [number, string][] = [[srcParent, srcName], [dstParent, dstName]];
+    return this.own(entries, [], (hook, ownCache) => this.coordinator.session('renameAt', { ...request, ownCache }, hook), (own) => {
+      if (srcParent === dstParent && srcName === dstName) this.cache.endOwn(own);
+      else this.cache.applyOwnRenamed(own, srcParent, srcName, dstParent, dstName);
+    });
   }
 
   async setattr(ino: number, changes: { mode?: number; uid?: number; gid?: number; mtimeMs?: number; atimeMs?: number; size?: number }): Promise<FileStat> {
-    return this.stat('setAttrIno', { ino, ...changes });
+    return this.own([], [ino], (hook, ownCache) => this.coordinator.session<StatReply>('setAttrIno', { ino, ...changes, ownCache }, hook), (own, reply) => {
+      const stat = toFileStat(reply.attr);
+      if (stat.ino === ino) this.cache.applyOwnAttr(own, stat);
+      else this.cache.endOwn(own);
+      return stat;
+    });
+  }
+
+  private async removal(op: 'unlink' | 'rmdir', parent: number, name: string): Promise<void> {
+    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session(op, { parent, name, ownCache }, (error) => hook(error) ?? goneMeansDone(error)), (own) =>
+      this.cache.applyOwnRemoved(own, parent, name),
+    );
+  }
+
+  /**
+   * One of our changes, applied to the cache from its reply. If its outcome was ever unknown (a
+   * retry after a broken stream: the first attempt may have been applied on a coordinator that
+   * can no longer push to us), nothing cached is trusted any more.
+   */
+  private async own<R, T>(
+    entries: [number, string][],
+    attrs: number[],
+    send: (hook: (error: StrataError) => undefined, ownCache: boolean) => Promise<R>,
+    apply: (own: OwnTicket, reply: R) => T,
+  ): Promise<T> {
+    // Only while we hold a lease: then we listen for pushes (on every session) and ack them.
+    const ownCache = this.cache.valid;
+    if (ownCache) {
+      this.listen();
+      this.markUsed();
+    }
+    const own = this.cache.beginOwn(entries, attrs, ownCache);
+    let ambiguous = false;
+    const hook = () => {
+      ambiguous = true;
+      return undefined;
+    };
+    let reply: R;
+    try {
+      reply = await send(hook, ownCache);
+    } catch (err) {
+      this.cache.endOwn(own);
+      if (ambiguous || (err instanceof StrataError && (err.kind === 'Unavailable' || err.kind === 'Timeout'))) this.cache.reset();
+      throw err;
+    }
+    if (ambiguous) this.cache.reset(); // then apply learns nothing (no lease left)
+    return apply(own, reply);
   }
 
   onInvalidate(listener: (ev: InvalidateEvent) => void | Promise<unknown>): () => void {
@@ -213,6 +276,11 @@ export class SessionInodes implements InodeOps {
   /** Before a leased read: listen for pushes first, so none covering its answer is missed. */
   private leasedRead(): ReadTicket {
     this.markUsed();
+    this.listen();
+    return this.cache.ticket();
+  }
+
+  private listen(): void {
     this.stopPushes ??= this.coordinator.onPushFrom((kind, push, answer) => {
       if (kind !== 'leasePush') return;
       const message = push as { pushId: number; events?: { ino: number; name?: string | null }[]; all?: boolean };
@@ -225,7 +293,6 @@ export class SessionInodes implements InodeOps {
       // writer only after this ack.
       void this.cache.applyPush(leasePush).then(() => answer('leaseAck', { pushId: leasePush.pushId }).catch(() => undefined));
     });
-    return this.cache.ticket();
   }
 
   private granted(wire: { epoch: number | string; validForMs: number } | null | undefined): LeaseGrant | undefined {
@@ -258,8 +325,10 @@ export class SessionInodes implements InodeOps {
     const delayMs = Math.max(50, this.cache.validUntil - performance.now() - this.lastValidForMs * RENEW_AT_FRACTION);
     this.renewTimer = setTimeout(() => {
       this.renewTimer = undefined;
-      if (this.cache.size === 0 || !this.cache.valid) return this.lapsed();
-      if (!this.usedSinceRenew) {
+      if (!this.cache.valid) return this.lapsed();
+      // Nothing cached, or unused: no renewal, but we listen (and ack) until the lease runs
+      // out, since the coordinator may still count us as holding what we dropped ourselves.
+      if (this.cache.size === 0 || !this.usedSinceRenew) {
         // Idle: no renewal. Pushes are still answered until the lease runs out; a use before
         // then renews at once (markUsed).
         this.idle = true;

@@ -173,4 +173,123 @@ describe('MetaCache', () => {
     expect(cache.lookup(1, 'a')).toBeUndefined();
     expect(seen).toEqual([{ all: true }]);
   });
+
+  describe('own changes (applied from their replies)', () => {
+    const names = (cache: MetaCache, dir: number) => cache.readdirplus(dir, '', 100)?.entries.map((e) => e.name);
+
+    it('a create goes into a whole listing in the coordinator order; its name and attributes are answered; the parent attrs go', () => {
+      const { cache } = setup();
+      cache.putListing(cache.ticket(), grant, 1, [{ name: 'a', stat: stat(5) }, { name: 'c', stat: stat(7) }]);
+      cache.putAttr(cache.ticket(), grant, stat(1));
+      const own = cache.beginOwn([[1, 'b']]);
+      cache.applyOwnEntry(own, 1, 'b', stat(6));
+      expect(names(cache, 1)).toEqual(['a', 'b', 'c']);
+      expect(cache.lookup(1, 'b')?.ino).toBe(6);
+      expect(cache.getattr(6)?.ino).toBe(6);
+      expect(cache.getattr(1)).toBeUndefined();
+      expect(cache.lookup(1, 'zz')).toBeNull(); // still whole: absent names answered
+      cache.applyOwnEntry(cache.beginOwn([[1, 'é']]), 1, 'é', stat(8));
+      cache.applyOwnEntry(cache.beginOwn([[1, 'Z']]), 1, 'Z', stat(9));
+      expect(names(cache, 1)).toEqual(['Z', 'a', 'b', 'c', 'é']); // bytewise (UTF-8)
+    });
+
+    it('an unlink makes the name absent and leaves the listing; a rename moves the inode', () => {
+      const { cache } = setup();
+      cache.putListing(cache.ticket(), grant, 1, [{ name: 'a', stat: stat(5) }, { name: 'c', stat: stat(7) }]);
+      cache.applyOwnRemoved(cache.beginOwn([[1, 'a']]), 1, 'a');
+      expect(cache.lookup(1, 'a')).toBeNull();
+      expect(cache.getattr(5)).toBeUndefined(); // its nlink changed
+      expect(names(cache, 1)).toEqual(['c']);
+      cache.putLookup(cache.ticket(), grant, 2, 'other', null); // a second directory, partly cached
+      cache.applyOwnRenamed(cache.beginOwn([[1, 'c'], [2, 'd']]), 1, 'c', 2, 'd');
+      expect(cache.lookup(1, 'c')).toBeNull();
+      expect(cache.lookup(2, 'd')?.ino).toBe(7);
+      expect(names(cache, 1)).toEqual([]);
+      // A setattr's answer replaces the attributes.
+      cache.applyOwnAttr(cache.beginOwn([], [7]), stat(7, 0o600));
+      expect(cache.getattr(7)?.mode).toBe(0o600);
+    });
+
+    it("a push about the directory that arrives before our reply: the reply's entry is not installed", () => {
+      const { cache } = setup();
+      cache.putListing(cache.ticket(), grant, 1, [{ name: 'a', stat: stat(5) }]);
+      const own = cache.beginOwn([[1, 'b']]);
+      cache.applyPush({ pushId: 1, events: [{ ino: 1, name: 'c' }] }); // another client's create of c
+      cache.applyOwnEntry(own, 1, 'b', stat(6));
+      expect(cache.lookup(1, 'b')).toBeUndefined();
+      expect(cache.lookup(1, 'c')).toBeUndefined(); // never "absent": the listing went with the push
+      expect(cache.readdirplus(1)).toBeUndefined();
+      expect(cache.getattr(6)?.ino).toBe(6); // the new inode's attributes: no push covered them
+    });
+
+    it('a push that arrives after our reply drops what the reply put in', () => {
+      const { cache } = setup();
+      cache.putListing(cache.ticket(), grant, 1, [{ name: 'a', stat: stat(5) }]);
+      cache.applyOwnEntry(cache.beginOwn([[1, 'b']]), 1, 'b', stat(6));
+      expect(cache.lookup(1, 'c')).toBeNull();
+      cache.applyPush({ pushId: 1, events: [{ ino: 1, name: 'c' }] });
+      expect(cache.lookup(1, 'b')).toBeUndefined();
+      expect(cache.lookup(1, 'c')).toBeUndefined();
+    });
+
+    it('two of our changes of one name in flight at once: their order is unknown, so the directory goes', () => {
+      const { cache } = setup();
+      cache.putListing(cache.ticket(), grant, 1, [{ name: 'a', stat: stat(5) }]);
+      const inFlight = cache.ticket(); // a lookup of a, sent before both
+      const unlink = cache.beginOwn([[1, 'a']]);
+      const create = cache.beginOwn([[1, 'a']]);
+      const other = cache.beginOwn([[1, 'b']]); // another name: no conflict
+      cache.applyOwnEntry(create, 1, 'a', stat(9));
+      cache.applyOwnRemoved(unlink, 1, 'a');
+      expect(cache.lookup(1, 'a')).toBeUndefined();
+      cache.applyOwnEntry(other, 1, 'b', stat(10));
+      expect(cache.lookup(1, 'a')).toBeUndefined();
+      // A read that was in flight when the directory went is not cached either; a later change is.
+      cache.putLookup(inFlight, grant, 1, 'a', stat(9));
+      expect(cache.lookup(1, 'a')).toBeUndefined();
+      cache.applyOwnEntry(cache.beginOwn([[1, 'a']]), 1, 'a', stat(11));
+      expect(cache.lookup(1, 'a')?.ino).toBe(11);
+    });
+
+    it('nothing is learned without a lease, from a change sent without one, or across an epoch switch', () => {
+      const { cache, clock } = setup();
+      cache.applyOwnEntry(cache.beginOwn([[1, 'b']]), 1, 'b', stat(6));
+      expect(cache.size).toBe(0);
+      cache.putAttr(cache.ticket(), grant, stat(3));
+      cache.applyOwnEntry(cache.beginOwn([[1, 'b']], [], false), 1, 'b', stat(6));
+      expect(cache.lookup(1, 'b')).toBeUndefined();
+      const own = cache.beginOwn([[1, 'c']]);
+      cache.putAttr(cache.ticket(), { epoch: 7, validForMs: TTL }, stat(4)); // a reconnect
+      cache.applyOwnEntry(own, 1, 'c', stat(8));
+      expect(cache.lookup(1, 'c')).toBeUndefined();
+      expect(cache.getattr(8)).toBeUndefined();
+      clock.ms += TTL;
+      cache.applyOwnEntry(cache.beginOwn([[1, 'd']]), 1, 'd', stat(12));
+      expect(cache.size).toBe(0);
+    });
+
+    it('a grant in an epoch other than the current one is taken only from a request sent after the last switch', () => {
+      const { cache } = setup();
+      const old = cache.ticket();
+      cache.putAttr(cache.ticket(), { epoch: 50, validForMs: TTL }, stat(1));
+      cache.putAttr(cache.ticket(), { epoch: 3, validForMs: TTL }, stat(2)); // lower but newer: a new session
+      expect(cache.getattr(1)).toBeUndefined();
+      expect(cache.getattr(2)?.ino).toBe(2);
+      cache.putAttr(old, { epoch: 50, validForMs: TTL }, stat(5)); // sent before the switch
+      expect(cache.getattr(5)).toBeUndefined();
+      expect(cache.getattr(2)?.ino).toBe(2);
+    });
+
+    it('an evicted item cached again is not released; a read in flight when a release is taken is not cached', () => {
+      const cache = new MetaCache({ maxEntries: 2, now: () => 0 });
+      for (const ino of [1, 2, 3]) cache.putAttr(cache.ticket(), grant, stat(ino)); // 1 evicted
+      const inFlight = cache.ticket();
+      expect(cache.takeReleased()).toEqual([{ kind: 'attr', ino: 1 }]);
+      cache.putAttr(inFlight, grant, stat(1));
+      expect(cache.getattr(1)).toBeUndefined();
+      cache.putAttr(cache.ticket(), grant, stat(4)); // 2 evicted
+      cache.putAttr(cache.ticket(), grant, stat(2)); // and back: 3 evicted
+      expect(cache.takeReleased()).toEqual([{ kind: 'attr', ino: 3 }]);
+    });
+  });
 });

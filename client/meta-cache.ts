@@ -8,7 +8,15 @@
 //   grant, minus a margin: the coordinator counts the same TTL from its receipt, later.
 // - An answer is cached only if no invalidation that could cover it arrived since its request
 //   was sent (a `ReadTicket`): the reply may have been read before the push was applied.
-// - A grant in a newer epoch means the coordinator forgot our old leases: everything goes.
+// - A grant in another epoch means the coordinator forgot our old leases (or it is another
+//   session: a reconnect, a failover): everything goes. Epochs are random per session, so
+//   "another" is judged by the ticket: a reply to a request sent before the last switch is
+//   not cached, whatever its epoch.
+// - Our own changes (applyOwn*): the coordinator keeps our leases on what the reply lets us
+//   update (common/lease-messages.ts ownChangeEvents) and pushes what it does not keep before
+//   the reply; so a fact from the reply is installed only if no push covering its item arrived
+//   since the request was sent, and not when another of our own changes of the same entry was in
+//   flight at the same time (their order at the coordinator is unknown).
 import type { FileStat } from './types.js';
 import type { Invalidation, LeaseGrant, LeasePush } from '../common/lease-messages.js';
 
@@ -27,6 +35,16 @@ export type CoveredItem = { dir: number; name?: string } | { attr: number };
 export interface ReadTicket {
   seq: number;
   sentAtMs: number;
+}
+
+/** Taken when one of our own changes is sent (beginOwn); settled by an applyOwn* or endOwn. */
+export interface OwnTicket extends ReadTicket {
+  /** Entries (`parent/name`) and attributes (`attr:ino`) the change updates. */
+  keys: string[];
+  /** Those of them another own change in flight at the same time also updates. */
+  conflicts: Set<string>;
+  /** Sent as a change the coordinator keeps our leases for (we held a lease when sending). */
+  keep: boolean;
 }
 
 export interface MetaCacheOptions {
@@ -54,6 +72,10 @@ export class MetaCache {
   private readonly maxEntries: number;
   private readonly now: () => number;
   private epoch = 0;
+  /** `seq` when the epoch last changed: replies to requests sent before it are not cached. */
+  private epochSeq = 0;
+  /** Own changes in flight (their entry/attribute keys), to find concurrent ones of the same entry. */
+  private readonly ownInFlight = new Set<OwnTicket>();
   private validUntilMs = -Infinity;
   private seq = 0;
   /** seq -> what the push covered (item keys), or 'all'. */
@@ -122,7 +144,7 @@ export class MetaCache {
     const dir = this.dirs.get(ino);
     if (!dir?.listing) return undefined;
     // The coordinator's order (bytewise), kept as it came: resume right after `after`.
-    const start = after === '' ? 0 : dir.listing.indexOf(after) + 1;
+    const start = after === '' ? 0 : indexOfName(dir.listing, after) + 1;
     if (start === 0 && after !== '') return undefined; // a name not in the listing: ask the coordinator
     const names = dir.listing.slice(start, start + limit);
     const entries: { name: string; stat: FileStat }[] = [];
@@ -139,10 +161,13 @@ export class MetaCache {
   /** Records a lease grant; false if the reply predates what we know (not cacheable). */
   granted(ticket: ReadTicket, grant: LeaseGrant | undefined): boolean {
     if (!grant) return false;
-    if (grant.epoch < this.epoch) return false;
-    if (grant.epoch > this.epoch) {
+    if (grant.epoch !== this.epoch) {
+      if (ticket.seq < this.epochSeq) return false;
+      this.seq++;
+      this.remember('all'); // replies still in flight may be from the old session
       this.dropEverything();
       this.epoch = grant.epoch;
+      this.epochSeq = this.seq;
       this.validUntilMs = -Infinity;
     } else {
       this.fresh();
@@ -189,6 +214,74 @@ export class MetaCache {
       dir.names.set(name, stat.ino);
       this.putStat(stat);
     }
+  }
+
+  // ---- our own changes (see the header)
+
+  /** Before sending one of our changes: `entries` [parent, name] and `attrs` inodes it updates. */
+  beginOwn(entries: [number, string][], attrs: number[] = [], keep = true): OwnTicket {
+    const keys = [...entries.map(([parent, name]) => entryKey(parent, name)), ...attrs.map(attrKey)];
+    const own: OwnTicket = { ...this.ticket(), keys, conflicts: new Set(), keep };
+    for (const other of this.ownInFlight) {
+      for (const key of keys) {
+        if (!other.keys.includes(key)) continue;
+        other.conflicts.add(key);
+        own.conflicts.add(key);
+      }
+    }
+    this.ownInFlight.add(own);
+    return own;
+  }
+
+  /** The change failed (or its outcome is unknown): nothing learned from it. */
+  endOwn(own: OwnTicket): void {
+    this.ownInFlight.delete(own);
+  }
+
+  /** We created `name` in `parent` (mkdir, create, symlink); `stat` is the new inode's. */
+  applyOwnEntry(own: OwnTicket, parent: number, name: string, stat: FileStat): void {
+    if (!this.settleOwn(own)) return;
+    this.attrs.delete(parent); // its mtime and maybe nlink changed
+    if (this.ownUsable(own, dirKey(parent), entryKey(parent, name))) this.setName(this.dir(parent), name, stat.ino);
+    if (this.untouched(own, [attrKey(stat.ino)])) this.putStat(stat);
+  }
+
+  /** We removed `name` from `parent` (unlink, rmdir). */
+  applyOwnRemoved(own: OwnTicket, parent: number, name: string): void {
+    if (!this.settleOwn(own)) return;
+    this.attrs.delete(parent);
+    const dir = this.dirs.get(parent);
+    const child = dir?.names.get(name);
+    if (typeof child === 'number') this.attrs.delete(child); // its nlink (a push says so too, if leased)
+    if (this.ownUsable(own, dirKey(parent), entryKey(parent, name))) this.setName(this.dir(parent), name, null);
+  }
+
+  /** We renamed `srcName` in `srcParent` to `dstName` in `dstParent`. */
+  applyOwnRenamed(own: OwnTicket, srcParent: number, srcName: string, dstParent: number, dstName: string): void {
+    if (!this.settleOwn(own)) return;
+    this.attrs.delete(srcParent);
+    this.attrs.delete(dstParent);
+    const moved = this.dirs.get(srcParent)?.names.get(srcName);
+    const replaced = this.dirs.get(dstParent)?.names.get(dstName);
+    if (typeof replaced === 'number' && replaced !== moved) this.attrs.delete(replaced); // its nlink
+    const srcOk = this.ownUsable(own, dirKey(srcParent), entryKey(srcParent, srcName));
+    const dstOk = this.ownUsable(own, dirKey(dstParent), entryKey(dstParent, dstName));
+    if (srcOk) this.setName(this.dir(srcParent), srcName, null);
+    if (!dstOk) return;
+    if (typeof moved === 'number' && srcOk) {
+      this.setName(this.dir(dstParent), dstName, moved);
+    } else {
+      // Which inode it holds now is not known here: forget the name (and so the listing's completeness).
+      const dst = this.dirs.get(dstParent);
+      dst?.names.delete(dstName);
+      if (dst) dst.listing = undefined;
+    }
+  }
+
+  /** We changed an inode's attributes (setattr): `stat` is what the coordinator answered. */
+  applyOwnAttr(own: OwnTicket, stat: FileStat): void {
+    if (!this.settleOwn(own)) return;
+    if (this.ownUsable(own, attrKey(stat.ino), attrKey(stat.ino))) this.putStat(stat);
   }
 
   /**
@@ -258,12 +351,57 @@ export class MetaCache {
 
   /** Items evicted since the last call (to release on the coordinator). */
   takeReleased(): { kind: 'dir' | 'attr'; ino: number }[] {
-    const released = this.released;
+    // Cached again since (a later read): not released. And replies to reads sent before this
+    // (the coordinator may take the release after granting them) must not cache what goes.
+    const released = this.released.filter((r) => !(r.kind === 'dir' ? this.dirs.has(r.ino) : this.attrs.has(r.ino)));
     this.released = [];
+    if (released.length > 0) {
+      this.seq++;
+      this.remember(new Set(released.map((r) => (r.kind === 'dir' ? dirKey(r.ino) : attrKey(r.ino)))));
+    }
     return released;
   }
 
   // ---- internals
+
+  /** Ends an own change's flight; false if nothing may be learned from it (no lease now). */
+  private settleOwn(own: OwnTicket): boolean {
+    this.ownInFlight.delete(own);
+    return own.keep && this.fresh() && own.seq >= this.epochSeq;
+  }
+
+  /**
+   * Whether an own change's fact about `key` may be installed: no push since it was sent covered
+   * the item, and no own change of the same entry ran at the same time. If one did, the item is
+   * dropped here (we cannot tell which came last).
+   */
+  private ownUsable(own: OwnTicket, item: string, key: string): boolean {
+    if (!this.untouched(own, [item])) return false;
+    if (!own.conflicts.has(key)) return true;
+    this.dropItem(item);
+    return false;
+  }
+
+  /** Drops one directory's entries or one inode's attributes on our own account. */
+  private dropItem(item: string): void {
+    this.seq++;
+    this.remember(new Set([item]));
+    const ino = Number(item.slice(item.indexOf(':') + 1));
+    if (item.startsWith('dir:')) this.dirs.delete(ino);
+    else this.attrs.delete(ino);
+  }
+
+  /** Sets (or, null, marks absent) one name, keeping a whole listing whole and in order. */
+  private setName(dir: DirCache, name: string, ino: number | null): void {
+    const had = dir.names.get(name);
+    dir.names.set(name, ino);
+    if (!dir.listing) return;
+    const present = typeof had === 'number';
+    const at = present ? indexOfName(dir.listing, name) : -1;
+    if (ino === null && at >= 0) dir.listing.splice(at, 1);
+    else if (ino !== null && !present) dir.listing.splice(insertionPoint(dir.listing, name), 0, name);
+    if (ino === null && dir.listing) dir.names.delete(name); // absent: the listing says so
+  }
 
   private fresh(): boolean {
     if (this.valid) return true;
@@ -354,3 +492,28 @@ export class MetaCache {
 
 const dirKey = (ino: number) => `dir:${ino}`;
 const attrKey = (ino: number) => `attr:${ino}`;
+const entryKey = (parent: number, name: string) => `${parent}/${name}`;
+
+/** The coordinator's order of names: bytewise over UTF-8 (its keys' order). */
+export function compareNames(a: string, b: string): number {
+  // UTF-16 order equals UTF-8 byte order except around surrogates (U+D800..U+DFFF vs U+E000..U+FFFF).
+  if (!/[\ud800-\udfff]/.test(a) && !/[\ud800-\udfff]/.test(b) && !/[\ue000-\uffff]/.test(a + b)) return a < b ? -1 : a > b ? 1 : 0;
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** Where `name` goes in a sorted listing (binary search). */
+function insertionPoint(listing: string[], name: string): number {
+  let lo = 0;
+  let hi = listing.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareNames(listing[mid]!, name) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function indexOfName(listing: string[], name: string): number {
+  const at = insertionPoint(listing, name);
+  return listing[at] === name ? at : listing.indexOf(name);
+}

@@ -29,11 +29,11 @@ export class Coherence {
       mayGrant: () => this.peers?.mayGrant() ?? true,
       onExpired: (sessionId, leases) => log.info({ sessionId, leases }, 'lease holder lapsed: its leases are dropped'),
     });
-    this.kv = new LeaseKv(baseKv, async (events, revision, writer) => {
-      const here = this.table.invalidate(events, writer);
+    this.kv = new LeaseKv(baseKv, async (events, revision, writer, own) => {
+      const here = this.table.invalidate(events, writer, own);
       if (this.peers && revision !== undefined) await Promise.all([here, this.peers.waitThrough(revision)]);
       else await here;
-    });
+    }, () => this.peers && { started: () => this.peers!.ownTxnStarted(), settled: (id) => this.peers!.ownTxnSettled(id) });
   }
 
   /** On etcd, joins the other coordinators (needs this one's address, so after binding). */

@@ -5,26 +5,45 @@
 // path made it (session stream, unary RPC, background job), with no hook in each operation.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Kv, KvEntry, KvOp, KvTxn, RangeOptions } from './meta/kv.js';
-import type { Invalidation, LeaseSession } from './leases.js';
+import type { Invalidation, LeaseSession, OwnChange } from './leases.js';
 
-/** What a committed change means for caches, and the store revision it committed at (etcd). */
-export type OnCommitted = (events: Invalidation[], revision: number | undefined, writer: LeaseSession | undefined) => Promise<void>;
+/**
+ * What a committed change means for caches, and the store revision it committed at (etcd);
+ * `own` when the writer applies the change's reply to its own cache (leases.ts OwnChange).
+ */
+export type OnCommitted = (events: Invalidation[], revision: number | undefined, writer: LeaseSession | undefined, own?: OwnChange) => Promise<void>;
 
 interface TxnAtKv extends Kv {
   txnAt(txn: KvTxn): Promise<{ succeeded: boolean; revision: number }>;
 }
 
-const writerContext = new AsyncLocalStorage<LeaseSession>();
+interface Writer {
+  session: LeaseSession;
+  own?: OwnChange;
+}
 
-/** Runs `fn` as a request of `session`: its changes are not held up waiting for its own acks. */
-export function asWriter<T>(session: LeaseSession | undefined, fn: () => T): T {
-  return session ? writerContext.run(session, fn) : fn();
+const writerContext = new AsyncLocalStorage<Writer>();
+
+/**
+ * Runs `fn` as a request of `session`: its changes are not held up waiting for its own acks.
+ * With `own`, the session keeps its leases on what they touch (OwnChange decides, at its finish).
+ */
+export function asWriter<T>(session: LeaseSession | undefined, fn: () => T, own?: OwnChange): T {
+  return session ? writerContext.run({ session, own }, fn) : fn();
+}
+
+/** Told around each txn that changes what caches hold (lease-peers.ts ownTxnStarted). */
+export interface TxnObserver {
+  started(): number;
+  /** After the txn settled and onCommitted's synchronous part ran. */
+  settled(id: number): void;
 }
 
 export class LeaseKv implements Kv {
   constructor(
     private readonly inner: Kv,
     private readonly onCommitted: OnCommitted,
+    private readonly observer?: () => TxnObserver | undefined,
   ) {}
 
   getMany(keys: string[]): Promise<(KvEntry | undefined)[]> {
@@ -42,17 +61,30 @@ export class LeaseKv implements Kv {
   async txn(txn: KvTxn): Promise<boolean> {
     const events = invalidationsOf(txn.ops);
     if (events.length === 0) return this.inner.txn(txn);
-    const writer = writerContext.getStore();
+    const { session: writer, own } = writerContext.getStore() ?? {};
+    // Registered before the commit: any other change from here on revokes what the writer keeps.
+    own?.beforeCommit(events);
+    const observer = this.observer?.();
+    const id = observer?.started();
+    const settled = () => id !== undefined && observer!.settled(id);
     let outcome: { succeeded: boolean; revision: number | undefined };
     try {
       outcome = hasTxnAt(this.inner) ? await this.inner.txnAt(txn) : { succeeded: await this.inner.txn(txn), revision: undefined };
     } catch (err) {
       // The change may have been applied: revoke what it would have touched before failing.
-      await this.onCommitted(events, undefined, writer).catch(() => undefined);
+      const done = this.onCommitted(events, undefined, writer, own);
+      settled();
+      await done.catch(() => undefined);
       throw err;
     }
-    if (outcome.succeeded) await this.onCommitted(events, outcome.revision, writer);
-    return outcome.succeeded;
+    if (!outcome.succeeded) {
+      settled();
+      return false;
+    }
+    const done = this.onCommitted(events, outcome.revision, writer, own); // its synchronous part marks the revision ours
+    settled();
+    await done;
+    return true;
   }
 
   close(): Promise<void> {

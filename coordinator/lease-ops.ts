@@ -3,6 +3,7 @@
 // `leasePush`; the client acks them and renews on the same stream. Changes made on a session run
 // as that session's writes (lease-kv.ts asWriter), so its own leases do not hold them up.
 import { StrataError, invalid } from '../common/errors.js';
+import { OWN_CHANGE_OPS, ownChangeEvents } from '../common/lease-messages.js';
 import { ino, name } from './inode-ops.js';
 import { asWriter } from './lease-kv.js';
 import { grantAll, type LeaseGrant, type LeasePush, type LeaseSession, type LeaseTable } from './leases.js';
@@ -36,7 +37,23 @@ export function leaseSessionDeps(table: LeaseTable, meta: MetaStore): { hooks: S
     closed(session) {
       leases.get(session)?.close();
     },
-    run: (session, work) => asWriter(leases.get(session), work),
+    run: async (session, work, op, request) => {
+      const lease = leases.get(session);
+      // Only for a client that says it caches (so listens for pushes, and acks them).
+      if (!lease || !op || !OWN_CHANGE_OPS.has(op) || !(request as { ownCache?: boolean } | undefined)?.ownCache) return asWriter(lease, work);
+      // The client applies this change's reply to its cache: it keeps its leases on what that
+      // updates (leases.ts OwnChange), decided once the reply is known, before it is written.
+      const own = lease.ownChange();
+      let reply;
+      try {
+        reply = await asWriter(lease, work, own);
+      } catch (err) {
+        own.finish(undefined);
+        throw err;
+      }
+      own.finish(ownChangeEvents(op, request, reply));
+      return reply;
+    },
   };
 
   const ops: SessionOps = {

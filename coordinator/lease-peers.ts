@@ -34,6 +34,8 @@ export const LEASE_PEER_TIMINGS: LeasePeerTimings = { pingMs: 250, fenceMs: 1500
 /** etcd lease of a coordinator's membership key: a dead one drops out of the list this fast. */
 const MEMBER_TTL_S = 5;
 const RECONNECT_MS = 300;
+/** Longest a watch batch waits for this coordinator's own txns in flight to say their revisions. */
+const OWN_TXN_WAIT_MS = 1000;
 
 interface PeerMessage {
   from?: string;
@@ -90,6 +92,10 @@ export class LeasePeers {
   private known = 0;
   /** Revisions this coordinator committed (and invalidated for) itself: their watch events need no second pass. */
   private readonly own = new Set<number>();
+  /** Own txns in flight, and the watch batches waiting for them (see ownTxnStarted). */
+  private ownTxnSeq = 0;
+  private readonly ownTxns = new Set<number>();
+  private readonly held: { events: { key: string; revision: number }[]; waitFor: number[] }[] = [];
   private watchLive = true;
   private chain: Promise<void> = Promise.resolve();
   private readonly startedAtMs: number;
@@ -126,7 +132,40 @@ export class LeasePeers {
   }
 
   /** A batch of the etcd watch, after the read cache learned it. */
+  /**
+   * Before a txn of this coordinator's own: its watch event may arrive before the txn's reply
+   * says its revision (so before `waitThrough` marks it ours), and would then be invalidated as
+   * another coordinator's change, revoking what the writer keeps (correct, but its next read
+   * costs a request). So watch batches that arrive while own txns are in flight wait for those
+   * txns to settle (at most OWN_TXN_WAIT_MS); `through` advances only after them anyway.
+   */
+  ownTxnStarted(): number {
+    const id = ++this.ownTxnSeq;
+    this.ownTxns.add(id);
+    return id;
+  }
+
+  /** After the txn settled and, if it committed, `waitThrough` was called with its revision. */
+  ownTxnSettled(id: number): void {
+    this.ownTxns.delete(id);
+    this.releaseHeld(false);
+  }
+
   watchEvents(events: { key: string; revision: number }[]): void {
+    if (this.ownTxns.size === 0 && this.held.length === 0) return this.applyWatchEvents(events);
+    this.held.push({ events, waitFor: [...this.ownTxns] });
+    const timer = setTimeout(() => this.releaseHeld(true), OWN_TXN_WAIT_MS);
+    timer.unref();
+    this.releaseHeld(false);
+  }
+
+  private releaseHeld(force: boolean): void {
+    while (this.held.length > 0 && (force || !this.held[0]!.waitFor.some((id) => this.ownTxns.has(id)))) {
+      this.applyWatchEvents(this.held.shift()!.events);
+    }
+  }
+
+  private applyWatchEvents(events: { key: string; revision: number }[]): void {
     const invalidations: Invalidation[] = [];
     let revision = 0;
     for (const { key, revision: r } of events) {
@@ -145,6 +184,7 @@ export class LeasePeers {
 
   /** The watch may have missed events: revoke everything, grant nothing until it is back. */
   watchReset(): void {
+    this.releaseHeld(true);
     this.watchLive = false;
     const settled = this.deps.table.invalidateAll();
     this.chain = Promise.all([this.chain, settled]).then(() => undefined);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { grantAll, LeaseTable, type LeaseClock, type LeasePush } from './leases.js';
+import { grantAll, LeaseTable, type LeaseClock, type LeasePush, type LeaseSession } from './leases.js';
 
 /** Time moves only when the test says so. */
 class ManualClock implements LeaseClock {
@@ -283,5 +283,120 @@ describe('grantAll', () => {
     void table.invalidate([{ ino: 4 }]);
     expect(grantAll(again)).toBeUndefined();
     expect(a.session.leaseCount).toBe(2);
+  });
+
+  describe('own changes (the writer applies its reply to its cache)', () => {
+    /** A create of `name` (new inode `child`) in `dir`, as MetaStore's txn touches it, by `writer`. */
+    function createTxn(table: LeaseTable, writer: LeaseSession, dir: number, name: string, child: number) {
+      const own = writer.ownChange();
+      const events = [{ ino: dir, name }, { ino: child }, { ino: dir }];
+      own.beforeCommit(events);
+      const committed = table.invalidate(events, writer, own);
+      return { own, committed, expected: [{ ino: dir, name }, { ino: child }] };
+    }
+
+    it('the writer keeps its lease on the directory and gains the new inode; others are told and waited for', async () => {
+      const { table, open } = setup();
+      const a = open('a');
+      const b = open('b');
+      a.session.begin([{ kind: 'dir', ino: 1 }, { kind: 'attr', ino: 1 }]).grant();
+      b.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+      const { own, committed, expected } = createTxn(table, a.session, 1, 'x', 20);
+      expect(b.pushes).toHaveLength(1);
+      expect(await settled(committed)).toBe(false);
+      b.session.ack(b.pushes[0]!.pushId);
+      expect(await settled(committed)).toBe(true);
+      expect(a.pushes).toEqual([]);
+      own.finish(expected);
+      // Kept: the directory and the new inode. Not kept (the reply does not say): the parent's attributes.
+      expect(a.pushes).toEqual([{ pushId: expect.any(Number), events: [{ ino: 1 }] }]);
+      a.session.ack(a.pushes[0]!.pushId);
+      expect(a.session.leaseCount).toBe(2);
+      // Someone else's later change of either is pushed to the writer and waits for it.
+      const later = table.invalidate([{ ino: 1, name: 'y' }, { ino: 20 }]);
+      expect(a.pushes[1]!.events).toEqual([{ ino: 1, name: 'y' }, { ino: 20 }]);
+      expect(await settled(later)).toBe(false);
+      a.session.ack(a.pushes[1]!.pushId);
+      expect(await settled(later)).toBe(true);
+    });
+
+    it('another change of the directory while the writer\'s change is in flight: nothing kept, the writer is told', async () => {
+      for (const when of ['before the commit', 'after the commit'] as const) {
+        const { table, open } = setup();
+        const a = open('a');
+        a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+        const own = a.session.ownChange();
+        const events = [{ ino: 1, name: 'x' }, { ino: 20 }];
+        own.beforeCommit(events);
+        if (when === 'before the commit') void table.invalidate([{ ino: 1, name: 'other' }]);
+        void table.invalidate(events, a.session, own);
+        if (when === 'after the commit') void table.invalidate([{ ino: 1, name: 'other' }]);
+        const foreign = a.pushes.length;
+        expect(foreign).toBe(1); // the writer held the directory: the other change's push
+        a.session.ack(a.pushes[0]!.pushId);
+        own.finish(events);
+        // Its reply must not be installed: the directory and the new inode are pushed before it.
+        expect(a.pushes.slice(foreign).flatMap((p) => p.events)).toEqual(expect.arrayContaining([{ ino: 1, name: 'x' }, { ino: 20 }]));
+        expect(a.session.leaseCount).toBe(0);
+      }
+    });
+
+    it("the writer's other reads of what its change touched, in flight at the commit, get no lease", () => {
+      const { table, open } = setup();
+      const a = open('a');
+      const read = a.session.begin([{ kind: 'dir', ino: 1 }]); // a lookup that may have read the name absent
+      const { own, expected } = createTxn(table, a.session, 1, 'x', 20);
+      own.finish(expected);
+      expect(read.grant()).toBeUndefined();
+      expect(a.session.leaseCount).toBe(0); // nothing granted before: the session never took a lease
+    });
+
+    it('a failed change keeps nothing: what the writer held is pushed to it', () => {
+      const { table, open } = setup();
+      const a = open('a');
+      a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+      const { own } = createTxn(table, a.session, 1, 'x', 20);
+      own.finish(undefined);
+      expect(a.pushes.flatMap((p) => p.events)).toContainEqual({ ino: 1, name: 'x' });
+      expect(a.session.leaseCount).toBe(0);
+    });
+
+    it('a txn that touched another name of the kept directory keeps nothing there', () => {
+      const { table, open } = setup();
+      const a = open('a');
+      a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+      const own = a.session.ownChange();
+      const events = [{ ino: 1, name: 'x' }, { ino: 1, name: 'surprise' }];
+      own.beforeCommit(events);
+      void table.invalidate(events, a.session, own);
+      own.finish([{ ino: 1, name: 'x' }]);
+      expect(a.pushes.flatMap((p) => p.events)).toEqual(events);
+      expect(a.session.leaseCount).toBe(0);
+    });
+
+    it("a push to the writer nobody waited for still holds up the next change of that item until acked", async () => {
+      const { table, open } = setup();
+      const a = open('a');
+      a.session.begin([{ kind: 'attr', ino: 1 }]).grant();
+      const { own, expected } = createTxn(table, a.session, 1, 'x', 20);
+      own.finish(expected); // attr:1 pushed to the writer, unacked: its cache may still answer it
+      const later = table.invalidate([{ ino: 1 }]);
+      expect(await settled(later)).toBe(false);
+      a.session.ack(a.pushes[0]!.pushId);
+      expect(await settled(later)).toBe(true);
+      // And once acked it is not held at all: no more waiting.
+      expect(await settled(table.invalidate([{ ino: 1 }]))).toBe(true);
+    });
+
+    it('nothing is kept while a push to the writer is unacknowledged (its lease cannot be extended)', () => {
+      const { table, open } = setup();
+      const a = open('a');
+      a.session.begin([{ kind: 'dir', ino: 1 }, { kind: 'attr', ino: 9 }]).grant();
+      void table.invalidate([{ ino: 9 }]); // pushed, not acked yet
+      const { own, expected } = createTxn(table, a.session, 1, 'x', 20);
+      own.finish(expected);
+      expect(a.pushes[1]!.events).toEqual(expect.arrayContaining([{ ino: 1, name: 'x' }, { ino: 20 }]));
+      expect(a.session.leaseCount).toBe(0);
+    });
   });
 });

@@ -94,9 +94,11 @@ export class LeaseTable {
   /**
    * Revokes every lease covering the events, pushes the invalidations, and resolves once each
    * holder acked or lapsed. `except` (the writer's own session) is pushed to but not waited for:
-   * its push precedes the change's reply on its stream.
+   * its push precedes the change's reply on its stream. With `own` (a change whose reply the
+   * writer applies to its cache, OwnChange), the writer's leases are not revoked here at all:
+   * `own.finish` decides what it keeps once the reply is known.
    */
-  invalidate(events: Invalidation[], except?: LeaseSession): Promise<void> {
+  invalidate(events: Invalidation[], except?: LeaseSession, own?: OwnChange): Promise<void> {
     // A lease covers a whole directory or inode: every event on a revoked item goes to its holders.
     const byKey = new Map<string, Invalidation[]>();
     for (const event of events) {
@@ -106,21 +108,34 @@ export class LeaseTable {
       else byKey.set(key, [event]);
     }
     const bySession = new Map<LeaseSession, Invalidation[]>();
+    const waits: Promise<void>[] = [];
     for (const [key, keyEvents] of byKey) {
       const holding = this.holders.get(key);
       if (!holding) continue;
       this.holders.delete(key);
       for (const session of holding) {
-        if (!session.revoke(key)) continue;
+        if (own && session === except) {
+          own.committed(key, keyEvents);
+          this.register(key, session); // it keeps what it holds (OwnChange.finish decides)
+          continue;
+        }
+        if (!session.revoke(key)) {
+          // Not held, but maybe still answered from (a push to its writer, unacked): wait for that.
+          const acked = session.revokingAck(key);
+          if (acked) {
+            waits.push(acked);
+            this.register(key, session);
+          }
+          continue;
+        }
         const list = bySession.get(session);
         if (list) list.push(...keyEvents);
         else bySession.set(session, [...keyEvents]);
       }
     }
-    const waits: Promise<void>[] = [];
     for (const [session, list] of bySession) {
-      const acked = session.sendPush({ events: list });
-      if (session !== except) waits.push(acked);
+      if (session === except) session.sendPushUnwaited(list);
+      else waits.push(session.sendPush({ events: list }));
     }
     return Promise.all(waits).then(() => undefined);
   }
@@ -242,6 +257,78 @@ interface Waiter {
   resolve(): void;
 }
 
+/**
+ * A change by a session that applies the change's reply to its own cache (client/inodes.ts),
+ * so its leases on what the change touched need not go: the writer keeps them, and reads the
+ * answer from its reply instead of asking again. Why this never leaves the writer stale:
+ * - Before each txn (`beforeCommit`) the writer registers a read on every item the txn touches,
+ *   so any other change of them from then on revokes that read (or pushes, once granted).
+ * - At commit the writer's own leases stay (`committed`), but its other reads of those items in
+ *   flight are revoked: they may have read the state before.
+ * - Once the reply is known (`finish`), each item the writer will update from it (`expected`,
+ *   common/lease-messages.ts ownChangeEvents, the same function on both sides) is granted if no
+ *   other change touched it meanwhile; every other item (or every one, on failure) is revoked.
+ *   What the writer may have cached and does not keep is pushed to it, before the reply on the
+ *   same stream: the client takes nothing from a reply after a push covering the item.
+ */
+export class OwnChange {
+  private readonly reads: LeaseRead[] = [];
+  /** Items the change's txns touched, with their events. */
+  private readonly touched = new Map<string, Invalidation[]>();
+  private finished = false;
+
+  constructor(readonly session: LeaseSession) {}
+
+  /** Before a txn with these events: registers the writer on what it touches. */
+  beforeCommit(events: Invalidation[]): void {
+    if (this.finished) return;
+    const items = new Map<string, LeaseItem>();
+    for (const event of events) {
+      const kind: LeaseKind = event.name === undefined ? 'attr' : 'dir';
+      const key = itemKey(kind, event.ino);
+      items.set(key, { kind, ino: event.ino });
+      const list = this.touched.get(key);
+      if (list) list.push(event);
+      else this.touched.set(key, [event]);
+    }
+    this.reads.push(this.session.begin([...items.values()]));
+  }
+
+  /** @internal The txn committed (or may have) and touched `key`, which the writer holds or reads. */
+  committed(key: string, _events: Invalidation[]): void {
+    // Its other reads of the item in flight may have read the state before the change.
+    this.session.revokeReadsExcept(key, this.reads);
+  }
+
+  /**
+   * The change is done: `expected` = what the writer updates from the reply (undefined = it
+   * failed: nothing kept). Pushes (not waited for) what the writer does not keep; call before
+   * the reply is written.
+   */
+  finish(expected: Invalidation[] | undefined): void {
+    if (this.finished) return;
+    this.finished = true;
+    const keep = new Map<string, Invalidation[]>();
+    for (const event of expected ?? []) {
+      const key = eventKey(event);
+      const list = keep.get(key);
+      if (list) list.push(event);
+      else keep.set(key, [event]);
+    }
+    const push: Invalidation[] = [];
+    for (const key of new Set([...this.touched.keys(), ...keep.keys()])) {
+      // Kept only if the writer's update from the reply covers each change the txns made to it.
+      const covered = keep.has(key) && (this.touched.get(key) ?? []).every((t) => keep.get(key)!.some((e) => e.name === t.name));
+      const kept = covered && this.session.grantOwn(key, this.reads);
+      if (kept) continue;
+      // Pushed if the writer may have it cached (held), or would take it from the reply.
+      if (this.session.revokeOwn(key) || keep.has(key)) push.push(...(this.touched.get(key) ?? keep.get(key)!));
+    }
+    for (const read of this.reads) read.abandon();
+    if (push.length > 0) this.session.sendPushUnwaited(push);
+  }
+}
+
 export class LeaseSession {
   /**
    * Which incarnation of this session's leases a grant belongs to: random at open, so a client
@@ -255,8 +342,15 @@ export class LeaseSession {
   private readonly pending = new Map<string, Set<LeaseRead>>();
   private readonly reads = new Set<LeaseRead>();
   private readonly unacked = new Map<number, Waiter[]>();
+  /**
+   * Items revoked by a push nobody waits for (to the writer of the change): until it is acked
+   * the client may still answer from them, so a later change of them waits for that ack.
+   */
+  private readonly revoking = new Map<string, { pushId: number; acked: Promise<void> }>();
   private expiryTimer: { cancel(): void } | undefined;
   private closed = false;
+  /** Its client took a lease in this epoch (so it listens for pushes until it lapses). */
+  private leasing = false;
 
   constructor(
     private readonly table: LeaseTable,
@@ -291,6 +385,7 @@ export class LeaseSession {
   /** Extends the session's leases (unless a push is unacknowledged); says how long they last. */
   renew(): LeaseGrant {
     this.expireIfDue();
+    this.leasing = true;
     this.extend();
     return { epoch: this.epoch, validForMs: Math.max(0, this.expiresAtMs - this.table.clock.now()) };
   }
@@ -299,6 +394,11 @@ export class LeaseSession {
     const waiters = this.unacked.get(pushId);
     if (!waiters) return;
     this.unacked.delete(pushId);
+    for (const [key, revoking] of this.revoking) {
+      if (revoking.pushId !== pushId) continue;
+      this.revoking.delete(key);
+      this.unregisterIfIdle(key);
+    }
     for (const waiter of waiters) waiter.resolve();
     if (this.unacked.size === 0) {
       this.expiryTimer?.cancel();
@@ -310,7 +410,7 @@ export class LeaseSession {
   release(items: LeaseItem[]): void {
     for (const item of items) {
       const key = itemKey(item.kind, item.ino);
-      if (this.granted.delete(key) && !this.pending.has(key)) this.table.unregister(key, this);
+      if (this.granted.delete(key)) this.unregisterIfIdle(key);
     }
   }
 
@@ -333,7 +433,44 @@ export class LeaseSession {
     if (this.closed) this.forgetNow();
   }
 
-  // ---- for LeaseTable and LeaseRead
+  /** A change whose reply this session's client applies to its cache (see OwnChange). */
+  ownChange(): OwnChange {
+    return new OwnChange(this);
+  }
+
+  // ---- for LeaseTable, LeaseRead and OwnChange
+
+  /** @internal Revokes this session's reads of `key` in flight, but `except`. */
+  revokeReadsExcept(key: string, except: LeaseRead[]): void {
+    for (const read of this.pending.get(key) ?? []) if (!except.includes(read)) read.revoked = true;
+  }
+
+  /**
+   * @internal Grants `key` after the session's own change, if no other change touched it since
+   * its reads began (or, untouched by the change, if it was held all along). Extends the lease
+   * as a grant does: the client counts on it for as long as its earlier grants said.
+   */
+  grantOwn(key: string, reads: LeaseRead[]): boolean {
+    this.expireIfDue();
+    const covering = reads.filter((read) => read.keys.includes(key));
+    const untouched = covering.length > 0 ? covering.every((read) => !read.revoked && read.epoch === this.epoch) : this.granted.has(key);
+    // Only to a client that listens for pushes: one that took a lease (a grant or a renewal) in this epoch.
+    if (!untouched || !this.leasing || this.closed || this.unacked.size > 0 || !this.table.mayGrant()) return false;
+    if (this.table.clock.now() >= this.expiresAtMs) return false;
+    this.granted.add(key);
+    this.table.register(key, this);
+    this.extend();
+    return true;
+  }
+
+  /** @internal Drops `key` after the session's own change; true if it was held. */
+  revokeOwn(key: string): boolean {
+    for (const read of this.pending.get(key) ?? []) read.revoked = true;
+    const held = this.granted.delete(key);
+    // Still registered while reads of it are pending (they settle, then unregister).
+    if (held) this.unregisterIfIdle(key);
+    return held;
+  }
 
   /** @internal */ settle(read: LeaseRead, grant: boolean): LeaseGrant | undefined {
     this.reads.delete(read);
@@ -343,7 +480,7 @@ export class LeaseSession {
       const reads = this.pending.get(key);
       if (reads?.delete(read) && reads.size === 0) this.pending.delete(key);
       if (ok) this.granted.add(key);
-      else if (!this.pending.has(key) && !this.granted.has(key)) this.table.unregister(key, this);
+      else this.unregisterIfIdle(key);
     }
     if (!ok) return undefined;
     return this.renew();
@@ -364,8 +501,31 @@ export class LeaseSession {
     return had;
   }
 
+  /**
+   * @internal A push to the writer of the change (nobody waits for it): what it revokes stays
+   * registered, so a later change of it waits for this ack (or the lapse).
+   */
+  sendPushUnwaited(events: Invalidation[]): void {
+    const { pushId, acked } = this.pushWithId({ events });
+    for (const event of events) {
+      const key = eventKey(event);
+      if (this.granted.has(key)) continue;
+      this.revoking.set(key, { pushId, acked });
+      this.table.register(key, this);
+    }
+  }
+
+  /** @internal Waits for the push that revoked `key` without anyone waiting, if still unacked. */
+  revokingAck(key: string): Promise<void> | undefined {
+    return this.revoking.get(key)?.acked;
+  }
+
   /** @internal Pushes; resolves on ack or lapse. A closed stream cannot take it: only the lapse. */
   sendPush(message: Omit<LeasePush, 'pushId'>): Promise<void> {
+    return this.pushWithId(message).acked;
+  }
+
+  private pushWithId(message: Omit<LeasePush, 'pushId'>): { pushId: number; acked: Promise<void> } {
     const pushId = this.table.nextPushId();
     const acked = new Promise<void>((resolve) => this.unacked.set(pushId, [{ resolve }]));
     if (!this.closed) {
@@ -376,7 +536,11 @@ export class LeaseSession {
       }
     }
     this.armExpiry();
-    return acked;
+    return { pushId, acked };
+  }
+
+  private unregisterIfIdle(key: string): void {
+    if (!this.pending.has(key) && !this.granted.has(key) && !this.revoking.has(key)) this.table.unregister(key, this);
   }
 
   /** @internal */ expireIfDue(): void {
@@ -393,6 +557,7 @@ export class LeaseSession {
     // It holds nothing now: it starts over. Without this, an idle session's expiry stays in the
     // past and no read is ever granted again (and its client, getting no grant, never renews).
     this.expiresAtMs = this.table.clock.now() + this.table.ttlMs;
+    this.leasing = false; // until its client takes a lease again (so listens for pushes)
   }
 
   private extend(): void {
@@ -419,6 +584,8 @@ export class LeaseSession {
   private dropAll(): void {
     for (const key of this.granted) this.table.unregister(key, this);
     for (const key of this.pending.keys()) this.table.unregister(key, this);
+    for (const key of this.revoking.keys()) this.table.unregister(key, this);
+    this.revoking.clear();
     this.granted.clear();
     this.pending.clear();
     for (const read of this.reads) read.revoked = true;

@@ -27,7 +27,7 @@ export interface SessionHooks {
   opened?(session: ServerSession): void;
   closed?(session: ServerSession): void;
   /** Runs each op of the session (leases: its changes run as this session's writes). */
-  run?<T>(session: ServerSession, work: () => Promise<T>): Promise<T>;
+  run?<T>(session: ServerSession, work: () => Promise<T>, op?: string, request?: unknown): Promise<T>;
 }
 
 type Duplex = grpc.ServerDuplexStream<any, any>;
@@ -246,7 +246,7 @@ export type SessionAcceptor = (transport: SessionTransport) => void;
 export function sessionAcceptor(ops: SessionOps, coordinator: string, limits: SessionLimits = SESSION_DEFAULTS, hooks: SessionHooks = {}): SessionAcceptor {
   const run = hooks.run;
   const dispatch: SessionOps = run
-    ? Object.fromEntries(Object.entries(ops).map(([name, op]) => [name, (request: any, s: ServerSession) => run(s, () => op(request, s))]))
+    ? Object.fromEntries(Object.entries(ops).map(([name, op]) => [name, (request: any, s: ServerSession) => run(s, () => op(request, s), name, request)]))
     : ops;
   return (transport) => {
     const session: ServerSession = new ServerSession(transport, dispatch, limits, () => hooks.closed?.(session));

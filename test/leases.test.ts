@@ -147,6 +147,64 @@ for (const meta of ['embedded', 'etcd'] as const) {
       expect(await notFound(c1.inodes.getattr(sub.ino))).toBe(true);
     });
 
+    test("the writer keeps its lease: its own changes go into its cache (no request to see them) and the other client sees each at once", async () => {
+      const sub = (await c1.inodes.mkdir(ROOT, `own-${meta}`, 0o755)).ino;
+      const names = async (client: Strata) => (await client.inodes.readdirplus(sub)).entries.map((e) => e.name);
+      await warm(c1, () => c1.inodes.readdirplus(sub));
+      const steps: { change: () => Promise<unknown>; listing: string[]; check: () => Promise<void> }[] = [];
+      let f = 0;
+      let d = 0;
+      steps.push({
+        change: async () => (f = (await c1.inodes.create(sub, 'f')).stat.ino),
+        listing: ['f'],
+        check: async () => {
+          expect((await c1.inodes.lookup(sub, 'f')).ino).toBe(f);
+          expect((await c1.inodes.getattr(f)).type).toBe('file');
+        },
+      });
+      steps.push({
+        change: async () => (d = (await c1.inodes.mkdir(sub, 'd', 0o755)).ino),
+        listing: ['d', 'f'],
+        check: async () => expect((await c1.inodes.lookup(sub, 'd')).ino).toBe(d),
+      });
+      steps.push({
+        change: () => c1.inodes.rename(sub, 'f', sub, 'g'),
+        listing: ['d', 'g'],
+        check: async () => {
+          expect((await c1.inodes.lookup(sub, 'g')).ino).toBe(f);
+          expect(await notFound(c1.inodes.lookup(sub, 'f'))).toBe(true);
+        },
+      });
+      steps.push({
+        change: () => c1.inodes.setattr(f, { mode: 0o600 }),
+        listing: ['d', 'g'],
+        check: async () => expect((await c1.inodes.getattr(f)).mode & 0o777).toBe(0o600),
+      });
+      steps.push({
+        change: () => c1.inodes.unlink(sub, 'g'),
+        listing: ['d'],
+        check: async () => expect(await notFound(c1.inodes.lookup(sub, 'g'))).toBe(true),
+      });
+      steps.push({
+        change: () => c1.inodes.rmdir(sub, 'd'),
+        listing: [],
+        check: async () => expect(await notFound(c1.inodes.lookup(sub, 'd'))).toBe(true),
+      });
+      let kept = 0;
+      for (const step of steps) {
+        await warm(c2, () => c2.inodes.readdirplus(sub)); // client 2 holds the directory
+        await step.change();
+        // Client 2 was told before client 1 was answered: it sees the change at once.
+        expect(await names(c2)).toEqual(step.listing);
+        const before = c1.metadataRequests;
+        await step.check();
+        expect(await names(c1)).toEqual(step.listing);
+        if (c1.metadataRequests === before) kept++;
+      }
+      // Every one kept (on etcd too: the change's own watch event is not taken for another's).
+      expect(kept).toBe(steps.length);
+    });
+
     test("a change through the path-based API reaches the inode cache too (one seam for every change)", async () => {
       await warm(c1, () => c1.inodes.lookup(dir, 'by-path'));
       await c2.mkdir(`/d-${meta}/by-path`);
