@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { createLogger } from '../common/log.js';
 import { tempDir, type TempDir } from '../test/harness/ports.js';
 import type { Kv } from './meta/kv.js';
+import { encodeNode, nodeKey } from './meta/keys.js';
 import { openKv } from './meta/open-kv.js';
 import { NodeRegistry, requiredAcks } from './nodes.js';
 import { allocatedAtMs } from './healing/chunk-id.js';
@@ -13,13 +14,18 @@ describe('NodeRegistry placement and liveness', () => {
   let kv: Kv;
   let nowMs = 1_000_000;
   let registry: NodeRegistry;
+  /** What the port probe answers, and the addresses it was asked about. */
+  let refuse = true;
+  const probed: string[][] = [];
   const beat = (nodeId: string, freeGiB: number, zone = '') =>
     registry.heartbeat({ nodeId, address: `127.0.0.1:${7500 + Number(nodeId.slice(2))}`, capacityBytes: 100 * GiB, usedBytes: 0, freeBytes: freeGiB * GiB, chunks: 0, zone });
 
   beforeEach(async () => {
     dir = await tempDir('nodes');
     kv = await openKv(dir.path);
-    registry = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs });
+    registry = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs, portsRefuse: async (addresses) => (probed.push(addresses), refuse) });
+    refuse = true;
+    probed.length = 0;
   });
   afterEach(async () => {
     await kv.close();
@@ -53,7 +59,7 @@ describe('NodeRegistry placement and liveness', () => {
     await beat('dn2', 10);
     await beat('dn3', 10);
     expect(registry.lateNodes(2000).map((n) => n.nodeId)).toEqual(['dn1']);
-    registry.markGone('dn1');
+    registry.markGone('dn1', 'refuses connections');
     expect(registry.isLive('dn1')).toBe(false);
     expect(registry.lateNodes(2000)).toEqual([]);
     expect((await registry.list()).find((n) => n.nodeId === 'dn1')?.state).toBe('dead');
@@ -61,6 +67,66 @@ describe('NodeRegistry placement and liveness', () => {
     nowMs += 10;
     await beat('dn1', 10); // restarted
     expect(registry.isLive('dn1')).toBe(true);
+  });
+
+  test('a dropped link with refusing ports: dead at once, within the grace; back with its next heartbeat', async () => {
+    for (const id of ['dn1', 'dn2', 'dn3']) await beat(id, 10);
+    let changes = 0;
+    registry.onLivenessChange(() => changes++);
+    registry.linkOpened('dn1', '127.0.0.1:9001');
+    expect(await registry.linkClosed('dn1', false)).toBe(true);
+    expect(probed).toEqual([['127.0.0.1:7501', '127.0.0.1:9001']]);
+    expect(registry.isLive('dn1')).toBe(false);
+    expect(registry.goneReason('dn1')).toMatch(/link dropped/);
+    expect(changes).toBe(1);
+    // Another coordinator stored a later heartbeat of dn1 than this one heard: dn1 stays dead here.
+    await kv.txn({ compares: [], ops: [{ type: 'put', key: nodeKey('dn1'), value: encodeNode({ nodeId: 'dn1', address: '127.0.0.1:7501', capacityBytes: 100 * GiB, usedBytes: 0, freeBytes: 10 * GiB, chunks: 0, zone: '', lastHeartbeatMs: nowMs + 5 }) }] });
+    expect((await registry.list()).find((n) => n.nodeId === 'dn1')?.state).toBe('dead');
+    nowMs += 10;
+    await beat('dn1', 10);
+    expect(registry.isLive('dn1')).toBe(true);
+    expect(registry.goneReason('dn1')).toBeUndefined();
+    expect(changes).toBe(2);
+  });
+
+  test('no early death when the ports answer, another link is open, a heartbeat came meanwhile, or the node said goodbye', async () => {
+    for (const id of ['dn1', 'dn2']) await beat(id, 10);
+    refuse = false; // a blip: the link dropped, the process is there
+    registry.linkOpened('dn1', '');
+    expect(await registry.linkClosed('dn1', false)).toBe(false);
+    expect(registry.isLive('dn1')).toBe(true);
+    refuse = true;
+    registry.linkOpened('dn1', ''); // a restarted node's new link came before the old one's loss
+    registry.linkOpened('dn1', '');
+    expect(await registry.linkClosed('dn1', false)).toBe(false);
+    expect(registry.isLive('dn1')).toBe(true);
+    expect(await registry.linkClosed('dn1', false)).toBe(true); // the last one
+    registry.linkOpened('dn1', ''); // restarted: its hello revives it before its next heartbeat
+    expect(registry.isLive('dn1')).toBe(true);
+    expect(await registry.linkClosed('dn1', false)).toBe(true);
+    nowMs += 10;
+    await beat('dn1', 10);
+    // A heartbeat from the restarted process lands while the probe of the old link runs.
+    registry.linkOpened('dn1', '');
+    const slow = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs, portsRefuse: async () => {
+      nowMs += 10;
+      await slow.heartbeat({ nodeId: 'dn1', address: '127.0.0.1:7501', capacityBytes: GiB, usedBytes: 0, freeBytes: GiB, chunks: 0, zone: '' });
+      return true;
+    } });
+    await slow.heartbeat({ nodeId: 'dn1', address: '127.0.0.1:7501', capacityBytes: GiB, usedBytes: 0, freeBytes: GiB, chunks: 0, zone: '' });
+    slow.linkOpened('dn1', '');
+    expect(await slow.linkClosed('dn1', false)).toBe(false);
+    expect(slow.isLive('dn1')).toBe(true);
+    // A clean stop: no probe, and no early death from missed heartbeats either, until it is heard again.
+    probed.length = 0;
+    registry.linkOpened('dn2', '');
+    expect(await registry.linkClosed('dn2', true)).toBe(false);
+    expect(probed).toEqual([]);
+    nowMs += 3000;
+    expect(registry.lateNodes(2000).map((n) => n.nodeId)).toEqual(['dn1']);
+    expect(registry.isLive('dn2')).toBe(true);
+    nowMs += 3000;
+    expect(registry.isLive('dn2')).toBe(false); // the grace still ends
   });
 
   test('distinct zones come first when nodes are labelled', async () => {

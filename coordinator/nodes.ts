@@ -5,10 +5,17 @@
 // ride on heartbeats and stay in memory (every coordinator hears them within an interval).
 // Admin states (draining, drained, removed) live under their own keys, which heartbeats never
 // overwrite; refreshAdmin() re-reads them so placement on every coordinator honours a drain.
+// Fast death: each data node also holds a NodeLink stream open to every coordinator. When the
+// last one drops without a goodbye, the coordinator probes the node's ports at once; if every one
+// refuses connections the process is gone and the node is dead now, not after the grace. Nothing
+// else shortens the grace: a frozen or partitioned node still accepts (or times out) connections,
+// and a node that said it is stopping (a restart) keeps the whole grace to come back in.
+import { EventEmitter } from 'node:events';
 import { StrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { ScrubStatus } from '../common/node-info.js';
 import { newChunkId } from './healing/chunk-id.js';
+import { allPortsRefuse } from './healing/probe.js';
 import type { Kv, KvCompare, KvOp } from './meta/kv.js';
 import * as k from './meta/keys.js';
 import type { AdminState, NodeAdmin, NodeRecord } from './meta/types.js';
@@ -47,13 +54,31 @@ export class NodeRegistry {
   private readonly corrupt = new Map<string, string[]>();
   private readonly scrub = new Map<string, ScrubStatus>();
   private admin = new Map<string, NodeAdmin>();
-  /** Nodes found gone (connections refused) since their last heartbeat: that heartbeat's time. */
-  private readonly goneSince = new Map<string, number>();
+  /** Nodes found gone (connections refused) since their last heartbeat: that heartbeat's time, and why. */
+  private readonly goneSince = new Map<string, { heartbeatMs: number; why: string }>();
+  /** Open NodeLink streams per node, and the byte-path address the last one named. */
+  private readonly links = new Map<string, { open: number; dataAddress: string }>();
+  /** Nodes whose last link ended with a goodbye: no early death for them until they are heard again. */
+  private readonly stopping = new Set<string>();
+  private readonly events = new EventEmitter();
 
   constructor(
     private readonly kv: Kv,
-    private readonly options: { deadAfterMs: number; persistIntervalMs: number; log: Logger; now?: () => number },
+    private readonly options: {
+      deadAfterMs: number;
+      persistIntervalMs: number;
+      log: Logger;
+      now?: () => number;
+      /** Whether every one of these addresses refuses connections (default: a TCP connect to each). */
+      portsRefuse?: (addresses: string[]) => Promise<boolean>;
+    },
   ) {}
+
+  /** Called (synchronously, no arguments) when a node is found dead early, or heard from again. */
+  onLivenessChange(listener: () => void): () => void {
+    this.events.on('change', listener);
+    return () => this.events.off('change', listener);
+  }
 
   /** Seeds liveness from stored records, so a restarted coordinator can place and locate at once. */
   async load(): Promise<void> {
@@ -121,10 +146,16 @@ export class NodeRegistry {
     const now = this.now();
     const record: NodeRecord = { ...node, lastHeartbeatMs: now };
     const isNew = !this.seen.has(node.nodeId);
+    const wasGone = this.goneSince.delete(node.nodeId);
     this.seen.set(node.nodeId, record);
+    this.stopping.delete(node.nodeId);
     this.corrupt.set(node.nodeId, corruptChunks.slice(0, MAX_CORRUPT_REPORTED));
     if (scrub) this.scrub.set(node.nodeId, scrub);
     if (isNew) this.options.log.info({ nodeId: node.nodeId, address: node.address }, 'data node joined');
+    if (wasGone) {
+      this.options.log.info({ nodeId: node.nodeId }, 'data node found dead is heartbeating again: live');
+      this.events.emit('change');
+    }
     if (now - (this.persistedMs.get(node.nodeId) ?? 0) >= this.options.persistIntervalMs) {
       this.persistedMs.set(node.nodeId, now);
       await this.kv.txn({ compares: [], ops: [{ type: 'put', key: k.nodeKey(node.nodeId), value: k.encodeNode(record) }] });
@@ -141,7 +172,9 @@ export class NodeRegistry {
     }
     for (const [nodeId, record] of this.seen) {
       const other = merged.get(nodeId);
-      if (!other || other.lastHeartbeatMs <= record.lastHeartbeatMs) merged.set(nodeId, record);
+      // A node this coordinator found gone stays dead here until it hears from the node again,
+      // whatever heartbeat another coordinator stored for it before the death.
+      if (!other || other.lastHeartbeatMs <= record.lastHeartbeatMs || this.goneReason(nodeId)) merged.set(nodeId, record);
     }
     const now = this.now();
     return [...merged.values()]
@@ -155,22 +188,74 @@ export class NodeRegistry {
 
   /** Heard from within the grace period, and not found gone since. A heartbeat revives a node. */
   private alive(record: NodeRecord, now: number): boolean {
-    return now - record.lastHeartbeatMs <= this.options.deadAfterMs && this.goneSince.get(record.nodeId) !== record.lastHeartbeatMs;
+    return now - record.lastHeartbeatMs <= this.options.deadAfterMs && this.goneSince.get(record.nodeId)?.heartbeatMs !== record.lastHeartbeatMs;
   }
 
   /**
-   * Declares a node dead before its grace period ends: the leader found its address refusing
-   * connections after a missed heartbeat (a crashed process, not a slow one).
+   * Declares a node dead before its grace period ends, because its ports refused connections (a
+   * crashed process, not a slow one). `sinceHeartbeatMs`: the last heartbeat the caller knew of
+   * before it probed; a heartbeat since then (the node came back meanwhile) wins. False if not marked.
    */
-  markGone(nodeId: string): void {
+  markGone(nodeId: string, why: string, sinceHeartbeatMs?: number): boolean {
     const record = this.seen.get(nodeId);
-    if (record) this.goneSince.set(nodeId, record.lastHeartbeatMs);
+    if (!record || (sinceHeartbeatMs !== undefined && record.lastHeartbeatMs !== sinceHeartbeatMs)) return false;
+    if (this.goneSince.get(nodeId)?.heartbeatMs === record.lastHeartbeatMs) return false;
+    const wasAlive = this.alive(record, this.now());
+    this.goneSince.set(nodeId, { heartbeatMs: record.lastHeartbeatMs, why });
+    if (wasAlive) {
+      this.options.log.info({ nodeId, why }, 'data node is dead');
+      this.events.emit('change');
+    }
+    return wasAlive;
   }
 
-  /** Live nodes not heard from for `lateAfterMs`: worth a probe. */
+  /** Why a node was found dead early; undefined when it is live or simply missed heartbeats. */
+  goneReason(nodeId: string): string | undefined {
+    const record = this.seen.get(nodeId);
+    const gone = this.goneSince.get(nodeId);
+    return record && gone?.heartbeatMs === record.lastHeartbeatMs ? gone.why : undefined;
+  }
+
+  /** Live nodes not heard from for `lateAfterMs` and not stopping cleanly: worth a probe. */
   lateNodes(lateAfterMs: number): NodeRecord[] {
     const now = this.now();
-    return [...this.seen.values()].filter((n) => this.alive(n, now) && now - n.lastHeartbeatMs > lateAfterMs);
+    return [...this.seen.values()].filter((n) => this.alive(n, now) && now - n.lastHeartbeatMs > lateAfterMs && !this.stopping.has(n.nodeId));
+  }
+
+  /** A NodeLink stream from the node opened (NodeLink's first message named it). */
+  linkOpened(nodeId: string, dataAddress: string): void {
+    const link = this.links.get(nodeId) ?? { open: 0, dataAddress: '' };
+    link.open++;
+    link.dataAddress = dataAddress;
+    this.links.set(nodeId, link);
+    this.stopping.delete(nodeId);
+    // The hello came from a running process: a node found gone is back (its heartbeat may come
+    // a whole interval later).
+    if (this.goneSince.delete(nodeId)) {
+      this.options.log.info({ nodeId }, 'data node found dead opened a link again: live');
+      this.events.emit('change');
+    }
+  }
+
+  /**
+   * A NodeLink stream closed. Without a goodbye, and with no other link from the node open, its
+   * ports are probed now; if every one refuses, the node is dead at once. Resolves when decided
+   * (true: marked dead), for tests; callers need not wait.
+   */
+  async linkClosed(nodeId: string, goodbye: boolean): Promise<boolean> {
+    const link = this.links.get(nodeId);
+    if (!link) return false;
+    link.open = Math.max(0, link.open - 1);
+    if (goodbye) this.stopping.add(nodeId);
+    const record = this.seen.get(nodeId);
+    if (link.open > 0 || goodbye || !record) return false;
+    const sinceHeartbeatMs = record.lastHeartbeatMs;
+    this.options.log.info({ nodeId }, 'data node link lost: probing its ports');
+    const refuse = this.options.portsRefuse ?? ((addresses: string[]) => allPortsRefuse(addresses));
+    const gone = await refuse([record.address, link.dataAddress].filter(Boolean)).catch(() => false);
+    // A link opened meanwhile (the node restarted) or a heartbeat since the probe began: not gone.
+    if (!gone || (this.links.get(nodeId)?.open ?? 0) > 0) return false;
+    return this.markGone(nodeId, 'its link dropped and its ports refuse connections', sinceHeartbeatMs);
   }
 
   private view(record: NodeRecord, now: number): NodeView {

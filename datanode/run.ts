@@ -1,6 +1,7 @@
 // The data node role: open the chunk store, serve the DataNode service, scrub the chunks in the
 // background, heartbeat to every coordinator (with the corrupt chunks found, scrub progress and
-// the tier cache's state) and take the object tiers each heartbeat reply names.
+// the tier cache's state), hold a NodeLink open to each (its drop tells the coordinator at once
+// that this process died) and take the object tiers each heartbeat reply names.
 // The CLI builds the config; this module only runs it.
 import * as grpc from '@grpc/grpc-js';
 import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { createDataNodeService, type NodeInfo } from './service.js';
 import { startByteServer, type ByteServer } from './byte-server.js';
 import { DEFAULT_TIER_CACHE_BYTES, TierCache } from './tier-cache.js';
 import { TierRegistry } from './tier-registry.js';
+import { openNodeLink, type NodeLinkHello } from './node-link.js';
 import type { TierTarget } from '../common/object-tier.js';
 import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } from '../common/grpc.js';
 import { invalid } from '../common/errors.js';
@@ -125,7 +127,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   }
 
   const heartbeats = config.coordinators.map((coordinator) =>
-    startHeartbeat(coordinator, service.nodeInfo, (targets) => tiers.update(targets), config.heartbeatIntervalMs, log),
+    startHeartbeat(coordinator, service.nodeInfo, (targets) => tiers.update(targets), config.heartbeatIntervalMs, log, () => ({ nodeId, address, dataAddress })),
   );
   scrubber.start();
   const quarantined = store.quarantined().length;
@@ -134,7 +136,8 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
-      for (const heartbeat of heartbeats) heartbeat.stop();
+      // The goodbye first: coordinators then wait out the grace instead of repairing at once.
+      await Promise.all(heartbeats.map((heartbeat) => heartbeat.stop()));
       await Promise.all([scrubber.stop(), shutdownServer(server, SHUTDOWN_GRACE_MS), byteServer?.close()]);
       service.close();
       tierCache.close();
@@ -184,8 +187,11 @@ function startHeartbeat(
   onTiers: (targets: TierTarget[]) => void,
   intervalMs: number,
   log: Logger,
-): { stop(): void } {
+  hello: () => NodeLinkHello,
+): { stop(): Promise<void> } {
   const client = new strataProto.Coordinator(coordinator, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  // On the heartbeats' connection: it is the one whose loss the coordinator must notice.
+  const link = openNodeLink(client, coordinator, hello, log);
   let nextMs = intervalMs;
   let failing = false;
   let stopped = false;
@@ -213,9 +219,10 @@ function startHeartbeat(
   void beat();
 
   return {
-    stop() {
+    async stop() {
       stopped = true;
       clearTimeout(timer);
+      await link.stop();
       client.close();
     },
   };

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { HealthReport, Strata } from '../client/index.js';
+import { Strata, type HealthReport } from '../client/index.js';
 import { CoordinatorClient } from '../client/coordinator-client.js';
 import { DataNodeClients } from '../client/datanode-client.js';
 import { chunkFilePath } from '../datanode/chunk-store.js';
@@ -350,4 +350,91 @@ describe('the leader dies in the middle of a repair: another coordinator takes o
     for (const path of files.keys()) for (const chunk of await client.locate(path)) expect(chunk.nodes).not.toContain('dn4');
     await expectFullyReplicated(cluster, client, files.keys(), 3, ['dn1', 'dn2', 'dn3']);
   }, 300_000);
+});
+
+describe('a killed data node is found dead from its dropped link, long before the heartbeat grace (etcd, 2 coordinators, 4 data nodes, RF 3)', () => {
+  let cluster: TestCluster;
+  let client: Strata;
+  let files: Map<string, Buffer>;
+  // Heartbeats every 60 s and a 10 min grace: within these tests' bounds (60 s a wait) missed
+  // heartbeats cannot reveal a death (the late-node probe waits for two missed beats, the grace for
+  // ten minutes). Only the NodeLink path can: its drop, then a probe that finds the ports closed.
+  const SLOW_HEARTBEAT_FLAGS = [...HEALING_FLAGS, '--heartbeat-interval-ms', '60000'];
+  const LINK_WAIT_MS = 60_000;
+
+  const stateOn = async (coordinator: string, nodeId: string) => {
+    const one = Strata.connect({ coordinators: coordinator, failoverTimeoutMs: 5000 });
+    try {
+      return (await one.nodes()).find((n) => n.nodeId === nodeId)?.state;
+    } finally {
+      one.close();
+    }
+  };
+  const placements = async () => {
+    const byChunk = new Map<string, string[]>();
+    for (const path of files.keys()) for (const chunk of await client.locate(path)) byChunk.set(chunk.chunkId, [...chunk.nodes].sort());
+    return byChunk;
+  };
+  const exited = (node: TestCluster['datanodes'][number]) => new Promise<void>((resolve) => (node.running ? node.process.once('exit', () => resolve()) : resolve()));
+
+  beforeAll(async () => {
+    cluster = await startCluster({ meta: 'etcd', coordinators: 2, datanodes: 4, deadAfterMs: 600_000, coordinatorArgs: SLOW_HEARTBEAT_FLAGS });
+    client = cluster.client();
+    files = await writeFiles(client, '/link', 12, 2);
+    await waitFor('a leader and a healthy start', async () => {
+      const h = await client.health();
+      return h.leader && h.healthy === h.chunks && settled(h) && h;
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  test('a clean restart (SIGTERM, then start again) keeps every registration: no node found dead, nothing repaired', async () => {
+    const before = await placements();
+    expect([...before.values()].some((nodes) => nodes.includes('dn2'))).toBe(true);
+    await cluster.datanodes[1]!.stop();
+    cluster.datanodes[1]!.start();
+    await cluster.waitForLiveNodes(4);
+    const h = await waitFor('settled after the restart', async () => {
+      const report = await client.health();
+      return report.healthy === report.chunks && settled(report) && report;
+    });
+    expect(h.events.filter((e) => e.kind === 'node-dead')).toEqual([]);
+    expect(h.queue.repaired).toBe(0);
+    expect(await placements()).toEqual(before);
+    await expectReadsBack(client, files);
+  }, 120_000);
+
+  test('kill -9 and an immediate restart: the node is live again, every copy it is listed for is on its disk, every file reads back', async () => {
+    const node = cluster.datanodes[2]!;
+    const gone = exited(node);
+    node.kill9();
+    await gone;
+    node.start(); // at once: the probe of its dropped link may or may not find it back already
+    await cluster.waitForLiveNodes(4);
+    await waitFor('settled with dn3 back', async () => {
+      const h = await client.health();
+      return h.healthy === h.chunks && settled(h) && h;
+    }, LINK_WAIT_MS);
+    for (const coordinator of cluster.coordinators) expect(await stateOn(coordinator.address, 'dn3')).toBe('live');
+    await expectReadsBack(client, files);
+    await expectFullyReplicated(cluster, client, files.keys(), 3, ['dn1', 'dn2', 'dn3', 'dn4']);
+  }, 120_000);
+
+  test('kill -9: dead at once on every coordinator; the leader re-replicates its chunks; every file reads back', async () => {
+    cluster.datanodes[0]!.kill9();
+    for (const coordinator of cluster.coordinators) {
+      await waitFor(`dn1 dead on ${coordinator.address}`, async () => (await stateOn(coordinator.address, 'dn1')) === 'dead', LINK_WAIT_MS);
+    }
+    const report = await waitFor('repair after dn1 died', async () => {
+      const h = await client.health();
+      return h.healthy === h.chunks && settled(h) && h;
+    }, LINK_WAIT_MS);
+    const dead = report.events.filter((e) => e.kind === 'node-dead' && e.message.includes('dn1'));
+    expect(dead.map((e) => e.message)).toEqual([expect.stringMatching(/dn1 is dead \(its link dropped and its ports refuse connections\)/)]);
+    await expectReadsBack(client, files);
+    for (const nodes of (await placements()).values()) expect(nodes).not.toContain('dn1');
+    await expectFullyReplicated(cluster, client, files.keys(), 3, ['dn2', 'dn3', 'dn4']);
+  }, 120_000);
 });

@@ -126,7 +126,8 @@ export class Healer {
 
   /**
    * A node that dies (or returns, or reports a corrupt copy) starts a scan at once instead of at
-   * the next interval: the time to heal is then the dead-node grace plus the copying.
+   * the next interval. A node found dead by its dropped link (nodes.ts) wakes the scan the moment
+   * the registry marks it; the timer catches the rest (grace ended, corrupt reports).
    */
   private watchLiveness(): () => void {
     const signature = () => {
@@ -143,25 +144,32 @@ export class Healer {
       for (const node of this.deps.registry.lateNodes(2 * this.deps.config.heartbeatIntervalMs + LIVENESS_CHECK_MS)) {
         if (probing.has(node.nodeId)) continue;
         probing.add(node.nodeId);
+        const sinceHeartbeatMs = node.lastHeartbeatMs;
         void this.deps.ops
           .refusesConnections(node)
           .then((gone) => {
-            if (!gone || !this.isLeading) return;
-            this.deps.registry.markGone(node.nodeId);
-            this.deps.log.info({ nodeId: node.nodeId }, 'data node missed heartbeats and refuses connections: dead');
+            if (gone && this.isLeading) this.deps.registry.markGone(node.nodeId, 'it missed heartbeats and refuses connections', sinceHeartbeatMs);
           })
           .finally(() => probing.delete(node.nodeId));
       }
     };
-    const timer = setInterval(() => {
-      probeLateNodes();
+    const check = () => {
       const now = signature();
       if (now === last) return;
       last = now;
+      this.cachedView = undefined;
       if (this.wake) this.wake();
       else this.wakeAgain = true; // a pass is running and may have read the old state
+    };
+    const timer = setInterval(() => {
+      probeLateNodes();
+      check();
     }, LIVENESS_CHECK_MS);
-    return () => clearInterval(timer);
+    const unsubscribe = this.deps.registry.onLivenessChange(check);
+    return () => {
+      clearInterval(timer);
+      unsubscribe();
+    };
   }
 
   private async run(): Promise<void> {
@@ -235,7 +243,11 @@ export class Healer {
   private noteLiveness(nodes: NodeView[]): void {
     const live = new Set(nodes.filter((n) => n.live).map((n) => n.nodeId));
     if (this.lastLive) {
-      for (const id of this.lastLive) if (!live.has(id)) this.status.event('node-dead', `data node ${id} missed heartbeats: re-replicating its chunks`);
+      for (const id of this.lastLive) {
+        if (live.has(id)) continue;
+        const why = this.deps.registry.goneReason(id) ?? 'it missed heartbeats for the whole grace';
+        this.status.event('node-dead', `data node ${id} is dead (${why}): re-replicating its chunks`);
+      }
       for (const id of live) if (!this.lastLive.has(id)) this.status.event('node-back', `data node ${id} is live`);
     }
     this.lastLive = live;

@@ -9,6 +9,7 @@ import * as k from '../meta/keys.js';
 import type { NodeRegistry, NodeView } from '../nodes.js';
 import type { Healer } from './healer.js';
 import { computeHealth, resolvePaths } from './health.js';
+import { nodeLinkHandler } from './node-link.js';
 import { assess } from './planner.js';
 import { REBALANCE_THRESHOLD_DEFAULT, planRebalanceNow, type RebalanceRequest } from './rebalance.js';
 import { currentView, scanChunks } from './scan.js';
@@ -37,6 +38,7 @@ export function healingService({ kv, registry, leadership, healer }: HealingDeps
   };
 
   return {
+    NodeLink: nodeLinkHandler(registry),
     Health: unaryHandler(async (req: Req) => {
       const maxFiles = Math.min(Number(req.maxFiles) || MAX_FILES_DEFAULT, MAX_FILES_LIMIT);
       await registry.refreshAdmin();
