@@ -141,6 +141,12 @@ export class CoordinatorClient {
     return this.links.map((links) => links.transport);
   }
 
+  /** Sends `op` on every session stream open now (not opening any, no failover); failures are dropped. */
+  requestOnOpenSessions(op: string, body: unknown, timeoutMs: number): Promise<void> {
+    const open = this.sessions.filter((session) => session.isOpen);
+    return Promise.all(open.map((session) => session.request(op, body, timeoutMs).catch(() => undefined))).then(() => undefined);
+  }
+
   close(): void {
     for (const session of this.sessions) session.close();
     for (const client of this.clients) client.close();

@@ -70,6 +70,9 @@ const LISTING_PREFETCH_MAX = 10_000;
  */
 const LISTING_AFTER_NAMES = 2;
 
+/** The longest close() waits for its leases' release (a coordinator that does not answer lets them lapse). */
+const RELEASE_TIMEOUT_MS = 1000;
+
 /** Renewals start when this much of the lease is left (of its length). */
 const RENEW_AT_FRACTION = 0.5;
 
@@ -264,6 +267,20 @@ export class SessionInodes implements InodeOps {
 
   leaseRemainingMs(item?: CoveredItem): number {
     return this.cache.remainingMs(item);
+  }
+
+  /**
+   * Gives every lease back (release_all on each open session) after dropping the cache, so
+   * nobody's change waits for ours to run out; Strata.close() calls it. Later calls start over.
+   */
+  async releaseLeases(): Promise<void> {
+    if (!this.stopPushes) return; // holding nothing: a lapsed lease is gone on the coordinator too
+    clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
+    this.idle = false;
+    this.cache.reset(); // stops answering from it (listeners hear { all: true })
+    this.lapsed();
+    await this.coordinator.requestOnOpenSessions('leaseRenew', { releaseAll: true }, RELEASE_TIMEOUT_MS);
   }
 
   keepLeaseAlive(): void {

@@ -87,6 +87,11 @@ export class SessionStream {
     return () => this.pushListeners.delete(listener);
   }
 
+  /** Whether a stream is open now (a coordinator may hold this client's leases on it). */
+  get isOpen(): boolean {
+    return this.call !== undefined;
+  }
+
   close(): void {
     const call = this.call;
     this.call = undefined;

@@ -439,9 +439,16 @@ export class Strata {
     return this.tiering.status();
   }
 
-  close(): void {
-    this.coordinator.close();
-    this.datanodes.close();
+  /**
+   * Closes the connections. A client holding leases first gives them back (bounded by a second),
+   * so others' changes never wait for its lease to run out; await it before exiting for that.
+   */
+  close(): Promise<void> {
+    const released = this.inodeOps?.releaseLeases() ?? Promise.resolve();
+    return released.then(() => {
+      this.coordinator.close();
+      this.datanodes.close();
+    });
   }
 }
 

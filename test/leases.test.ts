@@ -211,6 +211,21 @@ for (const meta of ['embedded', 'etcd'] as const) {
       expect((await c1.inodes.lookup(dir, 'by-path')).type).toBe('directory');
     });
 
+    test('a client that closes gives its leases back at once: a change is not held up by it, even stopped', async () => {
+      const address = cluster.coordinators[0]!.address;
+      const baseline = await leaseStats(address);
+      const closed = await startHolder(cluster, address, dir, 'close');
+      try {
+        // It cached the directory (so held leases) and closed: the coordinator holds nothing of it.
+        expect((await leaseStats(address)).holders).toBeLessThanOrEqual(baseline.holders);
+        closed.kill('SIGSTOP'); // could ack nothing now: a lease still held would hold the change up
+        await c2.inodes.create(dir, 'after-close'); // nobody to wait for (bounded by the test's timeout)
+        expect((await c1.inodes.lookup(dir, 'after-close')).type).toBe('file');
+      } finally {
+        closed.kill('SIGKILL');
+      }
+    });
+
     test('a holder stopped (SIGSTOP) or killed -9 holds a change up at most until its lease lapses; then the coordinator forgets it', async () => {
       const address = cluster.coordinators[0]!.address;
       const holders = [await startHolder(cluster, address, dir), await startHolder(cluster, address, dir)];
@@ -238,8 +253,8 @@ for (const meta of ['embedded', 'etcd'] as const) {
 }
 
 /** A separate client process that caches `dir` (a listing and a negative lookup) and keeps using it. */
-async function startHolder(cluster: TestCluster, coordinator: string, dir: number): Promise<ChildProcess> {
-  const script = path.join(cluster.dir.path, 'holder.mjs');
+async function startHolder(cluster: TestCluster, coordinator: string, dir: number, then: 'keep using' | 'close' = 'keep using'): Promise<ChildProcess> {
+  const script = path.join(cluster.dir.path, `holder-${then.replace(' ', '-')}.mjs`);
   const sdk = path.resolve(path.dirname(STRATA_MAIN), '../client/index.js');
   writeFileSync(
     script,
@@ -255,14 +270,20 @@ for (let i = 0; ; i++) {
   await new Promise((r) => setTimeout(r, 100));
 }
 console.log('cached');
-setInterval(() => void read(), 100); // in use: keeps renewing its lease
+${
+      then === 'close'
+        ? `await strata.close(); // gives its leases back
+console.log('closed');
+setInterval(() => undefined, 1000); // alive, but its client is closed`
+        : `setInterval(() => void read(), 100); // in use: keeps renewing its lease`
+    }
 `,
   );
   const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('holder: never cached')), 30_000);
     child.stdout!.on('data', (data: Buffer) => {
-      if (data.toString().includes('cached')) {
+      if (data.toString().includes(then === 'close' ? 'closed' : 'cached')) {
         clearTimeout(timer);
         resolve();
       }
