@@ -22,30 +22,38 @@ const engines = (process.env.BENCH_ENGINES ?? 'embedded,etcd').split(',') as ('e
 
 const print = (name: string, value: number, unit: string) => console.log(`${name} ${Number(value.toFixed(value < 10 ? 2 : 0))} ${unit}`);
 
-/** CPU seconds (user + system) a process used so far. */
-function cpuSeconds(pid: number): number {
+/** CPU seconds a process used so far: user + system, and system alone (the kernel's share). */
+function cpuSeconds(pid: number): { total: number; system: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  const [user, system] = [Number(fields[11]) / 100, Number(fields[12]) / 100]; // utime, stime in clock ticks (USER_HZ = 100)
+  return { total: user + system, system };
+}
+
+function nodesCpu(pids: number[]): { total: number; system: number } {
+  return pids.map(cpuSeconds).reduce((sum, cpu) => ({ total: sum.total + cpu.total, system: sum.system + cpu.system }), { total: 0, system: 0 });
 }
 
 /**
  * CPU seconds per GiB moved, of this process and of all data nodes together: on a shared,
  * noisy machine these vary far less than MB/s, so they show what a change saved.
  */
-function cpuMeter(cluster: TestCluster): () => { client: number; nodes: number } {
+function cpuMeter(cluster: TestCluster): () => { client: number; nodes: number; nodesSystem: number } {
   const pids = cluster.datanodes.map((d) => d.process.pid!);
   const client = process.cpuUsage();
-  const nodes = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const nodes = nodesCpu(pids);
   return () => {
     const used = process.cpuUsage(client);
-    return { client: (used.user + used.system) / 1e6, nodes: pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - nodes };
+    const now = nodesCpu(pids);
+    return { client: (used.user + used.system) / 1e6, nodes: now.total - nodes.total, nodesSystem: now.system - nodes.system };
   };
 }
 
-function printCpu(name: string, used: { client: number; nodes: number }): void {
+function printCpu(name: string, used: { client: number; nodes: number; nodesSystem: number }): void {
   const gib = sizeMiB / 1024;
   print(`${name}_cpu_client`, used.client / gib, 's/GiB');
   print(`${name}_cpu_datanodes`, used.nodes / gib, 's/GiB');
+  // The kernel's part (sockets, page cache, fsync): what user-space changes cannot save.
+  print(`${name}_cpu_datanodes_system`, used.nodesSystem / gib, 's/GiB');
 }
 
 function peakRssMiB(pid: number): number {
