@@ -109,6 +109,44 @@ describe('chunk codec', () => {
     expect(touched).toEqual([BLOCK_SIZE_BYTES]);
   });
 
+  it('keeps as many block reads in flight as its source asks, never more, in order', async () => {
+    const raw = randomBytes(10 * BLOCK_SIZE_BYTES);
+    const file = await encode('ahead', raw);
+    const source = sourceOf(file);
+    let pending = 0;
+    let most = 0;
+    let started = 0;
+    const slow: ChunkSource = {
+      ...source,
+      readAheadBlocks: 3,
+      readAt: async (at, n) => {
+        started++;
+        most = Math.max(most, ++pending);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        pending--;
+        return source.readAt(at, n);
+      },
+    };
+    const reader = await ChunkReader.open('ahead', slow);
+    [started, most] = [0, 0];
+    const pieces: Buffer[] = [];
+    for await (const piece of reader.read(0, raw.length)) pieces.push(piece);
+    expect(Buffer.concat(pieces).equals(raw)).toBe(true);
+    expect(most).toBe(4);
+    // A consumer that stops after one block leaves at most the blocks already read ahead.
+    started = 0;
+    for await (const piece of reader.read(0, raw.length)) {
+      expect(piece.length).toBe(BLOCK_SIZE_BYTES);
+      break;
+    }
+    expect(started).toBe(4);
+    // By default (a tier's ranged GETs, an encoding in memory) one block ahead.
+    const single = await ChunkReader.open('ahead', { ...slow, readAheadBlocks: undefined });
+    [started, most] = [0, 0];
+    for await (const piece of single.read(0, raw.length)) expect(piece.length).toBe(BLOCK_SIZE_BYTES);
+    expect(most).toBe(2);
+  });
+
   it('detects every flipped byte of a compressed chunk (head, table and payload)', async () => {
     // Three lz4 blocks in a few KiB of file, so flipping every byte stays quick.
     const raw = Buffer.concat([Buffer.alloc(BLOCK_SIZE_BYTES, 'strata '), Buffer.alloc(BLOCK_SIZE_BYTES, 'chunk '), textBytes(3000)]);

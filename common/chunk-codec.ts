@@ -199,6 +199,12 @@ export interface ChunkSource {
   sizeBytes: number;
   /** Where the file lives (the node's data dir), named in every Corrupt message. */
   location: string;
+  /**
+   * Blocks a reader fetches ahead of its consumer (default 1): more where a read is cheap but slow
+   * to come back (a local file, each read a threadpool round trip), one where each read is a
+   * request of its own (a tier's ranged GETs, soon made moot by the whole object).
+   */
+  readAheadBlocks?: number;
 }
 
 /** An encoding held in memory as a ChunkSource (inline chunks, fetched tier objects). */
@@ -217,7 +223,7 @@ export class ChunkReader {
     return new ChunkReader(await readLayout(chunkId, source), source);
   }
 
-  /** Raw bytes of [offset, offset+length), clamped to the chunk, at most two blocks in memory. */
+  /** Raw bytes of [offset, offset+length), clamped to the chunk, at most readAheadBlocks + 1 blocks in memory or being read. */
   async *read(offsetBytes: number, lengthBytes: number): AsyncGenerator<Buffer> {
     const { rawLengthBytes, blockSizeBytes } = this.layout;
     if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || offsetBytes > rawLengthBytes || !(lengthBytes >= 0)) {
@@ -225,16 +231,23 @@ export class ChunkReader {
     }
     const endBytes = Math.min(rawLengthBytes, offsetBytes + lengthBytes);
     if (endBytes === offsetBytes) return;
+    const firstBlock = Math.floor(offsetBytes / blockSizeBytes);
     const lastBlock = Math.floor((endBytes - 1) / blockSizeBytes);
-    // Read one block ahead so disk and decompression overlap with the consumer (the network).
-    let next = this.readBlock(Math.floor(offsetBytes / blockSizeBytes));
-    next.catch(() => {});
-    for (let index = Math.floor(offsetBytes / blockSizeBytes); index <= lastBlock; index++) {
-      const raw = await next;
-      if (index < lastBlock) {
-        next = this.readBlock(index + 1);
-        next.catch(() => {}); // observed on the next turn; unobserved if the consumer stops early
+    // Blocks read ahead, so disk reads (each a threadpool round trip) and decompression overlap
+    // one another and the consumer (the network).
+    const ahead: Promise<Buffer>[] = [];
+    const blocksAhead = Math.max(1, this.source.readAheadBlocks ?? 1);
+    let nextToRead = firstBlock;
+    const fill = () => {
+      while (nextToRead <= lastBlock && ahead.length <= blocksAhead) {
+        const block = this.readBlock(nextToRead++);
+        block.catch(() => {}); // observed in order below; unobserved if the consumer stops early
+        ahead.push(block);
       }
+    };
+    for (let index = firstBlock; index <= lastBlock; index++) {
+      fill(); // refilled only once the consumer is back: it is done with the block it was given
+      const raw = await ahead.shift()!;
       const blockStart = index * blockSizeBytes;
       yield raw.subarray(Math.max(0, offsetBytes - blockStart), Math.min(raw.length, endBytes - blockStart));
     }
