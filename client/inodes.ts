@@ -69,6 +69,8 @@ const LISTING_PREFETCH_MAX = 10_000;
  * its target's lookup) must not list the directory for each change.
  */
 const LISTING_AFTER_NAMES = 2;
+/** The coordinator's largest readdir page (coordinator/meta/store.ts READDIR_MAX_LIMIT): a bigger limit is read in pages of it. */
+const SERVER_PAGE_MAX = 10_000;
 
 /** The longest close() waits for its leases' release (a coordinator that does not answer lets them lapse). */
 const RELEASE_TIMEOUT_MS = 1000;
@@ -140,17 +142,28 @@ export class SessionInodes implements InodeOps {
     const cached = this.cache.readdirplus(ino, opts.after ?? '', opts.limit || 1000);
     if (cached) return this.used(Promise.resolve(cached));
     const ticket = this.leasedRead();
-    const reply = await this.coordinator.session<{ entries: any[]; more: boolean; lease: any }>('leasedReadDirPlus', {
-      ino,
-      after: opts.after ?? '',
-      limit: opts.limit ?? 0,
-    });
-    const entries = reply.entries.map((e) => ({ name: String(e.name), stat: toFileStat(e.attr) }));
-    const grant = this.granted(reply.lease);
+    const limit = opts.limit ?? 0;
+    const entries: Array<{ name: string; stat: FileStat }> = [];
+    let grant: LeaseGrant | undefined;
+    let leased = true;
+    let more = false;
+    // Pages of the coordinator's size, all under the first page's ticket: any push about the
+    // directory or its entries after that one was sent keeps the whole from the cache.
+    for (let after = opts.after ?? ''; ; ) {
+      const want = limit > 0 ? Math.min(limit - entries.length, SERVER_PAGE_MAX) : 0;
+      const reply = await this.coordinator.session<{ entries: any[]; more: boolean; lease: any }>('leasedReadDirPlus', { ino, after, limit: want });
+      for (const e of reply.entries) entries.push({ name: String(e.name), stat: toFileStat(e.attr) });
+      grant = this.granted(reply.lease);
+      leased &&= grant !== undefined;
+      more = !!reply.more;
+      if (!more || reply.entries.length === 0 || limit <= SERVER_PAGE_MAX || entries.length >= limit) break;
+      after = entries[entries.length - 1].name;
+    }
+    if (!leased) grant = undefined;
     // A whole listing answers later listings; a page only answers lookups of its names.
-    if (!opts.after && !reply.more) this.cache.putListing(ticket, grant, ino, entries);
+    if (!opts.after && !more) this.cache.putListing(ticket, grant, ino, entries);
     else this.cache.putEntries(ticket, grant, ino, entries);
-    return { entries, more: !!reply.more };
+    return { entries, more };
   }
 
   /** Answers from the cache so far (the requests they saved). */

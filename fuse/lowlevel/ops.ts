@@ -37,7 +37,8 @@ const TYPE_BITS = { file: 0o100000, directory: 0o040000, symlink: 0o120000 } as 
 const BLOCK_BYTES = 1024 * 1024;
 /** Names of files removed or renamed over while open here, until their last close. */
 const HIDDEN_PREFIX = '.strata_hidden_';
-const DIR_PAGE = 10_000;
+/** Entries asked for at once: a listing read whole can stay cached (the client reads it in pages under one lease). */
+const DIR_PAGE = 100_000;
 /** Lease time not handed to the kernel: it counts its timeouts from when it reads the reply. */
 const KERNEL_MARGIN_MS = 50;
 /**
