@@ -20,7 +20,7 @@ describe('role config', () => {
   test('defaults are safe: loopback, RF 3, 8 MiB chunks, ack all', () => {
     const config = loadConfig(coordinatorSchema, {}, { env: {} });
     expect(config).toMatchObject({ listen: '127.0.0.1:7400', replication: 3, chunkSize: 8 * 1024 * 1024, ackPolicy: 'all' });
-    expect(config).toMatchObject({ gcGraceMs: 3_600_000, repairConcurrency: 4, repairBandwidth: 0, scanIntervalMs: 10_000, leaderTtlMs: 5000 });
+    expect(config).toMatchObject({ gcGraceMs: 3_600_000, repairConcurrency: 12, repairBandwidth: 0, scanIntervalMs: 10_000, leaderTtlMs: 5000 });
     expect(Object.isFrozen(config)).toBe(true);
   });
 

@@ -59,8 +59,8 @@ export const coordinatorSchema = z.object({
   leaderTtlMs: int.min(1000).max(60_000).default(5000),
   /** How often the leader rescans chunk records (repair queue, drains, health). */
   scanIntervalMs: int.min(100).max(3_600_000).default(10_000),
-  /** Chunk copies being re-replicated or moved at once. */
-  repairConcurrency: int.min(1).max(64).default(4),
+  /** Chunk copies being re-replicated or moved at once (the repairer also caps copies per target node and bytes in flight). */
+  repairConcurrency: int.min(1).max(64).default(12),
   /** Bytes per second that repair, drain and rebalance may copy in total; 0 = no cap. */
   repairBandwidth: size.pipe(z.number().int().min(0)).default(0),
   /** Unreferenced chunks are deleted only after this long (and a commit must come within half of it). */

@@ -36,6 +36,7 @@ import {
 } from './chunk-layout.js';
 import { LocalChunkWriter, ignoreMissing, mapFsError, type ChunkWriter, type WriterHost } from './chunk-writer.js';
 import { CommitWave, DirSync, fsyncDir } from './commit-wave.js';
+import { foldVerifiedBlock } from './crc-combine.js';
 
 export { INLINE_MAX_BYTES, chunkFilePath, inlineChunkKey, quarantineFilePath, validateChunkId } from './chunk-layout.js';
 export type { ChunkPlacement, ChunkRecord, ChunkStat } from './chunk-layout.js';
@@ -248,9 +249,13 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     try {
       let crc = 0;
       let length = 0;
+      let index = 0;
       const reader = await ChunkReader.open(chunkId, bufferSource(bytes, location));
       for await (const block of reader.read(0, reader.layout.rawLengthBytes)) {
-        crc = crc32c(block, crc);
+        // Each block was checked against its own checksums: the whole crc32c follows from theirs.
+        const folded = foldVerifiedBlock(crc, block, reader.layout.blocks[index++]!);
+        if (folded === null) throw new StrataError('Corrupt', `chunk ${chunkId}: block ${index - 1} disagrees with its table entry on ${location}`);
+        crc = folded;
         length += block.length;
       }
       return { bytes, length, crc32c: crc >>> 0 };

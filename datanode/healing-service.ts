@@ -11,6 +11,7 @@ import { toServiceError, unaryHandler } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import type { TierCopy } from '../common/object-tier.js';
 import type { ChunkStore, ListedChunk } from './chunk-store.js';
+import { foldVerifiedBlock } from './crc-combine.js';
 import { waitForDrain } from './drain.js';
 import type { TierCache } from './tier-cache.js';
 import { checkTierCopy } from './tier-fetch.js';
@@ -93,8 +94,10 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         continue;
       }
       try {
-        const storedBytes = (await copyEncoding(source, request, expectedCrc)) ?? (await pull(sources.readChunk(source, chunkId, 0, 0), request, expectedCrc));
-        log.info({ chunkId, source: source.nodeId, storedBytes }, 'chunk replicated');
+        const startMs = Date.now();
+        const timing: CopyTiming = {};
+        const storedBytes = (await copyEncoding(source, request, expectedCrc, timing)) ?? (await pull(sources.readChunk(source, chunkId, 0, 0), request, expectedCrc));
+        log.info({ chunkId, source: source.nodeId, storedBytes, ms: Date.now() - startMs, ...timing }, 'chunk replicated');
         return { sourceNodeId: source.nodeId, storedBytes };
       } catch (err) {
         const error = asStrataError(err);
@@ -161,8 +164,10 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
    * verified here block by block (stored and raw checksums, then length and crc32c of the whole)
    * and stored as it came: no re-encoding. Null when the source has no byte path.
    */
-  async function copyEncoding(source: NodeAddress, request: ReplicateChunkRequest, expectedCrc: number): Promise<number | null> {
+  async function copyEncoding(source: NodeAddress, request: ReplicateChunkRequest, expectedCrc: number, timing: CopyTiming): Promise<number | null> {
     const { chunkId, length } = request;
+    let stepMs = Date.now();
+    const lap = () => Date.now() - stepMs + (stepMs = Date.now()) * 0;
     const writer = await store.createWriter(chunkId, length); // validates id and length; refused writes never fetch
     try {
       // An encoding is never larger than its raw bytes plus its head (a block that does not shrink
@@ -172,18 +177,27 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         await writer.abort();
         return null;
       }
+      timing.fetchMs = lap();
       const reader = await ChunkReader.open(chunkId, bufferSource(fetched.bytes, `the copy from ${source.nodeId}`));
+      // The reader checks each block against its own checksums (a raw block's stored ones are its
+      // raw ones); the whole chunk's crc32c then follows from theirs, with no second pass.
       let crc = 0;
       let received = 0;
+      let index = 0;
       for await (const block of reader.read(0, reader.layout.rawLengthBytes)) {
-        crc = crc32c(block, crc);
+        const folded = foldVerifiedBlock(crc, block, reader.layout.blocks[index++]!);
+        if (folded === null) throw new StrataError('Corrupt', `chunk ${chunkId}: block ${index - 1} of the copy from ${source.nodeId} disagrees with its table entry`);
+        crc = folded;
         received += block.length;
       }
       if (received !== length) throw new StrataError('Corrupt', `chunk ${chunkId}: source sent ${received} bytes, expected ${length}`);
       if (expectedCrc !== 0 && crc >>> 0 !== expectedCrc) {
         throw new StrataError('Corrupt', `chunk ${chunkId}: crc32c ${crc >>> 0} of the source's bytes, expected ${expectedCrc}`);
       }
-      return (await writer.commitEncoding(fetched.bytes, reader.layout.blocks.length)).storedBytes;
+      timing.verifyMs = lap();
+      const { storedBytes } = await writer.commitEncoding(fetched.bytes, reader.layout.blocks.length);
+      timing.commitMs = lap();
+      return storedBytes;
     } catch (err) {
       await writer.abort().catch(() => {});
       throw err;
@@ -213,6 +227,13 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
     replicateChunk: unaryHandler<ReplicateChunkRequest, ReplicateChunkReply>((request, call) => replicateChunk(request, call)),
   };
   return { handlers, close: () => sources.close() };
+}
+
+/** Where one copy's time went (logged with it): fetching the encoding, checking it, storing it durably. */
+interface CopyTiming {
+  fetchMs?: number;
+  verifyMs?: number;
+  commitMs?: number;
 }
 
 /** Failures of this node's own write: no other source would fare better. */

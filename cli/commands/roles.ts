@@ -17,7 +17,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--dead-after-ms <ms>', 'silence after which a data node counts as dead and its chunks are re-replicated (default 5000)')
     .option('--leader-ttl-ms <ms>', 'etcd lease of the leader that runs repair, GC, rebalance: failover time (default 5000)')
     .option('--scan-interval-ms <ms>', 'how often the leader rescans chunk records for repair work (default 10000)')
-    .option('--repair-concurrency <n>', 'chunk copies made at once by repair, drain and rebalance (default 4)')
+    .option('--repair-concurrency <n>', 'chunk copies made at once by repair, drain and rebalance (default 12)')
     .option('--repair-bandwidth <size>', 'bytes per second those copies may move in total, e.g. 50MiB; 0 = no cap (default 0)')
     .option('--gc-grace-ms <ms>', 'unreferenced chunks are deleted only after this long (default 3600000 = 1 h)')
     .option('--tier-interval-ms <ms>', 'pause between the leader\'s passes over tiering policies (default 60000)')

@@ -11,7 +11,7 @@ import * as k from '../meta/keys.js';
 import type { ChunkRecord } from '../meta/types.js';
 import { pickNodes, type NodeRegistry, type NodeView } from '../nodes.js';
 import type { DataNodeOps, NodeAddress } from './datanode-ops.js';
-import { ByteRate, ChunkLocks } from './limits.js';
+import { ByteBudget, ByteRate, ChunkLocks } from './limits.js';
 import { assess, nodesAfterRepair, planChunk, type ClusterView } from './planner.js';
 import { readChunk, type ScannedChunk } from './scan.js';
 import type { HealStatus } from './status.js';
@@ -45,7 +45,16 @@ export interface RepairerDeps {
 
 /** Items kept queued at most: the most endangered win. A rescan finds the rest later. */
 const QUEUE_MAX = 100_000;
-const IDLE_POLL_MS = 200;
+/** An idle worker looks again this often even unwoken (work is normally handed over at once). */
+const IDLE_POLL_MS = 1000;
+/**
+ * Copies written into one node at once, at most, while another node could take the copy: the
+ * work spreads over every target instead of queueing on the emptiest (all on one disk here, and
+ * each copy an fsync).
+ */
+export const COPIES_PER_TARGET = 4;
+/** Chunk bytes being copied at once, at most (16 copies of 8 MiB chunks; 2 of 64 MiB ones). */
+export const COPY_BYTES_IN_FLIGHT = 128 * 1024 * 1024;
 
 export class Repairer {
   private repairs: RepairItem[] = [];
@@ -57,6 +66,9 @@ export class Repairer {
   private active = false;
   private workers: Promise<void>[] = [];
   private readonly rate: ByteRate;
+  private readonly budget = new ByteBudget(COPY_BYTES_IN_FLIGHT);
+  /** Idle workers waiting for items: woken as soon as some arrive. */
+  private waiting: (() => void)[] = [];
   movesDone = 0;
 
   constructor(private readonly deps: RepairerDeps) {
@@ -67,11 +79,19 @@ export class Repairer {
   setRepairs(items: RepairItem[]): void {
     this.repairs = [...items].sort((a, b) => a.priority - b.priority).slice(0, QUEUE_MAX);
     this.deps.status.queue.queued = this.repairs.length + this.moves.length;
+    this.wakeWorkers();
   }
 
   addMoves(moves: MoveItem[]): void {
     this.moves.push(...moves);
     this.deps.status.queue.queued = this.repairs.length + this.moves.length;
+    this.wakeWorkers();
+  }
+
+  private wakeWorkers(): void {
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const wake of waiting) wake();
   }
 
   get movesPending(): number {
@@ -102,6 +122,7 @@ export class Repairer {
     this.active = false;
     this.repairs = [];
     this.moves = [];
+    this.wakeWorkers();
     await Promise.all(this.workers);
     this.workers = [];
   }
@@ -111,7 +132,13 @@ export class Repairer {
       const item = this.repairs.shift() ?? this.moves.shift();
       this.deps.status.queue.queued = this.repairs.length + this.moves.length;
       if (!item) {
-        await new Promise((r) => setTimeout(r, IDLE_POLL_MS));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, IDLE_POLL_MS);
+          this.waiting.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
         continue;
       }
       if (!this.deps.leadership.isLeader() || !this.deps.locks.tryLock(item.chunkId)) continue;
@@ -145,12 +172,12 @@ export class Repairer {
     for (const [nodeId, chunkIds] of view.corrupt) if (chunkIds.has(item.chunkId)) excluded.add(nodeId);
     const candidates = this.deps.registry.placeableNodes().filter((n) => !excluded.has(n.nodeId));
     const zones = new Set(a.good.map((id) => byId.get(id)?.zone ?? ''));
-    const targets = pickNodes(candidates, plan.copies, zones);
-    const sources = plan.sources.map((id) => address(byId.get(id)));
-    const added: string[] = [];
-    for (const target of targets) {
-      if (await this.copy(fresh.record, target, sources)) added.push(target.nodeId);
-    }
+    // Nodes already taking their share of copies wait their turn, unless no other could.
+    const unbusy = candidates.filter((n) => (this.busyNodes.get(n.nodeId) ?? 0) < COPIES_PER_TARGET);
+    const targets = pickNodes(unbusy.length >= plan.copies ? unbusy : candidates, plan.copies, zones);
+    const sources = spreadSources(plan.sources, a.good.length).map((id) => address(byId.get(id)));
+    const copied = await Promise.all(targets.map((target) => this.copy(fresh.record, target, sources)));
+    const added = targets.filter((_, i) => copied[i]).map((t) => t.nodeId);
     // Surplus: drop copies on the fullest nodes first.
     const trimmed = [...a.good]
       .sort((x, y) => usedFraction(byId.get(y)) - usedFraction(byId.get(x)))
@@ -191,6 +218,7 @@ export class Repairer {
     if (!this.inFlight.has(record.chunkId)) this.inFlight.set(record.chunkId, new Set());
     this.inFlight.get(record.chunkId)!.add(target.nodeId);
     this.busyNodes.set(target.nodeId, (this.busyNodes.get(target.nodeId) ?? 0) + 1);
+    await this.budget.take(record.length);
     try {
       await this.deps.ops.replicate(target, { chunkId: record.chunkId, length: record.length, crc32c: record.crc32c }, sources);
       this.deps.status.queue.bytesCopied += record.length;
@@ -200,6 +228,7 @@ export class Repairer {
       this.deps.status.event('repair-failed', `chunk ${record.chunkId} onto ${target.nodeId}: ${(err as Error).message}`);
       return false;
     } finally {
+      this.budget.give(record.length);
       this.busyNodes.set(target.nodeId, (this.busyNodes.get(target.nodeId) ?? 1) - 1);
     }
   }
@@ -224,6 +253,19 @@ export class Repairer {
       });
     }
   }
+}
+
+/**
+ * The sources in the order a target tries them: good copies first, in random order so that
+ * concurrent copies read from every holder instead of all from the first one listed.
+ */
+function spreadSources(sources: string[], good: number): string[] {
+  const first = sources.slice(0, good);
+  for (let i = first.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [first[i], first[j]] = [first[j]!, first[i]!];
+  }
+  return [...first, ...sources.slice(good)];
 }
 
 function address(node: NodeView | undefined): NodeAddress {
