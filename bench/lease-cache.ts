@@ -5,7 +5,13 @@
 // cost leases add to a change: µs per mkdir in a directory another client holds a lease on (its
 // push and ack are on the change's path) against one nobody caches.
 //
-// Env: LEASE_N (repeats; 5000), LEASE_ENGINES (embedded,etcd).
+// Then a mount-like workload through `strata.inodes` (as the kernel calls it: a lookup of each
+// name before the change that makes it), 1 and 16 clients each in its own leased directory:
+// ops/s and requests per op of mkdir, create, stat of the new files, rename, unlink, rmdir. A
+// writer that keeps its lease (its own changes go into its cache) answers those lookups locally.
+//
+// Env: LEASE_N (repeats; 5000), LEASE_ENGINES (embedded,etcd), LEASE_OPS_N (ops per phase, split
+// over the clients; 1000), LEASE_CLIENTS (1,16).
 import { Strata } from '../client/index.js';
 import { startCluster } from '../test/harness/cluster.js';
 
@@ -18,6 +24,55 @@ async function usPerOp(n: number, op: (i: number) => Promise<unknown>): Promise<
   const started = process.hrtime.bigint();
   for (let i = 0; i < n; i++) await op(i);
   return Number(process.hrtime.bigint() - started) / 1e3 / n;
+}
+
+const opsPerPhase = Number(process.env.LEASE_OPS_N ?? 1000);
+const clientCounts = (process.env.LEASE_CLIENTS ?? '1,16').split(',').map(Number);
+
+const absent = (p: Promise<unknown>) => p.then(() => undefined, (e: { kind?: string }) => (e?.kind === 'NotFound' ? undefined : Promise.reject(e)));
+
+/** The mount-like phases on `clients` SDK instances, each in its own directory. */
+async function mountLike(coordinators: string, engine: string, clients: number): Promise<void> {
+  const sdks = Array.from({ length: clients }, () => Strata.connect({ coordinators }));
+  try {
+    const dirs = await Promise.all(sdks.map(async (sdk, c) => (await sdk.inodes.mkdir(1, `mount-c${clients}-w${c}`, 0o755)).ino));
+    await Promise.all(sdks.map((sdk, c) => sdk.inodes.readdirplus(dirs[c]!))); // each holds its directory
+    const per = Math.max(1, Math.ceil(opsPerPhase / clients));
+    const run = async (op: string, step: (sdk: Strata, dir: number, i: number) => Promise<unknown>) => {
+      const requests = sdks.reduce((n, sdk) => n + sdk.metadataRequests, 0);
+      const started = process.hrtime.bigint();
+      await Promise.all(sdks.map(async (sdk, c) => {
+        for (let i = 0; i < per; i++) await step(sdk, dirs[c]!, i);
+      }));
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      print(`lease_mount_${op}_${engine}_c${clients}`, (per * clients) / seconds, 'ops/s');
+      print(`lease_mount_${op}_requests_per_op_${engine}_c${clients}`, (sdks.reduce((n, sdk) => n + sdk.metadataRequests, 0) - requests) / (per * clients), 'requests/op');
+    };
+    await run('mkdir', async (sdk, dir, i) => {
+      await absent(sdk.inodes.lookup(dir, `d${i}`));
+      await sdk.inodes.mkdir(dir, `d${i}`, 0o755);
+    });
+    await run('create', async (sdk, dir, i) => {
+      await absent(sdk.inodes.lookup(dir, `f${i}`));
+      await sdk.inodes.create(dir, `f${i}`, { exclusive: true });
+    });
+    await run('stat', (sdk, dir, i) => sdk.inodes.lookup(dir, `f${i}`));
+    await run('rename', async (sdk, dir, i) => {
+      await sdk.inodes.lookup(dir, `f${i}`);
+      await absent(sdk.inodes.lookup(dir, `r${i}`));
+      await sdk.inodes.rename(dir, `f${i}`, dir, `r${i}`);
+    });
+    await run('unlink', async (sdk, dir, i) => {
+      await sdk.inodes.lookup(dir, `r${i}`);
+      await sdk.inodes.unlink(dir, `r${i}`);
+    });
+    await run('rmdir', async (sdk, dir, i) => {
+      await sdk.inodes.lookup(dir, `d${i}`);
+      await sdk.inodes.rmdir(dir, `d${i}`);
+    });
+  } finally {
+    await Promise.all(sdks.map((sdk) => sdk.close()));
+  }
 }
 
 for (const engine of engines) {
@@ -48,6 +103,7 @@ for (const engine of engines) {
       mkdirNs += process.hrtime.bigint() - started;
     }
     print(`lease_mkdir_leased_dir_${engine}`, Number(mkdirNs) / 1e3 / mkdirN, 'us/op');
+    for (const clients of clientCounts) await mountLike(cluster.coordinatorList, engine, clients);
   } finally {
     reader.close();
     writer.close();

@@ -62,8 +62,8 @@ type StatReply = { attr: any };
 /** A retried removal that finds the name gone was applied by the attempt whose outcome was unknown. */
 const goneMeansDone = (error: StrataError) => (error.kind === 'NotFound' ? {} : undefined);
 
-/** Entries of the largest directory listed whole to answer lookups in it. */
-const LISTING_PREFETCH_MAX = 10_000;
+/** Entries of the largest directory listed whole to answer lookups in it (and half the cache at most). */
+const LISTING_MAX = 100_000;
 /**
  * Names looked up in a leased directory before it is listed: two lookups per change (a rename,
  * its target's lookup) must not list the directory for each change.
@@ -79,7 +79,7 @@ const RELEASE_TIMEOUT_MS = 1000;
 const RENEW_AT_FRACTION = 0.5;
 
 export class SessionInodes implements InodeOps {
-  private readonly cache = new MetaCache();
+  private readonly cache: MetaCache;
   private stopPushes: (() => void) | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private usedSinceRenew = false;
@@ -88,8 +88,18 @@ export class SessionInodes implements InodeOps {
   private lastValidForMs = 0;
   /** Directories found too big to list for a lookup. */
   private readonly bigDirs = new Set<number>();
+  /** Listings in progress for lookups (lookupByListing), by directory. */
+  private readonly listings = new Map<number, Promise<{ name: string; stat: FileStat }[] | undefined>>();
 
-  constructor(private readonly coordinator: CoordinatorClient) {}
+  private readonly listingPage: number;
+
+  constructor(
+    private readonly coordinator: CoordinatorClient,
+    options: { listingPage?: number; cacheEntries?: number } = {},
+  ) {
+    this.listingPage = options.listingPage ?? SERVER_PAGE_MAX;
+    this.cache = new MetaCache({ maxEntries: options.cacheEntries });
+  }
 
   async lookup(parent: number, name: string): Promise<FileStat> {
     const cached = this.cache.lookup(parent, name);
@@ -112,20 +122,37 @@ export class SessionInodes implements InodeOps {
   /**
    * A second name looked up in a directory still leased to us (stat of each file, ls -l, a
    * build's many opens): one leased listing answers it and every later lookup there, absent
-   * names included, while one lookup each would cost a request per name. Only small
-   * directories; undefined = ask for the name itself.
+   * names included, while one lookup each would cost a request per name. A big directory is
+   * listed in pages (of the coordinator's size), up to a bound set by the cache's size; past it,
+   * one request per name. Concurrent lookups share one listing. undefined = ask for the name.
    */
   private async lookupByListing(parent: number, name: string): Promise<FileStat | undefined> {
     if (!this.cache.partlyCached(parent, LISTING_AFTER_NAMES) || this.bigDirs.has(parent)) return undefined;
-    const page = await this.readdirplus(parent, { limit: LISTING_PREFETCH_MAX }).catch(() => undefined);
-    if (!page) return undefined;
-    if (page.more) {
-      if (this.bigDirs.size >= 10_000) this.bigDirs.clear();
-      this.bigDirs.add(parent);
+    let listing = this.listings.get(parent);
+    if (!listing) {
+      listing = this.listWhole(parent).finally(() => this.listings.delete(parent));
+      this.listings.set(parent, listing);
     }
+    const entries = await listing;
+    if (!entries) return undefined;
     const cached = this.cache.lookup(parent, name);
     if (cached === null) throw notFound(name);
-    return cached ?? page.entries.find((e) => e.name === name)?.stat;
+    return cached ?? entries.find((e) => e.name === name)?.stat;
+  }
+
+  /**
+   * Every entry of `dir` with its attributes, cached as one whole listing (readdirplus reads it
+   * in pages under the first page's ticket). undefined: too big (half the cache at most), or failed.
+   */
+  private async listWhole(dir: number): Promise<{ name: string; stat: FileStat }[] | undefined> {
+    const bound = Math.min(LISTING_MAX, Math.floor(this.cache.maxEntries / 2));
+    const page = await this.readdirplus(dir, { limit: bound }).catch(() => undefined);
+    if (page?.more) {
+      if (this.bigDirs.size >= 10_000) this.bigDirs.clear();
+      this.bigDirs.add(dir);
+      return undefined;
+    }
+    return page?.entries;
   }
 
   async getattr(ino: number): Promise<FileStat> {
@@ -150,13 +177,13 @@ export class SessionInodes implements InodeOps {
     // Pages of the coordinator's size, all under the first page's ticket: any push about the
     // directory or its entries after that one was sent keeps the whole from the cache.
     for (let after = opts.after ?? ''; ; ) {
-      const want = limit > 0 ? Math.min(limit - entries.length, SERVER_PAGE_MAX) : 0;
+      const want = limit > 0 ? Math.min(limit - entries.length, this.listingPage) : 0;
       const reply = await this.coordinator.session<{ entries: any[]; more: boolean; lease: any }>('leasedReadDirPlus', { ino, after, limit: want });
       for (const e of reply.entries) entries.push({ name: String(e.name), stat: toFileStat(e.attr) });
       grant = this.granted(reply.lease);
       leased &&= grant !== undefined;
       more = !!reply.more;
-      if (!more || reply.entries.length === 0 || limit <= SERVER_PAGE_MAX || entries.length >= limit) break;
+      if (!more || reply.entries.length === 0 || limit <= this.listingPage || entries.length >= limit) break;
       after = entries[entries.length - 1].name;
     }
     if (!leased) grant = undefined;

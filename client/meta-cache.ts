@@ -48,7 +48,7 @@ export interface OwnTicket extends ReadTicket {
 }
 
 export interface MetaCacheOptions {
-  /** Cached directories and attributes kept at most (oldest first out). Default 50,000. */
+  /** Cached directories and attributes kept at most (oldest first out). Default 100,000. */
   maxEntries?: number;
   /** Monotonic milliseconds. */
   now?: () => number;
@@ -69,7 +69,7 @@ export const leaseMarginMs = (validForMs: number) => 100 + validForMs / 50;
 export class MetaCache {
   private readonly dirs = new Map<number, DirCache>();
   private readonly attrs = new Map<number, FileStat>();
-  private readonly maxEntries: number;
+  readonly maxEntries: number;
   private readonly now: () => number;
   private epoch = 0;
   /** `seq` when the epoch last changed: replies to requests sent before it are not cached. */
@@ -88,7 +88,7 @@ export class MetaCache {
   hits = 0;
 
   constructor(options: MetaCacheOptions = {}) {
-    this.maxEntries = options.maxEntries ?? 50_000;
+    this.maxEntries = options.maxEntries ?? 100_000;
     this.now = options.now ?? (() => performance.now());
   }
 
