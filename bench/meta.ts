@@ -10,9 +10,18 @@
 // the process that makes metadata durable: the coordinator for embedded, etcd for etcd). It runs
 // apart from the timed pass because strace slows every syscall it watches.
 //
+// The session travels on plain TCP frames by default (client/session-link.ts); with
+// META_TRANSPORTS=tcp,grpc each engine also runs on the gRPC Session call, its figures named
+// with a `_grpc` suffix, so the two transports are compared in the same minute.
+//
 // Env: META_N (ops per phase, split over the clients; 2000), META_WARM_N (warm repeats; 5000),
 // META_CLIENTS (1,16), META_ENGINES (embedded,etcd), META_SESSION (1; 0 = unary RPCs),
-// META_FSYNCS (0), META_FSYNC_N (ops per counted phase; 400).
+// META_TRANSPORTS (tcp; tcp,grpc = both), META_FSYNCS (0), META_FSYNC_N (ops per counted phase; 400).
+//
+// Where a c1 change spends its time (profile, 2-core box under load, median µs, embedded):
+// mkdir ~1.7 ms = gRPC transport both ways ~440 (TCP: ~190) + store logic ~190 + LevelDB synced
+// batch ~850 (fdatasync + thread-pool hop; ~220 on a quiet disk) + reply ~70. One KV txn per
+// change; on etcd one etcd txn (one WAL fsync) per change, reads served from the watch-fed cache.
 import { spawn } from 'node:child_process';
 
 import { Strata } from '../client/index.js';
@@ -25,6 +34,11 @@ const warmN = Number(process.env.META_WARM_N ?? 5000);
 const clientCounts = (process.env.META_CLIENTS ?? '1,16').split(',').map(Number);
 const engines = (process.env.META_ENGINES ?? 'embedded,etcd').split(',') as Engine[];
 const session = process.env.META_SESSION !== '0';
+type Transport = 'tcp' | 'grpc';
+const transports = (process.env.META_TRANSPORTS ?? 'tcp').split(',') as Transport[];
+/** The transport of this pass, and the suffix its figures carry. */
+let transport: Transport = 'tcp';
+const suffix = () => (transport === 'grpc' ? '_grpc' : '');
 const countFsyncs = process.env.META_FSYNCS === '1';
 const fsyncOps = Number(process.env.META_FSYNC_N ?? 400);
 
@@ -48,8 +62,8 @@ async function phase(workers: Worker[], perWorker: number, op: (w: Worker, i: nu
 
 async function openWorkers(cluster: TestCluster, clients: number, tag: string): Promise<Worker[]> {
   const workers = Array.from({ length: clients }, (_, c) => ({
-    sdk: Strata.connect({ coordinators: cluster.coordinatorList, session }),
-    dir: `/${tag}-c${clients}/w${c}`,
+    sdk: Strata.connect({ coordinators: cluster.coordinatorList, session, sessionTransport: transport === 'grpc' ? 'grpc' : 'auto' }),
+    dir: `/${tag}${suffix()}-c${clients}/w${c}`,
     dirIno: 0,
   }));
   for (const w of workers) w.dirIno = (await w.sdk.mkdir(w.dir, { parents: true })).ino;
@@ -59,7 +73,7 @@ async function openWorkers(cluster: TestCluster, clients: number, tag: string): 
 async function throughput(cluster: TestCluster, engine: Engine, clients: number): Promise<void> {
   const workers = await openWorkers(cluster, clients, 'ops');
   const perWorker = Math.max(1, Math.ceil(opsPerPhase / clients));
-  const name = (op: string) => `meta_${op}_${engine}_c${clients}`;
+  const name = (op: string) => `meta_${op}_${engine}_c${clients}${suffix()}`;
   try {
     print(name('mkdir'), await phase(workers, perWorker, (w, i) => w.sdk.mkdir(`${w.dir}/d${i}`)), 'ops/s');
     print(name('create'), await phase(workers, perWorker, (w, i) => w.sdk.create(`${w.dir}/f${i}`, { exclusive: true })), 'ops/s');
@@ -89,11 +103,11 @@ async function warm(cluster: TestCluster, engine: Engine): Promise<void> {
       for (let i = 0; i < warmN; i++) await op();
       return Number(process.hrtime.bigint() - started) / 1e3 / warmN;
     };
-    print(`meta_warm_stat_${engine}`, await usPerOp(() => sdk.stat(`${dir}/hot`)), 'us/op');
+    print(`meta_warm_stat_${engine}${suffix()}`, await usPerOp(() => sdk.stat(`${dir}/hot`)), 'us/op');
     if (session) {
       const inodes = sdk.inodes;
-      print(`meta_warm_lookup_${engine}`, await usPerOp(() => inodes.lookup(dirIno, 'hot')), 'us/op');
-      print(`meta_warm_getattr_${engine}`, await usPerOp(() => inodes.getattr(ino)), 'us/op');
+      print(`meta_warm_lookup_${engine}${suffix()}`, await usPerOp(() => inodes.lookup(dirIno, 'hot')), 'us/op');
+      print(`meta_warm_getattr_${engine}${suffix()}`, await usPerOp(() => inodes.getattr(ino)), 'us/op');
     }
   } finally {
     sdk.close();
@@ -157,8 +171,12 @@ async function main(): Promise<void> {
   for (const engine of engines) {
     const cluster = await startCluster({ meta: engine, datanodes: 0 });
     try {
-      for (const clients of clientCounts) await throughput(cluster, engine, clients);
-      await warm(cluster, engine);
+      for (const pass of transports) {
+        transport = pass;
+        for (const clients of clientCounts) await throughput(cluster, engine, clients);
+        await warm(cluster, engine);
+      }
+      transport = transports[0]!;
       if (countFsyncs) for (const clients of clientCounts) await fsyncsPerOp(cluster, engine, clients);
     } finally {
       await cluster.stop();

@@ -136,7 +136,7 @@ export class CoordinatorClient {
     });
   }
 
-  /** What carries the session to each coordinator ('unknown' before the first request): tests, benchmarks. */
+  /** What the last session to each coordinator ran on ('unknown' before the first request): tests, benchmarks. */
   get sessionTransports(): Array<'tcp' | 'grpc' | 'unknown'> {
     return this.links.map((links) => links.transport);
   }

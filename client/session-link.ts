@@ -54,11 +54,17 @@ export function grpcLink(client: grpc.Client, handlers: LinkHandlers): SessionLi
   return { write: (request) => call.write(request), close: () => call.cancel() };
 }
 
-/** A framed-TCP session to `address` (host:port). */
-export function tcpLink(address: string, handlers: LinkHandlers): SessionLink {
+/** A framed-TCP session to `address` (host:port); `connectTimeoutMs` bounds reaching it. */
+export function tcpLink(address: string, handlers: LinkHandlers, connectTimeoutMs: number): SessionLink {
   const at = address.lastIndexOf(':');
   const socket = net.connect({ host: address.slice(0, at), port: Number(address.slice(at + 1)), noDelay: true });
   socket.setKeepAlive(true, KEEPALIVE_MS);
+  let connected = false;
+  const connectTimer = setTimeout(() => socket.destroy(new Error(`no TCP session with ${address} within ${connectTimeoutMs} ms`)), connectTimeoutMs);
+  socket.once('connect', () => {
+    connected = true;
+    clearTimeout(connectTimer);
+  });
   const parser = new SessionFrameParser(MAX_MESSAGE_BYTES);
   let status: LinkError | undefined;
   let failure: Error | undefined;
@@ -87,7 +93,10 @@ export function tcpLink(address: string, handlers: LinkHandlers): SessionLink {
   });
   socket.on('error', (err) => (failure = err));
   socket.on('close', () => {
-    if (status) finish(status);
+    clearTimeout(connectTimer);
+    // Never connected: not a byte of what was written reached the coordinator.
+    if (!connected) finish({ ...linkError(grpc.status.UNAVAILABLE, failure?.message ?? 'no connection established'), neverSent: true });
+    else if (status) finish(status);
     else if (failure) finish(linkError(grpc.status.UNAVAILABLE, failure.message));
     else finish(linkError(grpc.status.UNAVAILABLE, 'Connection dropped by the coordinator'));
   });
@@ -113,6 +122,7 @@ export function tcpLink(address: string, handlers: LinkHandlers): SessionLink {
     },
     close: () => {
       done = true;
+      clearTimeout(connectTimer);
       socket.destroy();
     },
   };
@@ -120,12 +130,18 @@ export function tcpLink(address: string, handlers: LinkHandlers): SessionLink {
 
 /**
  * The TCP session where the coordinator offers one, otherwise the gRPC call. The coordinator is
- * asked once (and again after its TCP address refused a connection: it may have restarted);
- * requests written meanwhile wait in order.
+ * asked once, and again after its TCP address could not be reached (it may have restarted on
+ * another port); if it names the same unreachable address again, that session takes the gRPC
+ * call (a wrong --session-advertise costs one retry, not the client). Requests written meanwhile
+ * wait in order.
  */
 export class SessionLinks {
   /** undefined = not asked yet; '' = none offered. */
   private endpoint: string | undefined;
+  /** The TCP address that could not be reached last. */
+  private unreachable: string | undefined;
+  /** What the last session opened runs on. */
+  private last: 'tcp' | 'grpc' | 'unknown' = 'unknown';
 
   constructor(
     private readonly client: grpc.Client,
@@ -134,7 +150,7 @@ export class SessionLinks {
   ) {}
 
   open(handlers: LinkHandlers): SessionLink {
-    if (this.choice === 'grpc' || this.endpoint === '') return grpcLink(this.client, handlers);
+    if (this.choice === 'grpc' || this.endpoint === '') return this.grpc(handlers);
     if (this.endpoint !== undefined) return this.tcp(this.endpoint, handlers);
     const waiting: unknown[] = [];
     let inner: SessionLink | undefined;
@@ -143,8 +159,14 @@ export class SessionLinks {
       if (closed) return;
       // The requests waiting here never left: whatever went wrong, none can have been applied.
       if (err && err.code !== grpc.status.UNIMPLEMENTED) return handlers.broken({ ...(err as unknown as LinkError), neverSent: true });
-      this.endpoint = err ? '' : String(reply?.address ?? '');
-      inner = this.endpoint ? this.tcp(this.endpoint, handlers) : grpcLink(this.client, handlers);
+      const offered = err ? '' : String(reply?.address ?? '');
+      if (offered && offered === this.unreachable) {
+        this.unreachable = undefined;
+        inner = this.grpc(handlers);
+      } else {
+        this.endpoint = offered;
+        inner = offered ? this.tcp(offered, handlers) : this.grpc(handlers);
+      }
       for (const request of waiting.splice(0)) inner.write(request);
     });
     return {
@@ -156,19 +178,31 @@ export class SessionLinks {
     };
   }
 
-  /** Which transport the next session takes: for tests and benchmarks. */
+  /** What the last session opened runs on ('unknown' before the first): for tests and benchmarks. */
   get transport(): 'tcp' | 'grpc' | 'unknown' {
-    if (this.choice === 'grpc' || this.endpoint === '') return 'grpc';
-    return this.endpoint === undefined ? 'unknown' : 'tcp';
+    return this.last;
+  }
+
+  private grpc(handlers: LinkHandlers): SessionLink {
+    this.last = 'grpc';
+    return grpcLink(this.client, handlers);
   }
 
   private tcp(address: string, handlers: LinkHandlers): SessionLink {
-    return tcpLink(address, {
-      message: handlers.message,
-      broken: (err) => {
-        if (err && /ECONNREFUSED/.test(err.details)) this.endpoint = undefined;
-        handlers.broken(err);
+    this.last = 'tcp';
+    return tcpLink(
+      address,
+      {
+        message: handlers.message,
+        broken: (err) => {
+          if (err?.neverSent) {
+            this.endpoint = undefined;
+            this.unreachable = address;
+          }
+          handlers.broken(err);
+        },
       },
-    });
+      this.askTimeoutMs,
+    );
   }
 }

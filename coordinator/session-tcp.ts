@@ -43,9 +43,9 @@ export async function startSessionListener(host: string, port: number, accept: S
     port: (server.address() as net.AddressInfo).port,
     close: (graceMs = 3_000) =>
       new Promise<void>((resolve) => {
+        // Answers to requests in flight still go out during the grace (as the gRPC server's
+        // shutdown waits for its calls); then every session is cut, its clients fail over.
         server.close(() => resolve());
-        // Idle sessions end now (their clients reconnect elsewhere); busy ones within the grace.
-        for (const socket of sockets) socket.end();
         setTimeout(() => {
           for (const socket of sockets) socket.destroy();
         }, graceMs).unref();

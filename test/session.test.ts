@@ -9,6 +9,7 @@ import { StrataError, Strata } from '../client/index.js';
 import { CHANNEL_OPTIONS, callUnary, strataProto } from '../common/grpc.js';
 import { SessionFrameKind, SessionFrameParser, messageFrame } from '../common/session-frames.js';
 import { startCluster, type TestCluster } from './harness/cluster.js';
+import { freePort } from './harness/ports.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- raw wire messages */
 
@@ -376,6 +377,7 @@ describe.each(TRANSPORTS)('session stream over %s: etcd, 2 coordinators, kill -9
     await probe(frozen.address);
     const fs = connect([frozen.address, live.address].join(','), transport, { callTimeoutMs: 1500, failoverTimeoutMs: 20_000 });
     try {
+      await fs.stat('/'); // the session (and, over TCP, its endpoint) is up before the changes: a slow first answer cannot make them ambiguous
       const dir = await fs.inodes.mkdir(1, 'frozen', 0o755); // through the first coordinator: its session and clock are known
       const { stat: old } = await fs.inodes.create(dir.ino, 'a');
       frozen.process.kill('SIGSTOP');
@@ -427,3 +429,37 @@ describe.each(TRANSPORTS)('session stream over %s: etcd, 2 coordinators, kill -9
 });
 
 const settleKind = (p: Promise<unknown>) => p.then(() => 'ok', (e: StrataError) => e.kind ?? String(e));
+
+describe('session transport choice: a coordinator without a reachable TCP session', () => {
+  test('--session-listen off: SessionEndpoint offers none and the SDK takes the gRPC call', async () => {
+    const cluster = await startCluster({ datanodes: 0, coordinatorArgs: ['--session-listen', 'off'] });
+    const client = new strataProto.Coordinator(cluster.coordinators[0].address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    const fs = connect(cluster.coordinatorList, 'tcp');
+    try {
+      expect(await endpointOf(client)).toBe('');
+      await fs.mkdir('/over-grpc');
+      expect((await fs.stat('/over-grpc')).isDirectory()).toBe(true);
+      expect(fs.sessionTransports).toEqual(['grpc']);
+    } finally {
+      fs.close();
+      client.close();
+      await cluster.stop();
+    }
+  });
+
+  test('an advertised address nothing listens on: the refused requests are retried, on the gRPC call, and applied once', async () => {
+    const closed = await freePort();
+    const cluster = await startCluster({ datanodes: 0, coordinatorArgs: ['--session-advertise', `127.0.0.1:${closed}`] });
+    const fs = connect(cluster.coordinatorList, 'tcp');
+    try {
+      // A create is not idempotent: had a refused attempt been counted as maybe applied, its retry would answer Exists.
+      const made = await Promise.all(Array.from({ length: 20 }, (_, i) => fs.create(`/f${i}`, { exclusive: true })));
+      expect(new Set(made.map((s) => s.ino)).size).toBe(20);
+      expect(fs.sessionTransports).toEqual(['grpc']);
+      expect((await fs.readdir('/')).map((e) => e.name).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `f${i}`).sort());
+    } finally {
+      fs.close();
+      await cluster.stop();
+    }
+  });
+});

@@ -215,7 +215,19 @@ export class LevelKv implements Kv {
     if (batch.length === 0) return results;
     batch.push({ type: 'put', key: REVISION_KEY, value: encodeRevision(revision) });
     this.counters.batches++;
-    await this.db.batch(batch, { sync: this.syncWrites });
+    // A chained batch, not db.batch(array): the same atomic write, but abstract-level's array
+    // form checks and re-encodes every op in JS (~70 µs of CPU per group here, against ~30).
+    const chained = this.db.batch();
+    try {
+      for (const op of batch) {
+        if (op.type === 'put') chained.put(op.key, op.value);
+        else chained.del(op.key);
+      }
+    } catch (err) {
+      await chained.close();
+      throw err;
+    }
+    await chained.write({ sync: this.syncWrites });
     this.revision = revision;
     return results;
   }
