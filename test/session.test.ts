@@ -377,9 +377,13 @@ describe.each(TRANSPORTS)('session stream over %s: etcd, 2 coordinators, kill -9
     await probe(frozen.address);
     const fs = connect([frozen.address, live.address].join(','), transport, { callTimeoutMs: 1500, failoverTimeoutMs: 20_000 });
     try {
-      await fs.stat('/'); // the session (and, over TCP, its endpoint) is up before the changes: a slow first answer cannot make them ambiguous
-      const dir = await fs.inodes.mkdir(1, 'frozen', 0o755); // through the first coordinator: its session and clock are known
-      const { stat: old } = await fs.inodes.create(dir.ino, 'a');
+      // Set up with the default deadline: right after the kill above, a change may wait out the
+      // killed coordinator's leases, longer than this test's short one (then ambiguous, and Exists).
+      const setup = connect(cluster.coordinatorList, transport, { failoverTimeoutMs: 20_000 });
+      const dir = await setup.inodes.mkdir(1, 'frozen', 0o755);
+      const { stat: old } = await setup.inodes.create(dir.ino, 'a');
+      setup.close();
+      await fs.stat('/'); // through the first coordinator: its session and clock are known
       frozen.process.kill('SIGSTOP');
       try {
         // Times out on the frozen one (outcome unknown), then applies on the other.
