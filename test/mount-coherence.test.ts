@@ -119,6 +119,24 @@ for (const meta of ['embedded', 'etcd'] as const) {
       expect(out.trim().split('\n').pop()).toBe('done');
     }, 240_000);
 
+    test("a change in a directory revokes B's lease on all of it: B's kernel then drops every name it held there", async () => {
+      ok(await sh(`touch ${A}/x ${A}/y`));
+      await warmB();
+      // B's kernel holds x and y; A's create of z revokes B's lease on the directory (no push
+      // about it will come any more); A's later removal of x must not leave x visible to B.
+      const out = ok(
+        await sh(`set -e
+          stat ${B}/x > /dev/null; stat ${B}/y > /dev/null; ls ${B} > /dev/null; ls ${B} > /dev/null
+          touch ${A}/z
+          rm ${A}/x
+          mv ${A}/y ${A}/y2
+          test -e ${B}/x && echo "x still there"; test -e ${B}/y && echo "y still there"
+          ls ${B} | tr '\n' ' '; echo
+          rm ${A}/y2 ${A}/z`),
+      );
+      expect(out).toBe('seed y2 z \n');
+    }, 60_000);
+
     test('B, having cached a name as absent and a listing, sees a file A creates and B then writes', async () => {
       await warmB();
       const out = ok(

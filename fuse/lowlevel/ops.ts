@@ -48,6 +48,8 @@ const KERNEL_MARGIN_MS = 50;
  */
 const NOTIFY_WAIT_MS = 50;
 const FIELDS = PACKED_FIELDS.length;
+/** Names the kernel may trust at once (tracked to invalidate them); past it, new names get no timeout. */
+const TRUSTED_NAMES_MAX = 500_000;
 /** The kernel retries an open that got ESTALE at once; a later one is a new open. */
 const STALE_RETRY_MS = 1000;
 
@@ -77,10 +79,13 @@ export class LowLevelOps {
   /** When each process was last answered ESTALE by an open. */
   private readonly staleAt = new Map<number, number>();
   /**
-   * Names the kernel was told it may trust (entry timeout > 0), per inode: `${parent}/${name}`
-   * (kernel numbers). On an `all` event each is invalidated.
+   * Names the kernel was told it may trust (entry timeout > 0), per parent directory (kernel
+   * numbers). A push about one entry revokes the lease on the whole directory: from then on no
+   * change there is pushed, so every name of it the kernel trusts is invalidated then; on an
+   * `all` event, every name.
    */
   private readonly trustedNames = new Map<number, Set<string>>();
+  private trustedCount = 0;
   /** Until when (monotonic ms) some answer given to the kernel may be trusted by it. */
   private trustedUntilMs = 0;
   /** Directories whose whole listing the kernel cached while their lease held (and no push since). */
@@ -237,8 +242,8 @@ export class LowLevelOps {
   /** An entry the kernel will hold: counts as one lookup. */
   private entry(stat: FileStat, parent: number, name: string | undefined): Entry {
     this.looked(stat.ino, 1);
-    const entryTimeout = name === undefined ? 0 : this.trust({ dir: parent, name });
-    if (entryTimeout > 0) this.trustName(stat.ino, parent, name!);
+    const entryTimeout = name === undefined || this.trustedCount >= TRUSTED_NAMES_MAX ? 0 : this.trust({ dir: parent, name });
+    if (entryTimeout > 0) this.trustName(parent, name!);
     return { ino: this.toKernel(stat.ino), attr: this.attr(stat), attrTimeout: this.trust({ attr: stat.ino }), entryTimeout };
   }
 
@@ -256,10 +261,24 @@ export class LowLevelOps {
     return ms / 1000;
   }
 
-  private trustName(ino: number, parent: number, name: string): void {
-    let names = this.trustedNames.get(ino);
-    if (!names) this.trustedNames.set(ino, (names = new Set()));
-    names.add(`${this.toKernel(parent)}/${name}`);
+  private trustName(parent: number, name: string): void {
+    const dir = this.toKernel(parent);
+    let names = this.trustedNames.get(dir);
+    if (!names) this.trustedNames.set(dir, (names = new Set()));
+    const before = names.size;
+    names.add(name);
+    this.trustedCount += names.size - before;
+  }
+
+  /** Invalidates every name of directory `dir` (kernel number) the kernel trusts; the last notice's number. */
+  private distrustNames(dir: number): number | boolean {
+    const names = this.trustedNames.get(dir);
+    if (!names) return 0;
+    this.trustedNames.delete(dir);
+    this.trustedCount -= names.size;
+    let seq: number | boolean = 0;
+    for (const name of names) seq = this.ctx.fuse.notifyInvalEntry(dir, name);
+    return seq;
   }
 
   private looked(ino: number, count: number): void {
@@ -275,7 +294,6 @@ export class LowLevelOps {
         continue;
       }
       this.lookups.delete(ino);
-      this.trustedNames.delete(ino);
       if (!this.ctx.handles.fileOf(ino) && !this.hidden.has(ino)) this.ctx.inodes.forget?.(ino);
     }
   }
@@ -537,7 +555,7 @@ export class LowLevelOps {
     const count = Math.max(0, end - offset);
     const nums = new Float64Array(count * FIELDS);
     const names: string[] = new Array(count);
-    const entryTimeout = plus ? this.trust({ dir: dir.ino }) : 0;
+    const entryTimeout = plus && this.trustedCount + count <= TRUSTED_NAMES_MAX ? this.trust({ dir: dir.ino }) : 0;
     for (let i = offset, at = 0; i < end; i++, at += FIELDS) {
       const k = i - offset;
       if (i < 2) {
@@ -580,7 +598,7 @@ export class LowLevelOps {
         if (i < 2) continue;
         const { name, stat } = entries[i - 2];
         this.looked(stat.ino, 1);
-        if (entryTimeout > 0) this.trustName(stat.ino, dir.ino, name);
+        if (entryTimeout > 0) this.trustName(dir.ino, name);
       }
     }
     // The empty reply at the end completes the kernel's cached listing: trusted only if the
@@ -629,15 +647,11 @@ export class LowLevelOps {
     if (ev.name === undefined) {
       this.kernelListed.delete(ev.ino);
       seq = fuse.notifyInvalInode(ino, 0, 0);
-    } else if (ev.name === '') {
-      // The whole directory changed: its names the kernel trusts, and its listing.
-      const prefix = `${ino}/`;
-      for (const names of this.trustedNames.values()) for (const key of names) if (key.startsWith(prefix)) fuse.notifyInvalEntry(ino, key.slice(prefix.length));
-      this.kernelListed.delete(ev.ino);
-      seq = fuse.notifyInvalInode(ino, 0, 0);
     } else {
-      seq = fuse.notifyInvalEntry(ino, ev.name);
-      if (this.kernelListed.delete(ev.ino)) seq = fuse.notifyInvalInode(ino, 0, 0);
+      // The lease on the whole directory is gone: every name of it the kernel trusts, its listing.
+      seq = this.distrustNames(ino);
+      if (ev.name !== '') seq = fuse.notifyInvalEntry(ino, ev.name);
+      if (this.kernelListed.delete(ev.ino) || ev.name === '') seq = fuse.notifyInvalInode(ino, 0, 0);
     }
     return this.whenNotified(seq);
   }
@@ -651,16 +665,12 @@ export class LowLevelOps {
     this.kernelListed.clear();
     // Timeouts never outlast the lease: past the last one handed out, the kernel trusts nothing.
     if (performance.now() < this.trustedUntilMs) {
-      for (const names of this.trustedNames.values()) {
-        for (const key of names) {
-          const slash = key.indexOf('/');
-          seq = fuse.notifyInvalEntry(Number(key.slice(0, slash)), key.slice(slash + 1));
-        }
-      }
+      for (const dir of [...this.trustedNames.keys()]) seq = this.distrustNames(dir) || seq;
       for (const ino of this.lookups.keys()) seq = fuse.notifyInvalInode(this.toKernel(ino), -1, 0);
       seq = fuse.notifyInvalInode(1, -1, 0);
     }
     this.trustedNames.clear();
+    this.trustedCount = 0;
     return this.whenNotified(seq);
   }
 
