@@ -10,6 +10,8 @@ export const EXIT_CODES: Record<ErrorKind, number> = {
   NotDir: 5,
   IsDir: 5,
   PermissionDenied: 6,
+  NotPermitted: 6,
+  TooManyLinks: 5,
   NoSpace: 7,
   Unavailable: 8,
   Timeout: 8,

@@ -2,7 +2,7 @@
 import type { DirEntry, FileStat } from '../client/index.js';
 import { formatBytes } from '../common/units.js';
 
-const TYPE_CHAR = { file: '-', directory: 'd', symlink: 'l' } as const;
+const TYPE_CHAR = { file: '-', directory: 'd', symlink: 'l', fifo: 'p', 'char-device': 'c', 'block-device': 'b', socket: 's' } as const;
 
 export function modeString(stat: FileStat): string {
   const bits = 'rwxrwxrwx';
@@ -10,6 +10,10 @@ export function modeString(stat: FileStat): string {
   for (let i = 0; i < 9; i++) out += stat.mode & (1 << (8 - i)) ? bits[i] : '-';
   return out;
 }
+
+/** glibc's major()/minor() of a Linux device number. */
+export const major = (rdev: number) => Number(((BigInt(rdev) >> 8n) & 0xfffn) | ((BigInt(rdev) >> 32n) & ~0xfffn));
+export const minor = (rdev: number) => Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & ~0xffn));
 
 function timeString(ms: number): string {
   return new Date(ms).toISOString().replace('T', ' ').slice(0, 16);
@@ -19,7 +23,8 @@ export function longListing(entries: DirEntry[]): string {
   const rows = entries.map((e) => {
     const s = e.stat!;
     const name = s.isSymbolicLink() ? `${e.name} -> ${s.target}` : e.name;
-    return [modeString(s), String(s.nlink), String(s.uid), String(s.gid), String(s.size), timeString(s.mtimeMs), name];
+    const size = s.type === 'char-device' || s.type === 'block-device' ? `${major(s.rdev)}, ${minor(s.rdev)}` : String(s.size);
+    return [modeString(s), String(s.nlink), String(s.uid), String(s.gid), size, timeString(s.mtimeMs), name];
   });
   const widths = [0, 1, 2, 3, 4].map((col) => Math.max(0, ...rows.map((r) => r[col].length)));
   return rows
@@ -40,6 +45,7 @@ export function statText(path: string, stat: FileStat): string {
     ` Inode: ${stat.ino}   Links: ${stat.nlink}`,
     `Access: (0${stat.mode.toString(8)}/${modeString(stat)})  Uid: ${stat.uid}  Gid: ${stat.gid}`,
   ];
+  if (stat.rdev) lines.push(`Device: ${major(stat.rdev)}, ${minor(stat.rdev)}`);
   if (stat.isFile()) lines.push(`Chunks: ${stat.chunks} x ${formatBytes(stat.chunkSize)}   Replication: ${stat.replication}`);
   lines.push(`Modify: ${new Date(stat.mtimeMs).toISOString()}`, `Change: ${new Date(stat.ctimeMs).toISOString()}`);
   return lines.join('\n');

@@ -1,6 +1,6 @@
 // The SDK's public surface: deliberately small.
 export { Strata, type ChunkGrant, type ChunkPlacement, type ConnectOptions, type ListOptions } from './strata.js';
-export type { AckPolicy, DirEntry, FileStat, FileType, FsStats, HealthReport, NodeStatus, ReadOptions, WriteOptions } from './types.js';
+export type { AckPolicy, DirEntry, FileStat, FileType, FsStats, SpecialFileType, HealthReport, NodeStatus, ReadOptions, WriteOptions } from './types.js';
 export type { TierInfo, TierPathInfo, TierPolicy, TierRecallResult, TierStatusReport } from './tiering.js';
-export type { CoveredItem, InodeOps, InvalidateEvent } from './inodes.js';
+export type { CoveredItem, InodeOps, InvalidateEvent, Owner } from './inodes.js';
 export { StrataError, type ErrorKind } from '../common/errors.js';

@@ -6,8 +6,8 @@
 import { StrataError, notFound } from '../common/errors.js';
 import { MetaCache, type CacheEvent, type CoveredItem, type LeaseGrant, type LeasePush, type OwnTicket, type ReadTicket } from './meta-cache.js';
 import type { CoordinatorClient } from './coordinator-client.js';
-import type { FileStat } from './types.js';
-import { toFileStat } from './wire.js';
+import type { FileStat, SpecialFileType } from './types.js';
+import { WIRE_SPECIAL_TYPES, toFileStat } from './wire.js';
 import type { AllocateReply } from './writer.js';
 
 /** A placement for one chunk write, granted by create: pass it to Strata.writeChunkAt. */
@@ -21,13 +21,20 @@ type ChunkGrant = AllocateReply;
 export type InvalidateEvent = CacheEvent;
 export type { CoveredItem };
 
+/** Who creates an entry: the mount passes its caller's uid and gid; absent = root. */
+export type Owner = { uid: number; gid: number };
+
 export interface InodeOps {
   lookup(parent: number, name: string): Promise<FileStat>;
   getattr(ino: number): Promise<FileStat>;
   readdirplus(ino: number, opts?: { after?: string; limit?: number }): Promise<{ entries: Array<{ name: string; stat: FileStat }>; more: boolean }>;
-  mkdir(parent: number, name: string, mode: number): Promise<FileStat>;
-  create(parent: number, name: string, opts?: { mode?: number; exclusive?: boolean; allocateFirstChunk?: boolean }): Promise<{ stat: FileStat; grant?: ChunkGrant }>;
-  symlink(parent: number, name: string, target: string): Promise<FileStat>;
+  mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<FileStat>;
+  create(parent: number, name: string, opts?: { mode?: number; exclusive?: boolean; allocateFirstChunk?: boolean; owner?: Owner }): Promise<{ stat: FileStat; grant?: ChunkGrant }>;
+  symlink(parent: number, name: string, target: string, owner?: Owner): Promise<FileStat>;
+  /** A fifo, socket or device node (metadata only); `rdev` is the device number of a device. */
+  mknod(parent: number, name: string, type: SpecialFileType, mode: number, rdev?: number, owner?: Owner): Promise<FileStat>;
+  /** Another name for inode `ino` (not a directory); resolves to the inode with its new link count. */
+  link(ino: number, newParent: number, newName: string): Promise<FileStat>;
   readlink(ino: number): Promise<string>;
   unlink(parent: number, name: string): Promise<void>;
   rmdir(parent: number, name: string): Promise<void>;
@@ -202,16 +209,16 @@ export class SessionInodes implements InodeOps {
   // ownChangeEvents), so the reply goes into the cache and a lookup of a name we just created,
   // removed or renamed costs no request (meta-cache.ts says why that stays coherent).
 
-  async mkdir(parent: number, name: string, mode: number): Promise<FileStat> {
-    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('mkdirAt', { parent, name, mode, ownCache }, hook), (own, reply) => {
+  async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<FileStat> {
+    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('mkdirAt', { parent, name, mode, owner, ownCache }, hook), (own, reply) => {
       const stat = toFileStat(reply.attr);
       this.cache.applyOwnEntry(own, parent, name, stat);
       return stat;
     });
   }
 
-  async create(parent: number, name: string, opts: { mode?: number; exclusive?: boolean; allocateFirstChunk?: boolean } = {}) {
-    const request = { parent, name, mode: opts.mode ?? 0, exclusive: !!opts.exclusive, allocateFirstChunk: !!opts.allocateFirstChunk };
+  async create(parent: number, name: string, opts: { mode?: number; exclusive?: boolean; allocateFirstChunk?: boolean; owner?: Owner } = {}) {
+    const request = { parent, name, mode: opts.mode ?? 0, exclusive: !!opts.exclusive, allocateFirstChunk: !!opts.allocateFirstChunk, owner: opts.owner };
 
     type CreateReply = { attr: any; firstChunk?: ChunkGrant | null };
     return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<CreateReply>('createAt', { ...request, ownCache }, hook), (own, reply) => {
@@ -222,12 +229,24 @@ export class SessionInodes implements InodeOps {
     });
   }
 
-  async symlink(parent: number, name: string, target: string): Promise<FileStat> {
-    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('symlinkAt', { parent, name, target, ownCache }, hook), (own, reply) => {
+  async symlink(parent: number, name: string, target: string, owner?: Owner): Promise<FileStat> {
+    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('symlinkAt', { parent, name, target, owner, ownCache }, hook), (own, reply) => {
       const stat = toFileStat(reply.attr);
       this.cache.applyOwnEntry(own, parent, name, stat);
       return stat;
     });
+  }
+
+  // Special files and links change what this client caches the ordinary way: the coordinator's
+  // push drops it (no own-cache reply), so a link's new count is read afresh.
+  async mknod(parent: number, name: string, type: SpecialFileType, mode: number, rdev = 0, owner?: Owner): Promise<FileStat> {
+    const wireType = WIRE_SPECIAL_TYPES[type];
+    if (!wireType) throw new StrataError('Invalid', `mknod: '${type}' is not fifo, char-device, block-device or socket`);
+    return this.stat('mknodAt', { parent, name, type: wireType, mode, rdev, owner });
+  }
+
+  async link(ino: number, newParent: number, newName: string): Promise<FileStat> {
+    return this.stat('linkAt', { ino, newParent, newName });
   }
 
   async readlink(ino: number): Promise<string> {

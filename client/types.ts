@@ -3,7 +3,10 @@ import type { ScrubStatus } from '../common/node-info.js';
 
 export type { ScrubStatus };
 
-export type FileType = 'file' | 'directory' | 'symlink';
+export type FileType = 'file' | 'directory' | 'symlink' | SpecialFileType;
+
+/** Special files: a name and attributes only (strata stores no bytes for them). */
+export type SpecialFileType = 'fifo' | 'char-device' | 'block-device' | 'socket';
 
 export interface FileStat {
   ino: number;
@@ -21,6 +24,8 @@ export interface FileStat {
   chunks: number;
   /** Symlinks: where the link points. */
   target: string;
+  /** Character and block devices: the device number (Linux st_rdev encoding); else 0. */
+  rdev: number;
   isFile(): boolean;
   isDirectory(): boolean;
   isSymbolicLink(): boolean;

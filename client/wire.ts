@@ -1,7 +1,12 @@
 // Wire (proto) shapes into SDK shapes, in one place.
 import type { DirEntry, FileStat, FileType } from './types.js';
 
-const TYPES: Record<string, FileType> = { FILE: 'file', DIRECTORY: 'directory', SYMLINK: 'symlink' };
+const TYPES: Record<string, FileType> = {
+  FILE: 'file', DIRECTORY: 'directory', SYMLINK: 'symlink', FIFO: 'fifo', CHAR_DEVICE: 'char-device', BLOCK_DEVICE: 'block-device', SOCKET: 'socket',
+};
+
+/** SDK special file types as the wire names them. */
+export const WIRE_SPECIAL_TYPES = { fifo: 'FIFO', 'char-device': 'CHAR_DEVICE', 'block-device': 'BLOCK_DEVICE', socket: 'SOCKET' } as const;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function toFileStat(wire: any): FileStat {
@@ -21,6 +26,7 @@ export function toFileStat(wire: any): FileStat {
     chunkSize: Number(wire.chunkSize),
     chunks: Number(wire.chunks),
     target: wire.target ?? '',
+    rdev: Number(wire.rdev ?? 0),
     isFile: () => type === 'file',
     isDirectory: () => type === 'directory',
     isSymbolicLink: () => type === 'symlink',

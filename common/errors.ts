@@ -9,6 +9,9 @@ export const ERROR_KINDS = [
   'IsDir',
   'Invalid',
   'PermissionDenied',
+  // Not allowed whatever the permission bits say (EPERM): another name for a directory, say.
+  'NotPermitted',
+  'TooManyLinks',
   'NoSpace',
   'Unavailable',
   'Timeout',
@@ -37,6 +40,7 @@ export const notEmpty = (what: string) => new StrataError('NotEmpty', `${what}: 
 export const notDir = (what: string) => new StrataError('NotDir', `${what}: not a directory`);
 export const isDir = (what: string) => new StrataError('IsDir', `${what}: is a directory`);
 export const invalid = (message: string) => new StrataError('Invalid', message);
+export const notPermitted = (message: string) => new StrataError('NotPermitted', message);
 export const corrupt = (message: string) => new StrataError('Corrupt', message);
 
 /** Wraps anything thrown into a StrataError; unknown failures become Internal. */

@@ -57,6 +57,8 @@ const KIND_TO_STATUS: Record<ErrorKind, grpc.status> = {
   IsDir: grpc.status.FAILED_PRECONDITION,
   Invalid: grpc.status.INVALID_ARGUMENT,
   PermissionDenied: grpc.status.PERMISSION_DENIED,
+  NotPermitted: grpc.status.PERMISSION_DENIED,
+  TooManyLinks: grpc.status.FAILED_PRECONDITION,
   NoSpace: grpc.status.RESOURCE_EXHAUSTED,
   Unavailable: grpc.status.UNAVAILABLE,
   Timeout: grpc.status.DEADLINE_EXCEEDED,

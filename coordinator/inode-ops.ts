@@ -1,7 +1,7 @@
 // The inode-based namespace ops of the session stream: by inode, or by (parent inode, name),
 // so a mount never has the coordinator walk a whole path per call. Each is one MetaStore call.
 import type { MetaStore } from './meta/store.js';
-import type { SetAttrChanges } from './meta/types.js';
+import type { Owner, SetAttrChanges, SpecialKind } from './meta/types.js';
 import { ROOT_INO } from './meta/types.js';
 import { toWireAttr, toWireEntry } from './proto-map.js';
 import { invalid } from '../common/errors.js';
@@ -27,9 +27,15 @@ export function inodeOps(meta: MetaStore, { createIn, setAttrChanges }: InodeOps
       // An entry whose inode went between the two reads is gone: leave it out, never half of it.
       return { entries: entries.filter((e) => e.attr).map(toWireEntry), more };
     },
-    mkdirAt: async (req: Req) => stat(await meta.mkdir(ino(req.parent, 'parent'), name(req.name), Number(req.mode) || 0o755)),
+    mkdirAt: async (req: Req) => stat(await meta.mkdir(ino(req.parent, 'parent'), name(req.name), Number(req.mode) || 0o755, ownerOf(req.owner))),
     createAt: async (req: Req) => createIn(ino(req.parent, 'parent'), name(req.name), req),
-    symlinkAt: async (req: Req) => stat(await meta.symlink(ino(req.parent, 'parent'), name(req.name), String(req.target ?? ''))),
+    symlinkAt: async (req: Req) => stat(await meta.symlink(ino(req.parent, 'parent'), name(req.name), String(req.target ?? ''), ownerOf(req.owner))),
+    mknodAt: async (req: Req) => {
+      const kind = SPECIAL_TYPES[String(req.type)];
+      if (!kind) throw invalid(`mknod: type '${req.type}' is not FIFO, CHAR_DEVICE, BLOCK_DEVICE or SOCKET`);
+      return stat(await meta.mknod(ino(req.parent, 'parent'), name(req.name), kind, Number(req.mode) & 0o7777, Number(req.rdev ?? 0), ownerOf(req.owner)));
+    },
+    linkAt: async (req: Req) => stat(await meta.link(ino(req.ino), ino(req.newParent, 'new_parent'), name(req.newName))),
     unlink: async (req: Req) => {
       await meta.unlink(ino(req.parent, 'parent'), name(req.name));
       return {};
@@ -51,6 +57,20 @@ export function inodeOps(meta: MetaStore, { createIn, setAttrChanges }: InodeOps
     setAttrIno: async (req: Req) => stat(await meta.setattr(ino(req.ino), setAttrChanges(req))),
     readlink: async (req: Req) => ({ target: await meta.readlink(ino(req.ino)) }),
   };
+}
+
+const SPECIAL_TYPES: Record<string, SpecialKind> = { FIFO: 'fifo', CHAR_DEVICE: 'chardev', BLOCK_DEVICE: 'blockdev', SOCKET: 'socket' };
+
+/** The creator's owner from the wire; absent = root (the SDK and the CLI, as before). */
+export function ownerOf(value: unknown): Owner | undefined {
+  if (value === undefined || value === null) return undefined;
+  const { uid, gid } = value as { uid?: unknown; gid?: unknown };
+  const id = (v: unknown, field: string) => {
+    const n = Number(v ?? 0);
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw invalid(`invalid owner ${field} '${v}'`);
+    return n;
+  };
+  return { uid: id(uid, 'uid'), gid: id(gid, 'gid') };
 }
 
 /** An inode number from the wire: validated once, at the edge. */

@@ -1,7 +1,9 @@
 // Conversions between MetaStore records and the wire shapes of proto/strata.proto.
 import type { Attr, DirEntry, FileKind } from './meta/types.js';
 
-const WIRE_TYPE: Record<FileKind, string> = { file: 'FILE', dir: 'DIRECTORY', symlink: 'SYMLINK' };
+const WIRE_TYPE: Record<FileKind, string> = {
+  file: 'FILE', dir: 'DIRECTORY', symlink: 'SYMLINK', fifo: 'FIFO', chardev: 'CHAR_DEVICE', blockdev: 'BLOCK_DEVICE', socket: 'SOCKET',
+};
 
 export function toWireAttr(attr: Attr) {
   return {
@@ -19,6 +21,7 @@ export function toWireAttr(attr: Attr) {
     chunkSize: attr.chunkSize,
     target: attr.target,
     chunks: attr.chunks,
+    rdev: attr.rdev,
   };
 }
 

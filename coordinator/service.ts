@@ -16,7 +16,7 @@ import { toWireAttr, toWireEntry } from './proto-map.js';
 import { allocatedAtMs } from './healing/chunk-id.js';
 import { healingService, toWireNode, type HealingDeps } from './healing/service.js';
 import { tieringService, type TieringServiceDeps } from './tiering/service.js';
-import { inodeOps } from './inode-ops.js';
+import { inodeOps, ownerOf } from './inode-ops.js';
 import { SESSION_DEFAULTS, grpcSessionHandler, sessionAcceptor, type SessionAcceptor, type SessionHooks, type SessionLimits, type SessionOps } from './session.js';
 
 /** What the session stream adds on top of the namespace ops: limits, and hooks/ops for leases. */
@@ -121,6 +121,7 @@ export function coordinatorService(
       chunkSize,
       exclusive: !!req.exclusive,
       truncate: !!req.truncate,
+      owner: ownerOf(req.owner),
     });
     if (!ackPolicy || attr.type !== 'file') return statReply(attr);
     // No placement (no live node) must not fail the create: the client's AllocateChunk reports it.

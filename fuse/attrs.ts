@@ -4,7 +4,10 @@ import type Fuse from 'fuse-native';
 import type { FileStat, FileType, FsStats } from '../client/index.js';
 import type { MountContext } from './context.js';
 
-const TYPE_BITS: Record<FileType, number> = { file: 0o100000, directory: 0o040000, symlink: 0o120000 };
+/** S_IFMT bits of each type, as st_mode carries them. */
+export const TYPE_BITS: Record<FileType, number> = {
+  file: 0o100000, directory: 0o040000, symlink: 0o120000, fifo: 0o010000, 'char-device': 0o020000, 'block-device': 0o060000, socket: 0o140000,
+};
 /** Matches max_write: tools size their I/O by st_blksize. */
 export const BLOCK_BYTES = 128 * 1024;
 const UINT32_MAX = 0xffffffff;

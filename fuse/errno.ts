@@ -13,6 +13,8 @@ export const KIND_TO_ERRNO: Record<ErrorKind, number> = {
   IsDir: E.EISDIR,
   Invalid: E.EINVAL,
   PermissionDenied: E.EACCES,
+  NotPermitted: E.EPERM,
+  TooManyLinks: E.EMLINK,
   NoSpace: E.ENOSPC,
   // The cluster could not answer: to a program this is an I/O error, the kernel's word for it.
   Unavailable: E.EIO,

@@ -132,6 +132,10 @@ const TYPE_ONLY: Record<FileType, Fuse.Stat> = {
   file: { ...directoryStat(), mode: 0o100644 },
   directory: { ...directoryStat(), mode: 0o040755 },
   symlink: { ...directoryStat(), mode: 0o120777 },
+  fifo: { ...directoryStat(), mode: 0o010644 },
+  'char-device': { ...directoryStat(), mode: 0o020644 },
+  'block-device': { ...directoryStat(), mode: 0o060644 },
+  socket: { ...directoryStat(), mode: 0o140644 },
 };
 
 /** The attributes of up to `count` entries of `dir` past `after`: one ReadDir (listings.ts). */

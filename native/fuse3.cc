@@ -184,10 +184,11 @@ void OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int toSet, fus
 
 void OnReadlink(fuse_req_t req, fuse_ino_t ino) { Queue(Make(Op::Readlink, req, ino)); }
 
-void OnMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t) {
+void OnMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   auto* r = Make(Op::Mknod, req, parent);
   r->name = name;
   r->mode = mode;
+  r->size = rdev;  // the device number rides in size (mknod has no size)
   Queue(r);
 }
 
@@ -400,6 +401,7 @@ void CallJs(Napi::Env env, Napi::Function handler, std::nullptr_t*, Request* r) 
       case Op::Mknod: case Op::Mkdir: case Op::Create:
         o.Set("name", Napi::String::New(env, r->name));
         o.Set("mode", r->mode);
+        if (r->op == Op::Mknod) o.Set("rdev", static_cast<double>(r->size));
         break;
       case Op::Symlink:
         o.Set("name", Napi::String::New(env, r->name));
@@ -497,6 +499,7 @@ struct stat ToStat(Napi::Env env, Napi::Value value) {
   st.st_atim = ToTimespec(Num(o, "atimeMs"));
   st.st_mtim = ToTimespec(Num(o, "mtimeMs"));
   st.st_ctim = ToTimespec(Num(o, "ctimeMs"));
+  st.st_rdev = static_cast<dev_t>(Num(o, "rdev"));
   return st;
 }
 
@@ -652,7 +655,7 @@ Napi::Value ReplyDir(const Napi::CallbackInfo& info) {
 }
 
 /** Numbers per entry in replyDirPacked's array (see binding.ts PACKED_FIELDS). */
-constexpr size_t kPackedFields = 15;
+constexpr size_t kPackedFields = 16;
 
 /**
  * replyDirPacked(id, size, plus, names, nums): the same as replyDir, from one string of the
@@ -698,6 +701,7 @@ Napi::Value ReplyDirPacked(const Napi::CallbackInfo& info) {
       e.attr.st_ctim = ToTimespec(n[12]);
       e.entry_timeout = n[13];
       e.attr_timeout = n[14];
+      e.attr.st_rdev = static_cast<dev_t>(n[15]);
       need = fuse_add_direntry_plus(nullptr, buf.data() + used, size - used, name.c_str(), &e, off);
     } else {
       struct stat st {};
@@ -908,6 +912,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("replyStatfs", Napi::Function::New(env, ReplyStatfs));
   exports.Set("replyDir", Napi::Function::New(env, ReplyDir));
   exports.Set("replyDirPacked", Napi::Function::New(env, ReplyDirPacked));
+  exports.Set("packedFields", Napi::Number::New(env, static_cast<double>(kPackedFields)));
   exports.Set("notifyInvalEntry", Napi::Function::New(env, NotifyInvalEntry));
   exports.Set("notifyInvalInode", Napi::Function::New(env, NotifyInvalInode));
   exports.Set("fuseVersion", Napi::Number::New(env, fuse_version()));

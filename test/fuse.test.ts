@@ -248,7 +248,7 @@ else:
     await four.stop();
   });
 
-  test('directories and errors: ENOTEMPTY, ENOENT, EEXIST, rename over a file, no hard links', async () => {
+  test('directories and errors: ENOTEMPTY, ENOENT, EEXIST, rename over a file; hard links and special files', async () => {
     const run = (cmd: string) => sh(`cd ${M} && ${cmd}`);
     ok(await run('mkdir d1 && mkdir d1/sub && rmdir d1/sub && touch d1/f'));
     expect((await run('rmdir d1')).stderr).toMatch(/Directory not empty/);
@@ -256,8 +256,17 @@ else:
     expect((await run('mkdir d1')).stderr).toMatch(/File exists/);
     ok(await run('echo old > r-target && echo new > r-source && mv r-source r-target'));
     expect(ok(await run('cat r-target; ls | grep -c "^r-"'))).toBe('new\n1\n');
-    expect((await run('ln r-target hard')).stderr).toMatch(/Operation not permitted/);
-    ok(await run('rm d1/f && rmdir d1 && test ! -e d1'));
+    // Hard links: one inode, two names; removing one keeps the bytes under the other.
+    ok(await run('ln r-target d1/hard'));
+    expect(ok(await run('stat -c "%h %i" r-target; stat -c "%h %i" d1/hard'))).toMatch(/^2 (\d+)\n2 \1\n$/);
+    ok(await run('rm r-target'));
+    expect(ok(await run('stat -c %h d1/hard; cat d1/hard'))).toBe('1\nnew\n');
+    expect((await run('ln d1 d1-again')).stderr).toMatch(/hard link not allowed for directory|Operation not permitted/);
+    // Special files: metadata only, with their type and device number.
+    ok(await run('mkfifo d1/fifo && mknod d1/chr c 4 5 && mknod d1/blk b 8 1'));
+    expect(ok(await run('stat -c "%F %t %T" d1/fifo d1/chr d1/blk'))).toBe('fifo 0 0\ncharacter special file 4 5\nblock special file 8 1\n');
+    expect(ok(await run('stat -c "%h" d1 && mkdir d1/sub2 && stat -c "%h" d1'))).toBe('2\n3\n');
+    ok(await run('rm d1/f d1/hard d1/fifo d1/chr d1/blk && rmdir d1/sub2 d1 && test ! -e d1'));
   });
 
   test('chmod, utimens, symlink and readlink show in stat', async () => {

@@ -117,6 +117,31 @@ function inodeContract(engine: ClusterOptions['meta']) {
       await expectKind(ops.symlink(dir, 'link', 'x'), 'Exists');
     });
 
+    test('hard links, special files and owners over the session stream; bad input changes nothing', async () => {
+      const dir = await freshDir();
+      const owner = { uid: 1234, gid: 567 };
+      const { stat: file } = await ops.create(dir, 'f', { owner });
+      expect([file.uid, file.gid]).toEqual([1234, 567]);
+      expect((await fs.writeFile(`/t${dirCount}/f`, Buffer.from('shared bytes'))).ino).toBe(file.ino);
+      const linked = await ops.link(file.ino, dir, 'g');
+      expect([linked.ino, linked.nlink]).toEqual([file.ino, 2]);
+      await ops.unlink(dir, 'f');
+      expect((await fs.readFile(`/t${dirCount}/g`)).toString()).toBe('shared bytes');
+      expect((await ops.lookup(dir, 'g')).nlink).toBe(1);
+      const fifo = await ops.mknod(dir, 'p', 'fifo', 0o600, 0, owner);
+      const dev = await ops.mknod(dir, 'c', 'char-device', 0o640, 0x0105);
+      expect([fifo.type, fifo.mode, fifo.uid, dev.type, dev.rdev]).toEqual(['fifo', 0o600, 1234, 'char-device', 0x0105]);
+      const listed = (await ops.readdirplus(dir)).entries.map((e) => [e.name, e.stat.type]);
+      expect(listed).toEqual([['c', 'char-device'], ['g', 'file'], ['p', 'fifo']]);
+      await expectKind(ops.link(dir, ROOT, 'dir-again'), 'NotPermitted');
+      await expectKind(ops.link(file.ino, dir, 'p'), 'Exists');
+      await expectKind(ops.link(987_654_321, dir, 'x'), 'NotFound');
+      await expectKind(ops.mknod(dir, 'x', 'file' as never, 0o644), 'Invalid');
+      await expectKind(ops.mknod(dir, '', 'fifo', 0o644), 'Invalid');
+      expect((await ops.readdirplus(dir)).entries.map((e) => e.name)).toEqual(['c', 'g', 'p']);
+      expect((await ops.getattr(dir)).nlink).toBe(2);
+    });
+
     test('unlink and rmdir: each refuses the other kind; rmdir refuses a non-empty directory', async () => {
       const dir = await freshDir();
       const sub = await ops.mkdir(dir, 'sub', 0o755);

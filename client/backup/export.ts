@@ -122,6 +122,8 @@ async function walk(client: Strata, source: string, rootStat: FileStat, result: 
     try {
       for await (const child of client.list(path, { withStats: true })) {
         if (!child.stat) continue; // removed between the listing and its lookup
+        // Fifos, sockets and device nodes hold no bytes, and the manifest has no kind for them.
+        if (!child.stat.isFile() && !child.stat.isDirectory() && !child.stat.isSymbolicLink()) continue;
         const childRelative = relative === '' ? child.name : `${relative}/${child.name}`;
         entries.push(entryOf(childRelative, child.stat));
         if (child.stat.isDirectory()) dirs.push(childRelative);

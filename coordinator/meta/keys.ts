@@ -5,6 +5,9 @@
 //   t/<ino>              directory content stamp: bumped by every entry added or removed, so
 //                        rmdir/rename-over-dir can compare one revision to prove "still empty"
 //                        while creators in one directory never conflict with each other
+//   s/<ino>              a directory's subdirectory count (its nlink is 2 + this); absent = 0.
+//                        Only mkdir, rmdir and directory renames touch it, so file creators
+//                        in a directory never conflict on it
 //   d/<parent>/<name>    directory entry -> { ino, type }
 //   c/<ino>/<index>      chunk record (index zero-padded so ranges sort numerically)
 //   n/<nodeId>           data node record (last heartbeat seen by any coordinator)
@@ -24,6 +27,7 @@ import { prefixEnd } from './kv.js';
 
 export const inodeKey = (ino: number) => `i/${ino}`;
 export const stampKey = (ino: number) => `t/${ino}`;
+export const subdirsKey = (ino: number) => `s/${ino}`;
 export const dentryPrefix = (parent: number) => `d/${parent}/`;
 export const dentryKey = (parent: number, name: string) => `d/${parent}/${name}`;
 export const chunkPrefix = (ino: number) => `c/${ino}/`;
@@ -49,23 +53,25 @@ export const INODE_COUNTER_KEY = 'x/ino';
 export const MEMBER_PREFIX = 'm/';
 export const memberKey = (address: string) => `m/${address}`;
 /** What every path lookup reads: worth a coordinator-side cache on etcd. */
-export const CACHED_PREFIXES = ['d/', 'i/', 't/'];
+export const CACHED_PREFIXES = ['d/', 'i/', 't/', 's/'];
 
 export const rangeOf = (prefix: string) => ({ start: prefix, end: prefixEnd(prefix) });
 
-const KIND_CODE: Record<FileKind, string> = { file: 'f', dir: 'd', symlink: 'l' };
-const CODE_KIND: Record<string, FileKind> = { f: 'file', d: 'dir', l: 'symlink' };
+const KIND_CODE: Record<FileKind, string> = { file: 'f', dir: 'd', symlink: 'l', fifo: 'p', chardev: 'c', blockdev: 'b', socket: 's' };
+const CODE_KIND: Record<string, FileKind> = Object.fromEntries(Object.entries(KIND_CODE).map(([kind, code]) => [code, kind as FileKind]));
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
 export function encodeAttr(attr: Attr): Buffer {
-  const { ino: _ino, type, ...rest } = attr;
-  return json({ ...rest, type: KIND_CODE[type] });
+  const { ino: _ino, type, rdev, ...rest } = attr;
+  // rdev only where it means something: every other inode stays as small as before.
+  return json(rdev ? { ...rest, rdev, type: KIND_CODE[type] } : { ...rest, type: KIND_CODE[type] });
 }
 
 export function decodeAttr(ino: number, value: Buffer): Attr {
   const raw = JSON.parse(value.toString());
-  return { ...raw, ino, type: CODE_KIND[raw.type] };
+  // Records written before special files have no rdev.
+  return { rdev: 0, ...raw, ino, type: CODE_KIND[raw.type] };
 }
 
 export function encodeDentry(ino: number, type: FileKind): Buffer {

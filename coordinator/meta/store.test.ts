@@ -240,6 +240,158 @@ function metaContract(name: string, open: () => Promise<{ kv: Kv; close: () => P
       expect([changed.mode, changed.uid, changed.gid, changed.mtimeMs]).toEqual([0o600, 1000, 100, 1234]);
       await expectKind(meta.setattr(dir, { size: 5 }), 'IsDir');
     });
+
+    test('hard links: names share one inode and its chunks; it goes with the last name', async () => {
+      const dir = await freshDir();
+      const other = await meta.mkdir(dir, 'other', 0o755);
+      const file = await meta.create(dir, 'a', FILE);
+      await meta.commitChunk(file.ino, { index: 0, chunkId: 'c-linked', length: 10, crc32c: 1, nodes: ['n1'] });
+      const linked = await meta.link(file.ino, other.ino, 'b');
+      expect([linked.ino, linked.nlink, linked.size]).toEqual([file.ino, 2, 10]);
+      expect(linked.ctimeMs).toBeGreaterThanOrEqual(file.ctimeMs);
+      expect((await meta.lookup(other.ino, 'b')).ino).toBe(file.ino);
+      expect((await meta.readdir(other.ino, '', 0, true)).entries.map((e) => [e.name, e.ino, e.attr?.nlink])).toEqual([['b', file.ino, 2]]);
+      // Unlinking one name keeps the inode, its attributes and its chunks under the other.
+      await meta.unlink(dir, 'a');
+      await expectKind(meta.lookup(dir, 'a'), 'NotFound');
+      const left = await meta.lookup(other.ino, 'b');
+      expect([left.nlink, left.size]).toEqual([1, 10]);
+      expect((await meta.getChunks(file.ino, 0, 0)).chunks.map((c) => c.chunkId)).toEqual(['c-linked']);
+      // The last name takes the inode and its chunk records with it.
+      await meta.unlink(other.ino, 'b');
+      await expectKind(meta.getattr(file.ino), 'NotFound');
+      expect(await meta.kv.count(`c/${file.ino}/`, `c/${file.ino}0`)).toBe(0);
+    });
+
+    test('hard links and rename: onto another name of the same inode does nothing; over a link drops one link', async () => {
+      const dir = await freshDir();
+      const file = await meta.create(dir, 'a', FILE);
+      await meta.link(file.ino, dir, 'b');
+      await meta.rename(dir, 'a', dir, 'b');
+      expect((await meta.readdir(dir, '', 0, false)).entries.map((e) => e.name)).toEqual(['a', 'b']);
+      expect((await meta.getattr(file.ino)).nlink).toBe(2);
+      const other = await meta.create(dir, 'c', FILE);
+      await meta.rename(dir, 'c', dir, 'b'); // b was one of file's two names
+      expect((await meta.lookup(dir, 'b')).ino).toBe(other.ino);
+      const kept = await meta.getattr(file.ino);
+      expect(kept.nlink).toBe(1);
+      await meta.rename(dir, 'b', dir, 'a'); // a was file's last name: the inode goes
+      await expectKind(meta.getattr(file.ino), 'NotFound');
+    });
+
+    test('hard links: bad input fails with the right kind and changes nothing', async () => {
+      const dir = await freshDir();
+      const sub = await meta.mkdir(dir, 'sub', 0o755);
+      const file = await meta.create(dir, 'f', FILE);
+      await expectKind(meta.link(sub.ino, dir, 'sub2'), 'NotPermitted');
+      await expectKind(meta.link(file.ino, dir, 'sub'), 'Exists');
+      await expectKind(meta.link(file.ino, file.ino, 'x'), 'NotDir');
+      await expectKind(meta.link(file.ino, 999_999_999, 'x'), 'NotFound');
+      await expectKind(meta.link(999_999_999, dir, 'x'), 'NotFound');
+      await expectKind(meta.link(file.ino, dir, 'a/b'), 'Invalid');
+      expect((await meta.getattr(file.ino)).nlink).toBe(1);
+      expect((await meta.readdir(dir, '', 0, false)).entries.map((e) => e.name)).toEqual(['f', 'sub']);
+    });
+
+    test('hard links racing the last unlink: the inode is either linked again or gone, never a dangling name', async () => {
+      const dir = await freshDir();
+      for (let round = 0; round < 5; round++) {
+        const file = await meta.create(dir, `f${round}`, FILE);
+        const [linked, unlinked] = await Promise.allSettled([meta.link(file.ino, dir, `g${round}`), meta.unlink(dir, `f${round}`)]);
+        expect(unlinked.status).toBe('fulfilled');
+        if (linked.status === 'fulfilled') expect((await meta.lookup(dir, `g${round}`)).nlink).toBe(1);
+        else {
+          expect((linked.reason as StrataError).kind).toBe('NotFound');
+          await expectKind(meta.lookup(dir, `g${round}`), 'NotFound');
+        }
+      }
+    });
+
+    test('special files: fifos, sockets and device nodes with their rdev', async () => {
+      const dir = await freshDir();
+      const fifo = await meta.mknod(dir, 'p', 'fifo', 0o640, 0);
+      const chr = await meta.mknod(dir, 'c', 'chardev', 0o600, 0x0103);
+      const blk = await meta.mknod(dir, 'b', 'blockdev', 0o660, 0x0801);
+      const sock = await meta.mknod(dir, 's', 'socket', 0o755, 77);
+      expect([fifo.type, fifo.mode, fifo.rdev, fifo.nlink]).toEqual(['fifo', 0o640, 0, 1]);
+      expect([chr.type, chr.rdev]).toEqual(['chardev', 0x0103]);
+      expect((await meta.getattr(blk.ino)).rdev).toBe(0x0801);
+      expect(sock.rdev).toBe(0); // only devices have a device number
+      const listed = (await meta.readdir(dir, '', 0, true)).entries.map((e) => [e.name, e.type, e.attr?.rdev]);
+      expect(listed).toEqual([['b', 'blockdev', 0x0801], ['c', 'chardev', 0x0103], ['p', 'fifo', 0], ['s', 'socket', 0]]);
+      await expectKind(meta.mknod(dir, 'p', 'fifo', 0o644, 0), 'Exists');
+      await expectKind(meta.mknod(dir, 'x', 'file' as never, 0o644, 0), 'Invalid');
+      await expectKind(meta.mknod(dir, 'x', 'chardev', 0o644, -1), 'Invalid');
+      await expectKind(meta.create(dir, 'p', { ...FILE, exclusive: false }), 'Invalid');
+      await meta.link(chr.ino, dir, 'c2');
+      expect((await meta.getattr(chr.ino)).nlink).toBe(2);
+      for (const name of ['p', 'c', 'c2', 'b', 's']) await meta.unlink(dir, name);
+      expect((await meta.readdir(dir, '', 0, false)).entries).toHaveLength(0);
+      await expectKind(meta.getattr(chr.ino), 'NotFound');
+    });
+
+    test('owners: the creator owns a new entry; a set-group-ID directory gives its group (and, to directories, its bit)', async () => {
+      const dir = await freshDir();
+      const owner = { uid: 1000, gid: 100 };
+      const file = await meta.create(dir, 'f', { ...FILE, owner });
+      const sub = await meta.mkdir(dir, 'd', 0o755, owner);
+      const link = await meta.symlink(dir, 'l', 'f', owner);
+      const fifo = await meta.mknod(dir, 'p', 'fifo', 0o644, 0, owner);
+      for (const attr of [file, sub, link, fifo]) expect([attr.uid, attr.gid]).toEqual([1000, 100]);
+      expect((await meta.create(dir, 'root-owned', FILE)).uid).toBe(0);
+      await meta.setattr(sub.ino, { mode: 0o2775, gid: 50 });
+      const inner = await meta.mkdir(sub.ino, 'inner', 0o755, { uid: 2000, gid: 200 });
+      expect([inner.uid, inner.gid, inner.mode]).toEqual([2000, 50, 0o2755]);
+      const innerFile = await meta.create(sub.ino, 'g', { ...FILE, owner: { uid: 2000, gid: 200 } });
+      expect([innerFile.uid, innerFile.gid, innerFile.mode]).toEqual([2000, 50, 0o644]);
+    });
+
+    test('directory link counts: 2 + subdirectories, through mkdir, rmdir and renames', async () => {
+      const dir = await freshDir();
+      const nlink = async (ino: number) => (await meta.getattr(ino)).nlink;
+      const a = await meta.mkdir(dir, 'a', 0o755);
+      const b = await meta.mkdir(dir, 'b', 0o755);
+      await meta.create(dir, 'f', FILE); // files do not count
+      expect(await nlink(dir)).toBe(4);
+      await meta.mkdir(a.ino, 'x', 0o755);
+      expect([await nlink(dir), await nlink(a.ino), await nlink(b.ino)]).toEqual([4, 3, 2]);
+      await meta.rename(a.ino, 'x', b.ino, 'x'); // between parents
+      expect([await nlink(a.ino), await nlink(b.ino)]).toEqual([2, 3]);
+      await meta.rename(b.ino, 'x', b.ino, 'y'); // within one
+      expect(await nlink(b.ino)).toBe(3);
+      await meta.mkdir(a.ino, 'empty', 0o755);
+      await meta.rename(b.ino, 'y', a.ino, 'empty'); // over an empty directory
+      expect([await nlink(a.ino), await nlink(b.ino)]).toEqual([3, 2]);
+      const listed = (await meta.readdir(dir, '', 0, true)).entries.map((e) => [e.name, e.attr?.nlink]);
+      expect(listed).toEqual([['a', 3], ['b', 2], ['f', 1]]);
+      expect((await meta.setattr(a.ino, { mode: 0o700 })).nlink).toBe(3);
+      await meta.rmdir(a.ino, 'empty');
+      await meta.rmdir(dir, 'b');
+      expect([await nlink(dir), await nlink(a.ino)]).toEqual([3, 2]);
+      const racers = await Promise.all(Array.from({ length: 6 }, (_, i) => meta.mkdir(a.ino, `r${i}`, 0o755)));
+      expect(racers).toHaveLength(6);
+      expect(await nlink(a.ino)).toBe(8);
+    });
+
+    test('times: an entry added or removed moves the directory mtime and ctime; rename moves the inode ctime', async () => {
+      let clock = 1_000_000;
+      const timed = new MetaStore(meta.kv, { inodeBatch: 10, now: () => clock });
+      const dir = (await timed.mkdir(ROOT_INO, `timed${++dirCount}`, 0o755)).ino;
+      const file = await timed.create(dir, 'f', FILE);
+      clock += 1000;
+      await timed.rename(dir, 'f', dir, 'g');
+      const renamed = await timed.getattr(file.ino);
+      expect([renamed.ctimeMs, renamed.mtimeMs]).toEqual([clock, clock - 1000]);
+      const parent = await timed.getattr(dir);
+      expect([parent.mtimeMs, parent.ctimeMs]).toEqual([clock, clock]);
+      clock += 1000;
+      await timed.link(file.ino, dir, 'h');
+      expect((await timed.getattr(file.ino)).ctimeMs).toBe(clock);
+      clock += 1000;
+      await timed.unlink(dir, 'h');
+      expect((await timed.getattr(file.ino)).ctimeMs).toBe(clock);
+      expect((await timed.getattr(dir)).ctimeMs).toBe(clock);
+    });
   });
 }
 

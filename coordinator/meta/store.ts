@@ -1,7 +1,7 @@
 // MetaStore: every namespace rule, written once over the narrow Kv seam, so the etcd and
 // LevelDB engines behave identically. Each change is one KV transaction that compares the
 // revisions of everything it read; on a lost race it re-reads and tries again.
-import { StrataError, exists, invalid, isDir, notDir, notEmpty, notFound } from '../../common/errors.js';
+import { StrataError, exists, invalid, isDir, notDir, notEmpty, notFound, notPermitted } from '../../common/errors.js';
 import { validateName } from '../../common/paths.js';
 import { KV_MAX_TXN_OPS, type Kv, type KvCompare, type KvEntry, type KvOp } from './kv.js';
 import * as k from './keys.js';
@@ -13,7 +13,10 @@ import {
   type DirEntry,
   type FileKind,
   type NamespaceCounts,
+  type Owner,
   type SetAttrChanges,
+  type SpecialKind,
+  SPECIAL_KINDS,
 } from './types.js';
 
 export interface MetaStoreOptions {
@@ -29,6 +32,9 @@ export const READDIR_MAX_LIMIT = 10_000;
 export const GET_CHUNKS_MAX = 1000;
 
 const S_IFMT_PERMS = 0o7777;
+const S_ISGID = 0o2000;
+/** A link count past which link() fails with EMLINK (ext4's limit). */
+export const LINK_MAX = 65_000;
 
 interface Read {
   entry: KvEntry | undefined;
@@ -73,8 +79,8 @@ export class MetaStore {
     const attr = k.decodeAttr(ino, inode.value);
     // Only directories have a stamp; asking for a file's would be a (cache-missing) read of nothing.
     if (attr.type !== 'dir') return attr;
-    const [stamp] = await this.kv.getMany([k.stampKey(ino)]);
-    return withStamp(attr, stamp);
+    const [stamp, subdirs] = await this.kv.getMany([k.stampKey(ino), k.subdirsKey(ino)]);
+    return withStamp(attr, stamp, subdirs);
   }
 
   async lookup(parent: number, name: string): Promise<Attr> {
@@ -113,11 +119,14 @@ export class MetaStore {
       return { name: row.key.slice(start.length), ino: childIno, type };
     });
     if (withAttrs) {
-      const inodes = await this.kv.getMany(entries.flatMap((e) => [k.inodeKey(e.ino), k.stampKey(e.ino)]));
-      entries.forEach((entry, i) => {
-        const inode = inodes[2 * i];
-        if (inode) entry.attr = withStamp(k.decodeAttr(entry.ino, inode.value), inodes[2 * i + 1]);
-      });
+      // Directories also have a stamp and a subdirectory count; other entries only an inode.
+      const keys = entries.flatMap((e) => (e.type === 'dir' ? [k.inodeKey(e.ino), k.stampKey(e.ino), k.subdirsKey(e.ino)] : [k.inodeKey(e.ino)]));
+      const rows = await this.kv.getMany(keys);
+      let at = 0;
+      for (const entry of entries) {
+        const [inode, stamp, subdirs] = entry.type === 'dir' ? rows.slice(at, (at += 3)) : [rows[at++]];
+        if (inode) entry.attr = withStamp(k.decodeAttr(entry.ino, inode.value), stamp, subdirs);
+      }
     }
     return { entries, more: rows.length > pageSize };
   }
@@ -148,15 +157,19 @@ export class MetaStore {
 
   // ------------------------------------------------------------------ changes
 
-  async mkdir(parent: number, name: string, mode: number): Promise<Attr> {
-    return this.createEntry(parent, name, (ino, now) => this.newAttr(ino, 'dir', mode || 0o755, now, { parent }));
+  async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<Attr> {
+    return this.createEntry(parent, name, (ino, now, dir) => this.newAttr(ino, 'dir', mode || 0o755, now, { parent, ...ownedBy(owner, dir, 'dir', mode || 0o755) }));
   }
 
   /** Creates a file, or opens the existing one (emptying it when `truncate`). */
   async create(parent: number, name: string, options: CreateOptions): Promise<Attr> {
     validateName(name);
-    const newFile = (ino: number, now: number) =>
-      this.newAttr(ino, 'file', options.mode || 0o644, now, { replication: options.replication, chunkSize: options.chunkSize });
+    const newFile = (ino: number, now: number, dir: Attr) =>
+      this.newAttr(ino, 'file', options.mode || 0o644, now, {
+        replication: options.replication,
+        chunkSize: options.chunkSize,
+        ...ownedBy(options.owner, dir, 'file', options.mode || 0o644),
+      });
     return this.retry(async (attempt) => {
       const reads = await this.readForCreate(parent, name, attempt === 0);
       if (!reads.dentryRead.entry) return this.insertEntry(parent, name, reads, newFile);
@@ -178,15 +191,58 @@ export class MetaStore {
     });
   }
 
-  async symlink(parent: number, name: string, target: string): Promise<Attr> {
+  async symlink(parent: number, name: string, target: string, owner?: Owner): Promise<Attr> {
     if (!target || target.includes('\0') || Buffer.byteLength(target) > 4096) {
       throw invalid('invalid symlink target: empty, too long, or contains NUL');
     }
-    return this.createEntry(parent, name, (ino, now) => ({
-      ...this.newAttr(ino, 'symlink', 0o777, now),
+    return this.createEntry(parent, name, (ino, now, dir) => ({
+      ...this.newAttr(ino, 'symlink', 0o777, now, ownedBy(owner, dir, 'symlink', 0o777)),
       target,
       size: Buffer.byteLength(target),
     }));
+  }
+
+  /** A fifo, socket or device node: metadata only, with its device number (devices only). */
+  async mknod(parent: number, name: string, kind: SpecialKind, mode: number, rdev: number, owner?: Owner): Promise<Attr> {
+    if (!SPECIAL_KINDS.includes(kind)) throw invalid(`mknod: '${kind}' is not a special file type (fifo, chardev, blockdev, socket)`);
+    if (!Number.isSafeInteger(rdev) || rdev < 0) throw invalid(`mknod: invalid device number '${rdev}'`);
+    const device = kind === 'chardev' || kind === 'blockdev';
+    return this.createEntry(parent, name, (ino, now, dir) =>
+      this.newAttr(ino, kind, mode, now, { rdev: device ? rdev : 0, ...ownedBy(owner, dir, kind, mode) }),
+    );
+  }
+
+  /**
+   * One more name for an existing inode (not a directory): the names share the inode, its
+   * attributes and its chunks, and the inode goes with the last of them.
+   */
+  async link(ino: number, newParent: number, newName: string): Promise<Attr> {
+    validateName(newName);
+    return this.retry(async () => {
+      const [inode, parentEntry, dentry] = await this.kv.getMany([k.inodeKey(ino), k.inodeKey(newParent), k.dentryKey(newParent, newName)]);
+      if (!inode) throw notFound(`inode ${ino}`);
+      if (!parentEntry) throw notFound(`parent of ${newName}`);
+      if (k.decodeAttr(newParent, parentEntry.value).type !== 'dir') throw notDir(`parent of ${newName}`);
+      if (dentry) throw exists(newName);
+      const attr = k.decodeAttr(ino, inode.value);
+      if (attr.type === 'dir') throw notPermitted(`inode ${ino}: a directory cannot have another name`);
+      if (attr.nlink >= LINK_MAX) throw new StrataError('TooManyLinks', `inode ${ino}: already ${attr.nlink} links`);
+      const now = this.now();
+      const linked: Attr = { ...attr, nlink: attr.nlink + 1, ctimeMs: now };
+      const ok = await this.kv.txn({
+        compares: [
+          { key: inode.key, modRevision: inode.modRevision },
+          { key: parentEntry.key, modRevision: parentEntry.modRevision },
+          { key: k.dentryKey(newParent, newName), modRevision: 0 },
+        ],
+        ops: [
+          put(k.dentryKey(newParent, newName), k.encodeDentry(ino, attr.type)),
+          put(inode.key, k.encodeAttr(linked)),
+          put(k.stampKey(newParent), k.encodeNumber(now)),
+        ],
+      });
+      return ok ? linked : undefined;
+    });
   }
 
   /** Removes a file or symlink entry; its chunks become garbage for the collector. */
@@ -217,6 +273,8 @@ export class MetaStore {
       compares.push({ key: k.dentryKey(dstParent, dstName), modRevision: dstEntry?.modRevision ?? 0 });
       const now = this.now();
       const ops: KvOp[] = [];
+      /** Subdirectory counts that change: a directory moving between parents, one replaced. */
+      const subdirDeltas = new Map<number, number>();
       if (dstEntry) {
         if (options.noReplace) throw exists(dstName);
         const dst = k.decodeDentry(dstEntry.value);
@@ -225,20 +283,35 @@ export class MetaStore {
         if (dst.type !== 'dir' && src.type === 'dir') throw notDir(dstName);
         if (dst.type === 'dir') {
           compares.push(...(await this.proveEmpty(dst.ino, dstName)));
-          ops.push(del(k.stampKey(dst.ino)));
+          ops.push(del(k.stampKey(dst.ino)), del(k.subdirsKey(dst.ino)), del(k.inodeKey(dst.ino)), ...forgetTiering(dst.ino));
+          subdirDeltas.set(dstParent, (subdirDeltas.get(dstParent) ?? 0) - 1);
+        } else {
+          // The replaced name may be one of several links: then its inode stays, one link fewer.
+          const [dstInode] = await this.kv.getMany([k.inodeKey(dst.ino)]);
+          if (dstInode) {
+            compares.push({ key: dstInode.key, modRevision: dstInode.modRevision });
+            ops.push(...dropLink(k.decodeAttr(dst.ino, dstInode.value), dstInode.key, now));
+          }
         }
-        ops.push(del(k.inodeKey(dst.ino)), deleteChunks(dst.ino), ...forgetTiering(dst.ino));
       }
       if (src.type === 'dir') {
         compares.push(...(await this.proveNotInside(src.ino, dstParent, dstName)));
-        if (srcParent !== dstParent) {
-          const [srcInode] = await this.kv.getMany([k.inodeKey(src.ino)]);
-          if (!srcInode) return undefined;
-          compares.push({ key: srcInode.key, modRevision: srcInode.modRevision });
-          const moved = { ...k.decodeAttr(src.ino, srcInode.value), parent: dstParent, ctimeMs: now };
-          ops.push(put(srcInode.key, k.encodeAttr(moved)));
-        }
+        subdirDeltas.set(srcParent, (subdirDeltas.get(srcParent) ?? 0) - 1);
+        subdirDeltas.set(dstParent, (subdirDeltas.get(dstParent) ?? 0) + 1);
       }
+      const changedCounts = [...subdirDeltas].filter(([, delta]) => delta !== 0);
+      const counts = await this.kv.getMany(changedCounts.map(([dir]) => k.subdirsKey(dir)));
+      changedCounts.forEach(([dir, delta], i) => {
+        compares.push({ key: k.subdirsKey(dir), modRevision: counts[i]?.modRevision ?? 0 });
+        ops.push(subdirsOp(dir, counts[i], delta));
+      });
+      // A rename changes the moved inode's ctime (and a directory's parent).
+      const [srcInode] = await this.kv.getMany([k.inodeKey(src.ino)]);
+      if (!srcInode) return undefined;
+      compares.push({ key: srcInode.key, modRevision: srcInode.modRevision });
+      const moved = { ...k.decodeAttr(src.ino, srcInode.value), ctimeMs: now };
+      if (src.type === 'dir') moved.parent = dstParent;
+      ops.push(put(srcInode.key, k.encodeAttr(moved)));
       ops.push(del(srcRead.key), put(k.dentryKey(dstParent, dstName), k.encodeDentry(src.ino, src.type)));
       ops.push(put(k.stampKey(srcParent), k.encodeNumber(now)));
       if (dstParent !== srcParent) ops.push(put(k.stampKey(dstParent), k.encodeNumber(now)));
@@ -248,7 +321,7 @@ export class MetaStore {
 
   async setattr(ino: number, changes: SetAttrChanges): Promise<Attr> {
     return this.retry(async () => {
-      const [inode] = await this.kv.getMany([k.inodeKey(ino)]);
+      const [inode, subdirs] = await this.kv.getMany([k.inodeKey(ino), k.subdirsKey(ino)]);
       if (!inode) throw notFound(`inode ${ino}`);
       const attr = k.decodeAttr(ino, inode.value);
       const now = this.now();
@@ -270,7 +343,7 @@ export class MetaStore {
       }
       ops.unshift(put(inode.key, k.encodeAttr(next)));
       const ok = await this.kv.txn({ compares: [{ key: inode.key, modRevision: inode.modRevision }], ops });
-      return ok ? withStamp(next, undefined) : undefined;
+      return ok ? withStamp({ ...next }, undefined, subdirs) : undefined;
     });
   }
 
@@ -313,7 +386,7 @@ export class MetaStore {
   }
 
   /** A new name for a new inode (mkdir, symlink), failing with Exists when the name is taken. */
-  private async createEntry(parent: number, name: string, makeAttr: (ino: number, now: number) => Attr): Promise<Attr> {
+  private async createEntry(parent: number, name: string, makeAttr: MakeAttr): Promise<Attr> {
     validateName(name);
     return this.retry(async (attempt) => {
       const reads = await this.readForCreate(parent, name, attempt === 0);
@@ -327,17 +400,23 @@ export class MetaStore {
     parent: number,
     name: string,
     { parentRead, dentryRead }: { parentRead: Read; dentryRead: Read },
-    makeAttr: (ino: number, now: number) => Attr,
+    makeAttr: MakeAttr,
   ): Promise<Attr | undefined> {
     const now = this.now();
-    const attr = makeAttr(await this.allocateIno(), now);
+    const attr = makeAttr(await this.allocateIno(), now, k.decodeAttr(parent, parentRead.entry!.value));
     const ops: KvOp[] = [
       put(k.dentryKey(parent, name), k.encodeDentry(attr.ino, attr.type)),
       put(k.inodeKey(attr.ino), k.encodeAttr(attr)),
       put(k.stampKey(parent), k.encodeNumber(now)),
     ];
-    if (attr.type === 'dir') ops.push(put(k.stampKey(attr.ino), k.encodeNumber(now)));
-    const ok = await this.kv.txn({ compares: [cmp(parentRead), cmp(dentryRead)], ops });
+    const compares = [cmp(parentRead), cmp(dentryRead)];
+    if (attr.type === 'dir') {
+      ops.push(put(k.stampKey(attr.ino), k.encodeNumber(now)));
+      const [subdirs] = await this.kv.getMany([k.subdirsKey(parent)]);
+      compares.push({ key: k.subdirsKey(parent), modRevision: subdirs?.modRevision ?? 0 });
+      ops.push(subdirsOp(parent, subdirs, +1));
+    }
+    const ok = await this.kv.txn({ compares, ops });
     return ok ? attr : undefined;
   }
 
@@ -347,13 +426,22 @@ export class MetaStore {
       const { ino, type } = k.decodeDentry(dentryRead.entry!.value);
       if (expect === 'nondir' && type === 'dir') throw isDir(name);
       if (expect === 'dir' && type !== 'dir') throw notDir(name);
+      const now = this.now();
       const compares = [cmp(dentryRead)];
-      const ops: KvOp[] = [del(dentryRead.key), del(k.inodeKey(ino)), put(k.stampKey(parent), k.encodeNumber(this.now())), ...forgetTiering(ino)];
+      const ops: KvOp[] = [del(dentryRead.key), put(k.stampKey(parent), k.encodeNumber(now))];
       if (type === 'dir') {
         compares.push(...(await this.proveEmpty(ino, name)));
-        ops.push(del(k.stampKey(ino)));
+        ops.push(del(k.inodeKey(ino)), del(k.stampKey(ino)), del(k.subdirsKey(ino)), ...forgetTiering(ino));
+        const [subdirs] = await this.kv.getMany([k.subdirsKey(parent)]);
+        compares.push({ key: k.subdirsKey(parent), modRevision: subdirs?.modRevision ?? 0 });
+        ops.push(subdirsOp(parent, subdirs, -1));
       } else {
-        ops.push(deleteChunks(ino));
+        // The inode is read and compared: a link() racing this one either sees it gone or is seen here.
+        const [inode] = await this.kv.getMany([k.inodeKey(ino)]);
+        if (inode) {
+          compares.push({ key: inode.key, modRevision: inode.modRevision });
+          ops.push(...dropLink(k.decodeAttr(ino, inode.value), inode.key, now));
+        }
       }
       return (await this.kv.txn({ compares, ops })) ? true : undefined;
     });
@@ -365,7 +453,7 @@ export class MetaStore {
     return {
       ino, type, mode: mode & S_IFMT_PERMS, uid: 0, gid: 0, size: 0,
       mtimeMs: now, ctimeMs: now, atimeMs: now, nlink: type === 'dir' ? 2 : 1,
-      parent: 0, replication: 0, chunkSize: 0, target: '', chunks: 0, ...extra,
+      parent: 0, replication: 0, chunkSize: 0, target: '', chunks: 0, rdev: 0, ...extra,
     };
   }
 
@@ -474,9 +562,44 @@ export class MetaStore {
   }
 }
 
-function withStamp(attr: Attr, stamp: KvEntry | undefined): Attr {
-  if (attr.type === 'dir' && stamp) attr.mtimeMs = Math.max(attr.mtimeMs, k.decodeNumber(stamp.value));
+/**
+ * A directory as stat shows it: its stamp (when an entry in it last came or went) is its
+ * mtime and ctime; its link count is 2 + its subdirectories ('.', its name, each '..').
+ */
+function withStamp(attr: Attr, stamp: KvEntry | undefined, subdirs?: KvEntry): Attr {
+  if (attr.type !== 'dir') return attr;
+  if (stamp) {
+    const changed = k.decodeNumber(stamp.value);
+    attr.mtimeMs = Math.max(attr.mtimeMs, changed);
+    attr.ctimeMs = Math.max(attr.ctimeMs, changed);
+  }
+  attr.nlink = 2 + (subdirs ? k.decodeNumber(subdirs.value) : 0);
   return attr;
+}
+
+/** The op moving directory `dir`'s subdirectory count by `delta` from what was read. */
+function subdirsOp(dir: number, read: KvEntry | undefined, delta: number): KvOp {
+  const next = (read ? k.decodeNumber(read.value) : 0) + delta;
+  return next > 0 ? put(k.subdirsKey(dir), k.encodeNumber(next)) : del(k.subdirsKey(dir));
+}
+
+type MakeAttr = (ino: number, now: number, parentDir: Attr) => Attr;
+
+/**
+ * Owner, group and mode of a new inode: the caller's uid and gid; in a set-group-ID directory
+ * the directory's group, and a new directory there is set-group-ID too (as on Linux).
+ */
+function ownedBy(owner: Owner | undefined, dir: Attr, type: FileKind, mode: number): Pick<Attr, 'uid' | 'gid' | 'mode'> {
+  const inherit = (dir.mode & S_ISGID) !== 0;
+  const gid = inherit ? dir.gid : (owner?.gid ?? 0);
+  const perms = type === 'dir' && inherit ? (mode | S_ISGID) & S_IFMT_PERMS : mode & S_IFMT_PERMS;
+  return { uid: owner?.uid ?? 0, gid, mode: perms };
+}
+
+/** Ops removing one name's hold on a non-directory inode: one link fewer, or the inode and its chunks. */
+function dropLink(attr: Attr, inodeKey: string, now: number): KvOp[] {
+  if (attr.nlink > 1) return [put(inodeKey, k.encodeAttr({ ...attr, nlink: attr.nlink - 1, ctimeMs: now }))];
+  return [del(inodeKey), deleteChunks(attr.ino), ...forgetTiering(attr.ino)];
 }
 
 const cmp = (read: Read): KvCompare => ({ key: read.key, modRevision: read.entry?.modRevision ?? 0 });

@@ -4,7 +4,17 @@
 import type { NodeInfo } from '../../common/node-info.js';
 import type { TierCopy } from '../../common/object-tier.js';
 
-export type FileKind = 'file' | 'dir' | 'symlink';
+export type FileKind = 'file' | 'dir' | 'symlink' | SpecialKind;
+
+/** Special files: metadata only (the kernel serves them; strata stores no bytes for them). */
+export type SpecialKind = 'fifo' | 'chardev' | 'blockdev' | 'socket';
+export const SPECIAL_KINDS: readonly SpecialKind[] = ['fifo', 'chardev', 'blockdev', 'socket'];
+
+/** Who creates an entry (the caller's uid and gid, from the mount); absent = root. */
+export interface Owner {
+  uid: number;
+  gid: number;
+}
 
 export interface Attr {
   ino: number;
@@ -23,6 +33,8 @@ export interface Attr {
   chunkSize: number;
   target: string;
   chunks: number;
+  /** Character and block devices: the device number (Linux encoding, as st_rdev); else 0. */
+  rdev: number;
 }
 
 export interface DirEntry {
@@ -73,6 +85,7 @@ export interface CreateOptions {
   chunkSize: number;
   exclusive: boolean;
   truncate: boolean;
+  owner?: Owner;
 }
 
 export interface NamespaceCounts {

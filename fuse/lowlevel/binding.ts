@@ -21,6 +21,8 @@ export interface FuseRequest {
   newParent?: number;
   newName?: string;
   mode?: number;
+  /** mknod: the device number of a device node. */
+  rdev?: number;
   size?: number;
   offset?: number;
   data?: Buffer;
@@ -46,6 +48,8 @@ export interface Attr {
   atimeMs: number;
   mtimeMs: number;
   ctimeMs: number;
+  /** Device nodes: st_rdev. */
+  rdev?: number;
 }
 
 export interface Entry {
@@ -78,7 +82,7 @@ export interface OpenReply {
 }
 
 /** Numbers per entry in replyDirPacked's array, in this order. */
-export const PACKED_FIELDS = ['nodeid', 'off', 'ino', 'mode', 'nlink', 'uid', 'gid', 'size', 'blocks', 'blksize', 'atimeMs', 'mtimeMs', 'ctimeMs', 'entryTimeout', 'attrTimeout'] as const;
+export const PACKED_FIELDS = ['nodeid', 'off', 'ino', 'mode', 'nlink', 'uid', 'gid', 'size', 'blocks', 'blksize', 'atimeMs', 'mtimeMs', 'ctimeMs', 'entryTimeout', 'attrTimeout', 'rdev'] as const;
 
 export interface MountSettings {
   writeback: boolean;
@@ -122,6 +126,8 @@ export interface Fuse3Binding {
    * numbers per entry (nodeid 0 = no lookup given, as for '.' and '..'). Returns how many went in.
    */
   replyDirPacked(id: number, size: number, plus: boolean, names: string, nums: Float64Array): number;
+  /** How many numbers per entry replyDirPacked reads (PACKED_FIELDS.length when built from these sources). */
+  packedFields: number;
   /** Queued for the kernel (on a thread of the binding): a sequence number, 0 if dropped (queue full). */
   notifyInvalEntry(parent: number, name: string): number | boolean;
   notifyInvalInode(ino: number, offset?: number, length?: number): number | boolean;
@@ -147,7 +153,7 @@ export function loadFuse3(): Fuse3Binding {
     throw new StrataError('Unavailable', `the libfuse 3 binding does not load (${(err as Error).message.split('\n')[0]}): ${NATIVE_HINT}`);
   }
   // Built from older sources (a checkout updated without `npm ci`): say so rather than fail per request.
-  if (typeof binding.replyDirPacked !== 'function') throw new StrataError('Unavailable', `the libfuse 3 binding (${file}) is older than this code: run npm run build:native`);
+  if (typeof binding.replyDirPacked !== 'function' || binding.packedFields !== PACKED_FIELDS.length) throw new StrataError('Unavailable', `the libfuse 3 binding (${file}) is older than this code: run npm run build:native`);
   loaded = binding;
   return loaded;
 }

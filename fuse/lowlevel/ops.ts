@@ -3,9 +3,9 @@
 // op deadline (settle, context.ts). Kernel inode 1 is the mount's root directory, whatever
 // its strata inode; every other inode is the strata inode itself.
 import { constants } from 'node:fs';
-import type { CoveredItem, FileStat, FsStats, InvalidateEvent } from '../../client/index.js';
+import type { CoveredItem, FileStat, FsStats, InvalidateEvent, SpecialFileType } from '../../client/index.js';
 import type { Logger } from '../../common/log.js';
-import { toStatFs } from '../attrs.js';
+import { TYPE_BITS, toStatFs } from '../attrs.js';
 import type { MountConfig } from '../config.js';
 import { settle } from '../context.js';
 import { ERRNO, errnoError, toErrno } from '../errno.js';
@@ -32,7 +32,9 @@ export interface LowLevelContext {
 
 const O_ACCMODE = 0o3;
 const RENAME_NOREPLACE = 1;
-const TYPE_BITS = { file: 0o100000, directory: 0o040000, symlink: 0o120000 } as const;
+const S_IFMT = 0o170000;
+/** mknod's S_IFMT bits -> the SDK's special file types (regular files are created as such). */
+const SPECIAL_OF_BITS: Record<number, SpecialFileType> = { 0o010000: 'fifo', 0o020000: 'char-device', 0o060000: 'block-device', 0o140000: 'socket' };
 /** Matches max_write: tools size their I/O by st_blksize (cp, dd of its default). */
 const BLOCK_BYTES = 1024 * 1024;
 /** Names of files removed or renamed over while open here, until their last close. */
@@ -141,7 +143,7 @@ export class LowLevelOps {
       case 'mkdir':
         return this.serve(req, () => this.mkdir(ino, req), (stat) => fuse.replyEntry(req.id, this.entry(stat, ino, req.name)));
       case 'symlink':
-        return this.serve(req, () => this.changing(() => inodes.symlink(ino, this.name(req.name), req.target ?? '')), (stat) => fuse.replyEntry(req.id, this.entry(stat, ino, req.name)));
+        return this.serve(req, () => this.changing(() => inodes.symlink(ino, this.name(req.name), req.target ?? '', this.owner(req))), (stat) => fuse.replyEntry(req.id, this.entry(stat, ino, req.name)));
       case 'unlink':
         return this.serve(req, () => this.unlink(ino, this.name(req.name)), () => fuse.replyErr(req.id, 0));
       case 'rmdir':
@@ -149,8 +151,7 @@ export class LowLevelOps {
       case 'rename':
         return this.serve(req, () => this.rename(ino, req), () => fuse.replyErr(req.id, 0));
       case 'link':
-        // One name per inode (nlink 1): POSIX's answer for "no hard links here".
-        return this.serve(req, async () => { throw errnoError('EPERM', 'hard links are not supported by strata'); }, () => undefined);
+        return this.serve(req, () => this.changing(() => inodes.link(ino, this.fromKernel(req.newParent ?? 0), this.name(req.newName))), (stat) => fuse.replyEntry(req.id, this.entry(stat, this.fromKernel(req.newParent ?? 0), req.newName)));
       case 'create':
         return this.serve(req, () => this.create(ino, req), ({ stat, fh }) => fuse.replyCreate(req.id, this.entry(stat, ino, req.name), { fh }));
       case 'open':
@@ -227,7 +228,9 @@ export class LowLevelOps {
     return {
       ino: this.toKernel(stat.ino),
       mode: TYPE_BITS[stat.type] | (stat.mode & 0o7777),
-      nlink: stat.nlink || 1,
+      rdev: stat.rdev,
+      // Removed while open here: no name left, as fstat shows on a local disk.
+      nlink: this.hidden.has(stat.ino) ? 0 : stat.nlink || 1,
       uid: config.uid ?? stat.uid,
       gid: config.gid ?? stat.gid,
       size,
@@ -324,37 +327,44 @@ export class LowLevelOps {
 
   // ---- names ----
 
+  /** A new entry belongs to its caller, as on a local disk (the coordinator applies set-group-ID directories). */
+  private owner(req: FuseRequest): { uid: number; gid: number } {
+    return { uid: req.uid, gid: req.gid };
+  }
+
   /**
    * The coordinator reads mode 0 as "not given" (and picks 0644/0755), so a requested mode 0
-   * (open(O_CREAT, 0), umask 0777) is set afterwards; with --allow-other, a new file belongs
-   * to the caller, as on a local disk.
+   * (open(O_CREAT, 0), umask 0777) is set afterwards.
    */
-  private async finishCreated(stat: FileStat, mode: number, req: FuseRequest): Promise<FileStat> {
-    const changes: { mode?: number; uid?: number; gid?: number } = {};
-    if (mode === 0 && (stat.mode & 0o7777) !== 0) changes.mode = 0;
-    if (this.ctx.config.allowOther && (stat.uid !== req.uid || stat.gid !== req.gid)) Object.assign(changes, { uid: req.uid, gid: req.gid });
-    return Object.keys(changes).length > 0 ? this.ctx.inodes.setattr(stat.ino, changes) : stat;
+  private async finishCreated(stat: FileStat, mode: number): Promise<FileStat> {
+    if (mode === 0 && (stat.mode & 0o777) !== 0) return this.ctx.inodes.setattr(stat.ino, { mode: stat.mode & 0o7000 });
+    return stat;
   }
 
   private mkdir(parent: number, req: FuseRequest): Promise<FileStat> {
     const mode = (req.mode ?? 0) & 0o7777;
-    return this.changing(async () => this.finishCreated(await this.ctx.inodes.mkdir(parent, this.name(req.name), mode), mode, req));
+    return this.changing(async () => this.finishCreated(await this.ctx.inodes.mkdir(parent, this.name(req.name), mode, this.owner(req)), mode));
   }
 
   private mknod(parent: number, req: FuseRequest): Promise<FileStat> {
     const mode = req.mode ?? 0;
-    if ((mode & 0o170000) !== 0o100000) return Promise.reject(errnoError('EPERM', 'strata stores regular files, directories and symbolic links only'));
+    const type = mode & S_IFMT;
     return this.changing(async () => {
-      const { stat } = await this.ctx.inodes.create(parent, this.name(req.name), { mode: mode & 0o7777, exclusive: true, allocateFirstChunk: false });
-      return this.finishCreated(stat, mode & 0o7777, req);
+      if (type === 0 || type === constants.S_IFREG) {
+        const { stat } = await this.ctx.inodes.create(parent, this.name(req.name), { mode: mode & 0o7777, exclusive: true, allocateFirstChunk: false, owner: this.owner(req) });
+        return this.finishCreated(stat, mode & 0o7777);
+      }
+      const special = SPECIAL_OF_BITS[type];
+      if (!special) throw errnoError('EINVAL', `mknod: unknown file type 0${type.toString(8)}`);
+      return this.ctx.inodes.mknod(parent, this.name(req.name), special, mode & 0o7777, req.rdev ?? 0, this.owner(req));
     });
   }
 
   private create(parent: number, req: FuseRequest): Promise<{ stat: FileStat; fh: number }> {
     const mode = (req.mode ?? 0) & 0o7777;
     return this.changing(async () => {
-      const created = await this.ctx.inodes.create(parent, this.name(req.name), { mode, exclusive: (req.flags & constants.O_EXCL) !== 0, allocateFirstChunk: true });
-      const stat = await this.finishCreated(created.stat, mode, req);
+      const created = await this.ctx.inodes.create(parent, this.name(req.name), { mode, exclusive: (req.flags & constants.O_EXCL) !== 0, allocateFirstChunk: true, owner: this.owner(req) });
+      const stat = await this.finishCreated(created.stat, mode);
       const writable = (req.flags & O_ACCMODE) !== constants.O_RDONLY || this.ctx.config.writebackCache;
       return { stat, fh: this.ctx.handles.open(stat, writable, created.grant).fd };
     });
@@ -369,7 +379,8 @@ export class LowLevelOps {
   private async openFileAt(parent: number, name: string): Promise<number | undefined> {
     if (this.ctx.handles.openFiles().length === 0 && this.opening.size === 0) return undefined;
     const stat = await this.ctx.inodes.lookup(parent, name).catch(() => undefined);
-    return stat && stat.type === 'file' && this.held(stat.ino) ? stat.ino : undefined;
+    // Another name keeps the inode anyway: only its last name needs hiding.
+    return stat && stat.type === 'file' && stat.nlink <= 1 && this.held(stat.ino) ? stat.ino : undefined;
   }
 
   /** Runs an unlink or rename as a removal: opens arriving meanwhile wait for it. */
@@ -590,6 +601,7 @@ export class LowLevelOps {
       nums[at + 12] = attr.ctimeMs;
       nums[at + 13] = entryTimeout;
       nums[at + 14] = this.trust({ attr: stat.ino });
+      nums[at + 15] = attr.rdev ?? 0;
     }
     const packed = this.ctx.fuse.replyDirPacked(req.id, size, plus, names.join('/'), nums);
     if (plus) {

@@ -110,6 +110,14 @@ export class PathInodes implements ForgettingInodeOps {
     return this.remember(parent, name, await this.strata.symlink(target, this.child(parent, name)));
   }
 
+  async mknod(): Promise<FileStat> {
+    throw new StrataError('NotPermitted', 'special files need the session stream (strata.inodes)');
+  }
+
+  async link(): Promise<FileStat> {
+    throw new StrataError('NotPermitted', 'hard links need the session stream (strata.inodes)');
+  }
+
   readlink(ino: number): Promise<string> {
     return this.strata.readlink(this.pathOf(ino));
   }
