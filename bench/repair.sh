@@ -2,8 +2,11 @@
 # bench/repair.sh (npm run bench:repair) - time to heal after kill -9 of one of 4 data nodes,
 # strata and MooseFS in one run, same machine, loopback only. Prints "name value unit" lines:
 #   repair_seconds_strata, repair_mb_per_s_strata, repair_seconds_moosefs, repair_ratio, and
-#   repair_first_copy_seconds_strata / repair_copy_phase_seconds_strata (when the first copies
-#   landed, and from then to the end: detection and scheduling vs copying; +-0.5 s of polling)
+#   repair_detect_seconds_strata / repair_first_copy_seconds_strata / repair_copy_phase_seconds_strata
+#   (kill to the leader's node-dead event, kill to its first 'repaired' event, and from then to
+#   the end: detection and scheduling vs copying; the events carry the leader's clock, so these do
+#   not depend on how slowly the polls answer), repair_last_copy_seconds_strata (kill to the last
+#   copy recorded, by the same clock; repair_seconds_strata ends at the poll that saw it healed)
 #   (ratio = MooseFS seconds / strata seconds: above 1 means strata healed faster).
 #
 # strata: `cluster up --datanodes 4` (embedded metadata, RF=3), SIZE written with `strata put`,
@@ -35,12 +38,16 @@ cleanup() {
 }
 trap cleanup EXIT; trap 'exit 130' INT TERM
 
-# "<under-replicated + missing> <chunks>" from `strata health --json` (exits non-zero while missing).
+# "<under-replicated + missing> <chunks> <node-dead event ms> <earliest 'repaired' event ms>" from
+# `strata health --json` (exits non-zero while missing); 0 for an event not (or no longer) listed.
 health() {
   "${CLI[@]}" health --json -c "$COORD" 2>/dev/null | node -e '
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
       try { const h = JSON.parse(s); const n = (k) => Number(h[k] ?? h[k.replace(/_(.)/g, (_, c) => c.toUpperCase())] ?? 0);
-        console.log(n("under_replicated") + n("missing"), n("chunks")); } catch { console.log("? 0"); } });'
+        const at = (kind) => Math.min(...(h.events ?? []).filter((e) => e.kind === kind).map((e) => Number(e.atMs ?? e.at_ms)), Infinity);
+        const ms = (v) => (Number.isFinite(v) ? v : 0);
+        const last = Math.max(...(h.events ?? []).filter((e) => e.kind === "repaired").map((e) => Number(e.atMs ?? e.at_ms)), 0);
+        console.log(n("under_replicated") + n("missing"), n("chunks"), ms(at("node-dead")), ms(at("repaired")), last); } catch { console.log("? 0 0 0 0"); } });'
 }
 
 strata_run() {
@@ -64,7 +71,7 @@ strata_run() {
   local held; held=$(du -sb "$WORK/data/dn1" | cut -f1)
   log "strata: kill -9 dn1 (pid $victim, $held bytes on disk)"
   local t0; t0=$(date +%s.%N); kill -KILL "$victim"
-  local t peak=0 t_copy=
+  local t peak=0 t_copy= dead_ms=0 copy_ms=0 last_ms=0 f g l
   while :; do
     sleep 0.2; h=$(health); t=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{printf "%.1f", a-b}')
     # When copies start landing (the count of under-replicated chunks first falls): what came
@@ -74,6 +81,10 @@ strata_run() {
       (( n > peak )) && peak=$n
       [ -z "$t_copy" ] && (( peak > 0 && n < peak )) && t_copy=$t
     fi
+    read -r _ _ f g l <<<"$h"
+    [[ "$f" =~ ^[0-9]+$ ]] && (( dead_ms == 0 && f > 0 )) && dead_ms=$f
+    [[ "$g" =~ ^[0-9]+$ ]] && (( g > 0 && (copy_ms == 0 || g < copy_ms) )) && copy_ms=$g
+    [[ "$l" =~ ^[0-9]+$ ]] && (( l > last_ms )) && last_ms=$l
     # Done once the kill registered (chunks were under-replicated) and healed; or, should no poll
     # have caught it under-replicated, once nothing is wrong after the whole grace period.
     if [ "${h%% *}" = 0 ] && { (( peak > 0 )) || awk -v t="$t" -v g="$STRATA_DEAD_AFTER_MS" 'BEGIN{exit !(t*1000 > g)}'; }; then break; fi
@@ -81,7 +92,14 @@ strata_run() {
   done
   "${CLI[@]}" health -c "$COORD" >&2
   echo "repair_seconds_strata $t s"
-  [ -n "$t_copy" ] && awk -v t="$t" -v c="$t_copy" 'BEGIN{printf "repair_first_copy_seconds_strata %.1f s\nrepair_copy_phase_seconds_strata %.1f s\n", c, t-c}' 
+  # The last copy's record update, by the leader's clock (the polls above end up to a poll later).
+  (( last_ms > 0 )) && awk -v l="$last_ms" -v k="$t0" 'BEGIN{printf "repair_last_copy_seconds_strata %.2f s\n", l/1000-k}'
+  (( dead_ms > 0 )) && awk -v d="$dead_ms" -v k="$t0" 'BEGIN{printf "repair_detect_seconds_strata %.2f s\n", d/1000-k}'
+  if (( copy_ms > 0 )); then
+    awk -v t="$t" -v c="$copy_ms" -v k="$t0" 'BEGIN{printf "repair_first_copy_seconds_strata %.2f s\nrepair_copy_phase_seconds_strata %.1f s\n", c/1000-k, t-(c/1000-k)}'
+  elif [ -n "$t_copy" ]; then
+    awk -v t="$t" -v c="$t_copy" 'BEGIN{printf "repair_first_copy_seconds_strata %.1f s\nrepair_copy_phase_seconds_strata %.1f s\n", c, t-c}'
+  fi
   # dn1 held about 3/4 of the file's copies; that much was copied again.
   awk -v b="$bytes" -v t="$t" 'BEGIN{printf "repair_mb_per_s_strata %.1f MB/s\n", b*3/4/1e6/t}'
   STRATA_SECONDS=$t

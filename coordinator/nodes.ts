@@ -60,6 +60,9 @@ export class NodeRegistry {
   private readonly links = new Map<string, { open: number; dataAddress: string }>();
   /** Nodes whose last link ended with a goodbye: no early death for them until they are heard again. */
   private readonly stopping = new Set<string>();
+  /** Ends every open NodeLink call (this coordinator is stopping: its server then drains at once). */
+  private readonly linkEnders = new Set<() => void>();
+  private closingLinks = false;
   private readonly events = new EventEmitter();
 
   constructor(
@@ -222,6 +225,26 @@ export class NodeRegistry {
     return [...this.seen.values()].filter((n) => this.alive(n, now) && now - n.lastHeartbeatMs > lateAfterMs && !this.stopping.has(n.nodeId));
   }
 
+  /** Ends every NodeLink this coordinator holds, without probing anyone (it is stopping). */
+  closeLinks(): void {
+    this.closingLinks = true;
+    for (const end of this.linkEnders) end();
+    this.linkEnders.clear();
+  }
+
+  /**
+   * Keeps `end` (which ends one NodeLink call) for closeLinks(); the returned function forgets it.
+   * A link arriving after closeLinks() is ended at once.
+   */
+  holdLink(end: () => void): () => void {
+    if (this.closingLinks) {
+      end();
+      return () => undefined;
+    }
+    this.linkEnders.add(end);
+    return () => this.linkEnders.delete(end);
+  }
+
   /** A NodeLink stream from the node opened (NodeLink's first message named it). */
   linkOpened(nodeId: string, dataAddress: string): void {
     const link = this.links.get(nodeId) ?? { open: 0, dataAddress: '' };
@@ -248,7 +271,7 @@ export class NodeRegistry {
     link.open = Math.max(0, link.open - 1);
     if (goodbye) this.stopping.add(nodeId);
     const record = this.seen.get(nodeId);
-    if (link.open > 0 || goodbye || !record) return false;
+    if (link.open > 0 || goodbye || !record || this.closingLinks) return false;
     const sinceHeartbeatMs = record.lastHeartbeatMs;
     this.options.log.info({ nodeId }, 'data node link lost: probing its ports');
     const refuse = this.options.portsRefuse ?? ((addresses: string[]) => allPortsRefuse(addresses));

@@ -95,6 +95,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       address,
       async stop() {
         clearInterval(adminRefresh);
+        nodes.closeLinks(); // ends the data nodes' NodeLink streams (they reopen them once this coordinator is back)
         // Ending the peer streams first lets the server drain without waiting out its grace.
         await Promise.all([shutdownServer(server, SHUTDOWN_GRACE_MS), sessionListener?.close(SHUTDOWN_GRACE_MS), coherence.close()]);
         await healer.close();

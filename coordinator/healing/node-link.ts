@@ -18,14 +18,19 @@ interface WireLinkMessage {
 const NODE_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 const ADDRESS = /^[^\s/]+:\d{1,5}$/;
 
-export function nodeLinkHandler(registry: Pick<NodeRegistry, 'linkOpened' | 'linkClosed'>) {
+export function nodeLinkHandler(registry: Pick<NodeRegistry, 'linkOpened' | 'linkClosed' | 'holdLink'>) {
   return (call: grpc.ServerDuplexStream<WireLinkMessage, unknown>): void => {
     let nodeId = '';
     let goodbye = false;
     let ended = false;
+    // A stopping coordinator ends its links itself, so its server need not wait them out.
+    const release = registry.holdLink(() => {
+      if (!call.writableEnded) call.end();
+    });
     const end = () => {
       if (ended) return;
       ended = true;
+      release();
       if (nodeId) void registry.linkClosed(nodeId, goodbye);
     };
     const refuse = (message: string) => {
@@ -49,7 +54,7 @@ export function nodeLinkHandler(registry: Pick<NodeRegistry, 'linkOpened' | 'lin
     // The node half-closed (a clean end, with or without a goodbye): finish the call too.
     call.on('end', () => {
       end();
-      call.end();
+      if (!call.writableEnded) call.end();
     });
     call.on('cancelled', end);
     call.on('error', end);
