@@ -15,7 +15,7 @@ describe('NodeRegistry placement and liveness', () => {
   let nowMs = 1_000_000;
   let registry: NodeRegistry;
   /** What the port probe answers, and the addresses it was asked about. */
-  let refuse = true;
+  let answer: 'refused' | 'open' | 'unknown' = 'refused';
   const probed: string[][] = [];
   const beat = (nodeId: string, freeGiB: number, zone = '') =>
     registry.heartbeat({ nodeId, address: `127.0.0.1:${7500 + Number(nodeId.slice(2))}`, capacityBytes: 100 * GiB, usedBytes: 0, freeBytes: freeGiB * GiB, chunks: 0, zone });
@@ -23,8 +23,8 @@ describe('NodeRegistry placement and liveness', () => {
   beforeEach(async () => {
     dir = await tempDir('nodes');
     kv = await openKv(dir.path);
-    registry = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs, portsRefuse: async (addresses) => (probed.push(addresses), refuse) });
-    refuse = true;
+    registry = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs, probeRetryMs: 1, probePorts: async (addresses) => (probed.push(addresses), answer) });
+    answer = 'refused';
     probed.length = 0;
   });
   afterEach(async () => {
@@ -91,11 +91,17 @@ describe('NodeRegistry placement and liveness', () => {
 
   test('no early death when the ports answer, another link is open, a heartbeat came meanwhile, or the node said goodbye', async () => {
     for (const id of ['dn1', 'dn2']) await beat(id, 10);
-    refuse = false; // a blip: the link dropped, the process is there
+    answer = 'open'; // a blip: the link dropped, the process is there
     registry.linkOpened('dn1', '');
     expect(await registry.linkClosed('dn1', false)).toBe(false);
     expect(registry.isLive('dn1')).toBe(true);
-    refuse = true;
+    expect(probed).toHaveLength(1);
+    answer = 'unknown'; // probes that time out: tried again, then left to the grace
+    registry.linkOpened('dn1', '');
+    expect(await registry.linkClosed('dn1', false)).toBe(false);
+    expect(registry.isLive('dn1')).toBe(true);
+    expect(probed).toHaveLength(6);
+    answer = 'refused';
     registry.linkOpened('dn1', ''); // a restarted node's new link came before the old one's loss
     registry.linkOpened('dn1', '');
     expect(await registry.linkClosed('dn1', false)).toBe(false);
@@ -108,10 +114,12 @@ describe('NodeRegistry placement and liveness', () => {
     await beat('dn1', 10);
     // A heartbeat from the restarted process lands while the probe of the old link runs.
     registry.linkOpened('dn1', '');
-    const slow = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs, portsRefuse: async () => {
+    let heartbeatsDuringProbes = 0;
+    const slow = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs, probeRetryMs: 1, probePorts: async () => {
       nowMs += 10;
-      await slow.heartbeat({ nodeId: 'dn1', address: '127.0.0.1:7501', capacityBytes: GiB, usedBytes: 0, freeBytes: GiB, chunks: 0, zone: '' });
-      return true;
+      // Each probe races a heartbeat that was in flight; the first probe after the last of them decides.
+      if (heartbeatsDuringProbes++ < 5) await slow.heartbeat({ nodeId: 'dn1', address: '127.0.0.1:7501', capacityBytes: GiB, usedBytes: 0, freeBytes: GiB, chunks: 0, zone: '' });
+      return 'refused';
     } });
     await slow.heartbeat({ nodeId: 'dn1', address: '127.0.0.1:7501', capacityBytes: GiB, usedBytes: 0, freeBytes: GiB, chunks: 0, zone: '' });
     slow.linkOpened('dn1', '');

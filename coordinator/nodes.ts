@@ -15,7 +15,7 @@ import { StrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { ScrubStatus } from '../common/node-info.js';
 import { newChunkId } from './healing/chunk-id.js';
-import { allPortsRefuse } from './healing/probe.js';
+import { probePorts, type PortState } from './healing/probe.js';
 import type { Kv, KvCompare, KvOp } from './meta/kv.js';
 import * as k from './meta/keys.js';
 import type { AdminState, NodeAdmin, NodeRecord } from './meta/types.js';
@@ -44,6 +44,9 @@ export interface Placement {
 }
 
 const MAX_NODES_LISTED = 10_000;
+/** Probes of a node whose link dropped, at most, before leaving it to the heartbeat grace. */
+const LINK_PROBES = 5;
+const LINK_PROBE_RETRY_MS = 500;
 /** Corrupt chunk ids kept per node: a heartbeat is bounded, and so is what we hold. */
 const MAX_CORRUPT_REPORTED = 10_000;
 
@@ -72,8 +75,10 @@ export class NodeRegistry {
       persistIntervalMs: number;
       log: Logger;
       now?: () => number;
-      /** Whether every one of these addresses refuses connections (default: a TCP connect to each). */
-      portsRefuse?: (addresses: string[]) => Promise<boolean>;
+      /** Whether these addresses refuse connections (all), accept (any) or neither (default: a TCP connect to each). */
+      probePorts?: (addresses: string[]) => Promise<PortState>;
+      /** Pause between probes that proved nothing (a timeout, a heartbeat meanwhile). */
+      probeRetryMs?: number;
     },
   ) {}
 
@@ -262,23 +267,32 @@ export class NodeRegistry {
 
   /**
    * A NodeLink stream closed. Without a goodbye, and with no other link from the node open, its
-   * ports are probed now; if every one refuses, the node is dead at once. Resolves when decided
-   * (true: marked dead), for tests; callers need not wait.
+   * ports are probed now; if every one refuses, the node is dead at once. A probe that proves
+   * nothing (a timeout on a loaded host, a heartbeat that landed meanwhile) is tried again a few
+   * times; one that finds a port open ends it (a blip: the node reopens its link). Resolves when
+   * decided (true: marked dead), for tests; callers need not wait.
    */
   async linkClosed(nodeId: string, goodbye: boolean): Promise<boolean> {
     const link = this.links.get(nodeId);
     if (!link) return false;
     link.open = Math.max(0, link.open - 1);
     if (goodbye) this.stopping.add(nodeId);
-    const record = this.seen.get(nodeId);
-    if (link.open > 0 || goodbye || !record || this.closingLinks) return false;
-    const sinceHeartbeatMs = record.lastHeartbeatMs;
+    if (link.open > 0 || goodbye || !this.seen.has(nodeId) || this.closingLinks) return false;
     this.options.log.info({ nodeId }, 'data node link lost: probing its ports');
-    const refuse = this.options.portsRefuse ?? ((addresses: string[]) => allPortsRefuse(addresses));
-    const gone = await refuse([record.address, link.dataAddress].filter(Boolean)).catch(() => false);
-    // A link opened meanwhile (the node restarted) or a heartbeat since the probe began: not gone.
-    if (!gone || (this.links.get(nodeId)?.open ?? 0) > 0) return false;
-    return this.markGone(nodeId, 'its link dropped and its ports refuse connections', sinceHeartbeatMs);
+    const probe = this.options.probePorts ?? ((addresses: string[]) => probePorts(addresses));
+    for (let attempt = 0; attempt < LINK_PROBES; attempt++) {
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, this.options.probeRetryMs ?? LINK_PROBE_RETRY_MS));
+      const record = this.seen.get(nodeId);
+      // A link opened meanwhile (the node restarted), or this coordinator is stopping: not gone.
+      if (!record || (this.links.get(nodeId)?.open ?? 0) > 0 || this.closingLinks) return false;
+      const sinceHeartbeatMs = record.lastHeartbeatMs;
+      const state = await probe([record.address, link.dataAddress].filter(Boolean)).catch((): PortState => 'unknown');
+      if (state === 'open') return false;
+      if (state !== 'refused' || (this.links.get(nodeId)?.open ?? 0) > 0) continue;
+      if (this.markGone(nodeId, 'its link dropped and its ports refuse connections', sinceHeartbeatMs)) return true;
+      if (this.goneReason(nodeId)) return false; // found gone already (the late-node probe)
+    }
+    return false;
   }
 
   private view(record: NodeRecord, now: number): NodeView {

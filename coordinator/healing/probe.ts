@@ -6,7 +6,7 @@ import net from 'node:net';
 
 export type PortState = 'refused' | 'open' | 'unknown';
 
-export const PROBE_TIMEOUT_MS = 1000;
+export const PROBE_TIMEOUT_MS = 2000;
 
 /** Connects to host:port once and hangs up: refused, open, or unknown (timeout, other errors). */
 export function probePort(address: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<PortState> {
@@ -26,10 +26,11 @@ export function probePort(address: string, timeoutMs = PROBE_TIMEOUT_MS): Promis
   });
 }
 
-/** True only when every given address refuses connections (and at least one was given). */
-export async function allPortsRefuse(addresses: readonly string[], timeoutMs = PROBE_TIMEOUT_MS): Promise<boolean> {
+/** Of several ports: refused when every one refuses, open when any accepts, else unknown. */
+export async function probePorts(addresses: readonly string[], timeoutMs = PROBE_TIMEOUT_MS): Promise<PortState> {
   const wanted = addresses.filter(Boolean);
-  if (wanted.length === 0) return false;
+  if (wanted.length === 0) return 'unknown';
   const states = await Promise.all(wanted.map((a) => probePort(a, timeoutMs)));
-  return states.every((s) => s === 'refused');
+  if (states.every((s) => s === 'refused')) return 'refused';
+  return states.includes('open') ? 'open' : 'unknown';
 }
