@@ -388,6 +388,18 @@ describe('grantAll', () => {
       expect(await settled(table.invalidate([{ ino: 1 }]))).toBe(true);
     });
 
+    it("the writer's own next change does not wait for its ack of that push (it comes before the reply)", async () => {
+      const { table, open } = setup();
+      const a = open('a');
+      a.session.begin([{ kind: 'attr', ino: 1 }]).grant();
+      const first = createTxn(table, a.session, 1, 'x', 20);
+      first.own.finish(first.expected); // attr:1 pushed to the writer, unacked
+      const second = createTxn(table, a.session, 1, 'y', 21);
+      expect(await settled(second.committed)).toBe(true);
+      const byPath = table.invalidate([{ ino: 1 }], a.session); // a change of it without own-cache
+      expect(await settled(byPath)).toBe(true);
+    });
+
     it('nothing is kept while a push to the writer is unacknowledged (its lease cannot be extended)', () => {
       const { table, open } = setup();
       const a = open('a');

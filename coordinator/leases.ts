@@ -121,9 +121,11 @@ export class LeaseTable {
         }
         if (!session.revoke(key)) {
           // Not held, but maybe still answered from (a push to its writer, unacked): wait for that.
+          // Not the writer itself: that push was written before this change's reply, so it has
+          // dropped the item by the time it is answered.
           const acked = session.revokingAck(key);
           if (acked) {
-            waits.push(acked);
+            if (session !== except) waits.push(acked);
             this.register(key, session);
           }
           continue;
