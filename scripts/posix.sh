@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # pjdfstest (the POSIX conformance suite) against a fresh strata mount: builds pjdfstest from
-# ../shared/pjdfstest (or $PJDFSTEST_TARBALL), starts a throw-away local cluster, mounts it with
+# test/posix/ (or $PJDFSTEST_TARBALL), starts a throw-away local cluster, mounts it with
 # --allow-other (so the kernel checks permission bits, as pjdfstest switches users), runs
 # `prove` on the tests as root inside the mount, prints the pass count per test directory and
 # in total (also as `name value unit` lines), and removes everything it made.
@@ -31,7 +31,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-TARBALL=${PJDFSTEST_TARBALL:-$(ls "$ROOT"/../shared/pjdfstest/pjdfstest-*.tar.gz 2>/dev/null | head -1 || true)}
+TARBALL=${PJDFSTEST_TARBALL:-$(ls "$ROOT"/test/posix/pjdfstest-*.tar.gz 2>/dev/null | head -1 || true)}
 [ -f "$TARBALL" ] || { echo "posix: no pjdfstest source (set PJDFSTEST_TARBALL to pjdfstest-*.tar.gz)" >&2; exit 2; }
 
 WORK=$(mktemp -d /tmp/strata-posix.XXXXXX)
