@@ -16,7 +16,13 @@
 //
 // Env: META_N (ops per phase, split over the clients; 2000), META_WARM_N (warm repeats; 5000),
 // META_CLIENTS (1,16), META_ENGINES (embedded,etcd), META_SESSION (1; 0 = unary RPCs),
-// META_TRANSPORTS (tcp; tcp,grpc = both), META_FSYNCS (0), META_FSYNC_N (ops per counted phase; 400).
+// META_TRANSPORTS (tcp; tcp,grpc = both), META_PAIRED (0; 1 = also the paired c1 latencies below),
+// META_FSYNCS (0), META_FSYNC_N (ops per counted phase; 400).
+//
+// With META_PAIRED=1, one client per transport on the same coordinator takes turns op by op (who
+// goes first rotates), and the median µs of each c1 op is printed per transport
+// (meta_p50_<op>_<engine>_c1_tcp / _grpc): on a loaded machine, where ops/s swing by 2-3x from
+// one minute to the next, only a comparison interleaved like this is fair.
 //
 // Where a c1 change spends its time (profile, 2-core box under load, median µs, embedded):
 // mkdir ~1.7 ms = gRPC transport both ways ~440 (TCP: ~190) + store logic ~190 + LevelDB synced
@@ -114,6 +120,46 @@ async function warm(cluster: TestCluster, engine: Engine): Promise<void> {
   }
 }
 
+/** c1 latencies of both transports, interleaved op by op on one coordinator (META_PAIRED=1). */
+async function pairedTransports(cluster: TestCluster, engine: Engine, perOp: number): Promise<void> {
+  const sides = (['tcp', 'grpc'] as const).map((t) => ({
+    t,
+    sdk: Strata.connect({ coordinators: cluster.coordinatorList, sessionTransport: t === 'grpc' ? 'grpc' : 'auto' }),
+    dir: `/paired-${t}`,
+    micros: [] as number[],
+  }));
+  const ops: [string, (sdk: Strata, dir: string, i: number) => Promise<unknown>][] = [
+    ['mkdir', (sdk, dir, i) => sdk.mkdir(`${dir}/d${i}`)],
+    ['create', (sdk, dir, i) => sdk.create(`${dir}/f${i}`, { exclusive: true })],
+    ['stat', (sdk, dir, i) => sdk.stat(`${dir}/f${i}`)],
+    ['rename', (sdk, dir, i) => sdk.rename(`${dir}/f${i}`, `${dir}/r${i}`)],
+    ['unlink', (sdk, dir, i) => sdk.rm(`${dir}/r${i}`)],
+  ];
+  try {
+    for (const side of sides) {
+      await side.sdk.mkdir(side.dir);
+      for (let i = 0; i < 50; i++) await side.sdk.stat('/'); // connection, JIT
+    }
+    for (const [op, run] of ops) {
+      for (const side of sides) side.micros = [];
+      for (let i = 0; i < perOp; i++) {
+        for (let k = 0; k < sides.length; k++) {
+          const side = sides[(i + k) % sides.length]!;
+          const started = process.hrtime.bigint();
+          await run(side.sdk, side.dir, i);
+          side.micros.push(Number(process.hrtime.bigint() - started) / 1e3);
+        }
+      }
+      for (const side of sides) {
+        const sorted = side.micros.sort((a, b) => a - b);
+        print(`meta_p50_${op}_${engine}_c1_${side.t}`, sorted[sorted.length >> 1]!, 'us');
+      }
+    }
+  } finally {
+    for (const side of sides) side.sdk.close();
+  }
+}
+
 /** Counts fsync-family syscalls of `pid` (all its threads) while `work` runs. */
 async function fsyncsDuring(pid: number, work: () => Promise<void>): Promise<number> {
   const tracer = spawn('strace', ['-f', '-c', '-e', 'trace=fsync,fdatasync', '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -177,6 +223,7 @@ async function main(): Promise<void> {
         await warm(cluster, engine);
       }
       transport = transports[0]!;
+      if (process.env.META_PAIRED === '1') await pairedTransports(cluster, engine, Math.max(50, Math.ceil(opsPerPhase / 2)));
       if (countFsyncs) for (const clients of clientCounts) await fsyncsPerOp(cluster, engine, clients);
     } finally {
       await cluster.stop();
