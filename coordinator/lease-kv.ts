@@ -32,6 +32,11 @@ export function asWriter<T>(session: LeaseSession | undefined, fn: () => T, own?
   return session ? writerContext.run({ session, own }, fn) : fn();
 }
 
+/** The session whose request is running here, if any (MetaStore groups its commits by it). */
+export function currentWriter(): LeaseSession | undefined {
+  return writerContext.getStore()?.session;
+}
+
 /** Told around each txn that changes what caches hold (lease-peers.ts ownTxnStarted). */
 export interface TxnObserver {
   started(): number;

@@ -20,6 +20,7 @@ import { S3ObjectTier, type ObjectTier, type TierTarget } from '../common/object
 import { StrataError } from '../common/errors.js';
 import { ChunkLocks } from './healing/limits.js';
 import { Coherence } from './coherence.js';
+import { currentWriter } from './lease-kv.js';
 import { leaseSessionDeps } from './lease-ops.js';
 import { TieringJob } from './tiering/job.js';
 
@@ -43,7 +44,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
   const coherence = new Coherence(kv, config.leaseTtlMs, log);
   try {
     // Every namespace change goes through the leases' KV hook: acknowledged once caches were told.
-    const meta = new MetaStore(coherence.kv);
+    const meta = new MetaStore(coherence.kv, { commitGroup: currentWriter });
     await meta.init();
     const nodes = new NodeRegistry(kv, {
       deadAfterMs: config.deadAfterMs,

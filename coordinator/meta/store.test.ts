@@ -205,6 +205,45 @@ function metaContract(name: string, open: () => Promise<{ kv: Kv; close: () => P
       expect(after.chunks.map((c) => [c.index, c.length])).toEqual([[0, chunk], [1, 10]]);
     });
 
+    test('concurrent commits of one file share transactions: all land, each reply its own, a bad one fails alone', async () => {
+      const dir = await freshDir();
+      const chunkSize = 64 * 1024;
+      const file = await meta.create(dir, 'batched', { ...FILE, chunkSize });
+      const before = { ...meta.commitStats };
+      const indexes = [5, 0, 3, 1, 4, 2, 7, 6, 9, 8];
+      const commits = indexes.map((index) =>
+        meta.commitChunk(file.ino, { index, chunkId: `b${index}`, length: index === 9 ? 11 : chunkSize, crc32c: index, nodes: ['n1'] }),
+      );
+      // In the same burst: a chunk too long for the file (its own Invalid) and a second commit of
+      // index 3 (committed after the first, so it wins as if they ran one by one).
+      const bad = meta.commitChunk(file.ino, { index: 10, chunkId: 'bad', length: chunkSize + 1, crc32c: 1, nodes: ['n1'] });
+      const again = meta.commitChunk(file.ino, { index: 3, chunkId: 'b3-again', length: chunkSize, crc32c: 33, nodes: ['n2'] });
+      const replies = await Promise.all(commits);
+      await expectKind(bad, 'Invalid');
+      await again;
+      const finalSize = 9 * chunkSize + 11;
+      replies.forEach((reply, i) => {
+        const end = indexes[i] * chunkSize + (indexes[i] === 9 ? 11 : chunkSize);
+        expect(reply.ino).toBe(file.ino);
+        expect(reply.size).toBeGreaterThanOrEqual(end); // covers its own chunk
+        expect(reply.size).toBeLessThanOrEqual(finalSize);
+      });
+      const attr = await meta.getattr(file.ino);
+      expect(attr.size).toBe(finalSize);
+      expect(attr.chunks).toBe(10);
+      const { chunks } = await meta.getChunks(file.ino, 0, 0);
+      expect(chunks.map((c) => c.chunkId)).toEqual(['b0', 'b1', 'b2', 'b3-again', 'b4', 'b5', 'b6', 'b7', 'b8', 'b9']);
+      // Shared, not raced: fewer transactions than commits, and none lost to a sibling commit.
+      const stats = meta.commitStats;
+      expect(stats.commits - before.commits).toBe(12);
+      expect(stats.batches - before.batches).toBeLessThan(12);
+      expect(stats.lostRaces - before.lostRaces).toBe(0);
+      // Size never goes backwards: a late commit of an early chunk leaves it.
+      const late = await meta.commitChunk(file.ino, { index: 0, chunkId: 'b0-late', length: 5, crc32c: 1, nodes: ['n1'] });
+      expect(late.size).toBe(finalSize);
+      await expectKind(meta.commitChunk(file.ino + 1_000_000, { index: 0, chunkId: 'x', length: 5, crc32c: 1, nodes: ['n1'] }), 'NotFound');
+    });
+
     test('a big file is many keys: 300 chunk records commit and list in pages', async () => {
       const dir = await freshDir();
       const file = await meta.create(dir, 'huge', { ...FILE, chunkSize: 64 * 1024 });
@@ -456,6 +495,17 @@ describe('two coordinators on one etcd, each with its watch-fed cache', () => {
       const results = await Promise.allSettled([a, b, a, b].map((m) => m.create(dir.ino, `race${round}`, FILE)));
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     }
+    // Two coordinators committing chunks of one file at once: each batches its own, the
+    // transactions' compares keep them correct against each other.
+    const shared = await a.create(dir.ino, 'both', FILE);
+    await Promise.all(
+      Array.from({ length: 16 }, (_, index) =>
+        (index % 2 ? b : a).commitChunk(shared.ino, { index, chunkId: `s${index}`, length: FILE.chunkSize, crc32c: 1, nodes: ['n1'] }),
+      ),
+    );
+    await eventually(async () => (await a.getattr(shared.ino)).size === 16 * FILE.chunkSize);
+    expect((await b.getChunks(shared.ino, 0, 0)).chunks.map((c) => c.chunkId)).toEqual(Array.from({ length: 16 }, (_, i) => `s${i}`));
+    expect((await a.getattr(shared.ino)).chunks).toBe(16);
     // A stale cached directory never lets an rmdir through: b removes, a's create must fail.
     const sub = await a.mkdir(dir.ino, 'sub', 0o755);
     await b.lookup(dir.ino, 'sub');

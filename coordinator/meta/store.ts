@@ -4,6 +4,7 @@
 import { StrataError, exists, invalid, isDir, notDir, notEmpty, notFound, notPermitted } from '../../common/errors.js';
 import { validateName } from '../../common/paths.js';
 import { KV_MAX_TXN_OPS, type Kv, type KvCompare, type KvEntry, type KvOp } from './kv.js';
+import { CommitBatcher, type CommitOutcome, type CommitStats } from './commit-batch.js';
 import * as k from './keys.js';
 import {
   ROOT_INO,
@@ -25,6 +26,11 @@ export interface MetaStoreOptions {
   /** Attempts before a transaction that keeps losing races fails with Conflict. */
   maxAttempts?: number;
   now?: () => number;
+  /**
+   * Who is committing (the writing session, read from the caller's async context): concurrent
+   * commits of one inode share a transaction only within one group. Default: one group.
+   */
+  commitGroup?: () => unknown;
 }
 
 export const READDIR_DEFAULT_LIMIT = 1000;
@@ -48,6 +54,8 @@ export class MetaStore {
   private nextIno = 0;
   private endIno = 0;
   private inoRefill: Promise<void> | undefined;
+  private readonly commitGroup: () => unknown;
+  private readonly commits = new CommitBatcher((ino, records) => this.commitBatch(ino, records));
 
   constructor(
     readonly kv: Kv,
@@ -56,6 +64,7 @@ export class MetaStore {
     this.inodeBatch = options.inodeBatch ?? 1000;
     this.maxAttempts = options.maxAttempts ?? 64;
     this.now = options.now ?? Date.now;
+    this.commitGroup = options.commitGroup ?? (() => undefined);
   }
 
   /** Creates the root directory once; safe to call from every coordinator at start-up. */
@@ -361,27 +370,51 @@ export class MetaStore {
 
   /**
    * Records a written chunk and grows the file in one transaction, so a reader never sees a
-   * size that covers uncommitted bytes.
+   * size that covers uncommitted bytes. Concurrent commits to one inode (a writer keeps several
+   * chunks in flight) would all compare the inode's revision and all but one lose and retry, each
+   * a further metadata fsync; so they queue per inode and those that arrive while one transaction
+   * is in flight share the next one (commit-batch.ts). Each caller still gets its own reply: the
+   * attributes as of its commit, in queue order.
    */
   async commitChunk(ino: number, record: ChunkRecord): Promise<Attr> {
     if (record.nodes.length === 0) throw invalid('commit chunk: no replica acknowledged it');
+    return this.commits.commit(ino, this.commitGroup(), record);
+  }
+
+  /** Commit counters since start (tests, benchmarks): how many commits shared a transaction. */
+  get commitStats(): Readonly<CommitStats> {
+    return this.commits.stats;
+  }
+
+  /** One transaction for a batch of one inode's commits; a chunk's own error fails only its caller. */
+  private commitBatch(ino: number, records: ChunkRecord[]): Promise<CommitOutcome[]> {
     return this.retry(async () => {
-      const [inode, previous] = await this.kv.getMany([k.inodeKey(ino), k.chunkKey(ino, record.index)]);
+      const keys = records.map((r) => k.chunkKey(ino, r.index));
+      const [inode, ...previous] = await this.kv.getMany([k.inodeKey(ino), ...keys]);
       if (!inode) throw notFound(`inode ${ino}`);
       const attr = k.decodeAttr(ino, inode.value);
       if (attr.type !== 'file') throw invalid(`inode ${ino}: not a regular file`);
-      if (record.length > attr.chunkSize) throw invalid(`chunk length ${record.length} exceeds chunk size ${attr.chunkSize}`);
-      const end = record.index * attr.chunkSize + record.length;
       const now = this.now();
-      const next: Attr = { ...attr, size: Math.max(attr.size, end), chunks: attr.chunks + (previous ? 0 : 1), mtimeMs: now, ctimeMs: now };
-      const ok = await this.kv.txn({
-        compares: [
-          { key: inode.key, modRevision: inode.modRevision },
-          { key: k.chunkKey(ino, record.index), modRevision: previous?.modRevision ?? 0 },
-        ],
-        ops: [put(inode.key, k.encodeAttr(next)), put(k.chunkKey(ino, record.index), k.encodeChunk(record))],
+      const outcomes: CommitOutcome[] = [];
+      const compares: KvCompare[] = [{ key: inode.key, modRevision: inode.modRevision }];
+      const ops: KvOp[] = [];
+      let next = attr;
+      records.forEach((record, i) => {
+        if (record.length > attr.chunkSize) {
+          outcomes.push({ error: invalid(`chunk length ${record.length} exceeds chunk size ${attr.chunkSize}`) });
+          return;
+        }
+        const end = record.index * attr.chunkSize + record.length;
+        next = { ...next, size: Math.max(next.size, end), chunks: next.chunks + (previous[i] ? 0 : 1), mtimeMs: now, ctimeMs: now };
+        outcomes.push({ attr: next });
+        compares.push({ key: keys[i], modRevision: previous[i]?.modRevision ?? 0 });
+        ops.push(put(keys[i], k.encodeChunk(record)));
       });
-      return ok ? next : undefined;
+      if (ops.length === 0) return outcomes;
+      ops.unshift(put(inode.key, k.encodeAttr(next)));
+      const ok = await this.kv.txn({ compares, ops });
+      this.commits.noteTxn(ok);
+      return ok ? outcomes : undefined;
     });
   }
 
