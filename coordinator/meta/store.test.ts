@@ -7,7 +7,7 @@ import type { Kv } from './kv.js';
 import { openKv } from './open-kv.js';
 import { CACHED_PREFIXES } from './keys.js';
 import { MetaStore } from './store.js';
-import { ROOT_INO, type CreateOptions } from './types.js';
+import { ROOT_INO, type Attr, type CreateOptions } from './types.js';
 
 const FILE: CreateOptions = { mode: 0o644, replication: 3, chunkSize: 1024 * 1024, exclusive: true, truncate: false };
 
@@ -218,6 +218,10 @@ function metaContract(name: string, open: () => Promise<{ kv: Kv; close: () => P
       // index 3 (committed after the first, so it wins as if they ran one by one).
       const bad = meta.commitChunk(file.ino, { index: 10, chunkId: 'bad', length: chunkSize + 1, crc32c: 1, nodes: ['n1'] });
       const again = meta.commitChunk(file.ino, { index: 3, chunkId: 'b3-again', length: chunkSize, crc32c: 33, nodes: ['n2'] });
+      // The reply that settles last is what a writer keeps as its file's state: it must show every
+      // commit that settled before it (a batch answers all of its commits with what it wrote).
+      let lastSettled: Attr | undefined;
+      for (const commit of commits) void commit.then((reply) => (lastSettled = reply), () => undefined);
       const replies = await Promise.all(commits);
       await expectKind(bad, 'Invalid');
       await again;
@@ -231,6 +235,8 @@ function metaContract(name: string, open: () => Promise<{ kv: Kv; close: () => P
       const attr = await meta.getattr(file.ino);
       expect(attr.size).toBe(finalSize);
       expect(attr.chunks).toBe(10);
+      expect(lastSettled?.chunks).toBe(10);
+      expect(lastSettled?.size).toBe(finalSize);
       const { chunks } = await meta.getChunks(file.ino, 0, 0);
       expect(chunks.map((c) => c.chunkId)).toEqual(['b0', 'b1', 'b2', 'b3-again', 'b4', 'b5', 'b6', 'b7', 'b8', 'b9']);
       // Shared, not raced: fewer transactions than commits, and none lost to a sibling commit.

@@ -373,8 +373,8 @@ export class MetaStore {
    * size that covers uncommitted bytes. Concurrent commits to one inode (a writer keeps several
    * chunks in flight) would all compare the inode's revision and all but one lose and retry, each
    * a further metadata fsync; so they queue per inode and those that arrive while one transaction
-   * is in flight share the next one (commit-batch.ts). Each caller still gets its own reply: the
-   * attributes as of its commit, in queue order.
+   * is in flight share the next one (commit-batch.ts). Each caller still gets its own reply (its
+   * own error, or the file's attributes as its batch's transaction left them).
    */
   async commitChunk(ino: number, record: ChunkRecord): Promise<Attr> {
     if (record.nodes.length === 0) throw invalid('commit chunk: no replica acknowledged it');
@@ -406,7 +406,7 @@ export class MetaStore {
         }
         const end = record.index * attr.chunkSize + record.length;
         next = { ...next, size: Math.max(next.size, end), chunks: next.chunks + (previous[i] ? 0 : 1), mtimeMs: now, ctimeMs: now };
-        outcomes.push({ attr: next });
+        outcomes.push({ attr: next }); // replaced below by the attributes the transaction wrote
         compares.push({ key: keys[i], modRevision: previous[i]?.modRevision ?? 0 });
         ops.push(put(keys[i], k.encodeChunk(record)));
       });
@@ -414,7 +414,11 @@ export class MetaStore {
       ops.unshift(put(inode.key, k.encodeAttr(next)));
       const ok = await this.kv.txn({ compares, ops });
       this.commits.noteTxn(ok);
-      return ok ? outcomes : undefined;
+      if (!ok) return undefined;
+      // Every commit of the batch is answered with the file as the transaction left it: a writer
+      // takes the reply that settles last as its file's state, and the batch's own order says
+      // nothing about which that is.
+      return outcomes.map((outcome) => ('attr' in outcome ? { attr: next } : outcome));
     });
   }
 
