@@ -610,57 +610,13 @@ Napi::Value ReplyStatfs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-/**
- * replyDir(id, size, plus, entries): packs entries {name, off, ino, attr?, entryTimeout,
- * attrTimeout} while they fit in `size` bytes; returns how many went in (with `plus`, each
- * one the kernel now holds a lookup of, '.' and '..' and ino 0 aside).
- */
-Napi::Value ReplyDir(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[1].IsNumber() || !info[3].IsArray()) throw Napi::TypeError::New(env, "replyDir(id, size, plus, entries)");
-  size_t size = static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue());
-  if (size > (1 << 20)) size = 1 << 20;
-  bool plus = info[2].ToBoolean();
-  Napi::Array entries = info[3].As<Napi::Array>();
-  std::vector<char> buf(size);
-  size_t used = 0;
-  uint32_t count = 0;
-  for (; count < entries.Length(); count++) {
-    Napi::Value v = entries.Get(count);
-    if (!v.IsObject()) throw Napi::TypeError::New(env, "directory entry object expected");
-    Napi::Object o = v.As<Napi::Object>();
-    std::string name = o.Get("name").ToString().Utf8Value();
-    off_t off = static_cast<off_t>(Num(o, "off"));
-    size_t need;
-    if (plus) {
-      fuse_entry_param e{};
-      e.ino = static_cast<fuse_ino_t>(Num(o, "ino"));
-      if (o.Has("attr") && o.Get("attr").IsObject()) e.attr = ToStat(env, o.Get("attr"));
-      else e.attr.st_ino = e.ino, e.attr.st_mode = static_cast<mode_t>(Num(o, "mode"));
-      e.attr_timeout = Num(o, "attrTimeout");
-      e.entry_timeout = Num(o, "entryTimeout");
-      need = fuse_add_direntry_plus(nullptr, buf.data() + used, size - used, name.c_str(), &e, off);
-    } else {
-      struct stat st {};
-      st.st_ino = static_cast<ino_t>(Num(o, "ino"));
-      st.st_mode = static_cast<mode_t>(Num(o, "mode"));
-      need = fuse_add_direntry(nullptr, buf.data() + used, size - used, name.c_str(), &st, off);
-    }
-    if (need > size - used) break;
-    used += need;
-  }
-  fuse_reply_buf(Take(info), buf.data(), used);
-  AfterReply();
-  return Napi::Number::New(env, count);
-}
-
 /** Numbers per entry in replyDirPacked's array (see binding.ts PACKED_FIELDS). */
 constexpr size_t kPackedFields = 16;
 
 /**
- * replyDirPacked(id, size, plus, names, nums): the same as replyDir, from one string of the
- * names joined by '/' (no name holds one) and one Float64Array of kPackedFields numbers per
- * entry: no property lookups per entry. Returns how many entries went in.
+ * replyDirPacked(id, size, plus, names, nums): packs directory entries while they fit in `size`
+ * bytes, from one string of the names joined by '/' (no name holds one) and one Float64Array of
+ * kPackedFields numbers per entry: no property lookups per entry. Returns how many went in.
  */
 Napi::Value ReplyDirPacked(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -910,7 +866,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("replyWrite", Napi::Function::New(env, ReplyWrite));
   exports.Set("replyBuf", Napi::Function::New(env, ReplyBuf));
   exports.Set("replyStatfs", Napi::Function::New(env, ReplyStatfs));
-  exports.Set("replyDir", Napi::Function::New(env, ReplyDir));
   exports.Set("replyDirPacked", Napi::Function::New(env, ReplyDirPacked));
   exports.Set("packedFields", Napi::Number::New(env, static_cast<double>(kPackedFields)));
   exports.Set("notifyInvalEntry", Napi::Function::New(env, NotifyInvalEntry));

@@ -60,18 +60,6 @@ export interface Entry {
   entryTimeout: number;
 }
 
-export interface DirEntryOut {
-  name: string;
-  /** Offset of the entry after this one. */
-  off: number;
-  /** 0 for '.' and '..' in readdirplus (no lookup is taken on them). */
-  ino: number;
-  mode?: number;
-  attr?: Attr;
-  attrTimeout?: number;
-  entryTimeout?: number;
-}
-
 export interface OpenReply {
   fh: number;
   directIo?: boolean;
@@ -119,10 +107,8 @@ export interface Fuse3Binding {
   replyWrite(id: number, count: number): void;
   replyBuf(id: number, data: Buffer): void;
   replyStatfs(id: number, stats: StatFsReply): void;
-  /** Packs entries while they fit in `size` bytes; returns how many went in. */
-  replyDir(id: number, size: number, plus: boolean, entries: DirEntryOut[]): number;
   /**
-   * replyDir without an object per entry: `names` joined by '/', `nums` PACKED_FIELDS.length
+   * Packs directory entries while they fit in `size` bytes: `names` joined by '/', `nums` PACKED_FIELDS.length
    * numbers per entry (nodeid 0 = no lookup given, as for '.' and '..'). Returns how many went in.
    */
   replyDirPacked(id: number, size: number, plus: boolean, names: string, nums: Float64Array): number;
