@@ -53,14 +53,11 @@ export interface InodeOps {
    * A kernel cache of entries/attributes must not outlive this: cap its timeouts to it. Note
    * the lease is renewed only while requests reach this client: answers a kernel serves from its
    * own cache do not count as use, so once the kernel answers everything the lease lapses (an
-   * `{ all: true }` event) and the next request takes a new one. Call `keepLeaseAlive()` on kernel
-   * cache use to count it. With `item`, 0 unless the lease covers that item: `{ dir, name }` the
+   * `{ all: true }` event) and the next request takes a new one. With `item`, 0 unless the lease covers that item: `{ dir, name }` the
    * entry, `{ dir }` a whole listing, `{ attr }` the attributes of an inode. A listener may
    * return a promise (a kernel taking its invalidations): the push is acked once it settled.
    */
   leaseRemainingMs(item?: CoveredItem): number;
-  /** Counts as use of the lease (kernel-cached answers): the next renewal keeps it. */
-  keepLeaseAlive(): void;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- replies are plain proto-loader objects */
@@ -340,11 +337,6 @@ export class SessionInodes implements InodeOps {
     this.cache.reset(); // stops answering from it (listeners hear { all: true })
     this.lapsed();
     await this.coordinator.requestOnOpenSessions('leaseRenew', { releaseAll: true }, RELEASE_TIMEOUT_MS);
-  }
-
-  keepLeaseAlive(): void {
-    // Only a lease we still listen for pushes on can be renewed (a lapsed one starts over).
-    if (this.stopPushes) this.markUsed();
   }
 
   // ---- leases

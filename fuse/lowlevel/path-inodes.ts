@@ -158,6 +158,4 @@ export class PathInodes implements ForgettingInodeOps {
   leaseRemainingMs(): number {
     return 0; // no leases: nothing it answers stays valid
   }
-
-  keepLeaseAlive(): void {}
 }
