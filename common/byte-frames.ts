@@ -5,6 +5,7 @@
 // one frame's worth. Any violation is Invalid and ends that connection only.
 import type { Socket } from 'node:net';
 import { StrataError, invalid, isErrorKind } from './errors.js';
+import { clipMessage } from './limits.js';
 
 export const FRAME_HEADER_BYTES = 5;
 /** A data frame's payload at most: the largest piece the gRPC path accepts too. */
@@ -43,7 +44,8 @@ export function controlFrame(type: typeof FrameType.Request | typeof FrameType.R
 }
 
 export function errorFrame(err: StrataError): Buffer {
-  return controlFrame(FrameType.Error, { kind: err.kind, message: err.message });
+  // Clipped: a message quoting client input must not outgrow the control frame limit.
+  return controlFrame(FrameType.Error, { kind: err.kind, message: clipMessage(err.message) });
 }
 
 /** An Error frame's body back into the StrataError it was; a malformed one is Internal. */

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { existsSync } from 'node:fs';
 import http2 from 'node:http2';
 import { type ErrorKind, StrataError, isErrorKind } from './errors.js';
+import { clipMessage } from './limits.js';
 
 const PROTO_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto/strata.proto');
 const PROTO_PATH_SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../proto/strata.proto');
@@ -91,7 +92,8 @@ export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
       : new StrataError('Internal', err instanceof Error ? err.message : String(err), { cause: err });
   const metadata = new grpc.Metadata();
   metadata.set(ERROR_KIND_METADATA_KEY, strataError.kind);
-  return { code: KIND_TO_STATUS[strataError.kind], details: strataError.message, metadata };
+  // Clipped: a message may quote client input, and a huge trailer never reaches the client.
+  return { code: KIND_TO_STATUS[strataError.kind], details: clipMessage(strataError.message), metadata };
 }
 
 /** Client edge: a gRPC error back into a StrataError (kind from metadata, else from status). */
