@@ -400,15 +400,38 @@ describe('grantAll', () => {
       expect(await settled(byPath)).toBe(true);
     });
 
-    it('nothing is kept while a push to the writer is unacknowledged (its lease cannot be extended)', () => {
-      const { table, open } = setup();
+    it('a push to the writer still unacknowledged does not cost it what its change keeps; the lease is not extended and lapses', async () => {
+      const { table, open, clock } = setup();
       const a = open('a');
       a.session.begin([{ kind: 'dir', ino: 1 }, { kind: 'attr', ino: 9 }]).grant();
       void table.invalidate([{ ino: 9 }]); // pushed, not acked yet
+      clock.advance(TTL / 2);
       const { own, expected } = createTxn(table, a.session, 1, 'x', 20);
       own.finish(expected);
-      expect(a.pushes[1]!.events).toEqual(expect.arrayContaining([{ ino: 1, name: 'x' }, { ino: 20 }]));
+      expect(a.pushes).toHaveLength(1); // nothing of the directory or the new inode pushed
+      expect(a.session.leaseCount).toBe(2);
+      // Another client's change of the kept directory waits for the writer...
+      const other = table.invalidate([{ ino: 1, name: 'y' }]);
+      expect(await settled(other)).toBe(false);
+      // ...no longer than the lease granted before the unacked push: it was not extended.
+      clock.advance(TTL / 2);
+      expect(await settled(other)).toBe(true);
       expect(a.session.leaseCount).toBe(0);
+    });
+
+    it('a change touching several items keeps each the reply covers, whatever order its txn wrote them in', () => {
+      const { table, open } = setup();
+      const a = open('a');
+      a.session.begin([{ kind: 'dir', ino: 1 }, { kind: 'attr', ino: 20 }]).grant();
+      // A rename's txn: the moved inode's ctime first, then both names, then the directory's stamp.
+      const own = a.session.ownChange();
+      const events = [{ ino: 20 }, { ino: 1, name: 'f' }, { ino: 1, name: 'g' }, { ino: 1 }];
+      own.beforeCommit(events);
+      void table.invalidate(events, a.session, own);
+      own.finish([{ ino: 1, name: 'f' }, { ino: 1, name: 'g' }]);
+      // The moved inode's attributes are not in the reply: pushed. The directory is kept.
+      expect(a.pushes.flatMap((p) => p.events)).toEqual([{ ino: 20 }]);
+      expect(a.session.leaseCount).toBe(1);
     });
   });
 });

@@ -317,12 +317,15 @@ export class OwnChange {
       if (list) list.push(event);
       else keep.set(key, [event]);
     }
-    const push: Invalidation[] = [];
-    for (const key of new Set([...this.touched.keys(), ...keep.keys()])) {
+    // Every grant is decided before any revocation: the change's reads cover all its items at
+    // once, and revoking one item (revokeOwn) marks those reads revoked for the others too.
+    const notKept = [...new Set([...this.touched.keys(), ...keep.keys()])].filter((key) => {
       // Kept only if the writer's update from the reply covers each change the txns made to it.
       const covered = keep.has(key) && (this.touched.get(key) ?? []).every((t) => keep.get(key)!.some((e) => e.name === t.name));
-      const kept = covered && this.session.grantOwn(key, this.reads);
-      if (kept) continue;
+      return !(covered && this.session.grantOwn(key, this.reads));
+    });
+    const push: Invalidation[] = [];
+    for (const key of notKept) {
       // Pushed if the writer may have it cached (held), or would take it from the reply.
       if (this.session.revokeOwn(key) || keep.has(key)) push.push(...(this.touched.get(key) ?? keep.get(key)!));
     }
@@ -457,7 +460,10 @@ export class LeaseSession {
     const covering = reads.filter((read) => read.keys.includes(key));
     const untouched = covering.length > 0 ? covering.every((read) => !read.revoked && read.epoch === this.epoch) : this.granted.has(key);
     // Only to a client that listens for pushes: one that took a lease (a grant or a renewal) in this epoch.
-    if (!untouched || !this.leasing || this.closed || this.unacked.size > 0 || !this.table.mayGrant()) return false;
+    // A push still unacknowledged does not stop it: the lease is then not extended (extend), so
+    // what is granted here lapses with the rest if that ack never comes. (Refusing made each own
+    // change that followed another's push, unacked yet, drop the writer's whole directory.)
+    if (!untouched || !this.leasing || this.closed || !this.table.mayGrant()) return false;
     if (this.table.clock.now() >= this.expiresAtMs) return false;
     this.granted.add(key);
     this.table.register(key, this);

@@ -262,6 +262,37 @@ function metaContract(name: string, open: () => Promise<{ kv: Kv; close: () => P
       expect((await meta.getChunks(file.ino, 250, 0)).chunks).toHaveLength(50);
       await meta.unlink(dir, 'huge'); // one deleteRange, whatever the chunk count
       expect((await meta.getChunks(file.ino, 0, 0).catch((e) => e)).kind).toBe('NotFound');
+      expect(await chunkKeysOf(file.ino)).toEqual([]);
+    });
+
+    /** Chunk records stored for an inode, straight from the KV (what GC would see as references). */
+    const chunkKeysOf = async (ino: number) => (await meta.kv.range({ start: `c/${ino}/`, end: `c/${ino}0`, limit: 1000 })).map((e) => e.key);
+
+    test('a small file goes with every chunk record it had (deleted by key, not by range): sparse, shrunk, zero-length, truncated', async () => {
+      const dir = await freshDir();
+      const chunkSize = 64 * 1024;
+      const commit = (ino: number, index: number, length: number) => meta.commitChunk(ino, { index, chunkId: `z${ino}-${index}`, length, crc32c: 1, nodes: ['n1'] });
+      const sparse = await meta.create(dir, 'sparse', { ...FILE, chunkSize });
+      await commit(sparse.ino, 2, 5); // a hole before it
+      await commit(sparse.ino, 0, chunkSize);
+      const shrunk = await meta.create(dir, 'shrunk', { ...FILE, chunkSize });
+      for (const index of [0, 1, 2, 3]) await commit(shrunk.ino, index, chunkSize);
+      await meta.setattr(shrunk.ino, { size: chunkSize + 1 });
+      const edge = await meta.create(dir, 'edge', { ...FILE, chunkSize });
+      await commit(edge.ino, 0, chunkSize);
+      await commit(edge.ino, 1, 0); // a zero-length record exactly at the end
+      const many = await meta.create(dir, 'many', { ...FILE, chunkSize });
+      for (let index = 0; index < 20; index++) await commit(many.ino, index, chunkSize); // past the by-key limit: a range
+      const files = [sparse, shrunk, edge, many];
+      expect((await Promise.all(files.map((f) => chunkKeysOf(f.ino)))).map((keys) => keys.length)).toEqual([2, 2, 2, 20]);
+      for (const name of ['sparse', 'shrunk', 'edge', 'many']) await meta.unlink(dir, name);
+      for (const f of files) expect(await chunkKeysOf(f.ino)).toEqual([]);
+      // Opening an existing file with truncate empties it the same way.
+      const reused = await meta.create(dir, 'reused', { ...FILE, chunkSize });
+      await commit(reused.ino, 0, 10);
+      await commit(reused.ino, 1, 10);
+      expect((await meta.create(dir, 'reused', { ...FILE, chunkSize, exclusive: false, truncate: true })).size).toBe(0);
+      expect(await chunkKeysOf(reused.ino)).toEqual([]);
     });
 
     test('names are validated', async () => {

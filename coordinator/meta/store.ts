@@ -194,7 +194,7 @@ export class MetaStore {
       const emptied: Attr = { ...existing, size: 0, chunks: 0, mtimeMs: now, ctimeMs: now };
       const ok = await this.kv.txn({
         compares: [cmp(reads.dentryRead), { key: inodeEntry.key, modRevision: inodeEntry.modRevision }],
-        ops: [put(inodeEntry.key, k.encodeAttr(emptied)), deleteChunks(ino)],
+        ops: [put(inodeEntry.key, k.encodeAttr(emptied)), ...dropChunks(existing)],
       });
       return ok ? emptied : undefined;
     });
@@ -636,7 +636,23 @@ function ownedBy(owner: Owner | undefined, dir: Attr, type: FileKind, mode: numb
 /** Ops removing one name's hold on a non-directory inode: one link fewer, or the inode and its chunks. */
 function dropLink(attr: Attr, inodeKey: string, now: number): KvOp[] {
   if (attr.nlink > 1) return [put(inodeKey, k.encodeAttr({ ...attr, nlink: attr.nlink - 1, ctimeMs: now }))];
-  return [del(inodeKey), deleteChunks(attr.ino), ...forgetTiering(attr.ino)];
+  return [del(inodeKey), ...dropChunks(attr), ...forgetTiering(attr.ino)];
+}
+
+/** Chunk indexes a small file is deleted by, one key each, rather than by a range. */
+const POINT_DELETE_CHUNKS_MAX = 16;
+
+/**
+ * Ops deleting every chunk record of a file. A record at index i exists only where i * chunkSize
+ * <= size (a commit grows the size to cover its chunk; a shrink drops the records past the new
+ * end), so a small file's records are deleted by their keys: on LevelDB a range delete has to
+ * scan the range first, a thread-pool round trip on the commit's path for every unlink.
+ */
+function dropChunks(attr: Attr): KvOp[] {
+  if (attr.type !== 'file') return []; // only regular files have chunks (commitChunk refuses others)
+  const candidates = attr.chunkSize > 0 ? Math.floor(attr.size / attr.chunkSize) + 1 : Infinity;
+  if (!(candidates <= POINT_DELETE_CHUNKS_MAX)) return [deleteChunks(attr.ino)];
+  return Array.from({ length: candidates }, (_, index) => del(k.chunkKey(attr.ino, index)));
 }
 
 const cmp = (read: Read): KvCompare => ({ key: read.key, modRevision: read.entry?.modRevision ?? 0 });
