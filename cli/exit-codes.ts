@@ -10,6 +10,8 @@ export const EXIT_CODES: Record<ErrorKind, number> = {
   NotDir: 5,
   IsDir: 5,
   PermissionDenied: 6,
+  // A denial too (the issue's exit 6); its message says how to log in.
+  Unauthenticated: 6,
   NotPermitted: 6,
   TooManyLinks: 5,
   NoSpace: 7,
@@ -25,6 +27,6 @@ export const EXIT_HEALTH_MISSING = 11;
 export const EXIT_CODES_HELP = `
 Exit codes:
   0 ok   1 internal error   2 invalid input or usage   3 not found   4 already exists
-  5 not empty / not a directory / is a directory   6 permission denied   7 no space
+  5 not empty / not a directory / is a directory   6 permission denied or not authenticated   7 no space
   8 cluster unreachable or timed out   9 corrupt data   10 conflict (retry)
   11 (strata health) chunks missing: no live, uncorrupted copy`;

@@ -6,6 +6,7 @@ import { registerBackupCommands } from './commands/backup.js';
 import { registerClusterInfoCommands } from './commands/cluster-info.js';
 import { registerClusterUpCommand } from './commands/cluster-up.js';
 import { registerHealingCommands } from './commands/healing.js';
+import { registerLoginCommands } from './commands/login.js';
 import { registerNamespaceCommands } from './commands/namespace.js';
 import { registerRoleCommands } from './commands/roles.js';
 import { registerTierCommands } from './commands/tier.js';
@@ -16,7 +17,7 @@ const program = new Command('strata')
   .description('strata: a distributed filesystem. Start a local cluster with `strata cluster up`.')
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)')
-  .addHelpText('after', `\nEnvironment:\n  STRATA_COORDINATOR  coordinator address(es) for client commands (comma-separated)\n${EXIT_CODES_HELP}`)
+  .addHelpText('after', `\nEnvironment:\n  STRATA_COORDINATOR  coordinator address(es) for client commands (comma-separated)\n  STRATA_TOKEN        an OIDC access token for coordinators with auth on (else --token-file, else strata login's)\n${EXIT_CODES_HELP}`)
   .exitOverride();
 
 registerClusterUpCommand(program);
@@ -27,6 +28,7 @@ registerClusterInfoCommands(program);
 registerHealingCommands(program);
 registerTierCommands(program);
 registerBackupCommands(program);
+registerLoginCommands(program);
 (await import('./commands/mount.js')).registerMountCommand(program);
 
 try {

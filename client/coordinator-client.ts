@@ -4,7 +4,8 @@
 // flight; the rest are unary RPCs. Either way one failover loop applies one set of rules.
 import * as grpc from '@grpc/grpc-js';
 import { StrataError, invalid } from '../common/errors.js';
-import { CHANNEL_OPTIONS, callUnary, isTransportFailure, strataProto } from '../common/grpc.js';
+import { CHANNEL_OPTIONS, bearerMetadata, callUnary, isTransportFailure, strataProto } from '../common/grpc.js';
+import type { TokenSource } from './auth/token-source.js';
 import { SessionStream, SessionUnsupported, wasNeverSent, type PushListener } from './session.js';
 import { DEFAULT_SESSION_TRANSPORT, SessionLinks, type SessionTransportChoice } from './session-link.js';
 
@@ -22,6 +23,8 @@ export interface CoordinatorClientOptions {
    * TCP where the coordinator offers it, else the gRPC call; 'grpc' = always the gRPC call.
    */
   sessionTransport?: SessionTransportChoice;
+  /** Bearer tokens for coordinators that require them (each unary call and each session carries one). */
+  tokens?: TokenSource;
 }
 
 /** The unary RPCs that have a session op, and its name. */
@@ -59,7 +62,7 @@ export class CoordinatorClient {
     }
     this.clients = options.addresses.map((address) => new strataProto.Coordinator(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS));
     const transport = options.sessionTransport ?? DEFAULT_SESSION_TRANSPORT;
-    this.links = this.clients.map((client) => new SessionLinks(client, transport, options.callTimeoutMs));
+    this.links = this.clients.map((client) => new SessionLinks(client, transport, options.callTimeoutMs, options.tokens));
     this.sessions = this.links.map((links, i) => new SessionStream(links, options.addresses[i]));
   }
 
@@ -72,7 +75,9 @@ export class CoordinatorClient {
    */
   call<Res>(method: string, request: unknown, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>): Promise<Res> {
     const op = this.options.session === false ? undefined : SESSION_OP_OF[method];
-    const unary = (index: number) => callUnary<Res>(this.clients[index], method, request, this.options.callTimeoutMs, `coordinator ${this.options.addresses[index]}`);
+    const tokens = this.options.tokens;
+    const unary = async (index: number) =>
+      callUnary<Res>(this.clients[index], method, request, this.options.callTimeoutMs, `coordinator ${this.options.addresses[index]}`, tokens ? bearerMetadata(await tokens.token()) : undefined);
     if (!op) return this.withFailover(unary, afterAmbiguousRetry);
     return this.withFailover(async (index) => {
       try {

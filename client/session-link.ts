@@ -5,7 +5,8 @@
 // or predates it, gets the gRPC call. STRATA_SESSION_TCP=off keeps clients on gRPC.
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { MAX_MESSAGE_BYTES, strataProto } from '../common/grpc.js';
+import { MAX_MESSAGE_BYTES, bearerMetadata, strataProto } from '../common/grpc.js';
+import type { TokenSource } from './auth/token-source.js';
 import { SessionFrameKind, SessionFrameParser, messageFrame } from '../common/session-frames.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire messages are plain proto-loader objects */
@@ -147,15 +148,21 @@ export class SessionLinks {
     private readonly client: grpc.Client,
     private readonly choice: SessionTransportChoice,
     private readonly askTimeoutMs: number,
+    /** With auth on: each link authenticates first, and again before its token runs out. */
+    private readonly tokens?: TokenSource,
   ) {}
 
   open(handlers: LinkHandlers): SessionLink {
+    return this.tokens ? authenticatedLink(this.tokens, handlers, (inner, token) => this.openLink(inner, token)) : this.openLink(handlers);
+  }
+
+  private openLink(handlers: LinkHandlers, token?: string): SessionLink {
     if (this.choice === 'grpc' || this.endpoint === '') return this.grpc(handlers);
     if (this.endpoint !== undefined) return this.tcp(this.endpoint, handlers);
     const waiting: unknown[] = [];
     let inner: SessionLink | undefined;
     let closed = false;
-    (this.client as any).SessionEndpoint({}, { deadline: Date.now() + this.askTimeoutMs }, (err: grpc.ServiceError | null, reply: any) => {
+    const answered = (err: grpc.ServiceError | null, reply: any) => {
       if (closed) return;
       // The requests waiting here never left: whatever went wrong, none can have been applied.
       if (err && err.code !== grpc.status.UNIMPLEMENTED) return handlers.broken({ ...(err as unknown as LinkError), neverSent: true });
@@ -168,7 +175,10 @@ export class SessionLinks {
         inner = offered ? this.tcp(offered, handlers) : this.grpc(handlers);
       }
       for (const request of waiting.splice(0)) inner.write(request);
-    });
+    };
+    const options = { deadline: Date.now() + this.askTimeoutMs };
+    if (token) (this.client as any).SessionEndpoint({}, bearerMetadata(token), options, answered);
+    else (this.client as any).SessionEndpoint({}, options, answered);
     return {
       write: (request) => (inner ? inner.write(request) : waiting.push(request)),
       close: () => {
@@ -205,4 +215,77 @@ export class SessionLinks {
       this.askTimeoutMs,
     );
   }
+}
+
+/** Ids of authenticate requests count down from the top: the session's own count up from 1. */
+const FIRST_AUTH_ID = Number.MAX_SAFE_INTEGER;
+/** Never re-authenticate more often than this (a fixed token past its refresh time). */
+const MIN_REFRESH_MS = 1_000;
+
+/**
+ * A link that sends `authenticate` before anything else and again with a fresh token before the
+ * last one expires; the replies to those are its own (a refused token fails the requests behind
+ * it, each with its own Unauthenticated reply). A token that cannot be had fails the link unsent.
+ */
+function authenticatedLink(tokens: TokenSource, handlers: LinkHandlers, open: (handlers: LinkHandlers, token: string) => SessionLink): SessionLink {
+  const waiting: unknown[] = [];
+  const authIds = new Set<number>();
+  let nextAuthId = FIRST_AUTH_ID;
+  let inner: SessionLink | undefined;
+  let closed = false;
+  let sentToken = '';
+  let refreshTimer: NodeJS.Timeout | undefined;
+  const authenticate = (token: string) => {
+    if (closed || !inner || token === sentToken) return;
+    sentToken = token;
+    const id = nextAuthId--;
+    authIds.add(id);
+    inner.write({ id, deadlineMs: 0, authenticate: { token } });
+  };
+  const armRefresh = () => {
+    clearTimeout(refreshTimer);
+    if (closed || !Number.isFinite(tokens.refreshAtMs)) return;
+    refreshTimer = setTimeout(() => {
+      tokens.token().then(authenticate, () => undefined).finally(armRefresh);
+    }, Math.max(MIN_REFRESH_MS, tokens.refreshAtMs - Date.now()));
+    refreshTimer.unref();
+  };
+  const finish = () => {
+    closed = true;
+    clearTimeout(refreshTimer);
+  };
+  tokens.token().then(
+    (token) => {
+      if (closed) return;
+      inner = open(
+        {
+          message: (reply) => {
+            const id = Number(reply?.id);
+            if (authIds.delete(id)) return;
+            handlers.message(reply);
+          },
+          broken: (err) => {
+            finish();
+            handlers.broken(err);
+          },
+        },
+        token,
+      );
+      authenticate(token);
+      for (const request of waiting.splice(0)) inner.write(request);
+      armRefresh();
+    },
+    (err: Error) => {
+      if (closed) return;
+      finish();
+      handlers.broken({ ...linkError(grpc.status.UNAUTHENTICATED, err.message), neverSent: true });
+    },
+  );
+  return {
+    write: (request) => (inner ? inner.write(request) : waiting.push(request)),
+    close: () => {
+      finish();
+      inner?.close();
+    },
+  };
 }

@@ -243,7 +243,9 @@ function replyError(error: { code: number; kind: string; message: string }): Str
  */
 function streamError(address: string, err: LinkError | undefined): StrataError {
   if (!err) return new StrataError('Unavailable', `session to coordinator ${address} ended`);
-  if (err.code === grpc.status.INVALID_ARGUMENT || err.code === grpc.status.RESOURCE_EXHAUSTED) return fromServiceError(err, `coordinator ${address}`);
+  if (err.code === grpc.status.INVALID_ARGUMENT || err.code === grpc.status.RESOURCE_EXHAUSTED || err.code === grpc.status.UNAUTHENTICATED) {
+    return fromServiceError(err, `coordinator ${address}`);
+  }
   const reason = fromServiceError(err, `coordinator ${address}`).message;
   return new StrataError('Unavailable', `session to coordinator ${address} broke: ${reason}`, { cause: err });
 }

@@ -3,6 +3,7 @@
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StrataError, invalid } from '../common/errors.js';
+import { TokenSource, type TokenProvider } from './auth/token-source.js';
 import { CoordinatorClient } from './coordinator-client.js';
 import { DataNodeClients } from './datanode-client.js';
 import { SessionInodes, type InodeOps } from './inodes.js';
@@ -36,6 +37,10 @@ export interface ConnectOptions {
    * STRATA_SESSION_TCP=off makes the default 'grpc'.
    */
   sessionTransport?: 'auto' | 'grpc';
+  /** An OIDC access token for coordinators that run with auth on (it is never logged). */
+  token?: string;
+  /** Or where fresh tokens come from (asked again before the last one expires). */
+  tokenProvider?: TokenProvider;
 }
 
 const READDIR_PAGE = 1000;
@@ -104,6 +109,7 @@ export class Strata {
       failoverTimeoutMs: options.failoverTimeoutMs ?? 15_000,
       session: options.session ?? true,
       sessionTransport: options.sessionTransport,
+      tokens: tokenSourceOf(options),
     });
     const transferTimeoutMs = options.transferTimeoutMs ?? 120_000;
     const datanodes = new DataNodeClients({ writeTimeoutMs: transferTimeoutMs, readTimeoutMs: transferTimeoutMs });
@@ -454,4 +460,10 @@ export class Strata {
 
 function joinChild(dir: string, name: string): string {
   return dir.endsWith('/') ? dir + name : `${dir}/${name}`;
+}
+
+function tokenSourceOf(options: ConnectOptions): TokenSource | undefined {
+  if (options.token !== undefined && options.tokenProvider) throw invalid('pass token or tokenProvider, not both');
+  if (options.tokenProvider) return new TokenSource(options.tokenProvider);
+  return options.token !== undefined ? TokenSource.fixed(options.token) : undefined;
 }

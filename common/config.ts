@@ -80,6 +80,16 @@ export const coordinatorSchema = z.object({
   sessionAdvertise: hostPort.optional(),
   /** Client cache leases (coordinator/leases.ts): how long a silent holder can hold a change up. */
   leaseTtlMs: int.min(1000).max(300_000).default(5000),
+  /** Who may call (coordinator/auth/): 'oidc' = bearer tokens of a Keycloak realm; 'off' = anyone. Absent: off on loopback only, else refused. */
+  auth: z.enum(['off', 'oidc']).optional(),
+  /** The realm's issuer URL, https://HOST/realms/NAME (with auth oidc). */
+  oidcIssuer: z.url({ protocol: /^https?$/ }).optional(),
+  /** The client id tokens must carry in `aud` (with auth oidc). */
+  oidcAudience: z.string().min(1).max(256).optional(),
+  /** The token claim naming the caller's tenant. */
+  oidcTenantClaim: z.string().min(1).max(128).default('tenant'),
+  /** Fewest ms between two fetches of the realm's keys (a token with an unknown kid triggers one). */
+  oidcJwksRefetchMs: int.min(0).max(3_600_000).default(10_000),
   logLevel,
 });
 export type CoordinatorConfig = Readonly<z.infer<typeof coordinatorSchema>>;

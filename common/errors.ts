@@ -9,6 +9,8 @@ export const ERROR_KINDS = [
   'IsDir',
   'Invalid',
   'PermissionDenied',
+  // No valid credentials at all (a missing, expired or forged token): who is asking is unknown.
+  'Unauthenticated',
   // Not allowed whatever the permission bits say (EPERM): another name for a directory, say.
   'NotPermitted',
   'TooManyLinks',
@@ -41,6 +43,9 @@ export const notDir = (what: string) => new StrataError('NotDir', `${what}: not 
 export const isDir = (what: string) => new StrataError('IsDir', `${what}: is a directory`);
 export const invalid = (message: string) => new StrataError('Invalid', message);
 export const notPermitted = (message: string) => new StrataError('NotPermitted', message);
+/** What every refused token says, whatever the reason: how to get a good one. */
+export const unauthenticated = (reason: string) =>
+  new StrataError('Unauthenticated', `not authenticated: ${reason}; run strata login or set STRATA_TOKEN`);
 export const corrupt = (message: string) => new StrataError('Corrupt', message);
 
 /** Wraps anything thrown into a StrataError; unknown failures become Internal. */

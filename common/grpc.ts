@@ -58,6 +58,7 @@ const KIND_TO_STATUS: Record<ErrorKind, grpc.status> = {
   IsDir: grpc.status.FAILED_PRECONDITION,
   Invalid: grpc.status.INVALID_ARGUMENT,
   PermissionDenied: grpc.status.PERMISSION_DENIED,
+  Unauthenticated: grpc.status.UNAUTHENTICATED,
   NotPermitted: grpc.status.PERMISSION_DENIED,
   TooManyLinks: grpc.status.FAILED_PRECONDITION,
   NoSpace: grpc.status.RESOURCE_EXHAUSTED,
@@ -73,7 +74,7 @@ const STATUS_TO_KIND: Partial<Record<grpc.status, ErrorKind>> = {
   [grpc.status.ALREADY_EXISTS]: 'Exists',
   [grpc.status.INVALID_ARGUMENT]: 'Invalid',
   [grpc.status.PERMISSION_DENIED]: 'PermissionDenied',
-  [grpc.status.UNAUTHENTICATED]: 'PermissionDenied',
+  [grpc.status.UNAUTHENTICATED]: 'Unauthenticated',
   [grpc.status.RESOURCE_EXHAUSTED]: 'NoSpace',
   [grpc.status.UNAVAILABLE]: 'Unavailable',
   [grpc.status.DEADLINE_EXCEEDED]: 'Timeout',
@@ -152,15 +153,27 @@ export function callUnary<Res>(
   request: unknown,
   timeoutMs: number,
   peer?: string,
+  /** Sent with the call (a bearer token: client/auth/). */
+  metadata?: grpc.Metadata,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
     const deadline = new Date(Date.now() + timeoutMs);
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    (client as any)[method](request, { deadline }, (err: grpc.ServiceError | null, reply: Res) => {
+    const callback = (err: grpc.ServiceError | null, reply: Res) => {
       if (err) reject(fromServiceError(err, peer));
       else resolve(reply);
-    });
+    };
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    if (metadata) (client as any)[method](request, metadata, { deadline }, callback);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    else (client as any)[method](request, { deadline }, callback);
   });
+}
+
+/** The metadata that carries a bearer token on a unary call. */
+export function bearerMetadata(token: string): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', `Bearer ${token}`);
+  return metadata;
 }
 
 const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;

@@ -14,6 +14,7 @@ import { etcdEngineOf, openKv } from './meta/open-kv.js';
 import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
 import { coordinatorService } from './service.js';
+import { openAuthenticator } from './auth/open.js';
 import { SESSION_DEFAULTS, withSessionLimits, type SessionAcceptor } from './session.js';
 import { startSessionListener, type SessionListener } from './session-tcp.js';
 import { S3ObjectTier, type ObjectTier, type TierTarget } from '../common/object-tier.js';
@@ -34,6 +35,8 @@ const SHUTDOWN_GRACE_MS = 3000;
 const ADMIN_REFRESH_MS = 1000;
 
 export async function runCoordinator(config: CoordinatorConfig, log: Logger): Promise<RunningCoordinator> {
+  // Decided before anything opens: a coordinator that may not run anonymously stops here.
+  const auth = openAuthenticator(config, log);
   // Credentials (a file, or the environment) are read once here; a bad one is one Invalid line.
   const tierTargets = config.tiers.map((tier) => resolveTierTarget(tier, process.env, (file) => readFileSync(file, 'utf8')));
   const tiers = await openTiers(tierTargets);
@@ -77,7 +80,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     };
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
-      coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering, session }),
+      coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering, session, auth }),
     );
     server.addService(strataProto.LeasePeers.service, coherence.service());
     let sessionListener: SessionListener | undefined;

@@ -4,7 +4,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import { invalid, isDir, notDir, StrataError } from '../common/errors.js';
-import { unaryHandler } from '../common/grpc.js';
+import { strataProto, unaryHandler } from '../common/grpc.js';
 import { splitParent, splitPath } from '../common/paths.js';
 import type { CoordinatorConfig } from '../common/config.js';
 import { MIN_CHUNK_BYTES, MAX_CHUNK_BYTES } from '../common/config.js';
@@ -17,6 +17,8 @@ import { allocatedAtMs } from './healing/chunk-id.js';
 import { healingService, toWireNode, type HealingDeps } from './healing/service.js';
 import { tieringService, type TieringServiceDeps } from './tiering/service.js';
 import { inodeOps, ownerOf } from './inode-ops.js';
+import { AUTH_OFF, type Authenticator } from './auth/authenticator.js';
+import { guardSessionOps, guardUnaryCalls } from './auth/guard.js';
 import { SESSION_DEFAULTS, grpcSessionHandler, sessionAcceptor, type SessionAcceptor, type SessionHooks, type SessionLimits, type SessionOps } from './session.js';
 
 /** What the session stream adds on top of the namespace ops: limits, and hooks/ops for leases. */
@@ -41,12 +43,14 @@ const MAX_CORRUPT_PER_HEARTBEAT = 10_000;
 /** A file's atime is rewritten on a read only when older than this: tiering policies need no finer. */
 const ATIME_GRANULARITY_MS = 60_000;
 const TIER_GATEWAYS = 2;
+/** Not the client plane: data nodes' heartbeats and links (node plane), and Session (it authenticates in-stream). */
+const NOT_BEARER_CHECKED = new Set(['Heartbeat', 'NodeLink', 'Session']);
 
 export function coordinatorService(
   meta: MetaStore,
   nodes: NodeRegistry,
   config: CoordinatorConfig,
-  { tiering, session = { limits: SESSION_DEFAULTS }, ...healing }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps },
+  { tiering, session = { limits: SESSION_DEFAULTS }, auth = AUTH_OFF, ...healing }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator },
 ) {
   // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
   // later commits of an id leaves half the grace as margin for clock skew and slow commits.
@@ -239,10 +243,10 @@ export function coordinatorService(
     ...session.ops,
   };
 
-  const acceptSession = sessionAcceptor(sessionOps, config.listen, session.limits, session.hooks);
+  const acceptSession = sessionAcceptor(sessionOps, config.listen, session.limits, { ...session.hooks, guard: (dispatch) => guardSessionOps(dispatch, auth) });
   session.accept?.(acceptSession);
 
-  return {
+  const service = {
     ...mapValues(calls, (call) => unaryHandler(call)),
     Session: grpcSessionHandler(acceptSession),
     SessionEndpoint: unaryHandler(async () => ({ address: session.endpoint?.() ?? '' })),
@@ -295,6 +299,8 @@ export function coordinatorService(
     ...healingService({ ...healing, registry: nodes }),
     ...tieringService(tiering),
   } satisfies grpc.UntypedServiceImplementation;
+  // Every client-plane unary call proves who it is, here, once: no handler sees an unchecked call.
+  return guardUnaryCalls(service, strataProto.Coordinator.service, auth, NOT_BEARER_CHECKED);
 }
 
 /** SetAttr's changes: proto3 `optional`, so an unset field is absent, not zero. */

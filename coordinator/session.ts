@@ -28,6 +28,8 @@ export interface SessionHooks {
   closed?(session: ServerSession): void;
   /** Runs each op of the session (leases: its changes run as this session's writes). */
   run?<T>(session: ServerSession, work: () => Promise<T>, op?: string, request?: unknown): Promise<T>;
+  /** Wraps the whole dispatch table, outermost, so it sees each request as it is read (authentication). */
+  guard?(dispatch: SessionOps): SessionOps;
 }
 
 type Duplex = grpc.ServerDuplexStream<any, any>;
@@ -245,9 +247,10 @@ export type SessionAcceptor = (transport: SessionTransport) => void;
 
 export function sessionAcceptor(ops: SessionOps, coordinator: string, limits: SessionLimits = SESSION_DEFAULTS, hooks: SessionHooks = {}): SessionAcceptor {
   const run = hooks.run;
-  const dispatch: SessionOps = run
+  const inner: SessionOps = run
     ? Object.fromEntries(Object.entries(ops).map(([name, op]) => [name, (request: any, s: ServerSession) => run(s, () => op(request, s), name, request)]))
     : ops;
+  const dispatch = hooks.guard ? hooks.guard(inner) : inner;
   return (transport) => {
     const session: ServerSession = new ServerSession(transport, dispatch, limits, () => hooks.closed?.(session));
     hooks.opened?.(session);

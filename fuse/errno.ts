@@ -13,6 +13,7 @@ export const KIND_TO_ERRNO: Record<ErrorKind, number> = {
   IsDir: E.EISDIR,
   Invalid: E.EINVAL,
   PermissionDenied: E.EACCES,
+  Unauthenticated: E.EACCES,
   NotPermitted: E.EPERM,
   TooManyLinks: E.EMLINK,
   NoSpace: E.ENOSPC,

@@ -31,6 +31,11 @@ export function registerRoleCommands(program: Command): void {
         'Credentials: credentials_file (JSON {accessKeyId, secretAccessKey}) or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
       (spec: string, previous: string[] | undefined) => [...(previous ?? []), spec],
     )
+    .option('--auth <mode>', 'oidc = require OIDC bearer tokens from a Keycloak realm; off = anonymous access (default: off when every port is on loopback, otherwise required)')
+    .option('--oidc-issuer <url>', 'the realm tokens come from: https://HOST/realms/NAME (with --auth oidc)')
+    .option('--oidc-audience <client-id>', 'the client id tokens must name in aud (with --auth oidc)')
+    .option('--oidc-tenant-claim <claim>', 'token claim naming the caller\'s tenant (default tenant)')
+    .option('--oidc-jwks-refetch-ms <ms>', 'fewest ms between fetches of the realm\'s keys for an unknown kid (default 10000)')
     .option('--lease-ttl-ms <ms>', 'lease of a client cache: a client that stops answering holds others\' changes up at most this long (default 5000)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')

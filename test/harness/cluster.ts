@@ -32,6 +32,8 @@ export interface ClusterOptions {
   datanodeArgs?: string[];
   /** More environment for the coordinator and data node processes (e.g. s3Env from harness/s3.ts). */
   env?: Record<string, string>;
+  /** Where the harness's own clients get a token, for coordinators started with --auth oidc. */
+  tokenProvider?: () => string | Promise<string>;
 }
 
 export class RoleProcess {
@@ -89,7 +91,7 @@ export class TestCluster {
   }
 
   client(): Strata {
-    const client = Strata.connect({ coordinators: this.coordinatorList, failoverTimeoutMs: 10_000 });
+    const client = Strata.connect({ coordinators: this.coordinatorList, failoverTimeoutMs: 10_000, tokenProvider: this.options.tokenProvider });
     this.clients.push(client);
     return client;
   }
@@ -112,7 +114,7 @@ export class TestCluster {
   }
 
   async waitForLiveNodes(count: number, timeoutMs = 30_000): Promise<void> {
-    const client = Strata.connect({ coordinators: this.coordinatorList, callTimeoutMs: 1000, failoverTimeoutMs: 1000 });
+    const client = Strata.connect({ coordinators: this.coordinatorList, callTimeoutMs: 1000, failoverTimeoutMs: 1000, tokenProvider: this.options.tokenProvider });
     const giveUpAt = Date.now() + timeoutMs;
     try {
       for (;;) {

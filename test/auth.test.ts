@@ -1,0 +1,189 @@
+// Authentication against a Keycloak-shaped realm on loopback (harness/oidc-realm.ts): a real
+// coordinator process with --auth oidc, real data node, the SDK (session stream and unary RPCs)
+// and the CLI. Every refused token leaves the namespace unchanged.
+import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Strata, StrataError } from '../client/index.js';
+import { expectOneLineError } from './harness/cli-errors.js';
+import { runCli, startCluster, type TestCluster } from './harness/cluster.js';
+import { OidcRealm } from './harness/oidc-realm.js';
+import { tempDir, type TempDir } from './harness/ports.js';
+
+describe('authentication (OIDC, Keycloak realm)', () => {
+  let realm: OidcRealm;
+  let cluster: TestCluster;
+  let scratch: TempDir;
+  const clients: Strata[] = [];
+  const connect = (options: { token?: string; tokenProvider?: () => string; session?: boolean }) => {
+    const client = Strata.connect({ coordinators: cluster.coordinatorList, failoverTimeoutMs: 3000, ...options });
+    clients.push(client);
+    return client;
+  };
+  const good = () => realm.token('alice', { tenant: 'acme', realm_access: { roles: ['strata-user'] } });
+  /** The namespace as a valid caller sees it. */
+  const exists = (path: string) => connect({ token: good() }).exists(path);
+
+  beforeAll(async () => {
+    realm = await OidcRealm.start({
+      clients: [
+        { clientId: 'strata-ci', secret: 'ci-secret', claims: { tenant: 'acme' } },
+        { clientId: 'strata-cli' },
+      ],
+      users: [{ username: 'bob', password: 'bob-password', claims: { tenant: 'acme' } }],
+    });
+    cluster = await startCluster({ datanodes: 1, replication: 1, coordinatorArgs: realm.coordinatorArgs(), tokenProvider: good });
+    scratch = await tempDir('auth');
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await cluster?.stop();
+    await realm?.stop();
+    await scratch?.cleanup();
+  });
+
+  test('a valid token works on the session stream and on unary calls', async () => {
+    const session = connect({ token: good() });
+    await session.mkdir('/alice');
+    await session.writeFile('/alice/a.txt', 'hello');
+    expect((await session.readFile('/alice/a.txt')).toString()).toBe('hello');
+    expect(session.sessionTransports).toEqual(['tcp']);
+    const unary = connect({ token: good(), session: false });
+    expect((await unary.stat('/alice/a.txt')).size).toBe(5);
+    await unary.mkdir('/alice/unary');
+    expect((await unary.statfs()).liveNodes).toBe(1);
+  });
+
+  const now = () => Math.floor(Date.now() / 1000);
+  const refusals: [string, () => string | undefined, RegExp][] = [
+    ['missing', () => undefined, /no token|not authenticated/],
+    ['expired', () => realm.token('alice', { iat: now() - 600, exp: now() - 60 }), /expired/],
+    ['not yet valid', () => realm.token('alice', { nbf: now() + 3600 }), /not valid yet/],
+    ['from another issuer', () => realm.token('alice', { iss: 'http://127.0.0.1:1/realms/other' }), /another issuer/],
+    ['for another audience', () => realm.token('alice', { aud: 'someone-else' }), /another audience/],
+    ['with a bad signature', () => good().replace(/\.[^.]+$/, '.' + Buffer.alloc(256, 7).toString('base64url')), /signature/],
+    ['unsigned (alg none)', () => {
+      const [, payload] = good().split('.');
+      return `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${payload}.`;
+    }, /'none'/],
+    ['signed by an unknown key', () => realm.token('alice', {}, { kid: 'no-such-key' }), /unknown key/],
+    ['garbage', () => 'not-a-jwt', /malformed/],
+  ];
+
+  for (const [what, token, reason] of refusals) {
+    test(`a token ${what} is refused (session, unary, CLI) and changes nothing`, async () => {
+      const raw = token();
+      const dir = `/refused-${what.replace(/\W+/g, '-')}`;
+      for (const session of [true, false]) {
+        const client = connect(raw === undefined ? { session } : { token: raw, session });
+        const err = await client.mkdir(dir).then(() => undefined, (e: unknown) => e);
+        expect(err, `session=${session}`).toBeInstanceOf(StrataError);
+        expect((err as StrataError).kind).toBe('Unauthenticated');
+        expect((err as StrataError).message).toMatch(reason);
+        expect((err as StrataError).message).toMatch(/run strata login or set STRATA_TOKEN/);
+        await expect(client.stat('/')).rejects.toMatchObject({ kind: 'Unauthenticated' });
+      }
+      const env: Record<string, string> = { XDG_CONFIG_HOME: path.join(scratch.path, 'no-login') };
+      if (raw !== undefined) env.STRATA_TOKEN = raw;
+      const cli = await cluster.cli(['mkdir', dir], { env });
+      expectOneLineError(cli, 6, /not authenticated: .*run strata login or set STRATA_TOKEN/, raw ? [raw] : []);
+      expect(await exists(dir)).toBe(false);
+    });
+  }
+
+  test('a rotated realm key (new kid) is fetched and works; the old key is gone', async () => {
+    const before = good();
+    await connect({ token: before }).stat('/');
+    realm.rotate();
+    const fetches = realm.jwksFetches;
+    const client = connect({ token: good() });
+    await client.mkdir('/rotated');
+    expect(realm.jwksFetches).toBe(fetches + 1);
+    // A token of the retired key, never seen before: refused.
+    const stale = connect({ token: realm.sign({ ...JSON.parse(Buffer.from(before.split('.')[1], 'base64url').toString()), jti: 'x' }, { kid: JSON.parse(Buffer.from(before.split('.')[0], 'base64url').toString()).kid }) });
+    await expect(stale.mkdir('/stale-key')).rejects.toMatchObject({ kind: 'Unauthenticated' });
+    expect(await exists('/stale-key')).toBe(false);
+  });
+
+  test('a long session re-authenticates with fresh tokens before the last expires', async () => {
+    let minted = 0;
+    // Tokens that live 4 s: the session sends a fresh one about 1.3 s before each runs out.
+    const provider = () => {
+      minted++;
+      return realm.token('alice', { exp: now() + 4 });
+    };
+    const client = connect({ tokenProvider: provider });
+    const pushes = client.inodes; // an open session stays open while it has listeners
+    void pushes;
+    await client.mkdir('/long');
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      await client.stat('/long');
+    }
+    expect(minted).toBeGreaterThan(1);
+  });
+
+  test('a token file and STRATA_TOKEN work for the CLI; the token is never printed', async () => {
+    const token = good();
+    const file = path.join(scratch.path, 'token');
+    writeFileSync(file, token + '\n');
+    chmodSync(file, 0o600);
+    const env = { XDG_CONFIG_HOME: path.join(scratch.path, 'no-login') };
+    const made = await cluster.cli(['mkdir', '/from-file', '--token-file', file], { env });
+    expect(made.code, made.stderr).toBe(0);
+    const listed = await cluster.cli(['ls', '/'], { env: { ...env, STRATA_TOKEN: token } });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/from-file/);
+    expect(listed.stdout + listed.stderr).not.toContain(token);
+  });
+
+  test('strata login (client credentials, then password) stores a 0600 token that CLI commands use', async () => {
+    const home = path.join(scratch.path, 'home');
+    mkdirSync(home, { recursive: true });
+    const env = { XDG_CONFIG_HOME: home, STRATA_CLIENT_SECRET: 'ci-secret' };
+    const login = await runCli(['login', '--issuer', realm.issuer, '--client-id', 'strata-ci'], { env });
+    expect(login.code, login.stderr).toBe(0);
+    expect(login.stdout + login.stderr).not.toContain('ci-secret');
+    const stored = path.join(home, 'strata', 'token.json');
+    expect(statSync(stored).mode & 0o777).toBe(0o600);
+    const made = await cluster.cli(['mkdir', '/logged-in'], { env: { XDG_CONFIG_HOME: home } });
+    expect(made.code, made.stderr).toBe(0);
+    expect(await exists('/logged-in')).toBe(true);
+
+    const wrong = await runCli(['login', '--issuer', realm.issuer, '--client-id', 'strata-cli', '--username', 'bob'], { env: { XDG_CONFIG_HOME: home, STRATA_PASSWORD: 'nope' } });
+    expectOneLineError(wrong, 6, /login refused/, ['nope']);
+    const user = await runCli(['login', '--issuer', realm.issuer, '--client-id', 'strata-cli', '--username', 'bob'], { env: { XDG_CONFIG_HOME: home, STRATA_PASSWORD: 'bob-password' } });
+    expect(user.code, user.stderr).toBe(0);
+    const listed = await cluster.cli(['ls', '/'], { env: { XDG_CONFIG_HOME: home } });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/logged-in/);
+  });
+});
+
+describe('authentication start-up rules', () => {
+  test('a coordinator beyond loopback without --auth refuses to start, naming the flags', async () => {
+    const dir = await tempDir('auth-start');
+    try {
+      const result = await runCli(['coordinator', '--listen', '0.0.0.0:0', '--meta', path.join(dir.path, 'meta')], { timeoutMs: 30_000 });
+      expectOneLineError(result, 2, /--auth oidc .*--auth off/);
+      const noIssuer = await runCli(['coordinator', '--auth', 'oidc', '--meta', path.join(dir.path, 'meta')], { timeoutMs: 30_000 });
+      expectOneLineError(noIssuer, 2, /oidcIssuer is required/);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  test('with --auth off a client that sends a token works as before', async () => {
+    const cluster = await startCluster({ datanodes: 1, replication: 1, coordinatorArgs: ['--auth', 'off'] });
+    try {
+      const client = Strata.connect({ coordinators: cluster.coordinatorList, token: 'anything' });
+      await client.writeFile('/open.txt', 'x');
+      expect((await client.stat('/open.txt')).size).toBe(1);
+      await client.close();
+      const plain = cluster.client();
+      expect((await plain.readFile('/open.txt')).toString()).toBe('x');
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
