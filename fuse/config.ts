@@ -52,6 +52,10 @@ export const mountSchema = z.object({
    * when no other client writes the files this mount uses.
    */
   writebackCache: bool.default(false),
+  /** A file holding an OIDC access token (STRATA_TOKEN_FILE), for coordinators with auth on. */
+  tokenFile: z.string().min(1).optional(),
+  /** Or the token itself: STRATA_TOKEN (never a flag: argv is public). Never logged. */
+  token: z.string().min(1).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 });
 

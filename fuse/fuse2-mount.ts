@@ -4,6 +4,7 @@
 // (or an external `fusermount -u`), then stores what open files still buffer and unmounts,
 // falling back to fusermount/fusermount3 so no stale mount is left behind.
 // This process serves its own mount: it must never do synchronous I/O on the mount point.
+import { tokenProviderFrom } from '../client/auth/token-sources.js';
 import path from 'node:path';
 import Fuse from 'fuse-native';
 import { Strata } from '../client/index.js';
@@ -43,6 +44,8 @@ export async function runFuse2Mount(config: MountConfig, log: Logger): Promise<n
     failoverTimeoutMs: config.callTimeoutMs,
     transferTimeoutMs: config.transferTimeoutMs,
     writeConcurrency: config.writeConcurrency,
+    // Without a token file or STRATA_TOKEN: strata login's stored token (found under $HOME), if any.
+    tokenProvider: tokenProviderFrom({ tokenFile: config.tokenFile, token: config.token, env: process.env }),
   });
   try {
     const root = await strata.stat(config.path);

@@ -36,6 +36,7 @@ export function registerMountCommand(program: Command): void {
     .option('--gid <gid>', 'group shown for every file (default: the stored group)')
     .option('--binding <name>', 'fuse3 (the default: libfuse 3 low-level, native/) | fuse2 (fuse-native on libfuse 2, the fallback)')
     .option('--writeback-cache', 'kernel writeback cache (fuse3): faster small writes; only when no other client writes these files')
+    .option('--token-file <file>', 'a file holding an OIDC access token (else STRATA_TOKEN, else strata login\'s)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (mountpoint: string, options) => {

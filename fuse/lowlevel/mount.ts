@@ -3,6 +3,7 @@
 // unmounts. The binding also unmounts (lazily) if the process exits while mounted, and the
 // mount uses libfuse's auto_unmount, so even a killed process leaves no dead mount behind.
 // This process serves its own mount: it must never do synchronous I/O on the mount point.
+import { tokenProviderFrom } from '../../client/auth/token-sources.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Strata } from '../../client/index.js';
@@ -32,6 +33,8 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
     failoverTimeoutMs: config.callTimeoutMs,
     transferTimeoutMs: config.transferTimeoutMs,
     writeConcurrency: config.writeConcurrency,
+    // Without a token file or STRATA_TOKEN: strata login's stored token (found under $HOME), if any.
+    tokenProvider: tokenProviderFrom({ tokenFile: config.tokenFile, token: config.token, env: process.env }),
   });
   let rootIno: number;
   try {
