@@ -90,6 +90,10 @@ export const coordinatorSchema = z.object({
   oidcTenantClaim: z.string().min(1).max(128).default('tenant'),
   /** Fewest ms between two fetches of the realm's keys (a token with an unknown kid triggers one). */
   oidcJwksRefetchMs: int.min(0).max(3_600_000).default(10_000),
+  // Per client host (common/client-limits.ts): gRPC calls and session connections open at once, and
+  // started per second; 0 = no bound. Generous: every client of a one-host cluster is 127.0.0.1.
+  clientMaxInFlight: int.min(0).max(1_000_000).default(4096),
+  clientRatePerSec: int.min(0).max(10_000_000).default(100_000),
   logLevel,
 });
 export type CoordinatorConfig = Readonly<z.infer<typeof coordinatorSchema>>;
@@ -113,6 +117,10 @@ export const dataNodeSchema = z.object({
   scrubIntervalMs: int.min(0).max(30 * 24 * 3_600_000).default(3_600_000),
   /** Byte budget of the read-through cache of tiered chunks (<dataDir>/tier-cache); 0 = no cache. */
   tierCacheBytes: size.pipe(z.number().int().min(0)).default(1024 * 1024 * 1024),
+  // Per client host (common/client-limits.ts): gRPC calls and byte path connections open at once,
+  // and started per second; 0 = no bound. Peers replicating count as clients too.
+  clientMaxInFlight: int.min(0).max(1_000_000).default(4096),
+  clientRatePerSec: int.min(0).max(10_000_000).default(100_000),
   logLevel,
 });
 export type DataNodeConfig = Readonly<z.infer<typeof dataNodeSchema>>;

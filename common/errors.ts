@@ -15,6 +15,8 @@ export const ERROR_KINDS = [
   'NotPermitted',
   'TooManyLinks',
   'NoSpace',
+  // Refused before it started: this client has too many requests in flight or starts them too fast.
+  'Busy',
   'Unavailable',
   'Timeout',
   'Conflict',

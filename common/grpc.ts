@@ -62,6 +62,7 @@ const KIND_TO_STATUS: Record<ErrorKind, grpc.status> = {
   NotPermitted: grpc.status.PERMISSION_DENIED,
   TooManyLinks: grpc.status.FAILED_PRECONDITION,
   NoSpace: grpc.status.RESOURCE_EXHAUSTED,
+  Busy: grpc.status.RESOURCE_EXHAUSTED,
   Unavailable: grpc.status.UNAVAILABLE,
   Timeout: grpc.status.DEADLINE_EXCEEDED,
   Conflict: grpc.status.ABORTED,

@@ -17,6 +17,7 @@ import { coordinatorService } from './service.js';
 import { openAuthenticator } from './auth/open.js';
 import { SESSION_DEFAULTS, withSessionLimits, type SessionAcceptor } from './session.js';
 import { startSessionListener, type SessionListener } from './session-tcp.js';
+import { ClientLimiter, limitInterceptor } from '../common/client-limits.js';
 import { S3ObjectTier, type ObjectTier, type TierTarget } from '../common/object-tier.js';
 import { StrataError } from '../common/errors.js';
 import { ChunkLocks } from './healing/limits.js';
@@ -55,7 +56,9 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       log,
     });
     await nodes.load();
-    const server = new grpc.Server(CHANNEL_OPTIONS);
+    // One bound per client host over gRPC calls and TCP sessions (common/client-limits.ts).
+    const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
+    const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter)] });
     const port = await bindServer(server, config.listen);
     const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
@@ -86,7 +89,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     let sessionListener: SessionListener | undefined;
     if (config.sessionListen !== 'off') {
       const at = config.sessionListen ? splitHostPort(config.sessionListen) : { host, port: 0 };
-      sessionListener = await startSessionListener(at.host, at.port, acceptSession!, session.limits);
+      sessionListener = await startSessionListener(at.host, at.port, acceptSession!, session.limits, (client) => limiter.admit(client));
       const wildcard = at.host === '0.0.0.0' || at.host === '[::]' || at.host === '::';
       sessionAddress = config.sessionAdvertise ?? `${wildcard ? '127.0.0.1' : at.host}:${sessionListener.port}`;
     }

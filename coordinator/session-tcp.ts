@@ -9,6 +9,7 @@ import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { StrataError } from '../common/errors.js';
 import { strataProto } from '../common/grpc.js';
+import { clientOf } from '../common/client-limits.js';
 import { SessionFrameError, SessionFrameKind, SessionFrameParser, closeFrame, messageFrame } from '../common/session-frames.js';
 import { BadMessage, type SessionAcceptor, type SessionLimits, type SessionTransport } from './session.js';
 
@@ -26,12 +27,28 @@ export interface SessionListener {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startSessionListener(host: string, port: number, accept: SessionAcceptor, limits: Pick<SessionLimits, 'maxMessageBytes'>): Promise<SessionListener> {
+/** Admits one connection of a client host: its release, or throws Busy (common/client-limits.ts). */
+export type AdmitClient = (client: string) => () => void;
+
+export async function startSessionListener(host: string, port: number, accept: SessionAcceptor, limits: Pick<SessionLimits, 'maxMessageBytes'>, admit?: AdmitClient): Promise<SessionListener> {
   const sockets = new Set<net.Socket>();
   // allowHalfOpen: a client that half-closes still gets the answers to what it sent.
   const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+    let release: () => void;
+    try {
+      release = admit?.(clientOf(socket.remoteAddress)) ?? (() => undefined);
+    } catch (err) {
+      // Each connection is a session: past the client's bound it is closed as the gRPC call would be.
+      socket.on('error', () => undefined);
+      socket.end(closeFrame(grpc.status.RESOURCE_EXHAUSTED, (err as Error).message));
+      setTimeout(() => socket.destroy(), LINGER_MS).unref();
+      return;
+    }
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    socket.on('close', () => {
+      sockets.delete(socket);
+      release();
+    });
     socket.setKeepAlive(true, KEEPALIVE_MS);
     accept(new TcpTransport(socket, limits.maxMessageBytes));
   });

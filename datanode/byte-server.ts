@@ -5,6 +5,7 @@
 import net from 'node:net';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import { quoted } from '../common/limits.js';
+import { clientOf } from '../common/client-limits.js';
 import { FrameQueue, FrameType, controlFrame, errorFrame, frameOf, writeFrames, type Frame } from '../common/byte-frames.js';
 import type { Logger } from '../common/log.js';
 
@@ -49,15 +50,30 @@ const LINGER_MS = 2_000;
 /** A connection with no traffic at all for this long is closed (clients close idle ones sooner). */
 const INACTIVE_CLOSE_MS = MAX_TIMEOUT_MS + 60_000;
 
-export async function startByteServer(host: string, port: number, handlers: ByteHandlers, log: Logger): Promise<ByteServer> {
+/**
+ * `admit`: takes one connection of a client host, returning its release, or throws Busy
+ * (common/client-limits.ts); absent = no bound.
+ */
+export async function startByteServer(host: string, port: number, handlers: ByteHandlers, log: Logger, admit?: (client: string) => () => void): Promise<ByteServer> {
   /** Each open connection, and whether a request is in flight on it. */
   const sockets = new Map<net.Socket, { busy: boolean }>();
   let closing = false;
   const server = net.createServer({ noDelay: true }, (socket) => {
+    socket.on('error', () => {}); // surfaced through the frame queue
+    let release: () => void;
+    try {
+      release = admit?.(clientOf(socket.remoteAddress)) ?? (() => undefined);
+    } catch (err) {
+      socket.end(errorFrame(asStrataError(err)));
+      setTimeout(() => socket.destroy(), LINGER_MS).unref();
+      return;
+    }
     const state = { busy: false };
     sockets.set(socket, state);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {}); // surfaced through the frame queue
+    socket.on('close', () => {
+      sockets.delete(socket);
+      release();
+    });
     socket.setTimeout(INACTIVE_CLOSE_MS, () => socket.destroy());
     serve(socket, handlers, log, (busy) => {
       state.busy = busy;

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { LocalChunkStore } from './chunk-store.js';
 import { Scrubber } from './scrub.js';
 import { createDataNodeService, type NodeInfo } from './service.js';
+import { ClientLimiter, limitInterceptor } from '../common/client-limits.js';
 import { startByteServer, type ByteServer } from './byte-server.js';
 import { DEFAULT_TIER_CACHE_BYTES, TierCache } from './tier-cache.js';
 import { TierRegistry } from './tier-registry.js';
@@ -44,6 +45,10 @@ export interface DataNodeConfig {
   dataAdvertise?: string;
   /** Byte budget of the read-through cache of tiered chunks; 0 = no cache; absent = 1 GiB. */
   tierCacheBytes?: number;
+  /** Per client host: gRPC calls and byte path connections open at once; absent or 0 = no bound. */
+  clientMaxInFlight?: number;
+  /** Per client host: gRPC calls and byte path connections started per second; absent or 0 = no bound. */
+  clientRatePerSec?: number;
 }
 
 export interface RunningDataNode {
@@ -98,7 +103,9 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     tiers,
     tierCache,
   });
-  const server = new grpc.Server(CHANNEL_OPTIONS);
+  // One bound per client host over both transports (common/client-limits.ts).
+  const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
+  const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter)] });
   server.addService(strataProto.DataNode.service, service.handlers);
   let port: number;
   let byteServer: ByteServer | null = null;
@@ -106,7 +113,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     port = await bindServer(server, `${listen.host}:${listen.port}`);
     if (config.dataListen !== 'off') {
       const dataListen = config.dataListen ? parseListen(config.dataListen) : { host: listen.host, port: 0 };
-      byteServer = await startByteServer(dataListen.host, dataListen.port, service.byteHandlers, log);
+      byteServer = await startByteServer(dataListen.host, dataListen.port, service.byteHandlers, log, (client) => limiter.admit(client));
       // Reached like the gRPC port: on the host it is advertised as, unless told otherwise.
       const wildcard = dataListen.host === '0.0.0.0' || dataListen.host === '[::]';
       const advertisedHost = config.advertise ? parseListen(config.advertise).host : wildcard ? '127.0.0.1' : dataListen.host;

@@ -17,6 +17,8 @@ export const KIND_TO_ERRNO: Record<ErrorKind, number> = {
   NotPermitted: E.EPERM,
   TooManyLinks: E.EMLINK,
   NoSpace: E.ENOSPC,
+  // Too many requests from this client at once: the caller may try again.
+  Busy: E.EAGAIN,
   // The cluster could not answer: to a program this is an I/O error, the kernel's word for it.
   Unavailable: E.EIO,
   Timeout: E.EIO,

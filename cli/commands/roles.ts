@@ -37,6 +37,8 @@ export function registerRoleCommands(program: Command): void {
     .option('--oidc-tenant-claim <claim>', 'token claim naming the caller\'s tenant (default tenant)')
     .option('--oidc-jwks-refetch-ms <ms>', 'fewest ms between fetches of the realm\'s keys for an unknown kid (default 10000)')
     .option('--lease-ttl-ms <ms>', 'lease of a client cache: a client that stops answering holds others\' changes up at most this long (default 5000)')
+    .option('--client-max-in-flight <n>', 'gRPC calls and sessions one client host may have open at once; more are refused (Busy); 0 = no bound (default 4096)')
+    .option('--client-rate-per-sec <n>', 'gRPC calls and sessions one client host may start per second; 0 = no bound (default 100000)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {
@@ -65,6 +67,8 @@ export function registerRoleCommands(program: Command): void {
     .option('--scrub-bytes-per-sec <size>', 'background scrub rate, raw bytes verified per second; 0 disables (default 32MiB)')
     .option('--scrub-interval-ms <ms>', 'pause between full scrub passes; 0 disables (default 3600000)')
     .option('--tier-cache-bytes <size>', 'disk budget of the LRU cache of chunks read through from object tiers; 0 = no cache (default 1GiB)')
+    .option('--client-max-in-flight <n>', 'gRPC calls and byte path connections one client host may have open at once; more are refused (Busy); 0 = no bound (default 4096)')
+    .option('--client-rate-per-sec <n>', 'gRPC calls and byte path connections one client host may start per second; 0 = no bound (default 100000)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {
