@@ -44,6 +44,23 @@ describe('leadership', () => {
     }
   });
 
+  test('etcd: jobs that subscribe after the election was won are told they lead (they once never ran)', async () => {
+    const kv = await openKv(etcd.url);
+    const leader = new EtcdLeadership('late', etcdEngineOf(kv)!.etcdClient, kv, { ttlMs: 1000, log });
+    try {
+      await waitFor('elected', async () => leader.isLeader());
+      const seen: boolean[] = [];
+      leader.onChange((leading) => seen.push(leading));
+      await waitFor('told', async () => seen.length > 0, 10_000);
+      expect(seen).toEqual([true]);
+      await leader.close();
+      expect(seen).toEqual([true, false]);
+    } finally {
+      await leader.close();
+      await kv.close();
+    }
+  });
+
   test('embedded: the single coordinator leads, with nothing to fence', async () => {
     const sole = new SoleLeadership('only');
     const seen: boolean[] = [];

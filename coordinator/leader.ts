@@ -78,8 +78,20 @@ export class EtcdLeadership implements Leadership {
     return (await this.etcd.election(ELECTION_NAME).leader()) ?? '';
   }
 
+  /**
+   * A listener that subscribes after this coordinator was elected (the campaign starts in the
+   * constructor and can win before the jobs subscribe) is told at once: it would otherwise wait
+   * for a change that never comes, and the cluster would have a leader that runs no jobs.
+   */
   onChange(listener: (leading: boolean) => void): void {
-    this.events.on('change', listener);
+    let told = false;
+    this.events.on('change', (leading: boolean) => {
+      told = true;
+      listener(leading);
+    });
+    queueMicrotask(() => {
+      if (!told && this.isLeader()) listener(true);
+    });
   }
 
   async close(): Promise<void> {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Strata, type HealthReport } from '../client/index.js';
 import { CoordinatorClient } from '../client/coordinator-client.js';
 import { DataNodeClients } from '../client/datanode-client.js';
+import { DataNodeChannels, callUnary } from '../common/grpc.js';
 import { chunkFilePath } from '../datanode/chunk-store.js';
 import { startCluster, type TestCluster } from './harness/cluster.js';
 import { waitFor } from './harness/wait.js';
@@ -375,6 +376,17 @@ describe('a killed data node is found dead from its dropped link, long before th
     for (const path of files.keys()) for (const chunk of await client.locate(path)) byChunk.set(chunk.chunkId, [...chunk.nodes].sort());
     return byChunk;
   };
+  const serves = async (node: TestCluster['datanodes'][number]) => {
+    const channels = new DataNodeChannels();
+    try {
+      await callUnary(channels.get(node.address), 'NodeStatus', {}, 2000, node.name);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      channels.close();
+    }
+  };
   const exited = (node: TestCluster['datanodes'][number]) => new Promise<void>((resolve) => (node.running ? node.process.once('exit', () => resolve()) : resolve()));
 
   beforeAll(async () => {
@@ -396,6 +408,9 @@ describe('a killed data node is found dead from its dropped link, long before th
     await cluster.datanodes[1]!.stop();
     cluster.datanodes[1]!.start();
     await cluster.waitForLiveNodes(4);
+    // Its registration never lapsed, so "live" says nothing about the new process: wait until it
+    // serves (it takes seconds on a loaded machine), or the next test would kill a node meanwhile.
+    await waitFor('dn2 serving again', async () => serves(cluster.datanodes[1]!), LINK_WAIT_MS);
     const h = await waitFor('settled after the restart', async () => {
       const report = await client.health();
       return report.healthy === report.chunks && settled(report) && report;
@@ -417,7 +432,10 @@ describe('a killed data node is found dead from its dropped link, long before th
       const h = await client.health();
       return h.healthy === h.chunks && settled(h) && h;
     }, LINK_WAIT_MS);
-    for (const coordinator of cluster.coordinators) expect(await stateOn(coordinator.address, 'dn3')).toBe('live');
+    // Each coordinator sees it live once its link to that coordinator is up again.
+    for (const coordinator of cluster.coordinators) {
+      await waitFor(`dn3 live on ${coordinator.address}`, async () => (await stateOn(coordinator.address, 'dn3')) === 'live', LINK_WAIT_MS);
+    }
     await expectReadsBack(client, files);
     await expectFullyReplicated(cluster, client, files.keys(), 3, ['dn1', 'dn2', 'dn3', 'dn4']);
   }, 120_000);
