@@ -11,9 +11,18 @@ export const coordinatorOption = () =>
 
 export const jsonOption = () => new Option('--json', 'print machine-readable JSON');
 
-/** Adds the connection option to a client command. */
+/** TLS to the cluster (common/tls.ts): the CA verifies the servers; a client certificate is optional. */
+export const tlsOptions = () => [
+  new Option('--tls-ca <file>', 'PEM CA that signed the cluster\'s servers: turns TLS on (`strata certs init`)').env('STRATA_TLS_CA'),
+  new Option('--tls-cert <file>', 'PEM client certificate (optional)').env('STRATA_TLS_CERT'),
+  new Option('--tls-key <file>', 'PEM key of --tls-cert').env('STRATA_TLS_KEY'),
+];
+
+/** Adds the connection options to a client command. */
 export function clientCommand(command: Command): Command {
-  return command.addOption(coordinatorOption()).addOption(tokenFileOption());
+  command.addOption(coordinatorOption()).addOption(tokenFileOption());
+  for (const option of tlsOptions()) command.addOption(option);
+  return command;
 }
 
 /** Where a token comes from for coordinators with auth on: this file, else STRATA_TOKEN, else `strata login`'s. */
@@ -22,13 +31,17 @@ export const tokenFileOption = () => new Option('--token-file <file>', 'a file h
 export interface ClientOptions {
   coordinator: string;
   tokenFile?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export function connect(options: ClientOptions): Strata {
   // A CLI user waits a few seconds for a failover, not minutes. The CLI is an edge: it reads its
   // own environment for the token (STRATA_TOKEN), as commander does for STRATA_COORDINATOR.
   const tokenProvider = tokenProviderFrom({ tokenFile: options.tokenFile, env: process.env });
-  return Strata.connect({ coordinators: options.coordinator, failoverTimeoutMs: 5000, tokenProvider });
+  const tls = { ca: options.tlsCa, cert: options.tlsCert, key: options.tlsKey };
+  return Strata.connect({ coordinators: options.coordinator, failoverTimeoutMs: 5000, tokenProvider, tls });
 }
 
 /** Remote paths are absolute; a relative one is taken from the root. */

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { asStrataError } from '../common/errors.js';
 import { registerBackupCommands } from './commands/backup.js';
 import { registerClusterInfoCommands } from './commands/cluster-info.js';
+import { registerCertsCommands } from './commands/certs.js';
 import { registerClusterUpCommand } from './commands/cluster-up.js';
 import { registerHealingCommands } from './commands/healing.js';
 import { registerLoginCommands } from './commands/login.js';
@@ -21,6 +22,7 @@ const program = new Command('strata')
   .exitOverride();
 
 registerClusterUpCommand(program);
+registerCertsCommands(program);
 registerRoleCommands(program);
 registerTransferCommands(program);
 registerNamespaceCommands(program);

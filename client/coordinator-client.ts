@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { StrataError, invalid } from '../common/errors.js';
 import { CHANNEL_OPTIONS, bearerMetadata, callUnary, isTransportFailure, strataProto } from '../common/grpc.js';
 import type { TokenSource } from './auth/token-source.js';
+import { channelCredentials, type TlsContext } from '../common/tls.js';
 import { SessionStream, SessionUnsupported, wasNeverSent, type PushListener } from './session.js';
 import { DEFAULT_SESSION_TRANSPORT, SessionLinks, type SessionTransportChoice } from './session-link.js';
 
@@ -25,6 +26,8 @@ export interface CoordinatorClientOptions {
   sessionTransport?: SessionTransportChoice;
   /** Bearer tokens for coordinators that require them (each unary call and each session carries one). */
   tokens?: TokenSource;
+  /** TLS to the coordinators, gRPC and session port alike (common/tls.ts); absent = plain text. */
+  tls?: TlsContext;
 }
 
 /** The unary RPCs that have a session op, and its name. */
@@ -60,9 +63,9 @@ export class CoordinatorClient {
     for (const address of options.addresses) {
       if (!/^[^\s/]+:\d{1,5}$/.test(address)) throw invalid(`invalid coordinator address '${address}': expected host:port`);
     }
-    this.clients = options.addresses.map((address) => new strataProto.Coordinator(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS));
+    this.clients = options.addresses.map((address) => new strataProto.Coordinator(address, channelCredentials(options.tls), CHANNEL_OPTIONS));
     const transport = options.sessionTransport ?? DEFAULT_SESSION_TRANSPORT;
-    this.links = this.clients.map((client) => new SessionLinks(client, transport, options.callTimeoutMs, options.tokens));
+    this.links = this.clients.map((client) => new SessionLinks(client, transport, options.callTimeoutMs, options.tokens, options.tls));
     this.sessions = this.links.map((links, i) => new SessionStream(links, options.addresses[i]));
   }
 

@@ -6,6 +6,7 @@ import { StrataError } from '../common/errors.js';
 import { DataNodeChannels, fromServiceError } from '../common/grpc.js';
 import { ByteClient, RouteFailed } from '../common/byte-client.js';
 import { ByteRoutes } from '../common/byte-routes.js';
+import type { TlsContext } from '../common/tls.js';
 
 export interface NodeAddress {
   nodeId: string;
@@ -43,11 +44,16 @@ export const CLIENT_STAR_MAX_BYTES = 1024 * 1024;
 const TRANSIENT_KINDS = new Set(['Unavailable', 'Timeout', 'Corrupt']);
 
 export class DataNodeClients {
-  private readonly channels = new DataNodeChannels();
-  private readonly routes = new ByteRoutes((address) => this.channels.get(address));
-  private readonly bytes = new ByteClient();
+  private readonly channels: DataNodeChannels;
+  private readonly routes: ByteRoutes;
+  private readonly bytes: ByteClient;
 
-  constructor(private readonly options: { writeTimeoutMs: number; readTimeoutMs: number }) {}
+  /** `tls`: TLS to the data nodes, gRPC and byte path alike (common/tls.ts); absent = plain text. */
+  constructor(private readonly options: { writeTimeoutMs: number; readTimeoutMs: number; tls?: TlsContext }) {
+    this.channels = new DataNodeChannels(options.tls);
+    this.routes = new ByteRoutes((address) => this.channels.get(address));
+    this.bytes = new ByteClient(options.tls);
+  }
 
   private client(address: string): grpc.Client {
     return this.channels.get(address);

@@ -5,3 +5,4 @@ export type { AckPolicy, DirEntry, FileStat, FileType, FsStats, SpecialFileType,
 export type { TierInfo, TierPathInfo, TierPolicy, TierRecallResult, TierStatusReport } from './tiering.js';
 export type { CoveredItem, InodeOps, InvalidateEvent, Owner } from './inodes.js';
 export { StrataError, type ErrorKind } from '../common/errors.js';
+export type { TlsFiles } from '../common/tls.js';

@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { MAX_MESSAGE_BYTES, bearerMetadata, strataProto } from '../common/grpc.js';
 import type { TokenSource } from './auth/token-source.js';
 import { SessionFrameKind, SessionFrameParser, messageFrame } from '../common/session-frames.js';
+import type { TlsContext } from '../common/tls.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire messages are plain proto-loader objects */
 
@@ -56,13 +57,17 @@ export function grpcLink(client: grpc.Client, handlers: LinkHandlers): SessionLi
 }
 
 /** A framed-TCP session to `address` (host:port); `connectTimeoutMs` bounds reaching it. */
-export function tcpLink(address: string, handlers: LinkHandlers, connectTimeoutMs: number): SessionLink {
+/** `tls`: TLS to the coordinator's session port (common/tls.ts); absent = plain TCP. */
+export function tcpLink(address: string, handlers: LinkHandlers, connectTimeoutMs: number, tls?: TlsContext): SessionLink {
   const at = address.lastIndexOf(':');
-  const socket = net.connect({ host: address.slice(0, at), port: Number(address.slice(at + 1)), noDelay: true });
+  const host = address.slice(0, at);
+  const port = Number(address.slice(at + 1));
+  const socket = tls ? tls.connect(host, port, { noDelay: true }) : net.connect({ host, port, noDelay: true });
   socket.setKeepAlive(true, KEEPALIVE_MS);
   let connected = false;
   const connectTimer = setTimeout(() => socket.destroy(new Error(`no TCP session with ${address} within ${connectTimeoutMs} ms`)), connectTimeoutMs);
-  socket.once('connect', () => {
+  // Over TLS the link is up once the handshake is: a refused one sent nothing.
+  socket.once(tls ? 'secureConnect' : 'connect', () => {
     connected = true;
     clearTimeout(connectTimer);
   });
@@ -150,6 +155,7 @@ export class SessionLinks {
     private readonly askTimeoutMs: number,
     /** With auth on: each link authenticates first, and again before its token runs out. */
     private readonly tokens?: TokenSource,
+    private readonly tls?: TlsContext,
   ) {}
 
   open(handlers: LinkHandlers): SessionLink {
@@ -213,6 +219,7 @@ export class SessionLinks {
         },
       },
       this.askTimeoutMs,
+      this.tls,
     );
   }
 }

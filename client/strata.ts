@@ -4,6 +4,7 @@ import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StrataError, invalid } from '../common/errors.js';
 import { TokenSource, type TokenProvider } from './auth/token-source.js';
+import { TlsContext, type TlsFiles } from '../common/tls.js';
 import { CoordinatorClient } from './coordinator-client.js';
 import { DataNodeClients } from './datanode-client.js';
 import { SessionInodes, type InodeOps } from './inodes.js';
@@ -41,6 +42,17 @@ export interface ConnectOptions {
   token?: string;
   /** Or where fresh tokens come from (asked again before the last one expires). */
   tokenProvider?: TokenProvider;
+  /**
+   * TLS: PEM files of the CA that signed the cluster's servers (required for TLS) and, optionally,
+   * a client certificate and key. Absent: STRATA_TLS_CA, STRATA_TLS_CERT, STRATA_TLS_KEY; false or
+   * no CA: plain text.
+   */
+  tls?: TlsFiles | false;
+}
+
+/** The TLS files a client uses when told none: the environment's. */
+export function tlsFilesFromEnv(env: NodeJS.ProcessEnv = process.env): TlsFiles {
+  return { ca: env.STRATA_TLS_CA || undefined, cert: env.STRATA_TLS_CERT || undefined, key: env.STRATA_TLS_KEY || undefined };
 }
 
 const READDIR_PAGE = 1000;
@@ -103,7 +115,10 @@ export class Strata {
     const addresses = (Array.isArray(options.coordinators) ? options.coordinators : options.coordinators.split(','))
       .map((a) => a.trim())
       .filter(Boolean);
+    // Read and checked once, here: a missing or wrong file is one clear line.
+    const tls = options.tls === false ? undefined : TlsContext.forClient(options.tls ?? tlsFilesFromEnv());
     const coordinator = new CoordinatorClient({
+      tls,
       addresses,
       callTimeoutMs: options.callTimeoutMs ?? 10_000,
       failoverTimeoutMs: options.failoverTimeoutMs ?? 15_000,
@@ -112,7 +127,7 @@ export class Strata {
       tokens: tokenSourceOf(options),
     });
     const transferTimeoutMs = options.transferTimeoutMs ?? 120_000;
-    const datanodes = new DataNodeClients({ writeTimeoutMs: transferTimeoutMs, readTimeoutMs: transferTimeoutMs });
+    const datanodes = new DataNodeClients({ writeTimeoutMs: transferTimeoutMs, readTimeoutMs: transferTimeoutMs, tls });
     return new Strata(coordinator, datanodes, { writeConcurrency: options.writeConcurrency ?? 3, readAhead: options.readAhead ?? 2 }, options.session ?? true);
   }
 

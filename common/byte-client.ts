@@ -5,6 +5,7 @@
 // cuts the connection itself when the budget is spent.
 import net from 'node:net';
 import { StrataError, asStrataError } from './errors.js';
+import { tlsFailureReason, type TlsContext } from './tls.js';
 import {
   ASSEMBLED,
   FrameQueue,
@@ -131,6 +132,9 @@ export class ByteClient {
   private readonly idle = new Map<string, Connection[]>();
   private closed = false;
 
+  /** `tls`: TLS to the nodes' byte ports (common/tls.ts); absent = plain TCP. */
+  constructor(private readonly tls?: TlsContext) {}
+
   /**
    * Reads a chunk range (or encoding): yields the data as it arrives; the Reply frame's body at
    * the end. `mode`: by default the bytes come as the socket read them (no copy).
@@ -256,9 +260,10 @@ export class ByteClient {
   private connect(address: string, peer: string): Promise<Connection> {
     const { host, port } = parseAddress(address);
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port, noDelay: true });
+      const socket = this.tls ? this.tls.connect(host, port, { noDelay: true }) : net.connect({ host, port, noDelay: true });
       const timer = setTimeout(() => socket.destroy(new Error('connect timed out')), CONNECT_TIMEOUT_MS).unref();
-      socket.once('connect', () => {
+      // Over TLS the connection is usable once the handshake is done.
+      socket.once(this.tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         socket.off('error', onError);
         const frames = new FrameQueue(socket);
@@ -274,7 +279,8 @@ export class ByteClient {
       });
       const onError = (err: Error) => {
         clearTimeout(timer);
-        reject(new RouteFailed(`cannot reach ${peer} at ${address}: ${asStrataError(err).message}`, { cause: err }));
+        const reason = asStrataError(err).message;
+        reject(new RouteFailed(`cannot reach ${peer} at ${address}: ${tlsFailureReason(reason) ?? reason}`, { cause: err }));
       };
       socket.once('error', onError);
     });

@@ -42,6 +42,21 @@ const tiers = z
     z.array(tierConfigSchema).refine((list) => new Set(list.map((t) => t.name)).size === list.length, 'tier names must be unique'),
   );
 
+// z.coerce.boolean() reads the string 'false' as true; environment variables are strings.
+const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1');
+
+/**
+ * TLS on every port of a node (common/tls.ts), on when any is set: PEM files of the cluster CA,
+ * this node's certificate (OU=strata-node) and key (`strata certs init DIR` makes them).
+ */
+const tlsKeys = {
+  tlsCa: z.string().min(1).optional(),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  /** Refuse every peer without a certificate the CA signed (clients too), at the handshake. */
+  tlsRequireClientCert: bool.optional(),
+};
+
 export const MIN_CHUNK_BYTES = 64 * 1024;
 export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
 
@@ -94,6 +109,7 @@ export const coordinatorSchema = z.object({
   // started per second; 0 = no bound. Generous: every client of a one-host cluster is 127.0.0.1.
   clientMaxInFlight: int.min(0).max(1_000_000).default(4096),
   clientRatePerSec: int.min(0).max(10_000_000).default(100_000),
+  ...tlsKeys,
   logLevel,
 });
 export type CoordinatorConfig = Readonly<z.infer<typeof coordinatorSchema>>;
@@ -121,6 +137,7 @@ export const dataNodeSchema = z.object({
   // and started per second; 0 = no bound. Peers replicating count as clients too.
   clientMaxInFlight: int.min(0).max(1_000_000).default(4096),
   clientRatePerSec: int.min(0).max(10_000_000).default(100_000),
+  ...tlsKeys,
   logLevel,
 });
 export type DataNodeConfig = Readonly<z.infer<typeof dataNodeSchema>>;

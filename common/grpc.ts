@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import http2 from 'node:http2';
 import { type ErrorKind, StrataError, isErrorKind } from './errors.js';
 import { clipMessage } from './limits.js';
+import { TLS_FAILURE_REASONS, channelCredentials, type TlsContext } from './tls.js';
 
 const PROTO_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto/strata.proto');
 const PROTO_PATH_SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../proto/strata.proto');
@@ -118,11 +119,14 @@ export function fromServiceError(err: unknown, peer?: string): StrataError {
 }
 
 const TRANSPORT_REASONS: [RegExp, string][] = [
+  ...TLS_FAILURE_REASONS, // first: a TLS failure often shows as a reset too
   [/ECONNREFUSED/, 'connection refused'],
   [/ETIMEDOUT|deadline/i, 'timed out'],
   [/ENOTFOUND|EAI_AGAIN/, 'unknown host'],
   [/EHOSTUNREACH|ENETUNREACH/, 'host unreachable'],
   [/ECONNRESET|Connection dropped/i, 'connection reset'],
+  // The port is open but the connection closed during setup: most often plain text to a TLS port.
+  [/Failed to connect/, 'the connection closed during setup (if the cluster serves TLS, pass --tls-ca or set STRATA_TLS_CA)'],
 ];
 
 /** grpc-js's transport messages are long and internal; users need the reason in a few words. */
@@ -188,27 +192,31 @@ let serverWindowsWidened = false;
 function widenServerWindows(): void {
   if (serverWindowsWidened) return;
   serverWindowsWidened = true;
-  const original = http2.createServer;
-  const patched = (options: http2.ServerOptions, listener?: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) => {
-    const server = original({ ...options, settings: { ...options?.settings, initialWindowSize: STREAM_WINDOW_BYTES } }, listener);
-    server.on('session', (session) => {
-      session.once('remoteSettings', () => {
-        try {
-          session.setLocalWindowSize(STREAM_WINDOW_BYTES);
-        } catch {
-          /* a closing session: nothing to widen */
-        }
+  // Both constructors grpc-js uses: plain text and TLS (common/tls.ts).
+  for (const name of ['createServer', 'createSecureServer'] as const) {
+    const original = http2[name] as (options: http2.ServerOptions, listener?: unknown) => http2.Http2Server;
+    const patched = (options: http2.ServerOptions, listener?: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) => {
+      const server = original({ ...options, settings: { ...options?.settings, initialWindowSize: STREAM_WINDOW_BYTES } }, listener);
+      server.on('session', (session) => {
+        session.once('remoteSettings', () => {
+          try {
+            session.setLocalWindowSize(STREAM_WINDOW_BYTES);
+          } catch {
+            /* a closing session: nothing to widen */
+          }
+        });
       });
-    });
-    return server;
-  };
-  (http2 as { createServer: unknown }).createServer = patched;
+      return server;
+    };
+    (http2 as Record<string, unknown>)[name] = patched;
+  }
 }
 
-export async function bindServer(server: grpc.Server, address: string): Promise<number> {
+/** `credentials`: plain text unless given (common/tls.ts builds the TLS ones). */
+export async function bindServer(server: grpc.Server, address: string, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
   widenServerWindows();
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+    server.bindAsync(address, credentials, (err, port) => {
       if (err) reject(new StrataError('Unavailable', `cannot listen on ${address}: ${err.message}`, { cause: err }));
       else resolve(port);
     });
@@ -233,10 +241,13 @@ export function shutdownServer(server: grpc.Server, graceMs: number): Promise<vo
 export class DataNodeChannels {
   private readonly clients = new Map<string, grpc.Client>();
 
+  /** `tls`: this process's TLS (none = plain text). */
+  constructor(private readonly tls?: TlsContext) {}
+
   get(address: string): grpc.Client {
     let client = this.clients.get(address);
     if (!client) {
-      client = new strataProto.DataNode(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      client = new strataProto.DataNode(address, channelCredentials(this.tls), CHANNEL_OPTIONS);
       this.clients.set(address, client);
     }
     return client;

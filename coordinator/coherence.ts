@@ -4,6 +4,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { unaryHandler } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
+import type { TlsContext } from '../common/tls.js';
 import { LeaseKv } from './lease-kv.js';
 import { LeasePeers } from './lease-peers.js';
 import { LeaseTable, realClock } from './leases.js';
@@ -36,11 +37,11 @@ export class Coherence {
     }, () => this.peers && { started: () => this.peers!.ownTxnStarted(), settled: (id) => this.peers!.ownTxnSettled(id) });
   }
 
-  /** On etcd, joins the other coordinators (needs this one's address, so after binding). */
-  async start(address: string): Promise<void> {
+  /** On etcd, joins the other coordinators (needs this one's address, so after binding); `tls`: to reach them. */
+  async start(address: string, tls?: TlsContext): Promise<void> {
     const etcd = etcdEngineOf(this.baseKv);
     if (!etcd) return;
-    this.peers = new LeasePeers({ self: address, table: this.table, kv: this.baseKv, etcd: etcd.etcdClient, log: this.log, clock: realClock });
+    this.peers = new LeasePeers({ self: address, table: this.table, kv: this.baseKv, etcd: etcd.etcdClient, log: this.log, clock: realClock, tls });
     if (this.baseKv instanceof CachedKv) {
       const peers = this.peers;
       this.unlisten = this.baseKv.listen({

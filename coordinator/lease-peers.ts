@@ -15,6 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Etcd3, Lease } from 'etcd3';
 import { CHANNEL_OPTIONS, strataProto } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
+import { channelCredentials, type TlsContext } from '../common/tls.js';
 import { invalidationOfKey } from './lease-kv.js';
 import type { Invalidation, LeaseClock, LeaseTable } from './leases.js';
 import type { Kv } from './meta/kv.js';
@@ -76,6 +77,8 @@ export interface LeasePeersDeps {
   log: Logger;
   clock: LeaseClock;
   timings?: Partial<LeasePeerTimings>;
+  /** TLS to the other coordinators (common/tls.ts); absent = plain text. */
+  tls?: TlsContext;
 }
 
 export class LeasePeers {
@@ -325,7 +328,7 @@ export class LeasePeers {
       if (this.closed || this.out.get(address) !== link) return;
       let client = this.clients.get(address);
       if (!client) {
-        client = new strataProto.LeasePeers(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+        client = new strataProto.LeasePeers(address, channelCredentials(this.deps.tls), CHANNEL_OPTIONS);
         this.clients.set(address, client);
       }
       const call = (client as unknown as { Link(): grpc.ClientDuplexStream<PeerMessage, PeerMessage> }).Link();

@@ -5,6 +5,7 @@ import type { CoordinatorConfig } from '../common/config.js';
 import { CHANNEL_OPTIONS, bindServer, shutdownServer, strataProto } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import { resolveTierTarget } from '../common/tier-config.js';
+import { TlsContext, serverCredentials } from '../common/tls.js';
 import { GrpcDataNodeOps } from './healing/datanode-ops.js';
 import { Healer } from './healing/healer.js';
 import { EtcdLeadership, SoleLeadership, type Leadership } from './leader.js';
@@ -32,12 +33,20 @@ export interface RunningCoordinator {
 }
 
 const SHUTDOWN_GRACE_MS = 3000;
+/** What only cluster nodes call (with TLS, a node certificate is needed): data nodes and peer coordinators. */
+const NODE_ONLY_METHODS: ReadonlySet<string> = new Set([
+  strataProto.Coordinator.service.Heartbeat.path,
+  strataProto.Coordinator.service.NodeLink.path,
+  strataProto.LeasePeers.service.Link.path,
+]);
 /** How often each coordinator re-reads node admin states (a drain asked elsewhere). */
 const ADMIN_REFRESH_MS = 1000;
 
 export async function runCoordinator(config: CoordinatorConfig, log: Logger): Promise<RunningCoordinator> {
   // Decided before anything opens: a coordinator that may not run anonymously stops here.
   const auth = openAuthenticator(config, log);
+  // Certificates are read and checked before anything opens: a bad one is one Invalid line.
+  const tls = TlsContext.forServer(config);
   // Credentials (a file, or the environment) are read once here; a bad one is one Invalid line.
   const tierTargets = config.tiers.map((tier) => resolveTierTarget(tier, process.env, (file) => readFileSync(file, 'utf8')));
   const tiers = await openTiers(tierTargets);
@@ -59,11 +68,11 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     // One bound per client host over gRPC calls and TCP sessions (common/client-limits.ts).
     const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
     const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter)] });
-    const port = await bindServer(server, config.listen);
+    const port = await bindServer(server, config.listen, serverCredentials(tls, NODE_ONLY_METHODS));
     const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
     const leadership = openLeadership(kv, address, config, log);
-    const ops = new GrpcDataNodeOps({ replicateTimeoutMs: 120_000, callTimeoutMs: 10_000, listTimeoutMs: 300_000 });
+    const ops = new GrpcDataNodeOps({ replicateTimeoutMs: 120_000, callTimeoutMs: 10_000, listTimeoutMs: 300_000, tls });
     const locks = new ChunkLocks();
     const tieringJob = new TieringJob({ kv, meta, registry: nodes, leadership, ops, locks, log, tiers, intervalMs: config.tierIntervalMs, concurrency: config.tierConcurrency });
     const healer = new Healer({
@@ -89,15 +98,15 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     let sessionListener: SessionListener | undefined;
     if (config.sessionListen !== 'off') {
       const at = config.sessionListen ? splitHostPort(config.sessionListen) : { host, port: 0 };
-      sessionListener = await startSessionListener(at.host, at.port, acceptSession!, session.limits, (client) => limiter.admit(client));
+      sessionListener = await startSessionListener(at.host, at.port, acceptSession!, session.limits, (client) => limiter.admit(client), tls);
       const wildcard = at.host === '0.0.0.0' || at.host === '[::]' || at.host === '::';
       sessionAddress = config.sessionAdvertise ?? `${wildcard ? '127.0.0.1' : at.host}:${sessionListener.port}`;
     }
-    await coherence.start(address);
+    await coherence.start(address, tls);
     healer.start();
     tieringJob.start();
     const adminRefresh = setInterval(() => nodes.refreshAdmin().catch(() => undefined), ADMIN_REFRESH_MS);
-    log.info({ address, session: sessionAddress || 'grpc only', meta: redactMeta(config.meta) }, 'coordinator serving');
+    log.info({ address, session: sessionAddress || 'grpc only', meta: redactMeta(config.meta), tls: tls ? (tls.requireClientCert ? 'on, client certificates required' : 'on') : 'off' }, 'coordinator serving');
     return {
       address,
       async stop() {

@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { StrataError } from '../common/errors.js';
 import { strataProto } from '../common/grpc.js';
 import { clientOf } from '../common/client-limits.js';
+import type { TlsContext } from '../common/tls.js';
 import { SessionFrameError, SessionFrameKind, SessionFrameParser, closeFrame, messageFrame } from '../common/session-frames.js';
 import { BadMessage, type SessionAcceptor, type SessionLimits, type SessionTransport } from './session.js';
 
@@ -30,10 +31,10 @@ export interface SessionListener {
 /** Admits one connection of a client host: its release, or throws Busy (common/client-limits.ts). */
 export type AdmitClient = (client: string) => () => void;
 
-export async function startSessionListener(host: string, port: number, accept: SessionAcceptor, limits: Pick<SessionLimits, 'maxMessageBytes'>, admit?: AdmitClient): Promise<SessionListener> {
+/** `tls`: serve TLS (common/tls.ts; a connection counts once its handshake is done); absent = plain TCP. */
+export async function startSessionListener(host: string, port: number, accept: SessionAcceptor, limits: Pick<SessionLimits, 'maxMessageBytes'>, admit?: AdmitClient, tls?: TlsContext): Promise<SessionListener> {
   const sockets = new Set<net.Socket>();
-  // allowHalfOpen: a client that half-closes still gets the answers to what it sent.
-  const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+  const onSocket = (socket: net.Socket) => {
     let release: () => void;
     try {
       release = admit?.(clientOf(socket.remoteAddress)) ?? (() => undefined);
@@ -51,7 +52,10 @@ export async function startSessionListener(host: string, port: number, accept: S
     });
     socket.setKeepAlive(true, KEEPALIVE_MS);
     accept(new TcpTransport(socket, limits.maxMessageBytes));
-  });
+  };
+  // allowHalfOpen: a client that half-closes still gets the answers to what it sent.
+  const options = { noDelay: true, allowHalfOpen: true };
+  const server = tls ? tls.createServer(options, onSocket) : net.createServer(options, onSocket);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new StrataError('Unavailable', `cannot listen on ${host}:${port} (session): ${err.message}`, { cause: err })));
     server.listen(port, host, () => resolve());

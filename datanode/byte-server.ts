@@ -8,6 +8,7 @@ import { quoted } from '../common/limits.js';
 import { clientOf } from '../common/client-limits.js';
 import { FrameQueue, FrameType, controlFrame, errorFrame, frameOf, writeFrames, type Frame } from '../common/byte-frames.js';
 import type { Logger } from '../common/log.js';
+import type { TlsContext } from '../common/tls.js';
 
 export interface ByteReadRequest {
   chunkId: string;
@@ -54,11 +55,12 @@ const INACTIVE_CLOSE_MS = MAX_TIMEOUT_MS + 60_000;
  * `admit`: takes one connection of a client host, returning its release, or throws Busy
  * (common/client-limits.ts); absent = no bound.
  */
-export async function startByteServer(host: string, port: number, handlers: ByteHandlers, log: Logger, admit?: (client: string) => () => void): Promise<ByteServer> {
+export async function startByteServer(host: string, port: number, handlers: ByteHandlers, log: Logger, admit?: (client: string) => () => void, tls?: TlsContext): Promise<ByteServer> {
   /** Each open connection, and whether a request is in flight on it. */
   const sockets = new Map<net.Socket, { busy: boolean }>();
   let closing = false;
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  // `tls`: serve TLS (common/tls.ts; a connection counts once its handshake is done); absent = plain TCP.
+  const onSocket = (socket: net.Socket) => {
     socket.on('error', () => {}); // surfaced through the frame queue
     let release: () => void;
     try {
@@ -84,7 +86,8 @@ export async function startByteServer(host: string, port: number, handlers: Byte
       log.error({ err: (err as Error)?.message }, 'byte path connection failed');
       socket.destroy();
     });
-  });
+  };
+  const server = tls ? tls.createServer({ noDelay: true }, onSocket) : net.createServer({ noDelay: true }, onSocket);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new StrataError('Unavailable', `cannot listen on ${host}:${port} (byte path): ${err.message}`, { cause: err })));
     server.listen(port, host, () => resolve());

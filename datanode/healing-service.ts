@@ -9,6 +9,7 @@ import { DataNodeClients, type NodeAddress } from '../client/datanode-client.js'
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import { toServiceError, unaryHandler } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
+import type { TlsContext } from '../common/tls.js';
 import type { TierCopy } from '../common/object-tier.js';
 import type { ChunkStore, ListedChunk } from './chunk-store.js';
 import { foldVerifiedBlock } from './crc-combine.js';
@@ -38,6 +39,8 @@ export interface HealingServiceOptions {
   sourceTimeoutMs?: number;
   /** Where tiered chunks are fetched through; without it a request's tier copy is not used. */
   tierCache?: TierCache;
+  /** TLS to the source nodes (common/tls.ts); absent = plain text. */
+  tls?: TlsContext;
 }
 
 export interface HealingService {
@@ -58,7 +61,7 @@ type ListCall = grpc.ServerWritableStream<unknown, { chunks: ListedChunk[] }>;
 export function createHealingService(options: HealingServiceOptions): HealingService {
   const { nodeId, store, log } = options;
   const timeoutMs = options.sourceTimeoutMs ?? DEFAULT_SOURCE_TIMEOUT_MS;
-  const sources = new DataNodeClients({ writeTimeoutMs: timeoutMs, readTimeoutMs: timeoutMs });
+  const sources = new DataNodeClients({ writeTimeoutMs: timeoutMs, readTimeoutMs: timeoutMs, tls: options.tls });
 
   async function listChunks(call: ListCall): Promise<void> {
     // Paged through the index, so a slow reader never pins an iterator. An error ends the stream

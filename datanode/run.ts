@@ -18,9 +18,10 @@ import { openNodeLink, type NodeLinkHello } from './node-link.js';
 import type { TierTarget } from '../common/object-tier.js';
 import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } from '../common/grpc.js';
 import { invalid } from '../common/errors.js';
+import { TlsContext, channelCredentials, serverCredentials, type TlsConfigKeys } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
 
-export interface DataNodeConfig {
+export interface DataNodeConfig extends TlsConfigKeys {
   /** Empty or absent: the id stored in `<dataDir>/node-id`, or a new one persisted there. */
   nodeId?: string;
   dataDir: string;
@@ -60,6 +61,10 @@ export interface RunningDataNode {
 }
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+/** What only cluster nodes call (with TLS, a node certificate is needed): coordinators and peers. */
+const NODE_ONLY_METHODS: ReadonlySet<string> = new Set(
+  ['StatChunk', 'DeleteChunk', 'ListChunks', 'ReplicateChunk', 'TierUpload'].map((method) => strataProto.DataNode.service[method].path),
+);
 const SHUTDOWN_GRACE_MS = 5_000;
 const HEARTBEAT_TIMEOUT_MS = 5_000;
 // The coordinator chooses the pace, within bounds that neither flood it nor let a lease lapse.
@@ -68,6 +73,8 @@ const MAX_HEARTBEAT_INTERVAL_MS = 60_000;
 
 export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<RunningDataNode> {
   const listen = parseListen(config.listen);
+  // Certificates are read and checked before anything opens: a bad one is one Invalid line.
+  const tls = TlsContext.forServer(config);
   if (!config.dataDir) throw invalid('invalid config: dataDir: required');
   if (!(config.heartbeatIntervalMs >= MIN_HEARTBEAT_INTERVAL_MS)) {
     throw invalid(`invalid config: heartbeatIntervalMs: ${config.heartbeatIntervalMs} is below ${MIN_HEARTBEAT_INTERVAL_MS}`);
@@ -102,6 +109,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     scrubStatus: () => scrubber.status(),
     tiers,
     tierCache,
+    tls,
   });
   // One bound per client host over both transports (common/client-limits.ts).
   const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
@@ -110,10 +118,10 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   let port: number;
   let byteServer: ByteServer | null = null;
   try {
-    port = await bindServer(server, `${listen.host}:${listen.port}`);
+    port = await bindServer(server, `${listen.host}:${listen.port}`, serverCredentials(tls, NODE_ONLY_METHODS));
     if (config.dataListen !== 'off') {
       const dataListen = config.dataListen ? parseListen(config.dataListen) : { host: listen.host, port: 0 };
-      byteServer = await startByteServer(dataListen.host, dataListen.port, service.byteHandlers, log, (client) => limiter.admit(client));
+      byteServer = await startByteServer(dataListen.host, dataListen.port, service.byteHandlers, log, (client) => limiter.admit(client), tls);
       // Reached like the gRPC port: on the host it is advertised as, unless told otherwise.
       const wildcard = dataListen.host === '0.0.0.0' || dataListen.host === '[::]';
       const advertisedHost = config.advertise ? parseListen(config.advertise).host : wildcard ? '127.0.0.1' : dataListen.host;
@@ -134,11 +142,11 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   }
 
   const heartbeats = config.coordinators.map((coordinator) =>
-    startHeartbeat(coordinator, service.nodeInfo, (targets) => tiers.update(targets), config.heartbeatIntervalMs, log, () => ({ nodeId, address, dataAddress })),
+    startHeartbeat(coordinator, service.nodeInfo, (targets) => tiers.update(targets), config.heartbeatIntervalMs, log, () => ({ nodeId, address, dataAddress }), tls),
   );
   scrubber.start();
   const quarantined = store.quarantined().length;
-  log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled }, 'data node started');
+  log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled, tls: tls ? 'on' : 'off' }, 'data node started');
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
@@ -195,8 +203,9 @@ function startHeartbeat(
   intervalMs: number,
   log: Logger,
   hello: () => NodeLinkHello,
+  tls: TlsContext | undefined,
 ): { stop(): Promise<void> } {
-  const client = new strataProto.Coordinator(coordinator, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  const client = new strataProto.Coordinator(coordinator, channelCredentials(tls), CHANNEL_OPTIONS);
   // On the heartbeats' connection: it is the one whose loss the coordinator must notice.
   const link = openNodeLink(client, coordinator, hello, log);
   let nextMs = intervalMs;

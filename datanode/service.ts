@@ -9,6 +9,7 @@ import { ByteClient } from '../common/byte-client.js';
 import { ByteRoutes } from '../common/byte-routes.js';
 import { StrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import type { TlsContext } from '../common/tls.js';
 import type { NodeInfo, ScrubStatus } from '../common/node-info.js';
 import { waitForDrain } from './drain.js';
 import { MAX_REPORTED_CORRUPT_CHUNKS, createHealingService } from './healing-service.js';
@@ -54,6 +55,8 @@ export interface DataNodeServiceOptions {
   tiers: TierRegistry;
   /** Where tiered chunks are read through (the owner closes it). */
   tierCache: TierCache;
+  /** TLS to the other data nodes (forwarding, repair copies); absent = plain text. */
+  tls?: TlsContext;
 }
 
 export interface DataNodeService {
@@ -75,10 +78,10 @@ type ReadCall = grpc.ServerWritableStream<ReadChunkRequest, ReadChunkReply>;
 
 export function createDataNodeService(options: DataNodeServiceOptions): DataNodeService {
   const { nodeId, store, log, tierCache } = options;
-  const channels = new DataNodeChannels();
+  const channels = new DataNodeChannels(options.tls);
   const routes = new ByteRoutes((address) => channels.get(address));
-  const bytes = new ByteClient();
-  const healing = createHealingService({ nodeId, store, log, tierCache });
+  const bytes = new ByteClient(options.tls);
+  const healing = createHealingService({ nodeId, store, log, tierCache, tls: options.tls });
   const uploader = new TierUploader(store, options.tiers, log);
   const timeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
 

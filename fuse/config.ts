@@ -56,6 +56,10 @@ export const mountSchema = z.object({
   tokenFile: z.string().min(1).optional(),
   /** Or the token itself: STRATA_TOKEN (never a flag: argv is public). Never logged. */
   token: z.string().min(1).optional(),
+  /** TLS to the cluster (common/tls.ts): the CA that signed its servers turns it on; a client certificate is optional. */
+  tlsCa: z.string().min(1).optional(),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 });
 

@@ -46,6 +46,7 @@ export async function runFuse2Mount(config: MountConfig, log: Logger): Promise<n
     writeConcurrency: config.writeConcurrency,
     // Without a token file or STRATA_TOKEN: strata login's stored token (found under $HOME), if any.
     tokenProvider: tokenProviderFrom({ tokenFile: config.tokenFile, token: config.token, env: process.env }),
+    tls: { ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey },
   });
   try {
     const root = await strata.stat(config.path);

@@ -37,6 +37,9 @@ export function registerMountCommand(program: Command): void {
     .option('--binding <name>', 'fuse3 (the default: libfuse 3 low-level, native/) | fuse2 (fuse-native on libfuse 2, the fallback)')
     .option('--writeback-cache', 'kernel writeback cache (fuse3): faster small writes; only when no other client writes these files')
     .option('--token-file <file>', 'a file holding an OIDC access token (else STRATA_TOKEN, else strata login\'s)')
+    .option('--tls-ca <file>', 'PEM CA that signed the cluster\'s servers: turns TLS on (or STRATA_TLS_CA)')
+    .option('--tls-cert <file>', 'PEM client certificate, optional (or STRATA_TLS_CERT)')
+    .option('--tls-key <file>', 'PEM key of --tls-cert (or STRATA_TLS_KEY)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (mountpoint: string, options) => {

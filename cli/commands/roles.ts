@@ -39,6 +39,10 @@ export function registerRoleCommands(program: Command): void {
     .option('--lease-ttl-ms <ms>', 'lease of a client cache: a client that stops answering holds others\' changes up at most this long (default 5000)')
     .option('--client-max-in-flight <n>', 'gRPC calls and sessions one client host may have open at once; more are refused (Busy); 0 = no bound (default 4096)')
     .option('--client-rate-per-sec <n>', 'gRPC calls and sessions one client host may start per second; 0 = no bound (default 100000)')
+    .option('--tls-ca <file>', 'TLS on every port: PEM CA that signs every node (`strata certs init DIR`)')
+    .option('--tls-cert <file>', 'this node\'s PEM certificate (OU=strata-node), for serving and dialing peers')
+    .option('--tls-key <file>', 'PEM key of --tls-cert')
+    .option('--tls-require-client-cert', 'refuse every peer, clients too, without a certificate the CA signed')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {
@@ -69,6 +73,10 @@ export function registerRoleCommands(program: Command): void {
     .option('--tier-cache-bytes <size>', 'disk budget of the LRU cache of chunks read through from object tiers; 0 = no cache (default 1GiB)')
     .option('--client-max-in-flight <n>', 'gRPC calls and byte path connections one client host may have open at once; more are refused (Busy); 0 = no bound (default 4096)')
     .option('--client-rate-per-sec <n>', 'gRPC calls and byte path connections one client host may start per second; 0 = no bound (default 100000)')
+    .option('--tls-ca <file>', 'TLS on every port: PEM CA that signs every node (`strata certs init DIR`)')
+    .option('--tls-cert <file>', 'this node\'s PEM certificate (OU=strata-node), for serving and dialing peers')
+    .option('--tls-key <file>', 'PEM key of --tls-cert')
+    .option('--tls-require-client-cert', 'refuse every peer, clients too, without a certificate the CA signed')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {

@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { StrataError } from '../../common/errors.js';
 import { DataNodeChannels, callUnary, fromServiceError } from '../../common/grpc.js';
 import type { TierCopy } from '../../common/object-tier.js';
+import type { TlsContext } from '../../common/tls.js';
 import type { ListedCopy } from './planner.js';
 
 export interface NodeAddress {
@@ -37,6 +38,8 @@ export interface GrpcDataNodeOpsOptions {
   callTimeoutMs: number;
   /** Bound on one whole listing stream. */
   listTimeoutMs: number;
+  /** TLS to the data nodes (common/tls.ts); absent = plain text. */
+  tls?: TlsContext;
 }
 
 interface WireTierCopy {
@@ -52,9 +55,11 @@ interface WireListed {
 }
 
 export class GrpcDataNodeOps implements DataNodeOps {
-  private readonly channels = new DataNodeChannels();
+  private readonly channels: DataNodeChannels;
 
-  constructor(private readonly options: GrpcDataNodeOpsOptions) {}
+  constructor(private readonly options: GrpcDataNodeOpsOptions) {
+    this.channels = new DataNodeChannels(options.tls);
+  }
 
   async replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[], tier?: TierCopy): Promise<void> {
     try {

@@ -35,6 +35,7 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
     writeConcurrency: config.writeConcurrency,
     // Without a token file or STRATA_TOKEN: strata login's stored token (found under $HOME), if any.
     tokenProvider: tokenProviderFrom({ tokenFile: config.tokenFile, token: config.token, env: process.env }),
+    tls: { ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey },
   });
   let rootIno: number;
   try {

@@ -1,0 +1,265 @@
+// TLS for every port, built in this one place from one config (--tls-ca, --tls-cert, --tls-key,
+// --tls-require-client-cert): gRPC server and channel credentials, and node:tls sockets for the
+// raw TCP paths (the session listener, the byte path). Off unless configured.
+//
+// Who may do what: a peer whose certificate the CA signed and whose subject carries
+// OU=strata-node (what `strata certs init` gives coordinators and data nodes) is a cluster node.
+// Client certificates are optional (unless --tls-require-client-cert); the calls only nodes make
+// (heartbeats, NodeLink, lease peering, chunk deletes, repair copies...) are refused to anyone
+// else, so a data node without a valid certificate cannot join or order its peers around.
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { StrataError, invalid } from './errors.js';
+
+/** Subject OU of coordinator and data node certificates. */
+export const NODE_OU = 'strata-node';
+/** Subject OU of the optional client certificates `strata certs init` makes. */
+export const CLIENT_OU = 'strata-client';
+
+/** Paths of the PEM files. */
+export interface TlsFiles {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/** The flat config keys every role shares (common/config.ts). */
+export interface TlsConfigKeys {
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsRequireClientCert?: boolean;
+}
+
+export const NOT_SIGNED_BY_CA = 'TLS: server certificate not signed by the configured CA (--tls-ca)';
+
+/**
+ * Transport failure messages (grpc-js, node:tls) and what the user should do, one line each.
+ * Ordered: the first that matches says it.
+ */
+export const TLS_FAILURE_REASONS: [RegExp, string][] = [
+  [/unable to verify|self[- ]signed certificate|UNABLE_TO_GET_ISSUER|unable to get (local )?issuer|certificate signature failure|SELF_SIGNED|UNABLE_TO_VERIFY/i, NOT_SIGNED_BY_CA],
+  [/ERR_TLS_CERT_ALTNAME_INVALID|Hostname\/IP does not match|does not match certificate's altnames/i, 'TLS: server certificate does not name this host (make it with `strata certs init --name HOST`)'],
+  [/certificate has expired|CERT_HAS_EXPIRED/i, 'TLS: a certificate has expired (make new ones with `strata certs init`)'],
+  [/certificate required|alert number 116|peer did not return a certificate/i, 'TLS: the server requires a client certificate (--tls-cert and --tls-key)'],
+  [/bad certificate|alert number 42|unknown ca|alert number 48/i, 'TLS: the server refused this client certificate (not signed by its CA)'],
+  [/wrong version number|packet length too long|unknown protocol|before secure TLS connection was established|ERR_SSL_HTTP_REQUEST|http request/i, 'TLS: the other end does not speak TLS (drop --tls-ca, or use its TLS port)'],
+];
+
+/** The one-line TLS reason for a transport failure message, if it is one. */
+export function tlsFailureReason(message: string): string | undefined {
+  return TLS_FAILURE_REASONS.find(([pattern]) => pattern.test(message))?.[1];
+}
+
+export class TlsContext {
+  private channelCreds: grpc.ChannelCredentials | undefined;
+
+  private constructor(
+    readonly ca: Buffer,
+    readonly cert: Buffer | undefined,
+    readonly key: Buffer | undefined,
+    readonly requireClientCert: boolean,
+  ) {}
+
+  /**
+   * A coordinator's or data node's TLS: none when no tls key is set; otherwise the CA, its own
+   * node certificate and key are all required and checked now (one clear line per mistake).
+   */
+  static forServer(config: TlsConfigKeys): TlsContext | undefined {
+    if (!config.tlsCa && !config.tlsCert && !config.tlsKey && !config.tlsRequireClientCert) return undefined;
+    for (const [key, flag] of [['tlsCa', '--tls-ca'], ['tlsCert', '--tls-cert'], ['tlsKey', '--tls-key']] as const) {
+      if (!config[key]) throw invalid(`TLS: ${flag} is required with TLS on (a node serves and dials with the CA, its certificate and key; make them with \`strata certs init DIR\`)`);
+    }
+    const context = TlsContext.load({ ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey }, config.tlsRequireClientCert ?? false);
+    const subject = new X509Certificate(context.cert!).subject;
+    if (!ouOf(subject).includes(NODE_OU)) {
+      throw invalid(`TLS: ${config.tlsCert} is not a node certificate (its subject needs OU=${NODE_OU}; \`strata certs init\` makes them)`);
+    }
+    return context;
+  }
+
+  /** A client's TLS (CLI, SDK, mount): none without a CA; a client certificate is optional. */
+  static forClient(files: TlsFiles): TlsContext | undefined {
+    if (!files.ca) {
+      if (files.cert || files.key) throw invalid('TLS: --tls-cert/--tls-key need --tls-ca (the CA that signed the servers)');
+      return undefined;
+    }
+    if (!files.cert !== !files.key) throw invalid('TLS: --tls-cert and --tls-key go together');
+    return TlsContext.load(files, false);
+  }
+
+  private static load(files: TlsFiles, requireClientCert: boolean): TlsContext {
+    const ca = readPem(files.ca!, '--tls-ca');
+    // A bundle may hold several CAs (while one replaces another): any of them may sign.
+    const caCerts = pemBlocks(ca).map((block) => parseCert(Buffer.from(block), files.ca!, '--tls-ca'));
+    if (caCerts.length === 0) throw invalid(`TLS: --tls-ca ${files.ca} holds no PEM certificate`);
+    if (!caCerts.every((cert) => cert.ca)) throw invalid(`TLS: --tls-ca ${files.ca} is not a CA certificate`);
+    let cert: Buffer | undefined;
+    let key: Buffer | undefined;
+    if (files.cert && files.key) {
+      cert = readPem(files.cert, '--tls-cert');
+      key = readPem(files.key, '--tls-key');
+      const own = parseCert(cert, files.cert, '--tls-cert');
+      let privateKey;
+      try {
+        privateKey = createPrivateKey(key);
+      } catch (err) {
+        throw invalid(`TLS: --tls-key ${files.key} is not a PEM private key (${(err as Error).message})`);
+      }
+      if (!own.checkPrivateKey(privateKey)) throw invalid(`TLS: --tls-key ${files.key} does not belong to --tls-cert ${files.cert}`);
+      if (!caCerts.some((caCert) => own.verify(caCert.publicKey))) throw invalid(`TLS: --tls-cert ${files.cert} is not signed by the --tls-ca CA ${files.ca}`);
+      if (Date.parse(own.validTo) < Date.now()) throw invalid(`TLS: --tls-cert ${files.cert} expired on ${own.validTo}`);
+    }
+    return new TlsContext(ca, cert, key, requireClientCert);
+  }
+
+  /** Credentials of every gRPC channel this process opens: verify the server, present ours if any. */
+  channelCredentials(): grpc.ChannelCredentials {
+    muteIpServernameWarning();
+    return (this.channelCreds ??= grpc.credentials.createSsl(this.ca, this.key ?? null, this.cert ?? null));
+  }
+
+  /**
+   * Server credentials: client certificates asked for (required with --tls-require-client-cert),
+   * and the methods in `nodeOnly` (full paths, /strata.v1.Service/Method) refused to any peer
+   * that is not a cluster node.
+   */
+  serverCredentials(nodeOnly: ReadonlySet<string>): grpc.ServerCredentials {
+    if (!this.cert || !this.key) throw new StrataError('Internal', 'TLS: a server needs its certificate and key');
+    return new NodeGuardedCredentials(
+      { requestCert: true, rejectUnauthorized: this.requireClientCert },
+      { ca: this.ca, cert: this.cert, key: this.key },
+      [nodeOnlyInterceptor(nodeOnly)],
+    );
+  }
+
+  /** A TLS socket to host:port (for raw TCP paths); it is usable once 'secureConnect' fired. */
+  connect(host: string, port: number, options: { noDelay?: boolean } = {}): tls.TLSSocket {
+    const socket = tls.connect({
+      host,
+      port,
+      ca: this.ca,
+      cert: this.cert,
+      key: this.key,
+      // RFC 6066: no IP addresses in SNI; the certificate's IP SANs are still checked.
+      servername: net.isIP(host) ? undefined : host,
+    });
+    if (options.noDelay) socket.setNoDelay(true);
+    return socket;
+  }
+
+  /** A TLS listener for raw TCP paths: `onSocket` gets each connection once its handshake is done. */
+  createServer(options: net.ServerOpts, onSocket: (socket: tls.TLSSocket) => void): tls.Server {
+    if (!this.cert || !this.key) throw new StrataError('Internal', 'TLS: a server needs its certificate and key');
+    const server = tls.createServer(
+      { ...options, ca: this.ca, cert: this.cert, key: this.key, requestCert: true, rejectUnauthorized: this.requireClientCert },
+      onSocket,
+    );
+    // A failed handshake (a plain-text client, a wrong certificate) closes only that socket.
+    server.on('tlsClientError', () => undefined);
+    return server;
+  }
+}
+
+/** The channel credentials for `tls`, or plain text without it. */
+export function channelCredentials(tls: TlsContext | undefined): grpc.ChannelCredentials {
+  return tls ? tls.channelCredentials() : grpc.credentials.createInsecure();
+}
+
+/** The server credentials for `tls`, or plain text without it. */
+export function serverCredentials(tls: TlsContext | undefined, nodeOnly: ReadonlySet<string>): grpc.ServerCredentials {
+  return tls ? tls.serverCredentials(nodeOnly) : grpc.ServerCredentials.createInsecure();
+}
+
+/** Whether a verified peer certificate is a cluster node's. */
+export function isNodeCertificate(cert: tls.PeerCertificate | undefined): boolean {
+  return !!cert?.subject && ouOf(cert.subject).includes(NODE_OU);
+}
+
+/** A certificate subject's OU values, as node:crypto (text) or node:tls (object) gives them. */
+function ouOf(subject: string | tls.Certificate): string[] {
+  if (typeof subject === 'string') return [...subject.matchAll(/^OU=(.*)$/gm)].map((m) => m[1]);
+  const ou = subject.OU as string | string[] | undefined;
+  return ou === undefined ? [] : Array.isArray(ou) ? ou : [ou];
+}
+
+/** Node's own secure-server options, and the interceptors that guard node-only methods. */
+class NodeGuardedCredentials extends grpc.ServerCredentials {
+  constructor(
+    serverOptions: { requestCert: boolean; rejectUnauthorized: boolean },
+    contextOptions: tls.SecureContextOptions,
+    private readonly interceptors: grpc.ServerInterceptor[],
+  ) {
+    super(serverOptions, contextOptions);
+  }
+
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+
+  override _getInterceptors(): grpc.ServerInterceptor[] {
+    return this.interceptors;
+  }
+}
+
+/** Refuses the node-only methods, before their handler runs, to peers without a node certificate. */
+function nodeOnlyInterceptor(nodeOnly: ReadonlySet<string>): grpc.ServerInterceptor {
+  return (method, call) => {
+    if (!nodeOnly.has(method.path) || isNodeCertificate(call.getAuthContext()?.sslPeerCertificate)) return new grpc.ServerInterceptingCall(call);
+    const metadata = new grpc.Metadata();
+    metadata.set('strata-error', 'PermissionDenied');
+    const details = `${method.path.slice(method.path.lastIndexOf('/') + 1)}: only cluster nodes may call this (a certificate with OU=${NODE_OU} signed by the cluster CA)`;
+    return new grpc.ServerInterceptingCall(call, {
+      start: (next) => {
+        next({
+          onReceiveMetadata: () => call.sendStatus({ code: grpc.status.PERMISSION_DENIED, details, metadata }),
+          onReceiveMessage: () => undefined,
+          onReceiveHalfClose: () => undefined,
+        });
+      },
+    });
+  };
+}
+
+let ipServernameMuted = false;
+
+/**
+ * grpc-js puts the target host in SNI even when it is an IP address (RFC 6066 forbids that) and
+ * Node then prints deprecation DEP0123 on the user's terminal. The server certificate is still
+ * checked against its IP SANs; only that one warning is dropped.
+ */
+function muteIpServernameWarning(): void {
+  if (ipServernameMuted) return;
+  ipServernameMuted = true;
+  const original = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  (process as { emitWarning: unknown }).emitWarning = (warning: unknown, ...rest: unknown[]) => {
+    const options = rest[0] as { code?: string } | string | undefined;
+    const code = typeof options === 'object' ? options?.code : rest[1];
+    if (code === 'DEP0123') return;
+    original(warning, ...rest);
+  };
+}
+
+function readPem(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw invalid(`TLS: cannot read ${flag} ${file} (${code}); make a dev CA and certificates with \`strata certs init DIR\``);
+  }
+}
+
+function pemBlocks(pem: Buffer): string[] {
+  return pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+function parseCert(pem: Buffer, file: string, flag: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (err) {
+    throw invalid(`TLS: ${flag} ${file} is not a PEM certificate (${(err as Error).message})`);
+  }
+}
