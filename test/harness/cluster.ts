@@ -6,6 +6,7 @@ import { openSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Strata } from '../../client/index.js';
+import { devCertPaths, initDevCerts } from '../../common/dev-certs.js';
 import { startEtcd, type EtcdMember } from './etcd.js';
 import { freePort, tempDir, type TempDir } from './ports.js';
 
@@ -34,6 +35,15 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Where the harness's own clients get a token, for coordinators started with --auth oidc. */
   tokenProvider?: () => string | Promise<string>;
+  /** TLS on every port (common/tls.ts): a dev CA and node certificates made in the cluster dir; clients get the CA. */
+  tls?: boolean;
+}
+
+/** A TLS cluster's files: the CA clients verify with, a client certificate, the node certificates' dir. */
+export interface ClusterTls {
+  dir: string;
+  ca: string;
+  client: { cert: string; key: string };
 }
 
 export class RoleProcess {
@@ -79,6 +89,8 @@ export class TestCluster {
   readonly coordinators: RoleProcess[] = [];
   readonly datanodes: RoleProcess[] = [];
   etcd?: EtcdMember;
+  /** Set when started with `tls`. */
+  tls?: ClusterTls;
   private readonly clients: Strata[] = [];
 
   constructor(
@@ -91,9 +103,21 @@ export class TestCluster {
   }
 
   client(): Strata {
-    const client = Strata.connect({ coordinators: this.coordinatorList, failoverTimeoutMs: 10_000, tokenProvider: this.options.tokenProvider });
+    const client = Strata.connect({ coordinators: this.coordinatorList, failoverTimeoutMs: 10_000, tokenProvider: this.options.tokenProvider, tls: this.clientTls });
     this.clients.push(client);
     return client;
+  }
+
+  /** What clients of this cluster use for TLS (none without it). */
+  get clientTls(): { ca: string } | false {
+    return this.tls ? { ca: this.tls.ca } : false;
+  }
+
+  /** A node's TLS flags (certificate `name`, made on first use); none without TLS. */
+  async nodeTlsArgs(name: string): Promise<string[]> {
+    if (!this.tls) return [];
+    const files = (await initDevCerts(this.tls.dir, { nodes: [name] })).certs[name];
+    return ['--tls-ca', this.tls.ca, '--tls-cert', files.cert, '--tls-key', files.key];
   }
 
   dataDir(nodeIndex: number): string {
@@ -102,7 +126,8 @@ export class TestCluster {
 
   /** Runs the strata CLI against this cluster; bounded in time. */
   cli(args: string[], options: { input?: Buffer | string; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<CliResult> {
-    return runCli(args, { ...options, env: { STRATA_COORDINATOR: this.coordinatorList, ...options.env } });
+    const tls: Record<string, string> = this.tls ? { STRATA_TLS_CA: this.tls.ca } : {};
+    return runCli(args, { ...options, env: { STRATA_COORDINATOR: this.coordinatorList, ...tls, ...options.env } });
   }
 
   /** Starts one more data node (dn<N+1>) and waits until the coordinators see it live. */
@@ -114,7 +139,7 @@ export class TestCluster {
   }
 
   async waitForLiveNodes(count: number, timeoutMs = 30_000): Promise<void> {
-    const client = Strata.connect({ coordinators: this.coordinatorList, callTimeoutMs: 1000, failoverTimeoutMs: 1000, tokenProvider: this.options.tokenProvider });
+    const client = Strata.connect({ coordinators: this.coordinatorList, callTimeoutMs: 1000, failoverTimeoutMs: 1000, tokenProvider: this.options.tokenProvider, tls: this.clientTls });
     const giveUpAt = Date.now() + timeoutMs;
     try {
       for (;;) {
@@ -145,6 +170,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       cluster.etcd = await startEtcd();
       meta = cluster.etcd.url;
     }
+    if (options.tls) {
+      const tlsDir = path.join(dir.path, 'tls');
+      await initDevCerts(tlsDir, { nodes: [], clients: ['client'] });
+      cluster.tls = { dir: tlsDir, ca: devCertPaths(tlsDir, 'ca').cert, client: devCertPaths(tlsDir, 'client') };
+    }
     const logLevel = options.logLevel ?? 'warn';
     for (let i = 0; i < (options.coordinators ?? 1); i++) {
       const address = `127.0.0.1:${await freePort()}`;
@@ -152,7 +182,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       if (options.chunkSize) args.push('--chunk-size', options.chunkSize);
       if (options.replication) args.push('--replication', String(options.replication));
       args.push('--dead-after-ms', String(options.deadAfterMs ?? 3000));
-      args.push(...(options.coordinatorArgs ?? []));
+      args.push(...(options.coordinatorArgs ?? []), ...(await cluster.nodeTlsArgs(`coordinator-${i + 1}`)));
       cluster.coordinators.push(new RoleProcess(`coordinator-${i + 1}`, args, path.join(dir.path, `coordinator-${i + 1}.log`), address, options.env));
     }
     for (const c of cluster.coordinators) c.start();
@@ -169,7 +199,7 @@ async function startDatanode(cluster: TestCluster, i: number, options: ClusterOp
   const address = `127.0.0.1:${await freePort()}`;
   const args = ['datanode', '--node-id', `dn${i + 1}`, '--data-dir', cluster.dataDir(i), '--listen', address];
   args.push('--coordinators', cluster.coordinatorList, '--log-level', options.logLevel ?? 'warn', '--heartbeat-interval-ms', '500');
-  args.push(...(options.datanodeArgs ?? []));
+  args.push(...(options.datanodeArgs ?? []), ...(await cluster.nodeTlsArgs(`dn${i + 1}`)));
   const node = new RoleProcess(`dn${i + 1}`, args, path.join(cluster.dir.path, `dn${i + 1}.log`), address, options.env);
   node.start();
   return node;

@@ -94,7 +94,8 @@ export async function startMount(cluster: TestCluster, dir: string, args: string
   await mkdir(dir, { recursive: true });
   const logFile = `${dir}.log`;
   const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [STRATA_MAIN, 'mount', '--coordinator', cluster.coordinatorList, '--log-level', 'warn', ...args, dir], {
+  const tls = cluster.tls ? ['--tls-ca', cluster.tls.ca] : [];
+  const child = spawn(process.execPath, [STRATA_MAIN, 'mount', '--coordinator', cluster.coordinatorList, '--log-level', 'warn', ...tls, ...args, dir], {
     stdio: ['ignore', fd, fd],
   });
   const mount = new MountProcess(dir, child, logFile);
