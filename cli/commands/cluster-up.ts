@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { Strata } from '../../client/index.js';
+import { devCertPaths, initDevCerts } from '../../common/dev-certs.js';
 import { StrataError } from '../../common/errors.js';
 import { parseSize } from '../../common/units.js';
 import { isMounted } from '../../fuse/unmount.js';
@@ -33,6 +34,7 @@ export function registerClusterUpCommand(program: Command): void {
     .option('--meta <url>', 'etcd://host:port,... to keep metadata in etcd (default: embedded LevelDB in DATA_DIR/meta)')
     .option('--mount <dir>', 'also mount the cluster at DIR (FUSE, `strata mount`); unmounted before the cluster stops')
     .option('--tier <spec>', 'an S3-compatible tier for cold chunks, repeatable: name=s3://bucket/prefix?endpoint=URL&path_style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)', (spec: string, all: string[]) => [...all, spec], [] as string[])
+    .option('--tls', 'TLS on every port, mutual between nodes: a dev CA and certificates in DATA_DIR/tls (made once, as `strata certs init`)')
     .action(async (options) => {
       const datanodes = wholeNumber(options.datanodes, '--datanodes', 1, 64);
       const port = wholeNumber(options.port, '--port', 1, 65535 - datanodes);
@@ -42,6 +44,10 @@ export function registerClusterUpCommand(program: Command): void {
       const logDir = path.join(dataDir, 'logs');
       mkdirSync(logDir, { recursive: true });
       const coordinator = `127.0.0.1:${port}`;
+      const nodeNames = ['coordinator', ...Array.from({ length: datanodes }, (_, i) => `dn${i + 1}`)];
+      const tlsDir = path.join(dataDir, 'tls');
+      const tls = options.tls ? await initDevCerts(tlsDir, { nodes: nodeNames, clients: ['client'] }) : undefined;
+      const tlsArgs = (name: string) => (tls ? ['--tls-ca', tls.ca, '--tls-cert', tls.certs[name].cert, '--tls-key', tls.certs[name].key] : []);
       const children: Child[] = [];
       const start = (name: string, args: string[]) => {
         const log = path.join(logDir, `${name}.log`);
@@ -53,18 +59,20 @@ export function registerClusterUpCommand(program: Command): void {
         'coordinator', '--listen', coordinator, '--meta', options.meta ?? path.join(dataDir, 'meta'),
         '--chunk-size', options.chunkSize, '--replication', String(Math.min(replication, datanodes)),
         ...(options.tier as string[]).flatMap((spec) => ['--tier', spec]),
+        ...tlsArgs('coordinator'),
       ]);
       for (let i = 1; i <= datanodes; i++) {
         start(`datanode-${i}`, [
           'datanode', '--node-id', `dn${i}`, '--data-dir', path.join(dataDir, `dn${i}`),
           '--listen', `127.0.0.1:${port + i}`, '--coordinators', coordinator,
+          ...tlsArgs(`dn${i}`),
         ]);
       }
       const stopAll = stopper(children);
       let stopping = false;
       const exited = firstExit(children);
       try {
-        await Promise.race([waitReady(coordinator, datanodes), exited.then((c) => Promise.reject(diedEarly(c)))]);
+        await Promise.race([waitReady(coordinator, datanodes, tls?.ca), exited.then((c) => Promise.reject(diedEarly(c)))]);
       } catch (err) {
         await stopAll();
         throw err;
@@ -72,7 +80,7 @@ export function registerClusterUpCommand(program: Command): void {
       let mount: Child | undefined;
       if (options.mount) {
         try {
-          mount = await startMount(coordinator, path.resolve(options.mount), logDir);
+          mount = await startMount(coordinator, path.resolve(options.mount), logDir, tls?.ca);
         } catch (err) {
           await stopAll();
           throw err;
@@ -80,7 +88,7 @@ export function registerClusterUpCommand(program: Command): void {
         // Losing the mount (an external fusermount -u, say) leaves the cluster running.
         mount.process.once('exit', (code) => console.error(`strata: the mount exited (code ${code}); see ${mount!.log}`));
       }
-      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount));
+      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') });
       // A data node that dies is what self-healing is for: say so and keep serving. Without
       // its coordinator the cluster is gone, so that stops everything.
       for (const child of children.filter((c) => c.name !== 'coordinator')) {
@@ -130,10 +138,10 @@ function diedEarly(child: Child): StrataError {
 }
 
 /** `strata mount` as one more child; resolves once the kernel shows the mount. */
-async function startMount(coordinator: string, dir: string, logDir: string): Promise<Child> {
+async function startMount(coordinator: string, dir: string, logDir: string, tlsCa?: string): Promise<Child> {
   const log = path.join(logDir, 'mount.log');
   // Its own process group: Ctrl-C reaches only us, and we stop the mount first, once.
-  const child = spawn(process.execPath, [MAIN, 'mount', '--coordinator', coordinator, dir], {
+  const child = spawn(process.execPath, [MAIN, 'mount', '--coordinator', coordinator, ...(tlsCa ? ['--tls-ca', tlsCa] : []), dir], {
     detached: true,
     stdio: ['ignore', openSync(log, 'a'), openSync(log, 'a')],
   });
@@ -167,8 +175,8 @@ function stopper(children: Child[], graceMs = 10_000): () => Promise<void> {
   };
 }
 
-async function waitReady(coordinator: string, datanodes: number): Promise<void> {
-  const client = Strata.connect({ coordinators: coordinator, callTimeoutMs: 1000, failoverTimeoutMs: 1000 });
+async function waitReady(coordinator: string, datanodes: number, tlsCa: string | undefined): Promise<void> {
+  const client = Strata.connect({ coordinators: coordinator, callTimeoutMs: 1000, failoverTimeoutMs: 1000, tls: tlsCa ? { ca: tlsCa } : false });
   const giveUpAt = Date.now() + READY_TIMEOUT_MS;
   try {
     for (;;) {
@@ -182,16 +190,21 @@ async function waitReady(coordinator: string, datanodes: number): Promise<void> 
   }
 }
 
-function printWelcome(coordinator: string, datanodes: number, port: number, dataDir: string, logDir: string, meta?: string, mountDir?: string): void {
+function printWelcome(
+  coordinator: string, datanodes: number, port: number, dataDir: string, logDir: string, meta?: string, mountDir?: string,
+  tls?: { ca: string; dir: string; client: { cert: string; key: string } },
+): void {
   const nodes = Array.from({ length: datanodes }, (_, i) => `127.0.0.1:${port + i + 1}`).join(', ');
+  const tlsLine = tls ? `\n  tls          on, every port (mutual between nodes); CA and certificates in ${tls.dir}` : '';
+  const tlsExport = tls ? `\n  export STRATA_TLS_CA=${tls.ca}\n  # optional client certificate: export STRATA_TLS_CERT=${tls.client.cert} STRATA_TLS_KEY=${tls.client.key}` : '';
   console.log(`strata cluster is up
   coordinator  ${coordinator}  (metadata: ${meta ? 'etcd' : `embedded LevelDB in ${path.join(dataDir, 'meta')}`})
   data nodes   ${nodes}
   data         ${dataDir}
-  logs         ${logDir}${mountDir ? `\n  mounted at   ${mountDir}  (strata mount; unmounted first on Ctrl-C)` : ''}
+  logs         ${logDir}${tlsLine}${mountDir ? `\n  mounted at   ${mountDir}  (strata mount; unmounted first on Ctrl-C)` : ''}
 
 Try it in another shell:
-  export STRATA_COORDINATOR=${coordinator}
+  export STRATA_COORDINATOR=${coordinator}${tlsExport}
   npx strata put ./README.md /hello/README.md
   npx strata ls -l /hello
   npx strata cat /hello/README.md
