@@ -43,10 +43,10 @@ const NODE_ONLY_METHODS: ReadonlySet<string> = new Set([
 const ADMIN_REFRESH_MS = 1000;
 
 export async function runCoordinator(config: CoordinatorConfig, log: Logger): Promise<RunningCoordinator> {
-  // Decided before anything opens: a coordinator that may not run anonymously stops here.
-  const auth = openAuthenticator(config, log);
   // Certificates are read and checked before anything opens: a bad one is one Invalid line.
   const tls = TlsContext.forServer(config);
+  // Decided before anything opens: a coordinator that may not run anonymously stops here.
+  const auth = openAuthenticator(config, log);
   // Credentials (a file, or the environment) are read once here; a bad one is one Invalid line.
   const tierTargets = config.tiers.map((tier) => resolveTierTarget(tier, process.env, (file) => readFileSync(file, 'utf8')));
   const tiers = await openTiers(tierTargets);
