@@ -11,6 +11,11 @@ export const ERROR_MESSAGE_MAX_BYTES = 2048;
 /** Client input quoted inside a message, at most (characters). */
 export const QUOTED_MAX_CHARS = 80;
 
+/** A file's size (and the end of its last chunk) at most: JavaScript's integers are exact up to here (8 PiB). */
+export const FILE_MAX_BYTES = Number.MAX_SAFE_INTEGER;
+/** A timestamp at most: the last millisecond a JavaScript Date holds (year 275760). */
+export const TIME_MAX_MS = 8.64e15;
+
 /** `text` cut to ERROR_MESSAGE_MAX_BYTES of UTF-8 (never splitting a character), marked when cut. */
 export function clipMessage(text: string, maxBytes = ERROR_MESSAGE_MAX_BYTES): string {
   if (text.length <= maxBytes / 3 || Buffer.byteLength(text) <= maxBytes) return text;

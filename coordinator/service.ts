@@ -6,6 +6,7 @@ import { crc32c } from '@node-rs/crc32';
 import { invalid, isDir, notDir, StrataError } from '../common/errors.js';
 import { strataProto, unaryHandler } from '../common/grpc.js';
 import { splitParent, splitPath } from '../common/paths.js';
+import { FILE_MAX_BYTES, TIME_MAX_MS, quoted } from '../common/limits.js';
 import type { CoordinatorConfig } from '../common/config.js';
 import { MIN_CHUNK_BYTES, MAX_CHUNK_BYTES } from '../common/config.js';
 import type { MetaStore } from './meta/store.js';
@@ -39,6 +40,7 @@ type Req = any;
 const MAX_REPLICATION = 16;
 const ACK_POLICIES = new Set(['one', 'quorum', 'all']);
 const MAX_CORRUPT_PER_HEARTBEAT = 10_000;
+const NODE_ID = /^[A-Za-z0-9_.-]{1,64}$/; // = nodes.ts's rule for a heartbeat's node id
 
 /** A file's atime is rewritten on a read only when older than this: tiering policies need no finer. */
 const ATIME_GRANULARITY_MS = 60_000;
@@ -198,13 +200,15 @@ export function coordinatorService(
       if (ageMs > commitWindowMs) {
         throw new StrataError('Conflict', `chunk ${chunkId} was allocated ${Math.round(ageMs / 1000)} s ago, past the ${Math.round(commitWindowMs / 1000)} s commit window; allocate a new chunk and write it again`);
       }
-      const attr = await meta.commitChunk(requireIno(req.ino), {
-        index: Number(req.index),
-        chunkId,
-        length: Number(req.length),
-        crc32c: Number(req.crc32c) >>> 0,
-        nodes: (req.nodes ?? []).map(String),
-      });
+      const index = Number(req.index);
+      const length = Number(req.length);
+      // The end of the chunk is checked against the file's chunk size in the store; here, what any file allows.
+      if (!Number.isSafeInteger(index) || index < 0 || index * MIN_CHUNK_BYTES > FILE_MAX_BYTES) throw invalid(`invalid chunk index ${quoted(req.index)}`);
+      if (!Number.isSafeInteger(length) || length < 0 || length > MAX_CHUNK_BYTES) throw invalid(`invalid chunk length ${quoted(req.length)}`);
+      const replicas: unknown[] = req.nodes ?? [];
+      if (replicas.length > MAX_REPLICATION) throw invalid(`a chunk has at most ${MAX_REPLICATION} replicas, not ${replicas.length}`);
+      for (const nodeId of replicas) if (typeof nodeId !== 'string' || !NODE_ID.test(nodeId)) throw invalid(`invalid replica node id ${quoted(nodeId)}`);
+      const attr = await meta.commitChunk(requireIno(req.ino), { index, chunkId, length, crc32c: Number(req.crc32c) >>> 0, nodes: replicas as string[] });
       return statReply(attr);
     },
 
@@ -303,10 +307,18 @@ export function coordinatorService(
   return guardUnaryCalls(service, strataProto.Coordinator.service, auth, NOT_BEARER_CHECKED);
 }
 
-/** SetAttr's changes: proto3 `optional`, so an unset field is absent, not zero. */
+/**
+ * SetAttr's changes: proto3 `optional`, so an unset field is absent, not zero. Sizes and times
+ * are bounded (a size of 2^64 once made `strata ls -l` of its directory fail for everyone).
+ */
 function setAttrChanges(req: Req): SetAttrChanges {
-  const pick = (field: string) => (req[field] === undefined || req[field] === null ? undefined : Number(req[field]));
-  return { mode: pick('mode'), uid: pick('uid'), gid: pick('gid'), mtimeMs: pick('mtimeMs'), atimeMs: pick('atimeMs'), size: pick('size') };
+  const pick = (field: string, max = 0xffffffff) => {
+    if (req[field] === undefined || req[field] === null) return undefined;
+    const value = Number(req[field]);
+    if (!Number.isSafeInteger(value) || value < 0 || value > max) throw invalid(`invalid ${field} ${quoted(req[field])}: a whole number 0..${max}`);
+    return value;
+  };
+  return { mode: pick('mode'), uid: pick('uid'), gid: pick('gid'), mtimeMs: pick('mtimeMs', TIME_MAX_MS), atimeMs: pick('atimeMs', TIME_MAX_MS), size: pick('size', FILE_MAX_BYTES) };
 }
 
 function mapValues<T, U>(object: Record<string, T>, fn: (value: T) => U): Record<string, U> {

@@ -182,6 +182,7 @@ describe('fuzz: hostile messages at every edge', () => {
   let before: Snapshot;
   let chunksBefore: Map<string, number>[];
   let where: Confinement;
+  let scratchInos: number[];
   const outcomes: Outcome[] = [];
 
   beforeAll(async () => {
@@ -194,6 +195,9 @@ describe('fuzz: hostile messages at every edge', () => {
     await client.symlink('big.bin', '/keep/link');
     await client.mkdir(`${SCRATCH}/x`, { parents: true });
     const scratch = await client.stat(SCRATCH);
+    // A file of the scratch tree for the ops by inode (chunk commits, setattr, links) to reach.
+    const scratchFile = await client.writeFile(`${SCRATCH}/x/file.bin`, randomBytes(3000));
+    scratchInos = [scratch.ino, scratchFile.ino, (await client.stat(`${SCRATCH}/x`)).ino];
     before = await snapshot(client);
     chunksBefore = await Promise.all(cluster.datanodes.map((n) => listChunks(n.address)));
     where = { scratchDir: SCRATCH, protectedInos: before.inos, scratchIno: scratch.ino };
@@ -238,7 +242,7 @@ describe('fuzz: hostile messages at every edge', () => {
           raw = kept;
         }
         const encode = (value: Record<string, unknown>) => Buffer.from(type.encode(type.fromObject((mutating ? confine(value, where) : value) as Record<string, unknown>)).finish());
-        const hostile = fc.sample(messages(messageArb(type, before.inos, where.scratchIno).map(encode)), { numRuns: CASES, seed: seed + 1 });
+        const hostile = fc.sample(messages(messageArb(type, before.inos, scratchInos).map(encode)), { numRuns: CASES, seed: seed + 1 });
         // A session's first request with a bad id closes it: corner cases get a good one, to reach their op.
         const corners = extremeMessages(type).map((value) => [encode(type.name === 'SessionRequest' ? { ...value, id: 1, deadlineMs: 0 } : value)]);
         for (const [mode, list] of [['raw', raw], ['hostile', hostile], ['corner', corners]] as const) {
@@ -287,7 +291,7 @@ describe('fuzz: hostile messages at every edge', () => {
     const requests = fc.sample(
       fc.array(
         // Mostly fresh ids (so the ops run), now and then one that breaks the protocol.
-        fc.tuple(fc.oneof({ weight: 12, arbitrary: fc.constant(-2) }, { weight: 1, arbitrary: fc.constantFrom(0, 1, 2 ** 53, -1) }), messageArb(sessionType, before.inos, where.scratchIno)),
+        fc.tuple(fc.oneof({ weight: 12, arbitrary: fc.constant(-2) }, { weight: 1, arbitrary: fc.constantFrom(0, 1, 2 ** 53, -1) }), messageArb(sessionType, before.inos, scratchInos)),
         { minLength: 1, maxLength: 6 },
       ),
       { numRuns: CASES * 4, seed: SEED + 8 },
@@ -411,6 +415,11 @@ describe('fuzz: hostile messages at every edge', () => {
     const chunksAfter = await Promise.all(cluster.datanodes.map((n) => listChunks(n.address)));
     for (const [i, chunks] of chunksBefore.entries()) {
       for (const [chunkId, length] of chunks) expect(chunksAfter[i].get(chunkId), `${cluster.datanodes[i].name} ${chunkId}`).toBe(length);
+    }
+    // What the fuzz left in scratch lists like anything else (a size of 2^64 once broke `ls -l`).
+    for (const dir of [SCRATCH, `${SCRATCH}/x`]) {
+      const ls = await cluster.cli(['ls', '-l', dir]);
+      expect(ls.code, `ls -l ${dir}: ${ls.stderr}`).toBe(0);
     }
     // Node ids a hostile heartbeat registered are dead after the grace; then writes place on real nodes only.
     await cluster.waitForLiveNodes(cluster.datanodes.length);

@@ -3,6 +3,7 @@
 // revisions of everything it read; on a lost race it re-reads and tries again.
 import { StrataError, exists, invalid, isDir, notDir, notEmpty, notFound, notPermitted } from '../../common/errors.js';
 import { validateName } from '../../common/paths.js';
+import { FILE_MAX_BYTES } from '../../common/limits.js';
 import { KV_MAX_TXN_OPS, type Kv, type KvCompare, type KvEntry, type KvOp } from './kv.js';
 import { CommitBatcher, type CommitOutcome, type CommitStats } from './commit-batch.js';
 import * as k from './keys.js';
@@ -405,6 +406,10 @@ export class MetaStore {
           return;
         }
         const end = record.index * attr.chunkSize + record.length;
+        if (!(end <= FILE_MAX_BYTES)) {
+          outcomes.push({ error: invalid(`chunk ${record.index} ends past the largest file size (${FILE_MAX_BYTES} bytes)`) });
+          return;
+        }
         next = { ...next, size: Math.max(next.size, end), chunks: next.chunks + (previous[i] ? 0 : 1), mtimeMs: now, ctimeMs: now };
         outcomes.push({ attr: next }); // replaced below by the attributes the transaction wrote
         compares.push({ key: keys[i], modRevision: previous[i]?.modRevision ?? 0 });

@@ -71,8 +71,13 @@ const PATH_FIELDS = new Set(['path', 'from', 'to', 'pathPrefix']);
 const NAME_FIELDS = new Set(['name', 'newName', 'srcName', 'dstName']);
 const ID_FIELDS = new Set(['nodeId', 'chunkId', 'excludeNodes', 'corruptChunks', 'storedOn', 'failed']);
 
-function inoArb(protectedInos: ReadonlySet<number>, scratchIno: number): fc.Arbitrary<number | string> {
-  return fc.oneof(fc.constantFrom<number | string>(0, 1, scratchIno, ...protectedInos, 2 ** 53, HUGE, -1), fc.nat({ max: 200 }), fc.bigInt({ min: 2n ** 40n, max: 2n ** 64n - 1n }).map(String));
+function inoArb(protectedInos: ReadonlySet<number>, scratchInos: readonly number[]): fc.Arbitrary<number | string> {
+  return fc.oneof(
+    { weight: 2, arbitrary: fc.constantFrom<number | string>(...scratchInos) },
+    { weight: 2, arbitrary: fc.constantFrom<number | string>(0, 1, ...protectedInos, 2 ** 53, HUGE, -1) },
+    { weight: 1, arbitrary: fc.nat({ max: 200 }) },
+    { weight: 1, arbitrary: fc.bigInt({ min: 2n ** 40n, max: 2n ** 64n - 1n }).map(String) },
+  );
 }
 
 function scalarArb(field: protobuf.Field, inos: fc.Arbitrary<number | string>): fc.Arbitrary<unknown> {
@@ -95,12 +100,15 @@ function scalarArb(field: protobuf.Field, inos: fc.Arbitrary<number | string>): 
   }
 }
 
-/** A message of `type` with hostile values (depth-limited: nested messages stop at 4). */
-export function messageArb(type: protobuf.Type, protectedInos: ReadonlySet<number>, scratchIno: number, depth = 0): fc.Arbitrary<Record<string, unknown>> {
+/**
+ * A message of `type` with hostile values (depth-limited: nested messages stop at 4). Inode
+ * fields favour `scratchInos` (a directory and a file of the scratch tree), so ops reach real inodes.
+ */
+export function messageArb(type: protobuf.Type, protectedInos: ReadonlySet<number>, scratchInos: readonly number[], depth = 0): fc.Arbitrary<Record<string, unknown>> {
   if (depth > 4) return fc.constant({});
-  const inos = inoArb(protectedInos, scratchIno);
+  const inos = inoArb(protectedInos, scratchInos);
   const valueOf = (field: protobuf.Field): fc.Arbitrary<unknown> => {
-    const one = field.resolvedType instanceof protobuf.Type ? messageArb(field.resolvedType, protectedInos, scratchIno, depth + 1) : scalarArb(field, inos);
+    const one = field.resolvedType instanceof protobuf.Type ? messageArb(field.resolvedType, protectedInos, scratchInos, depth + 1) : scalarArb(field, inos);
     if (!field.repeated) return one;
     return fc.oneof(
       { weight: 4, arbitrary: fc.array(one, { maxLength: 4 }) },
