@@ -17,6 +17,7 @@
 // Env: META_N (ops per phase, split over the clients; 2000), META_WARM_N (warm repeats; 5000),
 // META_CLIENTS (1,16), META_ENGINES (embedded,etcd), META_SESSION (1; 0 = unary RPCs),
 // META_TRANSPORTS (tcp; tcp,grpc = both), META_PAIRED (0; 1 = also the paired c1 latencies below),
+// META_AUTH (0; 1 = also auth on vs off, bench/auth.ts),
 // META_FSYNCS (0), META_FSYNC_N (ops per counted phase; 400).
 //
 // With META_PAIRED=1, one client per transport on the same coordinator takes turns op by op (who
@@ -32,6 +33,7 @@ import { spawn } from 'node:child_process';
 
 import { Strata } from '../client/index.js';
 import { startCluster, type TestCluster } from '../test/harness/cluster.js';
+import { authBench } from './auth.js';
 
 type Engine = 'embedded' | 'etcd';
 
@@ -229,6 +231,8 @@ async function main(): Promise<void> {
       await cluster.stop();
     }
   }
+  // META_AUTH=1: what authentication costs the same ops, on vs off in this run (bench/auth.ts).
+  if (process.env.META_AUTH === '1') await authBench();
 }
 
 await main();
