@@ -3,7 +3,9 @@
 // and the CLI. Every refused token leaves the namespace unchanged.
 import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { CHANNEL_OPTIONS, bearerMetadata, strataProto } from '../common/grpc.js';
 import { Strata, StrataError } from '../client/index.js';
 import { expectOneLineError } from './harness/cli-errors.js';
 import { runCli, startCluster, type TestCluster } from './harness/cluster.js';
@@ -90,6 +92,43 @@ describe('authentication (OIDC, Keycloak realm)', () => {
       expect(await exists(dir)).toBe(false);
     });
   }
+
+  test('on the wire: UNAUTHENTICATED for a bare unary call and for each request of a session that never authenticated', async () => {
+    const client = new strataProto.Coordinator(cluster.coordinatorList, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    try {
+      const unary = (metadata: grpc.Metadata) =>
+        new Promise<grpc.ServiceError | null>((resolve) => (client as any).Mkdir({ path: '/wire' }, metadata, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null) => resolve(err)));
+      const bare = await unary(new grpc.Metadata());
+      expect(bare?.code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(bare?.metadata.get('strata-error')[0]).toBe('Unauthenticated');
+      const basic = new grpc.Metadata();
+      basic.set('authorization', 'Basic YWxpY2U6c2VjcmV0');
+      expect((await unary(basic))?.code).toBe(grpc.status.UNAUTHENTICATED);
+      // The gRPC Session call: requests without an authenticate first each fail, and the stream lives on.
+      const call = (client as any).Session() as grpc.ClientDuplexStream<any, any>;
+      const replies: any[] = [];
+      call.on('data', (reply: any) => replies.push(reply));
+      call.on('error', () => undefined);
+      call.write({ id: 1, mkdir: { path: '/wire' } });
+      call.write({ id: 2, stat: { path: '/' } });
+      call.write({ id: 3, authenticate: { token: good() } });
+      call.write({ id: 4, stat: { path: '/' } });
+      const giveUpAt = Date.now() + 10_000;
+      while (replies.filter((r) => Number(r.id) > 0).length < 4 && Date.now() < giveUpAt) await new Promise((r) => setTimeout(r, 20));
+      const byId = new Map(replies.filter((r) => Number(r.id) > 0).map((r) => [Number(r.id), r]));
+      expect(byId.get(1)?.error).toMatchObject({ code: grpc.status.UNAUTHENTICATED, kind: 'Unauthenticated' });
+      expect(byId.get(2)?.error).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+      expect(byId.get(3)?.authenticate).toMatchObject({ subject: 'alice', tenant: 'acme' });
+      expect(byId.get(4)?.error ?? null).toBeNull();
+      expect(byId.get(4)?.stat?.attr?.ino).toBe(1);
+      call.end();
+      // A unary call with a good token works (the same client, another metadata).
+      expect(await unary(bearerMetadata(good()))).toBeNull();
+      expect(await exists('/wire')).toBe(true);
+    } finally {
+      client.close();
+    }
+  });
 
   test('a rotated realm key (new kid) is fetched and works; the old key is gone', async () => {
     const before = good();

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { Strata } from '../../client/index.js';
 import { devCertPaths, initDevCerts } from '../../common/dev-certs.js';
+import { tokenProviderFrom } from '../../client/auth/token-sources.js';
 import { StrataError } from '../../common/errors.js';
 import { parseSize } from '../../common/units.js';
 import { isMounted } from '../../fuse/unmount.js';
@@ -33,6 +34,9 @@ export function registerClusterUpCommand(program: Command): void {
     .option('--replication <n>', 'default replication factor (capped by data nodes)', '3')
     .option('--meta <url>', 'etcd://host:port,... to keep metadata in etcd (default: embedded LevelDB in DATA_DIR/meta)')
     .option('--mount <dir>', 'also mount the cluster at DIR (FUSE, `strata mount`); unmounted before the cluster stops')
+    .option('--auth <mode>', 'off = anonymous access (the default for a local cluster; said at start) | oidc = require tokens of --oidc-issuer', 'off')
+    .option('--oidc-issuer <url>', 'with --auth oidc: the Keycloak realm, https://HOST/realms/NAME')
+    .option('--oidc-audience <client-id>', 'with --auth oidc: the client id tokens must name in aud')
     .option('--tier <spec>', 'an S3-compatible tier for cold chunks, repeatable: name=s3://bucket/prefix?endpoint=URL&path_style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)', (spec: string, all: string[]) => [...all, spec], [] as string[])
     .option('--tls', 'TLS on every port, mutual between nodes: a dev CA and certificates in DATA_DIR/tls (made once, as `strata certs init`)')
     .action(async (options) => {
@@ -40,6 +44,11 @@ export function registerClusterUpCommand(program: Command): void {
       const port = wholeNumber(options.port, '--port', 1, 65535 - datanodes);
       const replication = wholeNumber(options.replication, '--replication', 1, 16);
       parseSize(options.chunkSize, '--chunk-size');
+      if (options.auth !== 'off' && options.auth !== 'oidc') throw new StrataError('Invalid', `invalid --auth '${options.auth}': use off or oidc`);
+      if (options.auth === 'oidc' && (!options.oidcIssuer || !options.oidcAudience)) throw new StrataError('Invalid', '--auth oidc needs --oidc-issuer and --oidc-audience');
+      const authArgs = options.auth === 'oidc' ? ['--auth', 'oidc', '--oidc-issuer', options.oidcIssuer, '--oidc-audience', options.oidcAudience] : ['--auth', 'off'];
+      // The cluster's own readiness check (and the mount, which inherits this environment) log in like any client.
+      const tokenProvider = options.auth === 'oidc' ? tokenProviderFrom({ env: process.env }) : undefined;
       const dataDir = path.resolve(options.dataDir);
       const logDir = path.join(dataDir, 'logs');
       mkdirSync(logDir, { recursive: true });
@@ -57,7 +66,7 @@ export function registerClusterUpCommand(program: Command): void {
       };
       start('coordinator', [
         'coordinator', '--listen', coordinator, '--meta', options.meta ?? path.join(dataDir, 'meta'),
-        '--chunk-size', options.chunkSize, '--replication', String(Math.min(replication, datanodes)),
+        '--chunk-size', options.chunkSize, '--replication', String(Math.min(replication, datanodes)), ...authArgs,
         ...(options.tier as string[]).flatMap((spec) => ['--tier', spec]),
         ...tlsArgs('coordinator'),
       ]);
@@ -72,7 +81,7 @@ export function registerClusterUpCommand(program: Command): void {
       let stopping = false;
       const exited = firstExit(children);
       try {
-        await Promise.race([waitReady(coordinator, datanodes, tls?.ca), exited.then((c) => Promise.reject(diedEarly(c)))]);
+        await Promise.race([waitReady(coordinator, datanodes, tls?.ca, tokenProvider), exited.then((c) => Promise.reject(diedEarly(c)))]);
       } catch (err) {
         await stopAll();
         throw err;
@@ -88,7 +97,7 @@ export function registerClusterUpCommand(program: Command): void {
         // Losing the mount (an external fusermount -u, say) leaves the cluster running.
         mount.process.once('exit', (code) => console.error(`strata: the mount exited (code ${code}); see ${mount!.log}`));
       }
-      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') });
+      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') }, options.auth === 'oidc' ? options.oidcIssuer : undefined);
       // A data node that dies is what self-healing is for: say so and keep serving. Without
       // its coordinator the cluster is gone, so that stops everything.
       for (const child of children.filter((c) => c.name !== 'coordinator')) {
@@ -175,8 +184,8 @@ function stopper(children: Child[], graceMs = 10_000): () => Promise<void> {
   };
 }
 
-async function waitReady(coordinator: string, datanodes: number, tlsCa: string | undefined): Promise<void> {
-  const client = Strata.connect({ coordinators: coordinator, callTimeoutMs: 1000, failoverTimeoutMs: 1000, tls: tlsCa ? { ca: tlsCa } : false });
+async function waitReady(coordinator: string, datanodes: number, tlsCa: string | undefined, tokenProvider?: () => string | Promise<string>): Promise<void> {
+  const client = Strata.connect({ coordinators: coordinator, callTimeoutMs: 1000, failoverTimeoutMs: 1000, tls: tlsCa ? { ca: tlsCa } : false, tokenProvider });
   const giveUpAt = Date.now() + READY_TIMEOUT_MS;
   try {
     for (;;) {
@@ -192,7 +201,7 @@ async function waitReady(coordinator: string, datanodes: number, tlsCa: string |
 
 function printWelcome(
   coordinator: string, datanodes: number, port: number, dataDir: string, logDir: string, meta?: string, mountDir?: string,
-  tls?: { ca: string; dir: string; client: { cert: string; key: string } },
+  tls?: { ca: string; dir: string; client: { cert: string; key: string } }, issuer?: string,
 ): void {
   const nodes = Array.from({ length: datanodes }, (_, i) => `127.0.0.1:${port + i + 1}`).join(', ');
   const tlsLine = tls ? `\n  tls          on, every port (mutual between nodes); CA and certificates in ${tls.dir}` : '';
@@ -201,7 +210,8 @@ function printWelcome(
   coordinator  ${coordinator}  (metadata: ${meta ? 'etcd' : `embedded LevelDB in ${path.join(dataDir, 'meta')}`})
   data nodes   ${nodes}
   data         ${dataDir}
-  logs         ${logDir}${tlsLine}${mountDir ? `\n  mounted at   ${mountDir}  (strata mount; unmounted first on Ctrl-C)` : ''}
+  logs         ${logDir}${tlsLine}
+  auth         ${issuer ? `OIDC tokens of ${issuer} (strata login, or STRATA_TOKEN)` : 'off: anonymous access for anyone who reaches these ports (--auth oidc to require tokens)'}${mountDir ? `\n  mounted at   ${mountDir}  (strata mount; unmounted first on Ctrl-C)` : ''}
 
 Try it in another shell:
   export STRATA_COORDINATOR=${coordinator}${tlsExport}
