@@ -37,6 +37,12 @@ const MEMBER_TTL_S = 5;
 const RECONNECT_MS = 300;
 /** Longest a watch batch waits for this coordinator's own txns in flight to say their revisions. */
 const OWN_TXN_WAIT_MS = 1000;
+/**
+ * Peers tracked from inbound links at most: each is waited for and walked on every message, so
+ * links naming ever new `from` addresses would otherwise grow both without bound.
+ */
+const TRACKED_PEERS_MAX = 1024;
+const PEER_ADDRESS = /^[^\s/]{1,250}:\d{1,5}$/;
 
 interface PeerMessage {
   from?: string;
@@ -215,7 +221,15 @@ export class LeasePeers {
     call.on('close', () => this.inbound.delete(call));
     let peer: string | undefined;
     call.on('data', (message: PeerMessage) => {
-      peer = message.from || peer;
+      const from = typeof message.from === 'string' ? message.from : '';
+      // A link speaks for one peer, named by a host:port; new peers are bounded in number.
+      if (from && from !== peer) {
+        if (peer !== undefined || !PEER_ADDRESS.test(from)) return void call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'lease peers: a link names one peer, by host:port' });
+        if (!this.reported.has(from) && !this.members.has(from) && this.reported.size >= TRACKED_PEERS_MAX) {
+          return void call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: `lease peers: more than ${TRACKED_PEERS_MAX} peers` });
+        }
+        peer = from;
+      }
       if (!peer) return;
       const through = Number(message.through) || 0;
       this.reported.set(peer, Math.max(this.reported.get(peer) ?? 0, through));

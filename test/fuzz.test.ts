@@ -186,7 +186,8 @@ describe('fuzz: hostile messages at every edge', () => {
   const outcomes: Outcome[] = [];
 
   beforeAll(async () => {
-    cluster = await startCluster({ datanodes: 2, replication: 2, chunkSize: '1MiB' });
+    // On etcd, so the coordinators' LeasePeers links are served (the embedded engine has none).
+    cluster = await startCluster({ meta: 'etcd', datanodes: 2, replication: 2, chunkSize: '1MiB' });
     client = cluster.client();
     for (const [file, bytes] of files) {
       await client.mkdir(path.posix.dirname(file), { parents: true });
