@@ -5,6 +5,9 @@
 //
 // Env: BENCH_SIZE_MIB (1024), BENCH_FILES (2000 per run), BENCH_ENGINES (embedded,etcd);
 // STRATA_BYTE_PATH=off moves chunk bytes over gRPC instead of the byte path (to compare).
+// BENCH_TLS: off (default) | on | both: every port TLS (common/tls.ts), figures named `_tls`;
+// with both, first sequential MB/s in rounds alternating between a plain and a TLS cluster (up
+// together; BENCH_TLS_ROUNDS, 8), then each pass as usual, and `<name>_tls_ratio` = TLS / plain.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
@@ -20,7 +23,26 @@ const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
 const filesPerRun = Number(process.env.BENCH_FILES ?? 2000);
 const engines = (process.env.BENCH_ENGINES ?? 'embedded,etcd').split(',') as ('embedded' | 'etcd')[];
 
-const print = (name: string, value: number, unit: string) => console.log(`${name} ${Number(value.toFixed(value < 10 ? 2 : 0))} ${unit}`);
+const tlsPasses: boolean[] = (() => {
+  const passes = ({ off: [false], on: [true], both: [false, true] } as Record<string, boolean[]>)[process.env.BENCH_TLS ?? 'off'];
+  if (!passes) throw new Error(`BENCH_TLS must be off, on or both, not ${process.env.BENCH_TLS}`);
+  return passes;
+})();
+/** The pass running now: TLS figures carry `_tls`. */
+let tlsPass = false;
+const printed = new Map<string, number>();
+const print = (name: string, value: number, unit: string) => {
+  const full = tlsPass ? `${name}_tls` : name;
+  printed.set(full, value);
+  console.log(`${full} ${Number(value.toFixed(value < 10 ? 2 : 0))} ${unit}`);
+};
+/** TLS / plain for every figure both passes printed. */
+function printTlsRatios(): void {
+  for (const [name, value] of printed) {
+    const tls = printed.get(`${name}_tls`);
+    if (tls !== undefined && value > 0) console.log(`${name}_tls_ratio ${Number((tls / value).toFixed(3))} x`);
+  }
+}
 
 /** CPU seconds a process used so far: user + system, and system alone (the kernel's share). */
 function cpuSeconds(pid: number): { total: number; system: number } {
@@ -101,10 +123,45 @@ async function sequential(cluster: TestCluster): Promise<void> {
   await client.rm('/bench/seq.bin');
 }
 
+/**
+ * BENCH_TLS=both: sequential write and read MB/s on a plain and a TLS cluster, up together, in
+ * rounds that alternate between them (who goes first rotates), so both see the same machine.
+ */
+async function pairedSequential(plain: TestCluster, tls: TestCluster, rounds: number): Promise<void> {
+  const pieces = Array.from({ length: 16 }, () => randomBytes(MiB));
+  const perRoundMiB = Math.max(1, Math.floor(sizeMiB / rounds));
+  const sides = [plain, tls].map((cluster, i) => ({ name: i === 0 ? '' : '_tls', client: cluster.client(), writeS: 0, readS: 0 }));
+  const source = () => Readable.from((function* () {
+    for (let i = 0; i < perRoundMiB; i++) yield pieces[i % pieces.length];
+  })());
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < sides.length; k++) {
+      const side = sides[(r + k) % sides.length]!;
+      let started = process.hrtime.bigint();
+      await side.client.writeFile(`/bench/seq-${r}.bin`, source());
+      side.writeS += Number(process.hrtime.bigint() - started) / 1e9;
+      started = process.hrtime.bigint();
+      let bytes = 0;
+      for await (const piece of await side.client.createReadStream(`/bench/seq-${r}.bin`)) bytes += piece.length;
+      side.readS += Number(process.hrtime.bigint() - started) / 1e9;
+      if (bytes !== perRoundMiB * MiB) throw new Error(`read ${bytes} bytes, expected ${perRoundMiB * MiB}`);
+      await side.client.rm(`/bench/seq-${r}.bin`);
+    }
+  }
+  const total = perRoundMiB * rounds;
+  for (const side of sides) {
+    console.log(`sdk_seq_write_paired${side.name} ${Math.round(total / side.writeS)} MB/s`);
+    console.log(`sdk_seq_read_paired${side.name} ${Math.round(total / side.readS)} MB/s`);
+  }
+  // Throughput: TLS / plain (below 1 = TLS slower).
+  console.log(`sdk_seq_write_paired_tls_ratio ${Number((sides[0]!.writeS / sides[1]!.writeS).toFixed(3))} x`);
+  console.log(`sdk_seq_read_paired_tls_ratio ${Number((sides[0]!.readS / sides[1]!.readS).toFixed(3))} x`);
+}
+
 async function smallFiles(cluster: TestCluster, engine: string): Promise<void> {
   const payload = randomBytes(4096);
   for (const clients of [1, 16]) {
-    const sdks = Array.from({ length: clients }, () => Strata.connect({ coordinators: cluster.coordinatorList }));
+    const sdks = Array.from({ length: clients }, () => Strata.connect({ coordinators: cluster.coordinatorList, tls: cluster.clientTls }));
     const perClient = Math.ceil(filesPerRun / clients);
     await Promise.all(sdks.map((sdk, c) => sdk.mkdir(`/small-${clients}/c${c}`, { parents: true })));
     // Metadata only: an empty file is one Create call.
@@ -144,16 +201,30 @@ async function main(): Promise<void> {
   const scratch = await tempDir('bench');
   try {
     print('local_dd_write', await localDdWrite(scratch.path), 'MB/s');
-    for (const engine of engines) {
-      const cluster = await startCluster({ meta: engine, datanodes: 3, replication: 3 });
+    if (tlsPasses.length === 2) {
+      const [plain, tls] = await Promise.all([false, true].map((tls) => startCluster({ meta: engines[0], datanodes: 3, replication: 3, tls })));
       try {
-        await cluster.client().mkdir('/bench', { parents: true });
-        if (engine === engines[0]) await sequential(cluster);
-        await smallFiles(cluster, engine);
+        for (const cluster of [plain, tls]) await cluster.client().mkdir('/bench', { parents: true });
+        await pairedSequential(plain!, tls!, Number(process.env.BENCH_TLS_ROUNDS ?? 8));
       } finally {
-        await cluster.stop();
+        await Promise.all([plain, tls].map((cluster) => cluster!.stop()));
       }
     }
+    for (const engine of engines) {
+      for (const tls of tlsPasses) {
+        tlsPass = tls;
+        const cluster = await startCluster({ meta: engine, datanodes: 3, replication: 3, tls });
+        try {
+          await cluster.client().mkdir('/bench', { parents: true });
+          if (engine === engines[0]) await sequential(cluster);
+          await smallFiles(cluster, engine);
+        } finally {
+          await cluster.stop();
+        }
+      }
+    }
+    tlsPass = false;
+    printTlsRatios();
   } finally {
     await scratch.cleanup();
   }

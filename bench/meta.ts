@@ -18,7 +18,9 @@
 // META_CLIENTS (1,16), META_ENGINES (embedded,etcd), META_SESSION (1; 0 = unary RPCs),
 // META_TRANSPORTS (tcp; tcp,grpc = both), META_PAIRED (0; 1 = also the paired c1 latencies below),
 // META_AUTH (0; 1 = also auth on vs off, bench/auth.ts),
-// META_FSYNCS (0), META_FSYNC_N (ops per counted phase; 400).
+// META_FSYNCS (0), META_FSYNC_N (ops per counted phase; 400), META_TLS (off; on | both: every port
+// TLS, figures named `_tls`; both = a plain and a TLS cluster per engine, up together, each phase run
+// on one then the other, and `<name>_tls_ratio` = TLS / plain).
 //
 // With META_PAIRED=1, one client per transport on the same coordinator takes turns op by op (who
 // goes first rotates), and the median µs of each c1 op is printed per transport
@@ -50,7 +52,19 @@ const suffix = () => (transport === 'grpc' ? '_grpc' : '');
 const countFsyncs = process.env.META_FSYNCS === '1';
 const fsyncOps = Number(process.env.META_FSYNC_N ?? 400);
 
-const print = (name: string, value: number, unit: string) => console.log(`${name} ${Number(value.toFixed(value < 10 ? 2 : 0))} ${unit}`);
+const tlsPasses: boolean[] = (() => {
+  const passes = ({ off: [false], on: [true], both: [false, true] } as Record<string, boolean[]>)[process.env.META_TLS ?? 'off'];
+  if (!passes) throw new Error(`META_TLS must be off, on or both, not ${process.env.META_TLS}`);
+  return passes;
+})();
+/** The cluster measured now is a TLS one: its figures carry `_tls`. */
+let tlsPass = false;
+const printed = new Map<string, number>();
+const print = (name: string, value: number, unit: string) => {
+  const full = tlsPass ? `${name}_tls` : name;
+  printed.set(full, value);
+  console.log(`${full} ${Number(value.toFixed(value < 10 ? 2 : 0))} ${unit}`);
+};
 
 interface Worker {
   sdk: Strata;
@@ -70,7 +84,7 @@ async function phase(workers: Worker[], perWorker: number, op: (w: Worker, i: nu
 
 async function openWorkers(cluster: TestCluster, clients: number, tag: string): Promise<Worker[]> {
   const workers = Array.from({ length: clients }, (_, c) => ({
-    sdk: Strata.connect({ coordinators: cluster.coordinatorList, session, sessionTransport: transport === 'grpc' ? 'grpc' : 'auto' }),
+    sdk: Strata.connect({ coordinators: cluster.coordinatorList, session, sessionTransport: transport === 'grpc' ? 'grpc' : 'auto', tls: cluster.clientTls }),
     dir: `/${tag}${suffix()}-c${clients}/w${c}`,
     dirIno: 0,
   }));
@@ -162,6 +176,49 @@ async function pairedTransports(cluster: TestCluster, engine: Engine, perOp: num
   }
 }
 
+/**
+ * c1 latencies on a plain and a TLS cluster (META_TLS=both), interleaved op by op (who goes first
+ * rotates): the median µs of each op per side, and TLS / plain. On a loaded machine, where ops/s
+ * swing from one minute to the next, only this comparison is fair.
+ */
+async function pairedTls(clusters: TestCluster[], engine: Engine, perOp: number): Promise<void> {
+  const sides = clusters.map((cluster, i) => ({
+    name: i === 0 ? 'plain' : 'tls',
+    sdk: Strata.connect({ coordinators: cluster.coordinatorList, tls: cluster.clientTls }),
+    dir: '/paired-tls',
+    micros: [] as number[],
+  }));
+  const ops: [string, (sdk: Strata, dir: string, i: number) => Promise<unknown>][] = [
+    ['mkdir', (sdk, dir, i) => sdk.mkdir(`${dir}/d${i}`)],
+    ['create', (sdk, dir, i) => sdk.create(`${dir}/f${i}`, { exclusive: true })],
+    ['stat', (sdk, dir, i) => sdk.stat(`${dir}/f${i}`)],
+    ['rename', (sdk, dir, i) => sdk.rename(`${dir}/f${i}`, `${dir}/r${i}`)],
+    ['unlink', (sdk, dir, i) => sdk.rm(`${dir}/r${i}`)],
+  ];
+  try {
+    for (const side of sides) {
+      await side.sdk.mkdir(side.dir);
+      for (let i = 0; i < 50; i++) await side.sdk.stat('/'); // connection, JIT
+    }
+    for (const [op, run] of ops) {
+      for (const side of sides) side.micros = [];
+      for (let i = 0; i < perOp; i++) {
+        for (let k = 0; k < sides.length; k++) {
+          const side = sides[(i + k) % sides.length]!;
+          const started = process.hrtime.bigint();
+          await run(side.sdk, side.dir, i);
+          side.micros.push(Number(process.hrtime.bigint() - started) / 1e3);
+        }
+      }
+      const medians = sides.map((side) => side.micros.sort((a, b) => a - b)[side.micros.length >> 1]!);
+      for (const [i, side] of sides.entries()) console.log(`meta_p50_${op}_${engine}_c1_${side.name} ${Math.round(medians[i]!)} us`);
+      console.log(`meta_p50_${op}_${engine}_c1_tls_ratio ${Number((medians[1]! / medians[0]!).toFixed(3))} x`);
+    }
+  } finally {
+    for (const side of sides) side.sdk.close();
+  }
+}
+
 /** Counts fsync-family syscalls of `pid` (all its threads) while `work` runs. */
 async function fsyncsDuring(pid: number, work: () => Promise<void>): Promise<number> {
   const tracer = spawn('strace', ['-f', '-c', '-e', 'trace=fsync,fdatasync', '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -217,19 +274,33 @@ async function fsyncsPerOp(cluster: TestCluster, engine: Engine, clients: number
 
 async function main(): Promise<void> {
   for (const engine of engines) {
-    const cluster = await startCluster({ meta: engine, datanodes: 0 });
+    const clusters = await Promise.all(tlsPasses.map((tls) => startCluster({ meta: engine, datanodes: 0, tls })));
+    const cluster = clusters[0]!;
+    // Each phase on the plain cluster, then at once on the TLS one: compared in the same minute.
+    const onEach = async (run: (c: TestCluster) => Promise<void>) => {
+      for (const [i, c] of clusters.entries()) {
+        tlsPass = tlsPasses[i]!;
+        await run(c);
+      }
+      tlsPass = tlsPasses[0]!;
+    };
     try {
       for (const pass of transports) {
         transport = pass;
-        for (const clients of clientCounts) await throughput(cluster, engine, clients);
-        await warm(cluster, engine);
+        for (const clients of clientCounts) await onEach((c) => throughput(c, engine, clients));
+        await onEach((c) => warm(c, engine));
       }
       transport = transports[0]!;
+      if (clusters.length === 2) await pairedTls(clusters, engine, Math.max(50, Math.ceil(opsPerPhase / 2)));
       if (process.env.META_PAIRED === '1') await pairedTransports(cluster, engine, Math.max(50, Math.ceil(opsPerPhase / 2)));
       if (countFsyncs) for (const clients of clientCounts) await fsyncsPerOp(cluster, engine, clients);
     } finally {
-      await cluster.stop();
+      await Promise.all(clusters.map((c) => c.stop()));
     }
+  }
+  for (const [name, value] of printed) {
+    const tls = printed.get(`${name}_tls`);
+    if (tls !== undefined && value > 0) console.log(`${name}_tls_ratio ${Number((tls / value).toFixed(3))} x`);
   }
   // META_AUTH=1: what authentication costs the same ops, on vs off in this run (bench/auth.ts).
   if (process.env.META_AUTH === '1') await authBench();
