@@ -1,5 +1,7 @@
 // The verifier against a Keycloak-shaped realm on loopback (in this process: the HTTP realm is
 // real, only no coordinator process is needed for these rules).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { OidcRealm } from '../../test/harness/oidc-realm.js';
 import { OidcVerifier } from './oidc-verifier.js';
@@ -52,7 +54,27 @@ describe('OidcVerifier', () => {
     const token = gone.token('alice');
     const v = new OidcVerifier({ issuer: gone.issuer, audience: gone.audience, tenantClaim: 'tenant', jwksRefetchMs: 0 });
     await gone.stop();
-    await expect(v.verify(token)).rejects.toMatchObject({ kind: 'Unavailable', message: /cannot fetch the keys/ });
+    await expect(v.verify(token)).rejects.toMatchObject({ kind: 'Unavailable', message: /cannot fetch the realm's keys/ });
+  });
+
+  test('a realm answering its keys with an error page or no key set: Unavailable, and this process lives on', async () => {
+    let mode: 'html' | 'nokeys' = 'html';
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(mode === 'html' ? '<html>proxy error</html>' : '{"nothing":1}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}/realms/strata`;
+      const v = new OidcVerifier({ issuer, audience: realm.audience, tenantClaim: 'tenant', jwksRefetchMs: 0 });
+      const token = realm.sign({ ...JSON.parse(Buffer.from(realm.token('alice').split('.')[1], 'base64url').toString()), iss: issuer });
+      await expect(v.verify(token)).rejects.toMatchObject({ kind: 'Unavailable', message: /not JSON/ });
+      mode = 'nokeys';
+      await expect(v.verify(token)).rejects.toMatchObject({ kind: 'Unavailable', message: /not a JWKS/ });
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   test('an issuer that is not a Keycloak realm URL is a config error', () => {

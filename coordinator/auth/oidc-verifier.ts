@@ -59,6 +59,11 @@ export class OidcVerifier implements Authenticator {
       }),
     );
     if (this.manager.realmUrl !== settings.issuer.replace(/\/$/, '')) throw invalid(`invalid config: oidcIssuer: '${settings.issuer}' does not round-trip as a realm URL`);
+    // keycloak-connect's own key fetch has no timeout, and parses the body in a response handler
+    // where a body that is not JSON (a proxy's error page) throws past every catch and ends the
+    // process. Its rotation keeps deciding when to fetch and which key to use; the fetch is ours.
+    const certsUrl = `${this.manager.realmUrl}/protocol/openid-connect/certs`;
+    (this.manager.rotation as unknown as { retrieveJWKs: () => Promise<{ keys: unknown[] }> }).retrieveJWKs = () => fetchJwks(certsUrl);
   }
 
   async verify(raw: string): Promise<Principal> {
@@ -125,6 +130,26 @@ export class OidcVerifier implements Authenticator {
   }
 }
 
+async function fetchJwks(url: string): Promise<{ keys: unknown[] }> {
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(JWKS_TIMEOUT_MS), redirect: 'error' });
+  } catch (err) {
+    throw new StrataError('Unavailable', `cannot fetch the realm's keys from ${url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
+  }
+  if (!response.ok) throw new StrataError('Unavailable', `cannot fetch the realm's keys from ${url}: ${response.status} ${response.statusText}`);
+  const text = await response.text();
+  let body: { keys?: unknown };
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new StrataError('Unavailable', `the realm's keys at ${url} are not JSON`);
+  }
+  if (!Array.isArray(body?.keys)) throw new StrataError('Unavailable', `the realm's keys at ${url} are not a JWKS (no keys array)`);
+  // Only RSA signing keys: jwk-to-pem throws on others, and keycloak-connect verifies RSA only.
+  return { keys: body.keys.filter((key) => (key as { kty?: unknown; use?: unknown })?.kty === 'RSA' && (key as { use?: unknown }).use !== 'enc') };
+}
+
 function rolesIn(access: unknown): string[] {
   const roles = (access as { roles?: unknown } | undefined)?.roles;
   return Array.isArray(roles) ? roles.filter((r): r is string => typeof r === 'string') : [];
@@ -132,6 +157,8 @@ function rolesIn(access: unknown): string[] {
 
 /** keycloak-connect's reasons, in a few words; a realm that cannot be reached is Unavailable, not the caller's fault. */
 function refusal(message: string, issuer: string): StrataError {
+  // fetchJwks's Unavailable comes back wrapped by keycloak-connect ('failed to load public key ... Reason: ...').
+  if (/realm's keys/.test(message)) return new StrataError('Unavailable', message.replace(/^.*Reason: /, ''));
   if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|Error fetching JWK/i.test(message)) {
     return new StrataError('Unavailable', `cannot fetch the keys of realm ${issuer}: ${message.replace(/^.*Reason: /, '')}`);
   }
