@@ -1,7 +1,7 @@
 // Authentication against a Keycloak-shaped realm on loopback (harness/oidc-realm.ts): a real
 // coordinator process with --auth oidc, real data node, the SDK (session stream and unary RPCs)
 // and the CLI. Every refused token leaves the namespace unchanged.
-import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -196,6 +196,30 @@ describe('authentication (OIDC, Keycloak realm)', () => {
     const listed = await cluster.cli(['ls', '/'], { env: { XDG_CONFIG_HOME: home } });
     expect(listed.code, listed.stderr).toBe(0);
     expect(listed.stdout).toMatch(/logged-in/);
+  });
+
+  test('a stored login near its expiry is refreshed (refresh grant) and written back before a command uses it', async () => {
+    const home = path.join(scratch.path, 'home-refresh');
+    mkdirSync(home, { recursive: true });
+    const stored = path.join(home, 'strata', 'token.json');
+    // Tokens of 20 s: inside the CLI's 30 s refresh margin from the start.
+    realm.setAccessTokenLife(20);
+    try {
+      const login = await runCli(['login', '--issuer', realm.issuer, '--client-id', 'strata-cli', '--username', 'bob'], { env: { XDG_CONFIG_HOME: home, STRATA_PASSWORD: 'bob-password' } });
+      expect(login.code, login.stderr).toBe(0);
+      const before = JSON.parse(readFileSync(stored, 'utf8'));
+      const requests = realm.tokenRequests;
+      const made = await cluster.cli(['mkdir', '/refreshed'], { env: { XDG_CONFIG_HOME: home } });
+      expect(made.code, made.stderr).toBe(0);
+      expect(realm.tokenRequests).toBeGreaterThan(requests);
+      const after = JSON.parse(readFileSync(stored, 'utf8'));
+      expect(after.accessToken).not.toBe(before.accessToken);
+      expect(after.subject).toBe('bob');
+      expect(statSync(stored).mode & 0o777).toBe(0o600);
+      expect(await exists('/refreshed')).toBe(true);
+    } finally {
+      realm.setAccessTokenLife(300);
+    }
   });
 });
 

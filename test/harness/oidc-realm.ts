@@ -73,6 +73,11 @@ export class OidcRealm {
     return ['--auth', 'oidc', '--oidc-issuer', this.issuer, '--oidc-audience', this.audience, '--oidc-jwks-refetch-ms', '0'];
   }
 
+  /** How long access tokens issued from now on live (a short life makes clients refresh). */
+  setAccessTokenLife(seconds: number): void {
+    this.options.accessTokenLifeS = seconds;
+  }
+
   /** A new signing key with a new kid; the old one leaves the JWKS (Keycloak's rotation, at once). */
   rotate(): void {
     this.keys = [newKey()];
