@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
 import { StrataError, invalid } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { PART_SIZE_BYTES, type ObjectTier, type TierCopy } from '../common/object-tier.js';
+import { PART_SIZE_BYTES, chunkObjectKey, type ObjectTier, type TierCopy } from '../common/object-tier.js';
+import { quoted } from '../common/limits.js';
 import { validateChunkId, type ChunkStore } from './chunk-store.js';
 import type { TierRegistry } from './tier-registry.js';
 
@@ -49,6 +50,9 @@ export class TierUploader {
 
   private async uploadOnce(chunkId: string, tierName: string, key: string): Promise<TierCopy> {
     const tier = this.tiers.get(tierName); // Unavailable until a heartbeat named it
+    // Only the chunk's own object: a request naming another key could overwrite another chunk's copy.
+    const ownKey = chunkObjectKey(tier.target, chunkId);
+    if (key !== ownKey) throw invalid(`TierUpload: chunk ${chunkId}: the object key must be ${quoted(ownKey)}, not ${quoted(key)}`);
     const { bytes } = await this.store.readEncoding(chunkId); // NotFound, or Corrupt (and quarantined)
     const crc = crc32c(bytes) >>> 0;
     const etag = await tier.put(key, bytes, bytes.length, crc);

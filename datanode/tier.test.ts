@@ -126,6 +126,10 @@ describe('data node tiering', () => {
     await bytes.writeChunk([hop(0)], 'no-key', randomBytes(10));
     expect((await failure(upload(0, 'no-key', ''))).kind).toBe('Invalid');
     expect((await failure(upload(0, 'never-written'))).kind).toBe('NotFound');
+    // Only the chunk's own object key: another would overwrite another chunk's copy.
+    const foreign = await failure(upload(0, 'no-key', chunkObjectKey({ prefix: '' }, 'someone-else')));
+    expect(foreign.kind).toBe('Invalid');
+    expect(foreign.message).toMatch(/object key must be "chunks\/no-key"/);
   });
 
   it('uploads a chunk\'s stored encoding, inline and multipart, and answers its size and crc32c', async () => {
