@@ -9,6 +9,7 @@ import { CHANNEL_OPTIONS, bearerMetadata, strataProto } from '../common/grpc.js'
 import { Strata, StrataError } from '../client/index.js';
 import { expectOneLineError } from './harness/cli-errors.js';
 import { runCli, startCluster, type TestCluster } from './harness/cluster.js';
+import { fuseUnavailableReason, sh, startMount } from './harness/mount.js';
 import { OidcRealm } from './harness/oidc-realm.js';
 import { tempDir, type TempDir } from './harness/ports.js';
 
@@ -174,6 +175,27 @@ describe('authentication (OIDC, Keycloak realm)', () => {
     expect(listed.code, listed.stderr).toBe(0);
     expect(listed.stdout).toMatch(/from-file/);
     expect(listed.stdout + listed.stderr).not.toContain(token);
+  });
+
+  test.skipIf(!!fuseUnavailableReason())('the mount takes a token file; without a token it does not come up, saying why', async () => {
+    const file = path.join(scratch.path, 'mount-token');
+    writeFileSync(file, good(), { mode: 0o600 });
+    await connect({ token: good() }).mkdir('/mounted');
+    const dir = path.join(scratch.path, 'mnt');
+    const mount = await startMount(cluster, dir, ['--token-file', file]);
+    try {
+      const wrote = await sh(`echo through-the-mount > ${dir}/mounted/m.txt && cat ${dir}/mounted/m.txt`);
+      expect(wrote.stdout.trim(), wrote.stderr).toBe('through-the-mount');
+      expect((await connect({ token: good() }).readFile('/mounted/m.txt')).toString()).toBe('through-the-mount\n');
+    } finally {
+      await mount.stop();
+    }
+    const refused = await startMount(cluster, path.join(scratch.path, 'mnt-anon'), ['--token-file', path.join(scratch.path, 'no-such-token')]).then(
+      () => new Error('mounted without a token'),
+      (err: Error) => err,
+    );
+    expect(refused.message).toMatch(/did not come up/);
+    expect(refused.message).toMatch(/not authenticated: cannot read token file/);
   });
 
   test('strata login (client credentials, then password) stores a 0600 token that CLI commands use', async () => {
