@@ -40,6 +40,12 @@ export class ChunkWriter extends Writable {
   private nextIndex = 0;
   private bytesAcked = 0;
   private readonly inFlight = new Set<Promise<void>>();
+  /**
+   * Whole-chunk buffers whose upload landed, reused for the next chunks: a big file allocates
+   * maxInFlight + 1 of them, not one per chunk. Fresh ones, held until their upload lands, are
+   * what drives the client's mark-compact GCs (each one external memory that outlives scavenges).
+   */
+  private readonly spare: Buffer[] = [];
   private failure: StrataError | undefined;
   /** The file's attributes after the last commit. */
   stat: FileStat | undefined;
@@ -101,12 +107,16 @@ export class ChunkWriter extends Writable {
     while (this.inFlight.size >= this.options.maxInFlight) await Promise.race(this.inFlight);
     if (this.failure) throw this.failure;
     const index = this.nextIndex++;
-    const data = this.buffer.subarray(0, this.filled);
+    const whole = this.buffer;
+    const data = whole.subarray(0, this.filled);
     // The next chunk of a big file will fill a whole buffer; start it at full size.
-    this.buffer = this.filled === this.options.chunkSize ? Buffer.allocUnsafe(this.options.chunkSize) : EMPTY;
+    this.buffer = this.filled === this.options.chunkSize ? (this.spare.pop() ?? Buffer.allocUnsafe(this.options.chunkSize)) : EMPTY;
     this.filled = 0;
     const upload: Promise<void> = this.uploadChunk(index, data).then(
       () => {
+        // Stored and committed: no transfer still reads it (a failed attempt's connection is
+        // destroyed, never written to again), so the next chunk may fill it.
+        if (whole.length === this.options.chunkSize) this.spare.push(whole);
         this.bytesAcked += data.length;
         this.options.onProgress?.(this.bytesAcked);
       },
