@@ -25,7 +25,8 @@ export function clipMessage(text: string, maxBytes = ERROR_MESSAGE_MAX_BYTES): s
 
 /** Client input for a message: JSON-quoted (NUL and controls visible) and cut to `maxChars`. */
 export function quoted(value: unknown, maxChars = QUOTED_MAX_CHARS): string {
-  const text = typeof value === 'string' ? value : String(value);
+  if (typeof value !== 'string') return String(value).slice(0, maxChars); // undefined, 7, null: as they are
+  const text = value;
   const json = JSON.stringify(text.length > maxChars ? text.slice(0, maxChars) : text);
   return text.length > maxChars ? `${json.slice(0, -1)}…"` : json;
 }

@@ -51,6 +51,8 @@ describe('name and path rules', () => {
     expect(message.length).toBeLessThan(200);
     expect(quoted('a\0b')).toBe('"a\\u0000b"');
     expect(quoted('y'.repeat(500))).toMatch(/^"y{80}…"$/);
+    expect(quoted(undefined)).toBe('undefined');
+    expect(quoted(7)).toBe('7');
   });
 
   test('messages leave a server clipped, never mid-character', () => {
