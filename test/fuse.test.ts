@@ -269,6 +269,17 @@ else:
     ok(await run('rm d1/f d1/hard d1/fifo d1/chr d1/blk && rmdir d1/sub2 d1 && test ! -e d1'));
   });
 
+  test('a name that is not UTF-8 is refused with EINVAL and creates nothing; UTF-8 names work', async () => {
+    const run = (cmd: string) => sh(`cd ${M} && ${cmd}`);
+    // The kernel passes names as bytes; bytes that are not UTF-8 would reach the coordinator as
+    // U+FFFD (common/paths.ts): refused, not stored under another name than the one asked for.
+    const refused = await run(`touch "$(printf 'bad\\377\\376name')"`);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/Invalid argument/);
+    expect(ok(await run('ls')).split('\n').filter((n) => n.startsWith('bad'))).toEqual([]);
+    ok(await run(`touch "$(printf 'caf\\303\\251')" && stat -c %s café && rm café`));
+  });
+
   test('chmod, utimens, symlink and readlink show in stat', async () => {
     const out = ok(
       await sh(`set -e; cd ${M}; echo x > attrs; chmod 640 attrs; touch -d '2021-02-03 04:05:06' attrs
