@@ -8,7 +8,7 @@ import { MetaCache, type CacheEvent, type CoveredItem, type LeaseGrant, type Lea
 import type { CoordinatorClient } from './coordinator-client.js';
 import type { FileStat, SpecialFileType } from './types.js';
 import { WIRE_SPECIAL_TYPES, toFileStat } from './wire.js';
-import type { AllocateReply } from './writer.js';
+import type { AllocateReply, CommitChunkRequest } from './writer.js';
 
 /** A placement for one chunk write, granted by create: pass it to Strata.writeChunkAt. */
 type ChunkGrant = AllocateReply;
@@ -261,9 +261,12 @@ export class SessionInodes implements InodeOps {
   async rename(srcParent: number, srcName: string, dstParent: number, dstName: string, opts: { noReplace?: boolean } = {}): Promise<void> {
     const request = { srcParent, srcName, dstParent, dstName, noReplace: !!opts.noReplace };
     const entries: [number, string][] = [[srcParent, srcName], [dstParent, dstName]];
-    return this.own(entries, [], (hook, ownCache) => this.coordinator.session('renameAt', { ...request, ownCache }, hook), (own) => {
+    // The moved inode, when cached: the reply's attributes of it (its new ctime) are kept then.
+    const moved = this.cache.childOf(srcParent, srcName);
+    return this.own(entries, moved === undefined ? [] : [moved], (hook, ownCache) => this.coordinator.session<Partial<StatReply>>('renameAt', { ...request, ownCache }, hook), (own, reply) => {
+      const movedStat = reply?.attr ? toFileStat(reply.attr) : undefined;
       if (srcParent === dstParent && srcName === dstName) this.cache.endOwn(own);
-      else this.cache.applyOwnRenamed(own, srcParent, srcName, dstParent, dstName);
+      else this.cache.applyOwnRenamed(own, srcParent, srcName, dstParent, dstName, movedStat);
     });
   }
 
@@ -276,9 +279,28 @@ export class SessionInodes implements InodeOps {
     });
   }
 
+  /**
+   * CommitChunk as this client's own change: the file's attributes in the reply go into the
+   * cache (kept under its lease), so committing a file this client created costs no push to it,
+   * no ack, and no later read of its attributes. Writer.uploadChunk sends it (Strata.writeChunkAt).
+   */
+  async commitChunk(request: CommitChunkRequest): Promise<{ attr: unknown }> {
+    return this.own([], [request.ino], (hook, ownCache) => this.coordinator.session<StatReply>('commitChunk', { ...request, ownCache }, hook), (own, reply) => {
+      const stat = toFileStat(reply.attr);
+      if (stat.ino === request.ino) this.cache.applyOwnAttr(own, stat);
+      else this.cache.endOwn(own);
+      return reply;
+    });
+  }
+
   private async removal(op: 'unlink' | 'rmdir', parent: number, name: string): Promise<void> {
-    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session(op, { parent, name, ownCache }, (error) => hook(error) ?? goneMeansDone(error)), (own) =>
-      this.cache.applyOwnRemoved(own, parent, name),
+    // The removed inode, when cached: named in the ticket, so its new link count from the reply is kept.
+    const child = this.cache.childOf(parent, name);
+    return this.own(
+      [[parent, name]],
+      child === undefined ? [] : [child],
+      (hook, ownCache) => this.coordinator.session<Partial<StatReply>>(op, { parent, name, ownCache }, (error) => hook(error) ?? goneMeansDone(error)),
+      (own, reply) => this.cache.applyOwnRemoved(own, parent, name, reply?.attr ? toFileStat(reply.attr) : undefined),
     );
   }
 

@@ -246,19 +246,44 @@ export class MetaCache {
     if (this.untouched(own, [attrKey(stat.ino)])) this.putStat(stat);
   }
 
-  /** We removed `name` from `parent` (unlink, rmdir). */
-  applyOwnRemoved(own: OwnTicket, parent: number, name: string): void {
+  /**
+   * The inode a cached name stands for (no hit counted; undefined = not known): what an own
+   * change of that name will update, named in its ticket (beginOwn) before it is sent.
+   */
+  childOf(parent: number, name: string): number | undefined {
+    const child = this.dirs.get(parent)?.names.get(name);
+    return typeof child === 'number' ? child : undefined;
+  }
+
+  /**
+   * We removed `name` from `parent` (unlink, rmdir). `removed`: the inode as the removal left it
+   * (from the reply). The coordinator pushes nothing about it to us (it keeps our lease on it, or
+   * releases it once gone, nlink 0), counting on this: what we cached of it goes whatever else
+   * happens, and its new attributes are kept if the ticket named it.
+   */
+  applyOwnRemoved(own: OwnTicket, parent: number, name: string, removed?: FileStat): void {
+    if (removed) this.attrs.delete(removed.ino);
     if (!this.settleOwn(own)) return;
     this.attrs.delete(parent);
     const dir = this.dirs.get(parent);
     const child = dir?.names.get(name);
     if (typeof child === 'number') this.attrs.delete(child); // its nlink (a push says so too, if leased)
+    if (removed && removed.nlink > 0) this.applyOwnInode(own, removed);
     if (this.ownUsable(own, dirKey(parent), entryKey(parent, name))) this.setName(this.dir(parent), name, null);
   }
 
-  /** We renamed `srcName` in `srcParent` to `dstName` in `dstParent`. */
-  applyOwnRenamed(own: OwnTicket, srcParent: number, srcName: string, dstParent: number, dstName: string): void {
+  /** An inode's attributes from an own change's reply, if its ticket named it (beginOwn attrs) and nothing touched it since. */
+  private applyOwnInode(own: OwnTicket, stat: FileStat): void {
+    const key = attrKey(stat.ino);
+    if (own.keys.includes(key) && this.ownUsable(own, key, key)) this.putStat(stat);
+  }
+
+  /** We renamed `srcName` in `srcParent` to `dstName` in `dstParent`; `movedStat`: the moved inode as the reply gives it. */
+  applyOwnRenamed(own: OwnTicket, srcParent: number, srcName: string, dstParent: number, dstName: string, movedStat?: FileStat): void {
+    // Its ctime moved, and nothing about it is pushed to us (see applyOwnRemoved): dropped whatever happens.
+    if (movedStat) this.attrs.delete(movedStat.ino);
     if (!this.settleOwn(own)) return;
+    if (movedStat) this.applyOwnInode(own, movedStat);
     this.attrs.delete(srcParent);
     this.attrs.delete(dstParent);
     const moved = this.dirs.get(srcParent)?.names.get(srcName);

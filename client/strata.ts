@@ -331,6 +331,9 @@ export class Strata {
       failedNodes: new Set(),
       // A stale grant (its node died, or its commit window passed) costs one attempt, no more.
       placement: options.grant,
+      // Through the inode cache when there is one: the file's attributes from the reply stay
+      // cached under its lease (its own change), not pushed away and read again.
+      commit: this.inodeOps && this.sessions ? (request) => this.inodeOps!.commitChunk(request) : undefined,
     });
     return stat;
   }

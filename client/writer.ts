@@ -159,6 +159,17 @@ export interface ChunkUploadOptions {
   failedNodes: Set<string>;
   /** A placement already granted for this chunk (e.g. by Create), used for the first attempt. */
   placement?: AllocateReply;
+  /** Sends the CommitChunk (default: the coordinator's CommitChunk call); a cache keeps its reply (SessionInodes.commitChunk). */
+  commit?: (request: CommitChunkRequest) => Promise<{ attr: unknown }>;
+}
+
+export interface CommitChunkRequest {
+  ino: number;
+  index: number;
+  chunkId: string;
+  length: number;
+  nodes: string[];
+  crc32c: number;
 }
 
 /**
@@ -192,15 +203,9 @@ export async function uploadChunk(
     if (result.storedOn.length >= placement.requiredAcks) {
       // Outside the data node error handling: a coordinator failure is not a data node's fault
       // (and the coordinator client already fails over between coordinators).
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any
-      const reply = await coordinator.call<any>('CommitChunk', {
-        ino,
-        index,
-        chunkId: placement.chunkId,
-        length: data.length,
-        nodes: result.storedOn,
-        crc32c: checksum,
-      }).catch((err) => {
+      const request: CommitChunkRequest = { ino, index, chunkId: placement.chunkId, length: data.length, nodes: result.storedOn, crc32c: checksum };
+      const commit = options.commit ?? ((r: CommitChunkRequest) => coordinator.call<{ attr: unknown }>('CommitChunk', r));
+      const reply = await commit(request).catch((err) => {
         // Conflict: past the chunk id's commit window (GC may collect it), or contention: write a fresh chunk.
         if (!(err instanceof StrataError) || err.kind !== 'Conflict') throw err;
         lastError = err;

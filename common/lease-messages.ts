@@ -39,19 +39,38 @@ export function ownChangeEvents(op: string, request: unknown, reply: unknown): I
     case 'symlinkAt':
       return hasAttr ? [{ ino: Number(req.parent), name: String(req.name) }, { ino: attrIno }] : [];
     case 'unlink':
-    case 'rmdir':
-      return [{ ino: Number(req.parent), name: String(req.name) }];
+    case 'rmdir': {
+      // The removed inode when it lives on under another name: its new link count and ctime.
+      const entry = { ino: Number(req.parent), name: String(req.name) };
+      return hasAttr && Number((reply as any).attr.nlink) > 0 ? [entry, { ino: attrIno }] : [entry];
+    }
     case 'renameAt': {
       const src = { ino: Number(req.srcParent), name: String(req.srcName) };
       const dst = { ino: Number(req.dstParent), name: String(req.dstName) };
-      return src.ino === dst.ino && src.name === dst.name ? [] : [src, dst];
+      if (src.ino === dst.ino && src.name === dst.name) return [];
+      return hasAttr ? [src, dst, { ino: attrIno }] : [src, dst];
     }
     case 'setAttrIno':
+    case 'commitChunk':
       return hasAttr && attrIno === Number(req.ino) ? [{ ino: attrIno }] : [];
     default:
       return [];
   }
 }
 
+/**
+ * What a session's own change removed for good, so its client drops it from its cache on the
+ * reply, whatever else happens: an inode gone with its last name (nlink 0 in the reply). The
+ * coordinator releases the writer's lease on it without a push: no change can touch it again
+ * (inode numbers are never reused), so nothing the writer still answers until the reply lands
+ * can go stale behind another client's acknowledged change.
+ */
+export function ownChangeDrops(op: string, reply: unknown): Invalidation[] {
+  if (op !== 'unlink' && op !== 'rmdir') return [];
+  const attr = (reply as any)?.attr;
+  const ino = Number(attr?.ino);
+  return Number.isSafeInteger(ino) && ino > 0 && Number(attr.nlink) === 0 ? [{ ino }] : [];
+}
+
 /** Session ops whose replies their client applies to its cache (see ownChangeEvents). */
-export const OWN_CHANGE_OPS: ReadonlySet<string> = new Set(['mkdirAt', 'createAt', 'symlinkAt', 'unlink', 'rmdir', 'renameAt', 'setAttrIno']);
+export const OWN_CHANGE_OPS: ReadonlySet<string> = new Set(['mkdirAt', 'createAt', 'symlinkAt', 'unlink', 'rmdir', 'renameAt', 'setAttrIno', 'commitChunk']);

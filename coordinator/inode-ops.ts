@@ -19,6 +19,7 @@ export interface InodeOpsDeps {
 
 export function inodeOps(meta: MetaStore, { createIn, setAttrChanges }: InodeOpsDeps): SessionOps {
   const stat = (attr: Parameters<typeof toWireAttr>[0]) => ({ attr: toWireAttr(attr) });
+  const statOrEmpty = (attr: Parameters<typeof toWireAttr>[0] | null) => (attr ? stat(attr) : {});
   return {
     lookup: async (req: Req) => stat(await meta.lookup(ino(req.parent, 'parent'), name(req.name))),
     getAttr: async (req: Req) => stat(await meta.getattr(ino(req.ino))),
@@ -36,14 +37,10 @@ export function inodeOps(meta: MetaStore, { createIn, setAttrChanges }: InodeOps
       return stat(await meta.mknod(ino(req.parent, 'parent'), name(req.name), kind, Number(req.mode) & 0o7777, Number(req.rdev ?? 0), ownerOf(req.owner)));
     },
     linkAt: async (req: Req) => stat(await meta.link(ino(req.ino), ino(req.newParent, 'new_parent'), name(req.newName))),
-    unlink: async (req: Req) => {
-      await meta.unlink(ino(req.parent, 'parent'), name(req.name));
-      return {};
-    },
-    rmdir: async (req: Req) => {
-      await meta.rmdir(ino(req.parent, 'parent'), name(req.name));
-      return {};
-    },
+    // The removed inode as the change left it (nlink 0: gone), so its writer updates or drops
+    // its copy from the reply (common/lease-messages.ts).
+    unlink: async (req: Req) => statOrEmpty(await meta.unlink(ino(req.parent, 'parent'), name(req.name))),
+    rmdir: async (req: Req) => statOrEmpty(await meta.rmdir(ino(req.parent, 'parent'), name(req.name))),
     removeAt: async (req: Req) => {
       await meta.remove(ino(req.parent, 'parent'), name(req.name));
       return {};
@@ -51,8 +48,8 @@ export function inodeOps(meta: MetaStore, { createIn, setAttrChanges }: InodeOps
     renameAt: async (req: Req) => {
       const srcParent = ino(req.srcParent, 'src_parent');
       const dstParent = ino(req.dstParent, 'dst_parent');
-      await meta.rename(srcParent, name(req.srcName), dstParent, name(req.dstName), { noReplace: !!req.noReplace });
-      return {};
+      // The moved inode as the rename left it (its ctime): its writer keeps it from the reply.
+      return statOrEmpty(await meta.rename(srcParent, name(req.srcName), dstParent, name(req.dstName), { noReplace: !!req.noReplace }));
     },
     setAttrIno: async (req: Req) => stat(await meta.setattr(ino(req.ino), setAttrChanges(req))),
     readlink: async (req: Req) => ({ target: await meta.readlink(ino(req.ino)) }),

@@ -3,7 +3,7 @@
 // `leasePush`; the client acks them and renews on the same stream. Changes made on a session run
 // as that session's writes (lease-kv.ts asWriter), so its own leases do not hold them up.
 import { StrataError, invalid } from '../common/errors.js';
-import { OWN_CHANGE_OPS, ownChangeEvents } from '../common/lease-messages.js';
+import { OWN_CHANGE_OPS, ownChangeDrops, ownChangeEvents } from '../common/lease-messages.js';
 import { ino, name } from './inode-ops.js';
 import { asWriter } from './lease-kv.js';
 import { grantAll, type LeaseGrant, type LeasePush, type LeaseSession, type LeaseTable } from './leases.js';
@@ -51,7 +51,7 @@ export function leaseSessionDeps(table: LeaseTable, meta: MetaStore): { hooks: S
         own.finish(undefined);
         throw err;
       }
-      own.finish(ownChangeEvents(op, request, reply));
+      own.finish(ownChangeEvents(op, request, reply), ownChangeDrops(op, reply));
       return reply;
     },
   };

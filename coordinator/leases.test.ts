@@ -419,6 +419,34 @@ describe('grantAll', () => {
       expect(a.session.leaseCount).toBe(0);
     });
 
+    it('an inode the change removed for good is released without a push: the writer drops it from the reply, nobody waits for it', async () => {
+      const { table, open } = setup();
+      const a = open('a');
+      const b = open('b');
+      a.session.begin([{ kind: 'dir', ino: 1 }, { kind: 'attr', ino: 20 }]).grant();
+      b.session.begin([{ kind: 'attr', ino: 20 }]).grant();
+      // An unlink of the last name: the entry, the parent's stamp, the inode deleted.
+      const own = a.session.ownChange();
+      const events = [{ ino: 1, name: 'f' }, { ino: 1 }, { ino: 20 }];
+      own.beforeCommit(events);
+      const committed = table.invalidate(events, a.session, own);
+      expect(b.pushes.flatMap((p) => p.events)).toEqual([{ ino: 20 }]); // another holder is told, and waited for
+      expect(await settled(committed)).toBe(false);
+      b.session.ack(b.pushes[0]!.pushId);
+      expect(await settled(committed)).toBe(true);
+      own.finish([{ ino: 1, name: 'f' }], [{ ino: 20 }]);
+      expect(a.pushes).toEqual([]);
+      expect(a.session.leaseCount).toBe(1); // the directory; the gone inode is not held on
+      expect(await settled(table.invalidate([{ ino: 20 }]))).toBe(true);
+      // A failed change drops nothing on the writer's word: what it held is pushed as before.
+      a.session.begin([{ kind: 'attr', ino: 21 }]).grant();
+      const failed = a.session.ownChange();
+      failed.beforeCommit([{ ino: 21 }]);
+      void table.invalidate([{ ino: 21 }], a.session, failed);
+      failed.finish(undefined, [{ ino: 21 }]);
+      expect(a.pushes.flatMap((p) => p.events)).toEqual([{ ino: 21 }]);
+    });
+
     it('a change touching several items keeps each the reply covers, whatever order its txn wrote them in', () => {
       const { table, open } = setup();
       const a = open('a');

@@ -304,12 +304,14 @@ export class OwnChange {
 
   /**
    * The change is done: `expected` = what the writer updates from the reply (undefined = it
-   * failed: nothing kept). Pushes (not waited for) what the writer does not keep; call before
-   * the reply is written.
+   * failed: nothing kept); `dropped` = attributes it drops on the reply, of inodes the change
+   * removed for good (common/lease-messages.ts ownChangeDrops): released without a push.
+   * Pushes (not waited for) what the writer does not keep; call before the reply is written.
    */
-  finish(expected: Invalidation[] | undefined): void {
+  finish(expected: Invalidation[] | undefined, dropped: Invalidation[] = []): void {
     if (this.finished) return;
     this.finished = true;
+    const gone = new Set(expected ? dropped.filter((e) => e.name === undefined).map(eventKey) : []);
     const keep = new Map<string, Invalidation[]>();
     for (const event of expected ?? []) {
       const key = eventKey(event);
@@ -320,10 +322,12 @@ export class OwnChange {
     // Every grant is decided before any revocation: the change's reads cover all its items at
     // once, and revoking one item (revokeOwn) marks those reads revoked for the others too.
     const notKept = [...new Set([...this.touched.keys(), ...keep.keys()])].filter((key) => {
+      if (gone.has(key)) return false;
       // Kept only if the writer's update from the reply covers each change the txns made to it.
       const covered = keep.has(key) && (this.touched.get(key) ?? []).every((t) => keep.get(key)!.some((e) => e.name === t.name));
       return !(covered && this.session.grantOwn(key, this.reads));
     });
+    for (const key of gone) this.session.revokeOwn(key);
     const push: Invalidation[] = [];
     for (const key of notKept) {
       // Pushed if the writer may have it cached (held), or would take it from the reply.

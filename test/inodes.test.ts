@@ -76,6 +76,47 @@ function inodeContract(engine: ClusterOptions['meta']) {
       await expectKind(ops.create(dir, 'd'), 'IsDir');
     });
 
+    test("a small file's life costs one request per change, each answer kept: create with placement, commit, rename, unlink (also of one of two links)", async () => {
+      const dir = await freshDir();
+      const pushes: unknown[] = [];
+      const stop = ops.onInvalidate((event) => void pushes.push(event));
+      try {
+        await expectKind(ops.lookup(dir, 'f'), 'NotFound'); // a leased read: the session holds a lease from here on
+        const counted = async <T>(requests: number, change: () => Promise<T>): Promise<T> => {
+          const before = fs.metadataRequests;
+          const result = await change();
+          expect(fs.metadataRequests - before).toBe(requests);
+          return result;
+        };
+        const { stat, grant } = await counted(1, () => ops.create(dir, 'f', { allocateFirstChunk: true }));
+        await counted(1, () => fs.writeChunkAt(stat, 0, Buffer.from('small'), { grant })); // the commit: AllocateChunk came with the create
+        const committed = await counted(0, () => ops.getattr(stat.ino));
+        expect(committed.size).toBe(5);
+        await counted(1, () => ops.rename(dir, 'f', dir, 'g'));
+        expect(await counted(0, () => ops.lookup(dir, 'g'))).toMatchObject({ ino: stat.ino, size: 5 });
+        await counted(0, () => expectKind(ops.lookup(dir, 'f'), 'NotFound'));
+        // None of the writer's own changes was pushed back to it.
+        expect(pushes.filter((e) => (e as { ino?: number }).ino === stat.ino || 'all' in (e as object))).toEqual([]);
+        await ops.link(stat.ino, dir, 'h'); // not an own change: its push drops the directory here
+        await ops.lookup(dir, 'g'); // cached again, so the unlink's ticket names the inode
+        await counted(1, () => ops.unlink(dir, 'g'));
+        expect((await counted(0, () => ops.getattr(stat.ino))).nlink).toBe(1); // the reply's link count, kept
+        await counted(1, () => ops.unlink(dir, 'h'));
+        await counted(0, () => expectKind(ops.lookup(dir, 'h'), 'NotFound'));
+        await expectKind(ops.getattr(stat.ino), 'NotFound'); // gone: dropped from the cache, the coordinator says so
+        // The inode cached but not the name removed: its old link count is never answered.
+        const { stat: other } = await ops.create(dir, 'p');
+        await ops.link(other.ino, dir, 'q');
+        expect((await ops.getattr(other.ino)).nlink).toBe(2);
+        await ops.unlink(dir, 'p');
+        expect((await ops.getattr(other.ino)).nlink).toBe(1);
+        await ops.rename(dir, 'q', dir, 'r');
+        expect((await ops.getattr(other.ino)).ctimeMs).toBeGreaterThanOrEqual((await ops.lookup(dir, 'r')).ctimeMs);
+      } finally {
+        stop();
+      }
+    });
+
     test('readdirplus pages in name order, every entry with its attributes', async () => {
       const dir = await freshDir();
       const names = Array.from({ length: 25 }, (_, i) => `e${String(i).padStart(2, '0')}`);

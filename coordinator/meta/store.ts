@@ -255,24 +255,32 @@ export class MetaStore {
     });
   }
 
-  /** Removes a file or symlink entry; its chunks become garbage for the collector. */
-  unlink(parent: number, name: string): Promise<void> {
+  /**
+   * Removes a file or symlink entry; its chunks become garbage for the collector. Resolves to
+   * the inode as the removal left it: nlink 0 when it went with this name (null: no inode record).
+   */
+  unlink(parent: number, name: string): Promise<Attr | null> {
     return this.removeEntry(parent, name, 'nondir');
   }
 
-  rmdir(parent: number, name: string): Promise<void> {
+  /** Removes an empty directory; resolves to its inode with nlink 0 (gone). */
+  rmdir(parent: number, name: string): Promise<Attr | null> {
     return this.removeEntry(parent, name, 'dir');
   }
 
   /** Removes whatever the name holds (an empty directory included): one entry read, not two. */
-  remove(parent: number, name: string): Promise<void> {
-    return this.removeEntry(parent, name, 'any');
+  async remove(parent: number, name: string): Promise<void> {
+    await this.removeEntry(parent, name, 'any');
   }
 
-  /** `noReplace`: fail with Exists when the destination name is taken (RENAME_NOREPLACE). */
-  async rename(srcParent: number, srcName: string, dstParent: number, dstName: string, options: { noReplace?: boolean } = {}): Promise<void> {
+  /**
+   * `noReplace`: fail with Exists when the destination name is taken (RENAME_NOREPLACE).
+   * Resolves to the moved inode as the rename left it (its ctime moves), or null when the names
+   * already held the same inode (nothing changes).
+   */
+  async rename(srcParent: number, srcName: string, dstParent: number, dstName: string, options: { noReplace?: boolean } = {}): Promise<Attr | null> {
     validateName(dstName);
-    await this.retry(async () => {
+    return this.retry<Attr | null>(async () => {
       const srcRead = await this.readDentry(srcParent, srcName);
       const src = k.decodeDentry(srcRead.entry!.value);
       const [dstParentEntry, dstEntry] = await this.kv.getMany([k.inodeKey(dstParent), k.dentryKey(dstParent, dstName)]);
@@ -288,7 +296,7 @@ export class MetaStore {
       if (dstEntry) {
         if (options.noReplace) throw exists(dstName);
         const dst = k.decodeDentry(dstEntry.value);
-        if (dst.ino === src.ino) return true; // same object: POSIX says do nothing
+        if (dst.ino === src.ino) return null; // same object: POSIX says do nothing
         if (dst.type === 'dir' && src.type !== 'dir') throw isDir(dstName);
         if (dst.type !== 'dir' && src.type === 'dir') throw notDir(dstName);
         if (dst.type === 'dir') {
@@ -325,7 +333,7 @@ export class MetaStore {
       ops.push(del(srcRead.key), put(k.dentryKey(dstParent, dstName), k.encodeDentry(src.ino, src.type)));
       ops.push(put(k.stampKey(srcParent), k.encodeNumber(now)));
       if (dstParent !== srcParent) ops.push(put(k.stampKey(dstParent), k.encodeNumber(now)));
-      return (await this.kv.txn({ compares: dedupe(compares), ops })) ? true : undefined;
+      return (await this.kv.txn({ compares: dedupe(compares), ops })) ? moved : undefined;
     });
   }
 
@@ -462,8 +470,8 @@ export class MetaStore {
     return ok ? attr : undefined;
   }
 
-  private async removeEntry(parent: number, name: string, expect: 'dir' | 'nondir' | 'any'): Promise<void> {
-    await this.retry(async () => {
+  private async removeEntry(parent: number, name: string, expect: 'dir' | 'nondir' | 'any'): Promise<Attr | null> {
+    return this.retry<Attr | null>(async () => {
       const dentryRead = await this.readDentry(parent, name);
       const { ino, type } = k.decodeDentry(dentryRead.entry!.value);
       if (expect === 'nondir' && type === 'dir') throw isDir(name);
@@ -471,8 +479,11 @@ export class MetaStore {
       const now = this.now();
       const compares = [cmp(dentryRead)];
       const ops: KvOp[] = [del(dentryRead.key), put(k.stampKey(parent), k.encodeNumber(now))];
+      let left: Attr | null = null;
       if (type === 'dir') {
         compares.push(...(await this.proveEmpty(ino, name)));
+        const [inode] = await this.kv.getMany([k.inodeKey(ino)]); // for the reply only (the stamp proves it empty)
+        if (inode) left = { ...k.decodeAttr(ino, inode.value), nlink: 0, ctimeMs: now };
         ops.push(del(k.inodeKey(ino)), del(k.stampKey(ino)), del(k.subdirsKey(ino)), ...forgetTiering(ino));
         const [subdirs] = await this.kv.getMany([k.subdirsKey(parent)]);
         compares.push({ key: k.subdirsKey(parent), modRevision: subdirs?.modRevision ?? 0 });
@@ -482,10 +493,12 @@ export class MetaStore {
         const [inode] = await this.kv.getMany([k.inodeKey(ino)]);
         if (inode) {
           compares.push({ key: inode.key, modRevision: inode.modRevision });
-          ops.push(...dropLink(k.decodeAttr(ino, inode.value), inode.key, now));
+          const attr = k.decodeAttr(ino, inode.value);
+          ops.push(...dropLink(attr, inode.key, now));
+          left = { ...attr, nlink: Math.max(0, attr.nlink - 1), ctimeMs: now };
         }
       }
-      return (await this.kv.txn({ compares, ops })) ? true : undefined;
+      return (await this.kv.txn({ compares, ops })) ? left : undefined;
     });
   }
 

@@ -52,6 +52,8 @@ const NOTIFY_WAIT_MS = 50;
 const FIELDS = PACKED_FIELDS.length;
 /** Names the kernel may trust at once (tracked to invalidate them); past it, new names get no timeout. */
 const TRUSTED_NAMES_MAX = 500_000;
+/** How long an rmdir waits for the last close of hidden files in the directory (their release comes after close(2) returned). */
+const HIDDEN_RELEASE_WAIT_MS = 2000;
 /** The kernel retries an open that got ESTALE at once; a later one is a new open. */
 const STALE_RETRY_MS = 1000;
 
@@ -147,7 +149,7 @@ export class LowLevelOps {
       case 'unlink':
         return this.serve(req, () => this.unlink(ino, this.name(req.name)), () => fuse.replyErr(req.id, 0));
       case 'rmdir':
-        return this.serve(req, () => this.changing(() => inodes.rmdir(ino, this.name(req.name))), () => fuse.replyErr(req.id, 0));
+        return this.serve(req, () => this.changing(() => this.rmdir(ino, this.name(req.name))), () => fuse.replyErr(req.id, 0));
       case 'rename':
         return this.serve(req, () => this.rename(ino, req), () => fuse.replyErr(req.id, 0));
       case 'link':
@@ -399,6 +401,27 @@ export class LowLevelOps {
     this.hidden.set(ino, { parent, name: hiddenName });
     // Its last close may have come while the rename ran, finding nothing hidden yet.
     if (!this.held(ino)) await this.removeHidden(ino);
+  }
+
+  /**
+   * A directory whose last entries are files removed while open here (hidden until their last
+   * close) is not empty yet; but close(2) does not wait for the kernel's release, so right after
+   * a process closed the last of them its removal may still be on its way: waited for, briefly.
+   */
+  private async rmdir(parent: number, name: string): Promise<void> {
+    const hiding = this.hidden.size > 0 || this.removals.size > 0;
+    if (this.removals.size > 0) await Promise.allSettled([...this.removals]);
+    try {
+      return await this.ctx.inodes.rmdir(parent, name);
+    } catch (err) {
+      if (toErrno(err) !== ERRNO.ENOTEMPTY || !(hiding || this.hidden.size > 0 || this.removals.size > 0)) throw err;
+      const dir = await this.ctx.inodes.lookup(parent, name).catch(() => undefined);
+      if (!dir) throw err;
+      const hiddenIn = () => [...this.hidden.values()].some((h) => h.parent === dir.ino);
+      for (const giveUpAt = Date.now() + HIDDEN_RELEASE_WAIT_MS; hiddenIn() && Date.now() < giveUpAt; ) await new Promise((r) => setTimeout(r, 10));
+      await Promise.allSettled([...this.removals]);
+      return this.ctx.inodes.rmdir(parent, name);
+    }
   }
 
   private unlink(parent: number, name: string): Promise<void> {
