@@ -4,6 +4,14 @@
 
 /** First allocation for a chunk written from scratch; small files never pay for a whole chunk. */
 const MIN_BUFFER_BYTES = 64 * 1024;
+/**
+ * Whole-chunk buffers of stored chunks kept for the next chunks, per chunk size, mount-wide.
+ * A sequential writer otherwise allocates a chunk (8 MiB) per chunk, and each such external
+ * allocation pushes V8 towards a full GC that stalls every FUSE callback. Idle memory bound:
+ * this many chunks per chunk size in use.
+ */
+const POOLED_BUFFERS_MAX = 4;
+const pool = new Map<number, Buffer[]>();
 
 export type Range = [from: number, to: number];
 
@@ -13,6 +21,9 @@ export class DirtyChunk {
   private ranges: Range[] = [];
   /** Set once complete: `bytes` is then the whole chunk as it will be stored. */
   sealed: Buffer | undefined;
+  /** Reads using this chunk's bytes right now: its buffer is not recycled under them. */
+  private pins = 0;
+  private retired = false;
 
   constructor(
     readonly index: number,
@@ -97,12 +108,41 @@ export class DirtyChunk {
     this.sealed = undefined;
   }
 
+  /** A read is using the chunk's bytes (across a wait): keep them until unpin(). */
+  pin(): void {
+    this.pins++;
+  }
+
+  unpin(): void {
+    if (--this.pins === 0 && this.retired) this.recycle();
+  }
+
+  /**
+   * The chunk is stored and no longer reachable from its file: its buffer goes back to the
+   * pool once no read holds it. The chunk must not be used afterwards.
+   */
+  retire(): void {
+    this.retired = true;
+    if (this.pins === 0) this.recycle();
+  }
+
+  private recycle(): void {
+    const buffer = this.buffer;
+    this.buffer = Buffer.alloc(0);
+    this.sealed = undefined;
+    this.ranges = [];
+    if (buffer.length !== this.chunkSize) return;
+    let free = pool.get(this.chunkSize);
+    if (!free) pool.set(this.chunkSize, (free = []));
+    if (free.length < POOLED_BUFFERS_MAX) free.push(buffer);
+  }
+
   /** Grows the buffer towards `needed` bytes: doubling, capped at the chunk size. */
   private reserve(needed: number): void {
     if (this.buffer.length >= needed) return;
     const size = Math.min(this.chunkSize, Math.max(needed, this.buffer.length * 2, MIN_BUFFER_BYTES));
     // Unwritten bytes are never read: overlay() reads only ranges, seal() fills the gaps.
-    const grown = Buffer.allocUnsafe(size);
+    const grown = (size === this.chunkSize ? pool.get(size)?.pop() : undefined) ?? Buffer.allocUnsafe(size);
     this.buffer.copy(grown);
     this.buffer = grown;
   }

@@ -166,6 +166,31 @@ describe('OpenFile against a model', () => {
     expect(cluster.chunks.get(0)!.equals(Buffer.alloc(1000, 1))).toBe(true);
   });
 
+  test('a read waiting on stored bytes keeps the unstored bytes it overlays, though their chunk is stored and its buffer reused meanwhile', async () => {
+    const cluster = new FakeCluster(1000, prng(12));
+    cluster.chunks.set(0, Buffer.alloc(1000, 3));
+    cluster.chunks.set(1, Buffer.alloc(1000, 3));
+    cluster.size = 2000;
+    const file = new OpenFile(cluster, stat(1, 2000, 1000), { maxDirtyChunks: 2, writeConcurrency: 2 });
+    await file.write(0, Buffer.alloc(100, 7)); // chunk 0 partly written: a read must fetch the rest
+    const readAt = cluster.readAt.bind(cluster);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    cluster.readAt = async function* (f, start, end) {
+      const old: Buffer[] = [];
+      for await (const piece of readAt(f, start, end)) old.push(Buffer.from(piece));
+      await held; // the old bytes (read before the commit) arrive only after the steps below
+      yield* old;
+    };
+    const reading = file.read(new ReadCache(), 0, 1000);
+    cluster.readAt = readAt;
+    await file.flush(); // chunk 0 stored while the read waits for the old bytes
+    await file.write(5000, Buffer.alloc(1000, 9)); // a new whole chunk: may take chunk 0's buffer
+    release();
+    const got = await reading;
+    expect(got.equals(Buffer.concat([Buffer.alloc(100, 7), Buffer.alloc(900, 3)]))).toBe(true);
+  });
+
   test('many concurrent writes buffer at most maxDirtyChunks + writeConcurrency chunks', async () => {
     let inFlight = 0;
     let peakBufferedChunks = 0;

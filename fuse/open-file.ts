@@ -93,12 +93,17 @@ export class OpenFile implements StoredBytes {
       const at = offset - position;
       // Taken before any wait: bytes written before this read began must show in it.
       const memory = this.inMemoryAt(index);
-      if (!memory?.covers(offset - chunkStart, pieceEnd - chunkStart)) {
-        const storedEnd = Math.min(pieceEnd, this.storedSize);
-        if (offset < storedEnd) (await cache.read(this, offset, storedEnd)).copy(out, at);
-        out.fill(0, at + Math.max(0, storedEnd - offset), at + pieceEnd - offset);
+      memory?.pin();
+      try {
+        if (!memory?.covers(offset - chunkStart, pieceEnd - chunkStart)) {
+          const storedEnd = Math.min(pieceEnd, this.storedSize);
+          if (offset < storedEnd) (await cache.read(this, offset, storedEnd)).copy(out, at);
+          out.fill(0, at + Math.max(0, storedEnd - offset), at + pieceEnd - offset);
+        }
+        memory?.overlay(out, at, offset - chunkStart, pieceEnd - chunkStart);
+      } finally {
+        memory?.unpin();
       }
-      memory?.overlay(out, at, offset - chunkStart, pieceEnd - chunkStart);
       offset = pieceEnd;
     }
     return out;
@@ -198,24 +203,26 @@ export class OpenFile implements StoredBytes {
     this.dirty.delete(chunk.index);
     const grant = chunk.index === 0 ? this.firstChunkGrant : undefined;
     if (grant) this.firstChunkGrant = undefined;
-    const done = this.backend.writeChunkAt({ ino: this.ino }, chunk.index, bytes, { grant }).then(
+    const upload: Upload = { chunk, done: Promise.resolve() };
+    const forget = () => {
+      if (this.uploads.get(chunk.index) === upload) this.uploads.delete(chunk.index);
+    };
+    upload.done = this.backend.writeChunkAt({ ino: this.ino }, chunk.index, bytes, { grant }).then(
       (stat) => {
         this.storedSize = Math.max(this.storedSize, stat.size);
         this.version++;
+        // Unreachable in the same step as it is recycled: no later read can find it.
+        forget();
+        chunk.retire();
       },
       (err) => {
         this.failure ??= err;
         // Keep the bytes so a later flush can retry (writers to this chunk wait for `done`).
         chunk.unseal();
         if (!this.dirty.has(chunk.index)) this.dirty.set(chunk.index, chunk);
+        forget();
       },
     );
-    const upload: Upload = {
-      chunk,
-      done: done.finally(() => {
-        if (this.uploads.get(chunk.index) === upload) this.uploads.delete(chunk.index);
-      }),
-    };
     this.uploads.set(chunk.index, upload);
   }
 
