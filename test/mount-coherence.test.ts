@@ -137,6 +137,31 @@ for (const meta of ['embedded', 'etcd'] as const) {
       expect(out).toBe('seed y2 z \n');
     }, 60_000);
 
+    test('names B found absent (which its kernel may cache as absent) appear on B right after A creates or renames onto them', async () => {
+      // A's first change revokes B's lease on the directory: the later ones are not pushed to B,
+      // so B's kernel must have dropped every absent name it held there at the first.
+      await warmB();
+      const out = ok(
+        await sh(`set -e
+          for n in nd nf nr; do stat ${B}/$n 2>/dev/null || true; stat ${B}/$n 2>/dev/null || true; done
+          touch ${A}/first
+          mkdir ${A}/nd
+          echo in > ${A}/nd/x
+          cat ${B}/nd/x
+          echo f > ${A}/nf
+          cat ${B}/nf
+          echo r > ${A}/src
+          stat ${B}/src > /dev/null
+          mv ${A}/src ${A}/nr
+          cat ${B}/nr
+          test -e ${B}/src && echo "src still there"
+          rm -r ${A}/nd ${A}/nf ${A}/nr ${A}/first
+          for n in nd nf nr; do test -e ${B}/$n && echo "$n still there"; done
+          ls ${B} | tr '\n' ' '; echo`),
+      );
+      expect(out).toBe('in\nf\nr\nseed \n');
+    }, 60_000);
+
     test('B, having cached a name as absent and a listing, sees a file A creates and B then writes', async () => {
       await warmB();
       const out = ok(

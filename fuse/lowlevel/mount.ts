@@ -74,6 +74,9 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
     throw new StrataError('Internal', `cannot mount at ${mountpoint}: ${(err as Error).message}`, { cause: err });
   }
   const stopInvalidations = inodes.onInvalidate((ev) => ops.invalidate(ev));
+  // Diagnostics: which requests reach this process (the kernel answers the others itself).
+  const dumpCounts = () => log.info({ requests: ops.requestCounts() }, 'requests so far');
+  process.on('SIGUSR2', dumpCounts);
   await raiseReadAhead(mountpoint, log);
   const stopCrashGuard = unmountOnCrash(mountpoint, log);
   log.info({ mountpoint, remote: config.path, binding: 'fuse3' }, 'mounted');
@@ -83,6 +86,8 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
   const reason = await signals.stopped;
   log.info({ reason }, 'unmounting');
   stopInvalidations();
+  process.off('SIGUSR2', dumpCounts);
+  dumpCounts();
   await flushOpenFiles(handles, log, config.opTimeoutMs, signals.secondSignal);
   const failures = await unmount(fuse, mountpoint, sessionEnded, log);
   await ops.removeAllHidden();

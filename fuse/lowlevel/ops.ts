@@ -57,6 +57,9 @@ const HIDDEN_RELEASE_WAIT_MS = 2000;
 /** The kernel retries an open that got ESTALE at once; a later one is a new open. */
 const STALE_RETRY_MS = 1000;
 
+/** The attributes of a negative entry (none: the kernel reads only its inode 0 and timeout). */
+const NO_ATTR: Attr = { ino: 0, mode: 0, nlink: 0, uid: 0, gid: 0, size: 0, blksize: 0, blocks: 0, atimeMs: 0, mtimeMs: 0, ctimeMs: 0 };
+
 interface DirHandle {
   ino: number;
   entries?: Array<{ name: string; stat: FileStat }>;
@@ -106,8 +109,18 @@ export class LowLevelOps {
     this.timeout = ctx.config.attrTimeoutMs / 1000;
   }
 
+  /** Requests that reached JavaScript, per op (diagnostics: `requestCounts`). */
+  private readonly counts = new Map<string, number>();
+
+  /** Requests that reached JavaScript so far, per op, and the metadata cache's hits. */
+  requestCounts(): Record<string, number> {
+    const hits = (this.ctx.inodes as { cacheHits?: number }).cacheHits;
+    return { ...Object.fromEntries(this.counts), ...(hits === undefined ? {} : { cacheHits: hits }) };
+  }
+
   /** The binding's request handler: never throws. */
   readonly handle = (req: FuseRequest): void => {
+    this.counts.set(req.op, (this.counts.get(req.op) ?? 0) + 1);
     try {
       this.dispatch(req);
     } catch (err) {
@@ -133,7 +146,7 @@ export class LowLevelOps {
       case 'forget':
         return this.forget(req.forgets ?? []);
       case 'lookup':
-        return this.serve(req, () => inodes.lookup(ino, this.name(req.name)), (stat) => fuse.replyEntry(req.id, this.entry(stat, ino, req.name)));
+        return this.serve(req, () => this.lookup(ino, this.name(req.name)), (stat) => fuse.replyEntry(req.id, stat ? this.entry(stat, ino, req.name) : this.absentEntry(ino, req.name!)));
       case 'getattr':
         return this.serve(req, () => inodes.getattr(ino), (stat) => fuse.replyAttr(req.id, this.attr(stat), this.trust({ attr: stat.ino })));
       case 'setattr':
@@ -242,6 +255,26 @@ export class LowLevelOps {
       mtimeMs: modifiedMs,
       ctimeMs: Math.max(stat.ctimeMs, modifiedMs),
     };
+  }
+
+  /** A name's inode; null when the name is absent and the lease on it holds (the kernel may cache that). */
+  private async lookup(parent: number, name: string): Promise<FileStat | null> {
+    try {
+      return await this.ctx.inodes.lookup(parent, name);
+    } catch (err) {
+      if (toErrno(err) === ERRNO.ENOENT && this.ctx.leased && this.trustedCount < TRUSTED_NAMES_MAX && this.ctx.inodes.leaseRemainingMs({ dir: parent, name }) > KERNEL_MARGIN_MS) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * An absent name the kernel may cache as such (a negative entry: inode 0) while the lease on it
+   * holds: trusted like a name, so a push about the directory invalidates it.
+   */
+  private absentEntry(parent: number, name: string): Entry {
+    const entryTimeout = this.trust({ dir: parent, name });
+    if (entryTimeout > 0) this.trustName(parent, name);
+    return { ino: 0, attr: NO_ATTR, attrTimeout: 0, entryTimeout };
   }
 
   /** An entry the kernel will hold: counts as one lookup. */
