@@ -58,6 +58,8 @@ export interface InodeOps {
    * return a promise (a kernel taking its invalidations): the push is acked once it settled.
    */
   leaseRemainingMs(item?: CoveredItem): number;
+  /** Counts as use of the lease (answers a mount served from what it keeps): the next renewal keeps it. */
+  keepLeaseAlive?(): void;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- replies are plain proto-loader objects */
@@ -359,6 +361,11 @@ export class SessionInodes implements InodeOps {
     this.cache.reset(); // stops answering from it (listeners hear { all: true })
     this.lapsed();
     await this.coordinator.requestOnOpenSessions('leaseRenew', { releaseAll: true }, RELEASE_TIMEOUT_MS);
+  }
+
+  keepLeaseAlive(): void {
+    // Only a lease we still listen for pushes on can be renewed (a lapsed one starts over).
+    if (this.stopPushes) this.markUsed();
   }
 
   // ---- leases

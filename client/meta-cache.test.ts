@@ -139,6 +139,17 @@ describe('MetaCache', () => {
     expect(cache.takeReleased()).toEqual([{ kind: 'attr', ino: 1 }]);
   });
 
+  it('tells listeners what it evicts (no push about it will come once released)', () => {
+    const cache = new MetaCache({ maxEntries: 2, now: () => 0 });
+    const seen: unknown[] = [];
+    cache.onInvalidate((event) => seen.push(event));
+    for (const ino of [1, 2, 3]) cache.putAttr(cache.ticket(), grant, stat(ino));
+    expect(seen).toEqual([{ ino: 1 }]);
+    cache.putLookup(cache.ticket(), grant, 7, 'x', null);
+    cache.putLookup(cache.ticket(), grant, 8, 'y', null);
+    expect(seen).toEqual([{ ino: 1 }, { ino: 2 }, { ino: 7, name: '' }]);
+  });
+
   it('tells listeners { all: true } when everything goes at once: an all push, a new epoch, the lapse, a reset', () => {
     const { cache, clock } = setup();
     const seen: unknown[] = [];

@@ -23,8 +23,9 @@ import type { Invalidation, LeaseGrant, LeasePush } from '../common/lease-messag
 export type { Invalidation, LeasePush, LeaseGrant } from '../common/lease-messages.js';
 
 /**
- * What listeners hear: one entry or one inode's attributes (as pushed), or `{ all: true }` when
- * everything cached went at once (an `all` push, a new epoch, the lease's lapse, a reset).
+ * What listeners hear: one entry or one inode's attributes (as pushed; an evicted directory as
+ * its entry ''), or `{ all: true }` when everything cached went at once (an `all` push, a new
+ * epoch, the lease's lapse, a reset).
  */
 export type CacheEvent = Invalidation | { all: true };
 
@@ -498,12 +499,16 @@ export class MetaCache {
     while (this.size > this.maxEntries) {
       const [ino] = this.attrs.size >= this.dirs.size ? this.attrs.keys() : this.dirs.keys();
       if (ino === undefined) return;
+      // Listeners hear it as a push: once released, no push about it will come, so whatever
+      // they hold of it (a mount's kernel entries) must go now.
       if (this.attrs.size >= this.dirs.size) {
         this.attrs.delete(ino);
         this.released.push({ kind: 'attr', ino });
+        this.tell({ ino });
       } else {
         this.dirs.delete(ino);
         this.released.push({ kind: 'dir', ino });
+        this.tell({ ino, name: '' });
       }
     }
   }

@@ -5,7 +5,9 @@
 // for an answer, so many requests are in flight at once. JavaScript answers with reply*(id, ...)
 // on its own thread (fuse_reply_* may be called from any thread). Requests are named to
 // JavaScript by a small id, never by pointer: a stale, repeated or made-up id is a JS error,
-// not a use of freed memory. Kernel notifications (inval_entry/inode) go through a thread of
+// not a use of freed memory. Answers JavaScript hands over (cache*: names and attributes the
+// coordinator's lease covers) answer later lookups and getattrs on the loop thread itself, with
+// no trip to JavaScript (see Answers). Kernel notifications (inval_entry/inode) go through a thread of
 // their own: they may block until the kernel gets the lock of an inode whose request is waiting
 // for JavaScript, so they must never run on JavaScript's thread.
 #define FUSE_USE_VERSION 312
@@ -13,7 +15,9 @@
 
 #include <napi.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -22,6 +26,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace {
@@ -39,6 +44,9 @@ const char* OpName(Op op) {
                                 "releasedir", "statfs", "create", "ended"};
   return names[static_cast<int>(op)];
 }
+
+struct Touch;
+void Untouch(Touch* t);
 
 struct Request {
   Op op;
@@ -59,7 +67,14 @@ struct Request {
   gid_t gid = 0;
   pid_t pid = 0;
   std::vector<std::pair<fuse_ino_t, uint64_t>> forgets;
-  ~Request() { free(data); }
+  /** Answers.stamp at arrival. */
+  uint64_t stamp = 0;
+  /** A change: what it touches (Answers), released at its reply. */
+  Touch* touch = nullptr;
+  ~Request() {
+    free(data);
+    Untouch(touch);  // never handed to JavaScript (a change that got EIO at once)
+  }
 };
 
 struct Notice {
@@ -68,6 +83,83 @@ struct Notice {
   fuse_ino_t ino;
   std::string name;
   int64_t off, len;
+};
+
+using Clock = std::chrono::steady_clock;
+
+/**
+ * Answers the loop thread gives itself: names (parent, name) -> inode and attributes per inode,
+ * each put by JavaScript with an answer it gave the kernel under the lease, valid together until
+ * `validUntil` (the lease, which JavaScript moves on renewals) and dropped by JavaScript on every
+ * push (before it is acked). This mount's own changes drop what they touch when they arrive, and
+ * while one is in flight (arrival to reply) nothing it touches may be put: a put carries the
+ * stamp of the request it answers, refused if older than the last change of what it touches.
+ */
+struct Answers {
+  std::mutex mutex;
+  Clock::time_point validUntil{};
+  std::unordered_map<fuse_ino_t, std::unordered_map<std::string, fuse_ino_t>> names;
+  std::unordered_map<fuse_ino_t, struct stat> attrs;
+  /** Files with more than one name: a removal of a name not known here may change their nlink. */
+  std::unordered_set<fuse_ino_t> linked;
+  /** Open here (open to release): their attributes are JavaScript's alone (buffered writes). */
+  std::unordered_map<fuse_ino_t, int> open;
+  /** Changes in flight per directory / inode, and the stamp at which each last ended. */
+  std::unordered_map<fuse_ino_t, int> dirBusy, inoBusy;
+  std::unordered_map<fuse_ino_t, uint64_t> dirChanged, inoChanged;
+  /** Stamps below it are refused everywhere (the maps above were cleared). */
+  uint64_t floor = 0;
+  uint64_t stamp = 0;
+  /** Lookups answered here that JavaScript has not counted yet (it counts every lookup the kernel holds). */
+  std::unordered_map<fuse_ino_t, uint64_t> served;
+  std::atomic<uint64_t> hits{0};
+  bool enabled = false;
+
+  void DropAll() {
+    names.clear();
+    attrs.clear();
+    linked.clear();
+  }
+  void DropAttr(fuse_ino_t ino) {
+    attrs.erase(ino);
+    linked.erase(ino);
+  }
+  void DropName(fuse_ino_t parent, const std::string& name, bool known_links_only) {
+    auto dir = names.find(parent);
+    fuse_ino_t child = 0;
+    bool found = false;
+    if (dir != names.end()) {
+      auto it = dir->second.find(name);
+      if (it != dir->second.end()) {
+        child = it->second;
+        found = true;
+        dir->second.erase(it);
+      }
+    }
+    if (found && child) DropAttr(child);
+    if (!found && !known_links_only) {
+      // Which inode the name held is not known here: any file with several names may be it.
+      for (fuse_ino_t ino : linked) attrs.erase(ino);
+      linked.clear();
+    }
+  }
+};
+
+/** What a change touches, kept from its arrival to its reply. */
+struct Touch {
+  std::vector<fuse_ino_t> dirs, inos;
+};
+
+/** A request JavaScript has not answered yet. */
+struct Pending {
+  fuse_req_t req;
+  fuse_ino_t ino;
+  /** The entry an answer names (lookup, mkdir, create, ..., link: the new name), to keep it (Answers). */
+  fuse_ino_t entryParent;
+  std::string entryName;
+  uint64_t stamp;
+  Touch* touch;  // a change's: released (Untouch) at its reply
+  bool change;
 };
 
 void CallJs(Napi::Env env, Napi::Function handler, std::nullptr_t*, Request* request);
@@ -82,7 +174,8 @@ struct Session {
   bool writeback = false;
   unsigned maxWrite = 1 << 20;
   // JavaScript's thread only:
-  std::unordered_map<uint32_t, fuse_req_t> pending;
+  std::unordered_map<uint32_t, Pending> pending;
+  Answers answers;
   uint32_t nextId = 1;
   bool ended = false;
   bool destroyWhenIdle = false;
@@ -116,7 +209,131 @@ Request* Make(Op op, fuse_req_t req, fuse_ino_t ino) {
   r->uid = ctx->uid;
   r->gid = ctx->gid;
   r->pid = ctx->pid;
+  if (current) {
+    std::lock_guard<std::mutex> lock(current->answers.mutex);
+    r->stamp = ++current->answers.stamp;
+  }
   return r;
+}
+
+/**
+ * A change arriving (loop thread): drops what it touches from the answers and holds them busy
+ * until its reply. `names` are the (directory, name) pairs it changes; `removes`: a removal or
+ * rename, whose old name's inode must be found (else every file with several names goes: its
+ * link count may be the one that changed).
+ */
+void Changing(Request* r, std::vector<fuse_ino_t> inos, std::vector<std::pair<fuse_ino_t, std::string>> names, bool removes) {
+  if (!current) return;
+  Answers& a = current->answers;
+  auto* t = new Touch();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  for (auto& n : names) {
+    a.DropName(n.first, n.second, !removes);
+    t->dirs.push_back(n.first);
+    a.dirBusy[n.first]++;
+    inos.push_back(n.first);  // its mtime (and nlink) change
+  }
+  for (fuse_ino_t ino : inos) {
+    a.DropAttr(ino);
+    t->inos.push_back(ino);
+    a.inoBusy[ino]++;
+  }
+  r->touch = t;
+}
+
+/** A change's reply (JavaScript's thread): what it touched is free again, changed as of now. */
+void Untouch(Touch* t) {
+  if (!t || !current) {
+    delete t;
+    return;
+  }
+  Answers& a = current->answers;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  uint64_t now = ++a.stamp;
+  for (fuse_ino_t d : t->dirs) {
+    if (--a.dirBusy[d] <= 0) a.dirBusy.erase(d);
+    a.dirChanged[d] = now;
+  }
+  for (fuse_ino_t i : t->inos) {
+    if (--a.inoBusy[i] <= 0) a.inoBusy.erase(i);
+    a.inoChanged[i] = now;
+  }
+  // Bounded: past it, every older stamp is refused at once.
+  if (a.dirChanged.size() + a.inoChanged.size() > 100000) {
+    a.dirChanged.clear();
+    a.inoChanged.clear();
+    a.floor = now + 1;
+  }
+  delete t;
+}
+
+/** Whether an answer to a request stamped `stamp` may be kept about directory/inode `key`. */
+bool Fresh(const std::unordered_map<fuse_ino_t, int>& busy, const std::unordered_map<fuse_ino_t, uint64_t>& changed, uint64_t floor, fuse_ino_t key, uint64_t stamp) {
+  if (stamp < floor || busy.count(key)) return false;
+  auto it = changed.find(key);
+  return it == changed.end() || it->second < stamp;
+}
+
+double LeftSeconds(Answers& a, Clock::time_point now) {
+  return std::chrono::duration<double>(a.validUntil - now).count();
+}
+
+/** A lookup the loop thread answers itself (true), or leaves to JavaScript. */
+bool AnswerLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (!current) return false;
+  Answers& a = current->answers;
+  fuse_entry_param e{};
+  {
+    std::lock_guard<std::mutex> lock(a.mutex);
+    auto now = Clock::now();
+    if (!a.enabled || now >= a.validUntil) return false;
+    auto dir = a.names.find(parent);
+    if (dir == a.names.end()) return false;
+    auto it = dir->second.find(name);
+    if (it == dir->second.end()) return false;
+    double left = LeftSeconds(a, now);
+    e.entry_timeout = left;
+    if (it->second != 0) {
+      auto at = a.attrs.find(it->second);
+      if (at == a.attrs.end() || a.open.count(it->second)) return false;
+      e.ino = it->second;
+      e.attr = at->second;
+      e.attr_timeout = left;
+      a.served[e.ino]++;
+    }
+  }
+  a.hits++;
+  fuse_reply_entry(req, &e);
+  return true;
+}
+
+bool AnswerGetattr(fuse_req_t req, fuse_ino_t ino) {
+  if (!current) return false;
+  Answers& a = current->answers;
+  struct stat st;
+  double left;
+  {
+    std::lock_guard<std::mutex> lock(a.mutex);
+    auto now = Clock::now();
+    if (!a.enabled || now >= a.validUntil || a.open.count(ino)) return false;
+    auto at = a.attrs.find(ino);
+    if (at == a.attrs.end()) return false;
+    st = at->second;
+    left = LeftSeconds(a, now);
+  }
+  a.hits++;
+  fuse_reply_attr(req, &st, left);
+  return true;
+}
+
+void Opened(fuse_ino_t ino, int delta) {
+  if (!current) return;
+  Answers& a = current->answers;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  a.DropAttr(ino);
+  int& n = a.open[ino];
+  n += delta;
+  if (n <= 0) a.open.erase(ino);
 }
 
 void WithFh(Request* r, fuse_file_info* fi) {
@@ -147,6 +364,7 @@ void OnInit(void* userdata, fuse_conn_info* conn) {
 }
 
 void OnLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (AnswerLookup(req, parent, name)) return;
   auto* r = Make(Op::Lookup, req, parent);
   r->name = name;
   Queue(r);
@@ -169,6 +387,7 @@ void OnForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 }
 
 void OnGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (AnswerGetattr(req, ino)) return;
   auto* r = Make(Op::Getattr, req, ino);
   WithFh(r, fi);
   Queue(r);
@@ -179,6 +398,7 @@ void OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int toSet, fus
   WithFh(r, fi);
   r->attr = *attr;
   r->toSet = toSet;
+  Changing(r, {ino}, {}, false);
   Queue(r);
 }
 
@@ -189,6 +409,7 @@ void OnMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   r->name = name;
   r->mode = mode;
   r->size = rdev;  // the device number rides in size (mknod has no size)
+  Changing(r, {}, {{parent, name}}, false);
   Queue(r);
 }
 
@@ -196,18 +417,21 @@ void OnMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   auto* r = Make(Op::Mkdir, req, parent);
   r->name = name;
   r->mode = mode;
+  Changing(r, {}, {{parent, name}}, false);
   Queue(r);
 }
 
 void OnUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto* r = Make(Op::Unlink, req, parent);
   r->name = name;
+  Changing(r, {}, {{parent, name}}, true);
   Queue(r);
 }
 
 void OnRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto* r = Make(Op::Rmdir, req, parent);
   r->name = name;
+  Changing(r, {}, {{parent, name}}, true);
   Queue(r);
 }
 
@@ -215,6 +439,7 @@ void OnSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char
   auto* r = Make(Op::Symlink, req, parent);
   r->name = name;
   r->name2 = target;
+  Changing(r, {}, {{parent, name}}, false);
   Queue(r);
 }
 
@@ -225,6 +450,7 @@ void OnRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   r->ino2 = newparent;
   r->name2 = newname;
   r->flags = static_cast<int>(flags);
+  Changing(r, {}, {{parent, name}, {newparent, newname}}, true);
   Queue(r);
 }
 
@@ -232,12 +458,15 @@ void OnLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   auto* r = Make(Op::Link, req, ino);
   r->ino2 = newparent;
   r->name2 = newname;
+  Changing(r, {ino}, {{newparent, newname}}, false);
   Queue(r);
 }
 
 void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto* r = Make(Op::Open, req, ino);
   r->flags = fi->flags;
+  Opened(ino, 1);
+  Changing(r, {ino}, {}, false);  // O_TRUNC
   Queue(r);
 }
 
@@ -262,18 +491,22 @@ void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
   memcpy(r->data, buf, size);
   r->size = size;
   r->off = off;
+  Changing(r, {ino}, {}, false);
   Queue(r);
 }
 
 void OnFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto* r = Make(Op::Flush, req, ino);
   WithFh(r, fi);
+  Changing(r, {ino}, {}, false);
   Queue(r);
 }
 
 void OnRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto* r = Make(Op::Release, req, ino);
   WithFh(r, fi);
+  Opened(ino, -1);
+  Changing(r, {ino}, {}, false);  // its last close stores what it buffered
   Queue(r);
 }
 
@@ -281,6 +514,7 @@ void OnFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   auto* r = Make(Op::Fsync, req, ino);
   WithFh(r, fi);
   r->mode = datasync;
+  Changing(r, {ino}, {}, false);
   Queue(r);
 }
 
@@ -319,6 +553,7 @@ void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   r->name = name;
   r->mode = mode;
   r->flags = fi->flags;
+  Changing(r, {}, {{parent, name}}, false);
   Queue(r);
 }
 
@@ -386,7 +621,11 @@ void CallJs(Napi::Env env, Napi::Function handler, std::nullptr_t*, Request* r) 
     uint32_t id = s->nextId;
     while (id == 0 || s->pending.count(id)) id++;
     s->nextId = id + 1;
-    s->pending.emplace(id, r->req);
+    bool named = r->op == Op::Lookup || r->op == Op::Mkdir || r->op == Op::Mknod || r->op == Op::Create || r->op == Op::Symlink;
+    fuse_ino_t entryParent = r->op == Op::Link ? r->ino2 : r->ino;
+    std::string entryName = r->op == Op::Link ? r->name2 : named ? r->name : std::string();
+    s->pending.emplace(id, Pending{r->req, r->ino, entryParent, std::move(entryName), r->stamp, r->touch, r->touch != nullptr});
+    r->touch = nullptr;  // released at the reply
     o.Set("id", id);
     o.Set("ino", static_cast<double>(r->ino));
     o.Set("uid", static_cast<double>(r->uid));
@@ -449,16 +688,63 @@ void CallJs(Napi::Env env, Napi::Function handler, std::nullptr_t*, Request* r) 
 }
 
 /** Takes the request `id` names out of the pending table; throws for an unknown id. */
-fuse_req_t Take(const Napi::CallbackInfo& info) {
+Pending TakePending(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!current) throw Napi::Error::New(env, "not mounted");
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "request id expected");
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   auto it = current->pending.find(id);
   if (it == current->pending.end()) throw Napi::Error::New(env, "unknown or already answered request " + std::to_string(id));
-  fuse_req_t req = it->second;
+  Pending p = std::move(it->second);
   current->pending.erase(it);
-  return req;
+  Untouch(p.touch);
+  p.touch = nullptr;
+  return p;
+}
+
+fuse_req_t Take(const Napi::CallbackInfo& info) {
+  return TakePending(info).req;
+}
+
+/** What a reply lets the loop thread keep (the `keep` argument): nothing, the name, the name and attributes. */
+enum Keep { kKeepNothing = 0, kKeepName = 1, kKeepAll = 2 };
+
+int KeepArg(const Napi::CallbackInfo& info, size_t at) {
+  return info.Length() > at && info[at].IsNumber() ? info[at].As<Napi::Number>().Int32Value() : kKeepNothing;
+}
+
+/** Bound on what is kept: past it, everything goes (JavaScript answers and puts again). */
+constexpr size_t kKeptMax = 200000;
+
+void KeepAttrLocked(Answers& a, fuse_ino_t ino, const struct stat& st, uint64_t stamp) {
+  if (a.open.count(ino) || !Fresh(a.inoBusy, a.inoChanged, a.floor, ino, stamp)) return;
+  if (a.attrs.size() >= kKeptMax) a.DropAll();
+  a.attrs[ino] = st;
+  if (st.st_nlink > 1 && !S_ISDIR(st.st_mode)) a.linked.insert(ino);
+  else a.linked.erase(ino);
+}
+
+/**
+ * Keeps what a reply told the kernel, to answer later requests on the loop thread: for a lookup,
+ * under the stamp of its arrival; for a change (its own touch just released), as of now.
+ */
+void KeepEntry(const Pending& p, const fuse_entry_param& e, int keep) {
+  if (keep == kKeepNothing || !current) return;
+  Answers& a = current->answers;
+  uint64_t stamp = p.change ? UINT64_MAX : p.stamp;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  if (!a.enabled || !Fresh(a.dirBusy, a.dirChanged, a.floor, p.entryParent, stamp)) return;
+  if (e.ino != 0 && keep == kKeepAll) KeepAttrLocked(a, e.ino, e.attr, stamp);
+  auto& names = a.names[p.entryParent];
+  if (names.size() >= kKeptMax) names.clear();
+  names[p.entryName] = e.ino;
+}
+
+void KeepAttr(const Pending& p, const struct stat& st, int keep) {
+  if (keep != kKeepAll || !current) return;
+  Answers& a = current->answers;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  if (a.enabled) KeepAttrLocked(a, p.ino, st, p.change ? UINT64_MAX : p.stamp);
 }
 
 void AfterReply() {
@@ -539,7 +825,10 @@ Napi::Value ReplyErr(const Napi::CallbackInfo& info) {
 
 Napi::Value ReplyEntry(const Napi::CallbackInfo& info) {
   fuse_entry_param e = ToEntry(info.Env(), info[1]);
-  fuse_reply_entry(Take(info), &e);
+  int keep = KeepArg(info, 2);
+  Pending p = TakePending(info);
+  KeepEntry(p, e, keep);
+  fuse_reply_entry(p.req, &e);
   AfterReply();
   return info.Env().Undefined();
 }
@@ -548,7 +837,11 @@ Napi::Value ReplyCreate(const Napi::CallbackInfo& info) {
   fuse_entry_param e = ToEntry(info.Env(), info[1]);
   fuse_file_info fi{};
   FillOpen(info, 2, &fi);
-  fuse_reply_create(Take(info), &e, &fi);
+  int keep = KeepArg(info, 3);
+  Pending p = TakePending(info);
+  // Open here: its attributes are JavaScript's (buffered writes), only its name is kept.
+  KeepEntry(p, e, keep == kKeepNothing ? kKeepNothing : kKeepName);
+  fuse_reply_create(p.req, &e, &fi);
   AfterReply();
   return info.Env().Undefined();
 }
@@ -556,7 +849,10 @@ Napi::Value ReplyCreate(const Napi::CallbackInfo& info) {
 Napi::Value ReplyAttr(const Napi::CallbackInfo& info) {
   struct stat st = ToStat(info.Env(), info[1]);
   double timeout = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0;
-  fuse_reply_attr(Take(info), &st, timeout);
+  int keep = KeepArg(info, 3);
+  Pending p = TakePending(info);
+  KeepAttr(p, st, keep);
+  fuse_reply_attr(p.req, &st, timeout);
   AfterReply();
   return info.Env().Undefined();
 }
@@ -732,6 +1028,141 @@ Napi::Value NotifyInvalInode(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(seq));
 }
 
+// ---- answers (JavaScript's control) ----
+
+/** answersValidFor(ms): what is kept may answer for `ms` from now (the lease's time left); <= 0 drops it all. */
+Napi::Value AnswersValidFor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!current) return env.Undefined();
+  double ms = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  Answers& a = current->answers;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  if (!(ms > 0)) {
+    a.enabled = false;
+    a.DropAll();
+    a.dirChanged.clear();
+    a.inoChanged.clear();
+    a.floor = ++a.stamp + 1;
+    return env.Undefined();
+  }
+  a.enabled = true;
+  a.validUntil = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(ms * 1000));
+  return env.Undefined();
+}
+
+/** answersDrop(ino, name?): a directory's names (name given: '' or any) or an inode's attributes; answersDrop() everything. */
+Napi::Value AnswersDrop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!current) return env.Undefined();
+  Answers& a = current->answers;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  // Answers read before the drop, put after it, are refused (their stamps are older).
+  uint64_t now = ++a.stamp;
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    a.DropAll();
+    a.dirChanged.clear();
+    a.inoChanged.clear();
+    a.floor = now + 1;
+    return env.Undefined();
+  }
+  auto ino = static_cast<fuse_ino_t>(info[0].As<Napi::Number>().DoubleValue());
+  if (info.Length() > 1 && info[1].IsString()) {
+    a.names.erase(ino);
+    a.dirChanged[ino] = now;
+  } else {
+    a.DropAttr(ino);
+    a.inoChanged[ino] = now;
+  }
+  return env.Undefined();
+}
+
+/** answersStamp(): the stamp of now, for a later answersPutAttr (refused if what it names changed since). */
+Napi::Value AnswersStamp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!current) return Napi::Number::New(env, 0);
+  std::lock_guard<std::mutex> lock(current->answers.mutex);
+  return Napi::Number::New(env, static_cast<double>(++current->answers.stamp));
+}
+
+/** answersPutAttr(stamp, attr): keeps an inode's attributes read after `stamp` was taken (not as a reply). */
+Napi::Value AnswersPutAttr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "answersPutAttr(stamp, attr)");
+  struct stat st = ToStat(env, info[1]);
+  if (!current) return env.Undefined();
+  Answers& a = current->answers;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  if (a.enabled) KeepAttrLocked(a, st.st_ino, st, static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()));
+  return env.Undefined();
+}
+
+/**
+ * answersPutDir(stamp, parent, names, nums): keeps a directory's entries read after `stamp` (names
+ * joined by '/', nums as replyDirPacked's: nodeid 0 = keep the name only).
+ */
+Napi::Value AnswersPutDir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsString() || !info[3].IsTypedArray())
+    throw Napi::TypeError::New(env, "answersPutDir(stamp, parent, names, nums)");
+  Napi::TypedArray typed = info[3].As<Napi::TypedArray>();
+  if (typed.TypedArrayType() != napi_float64_array) throw Napi::TypeError::New(env, "Float64Array expected");
+  Napi::Float64Array nums = typed.As<Napi::Float64Array>();
+  std::string names = info[2].As<Napi::String>().Utf8Value();
+  if (!current) return env.Undefined();
+  auto stamp = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
+  auto parent = static_cast<fuse_ino_t>(info[1].As<Napi::Number>().DoubleValue());
+  size_t entries = nums.ElementLength() / kPackedFields;
+  const double* n = nums.Data();
+  Answers& a = current->answers;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  if (!a.enabled || !Fresh(a.dirBusy, a.dirChanged, a.floor, parent, stamp)) return env.Undefined();
+  auto& kept = a.names[parent];
+  if (kept.size() + entries > kKeptMax) kept.clear();
+  size_t start = 0;
+  for (size_t i = 0; i < entries && start <= names.size(); i++, n += kPackedFields) {
+    size_t end = names.find('/', start);
+    if (end == std::string::npos) end = names.size();
+    std::string name = names.substr(start, end - start);
+    start = end + 1;
+    auto ino = static_cast<fuse_ino_t>(n[2]);
+    if (ino == 0) continue;
+    kept[name] = ino;
+    if (n[0] == 0) continue;
+    struct stat st {};
+    st.st_ino = static_cast<ino_t>(n[2]);
+    st.st_mode = static_cast<mode_t>(n[3]);
+    st.st_nlink = static_cast<nlink_t>(n[4]);
+    st.st_uid = static_cast<uid_t>(n[5]);
+    st.st_gid = static_cast<gid_t>(n[6]);
+    st.st_size = static_cast<off_t>(n[7]);
+    st.st_blocks = static_cast<blkcnt_t>(n[8]);
+    st.st_blksize = static_cast<blksize_t>(n[9]);
+    st.st_atim = ToTimespec(n[10]);
+    st.st_mtim = ToTimespec(n[11]);
+    st.st_ctim = ToTimespec(n[12]);
+    st.st_rdev = static_cast<dev_t>(n[15]);
+    KeepAttrLocked(a, ino, st, stamp);
+  }
+  return env.Undefined();
+}
+
+/** answersTakeServed(): [ino, lookups, ...] answered on the loop thread since the last call, and `hits` so far as the last number. */
+Napi::Value AnswersTakeServed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!current) return Napi::Float64Array::New(env, 1);
+  Answers& a = current->answers;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  Napi::Float64Array out = Napi::Float64Array::New(env, a.served.size() * 2 + 1);
+  size_t i = 0;
+  for (auto& kv : a.served) {
+    out[i++] = static_cast<double>(kv.first);
+    out[i++] = static_cast<double>(kv.second);
+  }
+  out[i] = static_cast<double>(a.hits.load());
+  a.served.clear();
+  return out;
+}
+
 // ---- mount / unmount ----
 
 void LoopMain(Session* s) {
@@ -870,6 +1301,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("packedFields", Napi::Number::New(env, static_cast<double>(kPackedFields)));
   exports.Set("notifyInvalEntry", Napi::Function::New(env, NotifyInvalEntry));
   exports.Set("notifyInvalInode", Napi::Function::New(env, NotifyInvalInode));
+  exports.Set("answersValidFor", Napi::Function::New(env, AnswersValidFor));
+  exports.Set("answersDrop", Napi::Function::New(env, AnswersDrop));
+  exports.Set("answersStamp", Napi::Function::New(env, AnswersStamp));
+  exports.Set("answersPutAttr", Napi::Function::New(env, AnswersPutAttr));
+  exports.Set("answersPutDir", Napi::Function::New(env, AnswersPutDir));
+  exports.Set("answersTakeServed", Napi::Function::New(env, AnswersTakeServed));
   exports.Set("fuseVersion", Napi::Number::New(env, fuse_version()));
   napi_add_env_cleanup_hook(env, Cleanup, nullptr);
   return exports;

@@ -99,9 +99,10 @@ export interface Fuse3Binding {
   /** After the handler saw op 'ended': frees the session once every request is answered. */
   close(): void;
   replyErr(id: number, errno: number): void;
-  replyEntry(id: number, entry: Entry): void;
-  replyCreate(id: number, entry: Entry, open: OpenReply): void;
-  replyAttr(id: number, attr: Attr, timeoutSeconds: number): void;
+  /** `keep`: what the binding may answer later lookups/getattrs with itself, on its own thread (Keep). */
+  replyEntry(id: number, entry: Entry, keep?: Keep): void;
+  replyCreate(id: number, entry: Entry, open: OpenReply, keep?: Keep): void;
+  replyAttr(id: number, attr: Attr, timeoutSeconds: number, keep?: Keep): void;
   replyReadlink(id: number, target: string): void;
   replyOpen(id: number, open: OpenReply): void;
   replyWrite(id: number, count: number): void;
@@ -117,7 +118,29 @@ export interface Fuse3Binding {
   /** Queued for the kernel (on a thread of the binding): a sequence number, 0 if dropped (queue full). */
   notifyInvalEntry(parent: number, name: string): number | boolean;
   notifyInvalInode(ino: number, offset?: number, length?: number): number | boolean;
+  /**
+   * What the binding keeps (replies with `keep`) may answer for `ms` from now: the lease's time
+   * left. <= 0 drops it all and stops. Names and attributes are kept by kernel inode number.
+   */
+  answersValidFor(ms: number): void;
+  /** Drops a directory's kept names (`name` given, any string), an inode's attributes, or (no argument) everything. */
+  answersDrop(ino?: number, name?: string): void;
+  /** A stamp of now: answersPutAttr(stamp, ...) is refused if the inode changed here since. */
+  answersStamp(): number;
+  /** Keeps attributes (attr.ino: the kernel's number) read after `stamp`, to answer with. */
+  answersPutAttr(stamp: number, attr: Attr): void;
+  /** Keeps a directory's entries read after `stamp`: names joined by '/', nums as replyDirPacked's (nodeid 0: the name only). */
+  answersPutDir(stamp: number, parent: number, names: string, nums: Float64Array): void;
+  /** [ino, lookups, ...] answered by the binding itself since the last call (the kernel holds each), then its hits so far. */
+  answersTakeServed(): Float64Array;
 }
+
+/**
+ * What a reply lets the binding keep to answer later requests itself: nothing, the name (an
+ * entry whose attributes are not to be kept: a file open here), the name and attributes.
+ */
+export const KEEP = { nothing: 0, name: 1, all: 2 } as const;
+export type Keep = (typeof KEEP)[keyof typeof KEEP];
 
 const ADDON = 'strata_fuse3.node';
 export const NATIVE_HINT = 'install libfuse3-dev, pkg-config and a C++ compiler (apt-get install -y libfuse3-dev pkg-config g++ make), then run: npm run build:native';
@@ -139,7 +162,7 @@ export function loadFuse3(): Fuse3Binding {
     throw new StrataError('Unavailable', `the libfuse 3 binding does not load (${(err as Error).message.split('\n')[0]}): ${NATIVE_HINT}`);
   }
   // Built from older sources (a checkout updated without `npm ci`): say so rather than fail per request.
-  if (typeof binding.replyDirPacked !== 'function' || binding.packedFields !== PACKED_FIELDS.length) throw new StrataError('Unavailable', `the libfuse 3 binding (${file}) is older than this code: run npm run build:native`);
+  if (typeof binding.replyDirPacked !== 'function' || typeof binding.answersValidFor !== 'function' || binding.packedFields !== PACKED_FIELDS.length) throw new StrataError('Unavailable', `the libfuse 3 binding (${file}) is older than this code: run npm run build:native`);
   loaded = binding;
   return loaded;
 }

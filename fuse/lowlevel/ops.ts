@@ -11,7 +11,7 @@ import { settle } from '../context.js';
 import { ERRNO, errnoError, toErrno } from '../errno.js';
 import type { HandleTable } from '../handles.js';
 import type { ForgettingInodeOps } from '../inode-ops.js';
-import { type Attr, type Entry, type Fuse3Binding, type FuseRequest, PACKED_FIELDS } from './binding.js';
+import { type Attr, type Entry, type Fuse3Binding, type FuseRequest, KEEP, type Keep, PACKED_FIELDS } from './binding.js';
 
 export interface LowLevelContext {
   inodes: ForgettingInodeOps;
@@ -50,6 +50,8 @@ const KERNEL_MARGIN_MS = 50;
  */
 const NOTIFY_WAIT_MS = 50;
 const FIELDS = PACKED_FIELDS.length;
+/** How often kept answers follow the lease (its renewals extend them; half a second lost at most). */
+const ANSWERS_REFRESH_MS = 250;
 /** Names the kernel may trust at once (tracked to invalidate them); past it, new names get no timeout. */
 const TRUSTED_NAMES_MAX = 500_000;
 /** How long an rmdir waits for the last close of hidden files in the directory (their release comes after close(2) returned). */
@@ -101,6 +103,11 @@ export class LowLevelOps {
   private generation = 0;
   private readonly dirGenerations = new Map<number, number>();
   private allGeneration = 0;
+  /** Refreshes what the binding keeps while it keeps anything (refreshAnswers), and its hits seen. */
+  private answersTimer: NodeJS.Timeout | undefined;
+  /** Directories the binding was given whole (keepDir) since the last push about them. */
+  private readonly keptDirs = new Set<number>();
+  private answerHits = 0;
   /** Notifications the kernel has taken, and the acks waiting for theirs. */
   private notifiedUpTo = 0;
   private readonly notifyWaiters: Array<{ seq: number; resolve: () => void }> = [];
@@ -146,9 +153,16 @@ export class LowLevelOps {
       case 'forget':
         return this.forget(req.forgets ?? []);
       case 'lookup':
-        return this.serve(req, () => this.lookup(ino, this.name(req.name)), (stat) => fuse.replyEntry(req.id, stat ? this.entry(stat, ino, req.name) : this.absentEntry(ino, req.name!)));
+        return this.serve(req, () => this.lookup(ino, this.name(req.name)), (stat) => {
+          const entry = stat ? this.entry(stat, ino, req.name) : this.absentEntry(ino, req.name!);
+          fuse.replyEntry(req.id, entry, this.keep(entry.entryTimeout, entry.attrTimeout, stat?.ino));
+          if (stat) this.keepDir(ino);
+        });
       case 'getattr':
-        return this.serve(req, () => inodes.getattr(ino), (stat) => fuse.replyAttr(req.id, this.attr(stat), this.trust({ attr: stat.ino })));
+        return this.serve(req, () => inodes.getattr(ino), (stat) => {
+          const timeout = this.trust({ attr: stat.ino });
+          fuse.replyAttr(req.id, this.attr(stat), timeout, this.keep(timeout, timeout, stat.ino));
+        });
       case 'setattr':
         return this.serve(req, () => this.setattr(ino, req), (stat) => fuse.replyAttr(req.id, this.attr(stat), this.trust({ attr: stat.ino })));
       case 'readlink':
@@ -168,7 +182,10 @@ export class LowLevelOps {
       case 'link':
         return this.serve(req, () => this.changing(() => inodes.link(ino, this.fromKernel(req.newParent ?? 0), this.name(req.newName))), (stat) => fuse.replyEntry(req.id, this.entry(stat, this.fromKernel(req.newParent ?? 0), req.newName)));
       case 'create':
-        return this.serve(req, () => this.create(ino, req), ({ stat, fh }) => fuse.replyCreate(req.id, this.entry(stat, ino, req.name), { fh }));
+        return this.serve(req, () => this.create(ino, req), ({ stat, fh }) => {
+          const entry = this.entry(stat, ino, req.name);
+          fuse.replyCreate(req.id, entry, { fh }, this.keep(entry.entryTimeout, 0, stat.ino));
+        });
       case 'open':
         return this.serve(req, () => this.open(ino, req.flags, req.pid), (open) => fuse.replyOpen(req.id, open));
       case 'read':
@@ -180,7 +197,10 @@ export class LowLevelOps {
       case 'fsync':
         return this.serve(req, () => handles.get(req.fh ?? 0).file.flush(), () => fuse.replyErr(req.id, 0));
       case 'release':
-        return this.serve(req, () => this.release(req.fh ?? 0), () => fuse.replyErr(req.id, 0));
+        return this.serve(req, () => this.releasing(this.release(req.fh ?? 0)), () => {
+          fuse.replyErr(req.id, 0);
+          this.keepClosed(ino);
+        });
       case 'opendir':
         return this.serve(req, async () => this.opendir(ino), (open) => fuse.replyOpen(req.id, open));
       case 'readdir':
@@ -257,6 +277,121 @@ export class LowLevelOps {
     };
   }
 
+  /**
+   * What the binding may keep of an answer to answer the same question itself later (no trip to
+   * this thread): a name the kernel may trust, with its attributes unless the file is open here
+   * (its size and times are the open file's). Kept answers live as long as the lease (the
+   * refresh timer moves them on with it) and go with every push (invalidate).
+   */
+  private keep(entryTimeout: number, attrTimeout: number, ino: number | undefined): Keep {
+    if (entryTimeout <= 0 || !this.ctx.leased) return KEEP.nothing;
+    const keep = attrTimeout > 0 && (ino === undefined || !this.ctx.handles.fileOf(ino)) ? KEEP.all : KEEP.name;
+    this.answersValid();
+    return keep;
+  }
+
+  /** Tells the binding how long what it keeps may answer: the lease's time left. */
+  private answersValid(): void {
+    const ms = this.ctx.inodes.leaseRemainingMs() - KERNEL_MARGIN_MS;
+    this.ctx.fuse.answersValidFor(ms);
+    if (ms > 0 && !this.answersTimer) {
+      this.answersTimer = setInterval(this.refreshAnswers, ANSWERS_REFRESH_MS);
+      this.answersTimer.unref();
+    }
+  }
+
+  /**
+   * While the binding keeps answers: counts the lookups it answered (the kernel holds each), keeps
+   * the lease in use while they are being used (answers of the binding are uses of the lease),
+   * and moves their validity on with the lease's renewals.
+   */
+  private readonly refreshAnswers = (): void => {
+    const hits = this.takeServed();
+    if (hits > this.answerHits) {
+      this.answerHits = hits;
+      this.ctx.inodes.keepLeaseAlive?.();
+    }
+    const ms = this.ctx.inodes.leaseRemainingMs() - KERNEL_MARGIN_MS;
+    this.ctx.fuse.answersValidFor(ms);
+    if (ms <= 0) {
+      this.keptDirs.clear();
+      clearInterval(this.answersTimer);
+      this.answersTimer = undefined;
+    }
+  };
+
+  /**
+   * After a file's last close here: its attributes (what a getattr would answer now) for the
+   * binding to keep, so the stat that often follows a close costs no trip here. Refused by the
+   * binding if the inode changed here since the stamp.
+   */
+  private keepClosed(ino: number): void {
+    const { inodes, handles, fuse } = this.ctx;
+    if (!this.ctx.leased || handles.fileOf(ino) || inodes.leaseRemainingMs({ attr: ino }) <= KERNEL_MARGIN_MS) return;
+    const stamp = fuse.answersStamp();
+    inodes.getattr(ino).then(
+      (stat) => {
+        if (handles.fileOf(ino) || this.trust({ attr: ino }) <= 0) return;
+        this.answersValid();
+        fuse.answersPutAttr(stamp, this.attr(stat));
+      },
+      () => undefined,
+    );
+  }
+
+  /**
+   * A name of a directory whose whole listing the lease covers reached this thread: the binding
+   * gets the whole of it (names, and attributes where the lease covers them), so the lookups
+   * that tend to follow (a stat of each file, ls -l) are answered there. Once per directory
+   * until a push about it. Every name handed over counts as trusted by the kernel (the binding
+   * may answer it at any time), so a push invalidates them all.
+   */
+  private keepDir(dir: number): void {
+    const { inodes, fuse, handles } = this.ctx;
+    if (!this.ctx.leased || this.keptDirs.has(dir) || inodes.leaseRemainingMs({ dir }) <= KERNEL_MARGIN_MS) return;
+    this.keptDirs.add(dir);
+    const stamp = fuse.answersStamp();
+    this.listAll(dir).then(
+      (entries) => {
+        if (!this.keptDirs.has(dir) || inodes.leaseRemainingMs({ dir }) <= KERNEL_MARGIN_MS) return;
+        const count = Math.min(entries.length, Math.max(0, TRUSTED_NAMES_MAX - this.trustedCount));
+        const nums = new Float64Array(count * FIELDS);
+        const names: string[] = new Array(count);
+        for (let k = 0, at = 0; k < count; k++, at += FIELDS) {
+          const { name, stat } = entries[k];
+          names[k] = name;
+          this.trustName(dir, name);
+          nums[at + 2] = this.toKernel(stat.ino);
+          if (handles.fileOf(stat.ino) || inodes.leaseRemainingMs({ attr: stat.ino }) <= KERNEL_MARGIN_MS) continue;
+          const attr = this.attr(stat);
+          nums[at] = attr.ino;
+          nums[at + 3] = attr.mode;
+          nums[at + 4] = attr.nlink;
+          nums[at + 5] = attr.uid;
+          nums[at + 6] = attr.gid;
+          nums[at + 7] = attr.size;
+          nums[at + 8] = attr.blocks;
+          nums[at + 9] = attr.blksize;
+          nums[at + 10] = attr.atimeMs;
+          nums[at + 11] = attr.mtimeMs;
+          nums[at + 12] = attr.ctimeMs;
+          nums[at + 15] = attr.rdev ?? 0;
+        }
+        this.trustedUntilMs = Math.max(this.trustedUntilMs, performance.now() + inodes.leaseRemainingMs());
+        this.answersValid();
+        fuse.answersPutDir(stamp, this.toKernel(dir), names.join('/'), nums);
+      },
+      () => this.keptDirs.delete(dir),
+    );
+  }
+
+  /** Counts the lookups the binding answered itself; its hits so far. */
+  private takeServed(): number {
+    const served = this.ctx.fuse.answersTakeServed();
+    for (let i = 0; i + 2 < served.length; i += 2) this.looked(this.fromKernel(served[i]), served[i + 1]);
+    return served[served.length - 1] ?? 0;
+  }
+
   /** A name's inode; null when the name is absent and the lease on it holds (the kernel may cache that). */
   private async lookup(parent: number, name: string): Promise<FileStat | null> {
     try {
@@ -324,6 +459,7 @@ export class LowLevelOps {
   }
 
   private forget(pairs: number[]): void {
+    this.takeServed(); // the kernel may forget what the binding answered
     for (let i = 0; i + 1 < pairs.length; i += 2) {
       const ino = this.fromKernel(pairs[i]);
       const left = (this.lookups.get(ino) ?? 0) - pairs[i + 1];
@@ -530,6 +666,26 @@ export class LowLevelOps {
     return { fh: handle.fd, keepCache: open !== undefined };
   }
 
+  /** Releases under way: the last close of a file removed while open removes its hidden name. */
+  private readonly releases = new Set<Promise<unknown>>();
+
+  private releasing(done: Promise<void>): Promise<void> {
+    this.releases.add(done);
+    const forget = () => this.releases.delete(done);
+    done.then(forget, forget);
+    return done;
+  }
+
+  /**
+   * A directory may still hold the hidden name of a file removed while open here, whose last
+   * close (a release the kernel sent before this rmdir) is removing it: wait for that first,
+   * or the rmdir would find the directory not empty.
+   */
+  private async rmdir(parent: number, name: string): Promise<void> {
+    if (this.releases.size > 0 || this.removals.size > 0) await Promise.allSettled([...this.releases, ...this.removals]);
+    return this.ctx.inodes.rmdir(parent, name);
+  }
+
   private async release(fh: number): Promise<void> {
     const { handles, log } = this.ctx;
     const file = handles.close(fh);
@@ -557,6 +713,7 @@ export class LowLevelOps {
     await this.removal(() => this.ctx.inodes.unlink(hidden.parent, hidden.name)).catch((err) => {
       this.ctx.log.warn({ ino }, `${hidden.name}: removal after the last close failed: ${(err as Error)?.message ?? err}`);
     });
+    this.takeServed();
     if (!this.lookups.has(ino)) this.ctx.inodes.forget?.(ino);
   }
 
@@ -711,6 +868,12 @@ export class LowLevelOps {
     const { fuse } = this.ctx;
     const ino = this.toKernel(ev.ino);
     this.touchDir(ev.ino);
+    // The binding's own answers first: none may answer the kernel's re-lookups after these.
+    fuse.answersDrop(ino);
+    if (ev.name !== undefined) {
+      fuse.answersDrop(ino, ev.name);
+      this.keptDirs.delete(ev.ino);
+    }
     let seq: number | boolean = 0;
     if (ev.name === undefined) {
       this.kernelListed.delete(ev.ino);
@@ -727,6 +890,9 @@ export class LowLevelOps {
   /** Everything the kernel may still trust goes: names, attributes, cached listings. */
   private invalidateAll(): Promise<void> {
     const { fuse } = this.ctx;
+    fuse.answersDrop();
+    this.keptDirs.clear();
+    this.takeServed();
     this.allGeneration = ++this.generation;
     let seq: number | boolean = 0;
     for (const dir of this.kernelListed) seq = fuse.notifyInvalInode(this.toKernel(dir), 0, 0);
