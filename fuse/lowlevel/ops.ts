@@ -578,8 +578,9 @@ export class LowLevelOps {
    * a process closed the last of them its removal may still be on its way: waited for, briefly.
    */
   private async rmdir(parent: number, name: string): Promise<void> {
-    const hiding = this.hidden.size > 0 || this.removals.size > 0;
-    if (this.removals.size > 0) await Promise.allSettled([...this.removals]);
+    const hiding = this.hidden.size > 0 || this.removals.size > 0 || this.releases.size > 0;
+    // A release the kernel sent before this rmdir may be removing a hidden name in it.
+    if (this.releases.size > 0 || this.removals.size > 0) await Promise.allSettled([...this.releases, ...this.removals]);
     try {
       return await this.ctx.inodes.rmdir(parent, name);
     } catch (err) {
@@ -674,16 +675,6 @@ export class LowLevelOps {
     const forget = () => this.releases.delete(done);
     done.then(forget, forget);
     return done;
-  }
-
-  /**
-   * A directory may still hold the hidden name of a file removed while open here, whose last
-   * close (a release the kernel sent before this rmdir) is removing it: wait for that first,
-   * or the rmdir would find the directory not empty.
-   */
-  private async rmdir(parent: number, name: string): Promise<void> {
-    if (this.releases.size > 0 || this.removals.size > 0) await Promise.allSettled([...this.releases, ...this.removals]);
-    return this.ctx.inodes.rmdir(parent, name);
   }
 
   private async release(fh: number): Promise<void> {
