@@ -76,12 +76,14 @@ export class LeaseKv implements Kv {
     try {
       outcome = hasTxnAt(this.inner) ? await this.inner.txnAt(txn) : { succeeded: await this.inner.txn(txn), revision: undefined };
     } catch (err) {
+      txn.answered?.();
       // The change may have been applied: revoke what it would have touched before failing.
       const done = this.onCommitted(events, undefined, writer, own);
       settled();
       await done.catch(() => undefined);
       throw err;
     }
+    txn.answered?.();
     if (!outcome.succeeded) {
       settled();
       return false;

@@ -35,6 +35,12 @@ export type KvOp =
 export interface KvTxn {
   compares: KvCompare[];
   ops: KvOp[];
+  /**
+   * Called once the engine answered (committed or not), before any wait a wrapper adds after
+   * the commit (lease-kv.ts: the invalidations): a caller holding its turn on a key (key-turns.ts)
+   * lets the next one go then. Engines ignore it.
+   */
+  answered?: () => void;
 }
 
 /** Max ops per transaction: etcd's default --max-txn-ops. Engines reject more. */

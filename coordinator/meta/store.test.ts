@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { StrataError, type ErrorKind } from '../../common/errors.js';
 import { startEtcd, type EtcdMember } from '../../test/harness/etcd.js';
 import { tempDir, type TempDir } from '../../test/harness/ports.js';
-import type { Kv } from './kv.js';
+import type { Kv, KvTxn } from './kv.js';
 import { openKv } from './open-kv.js';
 import { CACHED_PREFIXES } from './keys.js';
 import { MetaStore } from './store.js';
@@ -52,6 +52,29 @@ function metaContract(name: string, open: () => Promise<{ kv: Kv; close: () => P
       }
       const mkdirs = await Promise.allSettled(Array.from({ length: 8 }, () => meta.mkdir(dir, 'd', 0o755)));
       expect(mkdirs.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    });
+
+    test('a burst of mkdirs, then rmdirs, in one directory: each commits with its first transaction (they take turns on its subdirectory count)', async () => {
+      const dir = await freshDir();
+      let txns = 0;
+      const counted = new Proxy(meta.kv, {
+        get(target, prop) {
+          if (prop === 'txn') return (txn: KvTxn) => (txns++, target.txn(txn));
+          const value = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const store = new MetaStore(counted, { inodeBatch: 1000 });
+      const N = 40;
+      await store.mkdir(dir, 'first', 0o755); // takes this store's inode batch (one more transaction)
+      txns = 0;
+      await Promise.all(Array.from({ length: N }, (_, i) => store.mkdir(dir, `d${i}`, 0o755)));
+      expect(txns).toBe(N); // racing, all but one per round would lose and go again
+      expect((await store.getattr(dir)).nlink).toBe(2 + N + 1);
+      txns = 0;
+      await Promise.all(Array.from({ length: N }, (_, i) => store.rmdir(dir, `d${i}`)));
+      expect(txns).toBe(N);
+      expect((await store.getattr(dir)).nlink).toBe(3);
     });
 
     test('create, lookup, resolve, unlink', async () => {

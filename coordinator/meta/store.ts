@@ -5,6 +5,7 @@ import { StrataError, exists, invalid, isDir, notDir, notEmpty, notFound, notPer
 import { validateName } from '../../common/paths.js';
 import { FILE_MAX_BYTES } from '../../common/limits.js';
 import { KV_MAX_TXN_OPS, type Kv, type KvCompare, type KvEntry, type KvOp } from './kv.js';
+import { KeyTurns } from './key-turns.js';
 import { CommitBatcher, type CommitOutcome, type CommitStats } from './commit-batch.js';
 import * as k from './keys.js';
 import {
@@ -57,6 +58,8 @@ export class MetaStore {
   private inoRefill: Promise<void> | undefined;
   private readonly commitGroup: () => unknown;
   private readonly commits = new CommitBatcher((ino, records) => this.commitBatch(ino, records));
+  /** Subdirectory counts (s/<ino>) are rewritten one change at a time per directory (key-turns.ts). */
+  private readonly subdirTurns = new KeyTurns();
 
   constructor(
     readonly kv: Kv,
@@ -318,22 +321,28 @@ export class MetaStore {
         subdirDeltas.set(dstParent, (subdirDeltas.get(dstParent) ?? 0) + 1);
       }
       const changedCounts = [...subdirDeltas].filter(([, delta]) => delta !== 0);
-      const counts = await this.kv.getMany(changedCounts.map(([dir]) => k.subdirsKey(dir)));
-      changedCounts.forEach(([dir, delta], i) => {
-        compares.push({ key: k.subdirsKey(dir), modRevision: counts[i]?.modRevision ?? 0 });
-        ops.push(subdirsOp(dir, counts[i], delta));
-      });
-      // A rename changes the moved inode's ctime (and a directory's parent).
-      const [srcInode] = await this.kv.getMany([k.inodeKey(src.ino)]);
-      if (!srcInode) return undefined;
-      compares.push({ key: srcInode.key, modRevision: srcInode.modRevision });
-      const moved = { ...k.decodeAttr(src.ino, srcInode.value), ctimeMs: now };
-      if (src.type === 'dir') moved.parent = dstParent;
-      ops.push(put(srcInode.key, k.encodeAttr(moved)));
-      ops.push(del(srcRead.key), put(k.dentryKey(dstParent, dstName), k.encodeDentry(src.ino, src.type)));
-      ops.push(put(k.stampKey(srcParent), k.encodeNumber(now)));
-      if (dstParent !== srcParent) ops.push(put(k.stampKey(dstParent), k.encodeNumber(now)));
-      return (await this.kv.txn({ compares: dedupe(compares), ops })) ? moved : undefined;
+      // Subdirectory counts it moves are taken in turn, as by mkdir and rmdir.
+      const release = changedCounts.length > 0 ? await this.subdirTurns.take(changedCounts.map(([dir]) => k.subdirsKey(dir))) : undefined;
+      try {
+        const counts = await this.kv.getMany(changedCounts.map(([dir]) => k.subdirsKey(dir)));
+        changedCounts.forEach(([dir, delta], i) => {
+          compares.push({ key: k.subdirsKey(dir), modRevision: counts[i]?.modRevision ?? 0 });
+          ops.push(subdirsOp(dir, counts[i], delta));
+        });
+        // A rename changes the moved inode's ctime (and a directory's parent).
+        const [srcInode] = await this.kv.getMany([k.inodeKey(src.ino)]);
+        if (!srcInode) return undefined;
+        compares.push({ key: srcInode.key, modRevision: srcInode.modRevision });
+        const moved = { ...k.decodeAttr(src.ino, srcInode.value), ctimeMs: now };
+        if (src.type === 'dir') moved.parent = dstParent;
+        ops.push(put(srcInode.key, k.encodeAttr(moved)));
+        ops.push(del(srcRead.key), put(k.dentryKey(dstParent, dstName), k.encodeDentry(src.ino, src.type)));
+        ops.push(put(k.stampKey(srcParent), k.encodeNumber(now)));
+        if (dstParent !== srcParent) ops.push(put(k.stampKey(dstParent), k.encodeNumber(now)));
+        return (await this.kv.txn({ compares: dedupe(compares), ops, answered: release })) ? moved : undefined;
+      } finally {
+        release?.();
+      }
     });
   }
 
@@ -460,14 +469,20 @@ export class MetaStore {
       put(k.stampKey(parent), k.encodeNumber(now)),
     ];
     const compares = [cmp(parentRead), cmp(dentryRead)];
-    if (attr.type === 'dir') {
-      ops.push(put(k.stampKey(attr.ino), k.encodeNumber(now)));
-      const [subdirs] = await this.kv.getMany([k.subdirsKey(parent)]);
-      compares.push({ key: k.subdirsKey(parent), modRevision: subdirs?.modRevision ?? 0 });
-      ops.push(subdirsOp(parent, subdirs, +1));
+    // A new directory moves its parent's subdirectory count: mkdirs in one parent take turns on it.
+    const release = attr.type === 'dir' ? await this.subdirTurns.take([k.subdirsKey(parent)]) : undefined;
+    try {
+      if (attr.type === 'dir') {
+        ops.push(put(k.stampKey(attr.ino), k.encodeNumber(now)));
+        const [subdirs] = await this.kv.getMany([k.subdirsKey(parent)]);
+        compares.push({ key: k.subdirsKey(parent), modRevision: subdirs?.modRevision ?? 0 });
+        ops.push(subdirsOp(parent, subdirs, +1));
+      }
+      const ok = await this.kv.txn({ compares, ops, answered: release });
+      return ok ? attr : undefined;
+    } finally {
+      release?.();
     }
-    const ok = await this.kv.txn({ compares, ops });
-    return ok ? attr : undefined;
   }
 
   private async removeEntry(parent: number, name: string, expect: 'dir' | 'nondir' | 'any'): Promise<Attr | null> {
@@ -480,12 +495,18 @@ export class MetaStore {
       const compares = [cmp(dentryRead)];
       const ops: KvOp[] = [del(dentryRead.key), put(k.stampKey(parent), k.encodeNumber(now))];
       let left: Attr | null = null;
+      let release: (() => void) | undefined;
       if (type === 'dir') {
         compares.push(...(await this.proveEmpty(ino, name)));
         const [inode] = await this.kv.getMany([k.inodeKey(ino)]); // for the reply only (the stamp proves it empty)
         if (inode) left = { ...k.decodeAttr(ino, inode.value), nlink: 0, ctimeMs: now };
         ops.push(del(k.inodeKey(ino)), del(k.stampKey(ino)), del(k.subdirsKey(ino)), ...forgetTiering(ino));
-        const [subdirs] = await this.kv.getMany([k.subdirsKey(parent)]);
+        // Like mkdir, rmdir takes its turn on the parent's subdirectory count.
+        release = await this.subdirTurns.take([k.subdirsKey(parent)]);
+        const [subdirs] = await this.kv.getMany([k.subdirsKey(parent)]).catch((err: unknown) => {
+          release!();
+          throw err;
+        });
         compares.push({ key: k.subdirsKey(parent), modRevision: subdirs?.modRevision ?? 0 });
         ops.push(subdirsOp(parent, subdirs, -1));
       } else {
@@ -498,7 +519,11 @@ export class MetaStore {
           left = { ...attr, nlink: Math.max(0, attr.nlink - 1), ctimeMs: now };
         }
       }
-      return (await this.kv.txn({ compares, ops })) ? left : undefined;
+      try {
+        return (await this.kv.txn({ compares, ops, answered: release })) ? left : undefined;
+      } finally {
+        release?.();
+      }
     });
   }
 
