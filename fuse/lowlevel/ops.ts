@@ -770,7 +770,11 @@ export class LowLevelOps {
     const count = Math.max(0, end - offset);
     const nums = new Float64Array(count * FIELDS);
     const names: string[] = new Array(count);
-    const entryTimeout = plus && this.trustedCount + count <= TRUSTED_NAMES_MAX ? this.trust({ dir: dir.ino }) : 0;
+    // A directory handed to the binding whole (keepDir): its entries go without attributes (no
+    // lookup for the kernel to hold), as the binding answers the kernel's later lookups of them
+    // itself; the listing then costs this thread and the kernel far less.
+    const thin = plus && this.keptDirs.has(dir.ino);
+    const entryTimeout = plus && !thin && this.trustedCount + count <= TRUSTED_NAMES_MAX ? this.trust({ dir: dir.ino }) : 0;
     for (let i = offset, at = 0; i < end; i++, at += FIELDS) {
       const k = i - offset;
       if (i < 2) {
@@ -787,7 +791,7 @@ export class LowLevelOps {
       const ino = this.toKernel(stat.ino);
       nums[at + 1] = i + 1;
       nums[at + 2] = ino;
-      if (!plus) {
+      if (!plus || thin) {
         nums[at + 3] = TYPE_BITS[stat.type];
         continue;
       }
@@ -808,7 +812,7 @@ export class LowLevelOps {
       nums[at + 15] = attr.rdev ?? 0;
     }
     const packed = this.ctx.fuse.replyDirPacked(req.id, size, plus, names.join('/'), nums);
-    if (plus) {
+    if (plus && !thin) {
       for (let k = 0; k < packed; k++) {
         const i = offset + k;
         if (i < 2) continue;
