@@ -46,9 +46,11 @@ const KERNEL_MARGIN_MS = 50;
 /**
  * How long the ack of a push waits for the kernel to take its invalidations. Bounded: an
  * invalidation of an entry waits for its directory's lock, which a request of this mount waiting
- * for the coordinator may hold (its change waiting in turn for another mount's ack).
+ * for the coordinator may hold (its change waiting in turn for another mount's ack). It usually
+ * resolves in well under a millisecond; 50 ms was too short on a loaded machine (a name renamed
+ * on another mount was still seen here), and only that rare lock cycle ever waits the whole bound.
  */
-const NOTIFY_WAIT_MS = 50;
+const NOTIFY_WAIT_MS = 500;
 const FIELDS = PACKED_FIELDS.length;
 /** How often kept answers follow the lease (its renewals extend them; half a second lost at most). */
 const ANSWERS_REFRESH_MS = 250;
