@@ -366,18 +366,7 @@ export class LowLevelOps {
           nums[at + 2] = this.toKernel(stat.ino);
           if (handles.fileOf(stat.ino) || inodes.leaseRemainingMs({ attr: stat.ino }) <= KERNEL_MARGIN_MS) continue;
           const attr = this.attr(stat);
-          nums[at] = attr.ino;
-          nums[at + 3] = attr.mode;
-          nums[at + 4] = attr.nlink;
-          nums[at + 5] = attr.uid;
-          nums[at + 6] = attr.gid;
-          nums[at + 7] = attr.size;
-          nums[at + 8] = attr.blocks;
-          nums[at + 9] = attr.blksize;
-          nums[at + 10] = attr.atimeMs;
-          nums[at + 11] = attr.mtimeMs;
-          nums[at + 12] = attr.ctimeMs;
-          nums[at + 15] = attr.rdev ?? 0;
+          packAttr(nums, at, attr.ino, attr);
         }
         this.trustedUntilMs = Math.max(this.trustedUntilMs, performance.now() + inodes.leaseRemainingMs());
         this.answersValid();
@@ -797,21 +786,9 @@ export class LowLevelOps {
         nums[at + 3] = TYPE_BITS[stat.type];
         continue;
       }
-      const attr = this.attr(stat);
-      nums[at] = ino;
-      nums[at + 3] = attr.mode;
-      nums[at + 4] = attr.nlink;
-      nums[at + 5] = attr.uid;
-      nums[at + 6] = attr.gid;
-      nums[at + 7] = attr.size;
-      nums[at + 8] = attr.blocks;
-      nums[at + 9] = attr.blksize;
-      nums[at + 10] = attr.atimeMs;
-      nums[at + 11] = attr.mtimeMs;
-      nums[at + 12] = attr.ctimeMs;
+      packAttr(nums, at, ino, this.attr(stat));
       nums[at + 13] = entryTimeout;
       nums[at + 14] = this.trust({ attr: stat.ino });
-      nums[at + 15] = attr.rdev ?? 0;
     }
     const packed = this.ctx.fuse.replyDirPacked(req.id, size, plus, names.join('/'), nums);
     if (plus && !thin) {
@@ -925,5 +902,21 @@ export class LowLevelOps {
   }
 }
 
+
+/** An entry's node id and attributes, at their places in its PACKED_FIELDS record; the caller sets the rest. */
+function packAttr(nums: Float64Array, at: number, nodeid: number, attr: Attr): void {
+  nums[at] = nodeid;
+  nums[at + 3] = attr.mode;
+  nums[at + 4] = attr.nlink;
+  nums[at + 5] = attr.uid;
+  nums[at + 6] = attr.gid;
+  nums[at + 7] = attr.size;
+  nums[at + 8] = attr.blocks;
+  nums[at + 9] = attr.blksize;
+  nums[at + 10] = attr.atimeMs;
+  nums[at + 11] = attr.mtimeMs;
+  nums[at + 12] = attr.ctimeMs;
+  nums[at + 15] = attr.rdev ?? 0;
+}
 
 export const HIDDEN_NAME_PREFIX = HIDDEN_PREFIX;
