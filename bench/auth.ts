@@ -12,20 +12,11 @@ import { readFileSync } from 'node:fs';
 import { Strata } from '../client/index.js';
 import { startCluster, type TestCluster } from '../test/harness/cluster.js';
 import { OidcRealm } from '../test/harness/oidc-realm.js';
+import { pairedMedians, type PairedOp } from './figures.js';
 
 const print = (name: string, value: number, unit: string) => console.log(`${name} ${Number(value.toFixed(value < 10 ? 3 : 0))} ${unit}`);
-const median = (values: number[]) => values.sort((a, b) => a - b)[values.length >> 1] ?? NaN;
 /** ns the process's main thread has run on a CPU (/proc/PID/schedstat, first field). */
 const cpuNs = (pid: number) => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
-
-type Op = (sdk: Strata, dir: string, i: number) => Promise<unknown>;
-const OPS: [string, Op][] = [
-  ['mkdir', (sdk, dir, i) => sdk.mkdir(`${dir}/d${i}`)],
-  ['create', (sdk, dir, i) => sdk.create(`${dir}/f${i}`, { exclusive: true })],
-  ['stat', (sdk, dir, i) => sdk.stat(`${dir}/f${i}`)],
-  ['rename', (sdk, dir, i) => sdk.rename(`${dir}/f${i}`, `${dir}/r${i}`)],
-  ['unlink', (sdk, dir, i) => sdk.rm(`${dir}/r${i}`)],
-];
 
 interface Side {
   name: 'off' | 'on';
@@ -33,35 +24,20 @@ interface Side {
   pid: number;
   sdk: Strata;
   dir: string;
-  micros: number[];
 }
 
 async function paired(sides: Side[], perOp: number, label: string): Promise<void> {
-  for (const side of sides) {
-    await side.sdk.mkdir(side.dir, { parents: true });
-    for (let i = 0; i < 50; i++) await side.sdk.stat('/'); // connection, JIT, token cache
-  }
-  for (const [op, run] of OPS) {
-    for (const side of sides) side.micros = [];
-    for (let i = 0; i < perOp; i++) {
-      for (let k = 0; k < sides.length; k++) {
-        const side = sides[(i + k) % sides.length]!;
-        const started = process.hrtime.bigint();
-        await run(side.sdk, side.dir, i);
-        side.micros.push(Number(process.hrtime.bigint() - started) / 1e3);
-      }
-    }
-    const [off, on] = sides.map((side) => median(side.micros));
+  await pairedMedians(sides, perOp, (op, [off, on]) => {
     print(`auth_p50_${op}_${label}_off`, off!, 'us');
     print(`auth_p50_${op}_${label}_on`, on!, 'us');
     print(`auth_ratio_${op}_${label}`, on! / off!, 'on/off');
-  }
+  });
 }
 
 /** ops/s of 16 callers on each side's one client, stat then mkdir, in alternating blocks. */
 async function concurrent(sides: Side[], perBlock: number, statNames: number): Promise<void> {
   const callers = 16;
-  const ops: [string, Op][] = [
+  const ops: [string, PairedOp][] = [
     // The directories the paired pass made.
     ['stat', (sdk, dir, n) => sdk.stat(`${dir}/d${n % statNames}`)],
     ['mkdir', (sdk, dir, n) => sdk.mkdir(`${dir}/c16-${n}`)],
@@ -112,8 +88,8 @@ export async function authBench(perOp = Number(process.env.AUTH_N ?? 400), perBl
     for (const session of [true, false]) {
       const label = session ? 'session' : 'unary';
       const sides: Side[] = [
-        { name: 'off', pid: off.coordinators[0]!.process.pid!, sdk: Strata.connect({ coordinators: off.coordinatorList, session }), dir: `/bench-${label}`, micros: [] },
-        { name: 'on', pid: on.coordinators[0]!.process.pid!, sdk: Strata.connect({ coordinators: on.coordinatorList, session, tokenProvider: aa ? undefined : token }), dir: `/bench-${label}`, micros: [] },
+        { name: 'off', pid: off.coordinators[0]!.process.pid!, sdk: Strata.connect({ coordinators: off.coordinatorList, session }), dir: `/bench-${label}` },
+        { name: 'on', pid: on.coordinators[0]!.process.pid!, sdk: Strata.connect({ coordinators: on.coordinatorList, session, tokenProvider: aa ? undefined : token }), dir: `/bench-${label}` },
       ];
       clients.push(...sides.map((s) => s.sdk));
       await paired(sides, perOp, label);

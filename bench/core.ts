@@ -17,32 +17,15 @@ import { Readable } from 'node:stream';
 import { Strata } from '../client/index.js';
 import { startCluster, type TestCluster } from '../test/harness/cluster.js';
 import { tempDir } from '../test/harness/ports.js';
+import { Figures } from './figures.js';
 
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
 const filesPerRun = Number(process.env.BENCH_FILES ?? 2000);
 const engines = (process.env.BENCH_ENGINES ?? 'embedded,etcd').split(',') as ('embedded' | 'etcd')[];
 
-const tlsPasses: boolean[] = (() => {
-  const passes = ({ off: [false], on: [true], both: [false, true] } as Record<string, boolean[]>)[process.env.BENCH_TLS ?? 'off'];
-  if (!passes) throw new Error(`BENCH_TLS must be off, on or both, not ${process.env.BENCH_TLS}`);
-  return passes;
-})();
-/** The pass running now: TLS figures carry `_tls`. */
-let tlsPass = false;
-const printed = new Map<string, number>();
-const print = (name: string, value: number, unit: string) => {
-  const full = tlsPass ? `${name}_tls` : name;
-  printed.set(full, value);
-  console.log(`${full} ${Number(value.toFixed(value < 10 ? 2 : 0))} ${unit}`);
-};
-/** TLS / plain for every figure both passes printed. */
-function printTlsRatios(): void {
-  for (const [name, value] of printed) {
-    const tls = printed.get(`${name}_tls`);
-    if (tls !== undefined && value > 0) console.log(`${name}_tls_ratio ${Number((tls / value).toFixed(3))} x`);
-  }
-}
+const figures = new Figures('BENCH_TLS');
+const { tlsPasses, print } = figures;
 
 /** CPU seconds a process used so far: user + system, and system alone (the kernel's share). */
 function cpuSeconds(pid: number): { total: number; system: number } {
@@ -212,7 +195,7 @@ async function main(): Promise<void> {
     }
     for (const engine of engines) {
       for (const tls of tlsPasses) {
-        tlsPass = tls;
+        figures.tls = tls;
         const cluster = await startCluster({ meta: engine, datanodes: 3, replication: 3, tls });
         try {
           await cluster.client().mkdir('/bench', { parents: true });
@@ -223,8 +206,8 @@ async function main(): Promise<void> {
         }
       }
     }
-    tlsPass = false;
-    printTlsRatios();
+    figures.tls = false;
+    figures.printTlsRatios();
   } finally {
     await scratch.cleanup();
   }

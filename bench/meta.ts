@@ -36,6 +36,7 @@ import { spawn } from 'node:child_process';
 import { Strata } from '../client/index.js';
 import { startCluster, type TestCluster } from '../test/harness/cluster.js';
 import { authBench } from './auth.js';
+import { Figures, pairedMedians } from './figures.js';
 
 type Engine = 'embedded' | 'etcd';
 
@@ -52,19 +53,8 @@ const suffix = () => (transport === 'grpc' ? '_grpc' : '');
 const countFsyncs = process.env.META_FSYNCS === '1';
 const fsyncOps = Number(process.env.META_FSYNC_N ?? 400);
 
-const tlsPasses: boolean[] = (() => {
-  const passes = ({ off: [false], on: [true], both: [false, true] } as Record<string, boolean[]>)[process.env.META_TLS ?? 'off'];
-  if (!passes) throw new Error(`META_TLS must be off, on or both, not ${process.env.META_TLS}`);
-  return passes;
-})();
-/** The cluster measured now is a TLS one: its figures carry `_tls`. */
-let tlsPass = false;
-const printed = new Map<string, number>();
-const print = (name: string, value: number, unit: string) => {
-  const full = tlsPass ? `${name}_tls` : name;
-  printed.set(full, value);
-  console.log(`${full} ${Number(value.toFixed(value < 10 ? 2 : 0))} ${unit}`);
-};
+const figures = new Figures('META_TLS');
+const { tlsPasses, print } = figures;
 
 interface Worker {
   sdk: Strata;
@@ -142,35 +132,11 @@ async function pairedTransports(cluster: TestCluster, engine: Engine, perOp: num
     t,
     sdk: Strata.connect({ coordinators: cluster.coordinatorList, sessionTransport: t === 'grpc' ? 'grpc' : 'auto' }),
     dir: `/paired-${t}`,
-    micros: [] as number[],
   }));
-  const ops: [string, (sdk: Strata, dir: string, i: number) => Promise<unknown>][] = [
-    ['mkdir', (sdk, dir, i) => sdk.mkdir(`${dir}/d${i}`)],
-    ['create', (sdk, dir, i) => sdk.create(`${dir}/f${i}`, { exclusive: true })],
-    ['stat', (sdk, dir, i) => sdk.stat(`${dir}/f${i}`)],
-    ['rename', (sdk, dir, i) => sdk.rename(`${dir}/f${i}`, `${dir}/r${i}`)],
-    ['unlink', (sdk, dir, i) => sdk.rm(`${dir}/r${i}`)],
-  ];
   try {
-    for (const side of sides) {
-      await side.sdk.mkdir(side.dir);
-      for (let i = 0; i < 50; i++) await side.sdk.stat('/'); // connection, JIT
-    }
-    for (const [op, run] of ops) {
-      for (const side of sides) side.micros = [];
-      for (let i = 0; i < perOp; i++) {
-        for (let k = 0; k < sides.length; k++) {
-          const side = sides[(i + k) % sides.length]!;
-          const started = process.hrtime.bigint();
-          await run(side.sdk, side.dir, i);
-          side.micros.push(Number(process.hrtime.bigint() - started) / 1e3);
-        }
-      }
-      for (const side of sides) {
-        const sorted = side.micros.sort((a, b) => a - b);
-        print(`meta_p50_${op}_${engine}_c1_${side.t}`, sorted[sorted.length >> 1]!, 'us');
-      }
-    }
+    await pairedMedians(sides, perOp, (op, medians) => {
+      for (const [i, side] of sides.entries()) print(`meta_p50_${op}_${engine}_c1_${side.t}`, medians[i]!, 'us');
+    });
   } finally {
     for (const side of sides) side.sdk.close();
   }
@@ -186,34 +152,12 @@ async function pairedTls(clusters: TestCluster[], engine: Engine, perOp: number)
     name: i === 0 ? 'plain' : 'tls',
     sdk: Strata.connect({ coordinators: cluster.coordinatorList, tls: cluster.clientTls }),
     dir: '/paired-tls',
-    micros: [] as number[],
   }));
-  const ops: [string, (sdk: Strata, dir: string, i: number) => Promise<unknown>][] = [
-    ['mkdir', (sdk, dir, i) => sdk.mkdir(`${dir}/d${i}`)],
-    ['create', (sdk, dir, i) => sdk.create(`${dir}/f${i}`, { exclusive: true })],
-    ['stat', (sdk, dir, i) => sdk.stat(`${dir}/f${i}`)],
-    ['rename', (sdk, dir, i) => sdk.rename(`${dir}/f${i}`, `${dir}/r${i}`)],
-    ['unlink', (sdk, dir, i) => sdk.rm(`${dir}/r${i}`)],
-  ];
   try {
-    for (const side of sides) {
-      await side.sdk.mkdir(side.dir);
-      for (let i = 0; i < 50; i++) await side.sdk.stat('/'); // connection, JIT
-    }
-    for (const [op, run] of ops) {
-      for (const side of sides) side.micros = [];
-      for (let i = 0; i < perOp; i++) {
-        for (let k = 0; k < sides.length; k++) {
-          const side = sides[(i + k) % sides.length]!;
-          const started = process.hrtime.bigint();
-          await run(side.sdk, side.dir, i);
-          side.micros.push(Number(process.hrtime.bigint() - started) / 1e3);
-        }
-      }
-      const medians = sides.map((side) => side.micros.sort((a, b) => a - b)[side.micros.length >> 1]!);
+    await pairedMedians(sides, perOp, (op, medians) => {
       for (const [i, side] of sides.entries()) console.log(`meta_p50_${op}_${engine}_c1_${side.name} ${Math.round(medians[i]!)} us`);
       console.log(`meta_p50_${op}_${engine}_c1_tls_ratio ${Number((medians[1]! / medians[0]!).toFixed(3))} x`);
-    }
+    });
   } finally {
     for (const side of sides) side.sdk.close();
   }
@@ -279,10 +223,10 @@ async function main(): Promise<void> {
     // Each phase on the plain cluster, then at once on the TLS one: compared in the same minute.
     const onEach = async (run: (c: TestCluster) => Promise<void>) => {
       for (const [i, c] of clusters.entries()) {
-        tlsPass = tlsPasses[i]!;
+        figures.tls = tlsPasses[i]!;
         await run(c);
       }
-      tlsPass = tlsPasses[0]!;
+      figures.tls = tlsPasses[0]!;
     };
     try {
       for (const pass of transports) {
@@ -298,10 +242,7 @@ async function main(): Promise<void> {
       await Promise.all(clusters.map((c) => c.stop()));
     }
   }
-  for (const [name, value] of printed) {
-    const tls = printed.get(`${name}_tls`);
-    if (tls !== undefined && value > 0) console.log(`${name}_tls_ratio ${Number((tls / value).toFixed(3))} x`);
-  }
+  figures.printTlsRatios();
   // META_AUTH=1: what authentication costs the same ops, on vs off in this run (bench/auth.ts).
   if (process.env.META_AUTH === '1') await authBench();
 }
