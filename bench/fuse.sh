@@ -20,6 +20,8 @@ PEER=${PEER:-/tmp/peer}; export PEER
 MFS_MNT=$PEER/mnt
 TO=${FSBENCH_TIMEOUT:-2400}
 SKIP=${SKIP:-}
+# Extra `cluster up` flags for the strata pass, e.g. STRATA_UP_ARGS=--tls to measure what TLS costs.
+STRATA_UP_ARGS=${STRATA_UP_ARGS:-}
 export REPS=${REPS:-3} SIZE=${SIZE:-1G} FILES=${FILES:-10000} NMETA=${NMETA:-5000} ONLY=${ONLY:-}
 [ -n "${FIO_EXTRA:-}" ] && export FIO_EXTRA
 
@@ -123,7 +125,7 @@ if [ "$SKIP" != strata ]; then
   PORT=$(free_ports 4) || die "no 4 consecutive free ports on 127.0.0.1"
   log "starting strata: cluster up --data-dir $S_DATA --port $PORT --mount $S_MNT"
   setsid node "$ROOT/dist/cli/main.js" cluster up --data-dir "$S_DATA" --port "$PORT" \
-    --datanodes 3 --replication 3 --mount "$S_MNT" > "$WORK/cluster.log" 2>&1 < /dev/null &
+    --datanodes 3 --replication 3 --mount "$S_MNT" $STRATA_UP_ARGS > "$WORK/cluster.log" 2>&1 < /dev/null &
   S_PID=$!
   for _ in $(seq 120); do mountpoint -q "$S_MNT" && break; alive "$S_PID" || break; sleep 0.5; done
   if mountpoint -q "$S_MNT"; then
@@ -137,7 +139,7 @@ if [ "$SKIP" != strata ]; then
 fi
 
 # ---- report ----
-echo "# fsbench: REPS=$REPS SIZE=$SIZE FILES=$FILES NMETA=$NMETA ONLY=${ONLY:-both}${FIO_EXTRA:+ FIO_EXTRA=$FIO_EXTRA} (median of REPS)"
+echo "# fsbench: REPS=$REPS${STRATA_UP_ARGS:+ STRATA_UP_ARGS=$STRATA_UP_ARGS} SIZE=$SIZE FILES=$FILES NMETA=$NMETA ONLY=${ONLY:-both}${FIO_EXTRA:+ FIO_EXTRA=$FIO_EXTRA} (median of REPS)"
 echo "# ratio = strata/MooseFS; every figure is higher-is-better (MiB/s or ops/s); drop_caches is a flag, no ratio"
 [ -n "$MFS_NOTE" ] && echo "# MooseFS: $MFS_NOTE"
 printf '%-16s %12s %12s %8s\n' name strata moosefs ratio
