@@ -10,7 +10,8 @@
 #          then moosefs-down.sh.
 # Env passed to fsbench.sh: REPS SIZE FILES NMETA ONLY (FIO_EXTRA too); defaults are fsbench's.
 # Env for this script: FSBENCH_TIMEOUT (s per fsbench run, default 2400), SKIP=strata|moosefs,
-#   PEER (/tmp/peer), STRATA_BENCH_KEEP=1 (keep strata's temp dir, e.g. to read its logs).
+#   PEER (/tmp/peer), STRATA_BENCH_KEEP=1 (keep strata's temp dir, e.g. to read its logs),
+#   STRATA_UP_ARGS (extra `cluster up` flags for the strata pass, split on spaces; e.g. --tls).
 # Everything it starts it stops (by PID), unmounts and removes, also on Ctrl-C or a timeout.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +21,6 @@ PEER=${PEER:-/tmp/peer}; export PEER
 MFS_MNT=$PEER/mnt
 TO=${FSBENCH_TIMEOUT:-2400}
 SKIP=${SKIP:-}
-# Extra `cluster up` flags for the strata pass, e.g. STRATA_UP_ARGS=--tls to measure what TLS costs.
 STRATA_UP_ARGS=${STRATA_UP_ARGS:-}
 export REPS=${REPS:-3} SIZE=${SIZE:-1G} FILES=${FILES:-10000} NMETA=${NMETA:-5000} ONLY=${ONLY:-}
 [ -n "${FIO_EXTRA:-}" ] && export FIO_EXTRA
@@ -123,7 +123,7 @@ fi
 if [ "$SKIP" != strata ]; then
   command -v fio >/dev/null || die "fio is not installed (apt-get install fio)"
   PORT=$(free_ports 4) || die "no 4 consecutive free ports on 127.0.0.1"
-  log "starting strata: cluster up --data-dir $S_DATA --port $PORT --mount $S_MNT"
+  log "starting strata: cluster up --data-dir $S_DATA --port $PORT --mount $S_MNT${STRATA_UP_ARGS:+ $STRATA_UP_ARGS}"
   setsid node "$ROOT/dist/cli/main.js" cluster up --data-dir "$S_DATA" --port "$PORT" \
     --datanodes 3 --replication 3 --mount "$S_MNT" $STRATA_UP_ARGS > "$WORK/cluster.log" 2>&1 < /dev/null &
   S_PID=$!
@@ -139,7 +139,7 @@ if [ "$SKIP" != strata ]; then
 fi
 
 # ---- report ----
-echo "# fsbench: REPS=$REPS${STRATA_UP_ARGS:+ STRATA_UP_ARGS=$STRATA_UP_ARGS} SIZE=$SIZE FILES=$FILES NMETA=$NMETA ONLY=${ONLY:-both}${FIO_EXTRA:+ FIO_EXTRA=$FIO_EXTRA} (median of REPS)"
+echo "# fsbench: REPS=$REPS SIZE=$SIZE FILES=$FILES NMETA=$NMETA ONLY=${ONLY:-both}${FIO_EXTRA:+ FIO_EXTRA=$FIO_EXTRA}${STRATA_UP_ARGS:+ STRATA_UP_ARGS=$STRATA_UP_ARGS} (median of REPS)"
 echo "# ratio = strata/MooseFS; every figure is higher-is-better (MiB/s or ops/s); drop_caches is a flag, no ratio"
 [ -n "$MFS_NOTE" ] && echo "# MooseFS: $MFS_NOTE"
 printf '%-16s %12s %12s %8s\n' name strata moosefs ratio
