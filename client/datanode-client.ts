@@ -40,6 +40,12 @@ export const PIECE_BYTES = 1024 * 1024;
  */
 export const CLIENT_STAR_MAX_BYTES = 1024 * 1024;
 
+/** A caller's own bounds on one read: less time than the client's default, a signal to give up on. */
+export interface ReadBounds {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
 /** Errors after which another placement may succeed; any other from the head fails the write. */
 const TRANSIENT_KINDS = new Set(['Unavailable', 'Timeout', 'Corrupt']);
 
@@ -150,13 +156,13 @@ export class DataNodeClients {
    * Reads [offset, offset+length) of a chunk from one node; yields verified raw pieces. `tier`
    * (a ChunkLocation's, as the coordinator sent it) lets a node without a copy read it through.
    */
-  async *readChunk(node: NodeAddress, chunkId: string, offset: number, length: number, tier?: unknown): AsyncGenerator<Buffer> {
+  async *readChunk(node: NodeAddress, chunkId: string, offset: number, length: number, tier?: unknown, bounds: ReadBounds = {}): AsyncGenerator<Buffer> {
     let route = await this.routes.resolve(node);
-    const request = { op: 'read' as const, nodeId: node.nodeId, timeoutMs: this.options.readTimeoutMs, chunkId, offset, length, tier: tier ?? null };
+    const request = { op: 'read' as const, nodeId: node.nodeId, timeoutMs: this.readTimeoutMs(bounds), chunkId, offset, length, tier: tier ?? null };
     for (let tries = 0; route; tries++) {
       let received = false;
       try {
-        for await (const piece of this.bytes.read(route, request, `data node ${node.nodeId} (${route})`)) {
+        for await (const piece of this.bytes.read(route, request, `data node ${node.nodeId} (${route})`, undefined, bounds.signal)) {
           received = true;
           yield piece;
         }
@@ -168,20 +174,24 @@ export class DataNodeClients {
         route = await this.routes.resolve(node);
       }
     }
-    yield* this.readChunkGrpc(node, chunkId, offset, length, tier);
+    yield* this.readChunkGrpc(node, chunkId, offset, length, tier, bounds);
+  }
+
+  private readTimeoutMs(bounds: ReadBounds): number {
+    return Math.max(1, Math.min(this.options.readTimeoutMs, bounds.timeoutMs ?? Infinity));
   }
 
   /**
    * A chunk's stored encoding (FORMAT.md) as `node` holds it, for a copy between nodes: blocks
    * travel compressed as they are. Null when the node has no byte path (then copy raw bytes).
    */
-  async readEncoding(node: NodeAddress, chunkId: string, maxBytes: number): Promise<FetchedEncoding | null> {
-    const request = { op: 'readEncoding' as const, nodeId: node.nodeId, timeoutMs: this.options.readTimeoutMs, chunkId };
+  async readEncoding(node: NodeAddress, chunkId: string, maxBytes: number, bounds: ReadBounds = {}): Promise<FetchedEncoding | null> {
+    const request = { op: 'readEncoding' as const, nodeId: node.nodeId, timeoutMs: this.readTimeoutMs(bounds), chunkId };
     const fetched = await this.viaBytes(node, async (route, peer) => {
       const pieces: Buffer[] = [];
       let total = 0;
       // The whole encoding in one frame, assembled into one buffer as it arrives: no concat.
-      const reading = this.bytes.read(route, request, peer, { maxDataBytes: maxBytes, slices: false });
+      const reading = this.bytes.read(route, request, peer, { maxDataBytes: maxBytes, slices: false }, bounds.signal);
       for (;;) {
         const next = await reading.next();
         if (next.done) {
@@ -200,16 +210,22 @@ export class DataNodeClients {
     return fetched?.value ?? null;
   }
 
-  private async *readChunkGrpc(node: NodeAddress, chunkId: string, offset: number, length: number, tier?: unknown): AsyncGenerator<Buffer> {
-    const deadline = new Date(Date.now() + this.options.readTimeoutMs);
+  private async *readChunkGrpc(node: NodeAddress, chunkId: string, offset: number, length: number, tier: unknown, bounds: ReadBounds): AsyncGenerator<Buffer> {
+    const deadline = new Date(Date.now() + this.readTimeoutMs(bounds));
     const request = { chunkId, offset, length, tier: tier ?? null };
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const call = (this.client(node.address) as any).ReadChunk(request, { deadline }) as grpc.ClientReadableStream<{ data: Buffer }>;
+    const cancel = () => call.cancel();
+    bounds.signal?.addEventListener('abort', cancel, { once: true });
     try {
+      if (bounds.signal?.aborted) cancel();
       for await (const reply of call) yield reply.data;
     } catch (err) {
+      // Cancelled by the caller's signal: its reason says why.
+      if (bounds.signal?.aborted && bounds.signal.reason instanceof StrataError) throw bounds.signal.reason;
       throw fromServiceError(err, `data node ${node.nodeId} (${node.address})`);
     } finally {
+      bounds.signal?.removeEventListener('abort', cancel);
       call.cancel();
     }
   }

@@ -5,9 +5,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import { ChunkReader, bufferSource, headSizeBytes } from '../common/chunk-codec.js';
-import { DataNodeClients, type NodeAddress } from '../client/datanode-client.js';
+import { DataNodeClients, type NodeAddress, type ReadBounds } from '../client/datanode-client.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
-import { toServiceError, unaryHandler } from '../common/grpc.js';
+import { toServiceError } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import type { TlsContext } from '../common/tls.js';
 import type { TierCopy } from '../common/object-tier.js';
@@ -35,7 +35,7 @@ export interface HealingServiceOptions {
   nodeId: string;
   store: ChunkStore;
   log: Logger;
-  /** Upper bound on pulling one chunk from one source. */
+  /** Upper bound on pulling one chunk from one source (the caller's deadline may leave less). */
   sourceTimeoutMs?: number;
   /** Where tiered chunks are fetched through; without it a request's tier copy is not used. */
   tierCache?: TierCache;
@@ -55,6 +55,8 @@ export const MAX_REPORTED_CORRUPT_CHUNKS = 10_000;
 const MAX_SOURCES = 16;
 const MIN_BLOCK_SIZE_BYTES = 4 * 1024; // = chunk-codec's lower bound on a recorded block size
 const DEFAULT_SOURCE_TIMEOUT_MS = 120_000;
+/** Give up this long before the caller's deadline (a tenth of a shorter budget), so the reply still reaches it. */
+const REPLY_MARGIN_MS = 500;
 
 type ListCall = grpc.ServerWritableStream<unknown, { chunks: ListedChunk[] }>;
 
@@ -84,10 +86,21 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
     if (candidates.length > MAX_SOURCES) throw invalid(`ReplicateChunk: more than ${MAX_SOURCES} sources`);
     const tier = request.tier ? checkTierCopy(chunkId, request.tier) : undefined;
     if (await store.has(chunkId)) return alreadyHere(request, expectedCrc);
+    const bounds = callBounds(call, chunkId, timeoutMs);
+    try {
+      return await copyFromSources(request, candidates, tier, expectedCrc, bounds);
+    } finally {
+      bounds.dispose();
+    }
+  }
+
+  async function copyFromSources(request: ReplicateChunkRequest, candidates: NodeAddress[], tier: TierCopy | undefined, expectedCrc: number, bounds: CallBounds): Promise<ReplicateChunkReply> {
+    const { chunkId } = request;
+    const { signal } = bounds;
     const failures: string[] = [];
     let sawBadBytes = false;
     for (const source of candidates) {
-      if (call.cancelled) throw new StrataError('Unavailable', `chunk ${chunkId}: replication cancelled by the caller`);
+      signal.throwIfAborted();
       if (!source?.nodeId || !source.address) {
         failures.push('a source without nodeId and address');
         continue;
@@ -99,10 +112,15 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
       try {
         const startMs = Date.now();
         const timing: CopyTiming = {};
-        const storedBytes = (await copyEncoding(source, request, expectedCrc, timing)) ?? (await pull(sources.readChunk(source, chunkId, 0, 0), request, expectedCrc));
+        // Each source gets the default bound, or what is left of the caller's deadline if less.
+        const read = { timeoutMs: bounds.remainingMs(), signal };
+        const storedBytes =
+          (await copyEncoding(source, request, expectedCrc, timing, read)) ?? (await pull(sources.readChunk(source, chunkId, 0, 0, undefined, read), request, expectedCrc, signal));
         log.info({ chunkId, source: source.nodeId, storedBytes, ms: Date.now() - startMs, ...timing }, 'chunk replicated');
         return { sourceNodeId: source.nodeId, storedBytes };
       } catch (err) {
+        // Past the caller's deadline or cancelled: no other source is tried.
+        signal.throwIfAborted();
         const error = asStrataError(err);
         // Stored meanwhile (a concurrent replication of this id): check that copy instead.
         if (error.kind === 'Exists') return alreadyHere(request, expectedCrc);
@@ -113,13 +131,15 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         failures.push(`${source.nodeId} (${source.address}): ${error.message}`);
       }
     }
-    if (tier && options.tierCache && !call.cancelled) {
+    signal.throwIfAborted();
+    if (tier && options.tierCache) {
       try {
         // Not kept in the cache: from now on the local copy serves the chunk.
-        const storedBytes = await pull(options.tierCache.read(chunkId, tier, 0, Number.MAX_SAFE_INTEGER, { keep: false }), request, expectedCrc);
+        const storedBytes = await pull(options.tierCache.read(chunkId, tier, 0, Number.MAX_SAFE_INTEGER, { keep: false }), request, expectedCrc, signal);
         log.info({ chunkId, tier: tier.tier, key: tier.key, storedBytes }, 'chunk recalled from tier');
         return { sourceNodeId: `tier:${tier.tier}`, storedBytes };
       } catch (err) {
+        signal.throwIfAborted();
         const error = asStrataError(err);
         if (error.kind === 'Exists') return alreadyHere(request, expectedCrc);
         if (refusedHere(error)) throw error;
@@ -136,16 +156,18 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
 
   /**
    * One attempt: stream the chunk's raw bytes from a source (a node, or a tier) into a writer,
-   * checking length and crc32c before the commit. A failed check aborts the writer: nothing
-   * becomes visible. The writer comes first: a refused write never opens the source.
+   * checking length and crc32c before the commit. A failed check, or `signal` (the caller gave
+   * up), aborts the writer: nothing becomes visible. The writer comes first: a refused write
+   * never opens the source.
    */
-  async function pull(pieces: AsyncIterable<Buffer>, request: ReplicateChunkRequest, expectedCrc: number): Promise<number> {
+  async function pull(pieces: AsyncIterable<Buffer>, request: ReplicateChunkRequest, expectedCrc: number, signal: AbortSignal): Promise<number> {
     const { chunkId, length } = request;
     const writer = await store.createWriter(chunkId, length); // validates id and length
     try {
       let crc = 0;
       let received = 0;
       for await (const piece of pieces) {
+        signal.throwIfAborted();
         received += piece.length;
         if (received > length) throw new StrataError('Corrupt', `chunk ${chunkId}: source sent more than the expected ${length} bytes`);
         crc = crc32c(piece, crc);
@@ -155,6 +177,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
       if (expectedCrc !== 0 && crc >>> 0 !== expectedCrc) {
         throw new StrataError('Corrupt', `chunk ${chunkId}: crc32c ${crc >>> 0} of the source's bytes, expected ${expectedCrc}`);
       }
+      signal.throwIfAborted(); // a caller told it failed finds no copy it was not told of
       return (await writer.commit()).storedBytes;
     } catch (err) {
       await writer.abort().catch(() => {});
@@ -167,7 +190,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
    * verified here block by block (stored and raw checksums, then length and crc32c of the whole)
    * and stored as it came: no re-encoding. Null when the source has no byte path.
    */
-  async function copyEncoding(source: NodeAddress, request: ReplicateChunkRequest, expectedCrc: number, timing: CopyTiming): Promise<number | null> {
+  async function copyEncoding(source: NodeAddress, request: ReplicateChunkRequest, expectedCrc: number, timing: CopyTiming, read: ReadBounds & { signal: AbortSignal }): Promise<number | null> {
     const { chunkId, length } = request;
     let stepMs = Date.now();
     const lap = () => Date.now() - stepMs + (stepMs = Date.now()) * 0;
@@ -175,7 +198,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
     try {
       // An encoding is never larger than its raw bytes plus its head (a block that does not shrink
       // is stored raw); the head is largest with the smallest block size a reader accepts.
-      const fetched = await sources.readEncoding(source, chunkId, headSizeBytes(chunkId, length, MIN_BLOCK_SIZE_BYTES) + length);
+      const fetched = await sources.readEncoding(source, chunkId, headSizeBytes(chunkId, length, MIN_BLOCK_SIZE_BYTES) + length, read);
       if (!fetched) {
         await writer.abort();
         return null;
@@ -198,6 +221,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         throw new StrataError('Corrupt', `chunk ${chunkId}: crc32c ${crc >>> 0} of the source's bytes, expected ${expectedCrc}`);
       }
       timing.verifyMs = lap();
+      read.signal.throwIfAborted();
       const { storedBytes } = await writer.commitEncoding(fetched.bytes, reader.layout.blocks.length);
       timing.commitMs = lap();
       return storedBytes;
@@ -227,9 +251,46 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         if (!call.cancelled) call.emit('error', toServiceError(err));
       });
     },
-    replicateChunk: unaryHandler<ReplicateChunkRequest, ReplicateChunkReply>((request, call) => replicateChunk(request, call)),
+    replicateChunk: (call: grpc.ServerUnaryCall<ReplicateChunkRequest, ReplicateChunkReply>, callback: grpc.sendUnaryData<ReplicateChunkReply>) => {
+      replicateChunk(call.request, call).then(
+        (reply) => callback(null, reply),
+        // A cancelled call ends as CANCELLED (no one reads it, but the status says what happened).
+        (err) => callback((call.cancelled ? { code: grpc.status.CANCELLED, details: asStrataError(err).message } : toServiceError(err)) as grpc.ServiceError),
+      );
+    },
   };
   return { handlers, close: () => sources.close() };
+}
+
+/** One ReplicateChunk's bounds: aborted at the caller's deadline (less a margin) or when it cancels. */
+interface CallBounds {
+  signal: AbortSignal;
+  /** What one source may take: the default bound, or what is left of the deadline if less. */
+  remainingMs(): number;
+  dispose(): void;
+}
+
+function callBounds(call: grpc.ServerUnaryCall<unknown, unknown>, chunkId: string, defaultMs: number): CallBounds {
+  const controller = new AbortController();
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  const startMs = Date.now();
+  const budgetMs = Number.isFinite(deadlineMs) ? Math.max(0, deadlineMs - startMs - Math.min(REPLY_MARGIN_MS, (deadlineMs - startMs) / 10)) : Infinity;
+  const endMs = startMs + budgetMs;
+  const timer = Number.isFinite(budgetMs)
+    ? setTimeout(() => controller.abort(new StrataError('Timeout', `chunk ${chunkId}: not replicated within the caller's deadline (${Math.round(budgetMs)} ms)`)), budgetMs)
+    : undefined;
+  const onCancel = () => controller.abort(new StrataError('Unavailable', `chunk ${chunkId}: replication cancelled by the caller`));
+  call.once('cancelled', onCancel);
+  if (call.cancelled) onCancel();
+  return {
+    signal: controller.signal,
+    remainingMs: () => Math.max(1, Math.min(defaultMs, endMs - Date.now())),
+    dispose: () => {
+      clearTimeout(timer);
+      call.off('cancelled', onCancel);
+    },
+  };
 }
 
 /** Where one copy's time went (logged with it): fetching the encoding, checking it, storing it durably. */
