@@ -64,15 +64,29 @@ export async function refresh(current: StoredLogin): Promise<StoredLogin> {
   throw new StrataError('Unauthenticated', 'not authenticated: the stored login expired; run strata login again');
 }
 
-async function grantManager(request: LoginRequest): Promise<GrantManager> {
+/** keycloak-connect's grant handling for the realm (its discovery document checked first, and returned). */
+export async function grantManager(request: LoginRequest): Promise<GrantManager> {
+  return (await realmGrants(request)).manager;
+}
+
+export async function realmGrants(request: LoginRequest): Promise<{ manager: GrantManager; discovery: RealmDiscovery }> {
   const { authServerUrl, realm } = splitIssuer(request.issuer);
-  await checkDiscovery(request.issuer);
+  const discovery = await checkDiscovery(request.issuer);
   const secret = request.clientSecret;
-  return new GrantManager(new Config({ 'auth-server-url': authServerUrl, realm, resource: request.clientId, ...(secret ? { credentials: { secret } } : { 'public-client': true }) }));
+  const manager = new GrantManager(new Config({ 'auth-server-url': authServerUrl, realm, resource: request.clientId, ...(secret ? { credentials: { secret } } : { 'public-client': true }) }));
+  return { manager, discovery };
+}
+
+/** The parts of a realm's discovery document strata reads. */
+export interface RealmDiscovery {
+  issuer: string;
+  token_endpoint: string;
+  device_authorization_endpoint?: string;
+  [field: string]: unknown;
 }
 
 /** The realm says who it is and where tokens come from; keycloak-connect uses Keycloak's token path, so they must agree. */
-async function checkDiscovery(issuer: string): Promise<void> {
+async function checkDiscovery(issuer: string): Promise<RealmDiscovery> {
   const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
   let document: { issuer?: unknown; token_endpoint?: unknown };
   try {
@@ -87,9 +101,10 @@ async function checkDiscovery(issuer: string): Promise<void> {
   if (document.token_endpoint !== `${document.issuer}/protocol/openid-connect/token`) {
     throw invalid(`${issuer}: token endpoint ${document.token_endpoint} is not Keycloak's; only Keycloak realms are supported`);
   }
+  return document as RealmDiscovery;
 }
 
-function stored(request: LoginRequest, grant: Grant): StoredLogin {
+export function stored(request: LoginRequest, grant: Grant): StoredLogin {
   const access = grant.access_token;
   if (!access?.token) throw new StrataError('Unauthenticated', `login refused by ${request.issuer}: no access token in the reply`);
   const claims = access.content;
@@ -107,7 +122,7 @@ function stored(request: LoginRequest, grant: Grant): StoredLogin {
 }
 
 /** keycloak-connect rejects with 'STATUS:Text' for an HTTP failure, or a validation reason. */
-function refused(issuer: string, err: unknown, hint = 'check the client id, secret, user name and password'): StrataError {
+export function refused(issuer: string, err: unknown, hint = 'check the client id, secret, user name and password'): StrataError {
   const message = (err as Error)?.message ?? String(err);
   if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET/.test(message)) return new StrataError('Unavailable', `cannot reach the realm ${issuer}: ${message}`);
   return new StrataError('Unauthenticated', `login refused by ${issuer}: ${message.replace(/^(\d{3}):/, '$1 ')} (${hint})`);

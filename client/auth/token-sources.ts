@@ -28,6 +28,15 @@ async function readTokenFile(file: string): Promise<string> {
   }
 }
 
+/**
+ * For SDK programs: the login `strata login` stored, refreshed (refresh grant) before it expires
+ * and written back, as a `tokenProvider` for `Strata.connect`.
+ */
+export function storedLoginTokens(env: NodeJS.ProcessEnv = process.env): TokenProvider {
+  const file = loginStorePath(env);
+  return () => storedToken(file);
+}
+
 async function storedToken(file: string): Promise<string> {
   const login = readStoredLogin(file);
   if (login.expiresAtMs - Date.now() > STORED_REFRESH_MARGIN_MS) return login.accessToken;

@@ -38,5 +38,7 @@ declare module 'keycloak-connect/middleware/auth-utils/grant-manager.js' {
     obtainDirectly(username: string, password: string, callback?: undefined, scope?: string): Promise<Grant>;
     obtainFromClientCredentials(callback?: undefined, scope?: string): Promise<Grant>;
     ensureFreshness(grant: { isExpired(): boolean; refresh_token?: Token }): Promise<Grant>;
+    /** A grant from a token endpoint's JSON reply (another library ran the grant), validated like its own. */
+    createGrant(rawData: string): Promise<Grant>;
   }
 }

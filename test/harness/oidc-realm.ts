@@ -1,6 +1,8 @@
 // A Keycloak-shaped OIDC realm on loopback, for tests (no Keycloak server is installable here):
-// the discovery document, the realm's JWKS and a token endpoint (client_credentials, password and
-// refresh_token grants) at Keycloak's paths, signing RS256 with keys made here by node:crypto.
+// the discovery document, the realm's JWKS, a token endpoint (client_credentials, password,
+// refresh_token and device_code grants) and the device authorization endpoint (RFC 8628) at
+// Keycloak's paths, signing RS256 with keys made here by node:crypto. A test plays the user of
+// a device login: it approves or denies a user code the CLI printed.
 // Tests also mint tokens directly, good or deliberately bad (expired, wrong issuer, alg none...).
 import { createHash, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
 import http from 'node:http';
@@ -33,7 +35,31 @@ export interface RealmOptions {
   clients?: RealmClient[];
   users?: RealmUser[];
   accessTokenLifeS?: number;
+  /** Device logins: how long a device code lives, and the polling interval the realm asks for. */
+  deviceCodeLifeS?: number;
+  deviceIntervalS?: number;
 }
+
+/** One device authorization (RFC 8628 section 3.2) and what the user did with it. */
+interface DeviceAuthorization {
+  deviceCode: string;
+  userCode: string;
+  clientId: string;
+  expiresAtMs: number;
+  state: 'pending' | 'approved' | 'denied';
+  user?: RealmUser;
+  /** Answer this many polls with slow_down first, as a loaded realm would. */
+  slowDowns: number;
+  /** The interval the client must keep now (RFC 8628: 5 s more after each slow_down). */
+  intervalS: number;
+  lastPollMs: number;
+  polls: number;
+  /** Polls that came sooner than the interval allowed (a client that ignores slow_down). */
+  early: number;
+}
+
+/** Timers and the network may round an interval down this much. */
+const POLL_TOLERANCE_MS = 100;
 
 const b64url = (value: Buffer | string) => Buffer.from(value).toString('base64url');
 
@@ -51,13 +77,14 @@ export class OidcRealm {
   /** How many times the JWKS was fetched (the coordinator's key cache shows here). */
   jwksFetches = 0;
   tokenRequests = 0;
+  private devices: DeviceAuthorization[] = [];
 
   private constructor(private readonly options: Required<Omit<RealmOptions, 'audience'>> & { audience: string }) {
     this.audience = options.audience;
   }
 
   static async start(options: RealmOptions = {}): Promise<OidcRealm> {
-    const realm = new OidcRealm({ realm: 'strata', audience: 'strata', clients: [], users: [], accessTokenLifeS: 300, ...options });
+    const realm = new OidcRealm({ realm: 'strata', audience: 'strata', clients: [], users: [], accessTokenLifeS: 300, deviceCodeLifeS: 600, deviceIntervalS: 1, ...options });
     realm.server = http.createServer((req, res) => realm.handle(req, res));
     await new Promise<void>((resolve) => realm.server.listen(0, '127.0.0.1', resolve));
     realm.base = `http://127.0.0.1:${(realm.server.address() as AddressInfo).port}`;
@@ -76,6 +103,33 @@ export class OidcRealm {
   /** How long access tokens issued from now on live (a short life makes clients refresh). */
   setAccessTokenLife(seconds: number): void {
     this.options.accessTokenLifeS = seconds;
+  }
+
+  /** Device logins from now on: their codes' life and polling interval. */
+  setDeviceCodes(options: { lifeS?: number; intervalS?: number }): void {
+    if (options.lifeS !== undefined) this.options.deviceCodeLifeS = options.lifeS;
+    if (options.intervalS !== undefined) this.options.deviceIntervalS = options.intervalS;
+  }
+
+  /** The device login with this user code (as the CLI printed it), for a test to act on. */
+  device(userCode: string): { approve(username: string): void; deny(): void; slowDown(polls: number): void; readonly polls: number; readonly early: number } {
+    const device = this.devices.find((d) => d.userCode === userCode);
+    if (!device) throw new Error(`no device login with user code ${userCode}`);
+    return {
+      approve: (username) => {
+        device.user = this.options.users.find((u) => u.username === username);
+        if (!device.user) throw new Error(`no user ${username}`);
+        device.state = 'approved';
+      },
+      deny: () => (device.state = 'denied'),
+      slowDown: (polls) => (device.slowDowns = polls),
+      get polls() {
+        return device.polls;
+      },
+      get early() {
+        return device.early;
+      },
+    };
   }
 
   /** A new signing key with a new kid; the old one leaves the JWKS (Keycloak's rotation, at once). */
@@ -114,8 +168,9 @@ export class OidcRealm {
       return reply(200, {
         issuer: this.issuer,
         token_endpoint: `${this.issuer}/protocol/openid-connect/token`,
+        device_authorization_endpoint: `${this.issuer}/protocol/openid-connect/auth/device`,
         jwks_uri: `${this.issuer}/protocol/openid-connect/certs`,
-        grant_types_supported: ['client_credentials', 'password', 'refresh_token'],
+        grant_types_supported: ['client_credentials', 'password', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
         id_token_signing_alg_values_supported: ['RS256'],
       });
     }
@@ -123,12 +178,17 @@ export class OidcRealm {
       this.jwksFetches++;
       return reply(200, { keys: this.keys.map((k) => k.jwk) });
     }
-    if (req.method === 'POST' && req.url === `${realmPath}/protocol/openid-connect/token`) {
+    if (req.method === 'POST' && (req.url === `${realmPath}/protocol/openid-connect/token` || req.url === `${realmPath}/protocol/openid-connect/auth/device`)) {
       let body = '';
       req.on('data', (chunk) => (body += chunk));
       req.on('end', () => {
+        const params = new URLSearchParams(body);
+        if (req.url!.endsWith('/auth/device')) {
+          const device = this.authorizeDevice(params, req.headers.authorization);
+          return 'error' in device ? reply(device.status as number, { error: device.error }) : reply(200, device);
+        }
         this.tokenRequests++;
-        const grant = this.grant(new URLSearchParams(body), req.headers.authorization);
+        const grant = this.grant(params, req.headers.authorization);
         if ('error' in grant) reply(grant.status as number, { error: grant.error });
         else reply(200, grant);
       });
@@ -137,13 +197,46 @@ export class OidcRealm {
     reply(404, { error: 'not found' });
   }
 
-  private grant(params: URLSearchParams, authorization: string | undefined): Record<string, unknown> | { error: string; status: number } {
+  private client(params: URLSearchParams, authorization: string | undefined): RealmClient | undefined {
     let clientId = params.get('client_id') ?? '';
     let secret = params.get('client_secret') ?? undefined;
     const basic = /^Basic (.+)$/.exec(authorization ?? '');
-    if (basic) [clientId, secret] = Buffer.from(basic[1], 'base64').toString().split(':');
+    if (basic) [clientId, secret] = Buffer.from(basic[1], 'base64').toString().split(':').map(decodeURIComponent);
     const client = this.options.clients.find((c) => c.clientId === clientId);
-    if (!client || (client.secret !== undefined && client.secret !== secret)) return { error: 'invalid_client', status: 401 };
+    return !client || (client.secret !== undefined && client.secret !== secret) ? undefined : client;
+  }
+
+  /** RFC 8628 section 3.1-3.2: a device code for the client, a user code for its user. */
+  private authorizeDevice(params: URLSearchParams, authorization: string | undefined): Record<string, unknown> | { error: string; status: number } {
+    const client = this.client(params, authorization);
+    if (!client) return { error: 'invalid_client', status: 401 };
+    const userCode = `${randomUUID().slice(0, 4)}-${randomUUID().slice(0, 4)}`.toUpperCase();
+    const device: DeviceAuthorization = {
+      deviceCode: randomUUID(),
+      userCode,
+      clientId: client.clientId,
+      expiresAtMs: Date.now() + this.options.deviceCodeLifeS * 1000,
+      state: 'pending',
+      slowDowns: 0,
+      intervalS: this.options.deviceIntervalS,
+      lastPollMs: Date.now(),
+      polls: 0,
+      early: 0,
+    };
+    this.devices.push(device);
+    return {
+      device_code: device.deviceCode,
+      user_code: userCode,
+      verification_uri: `${this.issuer}/device`,
+      verification_uri_complete: `${this.issuer}/device?user_code=${userCode}`,
+      expires_in: this.options.deviceCodeLifeS,
+      interval: this.options.deviceIntervalS,
+    };
+  }
+
+  private grant(params: URLSearchParams, authorization: string | undefined): Record<string, unknown> | { error: string; status: number } {
+    const client = this.client(params, authorization);
+    if (!client) return { error: 'invalid_client', status: 401 };
     let sub: string;
     let claims: Record<string, unknown>;
     switch (params.get('grant_type')) {
@@ -165,6 +258,27 @@ export class OidcRealm {
         if (!refresh || refresh.typ !== 'Refresh' || Number(refresh.exp) * 1000 < Date.now() || refresh.azp !== client.clientId) return { error: 'invalid_grant', status: 400 };
         sub = String(refresh.sub);
         claims = (refresh.claims as Record<string, unknown>) ?? {};
+        break;
+      }
+      case 'urn:ietf:params:oauth:grant-type:device_code': {
+        const device = this.devices.find((d) => d.deviceCode === params.get('device_code') && d.clientId === client.clientId);
+        if (!device) return { error: 'invalid_grant', status: 400 };
+        device.polls++;
+        const sinceMs = Date.now() - device.lastPollMs;
+        device.lastPollMs = Date.now();
+        if (Date.now() > device.expiresAtMs) return { error: 'expired_token', status: 400 };
+        const early = sinceMs + POLL_TOLERANCE_MS < device.intervalS * 1000;
+        if (early) device.early++;
+        if (early || device.slowDowns > 0) {
+          if (!early) device.slowDowns--;
+          device.intervalS += 5;
+          return { error: 'slow_down', status: 400 };
+        }
+        if (device.state === 'denied') return { error: 'access_denied', status: 400 };
+        if (device.state === 'pending' || !device.user) return { error: 'authorization_pending', status: 400 };
+        this.devices = this.devices.filter((d) => d !== device); // a device code is good once
+        sub = device.user.username;
+        claims = device.user.claims ?? {};
         break;
       }
       default:
