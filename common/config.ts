@@ -64,6 +64,10 @@ export const coordinatorSchema = z.object({
   listen: hostPort.default('127.0.0.1:7400'),
   /** `etcd://host:port,...`, `leveldb:///path`, or a directory path (embedded engine). */
   meta: z.string().min(1).default('./.strata-data/meta'),
+  /** TLS to etcd (coordinator/meta/etcd-tls.ts): the CA that signed etcd's certificate; with it, a client certificate and key for etcd's --client-cert-auth. */
+  etcdCa: z.string().min(1).optional(),
+  etcdCert: z.string().min(1).optional(),
+  etcdKey: z.string().min(1).optional(),
   replication: int.min(1).max(16).default(3),
   chunkSize: size.pipe(z.number().int().min(MIN_CHUNK_BYTES).max(MAX_CHUNK_BYTES)).default(8 * 1024 * 1024),
   ackPolicy: z.enum(['one', 'quorum', 'all']).default('all'),

@@ -243,7 +243,7 @@ function muteIpServernameWarning(): void {
   };
 }
 
-function readPem(file: string, flag: string): Buffer {
+export function readPem(file: string, flag: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
@@ -252,11 +252,11 @@ function readPem(file: string, flag: string): Buffer {
   }
 }
 
-function pemBlocks(pem: Buffer): string[] {
+export function pemBlocks(pem: Buffer): string[] {
   return pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }
 
-function parseCert(pem: Buffer, file: string, flag: string): X509Certificate {
+export function parseCert(pem: Buffer, file: string, flag: string): X509Certificate {
   try {
     return new X509Certificate(pem);
   } catch (err) {

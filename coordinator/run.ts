@@ -12,6 +12,7 @@ import { EtcdLeadership, SoleLeadership, type Leadership } from './leader.js';
 import type { Kv } from './meta/kv.js';
 import { CACHED_PREFIXES } from './meta/keys.js';
 import { etcdEngineOf, openKv } from './meta/open-kv.js';
+import { etcdCredentials } from './meta/etcd-tls.js';
 import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
 import { coordinatorService } from './service.js';
@@ -45,12 +46,13 @@ const ADMIN_REFRESH_MS = 1000;
 export async function runCoordinator(config: CoordinatorConfig, log: Logger): Promise<RunningCoordinator> {
   // Certificates are read and checked before anything opens: a bad one is one Invalid line.
   const tls = TlsContext.forServer(config);
+  const etcdTls = etcdCredentials(config);
   // Decided before anything opens: a coordinator that may not run anonymously stops here.
   const auth = openAuthenticator(config, log);
   // Credentials (a file, or the environment) are read once here; a bad one is one Invalid line.
   const tierTargets = config.tiers.map((tier) => resolveTierTarget(tier, process.env, (file) => readFileSync(file, 'utf8')));
   const tiers = await openTiers(tierTargets);
-  const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES }).catch((err) => {
+  const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES, etcdTls }).catch((err) => {
     for (const tier of tiers.values()) tier.close();
     throw err;
   });

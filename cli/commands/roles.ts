@@ -31,6 +31,9 @@ export function registerRoleCommands(program: Command): void {
         'Credentials: credentials_file (JSON {accessKeyId, secretAccessKey}) or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
       (spec: string, previous: string[] | undefined) => [...(previous ?? []), spec],
     )
+    .option('--etcd-ca <file>', 'TLS to etcd: PEM CA that signed etcd\'s certificate (or STRATA_ETCD_CA)')
+    .option('--etcd-cert <file>', 'PEM client certificate for etcd\'s --client-cert-auth, with --etcd-key (or STRATA_ETCD_CERT)')
+    .option('--etcd-key <file>', 'PEM key of --etcd-cert (or STRATA_ETCD_KEY)')
     .option('--auth <mode>', 'oidc = require OIDC bearer tokens from a Keycloak realm; off = anonymous access (default: off when every port is on loopback, otherwise required)')
     .option('--oidc-issuer <url>', 'the realm tokens come from: https://HOST/realms/NAME (with --auth oidc)')
     .option('--oidc-audience <client-id>', 'the client id tokens must name in aud (with --auth oidc)')
@@ -51,7 +54,12 @@ export function registerRoleCommands(program: Command): void {
       const log = createLogger('coordinator', config.logLevel);
       // Loaded on demand: client commands should not pay for etcd, LevelDB and LZ4 start-up.
       const { runCoordinator } = await import('../../coordinator/run.js');
-      const running = await runCoordinator(config, log);
+      const running = await runCoordinator(config, log).catch((err) => {
+        // A failed start exits once main printed why, even if a library (etcd3's watch retries)
+        // left a handle open: a coordinator that cannot start must not hang.
+        setTimeout(() => process.exit(), 1000).unref();
+        throw err;
+      });
       await untilSignal(log, running.stop);
     });
 

@@ -17,6 +17,7 @@ import {
   type IRequestOp,
 } from 'etcd3';
 import { StrataError, invalid } from '../../common/errors.js';
+import type { EtcdCredentials } from './etcd-tls.js';
 import { KV_MAX_TXN_OPS, type Kv, type KvEntry, type KvOp, type KvTxn, type RangeOptions } from './kv.js';
 
 export interface EtcdKvOptions {
@@ -24,6 +25,8 @@ export interface EtcdKvOptions {
   hosts: string[];
   /** Bound on each seam call, retries included. */
   timeoutMs?: number;
+  /** TLS to etcd (etcd-tls.ts): the hosts are dialled over https. */
+  credentials?: EtcdCredentials;
 }
 
 export const ETCD_TIMEOUT_MS_DEFAULT = 5_000;
@@ -62,8 +65,10 @@ export class EtcdKv implements Kv {
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalid(`etcd: timeoutMs ${timeoutMs} is not > 0`);
     this.timeoutMs = timeoutMs;
     this.hostsLabel = options.hosts.map((h) => h.replace(/^https?:\/\//, '')).join(',');
+    const scheme = options.credentials ? 'https' : 'http';
     this.client = new Etcd3({
-      hosts: options.hosts.map((h) => (/^https?:\/\//.test(h) ? h : `http://${h}`)),
+      hosts: options.hosts.map((h) => `${scheme}://${h.replace(/^https?:\/\//, '')}`),
+      credentials: options.credentials,
       // etcd3's per-host circuit breaker steers calls off a dead member of a cluster; with one
       // host there is nowhere to steer, and it would turn a blip into 5 s of refused calls.
       faultHandling:

@@ -4,6 +4,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { StrataError } from '../../common/errors.js';
 import { CachedKv } from './cached-kv.js';
 import { EtcdKv } from './etcd-kv.js';
+import type { EtcdCredentials } from './etcd-tls.js';
 import type { Kv } from './kv.js';
 import { LevelKv } from './level-kv.js';
 
@@ -14,6 +15,8 @@ export interface OpenKvOptions {
   syncWrites?: boolean;
   /** etcd: serve reads of keys under these prefixes from a watch-fed cache (coordinator/meta/cached-kv.ts). */
   cachePrefixes?: string[];
+  /** etcd: TLS (coordinator/meta/etcd-tls.ts); absent = plain text. */
+  etcdTls?: EtcdCredentials;
 }
 
 const EXPECTED_FORMS = 'etcd://host:port[,host:port...], leveldb:///absolute/path, or a filesystem path';
@@ -23,7 +26,7 @@ type Engine = (location: string, metaUrl: string, options: OpenKvOptions) => Pro
 
 const ENGINES: Record<string, Engine> = {
   etcd: async (location, metaUrl, options) => {
-    const etcd = new EtcdKv({ hosts: parseEtcdHosts(location, metaUrl), timeoutMs: options.timeoutMs });
+    const etcd = new EtcdKv({ hosts: parseEtcdHosts(location, metaUrl), timeoutMs: options.timeoutMs, credentials: options.etcdTls });
     if (!options.cachePrefixes?.length) return etcd;
     try {
       return await CachedKv.open(etcd, { prefixes: options.cachePrefixes, openTimeoutMs: options.timeoutMs });
@@ -47,11 +50,13 @@ export async function openKv(metaUrl: string, options: OpenKvOptions = {}): Prom
   if (!match) {
     // A bare host:port is almost surely an etcd address missing its scheme, not a directory.
     if (/^[\w.-]+:\d+$/.test(trimmed)) throw badUrl(metaUrl, `did you mean etcd://${trimmed}?`);
+    if (options.etcdTls) throw new StrataError('Invalid', `--etcd-ca/--etcd-cert/--etcd-key apply to an etcd:// metadata URL, not the directory ${JSON.stringify(metaUrl)}`);
     return LevelKv.open(isAbsolute(trimmed) ? trimmed : resolve(trimmed), { syncWrites: options.syncWrites });
   }
   const scheme = match[1]!.toLowerCase();
   const engine = ENGINES[scheme];
   if (!engine) throw badUrl(metaUrl, `unknown scheme ${scheme}://`);
+  if (options.etcdTls && scheme !== 'etcd') throw new StrataError('Invalid', `--etcd-ca/--etcd-cert/--etcd-key apply to an etcd:// metadata URL, not ${JSON.stringify(metaUrl)}`);
   return engine(match[2]!, metaUrl, options);
 }
 

@@ -21,6 +21,8 @@ export const STRATA_MAIN = path.join(REPO_ROOT, 'dist/cli/main.js');
 
 export interface ClusterOptions {
   meta?: 'embedded' | 'etcd';
+  /** A metadata URL the test already runs (a TLS etcd, say): used instead of `meta`. */
+  metaUrl?: string;
   coordinators?: number;
   datanodes?: number;
   chunkSize?: string;
@@ -165,8 +167,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
   const dir = await tempDir('cluster');
   const cluster = new TestCluster(dir, options);
   try {
-    let meta = path.join(dir.path, 'meta');
-    if (options.meta === 'etcd') {
+    let meta = options.metaUrl ?? path.join(dir.path, 'meta');
+    if (options.meta === 'etcd' && !options.metaUrl) {
       cluster.etcd = await startEtcd();
       meta = cluster.etcd.url;
     }

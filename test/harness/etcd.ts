@@ -39,6 +39,12 @@ export interface StartEtcdOptions {
   /** How long stop() waits after SIGTERM before SIGKILL. */
   stopTimeoutMs?: number;
   extraArgs?: string[];
+  /**
+   * Serve clients over TLS with these PEM files and require client certificates signed by `ca`
+   * (etcd's --cert-file --key-file --trusted-ca-file --client-cert-auth). Health is then read
+   * from a plain-HTTP metrics listener on loopback.
+   */
+  tls?: { ca: string; cert: string; key: string };
 }
 
 const READY_TIMEOUT_MS_DEFAULT = 20_000;
@@ -67,6 +73,7 @@ interface MemberPlan {
   name: string;
   clientPort: number;
   peerPort: number;
+  metricsPort: number;
   dir: TempDir;
 }
 
@@ -95,7 +102,7 @@ export async function startEtcdCluster(size: number, options: StartEtcdOptions =
 async function startOnce(binary: string, size: number, options: StartEtcdOptions): Promise<EtcdCluster> {
   const plans: MemberPlan[] = [];
   for (let i = 0; i < size; i++) {
-    plans.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort(), dir: await tempDir('etcd') });
+    plans.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort(), metricsPort: await freePort(), dir: await tempDir('etcd') });
   }
   const initialCluster = plans.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(',');
   const clusterToken = `strata-${randomBytes(6).toString('hex')}`;
@@ -131,8 +138,12 @@ function launch(
   clusterToken: string,
   options: StartEtcdOptions,
 ): { member: EtcdMember; ready: Promise<void> } {
-  const clientUrl = `http://127.0.0.1:${plan.clientPort}`;
+  const clientUrl = `${options.tls ? 'https' : 'http'}://127.0.0.1:${plan.clientPort}`;
   const peerUrl = `http://127.0.0.1:${plan.peerPort}`;
+  const metricsUrl = `http://127.0.0.1:${plan.metricsPort}`;
+  const tlsArgs = options.tls
+    ? [`--cert-file=${options.tls.cert}`, `--key-file=${options.tls.key}`, `--trusted-ca-file=${options.tls.ca}`, '--client-cert-auth', `--listen-metrics-urls=${metricsUrl}`]
+    : [];
   const args = [
     `--name=${plan.name}`,
     `--data-dir=${join(plan.dir.path, 'data')}`,
@@ -146,6 +157,7 @@ function launch(
     // Keeps history bounded as the design asks; an hour leaves tests' revisions readable.
     '--auto-compaction-retention=1',
     '--logger=zap',
+    ...tlsArgs,
     ...(options.extraArgs ?? []),
   ];
   // ETCD_* variables from the caller's environment would silently override these flags.
@@ -208,7 +220,7 @@ function launch(
     while (Date.now() < deadlineMs) {
       if (spawnError) throw describe(`failed to start: ${spawnError.message}`);
       if (!isRunning(child)) throw describe(`exited with code ${child.exitCode ?? child.signalCode}`);
-      if (await isHealthy(clientUrl)) return;
+      if (await isHealthy(options.tls ? metricsUrl : clientUrl)) return;
       await sleep(HEALTH_POLL_INTERVAL_MS);
     }
     throw describe(`not healthy after ${options.readyTimeoutMs ?? READY_TIMEOUT_MS_DEFAULT} ms`);
@@ -220,9 +232,9 @@ function isRunning(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null && child.pid !== undefined;
 }
 
-async function isHealthy(clientUrl: string): Promise<boolean> {
+async function isHealthy(baseUrl: string): Promise<boolean> {
   try {
-    const response = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(HEALTH_REQUEST_TIMEOUT_MS) });
+    const response = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(HEALTH_REQUEST_TIMEOUT_MS) });
     if (!response.ok) return false;
     const body = (await response.json()) as { health?: string };
     return body.health === 'true';
