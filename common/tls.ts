@@ -92,26 +92,14 @@ export class TlsContext {
   }
 
   private static load(files: TlsFiles, requireClientCert: boolean): TlsContext {
-    const ca = readPem(files.ca!, '--tls-ca');
-    // A bundle may hold several CAs (while one replaces another): any of them may sign.
-    const caCerts = pemBlocks(ca).map((block) => parseCert(Buffer.from(block), files.ca!, '--tls-ca'));
-    if (caCerts.length === 0) throw invalid(`TLS: --tls-ca ${files.ca} holds no PEM certificate`);
-    if (!caCerts.every((cert) => cert.ca)) throw invalid(`TLS: --tls-ca ${files.ca} is not a CA certificate`);
+    const flags = { ca: '--tls-ca', cert: '--tls-cert', key: '--tls-key' };
+    const { pem: ca, certs: caCerts } = readCaBundle(files.ca!, flags.ca, 'TLS');
     let cert: Buffer | undefined;
     let key: Buffer | undefined;
     if (files.cert && files.key) {
-      cert = readPem(files.cert, '--tls-cert');
-      key = readPem(files.key, '--tls-key');
-      const own = parseCert(cert, files.cert, '--tls-cert');
-      let privateKey;
-      try {
-        privateKey = createPrivateKey(key);
-      } catch (err) {
-        throw invalid(`TLS: --tls-key ${files.key} is not a PEM private key (${(err as Error).message})`);
-      }
-      if (!own.checkPrivateKey(privateKey)) throw invalid(`TLS: --tls-key ${files.key} does not belong to --tls-cert ${files.cert}`);
-      if (!caCerts.some((caCert) => own.verify(caCert.publicKey))) throw invalid(`TLS: --tls-cert ${files.cert} is not signed by the --tls-ca CA ${files.ca}`);
-      if (Date.parse(own.validTo) < Date.now()) throw invalid(`TLS: --tls-cert ${files.cert} expired on ${own.validTo}`);
+      const pair = readKeyPair({ cert: files.cert, key: files.key }, flags, 'TLS');
+      ({ cert, key } = pair);
+      if (!caCerts.some((caCert) => pair.own.verify(caCert.publicKey))) throw invalid(`TLS: --tls-cert ${files.cert} is not signed by the --tls-ca CA ${files.ca}`);
     }
     return new TlsContext(ca, cert, key, requireClientCert);
   }
@@ -243,7 +231,36 @@ function muteIpServernameWarning(): void {
   };
 }
 
-export function readPem(file: string, flag: string): Buffer {
+/** A CA bundle (several CAs while one replaces another), checked to hold only CA certificates. */
+export function readCaBundle(file: string, flag: string, label: string): { pem: Buffer; certs: X509Certificate[] } {
+  const pem = readPem(file, flag);
+  const certs = pemBlocks(pem).map((block) => parseCert(Buffer.from(block), file, flag));
+  if (certs.length === 0) throw invalid(`${label}: ${flag} ${file} holds no PEM certificate`);
+  if (!certs.every((cert) => cert.ca)) throw invalid(`${label}: ${flag} ${file} is not a CA certificate`);
+  return { pem, certs };
+}
+
+/** A certificate and its key, checked to belong together and not to have expired. */
+export function readKeyPair(
+  files: { cert: string; key: string },
+  flags: { cert: string; key: string },
+  label: string,
+): { cert: Buffer; key: Buffer; own: X509Certificate } {
+  const cert = readPem(files.cert, flags.cert);
+  const key = readPem(files.key, flags.key);
+  const own = parseCert(cert, files.cert, flags.cert);
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (err) {
+    throw invalid(`${label}: ${flags.key} ${files.key} is not a PEM private key (${(err as Error).message})`);
+  }
+  if (!own.checkPrivateKey(privateKey)) throw invalid(`${label}: ${flags.key} ${files.key} does not belong to ${flags.cert} ${files.cert}`);
+  if (Date.parse(own.validTo) < Date.now()) throw invalid(`${label}: ${flags.cert} ${files.cert} expired on ${own.validTo}`);
+  return { cert, key, own };
+}
+
+function readPem(file: string, flag: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
@@ -252,11 +269,11 @@ export function readPem(file: string, flag: string): Buffer {
   }
 }
 
-export function pemBlocks(pem: Buffer): string[] {
+function pemBlocks(pem: Buffer): string[] {
   return pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }
 
-export function parseCert(pem: Buffer, file: string, flag: string): X509Certificate {
+function parseCert(pem: Buffer, file: string, flag: string): X509Certificate {
   try {
     return new X509Certificate(pem);
   } catch (err) {
