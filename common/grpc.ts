@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import http2 from 'node:http2';
-import { type ErrorKind, StrataError, isErrorKind } from './errors.js';
+import { type ErrorKind, StrataError, asStrataError, isErrorKind } from './errors.js';
 import { clipMessage } from './limits.js';
 import { TLS_FAILURE_REASONS, channelCredentials, type TlsContext } from './tls.js';
 
@@ -146,7 +146,8 @@ export function unaryHandler<Req, Res>(
   return (call, callback) => {
     fn(call.request, call).then(
       (reply) => callback(null, reply),
-      (err) => callback(toServiceError(err) as grpc.ServiceError),
+      // A cancelled call ends as CANCELLED: no one reads it, but the status says what happened.
+      (err) => callback((call.cancelled ? { code: grpc.status.CANCELLED, details: asStrataError(err).message } : toServiceError(err)) as grpc.ServiceError),
     );
   };
 }

@@ -7,7 +7,7 @@ import { crc32c } from '@node-rs/crc32';
 import { ChunkReader, bufferSource, headSizeBytes } from '../common/chunk-codec.js';
 import { DataNodeClients, type NodeAddress, type ReadBounds } from '../client/datanode-client.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
-import { toServiceError } from '../common/grpc.js';
+import { toServiceError, unaryHandler } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import type { TlsContext } from '../common/tls.js';
 import type { TierCopy } from '../common/object-tier.js';
@@ -251,13 +251,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         if (!call.cancelled) call.emit('error', toServiceError(err));
       });
     },
-    replicateChunk: (call: grpc.ServerUnaryCall<ReplicateChunkRequest, ReplicateChunkReply>, callback: grpc.sendUnaryData<ReplicateChunkReply>) => {
-      replicateChunk(call.request, call).then(
-        (reply) => callback(null, reply),
-        // A cancelled call ends as CANCELLED (no one reads it, but the status says what happened).
-        (err) => callback((call.cancelled ? { code: grpc.status.CANCELLED, details: asStrataError(err).message } : toServiceError(err)) as grpc.ServiceError),
-      );
-    },
+    replicateChunk: unaryHandler<ReplicateChunkRequest, ReplicateChunkReply>((request, call) => replicateChunk(request, call)),
   };
   return { handlers, close: () => sources.close() };
 }
