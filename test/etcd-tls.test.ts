@@ -14,7 +14,13 @@ import { runCli, startCluster, type TestCluster } from './harness/cluster.js';
 import { startEtcd, type EtcdMember } from './harness/etcd.js';
 import { tempDir, type TempDir } from './harness/ports.js';
 
-const lastLine = (text: string) => text.trim().split('\n').at(-1) ?? '';
+// The CLI's one error line. The logger writes asynchronously, so a log line may come after it:
+// pick the error line by its prefix and require exactly one.
+const errorLine = (text: string) => {
+  const lines = text.split('\n').filter((line) => line.startsWith('strata: '));
+  expect(lines).toHaveLength(1);
+  return lines[0];
+};
 
 describe('etcd over TLS with client certificates', () => {
   let dir: TempDir;
@@ -78,12 +84,12 @@ describe('etcd over TLS with client certificates', () => {
     for (const [args, pattern] of cases) {
       const result = await run(args);
       expect(result.code, result.stderr).toBe(2);
-      expect(lastLine(result.stderr)).toMatch(pattern);
+      expect(errorLine(result.stderr)).toMatch(pattern);
     }
     const meta = path.join(dir.path, 'meta-never');
     const notEtcd = await run(['--etcd-ca', ca], meta);
     expect(notEtcd.code).toBe(2);
-    expect(lastLine(notEtcd.stderr)).toMatch(/^strata: --etcd-ca\/--etcd-cert\/--etcd-key apply to an etcd:\/\/ metadata URL/);
+    expect(errorLine(notEtcd.stderr)).toMatch(/^strata: --etcd-ca\/--etcd-cert\/--etcd-key apply to an etcd:\/\/ metadata URL/);
     expect(existsSync(meta)).toBe(false);
   }, 120_000);
 
@@ -94,7 +100,7 @@ describe('etcd over TLS with client certificates', () => {
     for (const args of [[], ['--etcd-ca', ca], ['--etcd-ca', other.ca, '--etcd-cert', coordinatorCert.cert, '--etcd-key', coordinatorCert.key]]) {
       const result = await run(args);
       expect(result.code, args.join(' ')).toBe(8); // Unavailable: it exits, it does not hang
-      expect(lastLine(result.stderr)).toMatch(/^strata: cannot reach etcd/);
+      expect(errorLine(result.stderr)).toMatch(/^strata: cannot reach etcd/);
     }
   }, 300_000);
 });
