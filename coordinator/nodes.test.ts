@@ -6,6 +6,7 @@ import { encodeNode, nodeKey } from './meta/keys.js';
 import { openKv } from './meta/open-kv.js';
 import { NodeRegistry, requiredAcks } from './nodes.js';
 import { allocatedAtMs } from './healing/chunk-id.js';
+import type { PortState } from './healing/probe.js';
 
 const GiB = 1024 ** 3;
 
@@ -73,8 +74,8 @@ describe('NodeRegistry placement and liveness', () => {
     for (const id of ['dn1', 'dn2', 'dn3']) await beat(id, 10);
     let changes = 0;
     registry.onLivenessChange(() => changes++);
-    registry.linkOpened('dn1', '127.0.0.1:9001');
-    expect(await registry.linkClosed('dn1', false)).toBe(true);
+    const link = registry.linkOpened('dn1', '127.0.0.1:9001');
+    expect(await registry.linkClosed('dn1', false, link)).toBe(true);
     expect(probed).toEqual([['127.0.0.1:7501', '127.0.0.1:9001']]);
     expect(registry.isLive('dn1')).toBe(false);
     expect(registry.goneReason('dn1')).toMatch(/link dropped/);
@@ -89,27 +90,43 @@ describe('NodeRegistry placement and liveness', () => {
     expect(changes).toBe(2);
   });
 
-  test('no early death when the ports answer, another link is open, a heartbeat came meanwhile, or the node said goodbye', async () => {
+  test('no early death when the ports answer, a newer link is open, a heartbeat came meanwhile, or the node said goodbye', async () => {
     for (const id of ['dn1', 'dn2']) await beat(id, 10);
-    answer = 'open'; // a blip: the link dropped, the process is there
-    registry.linkOpened('dn1', '');
-    expect(await registry.linkClosed('dn1', false)).toBe(false);
+    answer = 'open'; // a blip: the link dropped, the process is there (and reopens its link)
+    let link = registry.linkOpened('dn1', '');
+    expect(await registry.linkClosed('dn1', false, link)).toBe(false);
     expect(registry.isLive('dn1')).toBe(true);
-    expect(probed).toHaveLength(1);
+    expect(probed).toHaveLength(5);
     answer = 'unknown'; // probes that time out: tried again, then left to the grace
-    registry.linkOpened('dn1', '');
-    expect(await registry.linkClosed('dn1', false)).toBe(false);
+    link = registry.linkOpened('dn1', '');
+    expect(await registry.linkClosed('dn1', false, link)).toBe(false);
     expect(registry.isLive('dn1')).toBe(true);
-    expect(probed).toHaveLength(6);
+    expect(probed).toHaveLength(10);
+    // A port still open on the first probes (a killed process's listener outlives its link by a
+    // moment), refusing on the next: dead.
+    let answers: PortState[] = ['open', 'open', 'refused'];
+    const listenerLingers = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs, probeRetryMs: 1, probePorts: async () => answers.shift() ?? 'refused' });
+    await listenerLingers.heartbeat({ nodeId: 'dn1', address: '127.0.0.1:7501', capacityBytes: GiB, usedBytes: 0, freeBytes: GiB, chunks: 0, zone: '' });
+    expect(await listenerLingers.linkClosed('dn1', false, listenerLingers.linkOpened('dn1', ''))).toBe(true);
+    expect(answers).toEqual([]);
+    // A node that reopens its link while being probed is not dead, whatever its ports said.
+    answers = ['open', 'open', 'open'];
+    const reopens = new NodeRegistry(kv, { deadAfterMs: 5000, persistIntervalMs: 10_000, log: createLogger('test', 'silent'), now: () => nowMs, probeRetryMs: 1, probePorts: async () => {
+      if (answers.length === 1) reopens.linkOpened('dn1', '');
+      return answers.shift() ?? 'refused';
+    } });
+    await reopens.heartbeat({ nodeId: 'dn1', address: '127.0.0.1:7501', capacityBytes: GiB, usedBytes: 0, freeBytes: GiB, chunks: 0, zone: '' });
+    expect(await reopens.linkClosed('dn1', false, reopens.linkOpened('dn1', ''))).toBe(false);
+    expect(reopens.isLive('dn1')).toBe(true);
     answer = 'refused';
-    registry.linkOpened('dn1', ''); // a restarted node's new link came before the old one's loss
-    registry.linkOpened('dn1', '');
-    expect(await registry.linkClosed('dn1', false)).toBe(false);
+    const old = registry.linkOpened('dn1', ''); // a restarted node's new link came before the old one's loss
+    link = registry.linkOpened('dn1', '');
+    expect(await registry.linkClosed('dn1', false, old)).toBe(false);
     expect(registry.isLive('dn1')).toBe(true);
-    expect(await registry.linkClosed('dn1', false)).toBe(true); // the last one
-    registry.linkOpened('dn1', ''); // restarted: its hello revives it before its next heartbeat
+    expect(await registry.linkClosed('dn1', false, link)).toBe(true); // the newest one
+    link = registry.linkOpened('dn1', ''); // restarted: its hello revives it before its next heartbeat
     expect(registry.isLive('dn1')).toBe(true);
-    expect(await registry.linkClosed('dn1', false)).toBe(true);
+    expect(await registry.linkClosed('dn1', false, link)).toBe(true);
     nowMs += 10;
     await beat('dn1', 10);
     // A heartbeat from the restarted process lands while the probe of the old link runs.
@@ -122,13 +139,11 @@ describe('NodeRegistry placement and liveness', () => {
       return 'refused';
     } });
     await slow.heartbeat({ nodeId: 'dn1', address: '127.0.0.1:7501', capacityBytes: GiB, usedBytes: 0, freeBytes: GiB, chunks: 0, zone: '' });
-    slow.linkOpened('dn1', '');
-    expect(await slow.linkClosed('dn1', false)).toBe(false);
+    expect(await slow.linkClosed('dn1', false, slow.linkOpened('dn1', ''))).toBe(false);
     expect(slow.isLive('dn1')).toBe(true);
     // A clean stop: no probe, and no early death from missed heartbeats either, until it is heard again.
     probed.length = 0;
-    registry.linkOpened('dn2', '');
-    expect(await registry.linkClosed('dn2', true)).toBe(false);
+    expect(await registry.linkClosed('dn2', true, registry.linkOpened('dn2', ''))).toBe(false);
     expect(probed).toEqual([]);
     nowMs += 3000;
     expect(registry.lateNodes(2000).map((n) => n.nodeId)).toEqual(['dn1']);

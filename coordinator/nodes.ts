@@ -59,8 +59,13 @@ export class NodeRegistry {
   private admin = new Map<string, NodeAdmin>();
   /** Nodes found gone (connections refused) since their last heartbeat: that heartbeat's time, and why. */
   private readonly goneSince = new Map<string, { heartbeatMs: number; why: string }>();
-  /** Open NodeLink streams per node, and the byte-path address the last one named. */
-  private readonly links = new Map<string, { open: number; dataAddress: string }>();
+  /**
+   * Each node's newest NodeLink (a token per stream) and the byte-path address it named. Only the
+   * newest counts: a node opens a link only after its previous one ended on its side, so an older
+   * stream still open here is a leftover whose end says nothing (and must not shield a death).
+   */
+  private readonly links = new Map<string, { token: number; open: boolean; dataAddress: string }>();
+  private nextLinkToken = 1;
   /** Nodes whose last link ended with a goodbye: no early death for them until they are heard again. */
   private readonly stopping = new Set<string>();
   /** Ends every open NodeLink call (this coordinator is stopping: its server then drains at once). */
@@ -250,12 +255,13 @@ export class NodeRegistry {
     return () => this.linkEnders.delete(end);
   }
 
-  /** A NodeLink stream from the node opened (NodeLink's first message named it). */
-  linkOpened(nodeId: string, dataAddress: string): void {
-    const link = this.links.get(nodeId) ?? { open: 0, dataAddress: '' };
-    link.open++;
-    link.dataAddress = dataAddress;
-    this.links.set(nodeId, link);
+  /**
+   * A NodeLink stream from the node opened (NodeLink's first message named it). Returns the
+   * stream's token, for linkClosed.
+   */
+  linkOpened(nodeId: string, dataAddress: string): number {
+    const token = this.nextLinkToken++;
+    this.links.set(nodeId, { token, open: true, dataAddress });
     this.stopping.delete(nodeId);
     // The hello came from a running process: a node found gone is back (its heartbeat may come
     // a whole interval later).
@@ -263,35 +269,43 @@ export class NodeRegistry {
       this.options.log.info({ nodeId }, 'data node found dead opened a link again: live');
       this.events.emit('change');
     }
+    return token;
+  }
+
+  /** A link newer than `token` opened since (the node reconnected or restarted). */
+  private linkReplaced(nodeId: string, token: number): boolean {
+    const link = this.links.get(nodeId);
+    return !link || link.token !== token;
   }
 
   /**
-   * A NodeLink stream closed. Without a goodbye, and with no other link from the node open, its
+   * A NodeLink stream closed. Without a goodbye, and unless a newer link from the node opened, its
    * ports are probed now; if every one refuses, the node is dead at once. A probe that proves
-   * nothing (a timeout on a loaded host, a heartbeat that landed meanwhile) is tried again a few
-   * times; one that finds a port open ends it (a blip: the node reopens its link). Resolves when
-   * decided (true: marked dead), for tests; callers need not wait.
+   * nothing is tried again a few times: a timeout on a loaded host, a heartbeat that landed
+   * meanwhile, or a port still open (a killed process's kernel closes its sockets one by one, so
+   * a listener can outlive the link by a moment; a live node instead reopens its link, which ends
+   * the probing). Resolves when decided (true: marked dead), for tests; callers need not wait.
    */
-  async linkClosed(nodeId: string, goodbye: boolean): Promise<boolean> {
+  async linkClosed(nodeId: string, goodbye: boolean, token: number): Promise<boolean> {
     const link = this.links.get(nodeId);
-    if (!link) return false;
-    link.open = Math.max(0, link.open - 1);
+    if (!link || this.linkReplaced(nodeId, token)) return false;
+    link.open = false;
     if (goodbye) this.stopping.add(nodeId);
-    if (link.open > 0 || goodbye || !this.seen.has(nodeId) || this.closingLinks) return false;
+    if (goodbye || !this.seen.has(nodeId) || this.closingLinks) return false;
     this.options.log.info({ nodeId }, 'data node link lost: probing its ports');
     const probe = this.options.probePorts ?? ((addresses: string[]) => probePorts(addresses));
     for (let attempt = 0; attempt < LINK_PROBES; attempt++) {
       if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, this.options.probeRetryMs ?? LINK_PROBE_RETRY_MS));
       const record = this.seen.get(nodeId);
       // A link opened meanwhile (the node restarted), or this coordinator is stopping: not gone.
-      if (!record || (this.links.get(nodeId)?.open ?? 0) > 0 || this.closingLinks) return false;
+      if (!record || this.linkReplaced(nodeId, token) || this.closingLinks) return false;
       const sinceHeartbeatMs = record.lastHeartbeatMs;
       const state = await probe([record.address, link.dataAddress].filter(Boolean)).catch((): PortState => 'unknown');
-      if (state === 'open') return false;
-      if (state !== 'refused' || (this.links.get(nodeId)?.open ?? 0) > 0) continue;
+      if (state !== 'refused' || this.linkReplaced(nodeId, token)) continue;
       if (this.markGone(nodeId, 'its link dropped and its ports refuse connections', sinceHeartbeatMs)) return true;
       if (this.goneReason(nodeId)) return false; // found gone already (the late-node probe)
     }
+    this.options.log.info({ nodeId }, 'data node link lost, but its ports never all refused: left to heartbeats');
     return false;
   }
 

@@ -21,6 +21,7 @@ const ADDRESS = /^[^\s/]+:\d{1,5}$/;
 export function nodeLinkHandler(registry: Pick<NodeRegistry, 'linkOpened' | 'linkClosed' | 'holdLink'>) {
   return (call: grpc.ServerDuplexStream<WireLinkMessage, unknown>): void => {
     let nodeId = '';
+    let linkToken = 0;
     let goodbye = false;
     let ended = false;
     // A stopping coordinator ends its links itself, so its server need not wait them out.
@@ -31,7 +32,7 @@ export function nodeLinkHandler(registry: Pick<NodeRegistry, 'linkOpened' | 'lin
       if (ended) return;
       ended = true;
       release();
-      if (nodeId) void registry.linkClosed(nodeId, goodbye);
+      if (nodeId) void registry.linkClosed(nodeId, goodbye, linkToken);
     };
     const refuse = (message: string) => {
       end();
@@ -45,7 +46,7 @@ export function nodeLinkHandler(registry: Pick<NodeRegistry, 'linkOpened' | 'lin
         const dataAddress = String(message.dataAddress ?? '');
         if (dataAddress && !ADDRESS.test(dataAddress)) return refuse(`invalid data address '${dataAddress}'`);
         nodeId = id;
-        registry.linkOpened(nodeId, dataAddress);
+        linkToken = registry.linkOpened(nodeId, dataAddress);
       } else if (message.nodeId && message.nodeId !== nodeId) {
         return refuse(`the link of '${nodeId}' cannot speak for '${message.nodeId}'`);
       }
