@@ -109,6 +109,10 @@ export const coordinatorSchema = z.object({
   oidcTenantClaim: z.string().min(1).max(128).default('tenant'),
   /** Fewest ms between two fetches of the realm's keys (a token with an unknown kid triggers one). */
   oidcJwksRefetchMs: int.min(0).max(3_600_000).default(10_000),
+  /** The token role that sees the whole namespace (every tenant's) and may drain, remove nodes, rebalance, tier (coordinator/authz/). */
+  adminRole: z.string().min(1).max(256).default('strata-admin'),
+  /** A JSON file of per-path rules by role (coordinator/authz/rules.ts); absent = none. */
+  authzRules: z.string().min(1).optional(),
   // Per client host (common/client-limits.ts): gRPC calls and session connections open at once, and
   // started per second; 0 = no bound. Generous: every client of a one-host cluster is 127.0.0.1.
   clientMaxInFlight: int.min(0).max(1_000_000).default(4096),

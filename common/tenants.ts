@@ -9,3 +9,11 @@ export const TENANTS_DIR = '/tenants';
 export function tenantRootPath(tenant: string): string {
   return `${TENANTS_DIR}/${tenant}`;
 }
+
+/** The name of TENANTS_DIR in the root. */
+export const TENANTS_DIR_NAME = TENANTS_DIR.slice(1);
+
+/** A tenant name from a token claim: one path component, letters, digits, '.', '_', '-' (not '.' or '..'). */
+export function isTenantName(tenant: string): boolean {
+  return /^[A-Za-z0-9._-]{1,64}$/.test(tenant) && tenant !== '.' && tenant !== '..';
+}

@@ -1,6 +1,6 @@
 // The inode-based namespace ops of the session stream: by inode, or by (parent inode, name),
 // so a mount never has the coordinator walk a whole path per call. Each is one MetaStore call.
-import type { MetaStore } from './meta/store.js';
+import type { Namespace } from './authz/gate.js';
 import type { Owner, SetAttrChanges, SpecialKind } from './meta/types.js';
 import { ROOT_INO } from './meta/types.js';
 import { toWireAttr, toWireEntry } from './proto-map.js';
@@ -17,7 +17,7 @@ export interface InodeOpsDeps {
   setAttrChanges(req: Req): SetAttrChanges;
 }
 
-export function inodeOps(meta: MetaStore, { createIn, setAttrChanges }: InodeOpsDeps): SessionOps {
+export function inodeOps(meta: Namespace, { createIn, setAttrChanges }: InodeOpsDeps): SessionOps {
   const stat = (attr: Parameters<typeof toWireAttr>[0]) => ({ attr: toWireAttr(attr) });
   const statOrEmpty = (attr: Parameters<typeof toWireAttr>[0] | null) => (attr ? stat(attr) : {});
   return {

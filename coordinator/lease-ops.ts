@@ -7,7 +7,7 @@ import { OWN_CHANGE_OPS, ownChangeDrops, ownChangeEvents } from '../common/lease
 import { ino, name } from './inode-ops.js';
 import { asWriter } from './lease-kv.js';
 import { grantAll, type LeaseGrant, type LeasePush, type LeaseSession, type LeaseTable } from './leases.js';
-import type { MetaStore } from './meta/store.js';
+import type { Namespace } from './authz/gate.js';
 import { toWireAttr, toWireEntry } from './proto-map.js';
 import type { ServerSession, SessionHooks, SessionOps } from './session.js';
 
@@ -17,7 +17,7 @@ type Req = any;
 /** Release lists longer than this are refused (a session holds at most the table's cap anyway). */
 const RELEASE_MAX = 10_000;
 
-export function leaseSessionDeps(table: LeaseTable, meta: MetaStore): { hooks: SessionHooks; ops: SessionOps } {
+export function leaseSessionDeps(table: LeaseTable, meta: Namespace): { hooks: SessionHooks; ops: SessionOps } {
   const leases = new WeakMap<ServerSession, LeaseSession>();
   const leaseOf = (session: ServerSession): LeaseSession => {
     const lease = leases.get(session);
@@ -61,6 +61,8 @@ export function leaseSessionDeps(table: LeaseTable, meta: MetaStore): { hooks: S
       const lease = leaseOf(session);
       const parent = ino(req.parent, 'parent');
       const entryName = name(req.name);
+      // Another tenant's directory is not there at all: no lease on it, no "absent" answer.
+      await meta.requireVisible(parent);
       const dirRead = lease.begin([{ kind: 'dir', ino: parent }]);
       let found;
       try {

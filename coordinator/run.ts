@@ -17,6 +17,9 @@ import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
 import { coordinatorService } from './service.js';
 import { openAuthenticator } from './auth/open.js';
+import { Denials } from './authz/denials.js';
+import { NamespaceGate } from './authz/gate.js';
+import { RuleSet } from './authz/rules.js';
 import { SESSION_DEFAULTS, withSessionLimits, type SessionAcceptor } from './session.js';
 import { startSessionListener, type SessionListener } from './session-tcp.js';
 import { ClientLimiter, limitInterceptor } from '../common/client-limits.js';
@@ -49,6 +52,9 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
   const etcdTls = etcdCredentials(config);
   // Decided before anything opens: a coordinator that may not run anonymously stops here.
   const auth = openAuthenticator(config, log);
+  // Read and validated before anything opens too: a bad rules file is one Invalid line.
+  const rules = config.authzRules ? RuleSet.load(config.authzRules) : undefined;
+  if (rules) log.info({ file: config.authzRules, rules: rules.rules.length, default: rules.defaultLevel }, 'authz: per-path rules loaded');
   // Credentials (a file, or the environment) are read once here; a bad one is one Invalid line.
   const tierTargets = config.tiers.map((tier) => resolveTierTarget(tier, process.env, (file) => readFileSync(file, 'utf8')));
   const tiers = await openTiers(tierTargets);
@@ -61,6 +67,9 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     // Every namespace change goes through the leases' KV hook: acknowledged once caches were told.
     const meta = new MetaStore(coherence.kv, { commitGroup: currentWriter });
     await meta.init();
+    const denials = new Denials(log);
+    // What requests see of the namespace: their tenant's tree, within their rules (authz/gate.ts).
+    const namespace = new NamespaceGate(meta, { adminRole: config.adminRole, tenantClaim: config.oidcTenantClaim, rules }, denials);
     const nodes = new NodeRegistry(kv, {
       deadAfterMs: config.deadAfterMs,
       persistIntervalMs: Math.max(config.heartbeatIntervalMs * 10, 5000),
@@ -88,13 +97,13 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     let sessionAddress = '';
     const session = {
       limits: { ...SESSION_DEFAULTS, maxInFlight: config.sessionMaxInFlight },
-      ...leaseSessionDeps(coherence.table, meta),
+      ...leaseSessionDeps(coherence.table, namespace),
       accept: (acceptor: SessionAcceptor) => (acceptSession = acceptor),
       endpoint: () => sessionAddress,
     };
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
-      coordinatorService(meta, nodes, config, { kv, leadership, healer, tiering, session, auth }),
+      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin: { role: config.adminRole, denials } }),
     );
     server.addService(strataProto.LeasePeers.service, coherence.service());
     let sessionListener: SessionListener | undefined;

@@ -9,7 +9,9 @@ import { splitParent, splitPath } from '../common/paths.js';
 import { FILE_MAX_BYTES, TIME_MAX_MS, quoted } from '../common/limits.js';
 import type { CoordinatorConfig } from '../common/config.js';
 import { MIN_CHUNK_BYTES, MAX_CHUNK_BYTES } from '../common/config.js';
-import type { MetaStore } from './meta/store.js';
+import type { Namespace } from './authz/gate.js';
+import { requireAdminRole } from './authz/admin.js';
+import type { Denials } from './authz/denials.js';
 import type { Attr, SetAttrChanges } from './meta/types.js';
 import { ROOT_INO } from './meta/types.js';
 import type { AckPolicy, NodeRegistry } from './nodes.js';
@@ -48,11 +50,24 @@ const TIER_GATEWAYS = 2;
 /** Not the client plane: data nodes' heartbeats and links (node plane), and Session (it authenticates in-stream). */
 const NOT_BEARER_CHECKED = new Set(['Heartbeat', 'NodeLink', 'Session']);
 
+/** Who may run admin operations (authz/admin.ts), and where denials are told. */
+export interface AdminDeps {
+  role: string;
+  denials: Denials;
+}
+
+/** `meta` is the namespace behind the tenant and rule checks (authz/gate.ts): every namespace call of a request goes through it. */
 export function coordinatorService(
-  meta: MetaStore,
+  meta: Namespace,
   nodes: NodeRegistry,
   config: CoordinatorConfig,
-  { tiering, session = { limits: SESSION_DEFAULTS }, auth = AUTH_OFF, ...healing }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator },
+  {
+    tiering,
+    session = { limits: SESSION_DEFAULTS },
+    auth = AUTH_OFF,
+    admin,
+    ...healing
+  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminDeps },
 ) {
   // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
   // later commits of an id leaves half the grace as margin for clock skew and slow commits.
@@ -188,7 +203,7 @@ export function coordinatorService(
     },
 
     AllocateChunk: async (req: Req) => {
-      const attr = await meta.getattr(requireIno(req.ino));
+      const attr = await meta.attrForWrite(requireIno(req.ino));
       if (attr.type !== 'file') throw attr.type === 'dir' ? isDir(`inode ${attr.ino}`) : invalid(`inode ${attr.ino}: not a regular file`);
       return placeChunk(attr, ackPolicyOf(req.ackPolicy), req.excludeNodes ?? []);
     },
@@ -304,7 +319,8 @@ export function coordinatorService(
     ...tieringService(tiering),
   } satisfies grpc.UntypedServiceImplementation;
   // Every client-plane unary call proves who it is, here, once: no handler sees an unchecked call.
-  return guardUnaryCalls(service, strataProto.Coordinator.service, auth, NOT_BEARER_CHECKED);
+  // Inside that, admin operations check the caller's role.
+  return guardUnaryCalls(requireAdminRole(service, admin.role, admin.denials), strataProto.Coordinator.service, auth, NOT_BEARER_CHECKED);
 }
 
 /**

@@ -39,6 +39,8 @@ export function registerRoleCommands(program: Command): void {
     .option('--oidc-audience <client-id>', 'the client id tokens must name in aud (with --auth oidc)')
     .option('--oidc-tenant-claim <claim>', 'token claim naming the caller\'s tenant (default tenant)')
     .option('--oidc-jwks-refetch-ms <ms>', 'fewest ms between fetches of the realm\'s keys for an unknown kid (default 10000)')
+    .option('--admin-role <role>', 'token role that sees every tenant\'s files and may run admin operations: drain, node rm, rebalance, health, tier (default strata-admin)')
+    .option('--authz-rules <file>', 'JSON rules giving roles read-only, read-write or admin access to path prefixes (README: Tenants and authorization)')
     .option('--lease-ttl-ms <ms>', 'lease of a client cache: a client that stops answering holds others\' changes up at most this long (default 5000)')
     .option('--client-max-in-flight <n>', 'gRPC calls and sessions one client host may have open at once; more are refused (Busy); 0 = no bound (default 4096)')
     .option('--client-rate-per-sec <n>', 'gRPC calls and sessions one client host may start per second; 0 = no bound (default 100000)')

@@ -10,6 +10,7 @@ import { StrataError, invalid, unauthenticated } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc.js';
 import type { ServerSession, SessionOps } from '../session.js';
 import type { Authenticator } from './authenticator.js';
+import { runAs } from '../authz/scope.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- handlers are the service's untyped ones */
 
@@ -46,23 +47,24 @@ export function guardUnaryCalls(
   for (const [name, handler] of Object.entries(service)) {
     const method = definition[name];
     const unary = method && !method.requestStream && !method.responseStream;
-    guarded[name] = !unary || exempt.has(name) ? handler : guardUnary(handler as grpc.handleUnaryCall<any, any>, auth);
+    guarded[name] = !unary || exempt.has(name) ? handler : guardUnary(name, handler as grpc.handleUnaryCall<any, any>, auth);
   }
   return guarded;
 }
 
-function guardUnary(handler: grpc.handleUnaryCall<any, any>, auth: Authenticator): grpc.handleUnaryCall<any, any> {
+/** The handler runs as its caller (authz/scope.ts): what the namespace gate checks it against. */
+function guardUnary(name: string, handler: grpc.handleUnaryCall<any, any>, auth: Authenticator): grpc.handleUnaryCall<any, any> {
   if (auth.mode === 'off') {
     return (call, callback) => {
       callPrincipals.set(call, ANONYMOUS);
-      handler(call, callback);
+      runAs(ANONYMOUS, name, () => handler(call, callback));
     };
   }
   return (call, callback) => {
     auth.verify(bearerToken(call.metadata)).then(
       (principal) => {
         callPrincipals.set(call, principal);
-        handler(call, callback);
+        runAs(principal, name, () => handler(call, callback));
       },
       (err) => callback(toServiceError(err) as grpc.ServiceError),
     );
@@ -98,7 +100,7 @@ export function guardSessionOps(dispatch: SessionOps, auth: Authenticator): Sess
     for (const [name, op] of Object.entries(dispatch)) {
       guarded[name] = (request, session) => {
         stateOf(session).principal ??= ANONYMOUS;
-        return op(request, session);
+        return runAs(ANONYMOUS, name, () => op(request, session));
       };
     }
     guarded.authenticate = async (_request, session) => wireAuthenticated((stateOf(session).principal ??= ANONYMOUS));
@@ -107,8 +109,8 @@ export function guardSessionOps(dispatch: SessionOps, auth: Authenticator): Sess
   for (const [name, op] of Object.entries(dispatch)) {
     guarded[name] = (request, session) => {
       const state = stateOf(session);
-      if (state.pending && !isValid(state.principal)) return state.pending.then(() => admit(state, op, request, session));
-      return admit(state, op, request, session);
+      if (state.pending && !isValid(state.principal)) return state.pending.then(() => admit(state, name, op, request, session));
+      return admit(state, name, op, request, session);
     };
   }
   guarded.authenticate = (request: any, session) => {
@@ -141,11 +143,11 @@ export function guardSessionOps(dispatch: SessionOps, auth: Authenticator): Sess
   return guarded;
 }
 
-function admit(state: SessionAuthState, op: SessionOps[string], request: unknown, session: ServerSession): Promise<unknown> {
+function admit(state: SessionAuthState, name: string, op: SessionOps[string], request: unknown, session: ServerSession): Promise<unknown> {
   const principal = state.principal;
   if (!principal) return Promise.reject(unauthenticated('this session has not authenticated'));
   if (principal.expiresAtMs <= Date.now()) return Promise.reject(unauthenticated("the session's token expired"));
-  return op(request, session);
+  return runAs(principal, name, () => op(request, session));
 }
 
 function wireAuthenticated(principal: Principal) {

@@ -4,6 +4,7 @@
 import { StrataError, exists, invalid, isDir, notDir, notEmpty, notFound, notPermitted } from '../../common/errors.js';
 import { validateName } from '../../common/paths.js';
 import { FILE_MAX_BYTES } from '../../common/limits.js';
+import { TENANTS_DIR_NAME } from '../../common/tenants.js';
 import { KV_MAX_TXN_OPS, type Kv, type KvCompare, type KvEntry, type KvOp } from './kv.js';
 import { KeyTurns } from './key-turns.js';
 import { CommitBatcher, type CommitOutcome, type CommitStats } from './commit-batch.js';
@@ -82,6 +83,19 @@ export class MetaStore {
         { type: 'put', key: k.stampKey(ROOT_INO), value: k.encodeNumber(now) },
       ],
     });
+    await this.markTenantsDir();
+  }
+
+  /** A `/tenants` made before tenants existed becomes the directory of tenant roots (see childTags). */
+  private async markTenantsDir(): Promise<void> {
+    const [dentry] = await this.kv.getMany([k.dentryKey(ROOT_INO, TENANTS_DIR_NAME)]);
+    if (!dentry) return;
+    const { ino, type } = k.decodeDentry(dentry.value);
+    const [inode] = await this.kv.getMany([k.inodeKey(ino)]);
+    if (type !== 'dir' || !inode) return;
+    const attr = k.decodeAttr(ino, inode.value);
+    if (attr.holdsTenants) return;
+    await this.kv.txn({ compares: [{ key: inode.key, modRevision: inode.modRevision }], ops: [put(inode.key, k.encodeAttr({ ...attr, holdsTenants: true }))] });
   }
 
   // ------------------------------------------------------------------ reads
@@ -105,10 +119,10 @@ export class MetaStore {
     return this.getattr(k.decodeDentry(dentry.value).ino);
   }
 
-  /** Walks path components from the root; `label` names the path in errors. */
-  async resolve(components: string[], label = '/' + components.join('/')): Promise<Attr> {
+  /** Walks path components from the root (or directory `from`: a tenant's root); `label` names the path in errors. */
+  async resolve(components: string[], label = '/' + components.join('/'), from = ROOT_INO): Promise<Attr> {
     // Entries carry their type, so only the last component's inode is read: n+1 reads, not 2n+1.
-    let ino = ROOT_INO;
+    let ino = from;
     for (const [depth, name] of components.entries()) {
       const [dentry] = await this.kv.getMany([k.dentryKey(ino, name)]);
       if (!dentry) throw notFound(label);
@@ -239,6 +253,7 @@ export class MetaStore {
       if (dentry) throw exists(newName);
       const attr = k.decodeAttr(ino, inode.value);
       if (attr.type === 'dir') throw notPermitted(`inode ${ino}: a directory cannot have another name`);
+      requireSameTenant(attr, childTags(newParent, k.decodeAttr(newParent, parentEntry.value), newName, attr.type), newName);
       if (attr.nlink >= LINK_MAX) throw new StrataError('TooManyLinks', `inode ${ino}: already ${attr.nlink} links`);
       const now = this.now();
       const linked: Attr = { ...attr, nlink: attr.nlink + 1, ctimeMs: now };
@@ -334,7 +349,9 @@ export class MetaStore {
         if (!srcInode) return undefined;
         compares.push({ key: srcInode.key, modRevision: srcInode.modRevision });
         const moved = { ...k.decodeAttr(src.ino, srcInode.value), ctimeMs: now };
-        if (src.type === 'dir') moved.parent = dstParent;
+        requireSameTenant(moved, childTags(dstParent, dstParentAttr, dstName, moved.type), dstName);
+        // Every inode's parent follows its last move (a file's: the directory it was last put in).
+        moved.parent = dstParent;
         ops.push(put(srcInode.key, k.encodeAttr(moved)));
         ops.push(del(srcRead.key), put(k.dentryKey(dstParent, dstName), k.encodeDentry(src.ino, src.type)));
         ops.push(put(k.stampKey(srcParent), k.encodeNumber(now)));
@@ -462,7 +479,10 @@ export class MetaStore {
     makeAttr: MakeAttr,
   ): Promise<Attr | undefined> {
     const now = this.now();
-    const attr = makeAttr(await this.allocateIno(), now, k.decodeAttr(parent, parentRead.entry!.value));
+    const dir = k.decodeAttr(parent, parentRead.entry!.value);
+    const made = makeAttr(await this.allocateIno(), now, dir);
+    // Every inode records the directory it was made in (a directory's one parent; a file's first).
+    const attr: Attr = { ...made, ...childTags(parent, dir, name, made.type), parent };
     const ops: KvOp[] = [
       put(k.dentryKey(parent, name), k.encodeDentry(attr.ino, attr.type)),
       put(k.inodeKey(attr.ino), k.encodeAttr(attr)),
@@ -664,6 +684,26 @@ function subdirsOp(dir: number, read: KvEntry | undefined, delta: number): KvOp 
 }
 
 type MakeAttr = (ino: number, now: number, parentDir: Attr) => Attr;
+
+type TenantTags = Pick<Attr, 'tenant' | 'holdsTenants'>;
+
+/**
+ * The tenant tags an entry named `name` in directory `dir` carries: `/tenants` itself holds
+ * tenant roots, each directory in it is the root of the tenant it is named after, and everything
+ * else belongs to its parent's tenant (none outside every tenant's tree).
+ */
+function childTags(dirIno: number, dir: Attr, name: string, type: FileKind): TenantTags {
+  if (dirIno === ROOT_INO && name === TENANTS_DIR_NAME && type === 'dir') return { holdsTenants: true };
+  if (dir.holdsTenants) return { tenant: name };
+  return dir.tenant ? { tenant: dir.tenant } : {};
+}
+
+/** An inode keeps its tenant for life: a rename or link that would put it in another tenant's tree (or make it /tenants) is refused. */
+function requireSameTenant(attr: Attr, tags: TenantTags, name: string): void {
+  if ((attr.tenant ?? '') !== (tags.tenant ?? '') || !!attr.holdsTenants !== !!tags.holdsTenants) {
+    throw notPermitted(`${name}: cannot move or link an entry between tenants (or to or from ${'/' + TENANTS_DIR_NAME})`);
+  }
+}
 
 /**
  * Owner, group and mode of a new inode: the caller's uid and gid; in a set-group-ID directory

@@ -35,6 +35,14 @@ export interface Attr {
   chunks: number;
   /** Character and block devices: the device number (Linux encoding, as st_rdev); else 0. */
   rdev: number;
+  /**
+   * The tenant whose tree holds this inode (common/tenants.ts), absent outside every tenant's:
+   * set once at creation from the parent, never changed (a move between tenants is refused), so
+   * an inode number alone says whose it is (coordinator/authz/).
+   */
+  tenant?: string;
+  /** Only `/tenants`: each directory made in it is a tenant's root (its name is the tenant). */
+  holdsTenants?: boolean;
 }
 
 export interface DirEntry {

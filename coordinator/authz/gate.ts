@@ -1,0 +1,322 @@
+// The namespace as one request's caller may see it: MetaStore's calls behind the tenant boundary
+// and the per-path rules, for every route in (unary RPCs and session ops, by path and by inode).
+//
+// Who sees what (decided once here):
+// - auth off (anonymous) and holders of the admin role: the whole namespace, no rules;
+// - a caller whose token names a tenant: only that tenant's root (common/tenants.ts), as its `/`,
+//   made on first use. Every inode records its tenant (meta/types.ts), so an inode number another
+//   tenant guessed is refused as if it did not exist (NotFound), like every path outside the root;
+// - a caller with neither (auth on, no tenant claim, no admin role): nothing (PermissionDenied).
+// Inside what it sees, the rules of its roles (rules.ts) bound each operation: reads need
+// read-only, changes read-write (on the directory changed and on the entry moved or removed).
+import type { Principal } from '../../common/auth-principal.js';
+import { StrataError } from '../../common/errors.js';
+import { TENANTS_DIR_NAME, isTenantName, tenantRootPath } from '../../common/tenants.js';
+import type { MetaStore } from '../meta/store.js';
+import type { Attr, ChunkRecord, CreateOptions, Owner, SetAttrChanges, SpecialKind } from '../meta/types.js';
+import { ROOT_INO } from '../meta/types.js';
+import type { Denials } from './denials.js';
+import { type Level, type PrincipalRules, type Rule, type RuleSet, rank } from './rules.js';
+import { currentScope, type RequestScope } from './scope.js';
+
+/** What the services call: MetaStore's namespace calls, plus "this file, to write it" (AllocateChunk). */
+export type Namespace = Pick<
+  MetaStore,
+  | 'resolve' | 'getattr' | 'lookup' | 'readdir' | 'readlink' | 'getChunks' | 'touchAtime' | 'counts'
+  | 'mkdir' | 'create' | 'symlink' | 'mknod' | 'link' | 'unlink' | 'rmdir' | 'remove' | 'rename' | 'setattr' | 'commitChunk'
+> & {
+  attrForWrite(ino: number): Promise<Attr>;
+  /** Fails (NotFound) unless the caller may read inode `ino`: before a lease is taken on it. */
+  requireVisible(ino: number): Promise<void>;
+};
+
+export interface GateOptions {
+  /** The role that sees the whole namespace and may run admin operations. */
+  adminRole: string;
+  /** The claim tenants come from (for messages). */
+  tenantClaim: string;
+  rules?: RuleSet;
+}
+
+/** A tenant caller's view; undefined = the whole namespace, unchecked. */
+interface TenantView {
+  tenant: string;
+  rootIno: number;
+  rules?: PrincipalRules;
+  /** Rule paths resolved to directories (inode -> level), refreshed every ANCHOR_TTL_MS. */
+  anchors?: { atMs: number; byIno: Map<number, Rule> };
+}
+
+/** How long a principal's view (its root's inode, its rules' directories) is reused before being read again. */
+const VIEW_TTL_MS = 5_000;
+const ANCHOR_TTL_MS = 2_000;
+const MAX_DEPTH = 4096;
+
+export class NamespaceGate implements Namespace {
+  private readonly views = new WeakMap<Principal, { atMs: number; view: Promise<TenantView | undefined> }>();
+
+  constructor(
+    private readonly meta: MetaStore,
+    private readonly options: GateOptions,
+    private readonly denials: Denials,
+  ) {}
+
+  // ------------------------------------------------------------------ reads
+
+  async resolve(components: string[], label = '/' + components.join('/')): Promise<Attr> {
+    const [scope, view] = await this.enter();
+    if (!view) return this.meta.resolve(components, label);
+    const attr = await this.meta.resolve(components, label, view.rootIno);
+    await this.check(scope, view, attr, 'read-only', label);
+    return attr;
+  }
+
+  async getattr(ino: number): Promise<Attr> {
+    const [scope, view] = await this.enter();
+    const attr = await this.meta.getattr(ino);
+    if (view) await this.check(scope, view, attr, 'read-only', `inode ${ino}`);
+    return attr;
+  }
+
+  async attrForWrite(ino: number): Promise<Attr> {
+    const [scope, view] = await this.enter();
+    const attr = await this.meta.getattr(ino);
+    if (view) await this.check(scope, view, attr, 'read-write', `inode ${ino}`);
+    return attr;
+  }
+
+  async requireVisible(ino: number): Promise<void> {
+    const [scope, view] = await this.enter();
+    if (view) await this.inode(scope, view, ino, 'read-only');
+  }
+
+  async lookup(parent: number, name: string): Promise<Attr> {
+    const [scope, view] = await this.enter();
+    if (view) await this.inode(scope, view, parent, 'read-only');
+    const attr = await this.meta.lookup(parent, name);
+    if (view) await this.check(scope, view, attr, 'read-only', name);
+    return attr;
+  }
+
+  async readdir(ino: number, after: string, limit: number, withAttrs: boolean) {
+    const [scope, view] = await this.enter();
+    if (view) await this.inode(scope, view, ino, 'read-only');
+    return this.meta.readdir(ino, after, limit, withAttrs);
+  }
+
+  async readlink(ino: number): Promise<string> {
+    const [scope, view] = await this.enter();
+    if (view) await this.inode(scope, view, ino, 'read-only');
+    return this.meta.readlink(ino);
+  }
+
+  async getChunks(ino: number, fromIndex: number, count: number) {
+    const [scope, view] = await this.enter();
+    const reply = await this.meta.getChunks(ino, fromIndex, count);
+    if (view) await this.check(scope, view, reply.attr, 'read-only', `inode ${ino}`);
+    return reply;
+  }
+
+  /** Only after a GetChunks of the same inode checked it (an atime, not the caller's change). */
+  touchAtime(ino: number, atimeMs: number): Promise<void> {
+    return this.meta.touchAtime(ino, atimeMs);
+  }
+
+  counts() {
+    return this.meta.counts();
+  }
+
+  // ------------------------------------------------------------------ changes
+
+  async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<Attr> {
+    await this.changeIn(parent);
+    return this.meta.mkdir(parent, name, mode, owner);
+  }
+
+  async create(parent: number, name: string, options: CreateOptions): Promise<Attr> {
+    await this.changeIn(parent);
+    return this.meta.create(parent, name, options);
+  }
+
+  async symlink(parent: number, name: string, target: string, owner?: Owner): Promise<Attr> {
+    await this.changeIn(parent);
+    return this.meta.symlink(parent, name, target, owner);
+  }
+
+  async mknod(parent: number, name: string, kind: SpecialKind, mode: number, rdev: number, owner?: Owner): Promise<Attr> {
+    await this.changeIn(parent);
+    return this.meta.mknod(parent, name, kind, mode, rdev, owner);
+  }
+
+  async link(ino: number, newParent: number, newName: string): Promise<Attr> {
+    const [scope, view] = await this.enter();
+    if (view) {
+      // Writable where it is and where it goes: a read-only file must not gain a writable name.
+      await this.inode(scope, view, ino, 'read-write');
+      await this.inode(scope, view, newParent, 'read-write');
+    }
+    return this.meta.link(ino, newParent, newName);
+  }
+
+  async unlink(parent: number, name: string): Promise<Attr | null> {
+    await this.changeIn(parent, name);
+    return this.meta.unlink(parent, name);
+  }
+
+  async rmdir(parent: number, name: string): Promise<Attr | null> {
+    await this.changeIn(parent, name);
+    return this.meta.rmdir(parent, name);
+  }
+
+  async remove(parent: number, name: string): Promise<void> {
+    await this.changeIn(parent, name);
+    return this.meta.remove(parent, name);
+  }
+
+  async rename(srcParent: number, srcName: string, dstParent: number, dstName: string, options: { noReplace?: boolean } = {}): Promise<Attr | null> {
+    const [scope, view] = await this.enter();
+    if (view) {
+      await this.inode(scope, view, srcParent, 'read-write');
+      await this.inode(scope, view, dstParent, 'read-write');
+      await this.entry(scope, view, srcParent, srcName, 'read-write');
+    }
+    return this.meta.rename(srcParent, srcName, dstParent, dstName, options);
+  }
+
+  async setattr(ino: number, changes: SetAttrChanges): Promise<Attr> {
+    const [scope, view] = await this.enter();
+    if (view) await this.inode(scope, view, ino, 'read-write');
+    return this.meta.setattr(ino, changes);
+  }
+
+  async commitChunk(ino: number, record: ChunkRecord): Promise<Attr> {
+    const [scope, view] = await this.enter();
+    if (view) await this.inode(scope, view, ino, 'read-write');
+    return this.meta.commitChunk(ino, record);
+  }
+
+  // ------------------------------------------------------------------ checks
+
+  /** A change in directory `parent` (and of its entry `name`, when one is removed). */
+  private async changeIn(parent: number, name?: string): Promise<void> {
+    const [scope, view] = await this.enter();
+    if (!view) return;
+    await this.inode(scope, view, parent, 'read-write');
+    if (name !== undefined) await this.entry(scope, view, parent, name, 'read-write');
+  }
+
+  /** The request's caller and view (undefined: the whole namespace). */
+  private async enter(): Promise<[RequestScope, TenantView | undefined]> {
+    const scope = currentScope();
+    const principal = scope.principal;
+    if (principal.anonymous || principal.roles.includes(this.options.adminRole)) return [scope, undefined];
+    const now = Date.now();
+    let cached = this.views.get(principal);
+    if (!cached || now - cached.atMs > VIEW_TTL_MS) {
+      cached = { atMs: now, view: this.tenantView(scope) };
+      this.views.set(principal, cached);
+      // A refusal is not remembered: the next request asks again (the root may have been fixed).
+      cached.view.catch(() => this.views.delete(principal));
+    }
+    return [scope, await cached.view];
+  }
+
+  private async tenantView(scope: RequestScope): Promise<TenantView> {
+    const { principal } = scope;
+    const tenant = principal.tenant;
+    if (!tenant) {
+      throw this.denials.denied(principal, scope.op, '/', `the token names no tenant (claim '${this.options.tenantClaim}') and has no ${this.options.adminRole} role`);
+    }
+    if (!isTenantName(tenant)) throw this.denials.denied(principal, scope.op, '/', `tenant '${tenant.slice(0, 64)}' is not a valid tenant name (letters, digits, . _ -)`);
+    const tenants = await this.lookupOrMkdir(ROOT_INO, TENANTS_DIR_NAME);
+    const root = await this.lookupOrMkdir(tenants.ino, tenant);
+    if (root.type !== 'dir' || root.tenant !== tenant) {
+      throw this.denials.denied(principal, scope.op, '/', `${tenantRootPath(tenant)} is not a tenant root (made before tenants were kept apart?): an admin must move it away`);
+    }
+    return { tenant, rootIno: root.ino, rules: this.options.rules?.forPrincipal(principal) };
+  }
+
+  /** A tenant's root is made on its first request (mkdir in /tenants tags it: meta/store.ts childTags). */
+  private async lookupOrMkdir(parent: number, name: string): Promise<Attr> {
+    try {
+      return await this.meta.lookup(parent, name);
+    } catch (err) {
+      if (!(err instanceof StrataError) || err.kind !== 'NotFound') throw err;
+    }
+    try {
+      return await this.meta.mkdir(parent, name, 0o755);
+    } catch (err) {
+      if (!(err instanceof StrataError) || err.kind !== 'Exists') throw err;
+      return this.meta.lookup(parent, name);
+    }
+  }
+
+  /** Inode `ino` as the caller may use it for `need`. */
+  private async inode(scope: RequestScope, view: TenantView, ino: number, need: Level): Promise<Attr> {
+    const attr = await this.meta.getattr(ino);
+    await this.check(scope, view, attr, need, `inode ${ino}`);
+    return attr;
+  }
+
+  /** Entry `name` of `parent` (when the rules may treat it apart from its directory; absent: the store says so). */
+  private async entry(scope: RequestScope, view: TenantView, parent: number, name: string, need: Level): Promise<void> {
+    if (!view.rules || view.rules.rules.length === 0) return;
+    let attr: Attr;
+    try {
+      attr = await this.meta.lookup(parent, name);
+    } catch {
+      return;
+    }
+    await this.check(scope, view, attr, need, name);
+  }
+
+  private async check(scope: RequestScope, view: TenantView, attr: Attr, need: Level, label: string): Promise<void> {
+    if ((attr.tenant ?? '') !== view.tenant) throw this.denials.hidden(scope.principal, scope.op, label, `outside tenant '${view.tenant}'`);
+    if (!view.rules) return;
+    const { level, from } = await this.levelAt(view, attr);
+    if (rank(level) < rank(need)) {
+      throw this.denials.denied(scope.principal, scope.op, label, `needs ${need}; the caller's roles have ${level} ${from}`);
+    }
+  }
+
+  /** The level the caller's rules give at `attr`, and where it comes from (for the denial). */
+  private async levelAt(view: TenantView, attr: Attr): Promise<{ level: Level; from: string }> {
+    const rules = view.rules!;
+    if (rules.rules.length === 0) return { level: rules.default, from: '(the rules\' default)' };
+    const anchors = await this.anchors(view);
+    let at = attr;
+    for (let depth = 0; depth < MAX_DEPTH; depth++) {
+      const rule = anchors.get(at.ino);
+      if (rule) return { level: rule.access, from: `(rule: role ${rule.role} on /${rule.path.join('/')})` };
+      if (at.ino === view.rootIno || at.ino === ROOT_INO) break;
+      // An inode made before inodes recorded their parent: where it is is not known.
+      if (!at.parent) return { level: rules.weakest, from: '(entry of unknown place: the most restrictive of its rules)' };
+      try {
+        at = await this.meta.getattr(at.parent);
+      } catch {
+        return { level: rules.weakest, from: '(entry of unknown place: the most restrictive of its rules)' };
+      }
+    }
+    return { level: rules.default, from: '(the rules\' default)' };
+  }
+
+  /** The caller's rule paths as directories under its root (absent paths match nothing until made). */
+  private async anchors(view: TenantView): Promise<Map<number, Rule>> {
+    const now = Date.now();
+    if (view.anchors && now - view.anchors.atMs <= ANCHOR_TTL_MS) return view.anchors.byIno;
+    const byIno = new Map<number, Rule>();
+    for (const rule of view.rules!.rules) {
+      let attr: Attr;
+      try {
+        attr = await this.meta.resolve(rule.path, '/' + rule.path.join('/'), view.rootIno);
+      } catch {
+        continue;
+      }
+      const held = byIno.get(attr.ino);
+      if (!held || rank(rule.access) > rank(held.access)) byIno.set(attr.ino, rule);
+    }
+    view.anchors = { atMs: now, byIno };
+    return byIno;
+  }
+}
+

@@ -1,0 +1,265 @@
+// Tenants and authorization (coordinator/authz/): a real coordinator with --auth oidc against a
+// Keycloak-shaped realm on loopback (harness/oidc-realm.ts) and a per-path rules file, a real data
+// node, the SDK (session stream over TCP and unary RPCs), raw gRPC calls, the CLI and the mount.
+// Tenant a's caller and tenant b's caller each see their own root as `/`; neither reaches the
+// other's entries by path, by inode number, by rename, link, export or the mount.
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { CHANNEL_OPTIONS, bearerMetadata, strataProto } from '../common/grpc.js';
+import { Strata, StrataError } from '../client/index.js';
+import { expectOneLineError } from './harness/cli-errors.js';
+import { startCluster, type TestCluster } from './harness/cluster.js';
+import { fuseUnavailableReason, sh, startMount } from './harness/mount.js';
+import { OidcRealm } from './harness/oidc-realm.js';
+import { tempDir, type TempDir } from './harness/ports.js';
+import { S3Server, s3Env } from './harness/s3.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- raw wire replies */
+
+describe('tenants and authorization', () => {
+  let realm: OidcRealm;
+  let cluster: TestCluster;
+  let scratch: TempDir;
+  const clients: Strata[] = [];
+  const alice = () => realm.token('alice', { tenant: 'a' });
+  const bob = () => realm.token('bob', { tenant: 'b' });
+  const admin = () => realm.token('ops', { realm_access: { roles: ['strata-admin'] } });
+  const nobody = () => realm.token('drifter', {});
+  /** Tenant a, role a-reader: read-only everywhere but /drop (the rules file below). */
+  const reader = () => realm.token('rita', { tenant: 'a', realm_access: { roles: ['a-reader'] } });
+  const connect = (token: () => string, options: { session?: boolean } = {}) => {
+    const client = Strata.connect({ coordinators: cluster.coordinatorList, failoverTimeoutMs: 3000, tokenProvider: token, ...options });
+    clients.push(client);
+    return client;
+  };
+  const cli = (token: string, args: string[], env: Record<string, string> = {}) =>
+    cluster.cli(args, { env: { STRATA_TOKEN: token, XDG_CONFIG_HOME: path.join(scratch.path, 'no-login'), ...env } });
+  const coordinatorLog = () => readFileSync(cluster.coordinators[0].logFile, 'utf8');
+  const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as StrataError);
+
+  /** Alice's entries as inode numbers: what another tenant might guess. */
+  let aRoot: number;
+  let aFile: number;
+  let aDir: number;
+  let bRoot: number;
+
+  beforeAll(async () => {
+    realm = await OidcRealm.start();
+    scratch = await tempDir('tenants');
+    const rules = path.join(scratch.path, 'rules.json');
+    writeFileSync(
+      rules,
+      JSON.stringify({
+        rules: [
+          { role: 'a-reader', path: '/', access: 'read-only' },
+          { role: 'a-reader', path: '/drop', access: 'read-write', tenant: 'a' },
+        ],
+      }),
+    );
+    cluster = await startCluster({ datanodes: 1, replication: 1, coordinatorArgs: [...realm.coordinatorArgs(), '--authz-rules', rules], tokenProvider: admin });
+    const a = connect(alice);
+    await a.mkdir('/docs');
+    await a.writeFile('/docs/secret.txt', 'alice only');
+    await a.mkdir('/drop');
+    aRoot = (await a.stat('/')).ino;
+    aDir = (await a.stat('/docs')).ino;
+    aFile = (await a.stat('/docs/secret.txt')).ino;
+    await connect(bob).writeFile('/mine.txt', 'bob only');
+    bRoot = (await connect(bob).stat('/')).ino;
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await cluster?.stop();
+    await realm?.stop();
+    await scratch?.cleanup();
+  });
+
+  test('each tenant sees its own root as /, made on first use; the admin sees them all under /tenants', async () => {
+    const a = connect(alice);
+    expect((await a.readdir('/')).map((e) => e.name).sort()).toEqual(['docs', 'drop']);
+    expect((await connect(bob).readdir('/')).map((e) => e.name)).toEqual(['mine.txt']);
+    expect(aRoot).not.toBe(bRoot);
+    const ops = connect(admin);
+    expect((await ops.readdir('/tenants')).map((e) => e.name).sort()).toEqual(['a', 'b']);
+    expect((await ops.readFile('/tenants/a/docs/secret.txt')).toString()).toBe('alice only');
+    expect((await ops.stat('/tenants/a')).ino).toBe(aRoot);
+    // A third tenant's first request makes its (empty) root.
+    expect(await connect(() => realm.token('carol', { tenant: 'c' })).readdir('/')).toEqual([]);
+    expect((await ops.readdir('/tenants')).map((e) => e.name).sort()).toEqual(['a', 'b', 'c']);
+  });
+
+  test('by path (session and unary): tenant b cannot list, stat, read, write, rename into or delete tenant a\'s entries', async () => {
+    for (const session of [true, false]) {
+      const b = connect(bob, { session });
+      for (const p of ['/tenants/a/docs/secret.txt', '/../a/docs/secret.txt', '/docs/secret.txt', '/tenants']) {
+        expect((await failure(b.stat(p)))?.kind, `${p} session=${session}`).toBe('NotFound');
+      }
+      expect((await failure(b.readdir('/tenants/a')))?.kind).toBe('NotFound');
+      expect((await failure(b.readFile('/tenants/a/docs/secret.txt')))?.kind).toBe('NotFound');
+      expect((await failure(b.writeFile('/tenants/a/docs/evil.txt', 'x')))?.kind).toBe('NotFound');
+      expect((await failure(b.rename('/mine.txt', '/tenants/a/docs/stolen.txt')))?.kind).toBe('NotFound');
+      expect((await failure(b.rm('/tenants/a/docs/secret.txt')))?.kind).toBe('NotFound');
+    }
+    const ops = connect(admin);
+    expect((await ops.readdir('/tenants/a/docs')).map((e) => e.name)).toEqual(['secret.txt']);
+    expect((await ops.readdir('/tenants/b')).map((e) => e.name)).toEqual(['mine.txt']);
+    // Even the admin cannot move an entry between tenants (each inode keeps its tenant for life).
+    expect((await failure(ops.rename('/tenants/b/mine.txt', '/tenants/a/docs/moved.txt')))?.kind).toBe('NotPermitted');
+    expect((await failure(ops.rename('/tenants/b', '/tenants/a2')))?.kind).toBe('NotPermitted');
+  });
+
+  test('by inode (session stream): every guessed inode of tenant a is refused as not found, and changes nothing', async () => {
+    const b = connect(bob).inodes;
+    const refused = async (what: string, p: Promise<unknown>) => expect((await failure(p))?.kind, what).toBe('NotFound');
+    await refused('getattr file', b.getattr(aFile));
+    await refused('getattr root', b.getattr(aRoot));
+    await refused('lookup', b.lookup(aDir, 'secret.txt'));
+    await refused('lookup absent name', b.lookup(aDir, 'no-such'));
+    await refused('readdirplus', b.readdirplus(aRoot));
+    await refused('readlink', b.readlink(aFile));
+    await refused('mkdir', b.mkdir(aRoot, 'evil', 0o755));
+    await refused('create', b.create(aDir, 'evil.txt', { mode: 0o644 }));
+    await refused('symlink', b.symlink(aDir, 'evil-link', '/etc/passwd'));
+    await refused('unlink', b.unlink(aDir, 'secret.txt'));
+    await refused('rmdir', b.rmdir(aRoot, 'drop'));
+    await refused('setattr', b.setattr(aFile, { mode: 0o777, size: 0 }));
+    await refused('link out', b.link(aFile, bRoot, 'stolen'));
+    await refused('rename in', b.rename(bRoot, 'mine.txt', aDir, 'planted.txt'));
+    await refused('rename out', b.rename(aDir, 'secret.txt', bRoot, 'taken.txt'));
+    const ops = connect(admin);
+    expect((await ops.readdir('/tenants/a/docs')).map((e) => e.name)).toEqual(['secret.txt']);
+    expect((await ops.readFile('/tenants/a/docs/secret.txt')).toString()).toBe('alice only');
+    expect((await ops.stat('/tenants/a/docs/secret.txt')).mode & 0o777).toBe(0o644);
+    expect((await ops.readdir('/tenants/b')).map((e) => e.name)).toEqual(['mine.txt']);
+  });
+
+  test('by inode (raw gRPC: unary chunk calls and the gRPC Session call): refused as not found', async () => {
+    const client = new strataProto.Coordinator(cluster.coordinatorList, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    try {
+      const unary = (method: string, request: unknown) =>
+        new Promise<grpc.ServiceError | null>((resolve) => (client as any)[method](request, bearerMetadata(bob()), { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null) => resolve(err)));
+      expect((await unary('GetChunks', { ino: aFile }))?.code).toBe(grpc.status.NOT_FOUND);
+      expect((await unary('AllocateChunk', { ino: aFile }))?.code).toBe(grpc.status.NOT_FOUND);
+      expect((await unary('CommitChunk', { ino: aFile, index: 0, chunkId: 'c1', length: 1, nodes: ['dn1'] }))?.code).toBe(grpc.status.NOT_FOUND);
+      const call = (client as any).Session() as grpc.ClientDuplexStream<any, any>;
+      const replies = new Map<number, any>();
+      call.on('data', (reply: any) => Number(reply.id) > 0 && replies.set(Number(reply.id), reply));
+      call.on('error', () => undefined);
+      call.write({ id: 1, authenticate: { token: bob() } });
+      const requests: [string, unknown][] = [
+        ['getAttr', { ino: aFile }],
+        ['leasedGetAttr', { ino: aFile }],
+        ['leasedLookup', { parent: aDir, name: 'secret.txt' }],
+        ['leasedLookup', { parent: aDir, name: 'absent' }],
+        ['leasedReadDirPlus', { ino: aRoot }],
+        ['getChunks', { ino: aFile }],
+        ['commitChunk', { ino: aFile, index: 0, chunkId: 'c1', length: 1, nodes: ['dn1'] }],
+        ['setAttrIno', { ino: aFile, size: 0 }],
+        ['removeAt', { parent: aDir, name: 'secret.txt' }],
+      ];
+      requests.forEach(([op, body], i) => call.write({ id: i + 2, [op]: body }));
+      const giveUpAt = Date.now() + 15_000;
+      while (replies.size < requests.length + 1 && Date.now() < giveUpAt) await new Promise((r) => setTimeout(r, 20));
+      call.end();
+      expect(replies.get(1)?.authenticate?.tenant).toBe('b');
+      requests.forEach(([op], i) => expect(replies.get(i + 2)?.error, `${op} #${i + 2}`).toMatchObject({ code: grpc.status.NOT_FOUND, kind: 'NotFound' }));
+    } finally {
+      client.close();
+    }
+    expect((await connect(admin).readFile('/tenants/a/docs/secret.txt')).toString()).toBe('alice only');
+  });
+
+  test('without a tenant claim or the admin role, nothing is visible: PermissionDenied, exit 6, logged with who and why', async () => {
+    const drifter = connect(nobody);
+    const err = await failure(drifter.stat('/'));
+    expect(err?.kind).toBe('PermissionDenied');
+    expect(err?.message).toMatch(/names no tenant/);
+    const token = nobody();
+    expectOneLineError(await cli(token, ['ls', '/']), 6, /permission denied: .*names no tenant/, [token]);
+    const log = coordinatorLog();
+    expect(log).toMatch(/"subject":"drifter".*"rule":"the token names no tenant/);
+    expect(log).not.toContain(token);
+  });
+
+  test('admin operations need the admin role: refused (exit 6, logged) for a tenant user, allowed for the admin', async () => {
+    const token = alice();
+    const nodeId = (await connect(admin).nodes())[0]!.nodeId;
+    for (const args of [['node', 'drain', nodeId], ['node', 'rm', nodeId], ['rebalance'], ['health'], ['tier', 'status']]) {
+      expectOneLineError(await cli(token, args), 6, /permission denied: .*needs the strata-admin role/, [token]);
+    }
+    expect((await connect(alice).nodes()).length).toBe(1); // the node list is not an admin operation
+    expect(coordinatorLog()).toMatch(/"subject":"alice".*"op":"DrainNode".*"rule":"an admin operation: needs the strata-admin role"/);
+    const health = await cli(admin(), ['health']);
+    expect(health.code, health.stderr).toBe(0);
+    const rebalance = await cli(admin(), ['rebalance']);
+    expect(rebalance.code, rebalance.stderr).toBe(0);
+    expect((await connect(admin).nodes())[0]!.state).toBe('live'); // alice's drain and rm did nothing
+  });
+
+  test('a read-only rule refuses writes with PermissionDenied (exit 6) and allows reads; its read-write subtree takes writes', async () => {
+    const rita = connect(reader);
+    expect((await rita.readFile('/docs/secret.txt')).toString()).toBe('alice only');
+    for (const change of [
+      () => rita.writeFile('/docs/new.txt', 'x'),
+      () => rita.mkdir('/docs/sub'),
+      () => rita.rm('/docs/secret.txt'),
+      () => rita.rename('/docs/secret.txt', '/drop/secret.txt'),
+      () => rita.setattr('/docs/secret.txt', { mode: 0o600 }),
+      () => rita.inodes.setattr(aFile, { size: 0 }),
+    ]) {
+      const err = await failure(change());
+      expect(err?.kind).toBe('PermissionDenied');
+      expect(err?.message).toMatch(/needs read-write; .*read-only \(rule: role a-reader on \/\)/);
+    }
+    const token = reader();
+    const file = path.join(scratch.path, 'upload.txt');
+    writeFileSync(file, 'upload');
+    expectOneLineError(await cli(token, ['put', file, '/docs/upload.txt']), 6, /permission denied/, [token]);
+    await rita.writeFile('/drop/report.txt', 'rita wrote this');
+    expect((await connect(alice).readFile('/drop/report.txt')).toString()).toBe('rita wrote this');
+    expect((await connect(alice).readFile('/docs/secret.txt')).toString()).toBe('alice only');
+    expect(coordinatorLog()).toMatch(/"subject":"rita"/);
+  });
+
+  test('export/import: a tenant exports and imports only inside its root; the admin exports another tenant', async () => {
+    const s3 = await S3Server.start();
+    try {
+      await s3.createBucket('backups');
+      const s3Flags = ['--endpoint', s3.endpoint, '--path-style'];
+      const bobToken = bob();
+      expectOneLineError(await cli(bobToken, ['export', '/tenants/a/docs', 's3://backups/stolen', ...s3Flags], s3Env), 3, /no such file or directory/, [bobToken]);
+      const own = await cli(alice(), ['export', '/docs', 's3://backups/alice', ...s3Flags], s3Env);
+      expect(own.code, own.stderr).toBe(0);
+      const byAdmin = await cli(admin(), ['export', '/tenants/a/docs', 's3://backups/by-admin', ...s3Flags], s3Env);
+      expect(byAdmin.code, byAdmin.stderr).toBe(0);
+      // Bob imports into his own root only: a path naming tenant a's root lands under b's.
+      const restored = await cli(bobToken, ['import', 's3://backups/by-admin', '/tenants/a/restored', ...s3Flags], s3Env);
+      expect(restored.code, restored.stderr).toBe(0);
+      expect((await connect(admin).readFile('/tenants/b/tenants/a/restored/secret.txt')).toString()).toBe('alice only');
+      expect((await connect(admin).readdir('/tenants/a')).map((e) => e.name).sort()).toEqual(['docs', 'drop']);
+    } finally {
+      await s3.stop();
+    }
+  });
+
+  test.skipIf(!!fuseUnavailableReason())('the mount shows the tenant\'s root; another tenant\'s entries are not reachable through it', async () => {
+    const file = path.join(scratch.path, 'bob-token');
+    writeFileSync(file, bob(), { mode: 0o600 });
+    const dir = path.join(scratch.path, 'mnt-bob');
+    const mount = await startMount(cluster, dir, ['--token-file', file]);
+    try {
+      const names = (await sh(`ls -a ${dir}`)).stdout.split('\n');
+      expect(names).toContain('mine.txt');
+      expect(names).not.toContain('docs');
+      expect((await sh(`cat ${dir}/mine.txt`)).stdout).toBe('bob only');
+      for (const p of ['tenants/a/docs/secret.txt', 'docs/secret.txt', 'docs']) expect((await sh(`stat ${dir}/${p}`)).code, p).not.toBe(0);
+      const wrote = await sh(`echo via-mount > ${dir}/m.txt && cat ${dir}/m.txt`);
+      expect(wrote.stdout.trim(), wrote.stderr).toBe('via-mount');
+      expect((await connect(admin).readFile('/tenants/b/m.txt')).toString()).toBe('via-mount\n');
+    } finally {
+      await mount.stop();
+    }
+  });
+});
