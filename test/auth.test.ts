@@ -121,7 +121,8 @@ describe('authentication (OIDC, Keycloak realm)', () => {
       expect(byId.get(2)?.error).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
       expect(byId.get(3)?.authenticate).toMatchObject({ subject: 'alice', tenant: 'acme' });
       expect(byId.get(4)?.error ?? null).toBeNull();
-      expect(byId.get(4)?.stat?.attr?.ino).toBe(1);
+      // The caller's `/` is its tenant's root (test/tenants.test.ts).
+      expect(Number(byId.get(4)?.stat?.attr?.ino)).toBe((await connect({ token: good() }).stat('/')).ino);
       call.end();
       // A unary call with a good token works (the same client, another metadata).
       expect(await unary(bearerMetadata(good()))).toBeNull();
@@ -150,12 +151,12 @@ describe('authentication (OIDC, Keycloak realm)', () => {
     // Tokens that live 4 s: the session sends a fresh one about 1.3 s before each runs out.
     const provider = () => {
       minted++;
-      return realm.token('alice', { exp: now() + 4 });
+      return realm.token('alice', { tenant: 'acme', exp: now() + 4 });
     };
     const client = connect({ tokenProvider: provider });
     await client.mkdir('/long');
     // A leased read: the client now listens for lease pushes, which keeps its session open.
-    const { ino } = await client.inodes.lookup(1, 'long');
+    const { ino } = await client.inodes.lookup((await client.stat('/')).ino, 'long');
     const mintedBeforeQuiet = minted;
     // Nothing is asked for 6 s (no session opens): only the open session's refresh asks for tokens.
     await new Promise((r) => setTimeout(r, 6000));
