@@ -255,6 +255,21 @@ describe('tenants and authorization', () => {
       expect(names).not.toContain('docs');
       expect((await sh(`cat ${dir}/mine.txt`)).stdout).toBe('bob only');
       for (const p of ['tenants/a/docs/secret.txt', 'docs/secret.txt', 'docs']) expect((await sh(`stat ${dir}/${p}`)).code, p).not.toBe(0);
+      // Writing, renaming into and deleting tenant a's paths through the mount: none of them is there
+      // (bob's own tenants/a, from his import above, is his and holds no docs).
+      for (const cmd of [
+        `echo evil > ${dir}/tenants/a/docs/evil.txt`,
+        `cat ${dir}/tenants/a/docs/secret.txt`,
+        `mv ${dir}/mine.txt ${dir}/tenants/a/docs/stolen.txt`,
+        `rm ${dir}/tenants/a/docs/secret.txt`,
+        `ls ${dir}/docs`,
+      ]) {
+        const refused = await sh(cmd);
+        expect(refused.code, cmd).not.toBe(0);
+        expect(refused.stderr, cmd).toMatch(/No such file or directory/);
+      }
+      expect((await connect(admin).readdir('/tenants/a/docs')).map((e) => e.name)).toEqual(['secret.txt']);
+      expect((await connect(admin).readFile('/tenants/b/mine.txt')).toString()).toBe('bob only');
       const wrote = await sh(`echo via-mount > ${dir}/m.txt && cat ${dir}/m.txt`);
       expect(wrote.stdout.trim(), wrote.stderr).toBe('via-mount');
       expect((await connect(admin).readFile('/tenants/b/m.txt')).toString()).toBe('via-mount\n');
