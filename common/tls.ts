@@ -54,15 +54,40 @@ export function tlsFailureReason(message: string): string | undefined {
   return TLS_FAILURE_REASONS.find(([pattern]) => pattern.test(message))?.[1];
 }
 
+/** What a TlsContext serves and dials with now: replaced whole by `reload`. */
+interface TlsMaterial {
+  ca: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** The parsed --tls-cert, for the reload log line (serial, expiry). */
+  own?: X509Certificate;
+  caCount: number;
+}
+
+/** What a successful `reload` put in place (for its one log line: never key material). */
+export interface TlsReloadSummary {
+  changed: boolean;
+  serial?: string;
+  validTo?: string;
+  caCertificates: number;
+}
+
 export class TlsContext {
+  private material: TlsMaterial;
   private channelCreds: grpc.ChannelCredentials | undefined;
+  /** Feeds the material to grpc-js (servers and channels), now and on each reload. */
+  private readonly provider = new ReloadableCertificates();
+  /** The raw TCP listeners (session port, byte path): their secure context is swapped on reload. */
+  private readonly rawServers = new Set<tls.Server>();
 
   private constructor(
-    readonly ca: Buffer,
-    readonly cert: Buffer | undefined,
-    readonly key: Buffer | undefined,
+    private readonly files: TlsFiles,
+    private readonly role: 'server' | 'client',
     readonly requireClientCert: boolean,
-  ) {}
+  ) {
+    this.material = TlsContext.read(files, role);
+    this.provider.set(this.material);
+  }
 
   /**
    * A coordinator's or data node's TLS: none when no tls key is set; otherwise the CA, its own
@@ -73,12 +98,7 @@ export class TlsContext {
     for (const [key, flag] of [['tlsCa', '--tls-ca'], ['tlsCert', '--tls-cert'], ['tlsKey', '--tls-key']] as const) {
       if (!config[key]) throw invalid(`TLS: ${flag} is required with TLS on (a node serves and dials with the CA, its certificate and key; make them with \`strata certs init DIR\`)`);
     }
-    const context = TlsContext.load({ ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey }, config.tlsRequireClientCert ?? false);
-    const subject = new X509Certificate(context.cert!).subject;
-    if (!ouOf(subject).includes(NODE_OU)) {
-      throw invalid(`TLS: ${config.tlsCert} is not a node certificate (its subject needs OU=${NODE_OU}; \`strata certs init\` makes them)`);
-    }
-    return context;
+    return new TlsContext({ ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey }, 'server', config.tlsRequireClientCert ?? false);
   }
 
   /** A client's TLS (CLI, SDK, mount): none without a CA; a client certificate is optional. */
@@ -88,50 +108,91 @@ export class TlsContext {
       return undefined;
     }
     if (!files.cert !== !files.key) throw invalid('TLS: --tls-cert and --tls-key go together');
-    return TlsContext.load(files, false);
+    return new TlsContext(files, 'client', false);
   }
 
-  private static load(files: TlsFiles, requireClientCert: boolean): TlsContext {
+  /** Reads and checks every file; throws one Invalid line on the first mistake. */
+  private static read(files: TlsFiles, role: 'server' | 'client'): TlsMaterial {
     const flags = { ca: '--tls-ca', cert: '--tls-cert', key: '--tls-key' };
     const { pem: ca, certs: caCerts } = readCaBundle(files.ca!, flags.ca, 'TLS');
-    let cert: Buffer | undefined;
-    let key: Buffer | undefined;
-    if (files.cert && files.key) {
-      const pair = readKeyPair({ cert: files.cert, key: files.key }, flags, 'TLS');
-      ({ cert, key } = pair);
-      if (!caCerts.some((caCert) => pair.own.verify(caCert.publicKey))) throw invalid(`TLS: --tls-cert ${files.cert} is not signed by the --tls-ca CA ${files.ca}`);
+    if (!files.cert || !files.key) return { ca, caCount: caCerts.length };
+    const { cert, key, own } = readKeyPair({ cert: files.cert, key: files.key }, flags, 'TLS');
+    if (!caCerts.some((caCert) => own.verify(caCert.publicKey))) throw invalid(`TLS: --tls-cert ${files.cert} is not signed by the --tls-ca CA ${files.ca}`);
+    if (role === 'server' && !ouOf(own.subject).includes(NODE_OU)) {
+      throw invalid(`TLS: ${files.cert} is not a node certificate (its subject needs OU=${NODE_OU}; \`strata certs init\` makes them)`);
     }
-    return new TlsContext(ca, cert, key, requireClientCert);
+    return { ca, cert, key, own, caCount: caCerts.length };
+  }
+
+  get ca(): Buffer {
+    return this.material.ca;
+  }
+
+  get cert(): Buffer | undefined {
+    return this.material.cert;
+  }
+
+  get key(): Buffer | undefined {
+    return this.material.key;
+  }
+
+  /**
+   * Reads the same files again (renewed certificate, key or CA) and, if every check passes, serves
+   * and dials with them from now on: gRPC and raw TCP listeners take them for new handshakes, new
+   * connections present and verify with them; open connections keep going. A bad file throws one
+   * Invalid line and changes nothing (the old certificates keep serving).
+   */
+  reload(): TlsReloadSummary {
+    const next = TlsContext.read(this.files, this.role);
+    const previous = this.material;
+    const same = (a: Buffer | undefined, b: Buffer | undefined) => (a && b ? a.equals(b) : a === b);
+    const changed = !(same(next.ca, previous.ca) && same(next.cert, previous.cert) && same(next.key, previous.key));
+    // Raw listeners first: setSecureContext throws on what node:tls cannot use, before anything changed.
+    const context = { ca: next.ca, cert: next.cert, key: next.key };
+    const swapped: tls.Server[] = [];
+    try {
+      for (const server of this.rawServers) {
+        server.setSecureContext(context);
+        swapped.push(server);
+      }
+    } catch (err) {
+      for (const server of swapped) server.setSecureContext({ ca: previous.ca, cert: previous.cert, key: previous.key });
+      throw invalid(`TLS: node:tls cannot use the new certificate files (${(err as Error).message})`);
+    }
+    this.material = next;
+    this.provider.set(next);
+    return { changed, serial: next.own?.serialNumber, validTo: next.own?.validTo, caCertificates: next.caCount };
   }
 
   /** Credentials of every gRPC channel this process opens: verify the server, present ours if any. */
   channelCredentials(): grpc.ChannelCredentials {
     muteIpServernameWarning();
-    return (this.channelCreds ??= grpc.credentials.createSsl(this.ca, this.key ?? null, this.cert ?? null));
+    // Read at each new connection, so channels made before a reload dial with the new files.
+    return (this.channelCreds ??= grpc.experimental.createCertificateProviderChannelCredentials(this.provider, this.material.cert ? this.provider : null));
   }
 
   /**
    * Server credentials: client certificates asked for (required with --tls-require-client-cert),
    * and the methods in `nodeOnly` (full paths, /strata.v1.Service/Method) refused to any peer
-   * that is not a cluster node.
+   * that is not a cluster node. The certificates come from the provider, so a reload reaches it.
    */
   serverCredentials(nodeOnly: ReadonlySet<string>): grpc.ServerCredentials {
-    if (!this.cert || !this.key) throw new StrataError('Internal', 'TLS: a server needs its certificate and key');
-    return new NodeGuardedCredentials(
-      { requestCert: true, rejectUnauthorized: this.requireClientCert },
-      { ca: this.ca, cert: this.cert, key: this.key },
-      [nodeOnlyInterceptor(nodeOnly)],
-    );
+    if (!this.material.cert || !this.material.key) throw new StrataError('Internal', 'TLS: a server needs its certificate and key');
+    // grpc-js names this function's first two parameters (ca, identity) but uses them as
+    // (identity, ca); one provider serves both, so the order cannot go wrong.
+    const secure = grpc.experimental.createCertificateProviderServerCredentials(this.provider, this.provider, this.requireClientCert);
+    return grpc.experimental.createServerCredentialsWithInterceptors(secure, [nodeOnlyInterceptor(nodeOnly)]);
   }
 
   /** A TLS socket to host:port (for raw TCP paths); it is usable once 'secureConnect' fired. */
   connect(host: string, port: number, options: { noDelay?: boolean } = {}): tls.TLSSocket {
+    const { ca, cert, key } = this.material;
     const socket = tls.connect({
       host,
       port,
-      ca: this.ca,
-      cert: this.cert,
-      key: this.key,
+      ca,
+      cert,
+      key,
       // RFC 6066: no IP addresses in SNI; the certificate's IP SANs are still checked.
       servername: net.isIP(host) ? undefined : host,
     });
@@ -141,14 +202,60 @@ export class TlsContext {
 
   /** A TLS listener for raw TCP paths: `onSocket` gets each connection once its handshake is done. */
   createServer(options: net.ServerOpts, onSocket: (socket: tls.TLSSocket) => void): tls.Server {
-    if (!this.cert || !this.key) throw new StrataError('Internal', 'TLS: a server needs its certificate and key');
-    const server = tls.createServer(
-      { ...options, ca: this.ca, cert: this.cert, key: this.key, requestCert: true, rejectUnauthorized: this.requireClientCert },
-      onSocket,
-    );
+    const { ca, cert, key } = this.material;
+    if (!cert || !key) throw new StrataError('Internal', 'TLS: a server needs its certificate and key');
+    const server = tls.createServer({ ...options, ca, cert, key, requestCert: true, rejectUnauthorized: this.requireClientCert }, onSocket);
     // A failed handshake (a plain-text client, a wrong certificate) closes only that socket.
     server.on('tlsClientError', () => undefined);
+    this.rawServers.add(server);
+    server.once('close', () => this.rawServers.delete(server));
     return server;
+  }
+}
+
+/**
+ * grpc-js's certificate provider interface over the current material: each new listener gets it
+ * (grpc-js waits for a first update before serving or dialing) and again on every reload. Never a
+ * null update: a failed reload keeps what was there. The first update comes a microtask later:
+ * grpc-js's server credentials add their own watcher only after the listener, so an update sent
+ * at once would reach no server (which then drops every connection); no socket can be accepted
+ * before a microtask runs.
+ */
+class ReloadableCertificates implements grpc.experimental.CertificateProvider {
+  private material: TlsMaterial | undefined;
+  private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
+  private readonly identityListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
+
+  set(material: TlsMaterial): void {
+    this.material = material;
+    for (const listener of this.caListeners) this.sendCa(listener);
+    for (const listener of this.identityListeners) this.sendIdentity(listener);
+  }
+
+  addCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.add(listener);
+    queueMicrotask(() => this.caListeners.has(listener) && this.sendCa(listener));
+  }
+
+  removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.delete(listener);
+  }
+
+  addIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.add(listener);
+    queueMicrotask(() => this.identityListeners.has(listener) && this.sendIdentity(listener));
+  }
+
+  removeIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.delete(listener);
+  }
+
+  private sendCa(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    if (this.material) listener({ caCertificate: this.material.ca });
+  }
+
+  private sendIdentity(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    if (this.material?.cert && this.material.key) listener({ certificate: this.material.cert, privateKey: this.material.key });
   }
 }
 
@@ -172,25 +279,6 @@ function ouOf(subject: string | tls.Certificate): string[] {
   if (typeof subject === 'string') return [...subject.matchAll(/^OU=(.*)$/gm)].map((m) => m[1]);
   const ou = subject.OU as string | string[] | undefined;
   return ou === undefined ? [] : Array.isArray(ou) ? ou : [ou];
-}
-
-/** Node's own secure-server options, and the interceptors that guard node-only methods. */
-class NodeGuardedCredentials extends grpc.ServerCredentials {
-  constructor(
-    serverOptions: { requestCert: boolean; rejectUnauthorized: boolean },
-    contextOptions: tls.SecureContextOptions,
-    private readonly interceptors: grpc.ServerInterceptor[],
-  ) {
-    super(serverOptions, contextOptions);
-  }
-
-  _equals(other: grpc.ServerCredentials): boolean {
-    return other === this;
-  }
-
-  override _getInterceptors(): grpc.ServerInterceptor[] {
-    return this.interceptors;
-  }
 }
 
 /** Refuses the node-only methods, before their handler runs, to peers without a node certificate. */

@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorConfig } from '../common/config.js';
 import { CHANNEL_OPTIONS, bindServer, shutdownServer, strataProto } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
+import { reloadCertificates } from '../common/tls-reload.js';
 import { resolveTierTarget } from '../common/tier-config.js';
 import { TlsContext, serverCredentials } from '../common/tls.js';
 import { GrpcDataNodeOps } from './healing/datanode-ops.js';
@@ -34,6 +35,8 @@ import { TieringJob } from './tiering/job.js';
 export interface RunningCoordinator {
   address: string;
   stop(): Promise<void>;
+  /** Reads the TLS files again (SIGHUP): new connections use them; a bad file keeps the old (common/tls-reload.ts). */
+  reloadTls(): void;
 }
 
 const SHUTDOWN_GRACE_MS = 3000;
@@ -120,6 +123,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     log.info({ address, session: sessionAddress || 'grpc only', meta: redactMeta(config.meta), tls: tls ? (tls.requireClientCert ? 'on, client certificates required' : 'on') : 'off' }, 'coordinator serving');
     return {
       address,
+      reloadTls: () => void reloadCertificates(tls, log),
       async stop() {
         clearInterval(adminRefresh);
         nodes.closeLinks(); // ends the data nodes' NodeLink streams (they reopen them once this coordinator is back)

@@ -20,6 +20,7 @@ import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } f
 import { invalid } from '../common/errors.js';
 import { TlsContext, channelCredentials, serverCredentials, type TlsConfigKeys } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
+import { reloadCertificates } from '../common/tls-reload.js';
 
 export interface DataNodeConfig extends TlsConfigKeys {
   /** Empty or absent: the id stored in `<dataDir>/node-id`, or a new one persisted there. */
@@ -58,6 +59,8 @@ export interface RunningDataNode {
   /** The object tiers this node knows (heartbeat replies set them; tests may too). */
   tiers: TierRegistry;
   stop(): Promise<void>;
+  /** Reads the TLS files again (SIGHUP): new connections use them; a bad file keeps the old (common/tls-reload.ts). */
+  reloadTls(): void;
 }
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -160,7 +163,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
       await store.close();
       log.info({ nodeId }, 'data node stopped');
     })());
-  return { nodeId, address, tiers, stop };
+  return { nodeId, address, tiers, stop, reloadTls: () => void reloadCertificates(tls, log) };
 }
 
 function parseListen(listen: string): { host: string; port: number } {

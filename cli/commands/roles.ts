@@ -62,7 +62,7 @@ export function registerRoleCommands(program: Command): void {
         setTimeout(() => process.exit(), 1000).unref();
         throw err;
       });
-      await untilSignal(log, running.stop);
+      await untilSignal(log, running.stop, running.reloadTls);
     });
 
   program
@@ -95,20 +95,24 @@ export function registerRoleCommands(program: Command): void {
       const log = createLogger('datanode', config.logLevel);
       const { runDataNode } = await import('../../datanode/run.js');
       const running = await runDataNode(config, log);
-      await untilSignal(log, running.stop);
+      await untilSignal(log, running.stop, running.reloadTls);
     });
 }
 
-/** Serves until SIGINT/SIGTERM, then stops cleanly once. */
-export function untilSignal(log: { info: (msg: string) => void }, stop: () => Promise<void>): Promise<void> {
+/** Serves until SIGINT/SIGTERM, then stops cleanly once; SIGHUP reloads the TLS certificates. */
+export function untilSignal(log: { info: (msg: string) => void }, stop: () => Promise<void>, reload?: () => void): Promise<void> {
   return new Promise((resolve) => {
     let stopping = false;
+    const onReload = () => reload?.();
     const onSignal = (signal: string) => {
       if (stopping) return;
       stopping = true;
       log.info(`${signal}: shutting down`);
       stop().finally(resolve);
     };
+    // Renewed certificates without dropping the service (common/tls-reload.ts); without this
+    // listener a SIGHUP would end the process (also while stopping: let the stop finish).
+    if (reload) process.on('SIGHUP', onReload);
     process.once('SIGINT', () => onSignal('SIGINT'));
     process.once('SIGTERM', () => onSignal('SIGTERM'));
   });
