@@ -307,7 +307,7 @@ let ipServernameMuted = false;
  * Node then prints deprecation DEP0123 on the user's terminal. The server certificate is still
  * checked against its IP SANs; only that one warning is dropped.
  */
-function muteIpServernameWarning(): void {
+export function muteIpServernameWarning(): void {
   if (ipServernameMuted) return;
   ipServernameMuted = true;
   const original = process.emitWarning.bind(process) as (...args: unknown[]) => void;

@@ -61,7 +61,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
   // Credentials (a file, or the environment) are read once here; a bad one is one Invalid line.
   const tierTargets = config.tiers.map((tier) => resolveTierTarget(tier, process.env, (file) => readFileSync(file, 'utf8')));
   const tiers = await openTiers(tierTargets);
-  const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES, etcdTls }).catch((err) => {
+  const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES, etcdTls, etcdTlsFiles: config }).catch((err) => {
     for (const tier of tiers.values()) tier.close();
     throw err;
   });

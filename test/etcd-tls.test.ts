@@ -2,7 +2,8 @@
 // serves TLS only and requires client certificates (--cert-file --key-file --trusted-ca-file
 // --client-cert-auth, on loopback), certificates from `strata certs init`. A coordinator with
 // the right files works end to end; bad flags are one line at start-up (exit 2); a coordinator
-// without the CA or without a client certificate never starts, with a line saying why.
+// whose TLS does not match etcd's (no CA, no client certificate, another CA, TLS to a plain etcd)
+// never starts, with one line naming the flags to give.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -93,14 +94,30 @@ describe('etcd over TLS with client certificates', () => {
     expect(existsSync(meta)).toBe(false);
   }, 120_000);
 
-  test('without --etcd-ca, or without a client certificate, the coordinator never starts and says why', async () => {
-    const run = (args: string[]) => runCli(['coordinator', '--listen', '127.0.0.1:0', '--meta', etcd.url, ...args], { timeoutMs: 90_000 });
+  test('without --etcd-ca, without a client certificate, with another CA, or with --etcd-ca on a plain etcd, the coordinator never starts and one line names the flags to give', async () => {
+    const run = (args: string[], meta = etcd.url) => runCli(['coordinator', '--listen', '127.0.0.1:0', '--meta', meta, ...args], { timeoutMs: 90_000 });
     const wrongCa = path.join(dir.path, 'wrong-ca');
-    const other = await initDevCerts(wrongCa, { nodes: [] });
-    for (const args of [[], ['--etcd-ca', ca], ['--etcd-ca', other.ca, '--etcd-cert', coordinatorCert.cert, '--etcd-key', coordinatorCert.key]]) {
+    const other = await initDevCerts(wrongCa, { nodes: ['stranger'] });
+    const at = `cannot reach etcd at ${hostPort.replace(/\./g, '\\.')}: `;
+    const cases: [string[], RegExp][] = [
+      [[], new RegExp(`^strata: ${at}it serves TLS and no --etcd-ca was given: start the coordinator with --etcd-ca FILE \\(the CA that signed etcd's certificate\\), plus --etcd-cert FILE --etcd-key FILE if etcd requires client certificates`)],
+      [['--etcd-ca', ca], new RegExp(`^strata: ${at}it requires a client certificate: give --etcd-cert FILE --etcd-key FILE`)],
+      [['--etcd-ca', other.ca, '--etcd-cert', coordinatorCert.cert, '--etcd-key', coordinatorCert.key], new RegExp(`^strata: ${at}its certificate is not signed by --etcd-ca .*wrong-ca/ca\\.crt`)],
+      [['--etcd-ca', ca, '--etcd-cert', other.certs.stranger.cert, '--etcd-key', other.certs.stranger.key], new RegExp(`^strata: ${at}it refused --etcd-cert .*stranger\\.crt: give a client certificate signed by a CA in etcd's --trusted-ca-file`)],
+    ];
+    for (const [args, pattern] of cases) {
       const result = await run(args);
       expect(result.code, args.join(' ')).toBe(8); // Unavailable: it exits, it does not hang
-      expect(errorLine(result.stderr)).toMatch(/^strata: cannot reach etcd/);
+      expect(errorLine(result.stderr)).toMatch(pattern);
+    }
+    // The other way round: TLS flags for an etcd that serves plain text.
+    const plain = await startEtcd();
+    try {
+      const result = await run(['--etcd-ca', ca], plain.url);
+      expect(result.code).toBe(8);
+      expect(errorLine(result.stderr)).toMatch(/^strata: cannot reach etcd at 127\.0\.0\.1:\d+: it does not serve TLS: drop --etcd-ca\/--etcd-cert\/--etcd-key/);
+    } finally {
+      await plain.stop();
     }
   }, 300_000);
 });

@@ -4,7 +4,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { StrataError } from '../../common/errors.js';
 import { CachedKv } from './cached-kv.js';
 import { EtcdKv } from './etcd-kv.js';
-import type { EtcdCredentials } from './etcd-tls.js';
+import { explainEtcdFailure, type EtcdCredentials, type EtcdTlsFiles } from './etcd-tls.js';
 import type { Kv } from './kv.js';
 import { LevelKv } from './level-kv.js';
 
@@ -17,6 +17,8 @@ export interface OpenKvOptions {
   cachePrefixes?: string[];
   /** etcd: TLS (coordinator/meta/etcd-tls.ts); absent = plain text. */
   etcdTls?: EtcdCredentials;
+  /** etcd: the --etcd-* files `etcdTls` came from, for the error line when etcd cannot be reached. */
+  etcdTlsFiles?: EtcdTlsFiles;
 }
 
 const EXPECTED_FORMS = 'etcd://host:port[,host:port...], leveldb:///absolute/path, or a filesystem path';
@@ -26,13 +28,15 @@ type Engine = (location: string, metaUrl: string, options: OpenKvOptions) => Pro
 
 const ENGINES: Record<string, Engine> = {
   etcd: async (location, metaUrl, options) => {
-    const etcd = new EtcdKv({ hosts: parseEtcdHosts(location, metaUrl), timeoutMs: options.timeoutMs, credentials: options.etcdTls });
+    const hosts = parseEtcdHosts(location, metaUrl);
+    const etcd = new EtcdKv({ hosts, timeoutMs: options.timeoutMs, credentials: options.etcdTls });
     if (!options.cachePrefixes?.length) return etcd;
     try {
       return await CachedKv.open(etcd, { prefixes: options.cachePrefixes, openTimeoutMs: options.timeoutMs });
     } catch (err) {
       await etcd.close();
-      throw err;
+      // A TLS mismatch (etcd serves TLS but no --etcd-ca, say) is named with the flags to give.
+      throw await explainEtcdFailure(err, hosts, options.etcdTls, options.etcdTlsFiles ?? {});
     }
   },
   leveldb: (location, metaUrl, options) => {
