@@ -44,6 +44,8 @@ export const CLIENT_STAR_MAX_BYTES = 1024 * 1024;
 export interface ReadBounds {
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** The read grant covering the chunk (GetChunksReply.grant, or the leader's; common/chunk-grants.ts). */
+  grant?: string;
 }
 
 /** Errors after which another placement may succeed; any other from the head fails the write. */
@@ -89,24 +91,24 @@ export class DataNodeClients {
    * rest. Rejects when pipeline[0] itself failed (a placement problem); a failure further on is
    * reported in the result, the nodes it left without a copy in `failed`.
    */
-  async writeChunk(pipeline: NodeAddress[], chunkId: string, data: Buffer): Promise<WriteChunkResult> {
+  async writeChunk(pipeline: NodeAddress[], chunkId: string, data: Buffer, grant = ''): Promise<WriteChunkResult> {
     if (pipeline.length > 1 && data.length <= CLIENT_STAR_MAX_BYTES) {
       const routes = await Promise.all(pipeline.map((node) => this.routes.resolve(node)));
-      if (routes.every((route) => route !== null)) return this.writeStar(pipeline, chunkId, data);
+      if (routes.every((route) => route !== null)) return this.writeStar(pipeline, chunkId, data, grant);
     }
     const [head, ...rest] = pipeline;
-    const request = { op: 'write' as const, nodeId: head.nodeId, timeoutMs: this.options.writeTimeoutMs, chunkId, length: data.length, pipeline: rest };
+    const request = { op: 'write' as const, nodeId: head.nodeId, timeoutMs: this.options.writeTimeoutMs, chunkId, length: data.length, pipeline: rest, grant };
     const viaBytes = await this.viaBytes(head, (route, peer) => this.bytes.write(route, request, data, peer));
     if (viaBytes) {
       const reply = viaBytes.value as Partial<WriteChunkResult>;
       return { storedOn: reply.storedOn ?? [], failed: reply.failed ?? [], errors: reply.errors ?? [] };
     }
-    return this.writeChunkGrpc(head, rest, chunkId, data);
+    return this.writeChunkGrpc(head, rest, chunkId, data, grant);
   }
 
   /** The same chunk to each node at once, each storing only its own copy. */
-  private async writeStar(pipeline: NodeAddress[], chunkId: string, data: Buffer): Promise<WriteChunkResult> {
-    const outcomes = await Promise.allSettled(pipeline.map((node) => this.writeChunk([node], chunkId, data)));
+  private async writeStar(pipeline: NodeAddress[], chunkId: string, data: Buffer, grant: string): Promise<WriteChunkResult> {
+    const outcomes = await Promise.allSettled(pipeline.map((node) => this.writeChunk([node], chunkId, data, grant)));
     const head = outcomes[0];
     // As when the head stores and forwards: its own non-transient failure (no space, a refused
     // request) fails the write; its transient one makes the caller try another placement.
@@ -125,7 +127,7 @@ export class DataNodeClients {
     return result; // in pipeline order, as a chain reports it
   }
 
-  private writeChunkGrpc(head: NodeAddress, rest: NodeAddress[], chunkId: string, data: Buffer): Promise<WriteChunkResult> {
+  private writeChunkGrpc(head: NodeAddress, rest: NodeAddress[], chunkId: string, data: Buffer, grant: string): Promise<WriteChunkResult> {
     return new Promise((resolve, reject) => {
       const deadline = new Date(Date.now() + this.options.writeTimeoutMs);
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -135,7 +137,7 @@ export class DataNodeClients {
       }) as grpc.ClientWritableStream<unknown>;
       call.on('error', () => undefined); // reported through the callback
       const pieces = function* () {
-        yield { header: { chunkId, length: data.length, pipeline: rest.map(({ nodeId, address }) => ({ nodeId, address })) } };
+        yield { header: { chunkId, length: data.length, pipeline: rest.map(({ nodeId, address }) => ({ nodeId, address })), grant } };
         for (let offset = 0; offset < data.length; offset += PIECE_BYTES) yield { data: data.subarray(offset, offset + PIECE_BYTES) };
       };
       const iterator = pieces();
@@ -155,10 +157,11 @@ export class DataNodeClients {
   /**
    * Reads [offset, offset+length) of a chunk from one node; yields verified raw pieces. `tier`
    * (a ChunkLocation's, as the coordinator sent it) lets a node without a copy read it through.
+   * `bounds.grant`: a read grant covering the chunk (GetChunksReply.grant).
    */
   async *readChunk(node: NodeAddress, chunkId: string, offset: number, length: number, tier?: unknown, bounds: ReadBounds = {}): AsyncGenerator<Buffer> {
     let route = await this.routes.resolve(node);
-    const request = { op: 'read' as const, nodeId: node.nodeId, timeoutMs: this.readTimeoutMs(bounds), chunkId, offset, length, tier: tier ?? null };
+    const request = { op: 'read' as const, nodeId: node.nodeId, timeoutMs: this.readTimeoutMs(bounds), chunkId, offset, length, tier: tier ?? null, grant: bounds.grant ?? '' };
     for (let tries = 0; route; tries++) {
       let received = false;
       try {
@@ -186,7 +189,7 @@ export class DataNodeClients {
    * travel compressed as they are. Null when the node has no byte path (then copy raw bytes).
    */
   async readEncoding(node: NodeAddress, chunkId: string, maxBytes: number, bounds: ReadBounds = {}): Promise<FetchedEncoding | null> {
-    const request = { op: 'readEncoding' as const, nodeId: node.nodeId, timeoutMs: this.readTimeoutMs(bounds), chunkId };
+    const request = { op: 'readEncoding' as const, nodeId: node.nodeId, timeoutMs: this.readTimeoutMs(bounds), chunkId, grant: bounds.grant ?? '' };
     const fetched = await this.viaBytes(node, async (route, peer) => {
       const pieces: Buffer[] = [];
       let total = 0;
@@ -212,7 +215,7 @@ export class DataNodeClients {
 
   private async *readChunkGrpc(node: NodeAddress, chunkId: string, offset: number, length: number, tier: unknown, bounds: ReadBounds): AsyncGenerator<Buffer> {
     const deadline = new Date(Date.now() + this.readTimeoutMs(bounds));
-    const request = { chunkId, offset, length, tier: tier ?? null };
+    const request = { chunkId, offset, length, tier: tier ?? null, grant: bounds.grant ?? '' };
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const call = (this.client(node.address) as any).ReadChunk(request, { deadline }) as grpc.ClientReadableStream<{ data: Buffer }>;
     const cancel = () => call.cancel();

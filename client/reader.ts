@@ -16,11 +16,17 @@ interface ChunkLocation {
   replicas: NodeAddress[];
   /** Set when the bytes are in an object tier: passed on so a node without a copy reads it through. */
   tier?: unknown;
+  /** The read grant of the reply it came in (common/chunk-grants.ts). */
+  grant?: string;
 }
 
 interface GetChunksReply {
   chunks: ChunkLocation[];
+  grant?: string;
 }
+
+/** Each location with its reply's grant, which covers them all. */
+const withGrants = (reply: GetChunksReply) => reply.chunks.map((chunk) => ({ ...chunk, grant: reply.grant ?? '' }));
 
 const LOCATIONS_PER_CALL = 256;
 const ZEROS = Buffer.alloc(1024 * 1024);
@@ -50,14 +56,14 @@ export async function* readRange(coordinator: CoordinatorClient, datanodes: Data
   // Where a chunk is now: its copies can move (repair, tiering, recall) after we asked.
   const relocate = async (index: number): Promise<ChunkLocation | undefined> => {
     const reply = await coordinator.call<GetChunksReply>('GetChunks', { ino: options.ino, fromIndex: index, count: 1, keepAtime: options.keepAtime });
-    return reply.chunks.find((chunk) => Number(chunk.index) === index);
+    return withGrants(reply).find((chunk) => Number(chunk.index) === index);
   };
   const locate = async (index: number): Promise<ChunkLocation | undefined> => {
     if (index > fetchedThrough) {
       // No more than the range needs: a one-chunk read (the mount's) asks for one location.
       const count = Math.min(LOCATIONS_PER_CALL, lastIndex - index + 1);
       const reply = await coordinator.call<GetChunksReply>('GetChunks', { ino: options.ino, fromIndex: index, count, keepAtime: options.keepAtime });
-      for (const chunk of reply.chunks) locations.set(Number(chunk.index), chunk);
+      for (const chunk of withGrants(reply)) locations.set(Number(chunk.index), chunk);
       fetchedThrough = index + count - 1;
     }
     const found = locations.get(index);
@@ -77,9 +83,11 @@ export async function* readRange(coordinator: CoordinatorClient, datanodes: Data
       try {
         read = await readChunkRange(datanodes, location, from, stored - from);
       } catch (err) {
-        // Retry once where the chunk is now; never another chunk id (that is a newer write).
+        // Retry once where the chunk is now; never another chunk id (that is a newer write). A
+        // refused grant (it expired while the location waited) is retried with a fresh one.
         const moved = await relocate(index).catch(() => undefined);
-        if (!moved || moved.chunkId !== location.chunkId || sameLocation(moved, location)) throw err;
+        const refused = err instanceof StrataError && err.kind === 'PermissionDenied';
+        if (!moved || moved.chunkId !== location.chunkId || (sameLocation(moved, location) && !refused)) throw err;
         read = await readChunkRange(datanodes, moved, from, stored - from);
       }
       pieces.push(...read);
@@ -112,6 +120,7 @@ export async function* readRange(coordinator: CoordinatorClient, datanodes: Data
 async function readChunkRange(datanodes: DataNodeClients, location: ChunkLocation, offset: number, length: number): Promise<Buffer[]> {
   const wholeChunk = offset === 0 && length === Number(location.length) && location.crc32c !== 0;
   const errors: string[] = [];
+  let refusals = 0;
   if (location.replicas.length === 0) {
     throw new StrataError('Unavailable', `chunk ${location.chunkId}: no replica is on a known data node`);
   }
@@ -119,7 +128,7 @@ async function readChunkRange(datanodes: DataNodeClients, location: ChunkLocatio
     const pieces: Buffer[] = [];
     let received = 0;
     try {
-      for await (const piece of datanodes.readChunk(replica, location.chunkId, offset, length, location.tier)) {
+      for await (const piece of datanodes.readChunk(replica, location.chunkId, offset, length, location.tier, { grant: location.grant })) {
         pieces.push(piece);
         received += piece.length;
       }
@@ -130,10 +139,12 @@ async function readChunkRange(datanodes: DataNodeClients, location: ChunkLocatio
       }
       return pieces;
     } catch (err) {
-      errors.push(`${replica.nodeId}: ${asStrataError(err).message}`);
+      const error = asStrataError(err);
+      if (error.kind === 'PermissionDenied') refusals++;
+      errors.push(`${replica.nodeId}: ${error.message}`);
     }
   }
-  const kind = errors.every((e) => /checksum|corrupt/i.test(e)) ? 'Corrupt' : 'Unavailable';
+  const kind = refusals === errors.length ? 'PermissionDenied' : errors.every((e) => /checksum|corrupt/i.test(e)) ? 'Corrupt' : 'Unavailable';
   throw new StrataError(kind, `chunk ${location.chunkId}: no replica could be read (${errors.join('; ')})`);
 }
 

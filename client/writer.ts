@@ -32,6 +32,8 @@ export interface AllocateReply {
   chunkId: string;
   pipeline: NodeAddress[];
   requiredAcks: number;
+  /** The write grant the data nodes check (common/chunk-grants.ts). */
+  grant?: string;
 }
 
 export class ChunkWriter extends Writable {
@@ -191,9 +193,12 @@ export async function uploadChunk(
     const placement = granted ?? (await allocate(coordinator, ino, index, options.ackPolicy, exclude));
     let result;
     try {
-      result = await datanodes.writeChunk(placement.pipeline, placement.chunkId, data);
+      result = await datanodes.writeChunk(placement.pipeline, placement.chunkId, data, placement.grant ?? '');
     } catch (err) {
       lastError = asStrataError(err);
+      // The grant was refused (it expired while a placement waited, say): a fresh placement
+      // brings a fresh one; the node is fine.
+      if (lastError.kind === 'PermissionDenied') continue;
       // The head of the pipeline failed (or refused): we cannot tell which nodes are
       // fine, so avoid the head and try a fresh placement.
       if (lastError.kind !== 'Unavailable' && lastError.kind !== 'Timeout' && lastError.kind !== 'Corrupt') throw lastError;
@@ -219,7 +224,8 @@ export async function uploadChunk(
     if (result.failed[0]) exclude.add(result.failed[0]);
     lastError = describeWriteFailure(placement.chunkId, result, placement.requiredAcks);
   }
-  throw new StrataError('Unavailable', `chunk ${index} of the file could not be stored: ${lastError?.message}`, { cause: lastError });
+  const kind = lastError?.kind === 'PermissionDenied' ? 'PermissionDenied' : 'Unavailable';
+  throw new StrataError(kind, `chunk ${index} of the file could not be stored: ${lastError?.message}`, { cause: lastError });
 }
 
 async function allocate(

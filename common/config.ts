@@ -97,6 +97,8 @@ export const coordinatorSchema = z.object({
   sessionListen: z.union([hostPort, z.literal('off')]).optional(),
   /** host:port clients dial for it; absent = the listen host (127.0.0.1 for a wildcard), the session port. */
   sessionAdvertise: hostPort.optional(),
+  /** How long a chunk grant (common/chunk-grants.ts) handed out with a placement or location stays valid. */
+  grantTtlMs: int.min(1000).max(24 * 3_600_000).default(600_000),
   /** Client cache leases (coordinator/leases.ts): how long a silent holder can hold a change up. */
   leaseTtlMs: int.min(1000).max(300_000).default(5000),
   /** Who may call (coordinator/auth/): 'oidc' = bearer tokens of a Keycloak realm; 'off' = anyone. Absent: off on loopback only, else refused. */
@@ -145,6 +147,8 @@ export const dataNodeSchema = z.object({
   // and started per second; 0 = no bound. Peers replicating count as clients too.
   clientMaxInFlight: int.min(0).max(1_000_000).default(4096),
   clientRatePerSec: int.min(0).max(10_000_000).default(100_000),
+  /** 'enforce': chunk reads and writes need a coordinator's grant (common/chunk-grants.ts); 'off': anyone who reaches the ports may. */
+  grants: z.enum(['enforce', 'off']).default('enforce'),
   ...tlsKeys,
   logLevel,
 });

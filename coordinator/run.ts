@@ -31,6 +31,8 @@ import { Coherence } from './coherence.js';
 import { currentWriter } from './lease-kv.js';
 import { leaseSessionDeps } from './lease-ops.js';
 import { TieringJob } from './tiering/job.js';
+import { GrantKeys } from './grant-keys.js';
+import { grantMinter } from './grant-minter.js';
 
 export interface RunningCoordinator {
   address: string;
@@ -66,7 +68,11 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     throw err;
   });
   const coherence = new Coherence(kv, config.leaseTtlMs, log);
+  let grantKeys: GrantKeys | undefined;
   try {
+    // Shared by every coordinator through the metadata store: any of them signs, data nodes check.
+    grantKeys = await GrantKeys.open(kv, log);
+    const grants = grantMinter(grantKeys, config.grantTtlMs);
     // Every namespace change goes through the leases' KV hook: acknowledged once caches were told.
     const meta = new MetaStore(coherence.kv, { commitGroup: currentWriter });
     await meta.init();
@@ -86,7 +92,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
     const leadership = openLeadership(kv, address, config, log);
-    const ops = new GrpcDataNodeOps({ replicateTimeoutMs: 120_000, callTimeoutMs: 10_000, listTimeoutMs: 300_000, tls });
+    const ops = new GrpcDataNodeOps({ replicateTimeoutMs: 120_000, callTimeoutMs: 10_000, listTimeoutMs: 300_000, tls, grants });
     const locks = new ChunkLocks();
     const tieringJob = new TieringJob({ kv, meta, registry: nodes, leadership, ops, locks, log, tiers, intervalMs: config.tierIntervalMs, concurrency: config.tierConcurrency });
     const healer = new Healer({
@@ -106,7 +112,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     };
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
-      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin: { role: config.adminRole, denials } }),
+      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin: { role: config.adminRole, denials }, grants }),
     );
     server.addService(strataProto.LeasePeers.service, coherence.service());
     let sessionListener: SessionListener | undefined;
@@ -134,10 +140,12 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
         await leadership.close();
         for (const tier of tiers.values()) tier.close();
         ops.close();
+        grantKeys?.close();
         await kv.close();
       },
     };
   } catch (err) {
+    grantKeys?.close();
     await coherence.close().catch(() => undefined);
     await kv.close().catch(() => undefined);
     for (const tier of tiers.values()) tier.close();

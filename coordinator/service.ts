@@ -22,6 +22,9 @@ import { tieringService, type TieringServiceDeps } from './tiering/service.js';
 import { inodeOps, ownerOf } from './inode-ops.js';
 import { AUTH_OFF, type Authenticator } from './auth/authenticator.js';
 import { guardSessionOps, guardUnaryCalls } from './auth/guard.js';
+import { currentScope } from './authz/scope.js';
+import { GRANT_MAX_CHUNKS } from '../common/chunk-grants.js';
+import type { GrantMinter } from './grant-minter.js';
 import { SESSION_DEFAULTS, grpcSessionHandler, sessionAcceptor, type SessionAcceptor, type SessionHooks, type SessionLimits, type SessionOps } from './session.js';
 
 /** What the session stream adds on top of the namespace ops: limits, and hooks/ops for leases. */
@@ -66,8 +69,9 @@ export function coordinatorService(
     session = { limits: SESSION_DEFAULTS },
     auth = AUTH_OFF,
     admin,
+    grants,
     ...healing
-  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminDeps },
+  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminDeps; grants: GrantMinter },
 ) {
   // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
   // later commits of an id leaves half the grace as margin for clock skew and slow commits.
@@ -99,12 +103,14 @@ export function coordinatorService(
     if (!ACK_POLICIES.has(ackPolicy)) throw invalid(`invalid ack policy '${ackPolicy}': use one, quorum or all`);
     return ackPolicy as AckPolicy;
   };
+  // Each placement carries the write grant for its chunk, for whoever asked (the request's scope: authz/scope.ts).
   const placeChunk = (attr: Attr, ackPolicy: AckPolicy, excludeNodes: string[]) => {
     const placement = nodes.place(attr.replication, ackPolicy, excludeNodes);
     return {
       chunkId: placement.chunkId,
       pipeline: placement.pipeline.map((n) => ({ nodeId: n.nodeId, address: n.address })),
       requiredAcks: placement.requiredAcks,
+      grant: grants.mint(currentScope().principal, 'w', [placement.chunkId]),
     };
   };
 
@@ -229,7 +235,9 @@ export function coordinatorService(
 
     GetChunks: async (req: Req) => {
       const ino = requireIno(req.ino);
-      const { attr, chunks } = await meta.getChunks(ino, Number(req.fromIndex) || 0, Number(req.count) || 0);
+      // At most one grant's worth: the reply's read grant covers every chunk in it.
+      const count = Math.min(Number(req.count) || GRANT_MAX_CHUNKS, GRANT_MAX_CHUNKS);
+      const { attr, chunks } = await meta.getChunks(ino, Number(req.fromIndex) || 0, count);
       const now = Date.now();
       if (!req.keepAtime && now - attr.atimeMs > ATIME_GRANULARITY_MS) void meta.touchAtime(ino, now).catch(() => undefined);
       return {
@@ -242,6 +250,7 @@ export function coordinatorService(
           replicas: chunk.nodes.length > 0 || !chunk.tier ? replicasOf(chunk.nodes) : tierGateways(chunk.chunkId),
           tier: chunk.tier ?? null,
         })),
+        grant: chunks.length > 0 ? grants.mint(currentScope().principal, 'r', chunks.map((chunk) => chunk.chunkId)) : '',
       };
     },
   };
@@ -290,8 +299,9 @@ export function coordinatorService(
             }
           : undefined,
       });
-      // The tiers travel to data nodes (which upload and read through them), never to clients.
-      return { intervalMs: config.heartbeatIntervalMs, tiers: tiering.targets };
+      // The tiers travel to data nodes (which upload and read through them), never to clients;
+      // the grant keys' public halves let them check grants (common/chunk-grants.ts).
+      return { intervalMs: config.heartbeatIntervalMs, tiers: tiering.targets, grantKeys: grants.publicKeys() };
     }),
 
     ListNodes: unaryHandler(async () => {

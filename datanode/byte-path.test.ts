@@ -60,7 +60,7 @@ describe('byte path', () => {
   async function start(config: Partial<DataNodeConfig> & { nodeId: string }): Promise<number> {
     const dataDir = await mkdtemp(path.join(tmpdir(), `strata-${config.nodeId}-`));
     dirs.push(dataDir);
-    const node = await runDataNode({ dataDir, listen: `127.0.0.1:${await freePort()}`, coordinators: [DEAD_COORDINATOR], heartbeatIntervalMs: 200, ...config }, log);
+    const node = await runDataNode({ dataDir, listen: `127.0.0.1:${await freePort()}`, coordinators: [DEAD_COORDINATOR], heartbeatIntervalMs: 200, grants: 'off', ...config }, log);
     nodes.push(node);
     grpcClients.push(new strataProto.DataNode(node.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as Client);
     return nodes.length - 1;

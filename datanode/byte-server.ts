@@ -15,12 +15,16 @@ export interface ByteReadRequest {
   offset: number;
   length: number;
   tier?: unknown;
+  /** The read grant (common/chunk-grants.ts); '' = none. */
+  grant: string;
 }
 
 export interface ByteWriteHeader {
   chunkId: string;
   length: number;
   pipeline: Array<{ nodeId: string; address: string; dataAddress?: string }>;
+  /** The write grant; '' = none. */
+  grant: string;
 }
 
 export interface ByteWriteSession {
@@ -36,7 +40,7 @@ export interface ByteHandlers {
   /** `deadlineMs`: when the upstream gives up; forwarded hops get no more. */
   openWrite(header: ByteWriteHeader, deadlineMs: number): Promise<ByteWriteSession>;
   /** The whole stored encoding, verified (for copies between nodes). */
-  readEncoding(chunkId: string): Promise<{ bytes: Buffer; length: number; crc32c: number }>;
+  readEncoding(chunkId: string, grant: string): Promise<{ bytes: Buffer; length: number; crc32c: number }>;
 }
 
 export interface ByteServer {
@@ -129,7 +133,7 @@ async function serve(socket: net.Socket, handlers: ByteHandlers, log: Logger, se
       }, request.timeoutMs);
       timer.unref();
       if (request.op === 'read') await serveRead(socket, handlers.read(checkRead(request)));
-      else if (request.op === 'readEncoding') await serveEncoding(socket, handlers, String(request.chunkId));
+      else if (request.op === 'readEncoding') await serveEncoding(socket, handlers, String(request.chunkId), grantOf(request));
       else await serveWrite(socket, frames, handlers, checkWrite(request), deadlineMs);
       clearTimeout(timer);
       setBusy(false);
@@ -150,8 +154,8 @@ async function serveRead(socket: net.Socket, blocks: AsyncIterable<Buffer>): Pro
   await send(socket, [controlFrame(FrameType.Reply, {})]);
 }
 
-async function serveEncoding(socket: net.Socket, handlers: ByteHandlers, chunkId: string): Promise<void> {
-  const { bytes, length, crc32c } = await handlers.readEncoding(chunkId);
+async function serveEncoding(socket: net.Socket, handlers: ByteHandlers, chunkId: string, grant: string): Promise<void> {
+  const { bytes, length, crc32c } = await handlers.readEncoding(chunkId, grant);
   // One frame: the reader sized its limit to this chunk's largest possible encoding.
   await send(socket, frameOf(FrameType.Data, bytes));
   await send(socket, [controlFrame(FrameType.Reply, { length, crc32c, storedBytes: bytes.length })]);
@@ -211,17 +215,19 @@ function checkRequest(body: unknown): CheckedRequest {
   return { ...request, timeoutMs: Math.min(timeoutMs, MAX_TIMEOUT_MS) } as CheckedRequest;
 }
 
+const grantOf = (request: CheckedRequest): string => (typeof request.grant === 'string' ? request.grant : '');
+
 const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 
 function checkRead(request: CheckedRequest): ByteReadRequest {
   const { chunkId, offset, length, tier } = request as CheckedRequest & ByteReadRequest;
   if (!isCount(offset) || !isCount(length)) throw invalid('byte path: read offset and length must be whole numbers >= 0');
-  return { chunkId, offset, length, tier: tier ?? null };
+  return { chunkId, offset, length, tier: tier ?? null, grant: grantOf(request) };
 }
 
 function checkWrite(request: CheckedRequest): ByteWriteHeader {
   const { chunkId, length, pipeline } = request as CheckedRequest & ByteWriteHeader;
   if (!isCount(length)) throw invalid('byte path: write length must be a whole number >= 0');
   if (!Array.isArray(pipeline)) throw invalid('byte path: write pipeline must be a list');
-  return { chunkId, length, pipeline };
+  return { chunkId, length, pipeline, grant: grantOf(request) };
 }

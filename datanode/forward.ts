@@ -10,7 +10,8 @@ import { fromServiceError } from '../common/grpc.js';
 import { waitForDrain } from './drain.js';
 
 export interface NodeAddress { nodeId: string; address: string; dataAddress?: string }
-export interface WriteChunkHeader { chunkId: string; length: number; pipeline: NodeAddress[] }
+/** `grant`: the client's write grant for the chunk, checked at every hop (common/chunk-grants.ts). */
+export interface WriteChunkHeader { chunkId: string; length: number; pipeline: NodeAddress[]; grant?: string }
 export interface WriteChunkRequest { part?: 'header' | 'data'; header?: WriteChunkHeader | null; data?: Buffer }
 export interface WriteChunkReply { storedOn: string[]; failed: string[]; errors: string[] }
 
@@ -60,7 +61,7 @@ export async function openDownstreams(header: WriteChunkHeader, pipeline: NodeAd
   const hops = routesFor(header, pipeline);
   const routes = await Promise.all(hops.map(({ next }) => context.routes.resolve(next)));
   return hops.map(({ next, rest }, i) => {
-    const forwarded: WriteChunkHeader = { chunkId: header.chunkId, length: header.length, pipeline: rest };
+    const forwarded: WriteChunkHeader = { chunkId: header.chunkId, length: header.length, pipeline: rest, grant: header.grant ?? '' };
     const route = routes[i];
     return route ? new ByteDownstream(route, next, rest, forwarded, context) : new GrpcDownstream(next, rest, forwarded, context);
   });
@@ -111,7 +112,8 @@ class GrpcDownstream extends Hop implements Downstream {
         this.settle(err || !reply ? { error: fromServiceError(err, hop.address) } : { reply }),
       );
       this.stream.on('error', () => {}); // failures arrive through the callback
-      this.stream.write({ header: { chunkId: header.chunkId, length: header.length, pipeline: header.pipeline.map(({ nodeId, address }) => ({ nodeId, address })) } });
+      const pipeline = header.pipeline.map(({ nodeId, address }) => ({ nodeId, address }));
+      this.stream.write({ header: { chunkId: header.chunkId, length: header.length, pipeline, grant: header.grant ?? '' } });
     } catch (err) {
       this.settle({ error: asStrataError(err) }); // e.g. an unparsable address: a failed hop, not a failed write
     }

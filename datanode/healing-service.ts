@@ -16,6 +16,7 @@ import { foldVerifiedBlock } from './crc-combine.js';
 import { waitForDrain } from './drain.js';
 import type { TierCache } from './tier-cache.js';
 import { checkTierCopy } from './tier-fetch.js';
+import type { GrantVerifier } from '../common/chunk-grants.js';
 
 export interface ReplicateChunkRequest {
   chunkId: string;
@@ -24,6 +25,8 @@ export interface ReplicateChunkRequest {
   crc32c: number; // of the raw bytes; 0 = unknown
   /** The chunk's object: copied from when no source serves the chunk. */
   tier?: Partial<TierCopy> | null;
+  /** The leader's read+write grant: checked here, and shown to the sources to read from them. */
+  grant?: string;
 }
 
 export interface ReplicateChunkReply {
@@ -41,6 +44,8 @@ export interface HealingServiceOptions {
   tierCache?: TierCache;
   /** TLS to the source nodes (common/tls.ts); absent = plain text. */
   tls?: TlsContext;
+  /** Checks ReplicateChunk's grant. */
+  grants: GrantVerifier;
 }
 
 export interface HealingService {
@@ -81,6 +86,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
 
   async function replicateChunk(request: ReplicateChunkRequest, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<ReplicateChunkReply> {
     const { chunkId, length } = request;
+    options.grants.check(request.grant, chunkId, 'w');
     const expectedCrc = request.crc32c >>> 0;
     const candidates = request.sources ?? [];
     if (candidates.length > MAX_SOURCES) throw invalid(`ReplicateChunk: more than ${MAX_SOURCES} sources`);
@@ -113,7 +119,8 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         const startMs = Date.now();
         const timing: CopyTiming = {};
         // Each source gets the default bound, or what is left of the caller's deadline if less.
-        const read = { timeoutMs: bounds.remainingMs(), signal };
+        // The leader's grant, shown to the sources: it covers reading the chunk too.
+        const read = { timeoutMs: bounds.remainingMs(), signal, grant: request.grant ?? '' };
         const storedBytes =
           (await copyEncoding(source, request, expectedCrc, timing, read)) ?? (await pull(sources.readChunk(source, chunkId, 0, 0, undefined, read), request, expectedCrc, signal));
         log.info({ chunkId, source: source.nodeId, storedBytes, ms: Date.now() - startMs, ...timing }, 'chunk replicated');

@@ -34,7 +34,7 @@ describe('data node self-healing', () => {
   async function start(config: Partial<DataNodeConfig> & { nodeId: string }): Promise<number> {
     const dataDir = await mkdtemp(path.join(tmpdir(), `strata-${config.nodeId}-`));
     const node = await runDataNode(
-      { dataDir, listen: `127.0.0.1:${await freePort()}`, coordinators: [DEAD_COORDINATOR], heartbeatIntervalMs: 200, ...config },
+      { dataDir, listen: `127.0.0.1:${await freePort()}`, coordinators: [DEAD_COORDINATOR], heartbeatIntervalMs: 200, grants: 'off', ...config },
       log,
     );
     dirs.push(dataDir);

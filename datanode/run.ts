@@ -16,6 +16,7 @@ import { DEFAULT_TIER_CACHE_BYTES, TierCache } from './tier-cache.js';
 import { TierRegistry } from './tier-registry.js';
 import { openNodeLink, type NodeLinkHello } from './node-link.js';
 import type { TierTarget } from '../common/object-tier.js';
+import { GrantVerifier, type WireGrantKey } from '../common/chunk-grants.js';
 import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } from '../common/grpc.js';
 import { invalid } from '../common/errors.js';
 import { TlsContext, channelCredentials, serverCredentials, type TlsConfigKeys } from '../common/tls.js';
@@ -51,6 +52,11 @@ export interface DataNodeConfig extends TlsConfigKeys {
   clientMaxInFlight?: number;
   /** Per client host: gRPC calls and byte path connections started per second; absent or 0 = no bound. */
   clientRatePerSec?: number;
+  /**
+   * 'enforce' (absent): chunk bytes only against a coordinator's grant (common/chunk-grants.ts),
+   * whose keys the heartbeat replies bring; 'off': to anyone who reaches the ports.
+   */
+  grants?: 'enforce' | 'off';
 }
 
 export interface RunningDataNode {
@@ -99,6 +105,8 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   }
   const scrubber = new Scrubber(store, { bytesPerSec: config.scrubBytesPerSec ?? 0, intervalMs: config.scrubIntervalMs ?? 0, log });
 
+  const grants = new GrantVerifier(config.grants !== 'off');
+  if (!grants.enforce) log.warn('chunk grants are off (--grants off): anyone who reaches this node can read, write and delete its chunks');
   let address = config.advertise ?? '';
   let dataAddress = '';
   const service = createDataNodeService({
@@ -113,6 +121,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     tiers,
     tierCache,
     tls,
+    grants,
   });
   // One bound per client host over both transports (common/client-limits.ts).
   const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
@@ -145,11 +154,14 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   }
 
   const heartbeats = config.coordinators.map((coordinator) =>
-    startHeartbeat(coordinator, service.nodeInfo, (targets) => tiers.update(targets), config.heartbeatIntervalMs, log, () => ({ nodeId, address, dataAddress }), tls),
+    startHeartbeat(coordinator, service.nodeInfo, (reply) => {
+      tiers.update(reply.tiers ?? []);
+      grants.setKeys(coordinator, reply.grantKeys ?? []);
+    }, config.heartbeatIntervalMs, log, () => ({ nodeId, address, dataAddress }), tls),
   );
   scrubber.start();
   const quarantined = store.quarantined().length;
-  log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled, tls: tls ? 'on' : 'off' }, 'data node started');
+  log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled, tls: tls ? 'on' : 'off', grants: grants.enforce ? 'enforced' : 'off' }, 'data node started');
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
@@ -202,7 +214,7 @@ async function resolveNodeId(dataDir: string, configured: string | undefined): P
 function startHeartbeat(
   coordinator: string,
   nodeInfo: () => Promise<NodeInfo>,
-  onTiers: (targets: TierTarget[]) => void,
+  onReply: (reply: { tiers?: TierTarget[]; grantKeys?: WireGrantKey[] }) => void,
   intervalMs: number,
   log: Logger,
   hello: () => NodeLinkHello,
@@ -218,10 +230,10 @@ function startHeartbeat(
 
   const beat = async () => {
     try {
-      const reply = await callUnary<{ intervalMs: number; tiers?: TierTarget[] }>(client, 'heartbeat', await nodeInfo(), HEARTBEAT_TIMEOUT_MS, coordinator);
+      const reply = await callUnary<{ intervalMs: number; tiers?: TierTarget[]; grantKeys?: WireGrantKey[] }>(client, 'heartbeat', await nodeInfo(), HEARTBEAT_TIMEOUT_MS, coordinator);
       if (stopped) return;
-      // Coordinators own tier configuration: every reply carries the whole list.
-      onTiers(reply.tiers ?? []);
+      // Coordinators own tier configuration and grant keys: every reply carries the whole lists.
+      onReply(reply);
       if (failing) log.info({ coordinator }, 'heartbeats accepted again');
       failing = false;
       if (reply.intervalMs > 0) nextMs = Math.min(MAX_HEARTBEAT_INTERVAL_MS, Math.max(MIN_HEARTBEAT_INTERVAL_MS, reply.intervalMs));

@@ -74,7 +74,7 @@ describe('DataNode service', () => {
       dirs.push(dataDir);
       const port = await freePort();
       const node = await runDataNode(
-        { nodeId: `dn${i}`, dataDir, listen: `127.0.0.1:${port}`, coordinators: [DEAD_COORDINATOR], heartbeatIntervalMs: 200 },
+        { nodeId: `dn${i}`, dataDir, listen: `127.0.0.1:${port}`, coordinators: [DEAD_COORDINATOR], heartbeatIntervalMs: 200, grants: 'off' },
         log,
       );
       nodes.push(node);
@@ -264,7 +264,7 @@ describe('DataNode service', () => {
   it('keeps its node id and chunks across a restart', async () => {
     expect((await readFile(path.join(dirs[2], 'node-id'), 'utf8')).trim()).toBe('dn2');
     const listen = `127.0.0.1:${await freePort()}`;
-    nodes[2] = await runDataNode({ dataDir: dirs[2], listen, coordinators: [DEAD_COORDINATOR], heartbeatIntervalMs: 200 }, log);
+    nodes[2] = await runDataNode({ dataDir: dirs[2], listen, coordinators: [DEAD_COORDINATOR], heartbeatIntervalMs: 200, grants: 'off' }, log);
     expect(nodes[2].nodeId).toBe('dn2');
     const client = new strataProto.DataNode(nodes[2].address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as Client;
     clients.push(client);

@@ -19,6 +19,7 @@ import { checkTierCopy } from './tier-fetch.js';
 import type { TierRegistry } from './tier-registry.js';
 import { TierUploader, type TierUploadRequest } from './tier-upload.js';
 import type { ByteHandlers } from './byte-server.js';
+import type { GrantVerifier } from '../common/chunk-grants.js';
 import {
   openDownstreams,
   type DataNodeGrpcClient,
@@ -31,7 +32,7 @@ import {
 
 export { STAR_MAX_BYTES } from './forward.js';
 export type { NodeAddress, WriteChunkHeader, WriteChunkReply, WriteChunkRequest } from './forward.js';
-export interface ReadChunkRequest { chunkId: string; offset: number; length: number; tier?: Partial<TierCopy> | null }
+export interface ReadChunkRequest { chunkId: string; offset: number; length: number; tier?: Partial<TierCopy> | null; grant?: string }
 export interface ReadChunkReply { data: Buffer }
 export interface ChunkStatReply { chunkId: string; length: number; storedBytes: number; blocks: number }
 export type { NodeInfo } from '../common/node-info.js';
@@ -57,6 +58,8 @@ export interface DataNodeServiceOptions {
   tierCache: TierCache;
   /** TLS to the other data nodes (forwarding, repair copies); absent = plain text. */
   tls?: TlsContext;
+  /** Checks the grant of every chunk read, write, copy, upload and delete (common/chunk-grants.ts). */
+  grants: GrantVerifier;
 }
 
 export interface DataNodeService {
@@ -77,11 +80,11 @@ type WriteCall = grpc.ServerReadableStream<WriteChunkRequest, WriteChunkReply>;
 type ReadCall = grpc.ServerWritableStream<ReadChunkRequest, ReadChunkReply>;
 
 export function createDataNodeService(options: DataNodeServiceOptions): DataNodeService {
-  const { nodeId, store, log, tierCache } = options;
+  const { nodeId, store, log, tierCache, grants } = options;
   const channels = new DataNodeChannels(options.tls);
   const routes = new ByteRoutes((address) => channels.get(address));
   const bytes = new ByteClient(options.tls);
-  const healing = createHealingService({ nodeId, store, log, tierCache, tls: options.tls });
+  const healing = createHealingService({ nodeId, store, log, tierCache, tls: options.tls, grants });
   const uploader = new TierUploader(store, options.tiers, log);
   const timeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
 
@@ -89,6 +92,8 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
 
   /** A chunk write from either transport; `deadlineMs` bounds the forwarded hops. */
   async function openSession(header: WriteChunkHeader, deadlineMs: number, parent?: WriteCall): Promise<WriteSession> {
+    // Before anything opens, here and downstream: each hop checks the same grant again.
+    grants.check(header.grant, header.chunkId, 'w');
     const pipeline = header.pipeline ?? [];
     if (pipeline.length > MAX_PIPELINE_NODES) throw invalid(`WriteChunk: pipeline longer than ${MAX_PIPELINE_NODES} nodes`);
     for (const hop of pipeline) {
@@ -140,6 +145,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
    */
   async function* chunkBytes(request: ReadChunkRequest): AsyncGenerator<Buffer> {
     const { chunkId, tier } = request;
+    grants.check(request.grant, chunkId, 'r');
     let offset = request.offset;
     let length = request.length === 0 ? Number.MAX_SAFE_INTEGER : request.length; // 0 = to the end
     const noIntactCopy = (err: unknown) => tier && err instanceof StrataError && (err.kind === 'NotFound' || err.kind === 'Corrupt');
@@ -202,7 +208,10 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
       const session = await openSession(header, deadlineMs);
       return { piece: (data) => session.piece(data), finish: () => finishLogged(session), abort: () => session.abort() };
     },
-    readEncoding: (chunkId) => store.readEncoding(chunkId),
+    readEncoding: async (chunkId, grant) => {
+      grants.check(grant, chunkId, 'r');
+      return store.readEncoding(chunkId);
+    },
   };
 
   async function nodeInfo(): Promise<NodeInfo> {
@@ -232,12 +241,16 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
       const { length, storedBytes, blocks } = await store.stat(chunkId);
       return { chunkId, length, storedBytes, blocks };
     }),
-    deleteChunk: unaryHandler<{ chunkId: string }, Record<string, never>>(async ({ chunkId }) => {
+    deleteChunk: unaryHandler<{ chunkId: string; grant?: string }, Record<string, never>>(async ({ chunkId, grant }) => {
+      grants.check(grant, chunkId, 'd');
       await store.delete(chunkId);
       return {};
     }),
     nodeStatus: unaryHandler<unknown, NodeInfo>(() => nodeInfo()),
-    tierUpload: unaryHandler<TierUploadRequest, TierCopy>((request) => uploader.upload(request)),
+    tierUpload: unaryHandler<TierUploadRequest & { grant?: string }, TierCopy>(async (request) => {
+      grants.check(request.grant, request.chunkId, 'r');
+      return uploader.upload(request);
+    }),
     ...healing.handlers,
   };
 

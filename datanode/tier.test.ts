@@ -51,7 +51,7 @@ describe('data node tiering', () => {
   async function start(config: Partial<DataNodeConfig> & { nodeId: string }): Promise<void> {
     const dataDir = await mkdtemp(path.join(tmpdir(), `strata-${config.nodeId}-`));
     dirs.push(dataDir);
-    const node = await runDataNode({ dataDir, listen: `127.0.0.1:${await freePort()}`, coordinators: [DEAD_COORDINATOR], heartbeatIntervalMs: 200, ...config }, log);
+    const node = await runDataNode({ dataDir, listen: `127.0.0.1:${await freePort()}`, coordinators: [DEAD_COORDINATOR], heartbeatIntervalMs: 200, grants: 'off', ...config }, log);
     nodes.push(node);
     clients.push(new strataProto.DataNode(node.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as Client);
   }

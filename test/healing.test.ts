@@ -12,6 +12,7 @@ import { DataNodeChannels, callUnary } from '../common/grpc.js';
 import { chunkFilePath } from '../datanode/chunk-store.js';
 import { startCluster, type TestCluster } from './harness/cluster.js';
 import { waitFor } from './harness/wait.js';
+import { readGrantFor } from './harness/grants.js';
 
 const KiB = 1024;
 const CHUNK = 128 * KiB; // random 128 KiB chunks encode past the inline limit: each copy is a file
@@ -100,8 +101,9 @@ describe('300 MiB in 200 files: repair after node loss, re-admission, health and
     writeFileSync(file, bytes);
     const datanodes = new DataNodeClients({ writeTimeoutMs: 10_000, readTimeoutMs: 10_000 });
     const node = (await client.nodes()).find((n) => n.nodeId === victim)!;
+    const grant = await readGrantFor(cluster, client, path!, 0);
     const read = async () => {
-      for await (const _ of datanodes.readChunk(node, chunk!.chunkId, 0, 0)) void _;
+      for await (const _ of datanodes.readChunk(node, chunk!.chunkId, 0, 0, undefined, { grant })) void _;
     };
     await expect(read()).rejects.toMatchObject({ kind: 'Corrupt' });
     datanodes.close();
@@ -203,8 +205,8 @@ describe('GC, rm, drain and rebalance (embedded, 4 data nodes, RF 3)', () => {
     const coordinator = new CoordinatorClient({ addresses: [cluster.coordinatorList], callTimeoutMs: 5000, failoverTimeoutMs: 5000 });
     const datanodes = new DataNodeClients({ writeTimeoutMs: 10_000, readTimeoutMs: 10_000 });
     const scratch = await client.create('/doomed/abandoned', { chunkSize: CHUNK });
-    const placement = await coordinator.call<{ chunkId: string; pipeline: { nodeId: string; address: string }[] }>('AllocateChunk', { ino: scratch.ino, index: 0 });
-    const stored = await datanodes.writeChunk(placement.pipeline, placement.chunkId, randomBytes(CHUNK));
+    const placement = await coordinator.call<{ chunkId: string; pipeline: { nodeId: string; address: string }[]; grant: string }>('AllocateChunk', { ino: scratch.ino, index: 0 });
+    const stored = await datanodes.writeChunk(placement.pipeline, placement.chunkId, randomBytes(CHUNK), placement.grant);
     expect(stored.storedOn.length).toBe(3);
     garbage.push(placement.chunkId);
     const live = new Set<string>();

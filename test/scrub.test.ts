@@ -10,6 +10,7 @@ import { DataNodeClients } from '../client/datanode-client.js';
 import { chunkFilePath, INLINE_MAX_BYTES } from '../datanode/chunk-store.js';
 import { startCluster, type TestCluster } from './harness/cluster.js';
 import { waitFor } from './harness/wait.js';
+import { readGrantFor } from './harness/grants.js';
 
 const KiB = 1024;
 const CHUNK = 512 * KiB; // two 256 KiB codec blocks per chunk; random bytes: stored raw, as a file
@@ -79,10 +80,11 @@ describe('scrub finds a rotted copy nobody read; the leader replaces it (embedde
     expect(new Set(after.nodes).size).toBe(3);
     const nodes = await client.nodes();
     const datanodes = new DataNodeClients({ writeTimeoutMs: 10_000, readTimeoutMs: 10_000 });
+    const grant = await readGrantFor(cluster, client, path, 1);
     try {
       for (const nodeId of after.nodes) {
         const parts: Buffer[] = [];
-        for await (const part of datanodes.readChunk(nodes.find((n) => n.nodeId === nodeId)!, chunk.chunkId, 0, 0)) parts.push(part);
+        for await (const part of datanodes.readChunk(nodes.find((n) => n.nodeId === nodeId)!, chunk.chunkId, 0, 0, undefined, { grant })) parts.push(part);
         expect(Buffer.concat(parts).equals(files.get(path)!.subarray(CHUNK)), `${chunk.chunkId} on ${nodeId}`).toBe(true);
       }
     } finally {

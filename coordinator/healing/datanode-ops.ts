@@ -6,6 +6,7 @@ import { DataNodeChannels, callUnary, fromServiceError } from '../../common/grpc
 import type { TierCopy } from '../../common/object-tier.js';
 import type { TlsContext } from '../../common/tls.js';
 import type { ListedCopy } from './planner.js';
+import type { GrantMinter } from '../grant-minter.js';
 
 export interface NodeAddress {
   nodeId: string;
@@ -40,6 +41,8 @@ export interface GrpcDataNodeOpsOptions {
   listTimeoutMs: number;
   /** TLS to the data nodes (common/tls.ts); absent = plain text. */
   tls?: TlsContext;
+  /** The leader's own chunk grants (copies, uploads, deletes are refused without one). */
+  grants: Pick<GrantMinter, 'forLeader'>;
 }
 
 interface WireTierCopy {
@@ -63,7 +66,7 @@ export class GrpcDataNodeOps implements DataNodeOps {
 
   async replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[], tier?: TierCopy): Promise<void> {
     try {
-      await callUnary(this.client(target.address), 'ReplicateChunk', { ...chunk, sources, tier: tier ?? null }, this.options.replicateTimeoutMs, describe(target));
+      await callUnary(this.client(target.address), 'ReplicateChunk', { ...chunk, sources, tier: tier ?? null, grant: this.options.grants.forLeader('rw', chunk.chunkId) }, this.options.replicateTimeoutMs, describe(target));
     } catch (err) {
       // The node already serves the chunk (a leftover copy): it is as good as a new one.
       if (!(err instanceof StrataError) || err.kind !== 'Exists') throw err;
@@ -71,12 +74,12 @@ export class GrpcDataNodeOps implements DataNodeOps {
   }
 
   async tierUpload(node: NodeAddress, chunkId: string, tier: string, key: string): Promise<TierCopy> {
-    const reply = await callUnary<WireTierCopy>(this.client(node.address), 'TierUpload', { chunkId, tier, key }, this.options.replicateTimeoutMs, describe(node));
+    const reply = await callUnary<WireTierCopy>(this.client(node.address), 'TierUpload', { chunkId, tier, key, grant: this.options.grants.forLeader('r', chunkId) }, this.options.replicateTimeoutMs, describe(node));
     return { tier: reply.tier, key: reply.key, storedBytes: Number(reply.storedBytes), crc32c: Number(reply.crc32c) >>> 0 };
   }
 
   async delete(node: NodeAddress, chunkId: string): Promise<void> {
-    await callUnary(this.client(node.address), 'DeleteChunk', { chunkId }, this.options.callTimeoutMs, describe(node));
+    await callUnary(this.client(node.address), 'DeleteChunk', { chunkId, grant: this.options.grants.forLeader('d', chunkId) }, this.options.callTimeoutMs, describe(node));
   }
 
   async refusesConnections(node: NodeAddress): Promise<boolean> {

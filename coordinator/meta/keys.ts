@@ -20,6 +20,7 @@
 //   h/status             the leader's repair queue and recent events, for `strata health` anywhere
 //   h/rebalance          a rebalance asked of the leader (threshold), until it is done
 //   x/ino                next unallocated inode number (handed out in batches)
+//   g/keys               the chunk grant signing keys (coordinator/grant-keys.ts)
 //   m/<address>          etcd only: a live coordinator, under its own etcd lease (coordinator/lease-peers.ts)
 //   election/strata-leader/<lease>  etcd only: the leader campaign's keys (coordinator/leader.ts)
 import type { Attr, ChunkRecord, FileKind, NodeAdmin, NodeRecord } from './types.js';
@@ -50,6 +51,7 @@ export const recallKey = (ino: number) => `r/${ino}`;
 export const RECALL_PREFIX = 'r/';
 export const REBALANCE_KEY = 'h/rebalance';
 export const INODE_COUNTER_KEY = 'x/ino';
+export const GRANT_KEYS_KEY = 'g/keys';
 export const MEMBER_PREFIX = 'm/';
 export const memberKey = (address: string) => `m/${address}`;
 /** What every path lookup reads: worth a coordinator-side cache on etcd. */

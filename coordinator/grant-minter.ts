@@ -1,0 +1,47 @@
+// Mints chunk grants (common/chunk-grants.ts) for the replies that hand out placements and
+// locations, and for the leader's own jobs. A single-chunk grant asked again by the same
+// principal is reused while more than half its life is left: a small file read over and over
+// costs one signature here and one verification per data node, not one per read.
+import type { Principal } from '../common/auth-principal.js';
+import { GRANT_MAX_CHUNKS, signGrant, type GrantOp, type WireGrantKey } from '../common/chunk-grants.js';
+import { StrataError } from '../common/errors.js';
+import type { GrantKeys } from './grant-keys.js';
+
+/** What a leader job's grants name as their principal. */
+export const LEADER_SUBJECT = 'strata-leader';
+const REUSE_MAX_ENTRIES = 4096;
+
+export interface GrantMinter {
+  /** A grant of `ops` on `chunkIds` (at most GRANT_MAX_CHUNKS) for `principal`. */
+  mint(principal: Pick<Principal, 'subject' | 'tenant'>, ops: string, chunkIds: readonly string[]): string;
+  /** A grant for the leader's own call to a data node. */
+  forLeader(ops: string, chunkId: string): string;
+  /** Every key grants may be signed with, for data nodes. */
+  publicKeys(): WireGrantKey[];
+}
+
+export function grantMinter(keys: GrantKeys, ttlMs: number): GrantMinter {
+  const reusable = new Map<string, { grant: string; reuseUntilMs: number }>();
+  const mint = (principal: Pick<Principal, 'subject' | 'tenant'>, ops: string, chunkIds: readonly string[]) => {
+    if (chunkIds.length > GRANT_MAX_CHUNKS) throw new StrataError('Internal', `a grant covers at most ${GRANT_MAX_CHUNKS} chunks, not ${chunkIds.length}`);
+    const now = Date.now();
+    const single = chunkIds.length === 1;
+    const key = single ? `${ops}\0${principal.subject}\0${principal.tenant}\0${chunkIds[0]}` : '';
+    if (single) {
+      const kept = reusable.get(key);
+      if (kept && kept.reuseUntilMs > now) return kept.grant;
+      reusable.delete(key);
+    }
+    const grant = signGrant(keys.signingKey(now), { s: principal.subject, t: principal.tenant, o: ops, c: [...chunkIds], x: now + ttlMs });
+    if (single) {
+      if (reusable.size >= REUSE_MAX_ENTRIES) reusable.delete(reusable.keys().next().value!);
+      reusable.set(key, { grant, reuseUntilMs: now + ttlMs / 2 });
+    }
+    return grant;
+  };
+  return {
+    mint,
+    forLeader: (ops: GrantOp | string, chunkId: string) => mint({ subject: LEADER_SUBJECT, tenant: '' }, ops, [chunkId]),
+    publicKeys: () => keys.publicKeys(),
+  };
+}
