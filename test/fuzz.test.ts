@@ -37,6 +37,8 @@ const READ_ONLY = new Set([
   'Coordinator.TierGet', 'Coordinator.TierStatus', 'Coordinator.SessionEndpoint', 'LeasePeers.Stats',
   'DataNode.ReadChunk', 'DataNode.StatChunk', 'DataNode.NodeStatus', 'DataNode.ListChunks',
 ]);
+/** Data node methods that need a chunk grant (common/chunk-grants.ts): a fuzzed call never has one. */
+const GRANTED_METHODS = new Set(['DataNode.ReadChunk', 'DataNode.WriteChunk', 'DataNode.DeleteChunk', 'DataNode.ReplicateChunk', 'DataNode.TierUpload']);
 const READ_ONLY_SESSION_OPS = new Set(['stat', 'readDir', 'getChunks', 'lookup', 'getAttr', 'readDirPlus', 'readlink', 'leasedLookup', 'leasedGetAttr', 'leasedReadDirPlus', 'leaseRenew', 'leaseAck']);
 
 interface Outcome {
@@ -264,6 +266,11 @@ describe('fuzz: hostile messages at every edge', () => {
     for (const o of outcomes) byCode.set(String(o.code), (byCode.get(String(o.code)) ?? 0) + 1);
     console.log('fuzz grpc statuses', JSON.stringify(Object.fromEntries(byCode)));
     expect(outcomes.filter(isFinding)).toEqual([]);
+    // No fuzzed message carries a coordinator-signed grant: none of the calls that touch a chunk's
+    // bytes may succeed, and the grant check is what turns (some of) them away.
+    const granted = outcomes.filter((o) => GRANTED_METHODS.has(o.target));
+    expect(granted.filter((o) => o.code === grpc.status.OK)).toEqual([]);
+    expect(granted.filter((o) => o.code === grpc.status.PERMISSION_DENIED).length).toBeGreaterThan(0);
   });
 
   test('the session TCP port: random frames and hostile requests end in answers or a close', async () => {

@@ -11,6 +11,7 @@ import { CoordinatorClient } from '../client/coordinator-client.js';
 import { ByteClient } from '../common/byte-client.js';
 import { peekGrant, signGrant } from '../common/chunk-grants.js';
 import { DataNodeChannels, callUnary, fromServiceError } from '../common/grpc.js';
+import { STAR_MAX_BYTES } from '../datanode/forward.js';
 import { startCluster, type TestCluster } from './harness/cluster.js';
 import { waitFor } from './harness/wait.js';
 
@@ -48,14 +49,15 @@ describe('chunk grants (embedded, 4 data nodes, RF 3)', () => {
     }
     return Buffer.concat(pieces);
   };
-  const grpcWrite = (node: Node, chunkId: string, data: Buffer, grant?: string): Promise<unknown> =>
+  /** `pipeline`: where `node` forwards the chunk (it passes the grant on; every hop checks it). */
+  const grpcWrite = (node: Node, chunkId: string, data: Buffer, grant?: string, pipeline: Node[] = []): Promise<unknown> =>
     new Promise((resolve, reject) => {
       const call = (channels.get(node.address) as any).WriteChunk({ deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, reply: unknown) =>
         err ? reject(fromServiceError(err, node.nodeId)) : resolve(reply),
       ) as grpc.ClientWritableStream<unknown>;
       call.on('error', () => undefined);
-      call.write({ header: { chunkId, length: data.length, pipeline: [], grant: grant ?? '' } });
-      call.write({ data });
+      call.write({ header: { chunkId, length: data.length, pipeline: pipeline.map(({ nodeId, address }) => ({ nodeId, address })), grant: grant ?? '' } });
+      for (let at = 0; at < data.length; at += 256 * KiB) call.write({ data: data.subarray(at, at + 256 * KiB) });
       call.end();
     });
   const byteRead = async (node: Node, chunkId: string, grant?: string): Promise<Buffer> => {
@@ -64,8 +66,13 @@ describe('chunk grants (embedded, 4 data nodes, RF 3)', () => {
     for await (const piece of bytes.read(node.dataAddress, request, node.nodeId)) pieces.push(Buffer.from(piece));
     return Buffer.concat(pieces);
   };
-  const byteWrite = (node: Node, chunkId: string, data: Buffer, grant?: string): Promise<unknown> =>
-    bytes.write(node.dataAddress, { op: 'write', nodeId: node.nodeId, timeoutMs: 10_000, chunkId, length: data.length, pipeline: [], ...(grant === undefined ? {} : { grant }) }, data, node.nodeId);
+  const byteWrite = (node: Node, chunkId: string, data: Buffer, grant?: string, pipeline: Node[] = []): Promise<unknown> =>
+    bytes.write(
+      node.dataAddress,
+      { op: 'write', nodeId: node.nodeId, timeoutMs: 10_000, chunkId, length: data.length, pipeline: pipeline.map(({ nodeId, address }) => ({ nodeId, address })), ...(grant === undefined ? {} : { grant }) },
+      data,
+      node.nodeId,
+    );
   const transports = {
     grpc: { read: grpcRead, write: grpcWrite },
     bytes: { read: byteRead, write: byteWrite },
@@ -81,7 +88,8 @@ describe('chunk grants (embedded, 4 data nodes, RF 3)', () => {
   /** A placement's write grant for a fresh chunk of a scratch file (never written or committed). */
   const writeGrant = async () => {
     const scratch = await client.create(`/scratch/${randomBytes(4).toString('hex')}`, { chunkSize: CHUNK });
-    return coordinator.call<{ chunkId: string; grant: string }>('AllocateChunk', { ino: scratch.ino, index: 0 });
+    const placement = await coordinator.call<{ chunkId: string; grant: string; pipeline: Array<{ nodeId: string }> }>('AllocateChunk', { ino: scratch.ino, index: 0 });
+    return { ...placement, pipeline: placement.pipeline.map((p) => nodes.find((n) => n.nodeId === p.nodeId)!) };
   };
   const chunkCounts = async () => Promise.all(nodes.map(async (n) => Number((await callUnary<{ chunks: number | string }>(channels.get(n.address), 'NodeStatus', {}, 5000)).chunks)));
   const statChunk = (node: Node, chunkId: string) => callUnary(channels.get(node.address), 'StatChunk', { chunkId }, 5000);
@@ -133,6 +141,15 @@ describe('chunk grants (embedded, 4 data nodes, RF 3)', () => {
     const data = randomBytes(2 * KiB);
     await write(nodes[0]!, placement.chunkId, data, placement.grant);
     expect(await statChunk(nodes[0]!, placement.chunkId)).toMatchObject({ length: data.length });
+    // Past the star limit the head forwards down a chain: each hop is shown, and checks, the client's grant.
+    const chained = await writeGrant();
+    const [head, ...rest] = chained.pipeline;
+    expect(rest.length).toBe(2);
+    const big = randomBytes(STAR_MAX_BYTES + 64 * KiB);
+    const stored = (await write(head!, chained.chunkId, big, chained.grant, rest)) as { storedOn: string[]; failed: string[] };
+    expect([...stored.storedOn].sort()).toEqual(chained.pipeline.map((n) => n.nodeId).sort());
+    expect(stored.failed).toEqual([]);
+    for (const node of chained.pipeline) expect(await statChunk(node, chained.chunkId), node.nodeId).toMatchObject({ length: big.length });
   });
 
   test.each(['grpc', 'bytes'] as const)(
@@ -167,6 +184,7 @@ describe('chunk grants (embedded, 4 data nodes, RF 3)', () => {
         ['write a new chunk without a grant', () => write(holder, fresh, junk)],
         ["write a new chunk with another chunk's write grant", () => write(holder, fresh, junk, aging.write.grant)],
         ['write a new chunk with a tampered grant', () => write(holder, fresh, junk, tampered)],
+        ['write a new chunk down a pipeline with a forged grant', () => write(holder, fresh, junk, forged, nodes.filter((n) => n !== holder))],
       ];
       for (const [what, attempt] of refusals) await expect(attempt(), what).rejects.toMatchObject(DENIED);
 

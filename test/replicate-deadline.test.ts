@@ -50,7 +50,9 @@ describe('ReplicateChunk and the caller\'s deadline', () => {
   let chunk: { chunkId: string; length: number; holder: { nodeId: string; address: string } };
 
   beforeAll(async () => {
-    cluster = await startCluster({ datanodes: 2, replication: 1 });
+    // Grants off on the data nodes: these calls play the leader, whose grants only a coordinator can
+    // sign (test/grants.test.ts covers ReplicateChunk refusing a call without one).
+    cluster = await startCluster({ datanodes: 2, replication: 1, datanodeArgs: ['--grants', 'off'] });
     client = cluster.client();
     hole = await blackHole();
     await client.writeFile('/one', randomBytes(128 * KiB), { replication: 1 });
