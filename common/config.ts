@@ -55,6 +55,8 @@ const tlsKeys = {
   tlsKey: z.string().min(1).optional(),
   /** Refuse every peer without a certificate the CA signed (clients too), at the handshake. */
   tlsRequireClientCert: bool.optional(),
+  /** Reload the TLS files when they change on disk, as on SIGHUP (common/tls-reload.ts). */
+  tlsWatch: bool.optional(),
 };
 
 export const MIN_CHUNK_BYTES = 64 * 1024;

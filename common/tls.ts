@@ -32,6 +32,8 @@ export interface TlsConfigKeys {
   tlsCert?: string;
   tlsKey?: string;
   tlsRequireClientCert?: boolean;
+  /** Reload the files when they change on disk (common/tls-reload.ts), not only on SIGHUP. */
+  tlsWatch?: boolean;
 }
 
 export const NOT_SIGNED_BY_CA = 'TLS: server certificate not signed by the configured CA (--tls-ca)';
@@ -81,7 +83,8 @@ export class TlsContext {
   private readonly rawServers = new Set<tls.Server>();
 
   private constructor(
-    private readonly files: TlsFiles,
+    /** The PEM files read at start and on each reload. */
+    readonly files: Readonly<TlsFiles>,
     private readonly role: 'server' | 'client',
     readonly requireClientCert: boolean,
   ) {
@@ -94,7 +97,10 @@ export class TlsContext {
    * node certificate and key are all required and checked now (one clear line per mistake).
    */
   static forServer(config: TlsConfigKeys): TlsContext | undefined {
-    if (!config.tlsCa && !config.tlsCert && !config.tlsKey && !config.tlsRequireClientCert) return undefined;
+    if (!config.tlsCa && !config.tlsCert && !config.tlsKey && !config.tlsRequireClientCert) {
+      if (config.tlsWatch) throw invalid('TLS: --tls-watch reloads the --tls-ca, --tls-cert and --tls-key files: give them too');
+      return undefined;
+    }
     for (const [key, flag] of [['tlsCa', '--tls-ca'], ['tlsCert', '--tls-cert'], ['tlsKey', '--tls-key']] as const) {
       if (!config[key]) throw invalid(`TLS: ${flag} is required with TLS on (a node serves and dials with the CA, its certificate and key; make them with \`strata certs init DIR\`)`);
     }

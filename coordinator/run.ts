@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { CoordinatorConfig } from '../common/config.js';
 import { CHANNEL_OPTIONS, bindServer, shutdownServer, strataProto } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
-import { reloadCertificates } from '../common/tls-reload.js';
+import { reloadCertificates, watchCertificates } from '../common/tls-reload.js';
 import { resolveTierTarget } from '../common/tier-config.js';
 import { TlsContext, serverCredentials } from '../common/tls.js';
 import { GrpcDataNodeOps } from './healing/datanode-ops.js';
@@ -127,10 +127,12 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     tieringJob.start();
     const adminRefresh = setInterval(() => nodes.refreshAdmin().catch(() => undefined), ADMIN_REFRESH_MS);
     log.info({ address, session: sessionAddress || 'grpc only', meta: redactMeta(config.meta), tls: tls ? (tls.requireClientCert ? 'on, client certificates required' : 'on') : 'off' }, 'coordinator serving');
+    const tlsWatch = tls && config.tlsWatch ? watchCertificates(tls, log) : undefined;
     return {
       address,
       reloadTls: () => void reloadCertificates(tls, log),
       async stop() {
+        tlsWatch?.close();
         clearInterval(adminRefresh);
         nodes.closeLinks(); // ends the data nodes' NodeLink streams (they reopen them once this coordinator is back)
         // Ending the peer streams first lets the server drain without waiting out its grace.

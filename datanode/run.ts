@@ -21,7 +21,7 @@ import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } f
 import { invalid } from '../common/errors.js';
 import { TlsContext, channelCredentials, serverCredentials, type TlsConfigKeys } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
-import { reloadCertificates } from '../common/tls-reload.js';
+import { reloadCertificates, watchCertificates } from '../common/tls-reload.js';
 
 export interface DataNodeConfig extends TlsConfigKeys {
   /** Empty or absent: the id stored in `<dataDir>/node-id`, or a new one persisted there. */
@@ -162,10 +162,12 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   scrubber.start();
   const quarantined = store.quarantined().length;
   log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled, tls: tls ? 'on' : 'off', grants: grants.enforce ? 'enforced' : 'off' }, 'data node started');
+  const tlsWatch = tls && config.tlsWatch ? watchCertificates(tls, log) : undefined;
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
+      tlsWatch?.close();
       // The goodbye first: coordinators then wait out the grace instead of repairing at once.
       await Promise.all(heartbeats.map((heartbeat) => heartbeat.stop()));
       await Promise.all([scrubber.stop(), shutdownServer(server, SHUTDOWN_GRACE_MS), byteServer?.close()]);

@@ -3,6 +3,7 @@
 // new certificate on every port (gRPC, session, byte path), a client trusting only the new CA
 // reads what was stored before and writes, the reloaded nodes dial each other with the new files,
 // and a bad replacement is refused with one log line while the current certificate keeps serving.
+// With --tls-watch the same happens when the files change on disk, without a signal.
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Strata } from '../client/index.js';
 import { initDevCerts, type DevCertFiles } from '../common/dev-certs.js';
 import { NOT_SIGNED_BY_CA } from '../common/tls.js';
-import { startCluster, type RoleProcess, type TestCluster } from './harness/cluster.js';
+import { RoleProcess, startCluster, type TestCluster } from './harness/cluster.js';
 import { tempDir, type TempDir } from './harness/ports.js';
 import { waitFor } from './harness/wait.js';
 
@@ -171,5 +172,43 @@ describe('certificate reload on SIGHUP (coordinator, 3 data nodes, RF 3; every p
     renameSync(`${certFile(coordinator)}.away`, certFile(coordinator));
     replaceFile(keyFile(dn1), good.key);
     for (const role of [coordinator, dn1]) await hangUp(role, `${RELOADED} (the files are unchanged)`);
+  }, 180_000);
+
+  test('with --tls-watch a node takes renewed files when they change on disk, without a signal, and refuses a bad one the same way', async () => {
+    const name = 'dn-watch';
+    const first = (await initDevCerts(cluster.tls!.dir, { nodes: [name] })).certs[name];
+    const watching = new RoleProcess(
+      name,
+      ['datanode', '--node-id', name, '--data-dir', path.join(renewed.path, name), '--listen', '127.0.0.1:0', '--coordinators', cluster.coordinatorList,
+        '--heartbeat-interval-ms', '500', '--log-level', 'info', '--tls-ca', cluster.tls!.ca, '--tls-cert', first.cert, '--tls-key', first.key, '--tls-watch'],
+      path.join(renewed.path, `${name}.log`),
+      '127.0.0.1:0',
+    );
+    watching.start();
+    try {
+      await waitFor(`${name} started`, async () => logLines(watching).some((line) => line.msg === 'data node started'));
+      const [grpcAddress, byteAddress] = (() => {
+        const started = logLines(watching).find((line) => line.msg === 'data node started')! as { address?: string; dataAddress?: string };
+        return [started.address!, started.dataAddress!];
+      })();
+      const servedSerial = async () => (await servedCertificate(grpcAddress, cluster.tls!.ca)).serial;
+      const before = serialOf(first.cert);
+      expect(await servedSerial()).toBe(before);
+      // `strata certs init --force` rewrites the certificate and key in place.
+      const renewedFiles = (await initDevCerts(cluster.tls!.dir, { nodes: [name], force: true })).certs[name];
+      const after = serialOf(renewedFiles.cert);
+      expect(after).not.toBe(before);
+      const reloaded = await waitFor('the reload line', async () => logLines(watching).find((line) => line.msg.startsWith(RELOADED) && line.serial === after));
+      expect(reloaded.msg).toContain('new connections use them');
+      for (const address of [grpcAddress, byteAddress]) expect(await servedCertificate(address, cluster.tls!.ca), address).toEqual({ serial: after, authorized: true });
+      // A key that is not the certificate's: refused, the renewed certificate keeps serving.
+      const linesBefore = logLines(watching).length;
+      replaceFile(renewedFiles.key, next.certs.dn2.key);
+      const refused = await waitFor('the refusal line', async () => logLines(watching).slice(linesBefore).find((line) => line.msg.startsWith(REFUSED)));
+      expect(refused.msg).toMatch(/dn-watch\.key does not belong to --tls-cert/);
+      expect(await servedSerial()).toBe(after);
+    } finally {
+      await watching.stop();
+    }
   }, 180_000);
 });

@@ -49,6 +49,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--tls-cert <file>', 'this node\'s PEM certificate (OU=strata-node), for serving and dialing peers')
     .option('--tls-key <file>', 'PEM key of --tls-cert (SIGHUP reads --tls-ca, --tls-cert and --tls-key again: renewed certificates without a restart)')
     .option('--tls-require-client-cert', 'refuse every peer, clients too, without a certificate the CA signed')
+    .option('--tls-watch', 'also reload --tls-ca/--tls-cert/--tls-key when they change on disk (renamed over, or a Kubernetes secret volume updated)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {
@@ -89,6 +90,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--tls-cert <file>', 'this node\'s PEM certificate (OU=strata-node), for serving and dialing peers')
     .option('--tls-key <file>', 'PEM key of --tls-cert (SIGHUP reads --tls-ca, --tls-cert and --tls-key again: renewed certificates without a restart)')
     .option('--tls-require-client-cert', 'refuse every peer, clients too, without a certificate the CA signed')
+    .option('--tls-watch', 'also reload --tls-ca/--tls-cert/--tls-key when they change on disk (renamed over, or a Kubernetes secret volume updated)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {
