@@ -35,7 +35,9 @@ const absent = (p: Promise<unknown>) => p.then(() => undefined, (e: { kind?: str
 async function mountLike(coordinators: string, engine: string, clients: number): Promise<void> {
   const sdks = Array.from({ length: clients }, () => Strata.connect({ coordinators }));
   try {
-    const dirs = await Promise.all(sdks.map(async (sdk, c) => (await sdk.inodes.mkdir(1, `mount-c${clients}-w${c}`, 0o755)).ino));
+    // The root by stat('/'), not inode 1: under a tenant's token `/` is the tenant's root.
+    const root = (await sdks[0]!.stat('/')).ino;
+    const dirs = await Promise.all(sdks.map(async (sdk, c) => (await sdk.inodes.mkdir(root, `mount-c${clients}-w${c}`, 0o755)).ino));
     await Promise.all(sdks.map((sdk, c) => sdk.inodes.readdirplus(dirs[c]!))); // each holds its directory
     const per = Math.max(1, Math.ceil(opsPerPhase / clients));
     const run = async (op: string, step: (sdk: Strata, dir: number, i: number) => Promise<unknown>) => {
@@ -80,7 +82,8 @@ for (const engine of engines) {
   const reader = Strata.connect({ coordinators: cluster.coordinatorList });
   const writer = Strata.connect({ coordinators: cluster.coordinatorList });
   try {
-    const dir = await writer.inodes.mkdir(1, 'bench', 0o755);
+    const root = (await writer.stat('/')).ino;
+    const dir = await writer.inodes.mkdir(root, 'bench', 0o755);
     const file = (await writer.inodes.create(dir.ino, 'hot')).stat;
     // The uncached reads: the plain session ops (what strata.inodes sent before leases).
     const session = (reader as unknown as { coordinator: { session(op: string, body: unknown): Promise<unknown> } }).coordinator;
@@ -91,10 +94,10 @@ for (const engine of engines) {
     print(`lease_getattr_warm_${engine}`, await usPerOp(repeats, () => reader.inodes.getattr(file.ino)), 'us/op');
     print(`lease_warm_requests_per_op_${engine}`, (reader.metadataRequests - before) / (2 * (repeats + 100)), 'requests/op');
 
-    const quiet = await writer.inodes.mkdir(1, 'quiet', 0o755);
+    const quiet = await writer.inodes.mkdir(root, 'quiet', 0o755);
     const mkdirN = Math.min(repeats, 1000);
     print(`lease_mkdir_uncached_dir_${engine}`, await usPerOp(mkdirN, (i) => writer.inodes.mkdir(quiet.ino, `d${i}`, 0o755)), 'us/op');
-    const watched = await writer.inodes.mkdir(1, 'watched', 0o755);
+    const watched = await writer.inodes.mkdir(root, 'watched', 0o755);
     let mkdirNs = 0n;
     for (let i = 0; i < mkdirN; i++) {
       await reader.inodes.readdirplus(watched.ino, { limit: 1 }); // the reader holds the directory (again)

@@ -8,6 +8,7 @@ import { MetaCache, type CacheEvent, type CoveredItem, type LeaseGrant, type Lea
 import type { CoordinatorClient } from './coordinator-client.js';
 import type { FileStat, SpecialFileType } from './types.js';
 import { WIRE_SPECIAL_TYPES, toFileStat } from './wire.js';
+import { processOwner } from './owner.js';
 import type { AllocateReply, CommitChunkRequest } from './writer.js';
 
 /** A placement for one chunk write, granted by create: pass it to Strata.writeChunkAt. */
@@ -21,7 +22,7 @@ type ChunkGrant = AllocateReply;
 export type InvalidateEvent = CacheEvent;
 export type { CoveredItem };
 
-/** Who creates an entry: the mount passes its caller's uid and gid; absent = root. */
+/** Who creates an entry: the mount passes its caller's uid and gid; absent = this process's (client/owner.ts). */
 export type Owner = { uid: number; gid: number };
 
 export interface InodeOps {
@@ -209,7 +210,7 @@ export class SessionInodes implements InodeOps {
   // removed or renamed costs no request (meta-cache.ts says why that stays coherent).
 
   async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<FileStat> {
-    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('mkdirAt', { parent, name, mode, owner, ownCache }, hook), (own, reply) => {
+    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('mkdirAt', { parent, name, mode, owner: owner ?? processOwner(), ownCache }, hook), (own, reply) => {
       const stat = toFileStat(reply.attr);
       this.cache.applyOwnEntry(own, parent, name, stat);
       return stat;
@@ -217,7 +218,7 @@ export class SessionInodes implements InodeOps {
   }
 
   async create(parent: number, name: string, opts: { mode?: number; exclusive?: boolean; allocateFirstChunk?: boolean; owner?: Owner } = {}) {
-    const request = { parent, name, mode: opts.mode ?? 0, exclusive: !!opts.exclusive, allocateFirstChunk: !!opts.allocateFirstChunk, owner: opts.owner };
+    const request = { parent, name, mode: opts.mode ?? 0, exclusive: !!opts.exclusive, allocateFirstChunk: !!opts.allocateFirstChunk, owner: opts.owner ?? processOwner() };
 
     type CreateReply = { attr: any; firstChunk?: ChunkGrant | null };
     return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<CreateReply>('createAt', { ...request, ownCache }, hook), (own, reply) => {
@@ -229,7 +230,7 @@ export class SessionInodes implements InodeOps {
   }
 
   async symlink(parent: number, name: string, target: string, owner?: Owner): Promise<FileStat> {
-    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('symlinkAt', { parent, name, target, owner, ownCache }, hook), (own, reply) => {
+    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('symlinkAt', { parent, name, target, owner: owner ?? processOwner(), ownCache }, hook), (own, reply) => {
       const stat = toFileStat(reply.attr);
       this.cache.applyOwnEntry(own, parent, name, stat);
       return stat;
@@ -241,7 +242,7 @@ export class SessionInodes implements InodeOps {
   async mknod(parent: number, name: string, type: SpecialFileType, mode: number, rdev = 0, owner?: Owner): Promise<FileStat> {
     const wireType = WIRE_SPECIAL_TYPES[type];
     if (!wireType) throw new StrataError('Invalid', `mknod: '${type}' is not fifo, char-device, block-device or socket`);
-    return this.stat('mknodAt', { parent, name, type: wireType, mode, rdev, owner });
+    return this.stat('mknodAt', { parent, name, type: wireType, mode, rdev, owner: owner ?? processOwner() });
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<FileStat> {

@@ -7,7 +7,8 @@ import { TokenSource, type TokenProvider } from './auth/token-source.js';
 import { TlsContext, type TlsFiles } from '../common/tls.js';
 import { CoordinatorClient } from './coordinator-client.js';
 import { DataNodeClients } from './datanode-client.js';
-import { SessionInodes, type InodeOps } from './inodes.js';
+import { SessionInodes, type InodeOps, type Owner } from './inodes.js';
+import { processOwner } from './owner.js';
 import { readRange } from './reader.js';
 import { TieringCalls, type TierPathInfo, type TierPolicy, type TierRecallResult, type TierStatusReport } from './tiering.js';
 import type { DirEntry, FileStat, FsStats, HealthReport, NodeStatus, ReadOptions, WriteOptions } from './types.js';
@@ -74,7 +75,8 @@ export interface ListOptions {
 /** A placement for one chunk write, granted by Create: opaque to callers. */
 export type ChunkGrant = AllocateReply;
 
-type CreateOptions = Pick<WriteOptions, 'mode' | 'replication' | 'chunkSize' | 'exclusive'> & { truncate?: boolean };
+/** `owner`: of a new file; default: this process's uid and gid (client/owner.ts). */
+type CreateOptions = Pick<WriteOptions, 'mode' | 'replication' | 'chunkSize' | 'exclusive'> & { truncate?: boolean; owner?: Owner };
 
 /** What ranged reads by inode need: the file's identity and shape as a stat gave them. */
 export type FileRef = Pick<FileStat, 'ino' | 'size' | 'chunkSize'>;
@@ -188,8 +190,9 @@ export class Strata {
     return entries;
   }
 
-  async mkdir(path: string, options: { parents?: boolean; mode?: number } = {}): Promise<FileStat> {
-    const reply = await this.coordinator.call<{ attr: unknown }>('Mkdir', { path, parents: !!options.parents, mode: options.mode ?? 0 });
+  /** `owner` of what is made: default this process's uid and gid. */
+  async mkdir(path: string, options: { parents?: boolean; mode?: number; owner?: Owner } = {}): Promise<FileStat> {
+    const reply = await this.coordinator.call<{ attr: unknown }>('Mkdir', { path, parents: !!options.parents, mode: options.mode ?? 0, owner: options.owner ?? processOwner() });
     return toFileStat(reply.attr);
   }
 
@@ -231,8 +234,8 @@ export class Strata {
     await this.coordinator.call('Rename', { from, to });
   }
 
-  async symlink(target: string, path: string): Promise<FileStat> {
-    const reply = await this.coordinator.call<{ attr: unknown }>('Symlink', { path, target });
+  async symlink(target: string, path: string, options: { owner?: Owner } = {}): Promise<FileStat> {
+    const reply = await this.coordinator.call<{ attr: unknown }>('Symlink', { path, target, owner: options.owner ?? processOwner() });
     return toFileStat(reply.attr);
   }
 
@@ -300,6 +303,7 @@ export class Strata {
       truncate: !!options.truncate,
       allocateFirstChunk: firstChunkAckPolicy !== null,
       ackPolicy: firstChunkAckPolicy ?? '',
+      owner: options.owner ?? processOwner(),
     });
     // Absent when no node could take it (or from a coordinator that predates the field).
     const firstChunk = reply.firstChunk?.pipeline?.length ? reply.firstChunk : undefined;

@@ -58,7 +58,7 @@ export function inodeOps(meta: Namespace, { createIn, setAttrChanges }: InodeOps
 
 const SPECIAL_TYPES: Record<string, SpecialKind> = { FIFO: 'fifo', CHAR_DEVICE: 'chardev', BLOCK_DEVICE: 'blockdev', SOCKET: 'socket' };
 
-/** The creator's owner from the wire; absent = root (the SDK and the CLI, as before). */
+/** The creator's owner from the wire (the mount: its caller's; the SDK and CLI: their process's); absent = root (older clients). */
 export function ownerOf(value: unknown): Owner | undefined {
   if (value === undefined || value === null) return undefined;
   const { uid, gid } = value as { uid?: unknown; gid?: unknown };

@@ -12,7 +12,7 @@ import { MIN_CHUNK_BYTES, MAX_CHUNK_BYTES } from '../common/config.js';
 import type { Namespace } from './authz/gate.js';
 import { requireAdminRole } from './authz/admin.js';
 import type { Denials } from './authz/denials.js';
-import type { Attr, SetAttrChanges } from './meta/types.js';
+import type { Attr, Owner, SetAttrChanges } from './meta/types.js';
 import { ROOT_INO } from './meta/types.js';
 import type { AckPolicy, NodeRegistry } from './nodes.js';
 import { toWireAttr, toWireEntry } from './proto-map.js';
@@ -114,7 +114,7 @@ export function coordinatorService(
     };
   };
 
-  const mkdirs = async (components: string[], mode: number): Promise<Attr> => {
+  const mkdirs = async (components: string[], mode: number, owner?: Owner): Promise<Attr> => {
     let current = await meta.resolve([]);
     for (const [depth, name] of components.entries()) {
       try {
@@ -122,7 +122,7 @@ export function coordinatorService(
       } catch (err) {
         if (!(err instanceof StrataError) || err.kind !== 'NotFound') throw err;
         try {
-          current = await meta.mkdir(current.ino, name, mode);
+          current = await meta.mkdir(current.ino, name, mode, owner);
         } catch (raced) {
           if (!(raced instanceof StrataError) || raced.kind !== 'Exists') throw raced;
           current = await meta.lookup(current.ino, name);
@@ -175,9 +175,10 @@ export function coordinatorService(
 
     Mkdir: async (req: Req) => {
       const mode = Number(req.mode) || 0o755;
-      if (req.parents) return statReply(await mkdirs(splitPath(requireString(req.path, 'path')), mode));
+      const owner = ownerOf(req.owner);
+      if (req.parents) return statReply(await mkdirs(splitPath(requireString(req.path, 'path')), mode, owner));
       const { dir, name } = await parentOf(req.path);
-      return statReply(await meta.mkdir(dir.ino, name, mode));
+      return statReply(await meta.mkdir(dir.ino, name, mode, owner));
     },
 
     Create: async (req: Req) => {
@@ -200,7 +201,7 @@ export function coordinatorService(
 
     Symlink: async (req: Req) => {
       const { dir, name } = await parentOf(req.path);
-      return statReply(await meta.symlink(dir.ino, name, requireString(req.target, 'target')));
+      return statReply(await meta.symlink(dir.ino, name, requireString(req.target, 'target'), ownerOf(req.owner)));
     },
 
     SetAttr: async (req: Req) => {

@@ -17,6 +17,7 @@ import { HandleTable } from './handles.js';
 import { DirListings } from './listings.js';
 import { createOperations, fetchWindow } from './ops.js';
 import { checkMountpoint, flushOpenFiles, reportUnmount, stopSignals, unmountOnCrash, watchUnmount } from './lifecycle.js';
+import { kernelChecksPermissions } from './permissions.js';
 import { isMounted, unmountWithFallbacks } from './unmount.js';
 
 /** fuse-native exposes no switch for these libfuse options; append them to its -o list. */
@@ -38,14 +39,15 @@ class StrataFuse extends Fuse {
 export async function runFuse2Mount(config: MountConfig, log: Logger): Promise<number> {
   const mountpoint = path.resolve(config.mountpoint);
   await checkMountpoint(mountpoint);
+  // Without a token file or STRATA_TOKEN: strata login's stored token (found under $HOME), if any.
+  const tokenProvider = tokenProviderFrom({ tokenFile: config.tokenFile, token: config.token, env: process.env });
   const strata = Strata.connect({
     coordinators: config.coordinator,
     callTimeoutMs: config.callTimeoutMs,
     failoverTimeoutMs: config.callTimeoutMs,
     transferTimeoutMs: config.transferTimeoutMs,
     writeConcurrency: config.writeConcurrency,
-    // Without a token file or STRATA_TOKEN: strata login's stored token (found under $HOME), if any.
-    tokenProvider: tokenProviderFrom({ tokenFile: config.tokenFile, token: config.token, env: process.env }),
+    tokenProvider,
     tls: { ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey },
   });
   try {
@@ -58,7 +60,7 @@ export async function runFuse2Mount(config: MountConfig, log: Logger): Promise<n
   const cache = new AttrCache(config.attrTimeoutMs);
   const listings = new DirListings(cache, (dir, after, count) => fetchWindow(ctx, dir, after, count), config.attrTimeoutMs);
   const ctx: MountContext = { strata, config, cache, listings, handles: new HandleTable(strata, config), log };
-  const fuse = new StrataFuse(mountpoint, createOperations(ctx), fuseOptions(config), libfuseOptions(config));
+  const fuse = new StrataFuse(mountpoint, createOperations(ctx), fuseOptions(config, tokenProvider !== undefined), libfuseOptions(config));
   const signals = stopSignals();
   try {
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
@@ -80,13 +82,12 @@ export async function runFuse2Mount(config: MountConfig, log: Logger): Promise<n
   return reportUnmount(mountpoint, failures);
 }
 
-function fuseOptions(config: MountConfig): Fuse.Options {
+function fuseOptions(config: MountConfig, authenticated: boolean): Fuse.Options {
   return {
     // Our own deadline (opTimeoutMs) answers EIO; the binding's would answer ETIMEDOUT.
     timeout: false,
     allowOther: config.allowOther,
-    // Other users can reach the mount: let the kernel enforce the permission bits.
-    defaultPermissions: config.allowOther,
+    defaultPermissions: kernelChecksPermissions(config, authenticated),
     fsname: `strata:${config.path}`.replace(/[,\s]/g, '_'),
     subtype: 'strata',
   };

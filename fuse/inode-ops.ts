@@ -1,6 +1,6 @@
 // Inode-based namespace operations, as the mount uses them: the SDK's strata.inodes. Strata inode
-// numbers are unique, never reused, and the root is 1 (= FUSE_ROOT_ID), so the mount hands them
-// to the kernel as they are.
+// numbers are unique and never reused, so the mount hands them to the kernel as they are, but for
+// the mounted directory's own (a tenant's root, or --path's), which it swaps with FUSE_ROOT_ID 1.
 import type { InodeOps } from '../client/index.js';
 
 export type { InodeOps };

@@ -3,6 +3,7 @@
 // node, the SDK (session stream over TCP and unary RPCs), raw gRPC calls, the CLI and the mount.
 // Tenant a's caller and tenant b's caller each see their own root as `/`; neither reaches the
 // other's entries by path, by inode number, by rename, link, export or the mount.
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -10,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CHANNEL_OPTIONS, bearerMetadata, strataProto } from '../common/grpc.js';
 import { Strata, StrataError } from '../client/index.js';
 import { expectOneLineError } from './harness/cli-errors.js';
-import { startCluster, type TestCluster } from './harness/cluster.js';
+import { STRATA_MAIN, startCluster, type TestCluster } from './harness/cluster.js';
 import { fuseUnavailableReason, sh, startMount } from './harness/mount.js';
 import { OidcRealm } from './harness/oidc-realm.js';
 import { tempDir, type TempDir } from './harness/ports.js';
@@ -223,6 +224,33 @@ describe('tenants and authorization', () => {
     expect(coordinatorLog()).toMatch(/"subject":"rita"/);
   });
 
+  test('new entries belong to the process that made them (CLI and SDK by uid and gid), not to root', async () => {
+    const token = alice();
+    // The CLI as local user 4321 (group 4322): what it makes is that user's, as on a local file system.
+    const asUser = (args: string[], input: string) =>
+      new Promise<{ code: number; stderr: string }>((resolve) => {
+        const env = { ...process.env, STRATA_COORDINATOR: cluster.coordinatorList, STRATA_TOKEN: token, HOME: '/nonexistent', XDG_CONFIG_HOME: '/nonexistent' };
+        const child = spawn(process.execPath, [STRATA_MAIN, ...args], { uid: 4321, gid: 4322, env, stdio: ['pipe', 'ignore', 'pipe'] });
+        const stderr: Buffer[] = [];
+        child.stderr.on('data', (d) => stderr.push(d));
+        child.on('close', (code) => resolve({ code: code ?? -1, stderr: Buffer.concat(stderr).toString() }));
+        child.stdin.end(input);
+      });
+    for (const args of [['mkdir', '-p', '/owned/sub'], ['put', '-', '/owned/sub/by-cli.txt']]) {
+      const ran = await asUser(args, 'made by 4321');
+      expect(ran.code, ran.stderr).toBe(0);
+    }
+    const a = connect(alice);
+    for (const p of ['/owned', '/owned/sub', '/owned/sub/by-cli.txt']) expect(await a.stat(p), p).toMatchObject({ uid: 4321, gid: 4322 });
+    // The SDK in this (root) process: its own uid and gid unless it names an owner.
+    expect(await a.writeFile('/owned/by-sdk.txt', 'sdk')).toMatchObject({ uid: process.getuid!(), gid: process.getgid!() });
+    expect(await a.mkdir('/owned/named', { owner: { uid: 7, gid: 8 } })).toMatchObject({ uid: 7, gid: 8 });
+    const root = (await a.stat('/')).ino;
+    expect((await a.inodes.create(root, 'by-inode.txt', { owner: { uid: 9, gid: 10 } })).stat).toMatchObject({ uid: 9, gid: 10 });
+    await a.rm('/owned', { recursive: true });
+    await a.rm('/by-inode.txt');
+  });
+
   test('export/import: a tenant exports and imports only inside its root; the admin exports another tenant', async () => {
     const s3 = await S3Server.start();
     try {
@@ -250,6 +278,10 @@ describe('tenants and authorization', () => {
     const dir = path.join(scratch.path, 'mnt-bob');
     const mount = await startMount(cluster, dir, ['--token-file', file]);
     try {
+      // An authenticated mount has the kernel check mode bits (default_permissions), without --allow-other too.
+      const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === dir);
+      expect(line, 'the mount is listed').toBeDefined();
+      expect(line).toMatch(/default_permissions/);
       const names = (await sh(`ls -a ${dir}`)).stdout.split('\n');
       expect(names).toContain('mine.txt');
       expect(names).not.toContain('docs');

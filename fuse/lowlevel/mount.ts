@@ -10,6 +10,7 @@ import { Strata } from '../../client/index.js';
 import { StrataError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { MountConfig } from '../config.js';
+import { kernelChecksPermissions } from '../permissions.js';
 import { HandleTable } from '../handles.js';
 import type { ForgettingInodeOps } from '../inode-ops.js';
 import { checkMountpoint, flushOpenFiles, reportUnmount, stopSignals, unmountOnCrash, watchUnmount } from '../lifecycle.js';
@@ -27,14 +28,15 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
   const fuse = loadFuse3();
   const mountpoint = path.resolve(config.mountpoint);
   await checkMountpoint(mountpoint);
+  // Without a token file or STRATA_TOKEN: strata login's stored token (found under $HOME), if any.
+  const tokenProvider = tokenProviderFrom({ tokenFile: config.tokenFile, token: config.token, env: process.env });
   const strata = Strata.connect({
     coordinators: config.coordinator,
     callTimeoutMs: config.callTimeoutMs,
     failoverTimeoutMs: config.callTimeoutMs,
     transferTimeoutMs: config.transferTimeoutMs,
     writeConcurrency: config.writeConcurrency,
-    // Without a token file or STRATA_TOKEN: strata login's stored token (found under $HOME), if any.
-    tokenProvider: tokenProviderFrom({ tokenFile: config.tokenFile, token: config.token, env: process.env }),
+    tokenProvider,
     tls: { ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey },
   });
   let rootIno: number;
@@ -68,7 +70,7 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
     ops.handle(req);
   };
   try {
-    fuse.mount(mountpoint, mountOptions(config), handler, { writeback: config.writebackCache, maxWrite: MAX_WRITE, onNotified: ops.notified });
+    fuse.mount(mountpoint, mountOptions(config, tokenProvider !== undefined), handler, { writeback: config.writebackCache, maxWrite: MAX_WRITE, onNotified: ops.notified });
   } catch (err) {
     strata.close();
     throw new StrataError('Internal', `cannot mount at ${mountpoint}: ${(err as Error).message}`, { cause: err });
@@ -118,11 +120,11 @@ function inodeSource(strata: Strata, rootPath: string, rootIno: number): Forgett
   return sdk ?? new PathInodes(strata, rootPath, rootIno);
 }
 
-function mountOptions(config: MountConfig): string[] {
+function mountOptions(config: MountConfig, authenticated: boolean): string[] {
   // auto_unmount: libfuse's fusermount3 unmounts even after a kill -9 of this process.
   const options = ['auto_unmount', `fsname=${`strata:${config.path}`.replace(/[,\s]/g, '_')}`, 'subtype=strata'];
-  // Other users can reach the mount: let the kernel enforce the permission bits.
-  if (config.allowOther) options.push('allow_other', 'default_permissions');
+  if (config.allowOther) options.push('allow_other');
+  if (kernelChecksPermissions(config, authenticated)) options.push('default_permissions');
   if (config.readOnly) options.push('ro');
   return options;
 }

@@ -2,7 +2,7 @@
 // mount remembers, for each inode the kernel holds, its directory and name, and turns (parent,
 // name) into a path. Names change here when this mount renames; another client's rename of a
 // directory shows as NotFound under the old path until the kernel looks the names up again.
-import type { FileStat, Strata } from '../../client/index.js';
+import type { FileStat, Owner, Strata } from '../../client/index.js';
 import { StrataError } from '../../common/errors.js';
 import type { ForgettingInodeOps } from '../inode-ops.js';
 
@@ -94,20 +94,20 @@ export class PathInodes implements ForgettingInodeOps {
     return { entries, more };
   }
 
-  async mkdir(parent: number, name: string, mode: number): Promise<FileStat> {
-    return this.remember(parent, name, await this.strata.mkdir(this.child(parent, name), { mode }));
+  async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<FileStat> {
+    return this.remember(parent, name, await this.strata.mkdir(this.child(parent, name), { mode, owner }));
   }
 
-  async create(parent: number, name: string, opts: { mode?: number; exclusive?: boolean; allocateFirstChunk?: boolean } = {}) {
+  async create(parent: number, name: string, opts: { mode?: number; exclusive?: boolean; allocateFirstChunk?: boolean; owner?: Owner } = {}) {
     const path = this.child(parent, name);
-    const options = { mode: opts.mode, exclusive: opts.exclusive };
+    const options = { mode: opts.mode, exclusive: opts.exclusive, owner: opts.owner };
     const created = opts.allocateFirstChunk === false ? { stat: await this.strata.create(path, options) } : await this.strata.createForWrite(path, options);
     this.remember(parent, name, created.stat);
     return created;
   }
 
-  async symlink(parent: number, name: string, target: string): Promise<FileStat> {
-    return this.remember(parent, name, await this.strata.symlink(target, this.child(parent, name)));
+  async symlink(parent: number, name: string, target: string, owner?: Owner): Promise<FileStat> {
+    return this.remember(parent, name, await this.strata.symlink(target, this.child(parent, name), { owner }));
   }
 
   async mknod(): Promise<FileStat> {
