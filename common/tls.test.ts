@@ -1,6 +1,7 @@
 // common/tls.ts on real sockets in this process: the one-line reasons a failed handshake gets,
 // client certificates required or optional, and the checks a node's TLS settings get at start.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -77,5 +78,39 @@ describe('TlsContext', () => {
     expect(() => TlsContext.forServer({ tlsCa: certs.ca, tlsCert: other.certs.node.cert, tlsKey: other.certs.node.key })).toThrow(/is not signed by the --tls-ca CA/);
     expect(() => TlsContext.forServer({ tlsCa: certs.certs.node.cert, tlsCert: certs.certs.node.cert, tlsKey: certs.certs.node.key })).toThrow(/is not a CA certificate/);
     expect(() => TlsContext.forServer({ tlsCa: certs.ca, tlsCert: certs.certs.client.cert, tlsKey: certs.certs.client.key })).toThrow(/is not a node certificate/);
+  });
+
+  test('reload: a listener serves, and a client dials with, the renewed files; a bad file throws and changes nothing', async () => {
+    const live = `${dir.path}/live`;
+    mkdirSync(live, { recursive: true });
+    const files = { ca: `${live}/ca.crt`, cert: `${live}/node.crt`, key: `${live}/node.key` };
+    const install = (from: DevCertFiles) => {
+      copyFileSync(from.ca, files.ca);
+      copyFileSync(from.certs.node.cert, files.cert);
+      copyFileSync(from.certs.node.key, files.key);
+    };
+    install(certs);
+    const server = TlsContext.forServer({ tlsCa: files.ca, tlsCert: files.cert, tlsKey: files.key })!;
+    const client = TlsContext.forClient({ ca: files.ca })!;
+    const port = await tlsServer(server);
+    const servedSerial = () =>
+      new Promise<string>((resolve, reject) => {
+        const socket = client.connect('127.0.0.1', port);
+        socket.once('secureConnect', () => resolve(socket.getPeerCertificate().serialNumber));
+        socket.once('error', reject);
+      });
+    const serial = (file: string) => new X509Certificate(readFileSync(file)).serialNumber;
+    expect(await servedSerial()).toBe(serial(certs.certs.node.cert));
+    install(other);
+    // Until the client reloads too it trusts only the first CA: the new certificate is refused.
+    expect(server.reload()).toMatchObject({ changed: true, serial: serial(other.certs.node.cert), caCertificates: 1 });
+    expect(await dial(client, port)).toBe(NOT_SIGNED_BY_CA);
+    expect(client.reload().changed).toBe(true);
+    expect(await servedSerial()).toBe(serial(other.certs.node.cert));
+    writeFileSync(files.key, readFileSync(certs.certs.client.key));
+    expect(() => server.reload()).toThrow(/--tls-key .* does not belong to --tls-cert/);
+    writeFileSync(files.cert, 'not a certificate');
+    expect(() => server.reload()).toThrow(/--tls-cert .* is not a PEM certificate/);
+    expect(await servedSerial()).toBe(serial(other.certs.node.cert));
   });
 });

@@ -153,18 +153,15 @@ export class TlsContext {
     const previous = this.material;
     const same = (a: Buffer | undefined, b: Buffer | undefined) => (a && b ? a.equals(b) : a === b);
     const changed = !(same(next.ca, previous.ca) && same(next.cert, previous.cert) && same(next.key, previous.key));
-    // Raw listeners first: setSecureContext throws on what node:tls cannot use, before anything changed.
+    // What node:tls cannot use is refused here, before anything changed: grpc-js would otherwise
+    // mark its server's credentials invalid and drop every new connection.
     const context = { ca: next.ca, cert: next.cert, key: next.key };
-    const swapped: tls.Server[] = [];
     try {
-      for (const server of this.rawServers) {
-        server.setSecureContext(context);
-        swapped.push(server);
-      }
+      tls.createSecureContext(context);
     } catch (err) {
-      for (const server of swapped) server.setSecureContext({ ca: previous.ca, cert: previous.cert, key: previous.key });
       throw invalid(`TLS: node:tls cannot use the new certificate files (${(err as Error).message})`);
     }
+    for (const server of this.rawServers) server.setSecureContext(context);
     this.material = next;
     this.provider.set(next);
     return { changed, serial: next.own?.serialNumber, validTo: next.own?.validTo, caCertificates: next.caCount };
