@@ -15,6 +15,8 @@ export const EXIT_CODES: Record<ErrorKind, number> = {
   NotPermitted: 6,
   TooManyLinks: 5,
   NoSpace: 7,
+  QuotaExceeded: 7,
+  CrossQuota: 7,
   Busy: 8,
   Unavailable: 8,
   Timeout: 8,
@@ -28,6 +30,7 @@ export const EXIT_HEALTH_MISSING = 11;
 export const EXIT_CODES_HELP = `
 Exit codes:
   0 ok   1 internal error   2 invalid input or usage   3 not found   4 already exists
-  5 not empty / not a directory / is a directory   6 permission denied or not authenticated   7 no space
+  5 not empty / not a directory / is a directory   6 permission denied or not authenticated
+  7 no space, quota exceeded (strata quota), or a move across quota directories
   8 cluster unreachable, busy or timed out   9 corrupt data   10 conflict (retry)
   11 (strata health) chunks missing: no live, uncorrupted copy`;

@@ -11,6 +11,7 @@ import { registerLoginCommands } from './commands/login.js';
 import { registerNamespaceCommands } from './commands/namespace.js';
 import { registerRoleCommands } from './commands/roles.js';
 import { registerTierCommands } from './commands/tier.js';
+import { registerQuotaCommands } from './commands/quota.js';
 import { registerTransferCommands } from './commands/transfer.js';
 import { EXIT_CODES, EXIT_CODES_HELP } from './exit-codes.js';
 
@@ -29,6 +30,7 @@ registerNamespaceCommands(program);
 registerClusterInfoCommands(program);
 registerHealingCommands(program);
 registerTierCommands(program);
+registerQuotaCommands(program);
 registerBackupCommands(program);
 registerLoginCommands(program);
 (await import('./commands/mount.js')).registerMountCommand(program);

@@ -76,11 +76,11 @@ export class CoordinatorClient {
    * name gone was most likely applied by the first attempt). A change is never re-sent blindly
    * as if new: only this hook may call a retry's failure a success.
    */
-  call<Res>(method: string, request: unknown, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>): Promise<Res> {
+  call<Res>(method: string, request: unknown, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>, timeoutMs = this.options.callTimeoutMs): Promise<Res> {
     const op = this.options.session === false ? undefined : SESSION_OP_OF[method];
     const tokens = this.options.tokens;
     const unary = async (index: number) =>
-      callUnary<Res>(this.clients[index], method, request, this.options.callTimeoutMs, `coordinator ${this.options.addresses[index]}`, tokens ? bearerMetadata(await tokens.token()) : undefined);
+      callUnary<Res>(this.clients[index], method, request, timeoutMs, `coordinator ${this.options.addresses[index]}`, tokens ? bearerMetadata(await tokens.token()) : undefined);
     if (!op) return this.withFailover(unary, afterAmbiguousRetry);
     return this.withFailover(async (index) => {
       try {

@@ -11,7 +11,7 @@ import { SessionInodes, type InodeOps, type Owner } from './inodes.js';
 import { processOwner } from './owner.js';
 import { readRange } from './reader.js';
 import { TieringCalls, type TierPathInfo, type TierPolicy, type TierRecallResult, type TierStatusReport } from './tiering.js';
-import type { DirEntry, FileStat, FsStats, HealthReport, NodeStatus, ReadOptions, WriteOptions } from './types.js';
+import type { DirEntry, FileStat, FsStats, HealthReport, NodeStatus, QuotaInfo, ReadOptions, WriteOptions } from './types.js';
 import { toDirEntry, toFileStat } from './wire.js';
 import { ChunkWriter, uploadChunk, type AllocateReply } from './writer.js';
 
@@ -57,6 +57,8 @@ export function tlsFilesFromEnv(env: NodeJS.ProcessEnv = process.env): TlsFiles 
 }
 
 const READDIR_PAGE = 1000;
+/** Setting a new quota walks the tree under it: far longer than one metadata call may take. */
+const QUOTA_SET_TIMEOUT_MS = 30 * 60_000;
 /** Removals of one directory page in flight at once during rm -r. */
 const RM_PIPELINE = 64;
 
@@ -348,7 +350,8 @@ export class Strata {
       // A buffer needs no stream plumbing (which costs more than a small file's whole write).
       await new Promise<void>((resolve, reject) => {
         stream.once('error', reject);
-        stream.end(Buffer.from(data), () => resolve());
+        // end's callback also runs when the last chunks failed (with the error): never a silent success.
+        stream.end(Buffer.from(data), (err?: Error | null) => (err ? reject(err) : resolve()));
       });
     } else await pipeline(data, stream);
     return stream.stat ?? (await this.stat(path));
@@ -405,8 +408,32 @@ export class Strata {
     }
   }
 
-  async statfs(): Promise<FsStats> {
-    return this.coordinator.call<FsStats>('StatFs', {});
+  /** Cluster capacity and counts, with the nearest quota at or above `at` (a path or an inode; default the root). */
+  async statfs(at: { path?: string; ino?: number } = {}): Promise<FsStats> {
+    return this.coordinator.call<FsStats>('StatFs', { path: at.path ?? '', ino: at.ino ?? 0 });
+  }
+
+  /**
+   * Sets the quota on directory `path` (a tenant's: tenantRootPath): limits of bytes (logical file
+   * sizes) and files (inodes under it); absent = keep, 0 = no limit. A new quota (or `recount`)
+   * walks the tree under it once to count its usage, so this may take a while on a big tree.
+   */
+  async quotaSet(path: string, limits: { bytes?: number; files?: number }, options: { recount?: boolean } = {}): Promise<QuotaInfo> {
+    const request = { path, limitBytes: limits.bytes, limitFiles: limits.files, recount: !!options.recount };
+    return this.coordinator.call<QuotaInfo>('QuotaSet', request, undefined, QUOTA_SET_TIMEOUT_MS);
+  }
+
+  /** The quota set on directory `path` (NotFound when none is). */
+  async quotaGet(path: string): Promise<QuotaInfo> {
+    return this.coordinator.call<QuotaInfo>('QuotaGet', { path });
+  }
+
+  async quotaList(): Promise<QuotaInfo[]> {
+    return (await this.coordinator.call<{ quotas: QuotaInfo[] }>('QuotaList', {})).quotas;
+  }
+
+  async quotaRemove(path: string): Promise<void> {
+    await this.coordinator.call('QuotaRemove', { path });
   }
 
   async nodes(): Promise<NodeStatus[]> {

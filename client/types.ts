@@ -79,6 +79,18 @@ export interface FsStats {
   chunks: number;
   liveNodes: number;
   deadNodes: number;
+  /** The nearest quota at or above the path asked about (strata quota), if any. */
+  quota?: QuotaInfo | null;
+}
+
+/** A directory's quota: limits (0 = none) and the usage under it (logical bytes of files, inodes). */
+export interface QuotaInfo {
+  path: string;
+  ino: number;
+  limitBytes: number;
+  limitFiles: number;
+  usedBytes: number;
+  usedFiles: number;
 }
 
 export type AckPolicy = 'one' | 'quorum' | 'all';

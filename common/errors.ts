@@ -15,6 +15,11 @@ export const ERROR_KINDS = [
   'NotPermitted',
   'TooManyLinks',
   'NoSpace',
+  // A directory's (or a tenant's) quota of bytes or files would be passed (EDQUOT): distinct from
+  // NoSpace (the cluster is full) and Busy (try later), though gRPC says RESOURCE_EXHAUSTED for all three.
+  'QuotaExceeded',
+  // A move or link across quota directories that the quotas cannot follow (EXDEV: mv copies instead).
+  'CrossQuota',
   // Refused before it started: this client has too many requests in flight or starts them too fast.
   'Busy',
   'Unavailable',

@@ -63,6 +63,9 @@ const KIND_TO_STATUS: Record<ErrorKind, grpc.status> = {
   NotPermitted: grpc.status.PERMISSION_DENIED,
   TooManyLinks: grpc.status.FAILED_PRECONDITION,
   NoSpace: grpc.status.RESOURCE_EXHAUSTED,
+  // gRPC's own word for a quota ("perhaps a per-user quota"); the strata-error kind tells it from NoSpace and Busy.
+  QuotaExceeded: grpc.status.RESOURCE_EXHAUSTED,
+  CrossQuota: grpc.status.FAILED_PRECONDITION,
   Busy: grpc.status.RESOURCE_EXHAUSTED,
   Unavailable: grpc.status.UNAVAILABLE,
   Timeout: grpc.status.DEADLINE_EXCEEDED,

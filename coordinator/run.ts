@@ -112,7 +112,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     };
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
-      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin: { role: config.adminRole, denials }, grants }),
+      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin: { role: config.adminRole, denials }, grants, store: meta, log }),
     );
     server.addService(strataProto.LeasePeers.service, coherence.service());
     let sessionListener: SessionListener | undefined;

@@ -10,6 +10,7 @@ import { FILE_MAX_BYTES, TIME_MAX_MS, quoted } from '../common/limits.js';
 import type { CoordinatorConfig } from '../common/config.js';
 import { MIN_CHUNK_BYTES, MAX_CHUNK_BYTES } from '../common/config.js';
 import type { Namespace } from './authz/gate.js';
+import type { MetaStore } from './meta/store.js';
 import { requireAdminRole } from './authz/admin.js';
 import type { Denials } from './authz/denials.js';
 import type { Attr, Owner, SetAttrChanges } from './meta/types.js';
@@ -20,6 +21,8 @@ import { allocatedAtMs } from './healing/chunk-id.js';
 import { healingService, toWireNode, type HealingDeps } from './healing/service.js';
 import { tieringService, type TieringServiceDeps } from './tiering/service.js';
 import { inodeOps, ownerOf } from './inode-ops.js';
+import { quotaService, toWireQuota } from './quota-service.js';
+import type { Logger } from '../common/log.js';
 import { AUTH_OFF, type Authenticator } from './auth/authenticator.js';
 import { guardSessionOps, guardUnaryCalls } from './auth/guard.js';
 import { currentScope } from './authz/scope.js';
@@ -59,7 +62,11 @@ export interface AdminDeps {
   denials: Denials;
 }
 
-/** `meta` is the namespace behind the tenant and rule checks (authz/gate.ts): every namespace call of a request goes through it. */
+/**
+ * `meta` is the namespace behind the tenant and rule checks (authz/gate.ts): every namespace call of a
+ * request goes through it. `store` is the MetaStore behind it, for the admin's quota calls only
+ * (they see the whole namespace, and a new quota's count walks the tree unchecked).
+ */
 export function coordinatorService(
   meta: Namespace,
   nodes: NodeRegistry,
@@ -70,9 +77,12 @@ export function coordinatorService(
     auth = AUTH_OFF,
     admin,
     grants,
+    store,
+    log,
     ...healing
-  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminDeps; grants: GrantMinter },
+  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminDeps; grants: GrantMinter; store: MetaStore; log?: Logger },
 ) {
+  const quotas = quotaService(store, meta, log);
   // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
   // later commits of an id leaves half the grace as margin for clock skew and slow commits.
   const commitWindowMs = config.gcGraceMs / 2;
@@ -310,8 +320,8 @@ export function coordinatorService(
       return { nodes: list.map(toWireNode) };
     }),
 
-    StatFs: unaryHandler(async () => {
-      const [list, counts] = await Promise.all([nodes.list(), meta.counts()]);
+    StatFs: unaryHandler(async (req: Req) => {
+      const [list, counts, quota] = await Promise.all([nodes.list(), meta.counts(), quotas.nearestFor(req)]);
       const live = list.filter((n) => n.live);
       const sum = (field: 'capacityBytes' | 'usedBytes' | 'freeBytes' | 'chunks') => live.reduce((s, n) => s + n[field], 0);
       return {
@@ -323,8 +333,10 @@ export function coordinatorService(
         chunks: counts.chunks,
         liveNodes: live.length,
         deadNodes: list.length - live.length,
+        quota: quota ? toWireQuota(quota) : null,
       };
     }),
+    ...quotas.handlers,
 
     ...healingService({ ...healing, registry: nodes }),
     ...tieringService(tiering),

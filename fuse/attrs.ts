@@ -38,21 +38,29 @@ export function directoryStat(): Fuse.Stat {
   return { mode: TYPE_BITS.directory | 0o755, uid: 0, gid: 0, size: 0, nlink: 2, atime: now, mtime: now, ctime: now };
 }
 
-/** Cluster capacity as statvfs. The binding carries 32-bit counts: big clusters get bigger blocks. */
+/**
+ * Cluster capacity as statvfs, or, under a quota, the quota's limits and usage (as df shows a
+ * directory quota): size = the byte limit, used = its usage, free = what is left of it (never more
+ * than the cluster has free); files likewise. The binding carries 32-bit counts: big clusters get
+ * bigger blocks.
+ */
 export function toStatFs(fs: FsStats): Fuse.StatFs {
+  const quota = fs.quota;
+  const capacityBytes = quota?.limitBytes ? quota.limitBytes : fs.capacityBytes;
+  const freeBytes = quota?.limitBytes ? Math.min(fs.freeBytes, Math.max(0, quota.limitBytes - quota.usedBytes)) : fs.freeBytes;
   let blockBytes = 4096;
-  while (fs.capacityBytes / blockBytes > UINT32_MAX) blockBytes *= 2;
-  const usedInodes = fs.files + fs.directories;
-  const freeInodes = Math.max(0, UINT32_MAX - usedInodes);
+  while (capacityBytes / blockBytes > UINT32_MAX) blockBytes *= 2;
+  const usedInodes = quota?.limitFiles ? quota.usedFiles : fs.files + fs.directories;
+  const freeInodes = quota?.limitFiles ? Math.max(0, quota.limitFiles - quota.usedFiles) : Math.max(0, UINT32_MAX - usedInodes);
   return {
     bsize: blockBytes,
     frsize: blockBytes,
-    blocks: Math.floor(fs.capacityBytes / blockBytes),
-    bfree: Math.floor(fs.freeBytes / blockBytes),
-    bavail: Math.floor(fs.freeBytes / blockBytes),
+    blocks: Math.floor(capacityBytes / blockBytes),
+    bfree: Math.floor(freeBytes / blockBytes),
+    bavail: Math.floor(freeBytes / blockBytes),
     files: Math.min(UINT32_MAX, usedInodes + freeInodes),
-    ffree: freeInodes,
-    favail: freeInodes,
+    ffree: Math.min(UINT32_MAX, freeInodes),
+    favail: Math.min(UINT32_MAX, freeInodes),
     namemax: 255,
   };
 }

@@ -17,6 +17,10 @@ export const KIND_TO_ERRNO: Record<ErrorKind, number> = {
   NotPermitted: E.EPERM,
   TooManyLinks: E.EMLINK,
   NoSpace: E.ENOSPC,
+  // "Disk quota exceeded"
+  QuotaExceeded: E.EDQUOT,
+  // rename(2)/link(2) across quota directories: mv then copies and removes, as across file systems.
+  CrossQuota: E.EXDEV,
   // Too many requests from this client at once: the caller may try again.
   Busy: E.EAGAIN,
   // The cluster could not answer: to a program this is an I/O error, the kernel's word for it.

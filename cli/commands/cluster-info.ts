@@ -1,15 +1,18 @@
 // df and nodes: cluster capacity and data node status.
 import type { Command } from 'commander';
 import { formatBytes } from '../../common/units.js';
-import { clientCommand, jsonOption, printJson, withClient } from '../context.js';
+import { clientCommand, jsonOption, printJson, remotePath, withClient } from '../context.js';
+import { describe as describeQuota } from './quota.js';
 
 export function registerClusterInfoCommands(program: Command): void {
-  clientCommand(program.command('df').description('cluster capacity, usage, files and chunks'))
+  clientCommand(program.command('df').description('cluster capacity, usage, files and chunks; with PATH, the nearest quota above it'))
+    .argument('[path]', 'remote path: show the quota of the nearest quota directory at or above it (default /)')
     .addOption(jsonOption())
-    .action(async (options) =>
+    .action(async (path: string | undefined, options) =>
       withClient(options, async (client) => {
-        const fs = await client.statfs();
+        const fs = await client.statfs({ path: path === undefined ? '/' : remotePath(path) });
         if (options.json) return printJson(fs);
+        if (fs.quota) console.log(`Quota:      ${fs.quota.path}: ${describeQuota(fs.quota)}`);
         const usedPct = fs.capacityBytes ? ((100 * fs.usedBytes) / fs.capacityBytes).toFixed(1) : '0.0';
         console.log(
           [

@@ -7,12 +7,15 @@ import { principalOfCall } from '../auth/guard.js';
 import type { Denials } from './denials.js';
 
 /**
- * Drain, node removal, rebalance, health (it names any tenant's files) and every tiering call
- * (policies and pins act across tenants; status scans every chunk).
+ * Drain, node removal, rebalance, health (it names any tenant's files), every tiering call
+ * (policies and pins act across tenants; status scans every chunk) and quota changes.
  */
 export const ADMIN_METHODS: ReadonlySet<string> = new Set([
   'Health', 'DrainNode', 'RemoveNode', 'Rebalance',
   'TierSet', 'TierGet', 'TierPin', 'TierRecall', 'TierStatus',
+  // Quotas bound tenants: setting or removing one, and the list of every tenant's, are the admin's
+  // (a tenant's caller reads its own with QuotaGet and StatFs, inside its root).
+  'QuotaSet', 'QuotaRemove', 'QuotaList',
 ]);
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- handlers are the service's untyped ones */

@@ -28,6 +28,8 @@ export type Namespace = Pick<
   attrForWrite(ino: number): Promise<Attr>;
   /** Fails (NotFound) unless the caller may read inode `ino`: before a lease is taken on it. */
   requireVisible(ino: number): Promise<void>;
+  /** The directory the caller sees as `/`: its tenant's root, or the namespace's (ROOT_INO). */
+  callerRoot(): Promise<number>;
 };
 
 export interface GateOptions {
@@ -88,6 +90,11 @@ export class NamespaceGate implements Namespace {
   async requireVisible(ino: number): Promise<void> {
     const [scope, view] = await this.enter();
     if (view) await this.inode(scope, view, ino, 'read-only');
+  }
+
+  async callerRoot(): Promise<number> {
+    const [, view] = await this.enter();
+    return view?.rootIno ?? ROOT_INO;
   }
 
   async lookup(parent: number, name: string): Promise<Attr> {

@@ -21,6 +21,11 @@
 //   h/rebalance          a rebalance asked of the leader (threshold), until it is done
 //   x/ino                next unallocated inode number (handed out in batches)
 //   g/keys               the chunk grant signing keys (coordinator/grant-keys.ts)
+//   q/<ino>              a directory's quota: its limits and the usage under it, rewritten in the
+//                        same txn as every change that moves the usage (coordinator/meta/quotas.ts)
+//   q/epoch              bumped whenever the set of quota directories above some directory changes
+//                        (a quota set or removed, a quota directory moved); every change that
+//                        charges quotas compares it, so none charges the quotas of a stale set
 //   m/<address>          etcd only: a live coordinator, under its own etcd lease (coordinator/lease-peers.ts)
 //   election/strata-leader/<lease>  etcd only: the leader campaign's keys (coordinator/leader.ts)
 import type { Attr, ChunkRecord, FileKind, NodeAdmin, NodeRecord } from './types.js';
@@ -55,7 +60,10 @@ export const GRANT_KEYS_KEY = 'g/keys';
 export const MEMBER_PREFIX = 'm/';
 export const memberKey = (address: string) => `m/${address}`;
 /** What every path lookup reads: worth a coordinator-side cache on etcd. */
-export const CACHED_PREFIXES = ['d/', 'i/', 't/', 's/'];
+export const CACHED_PREFIXES = ['d/', 'i/', 't/', 's/', 'q/'];
+export const quotaKey = (ino: number) => `q/${ino}`;
+export const QUOTA_PREFIX = 'q/';
+export const QUOTA_EPOCH_KEY = 'q/epoch';
 
 export const rangeOf = (prefix: string) => ({ start: prefix, end: prefixEnd(prefix) });
 

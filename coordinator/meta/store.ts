@@ -7,6 +7,7 @@ import { FILE_MAX_BYTES } from '../../common/limits.js';
 import { TENANTS_DIR_NAME } from '../../common/tenants.js';
 import { KV_MAX_TXN_OPS, type Kv, type KvCompare, type KvEntry, type KvOp } from './kv.js';
 import { KeyTurns } from './key-turns.js';
+import { QuotaCharge, QuotaSets, crossQuota, decodeQuota, epochBump, epochCompare, sameSet, type Usage } from './quotas.js';
 import { CommitBatcher, type CommitOutcome, type CommitStats } from './commit-batch.js';
 import * as k from './keys.js';
 import {
@@ -50,6 +51,17 @@ interface Read {
   key: string;
 }
 
+interface CreateReads {
+  parentRead: Read;
+  dentryRead: Read;
+  /** q/epoch: which quota sets the change may charge (quotas.ts). */
+  epochRead: KvEntry | undefined;
+}
+
+/** What an inode holds against its quotas: its logical size (regular files) and itself. */
+const usageOf = (attr: Attr): Usage => ({ bytes: attr.type === 'file' ? attr.size : 0, files: 1 });
+const negate = (u: Usage): Usage => ({ bytes: -u.bytes, files: -u.files });
+
 export class MetaStore {
   private readonly inodeBatch: number;
   private readonly maxAttempts: number;
@@ -59,8 +71,12 @@ export class MetaStore {
   private inoRefill: Promise<void> | undefined;
   private readonly commitGroup: () => unknown;
   private readonly commits = new CommitBatcher((ino, records) => this.commitBatch(ino, records));
-  /** Subdirectory counts (s/<ino>) are rewritten one change at a time per directory (key-turns.ts). */
+  /**
+   * Subdirectory counts (s/<ino>) and quota records (q/<ino>) are rewritten one change at a time
+   * per key (key-turns.ts): creators in one directory, writers under one quota.
+   */
   private readonly subdirTurns = new KeyTurns();
+  private readonly quotaSets: QuotaSets;
 
   constructor(
     readonly kv: Kv,
@@ -70,6 +86,7 @@ export class MetaStore {
     this.maxAttempts = options.maxAttempts ?? 64;
     this.now = options.now ?? Date.now;
     this.commitGroup = options.commitGroup ?? (() => undefined);
+    this.quotaSets = new QuotaSets(kv);
   }
 
   /** Creates the root directory once; safe to call from every coordinator at start-up. */
@@ -182,6 +199,17 @@ export class MetaStore {
     return { inodes, directories, chunks };
   }
 
+  /**
+   * The quota directories whose subtree holds inode `ino` (a directory itself included),
+   * deepest first: what `strata df` and the mount's statfs show the nearest of.
+   */
+  async quotasOf(ino: number): Promise<readonly number[]> {
+    const [inode, epochRead] = await this.kv.getMany([k.inodeKey(ino), k.QUOTA_EPOCH_KEY]);
+    if (!inode) throw notFound(`inode ${ino}`);
+    const attr = k.decodeAttr(ino, inode.value);
+    return this.quotaSets.of(attr.type === 'dir' ? ino : attr.parent, epochRead);
+  }
+
   // ------------------------------------------------------------------ changes
 
   async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<Attr> {
@@ -210,11 +238,17 @@ export class MetaStore {
       if (!options.truncate) return existing;
       const now = this.now();
       const emptied: Attr = { ...existing, size: 0, chunks: 0, mtimeMs: now, ctimeMs: now };
-      const ok = await this.kv.txn({
-        compares: [cmp(reads.dentryRead), { key: inodeEntry.key, modRevision: inodeEntry.modRevision }],
-        ops: [put(inodeEntry.key, k.encodeAttr(emptied)), ...dropChunks(existing)],
+      const compares: KvCompare[] = [cmp(reads.dentryRead), { key: inodeEntry.key, modRevision: inodeEntry.modRevision }];
+      const ops = [put(inodeEntry.key, k.encodeAttr(emptied)), ...dropChunks(existing)];
+      if (existing.size === 0) return (await this.kv.txn({ compares, ops })) ? emptied : undefined;
+      // Emptying frees its bytes under the quotas it was charged to.
+      const quotas = await this.quotasOfFile(existing, reads.epochRead);
+      return this.withTurns([], quotas, async (charge, release) => {
+        charge.add(quotas, { bytes: -existing.size, files: 0 });
+        const quota = charge.writes();
+        const ok = await this.kv.txn({ compares: [...compares, epochCompare(reads.epochRead), ...quota.compares], ops: [...ops, ...quota.ops], answered: release });
+        return ok ? emptied : undefined;
       });
-      return ok ? emptied : undefined;
     });
   }
 
@@ -246,7 +280,7 @@ export class MetaStore {
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
     validateName(newName);
     return this.retry(async () => {
-      const [inode, parentEntry, dentry] = await this.kv.getMany([k.inodeKey(ino), k.inodeKey(newParent), k.dentryKey(newParent, newName)]);
+      const [inode, parentEntry, dentry, epochRead] = await this.kv.getMany([k.inodeKey(ino), k.inodeKey(newParent), k.dentryKey(newParent, newName), k.QUOTA_EPOCH_KEY]);
       if (!inode) throw notFound(`inode ${ino}`);
       if (!parentEntry) throw notFound(`parent of ${newName}`);
       if (k.decodeAttr(newParent, parentEntry.value).type !== 'dir') throw notDir(`parent of ${newName}`);
@@ -255,6 +289,9 @@ export class MetaStore {
       if (attr.type === 'dir') throw notPermitted(`inode ${ino}: a directory cannot have another name`);
       requireSameTenant(attr, childTags(newParent, k.decodeAttr(newParent, parentEntry.value), newName, attr.type), newName);
       if (attr.nlink >= LINK_MAX) throw new StrataError('TooManyLinks', `inode ${ino}: already ${attr.nlink} links`);
+      // All names of an inode stay under the same quotas: its usage is charged once, to them.
+      const [here, there] = await Promise.all([this.quotaSets.of(attr.parent, epochRead), this.quotaSets.of(newParent, epochRead)]);
+      if (!sameSet(here, there)) throw crossQuota(newName);
       const now = this.now();
       const linked: Attr = { ...attr, nlink: attr.nlink + 1, ctimeMs: now };
       const ok = await this.kv.txn({
@@ -262,6 +299,7 @@ export class MetaStore {
           { key: inode.key, modRevision: inode.modRevision },
           { key: parentEntry.key, modRevision: parentEntry.modRevision },
           { key: k.dentryKey(newParent, newName), modRevision: 0 },
+          epochCompare(epochRead),
         ],
         ops: [
           put(k.dentryKey(newParent, newName), k.encodeDentry(ino, attr.type)),
@@ -301,16 +339,34 @@ export class MetaStore {
     return this.retry<Attr | null>(async () => {
       const srcRead = await this.readDentry(srcParent, srcName);
       const src = k.decodeDentry(srcRead.entry!.value);
-      const [dstParentEntry, dstEntry] = await this.kv.getMany([k.inodeKey(dstParent), k.dentryKey(dstParent, dstName)]);
+      const [dstParentEntry, dstEntry, epochRead, srcInode, srcQuota] = await this.kv.getMany([
+        k.inodeKey(dstParent),
+        k.dentryKey(dstParent, dstName),
+        k.QUOTA_EPOCH_KEY,
+        k.inodeKey(src.ino),
+        // Only a directory can have a quota (no key read, and cached as absent, per moved file).
+        ...(src.type === 'dir' ? [k.quotaKey(src.ino)] : []),
+      ]);
       if (!dstParentEntry) throw notFound(dstName);
       const dstParentAttr = k.decodeAttr(dstParent, dstParentEntry.value);
       if (dstParentAttr.type !== 'dir') throw notDir(`destination parent of ${dstName}`);
-      const compares: KvCompare[] = [cmp(srcRead), { key: dstParentEntry.key, modRevision: dstParentEntry.modRevision }];
+      // A rename changes the moved inode's ctime (and a directory's parent).
+      if (!srcInode) return undefined;
+      const compares: KvCompare[] = [cmp(srcRead), { key: dstParentEntry.key, modRevision: dstParentEntry.modRevision }, epochCompare(epochRead)];
       compares.push({ key: k.dentryKey(dstParent, dstName), modRevision: dstEntry?.modRevision ?? 0 });
+      compares.push({ key: srcInode.key, modRevision: srcInode.modRevision });
       const now = this.now();
       const ops: KvOp[] = [];
       /** Subdirectory counts that change: a directory moving between parents, one replaced. */
       const subdirDeltas = new Map<number, number>();
+      const srcQuotas = await this.quotaSets.of(srcParent, epochRead);
+      const dstQuotas = srcParent === dstParent ? srcQuotas : await this.quotaSets.of(dstParent, epochRead);
+      const srcAttr = k.decodeAttr(src.ino, srcInode.value);
+      requireSameTenant(srcAttr, childTags(dstParent, dstParentAttr, dstName, srcAttr.type), dstName);
+      /** What the destination frees under its quotas (a replaced name), and whether quota sets change. */
+      let freed: Usage = { bytes: 0, files: 0 };
+      let quotaDirs = 0;
+      let setsChange = false;
       if (dstEntry) {
         if (options.noReplace) throw exists(dstName);
         const dst = k.decodeDentry(dstEntry.value);
@@ -321,51 +377,82 @@ export class MetaStore {
           compares.push(...(await this.proveEmpty(dst.ino, dstName)));
           ops.push(del(k.stampKey(dst.ino)), del(k.subdirsKey(dst.ino)), del(k.inodeKey(dst.ino)), ...forgetTiering(dst.ino));
           subdirDeltas.set(dstParent, (subdirDeltas.get(dstParent) ?? 0) - 1);
+          freed = { bytes: 0, files: 1 };
+          const [dstQuota] = await this.kv.getMany([k.quotaKey(dst.ino)]);
+          if (dstQuota) {
+            compares.push({ key: dstQuota.key, modRevision: dstQuota.modRevision });
+            ops.push(del(dstQuota.key));
+            quotaDirs--;
+            setsChange = true;
+          }
         } else {
           // The replaced name may be one of several links: then its inode stays, one link fewer.
           const [dstInode] = await this.kv.getMany([k.inodeKey(dst.ino)]);
           if (dstInode) {
             compares.push({ key: dstInode.key, modRevision: dstInode.modRevision });
-            ops.push(...dropLink(k.decodeAttr(dst.ino, dstInode.value), dstInode.key, now));
+            const dstAttr = k.decodeAttr(dst.ino, dstInode.value);
+            const stays = dstAttr.nlink > 1 && dstAttr.parent === dstParent ? (dstQuotas[0] ?? ROOT_INO) : undefined;
+            ops.push(...dropLink(dstAttr, dstInode.key, now, stays));
+            if (dstAttr.nlink <= 1) freed = usageOf(dstAttr);
           }
         }
       }
+      /** What moves from the source's quotas to the destination's. */
+      let moving: Usage = { bytes: 0, files: 0 };
+      if (!sameSet(srcQuotas, dstQuotas)) {
+        if (src.type === 'dir') {
+          // A directory's usage is known only when it has its own quota; and the quotas of
+          // everything below it change with it.
+          if (!srcQuota) throw crossQuota(srcName);
+          compares.push({ key: srcQuota.key, modRevision: srcQuota.modRevision });
+          const own = decodeQuota(srcQuota.value);
+          moving = { bytes: own.usedBytes, files: own.usedFiles + 1 };
+          setsChange = true;
+        } else {
+          if (srcAttr.nlink > 1) throw crossQuota(srcName);
+          moving = usageOf(srcAttr);
+        }
+      }
+      if (setsChange) ops.push(epochBump(epochRead, quotaDirs));
       if (src.type === 'dir') {
         compares.push(...(await this.proveNotInside(src.ino, dstParent, dstName)));
         subdirDeltas.set(srcParent, (subdirDeltas.get(srcParent) ?? 0) - 1);
         subdirDeltas.set(dstParent, (subdirDeltas.get(dstParent) ?? 0) + 1);
       }
       const changedCounts = [...subdirDeltas].filter(([, delta]) => delta !== 0);
-      // Subdirectory counts it moves are taken in turn, as by mkdir and rmdir.
-      const release = changedCounts.length > 0 ? await this.subdirTurns.take(changedCounts.map(([dir]) => k.subdirsKey(dir))) : undefined;
-      try {
-        const counts = await this.kv.getMany(changedCounts.map(([dir]) => k.subdirsKey(dir)));
-        changedCounts.forEach(([dir, delta], i) => {
-          compares.push({ key: k.subdirsKey(dir), modRevision: counts[i]?.modRevision ?? 0 });
-          ops.push(subdirsOp(dir, counts[i], delta));
-        });
-        // A rename changes the moved inode's ctime (and a directory's parent).
-        const [srcInode] = await this.kv.getMany([k.inodeKey(src.ino)]);
-        if (!srcInode) return undefined;
-        compares.push({ key: srcInode.key, modRevision: srcInode.modRevision });
-        const moved = { ...k.decodeAttr(src.ino, srcInode.value), ctimeMs: now };
-        requireSameTenant(moved, childTags(dstParent, dstParentAttr, dstName, moved.type), dstName);
-        // Every inode's parent follows its last move (a file's: the directory it was last put in).
-        moved.parent = dstParent;
-        ops.push(put(srcInode.key, k.encodeAttr(moved)));
-        ops.push(del(srcRead.key), put(k.dentryKey(dstParent, dstName), k.encodeDentry(src.ino, src.type)));
-        ops.push(put(k.stampKey(srcParent), k.encodeNumber(now)));
-        if (dstParent !== srcParent) ops.push(put(k.stampKey(dstParent), k.encodeNumber(now)));
-        return (await this.kv.txn({ compares: dedupe(compares), ops, answered: release })) ? moved : undefined;
-      } finally {
-        release?.();
-      }
+      const leaving = srcQuotas.filter((q) => !dstQuotas.includes(q));
+      const arriving = dstQuotas.filter((q) => !srcQuotas.includes(q));
+      // Subdirectory counts and quota records it moves are taken in turn, as by mkdir and rmdir.
+      return this.withTurns(
+        changedCounts.map(([dir]) => k.subdirsKey(dir)),
+        [...dstQuotas, ...leaving],
+        async (charge, release) => {
+          const counts = await this.kv.getMany(changedCounts.map(([dir]) => k.subdirsKey(dir)));
+          changedCounts.forEach(([dir, delta], i) => {
+            compares.push({ key: k.subdirsKey(dir), modRevision: counts[i]?.modRevision ?? 0 });
+            ops.push(subdirsOp(dir, counts[i], delta));
+          });
+          charge.add(dstQuotas, negate(freed), false);
+          charge.add(leaving, negate(moving), false);
+          charge.add(arriving, moving);
+          const quota = charge.writes();
+          // Every inode's parent follows its last move (a file's: the directory it was last put in,
+          // whose quotas its later writes charge).
+          const moved = { ...srcAttr, ctimeMs: now, parent: dstParent };
+          ops.push(put(srcInode.key, k.encodeAttr(moved)));
+          ops.push(del(srcRead.key), put(k.dentryKey(dstParent, dstName), k.encodeDentry(src.ino, src.type)));
+          ops.push(put(k.stampKey(srcParent), k.encodeNumber(now)));
+          if (dstParent !== srcParent) ops.push(put(k.stampKey(dstParent), k.encodeNumber(now)));
+          const ok = await this.kv.txn({ compares: dedupe([...compares, ...quota.compares]), ops: [...ops, ...quota.ops], answered: release });
+          return ok ? moved : undefined;
+        },
+      );
     });
   }
 
   async setattr(ino: number, changes: SetAttrChanges): Promise<Attr> {
     return this.retry(async () => {
-      const [inode, subdirs] = await this.kv.getMany([k.inodeKey(ino), k.subdirsKey(ino)]);
+      const [inode, subdirs, epochRead] = await this.kv.getMany([k.inodeKey(ino), k.subdirsKey(ino), k.QUOTA_EPOCH_KEY]);
       if (!inode) throw notFound(`inode ${ino}`);
       const attr = k.decodeAttr(ino, inode.value);
       const now = this.now();
@@ -386,8 +473,20 @@ export class MetaStore {
         if (changes.size < attr.size) ops.push(...(await this.shrinkChunks(attr, changes.size, next)));
       }
       ops.unshift(put(inode.key, k.encodeAttr(next)));
-      const ok = await this.kv.txn({ compares: [{ key: inode.key, modRevision: inode.modRevision }], ops });
-      return ok ? withStamp({ ...next }, undefined, subdirs) : undefined;
+      const compares: KvCompare[] = [{ key: inode.key, modRevision: inode.modRevision }];
+      const grown = next.size - attr.size;
+      if (grown === 0) {
+        const ok = await this.kv.txn({ compares, ops });
+        return ok ? withStamp({ ...next }, undefined, subdirs) : undefined;
+      }
+      // A new size moves the file's usage; growing it (truncate up) past a quota is refused.
+      const quotas = await this.quotasOfFile(attr, epochRead);
+      return this.withTurns([], quotas, async (charge, release) => {
+        charge.add(quotas, { bytes: grown, files: 0 });
+        const quota = charge.writes();
+        const ok = await this.kv.txn({ compares: [...compares, epochCompare(epochRead), ...quota.compares], ops: [...ops, ...quota.ops], answered: release });
+        return ok ? withStamp({ ...next }, undefined, subdirs) : undefined;
+      });
     });
   }
 
@@ -425,39 +524,51 @@ export class MetaStore {
   private commitBatch(ino: number, records: ChunkRecord[]): Promise<CommitOutcome[]> {
     return this.retry(async () => {
       const keys = records.map((r) => k.chunkKey(ino, r.index));
-      const [inode, ...previous] = await this.kv.getMany([k.inodeKey(ino), ...keys]);
+      const [inode, epochRead, ...previous] = await this.kv.getMany([k.inodeKey(ino), k.QUOTA_EPOCH_KEY, ...keys]);
       if (!inode) throw notFound(`inode ${ino}`);
       const attr = k.decodeAttr(ino, inode.value);
       if (attr.type !== 'file') throw invalid(`inode ${ino}: not a regular file`);
-      const now = this.now();
-      const outcomes: CommitOutcome[] = [];
-      const compares: KvCompare[] = [{ key: inode.key, modRevision: inode.modRevision }];
-      const ops: KvOp[] = [];
-      let next = attr;
-      records.forEach((record, i) => {
-        if (record.length > attr.chunkSize) {
-          outcomes.push({ error: invalid(`chunk length ${record.length} exceeds chunk size ${attr.chunkSize}`) });
-          return;
-        }
-        const end = record.index * attr.chunkSize + record.length;
-        if (!(end <= FILE_MAX_BYTES)) {
-          outcomes.push({ error: invalid(`chunk ${record.index} ends past the largest file size (${FILE_MAX_BYTES} bytes)`) });
-          return;
-        }
-        next = { ...next, size: Math.max(next.size, end), chunks: next.chunks + (previous[i] ? 0 : 1), mtimeMs: now, ctimeMs: now };
-        outcomes.push({ attr: next }); // replaced below by the attributes the transaction wrote
-        compares.push({ key: keys[i], modRevision: previous[i]?.modRevision ?? 0 });
-        ops.push(put(keys[i], k.encodeChunk(record)));
+      const quotas = await this.quotasOfFile(attr, epochRead);
+      return this.withTurns([], quotas, async (charge, release) => {
+        const now = this.now();
+        const outcomes: CommitOutcome[] = [];
+        const compares: KvCompare[] = [{ key: inode.key, modRevision: inode.modRevision }, epochCompare(epochRead)];
+        const ops: KvOp[] = [];
+        let next = attr;
+        records.forEach((record, i) => {
+          if (record.length > attr.chunkSize) {
+            outcomes.push({ error: invalid(`chunk length ${record.length} exceeds chunk size ${attr.chunkSize}`) });
+            return;
+          }
+          const end = record.index * attr.chunkSize + record.length;
+          if (!(end <= FILE_MAX_BYTES)) {
+            outcomes.push({ error: invalid(`chunk ${record.index} ends past the largest file size (${FILE_MAX_BYTES} bytes)`) });
+            return;
+          }
+          // A chunk that grows the file past a quota is not committed: the file keeps what it had.
+          const size = Math.max(next.size, end);
+          const refused = size > next.size ? charge.refusal(quotas, { bytes: size - attr.size, files: 0 }) : undefined;
+          if (refused) {
+            outcomes.push({ error: refused });
+            return;
+          }
+          next = { ...next, size, chunks: next.chunks + (previous[i] ? 0 : 1), mtimeMs: now, ctimeMs: now };
+          outcomes.push({ attr: next }); // replaced below by the attributes the transaction wrote
+          compares.push({ key: keys[i], modRevision: previous[i]?.modRevision ?? 0 });
+          ops.push(put(keys[i], k.encodeChunk(record)));
+        });
+        if (ops.length === 0) return outcomes;
+        ops.unshift(put(inode.key, k.encodeAttr(next)));
+        charge.add(quotas, { bytes: next.size - attr.size, files: 0 }, false);
+        const quota = charge.writes();
+        const ok = await this.kv.txn({ compares: [...compares, ...quota.compares], ops: [...ops, ...quota.ops], answered: release });
+        this.commits.noteTxn(ok);
+        if (!ok) return undefined;
+        // Every commit of the batch is answered with the file as the transaction left it: a writer
+        // takes the reply that settles last as its file's state, and the batch's own order says
+        // nothing about which that is.
+        return outcomes.map((outcome) => ('attr' in outcome ? { attr: next } : outcome));
       });
-      if (ops.length === 0) return outcomes;
-      ops.unshift(put(inode.key, k.encodeAttr(next)));
-      const ok = await this.kv.txn({ compares, ops });
-      this.commits.noteTxn(ok);
-      if (!ok) return undefined;
-      // Every commit of the batch is answered with the file as the transaction left it: a writer
-      // takes the reply that settles last as its file's state, and the batch's own order says
-      // nothing about which that is.
-      return outcomes.map((outcome) => ('attr' in outcome ? { attr: next } : outcome));
     });
   }
 
@@ -472,37 +583,33 @@ export class MetaStore {
   }
 
   /** The one transaction that links a new inode under a name the reads saw free. */
-  private async insertEntry(
-    parent: number,
-    name: string,
-    { parentRead, dentryRead }: { parentRead: Read; dentryRead: Read },
-    makeAttr: MakeAttr,
-  ): Promise<Attr | undefined> {
+  private async insertEntry(parent: number, name: string, { parentRead, dentryRead, epochRead }: CreateReads, makeAttr: MakeAttr): Promise<Attr | undefined> {
     const now = this.now();
     const dir = k.decodeAttr(parent, parentRead.entry!.value);
     const made = makeAttr(await this.allocateIno(), now, dir);
-    // Every inode records the directory it was made in (a directory's one parent; a file's first).
+    // Every inode records the directory it was made in (a directory's one parent; a file's first):
+    // a file's later writes charge that directory's quotas.
     const attr: Attr = { ...made, ...childTags(parent, dir, name, made.type), parent };
     const ops: KvOp[] = [
       put(k.dentryKey(parent, name), k.encodeDentry(attr.ino, attr.type)),
       put(k.inodeKey(attr.ino), k.encodeAttr(attr)),
       put(k.stampKey(parent), k.encodeNumber(now)),
     ];
-    const compares = [cmp(parentRead), cmp(dentryRead)];
+    const compares = [cmp(parentRead), cmp(dentryRead), epochCompare(epochRead)];
+    const quotas = await this.quotaSets.of(parent, epochRead);
     // A new directory moves its parent's subdirectory count: mkdirs in one parent take turns on it.
-    const release = attr.type === 'dir' ? await this.subdirTurns.take([k.subdirsKey(parent)]) : undefined;
-    try {
+    return this.withTurns(attr.type === 'dir' ? [k.subdirsKey(parent)] : [], quotas, async (charge, release) => {
+      charge.add(quotas, { bytes: 0, files: 1 });
       if (attr.type === 'dir') {
         ops.push(put(k.stampKey(attr.ino), k.encodeNumber(now)));
         const [subdirs] = await this.kv.getMany([k.subdirsKey(parent)]);
         compares.push({ key: k.subdirsKey(parent), modRevision: subdirs?.modRevision ?? 0 });
         ops.push(subdirsOp(parent, subdirs, +1));
       }
-      const ok = await this.kv.txn({ compares, ops, answered: release });
+      const quotaWrites = charge.writes();
+      const ok = await this.kv.txn({ compares: [...compares, ...quotaWrites.compares], ops: [...ops, ...quotaWrites.ops], answered: release });
       return ok ? attr : undefined;
-    } finally {
-      release?.();
-    }
+    });
   }
 
   private async removeEntry(parent: number, name: string, expect: 'dir' | 'nondir' | 'any'): Promise<Attr | null> {
@@ -515,35 +622,43 @@ export class MetaStore {
       const compares = [cmp(dentryRead)];
       const ops: KvOp[] = [del(dentryRead.key), put(k.stampKey(parent), k.encodeNumber(now))];
       let left: Attr | null = null;
-      let release: (() => void) | undefined;
+      if (type === 'dir') compares.push(...(await this.proveEmpty(ino, name)));
+      // The inode is read and compared: a link() racing this one either sees it gone or is seen here.
+      const [inode, epochRead, ownQuota] = await this.kv.getMany([k.inodeKey(ino), k.QUOTA_EPOCH_KEY, ...(type === 'dir' ? [k.quotaKey(ino)] : [])]);
+      compares.push(epochCompare(epochRead));
+      const quotas = await this.quotaSets.of(parent, epochRead);
+      let freed: Usage = { bytes: 0, files: 0 };
       if (type === 'dir') {
-        compares.push(...(await this.proveEmpty(ino, name)));
-        const [inode] = await this.kv.getMany([k.inodeKey(ino)]); // for the reply only (the stamp proves it empty)
+        // For the reply only (the stamp proves it empty).
         if (inode) left = { ...k.decodeAttr(ino, inode.value), nlink: 0, ctimeMs: now };
         ops.push(del(k.inodeKey(ino)), del(k.stampKey(ino)), del(k.subdirsKey(ino)), ...forgetTiering(ino));
-        // Like mkdir, rmdir takes its turn on the parent's subdirectory count.
-        release = await this.subdirTurns.take([k.subdirsKey(parent)]);
-        const [subdirs] = await this.kv.getMany([k.subdirsKey(parent)]).catch((err: unknown) => {
-          release!();
-          throw err;
-        });
-        compares.push({ key: k.subdirsKey(parent), modRevision: subdirs?.modRevision ?? 0 });
-        ops.push(subdirsOp(parent, subdirs, -1));
-      } else {
-        // The inode is read and compared: a link() racing this one either sees it gone or is seen here.
-        const [inode] = await this.kv.getMany([k.inodeKey(ino)]);
-        if (inode) {
-          compares.push({ key: inode.key, modRevision: inode.modRevision });
-          const attr = k.decodeAttr(ino, inode.value);
-          ops.push(...dropLink(attr, inode.key, now));
-          left = { ...attr, nlink: Math.max(0, attr.nlink - 1), ctimeMs: now };
+        freed = { bytes: 0, files: 1 };
+        // An (empty) quota directory takes its quota with it.
+        if (ownQuota) {
+          compares.push({ key: ownQuota.key, modRevision: ownQuota.modRevision });
+          ops.push(del(ownQuota.key), epochBump(epochRead, -1));
         }
+      } else if (inode) {
+        compares.push({ key: inode.key, modRevision: inode.modRevision });
+        const attr = k.decodeAttr(ino, inode.value);
+        // A name that stays recorded as the file's place while another name holds it: the nearest
+        // quota directory stands for it (every name of a file lies under the same quotas).
+        const stays = attr.nlink > 1 && attr.parent === parent ? (quotas[0] ?? ROOT_INO) : undefined;
+        ops.push(...dropLink(attr, inode.key, now, stays));
+        if (attr.nlink <= 1) freed = usageOf(attr);
+        left = { ...attr, nlink: Math.max(0, attr.nlink - 1), ctimeMs: now };
       }
-      try {
-        return (await this.kv.txn({ compares, ops, answered: release })) ? left : undefined;
-      } finally {
-        release?.();
-      }
+      // Like mkdir, rmdir takes its turn on the parent's subdirectory count.
+      return this.withTurns(type === 'dir' ? [k.subdirsKey(parent)] : [], quotas, async (charge, release) => {
+        if (type === 'dir') {
+          const [subdirs] = await this.kv.getMany([k.subdirsKey(parent)]);
+          compares.push({ key: k.subdirsKey(parent), modRevision: subdirs?.modRevision ?? 0 });
+          ops.push(subdirsOp(parent, subdirs, -1));
+        }
+        charge.add(quotas, negate(freed), false);
+        const quota = charge.writes();
+        return (await this.kv.txn({ compares: [...compares, ...quota.compares], ops: [...ops, ...quota.ops], answered: release })) ? left : undefined;
+      });
     });
   }
 
@@ -584,13 +699,32 @@ export class MetaStore {
    * common case, and on etcd a read is a round trip): the txn then compares it as absent, and
    * if the name was taken the txn fails and the next attempt reads it.
    */
-  private async readForCreate(parent: number, name: string, assumeAbsent = false): Promise<{ parentRead: Read; dentryRead: Read }> {
+  private async readForCreate(parent: number, name: string, assumeAbsent = false): Promise<CreateReads> {
     const parentKey = k.inodeKey(parent);
     const dentryKey = k.dentryKey(parent, name);
-    const [parentEntry, dentryEntry] = await this.kv.getMany(assumeAbsent ? [parentKey] : [parentKey, dentryKey]);
+    const [parentEntry, epochEntry, dentryEntry] = await this.kv.getMany(assumeAbsent ? [parentKey, k.QUOTA_EPOCH_KEY] : [parentKey, k.QUOTA_EPOCH_KEY, dentryKey]);
     if (!parentEntry) throw notFound(`parent of ${name}`);
     if (k.decodeAttr(parent, parentEntry.value).type !== 'dir') throw notDir(`parent of ${name}`);
-    return { parentRead: { key: parentKey, entry: parentEntry }, dentryRead: { key: dentryKey, entry: dentryEntry } };
+    return { parentRead: { key: parentKey, entry: parentEntry }, dentryRead: { key: dentryKey, entry: dentryEntry }, epochRead: epochEntry };
+  }
+
+  /**
+   * Takes the turns on `keys` plus the records of `quotas`, reads those records, and hands both
+   * to `work` (which builds and runs the txn, passing `release` as its `answered`).
+   */
+  private async withTurns<T>(keys: string[], quotas: readonly number[], work: (charge: QuotaCharge, release: (() => void) | undefined) => Promise<T>): Promise<T> {
+    const all = [...keys, ...quotas.map(k.quotaKey)];
+    const release = all.length > 0 ? await this.subdirTurns.take(all) : undefined;
+    try {
+      return await work(await QuotaCharge.read(this.kv, quotas), release);
+    } finally {
+      release?.();
+    }
+  }
+
+  /** The quota directories a regular file is charged to: those above the directory it was created or last moved in. */
+  private quotasOfFile(attr: Attr, epochRead: KvEntry | undefined): Promise<readonly number[]> {
+    return attr.type === 'file' ? this.quotaSets.of(attr.parent, epochRead) : Promise.resolve([]);
   }
 
   private async readDentry(parent: number, name: string): Promise<Read> {
@@ -717,8 +851,8 @@ function ownedBy(owner: Owner | undefined, dir: Attr, type: FileKind, mode: numb
 }
 
 /** Ops removing one name's hold on a non-directory inode: one link fewer, or the inode and its chunks. */
-function dropLink(attr: Attr, inodeKey: string, now: number): KvOp[] {
-  if (attr.nlink > 1) return [put(inodeKey, k.encodeAttr({ ...attr, nlink: attr.nlink - 1, ctimeMs: now }))];
+function dropLink(attr: Attr, inodeKey: string, now: number, parent = attr.parent): KvOp[] {
+  if (attr.nlink > 1) return [put(inodeKey, k.encodeAttr({ ...attr, nlink: attr.nlink - 1, ctimeMs: now, parent }))];
   return [del(inodeKey), ...dropChunks(attr), ...forgetTiering(attr.ino)];
 }
 

@@ -58,7 +58,7 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
     config,
   );
   const leased = !(inodes instanceof PathInodes);
-  const ops = new LowLevelOps({ inodes, statfs: () => strata.statfs(), config, handles, log, fuse, rootIno, leased });
+  const ops = new LowLevelOps({ inodes, statfs: (ino) => strata.statfs({ ino }), config, handles, log, fuse, rootIno, leased });
   const signals = stopSignals();
   let ended!: () => void;
   const sessionEnded = new Promise<void>((resolve) => (ended = resolve));

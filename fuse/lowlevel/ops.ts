@@ -15,7 +15,8 @@ import { type Attr, type Entry, type Fuse3Binding, type FuseRequest, KEEP, type 
 
 export interface LowLevelContext {
   inodes: ForgettingInodeOps;
-  statfs: () => Promise<FsStats>;
+  /** Cluster figures, with the nearest quota at or above this strata inode (df in a quota directory shows its quota). */
+  statfs: (ino: number) => Promise<FsStats>;
   config: MountConfig;
   handles: HandleTable;
   log: Logger;
@@ -212,7 +213,7 @@ export class LowLevelOps {
         this.dirs.delete(req.fh ?? 0);
         return this.reply(() => fuse.replyErr(req.id, 0));
       case 'statfs':
-        return this.serve(req, () => this.ctx.statfs(), (fs) => fuse.replyStatfs(req.id, toStatFs(fs)));
+        return this.serve(req, () => this.ctx.statfs(this.fromKernel(ino)), (fs) => fuse.replyStatfs(req.id, toStatFs(fs)));
       case 'ended':
         return;
       default:
