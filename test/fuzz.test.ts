@@ -20,7 +20,7 @@ import { confine, escapesScratch, extremeMessages, messageArb, rawMessageArb, ty
 import { strataProto } from '../common/grpc.js';
 import { FRAME_HEADER_BYTES, FrameParser, FrameType, frameOf } from '../common/byte-frames.js';
 import { SESSION_FRAME_HEADER_BYTES, SessionFrameKind, SessionFrameParser, messageFrame } from '../common/session-frames.js';
-import type { Strata } from '../client/index.js';
+import type { QuotaInfo, Strata } from '../client/index.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 1307);
 const CASES = Number(process.env.FUZZ_CASES ?? 12);
@@ -34,7 +34,7 @@ root.resolveAll();
 /** Methods that change nothing a later read could see (so they may aim at the protected data). */
 const READ_ONLY = new Set([
   'Coordinator.Stat', 'Coordinator.ReadDir', 'Coordinator.GetChunks', 'Coordinator.ListNodes', 'Coordinator.StatFs', 'Coordinator.Health',
-  'Coordinator.TierGet', 'Coordinator.TierStatus', 'Coordinator.SessionEndpoint', 'LeasePeers.Stats',
+  'Coordinator.TierGet', 'Coordinator.TierStatus', 'Coordinator.SessionEndpoint', 'Coordinator.QuotaGet', 'Coordinator.QuotaList', 'LeasePeers.Stats',
   'DataNode.ReadChunk', 'DataNode.StatChunk', 'DataNode.NodeStatus', 'DataNode.ListChunks',
 ]);
 /** Data node methods that need a chunk grant (common/chunk-grants.ts): a fuzzed call never has one. */
@@ -185,6 +185,7 @@ describe('fuzz: hostile messages at every edge', () => {
   let chunksBefore: Map<string, number>[];
   let where: Confinement;
   let scratchInos: number[];
+  let keepQuota: QuotaInfo;
   const outcomes: Outcome[] = [];
 
   beforeAll(async () => {
@@ -196,6 +197,8 @@ describe('fuzz: hostile messages at every edge', () => {
       await client.writeFile(file, bytes);
     }
     await client.symlink('big.bin', '/keep/link');
+    // A quota outside scratch: every change the fuzz makes then walks the quota sets, and none may move this one.
+    keepQuota = await client.quotaSet('/keep', { bytes: 64 * 1024 * 1024, files: 100 });
     await client.mkdir(`${SCRATCH}/x`, { parents: true });
     const scratch = await client.stat(SCRATCH);
     // A file of the scratch tree for the ops by inode (chunk commits, setattr, links) to reach.
@@ -271,7 +274,8 @@ describe('fuzz: hostile messages at every edge', () => {
     const granted = outcomes.filter((o) => GRANTED_METHODS.has(o.target));
     expect(granted.filter((o) => o.code === grpc.status.OK)).toEqual([]);
     expect(granted.filter((o) => o.code === grpc.status.PERMISSION_DENIED).length).toBeGreaterThan(0);
-  });
+    // Some 1,200 calls of up to 5 s each, 6 at a time: on a loaded machine that passes the 120 s default.
+  }, 300_000);
 
   test('the session TCP port: random frames and hostile requests end in answers or a close', async () => {
     const endpoint = await new Promise<string>((resolve, reject) => {
@@ -420,6 +424,7 @@ describe('fuzz: hostile messages at every edge', () => {
     const after = await snapshot(client);
     expect([...after.entries]).toEqual([...before.entries]);
     for (const [file, bytes] of files) expect((await client.readFile(file)).equals(bytes), file).toBe(true);
+    expect(await client.quotaGet('/keep')).toEqual(keepQuota);
     const chunksAfter = await Promise.all(cluster.datanodes.map((n) => listChunks(n.address)));
     for (const [i, chunks] of chunksBefore.entries()) {
       for (const [chunkId, length] of chunks) expect(chunksAfter[i].get(chunkId), `${cluster.datanodes[i].name} ${chunkId}`).toBe(length);

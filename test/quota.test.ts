@@ -1,6 +1,7 @@
 // Directory and tenant quotas end to end: real coordinator and data node processes, the CLI as a
 // user runs it, and (where /dev/fuse works) a real mount. Usage is logical file size and inodes.
 import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { StrataError, type Strata } from '../client/index.js';
@@ -206,6 +207,8 @@ describe.skipIf(!!fuseSkip)('quotas through the mount', () => {
     expect(dd.code).not.toBe(0);
     expect(dd.stderr).toMatch(/Disk quota exceeded/);
     expect((await run(`cmp ${work.path}/keep ${M}/q/keep`)).code).toBe(0);
+    // And past any page cache of the mount: the stored bytes themselves, through the SDK.
+    expect(sha(await cluster.client().readFile('/q/keep'))).toBe(sha(await readFile(`${work.path}/keep`)));
     const usage = await cluster.client().quotaGet('/q');
     expect(usage.usedBytes).toBeLessThanOrEqual(4 * MiB);
 
