@@ -309,4 +309,32 @@ describe('tenants and authorization', () => {
       await mount.stop();
     }
   });
+
+  test("a tenant's quota is its root's: the admin sets it with --tenant, the tenant sees it as / and is refused past it; only the admin sets or lists quotas", async () => {
+    const set = await cli(admin(), ['quota', 'set', '--tenant', 'a', '--bytes', '1MiB', '--json']);
+    expect(set.code, set.stderr).toBe(0);
+    const atRoot = JSON.parse(set.stdout);
+    expect(atRoot).toMatchObject({ path: '/tenants/a', ino: aRoot, limitBytes: 1024 * 1024 });
+    // Tenant a's own view: its root is `/`, and the quota's path is given from there.
+    const a = connect(alice);
+    expect(await a.quotaGet('/')).toMatchObject({ path: '/', ino: aRoot, limitBytes: 1024 * 1024, usedBytes: atRoot.usedBytes });
+    expect((await a.statfs({ path: '/docs/secret.txt' })).quota).toMatchObject({ path: '/', ino: aRoot });
+    const kept = await a.readFile('/docs/secret.txt');
+    expect((await failure(a.writeFile('/docs/big.bin', Buffer.alloc(2 * 1024 * 1024, 7))))?.kind).toBe('QuotaExceeded');
+    expect((await a.readFile('/docs/secret.txt')).equals(kept)).toBe(true);
+    // Bob's tenant has no quota: none of a's shows through to him, by path or by his root's inode.
+    const b = connect(bob);
+    expect((await b.statfs({ path: '/' })).quota ?? null).toBeNull();
+    expect((await b.statfs({ ino: bRoot })).quota ?? null).toBeNull();
+    expect((await failure(b.statfs({ ino: aRoot })))?.kind).toBe('NotFound');
+    // Setting, removing and listing quotas are admin operations.
+    const token = alice();
+    for (const args of [['quota', 'set', '/', '--bytes', '1T'], ['quota', 'rm', '/'], ['quota', 'ls']]) {
+      expectOneLineError(await cli(token, args), 6, /permission denied: .*needs the strata-admin role/, [token]);
+    }
+    expect((await a.quotaGet('/')).limitBytes).toBe(1024 * 1024);
+    const rm = await cli(admin(), ['quota', 'rm', '--tenant', 'a']);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect((await failure(a.quotaGet('/')))?.kind).toBe('NotFound');
+  });
 });
