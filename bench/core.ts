@@ -8,6 +8,8 @@
 // BENCH_TLS: off (default) | on | both: every port TLS (common/tls.ts), figures named `_tls`;
 // with both, first sequential MB/s in rounds alternating between a plain and a TLS cluster (up
 // together; BENCH_TLS_ROUNDS, 8), then each pass as usual, and `<name>_tls_ratio` = TLS / plain.
+// BENCH_DATANODE_ARGS: more data node flags, space-separated (e.g. `--grants off`, to measure
+// what chunk grants cost), named in the first line.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
@@ -23,6 +25,7 @@ const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
 const filesPerRun = Number(process.env.BENCH_FILES ?? 2000);
 const engines = (process.env.BENCH_ENGINES ?? 'embedded,etcd').split(',') as ('embedded' | 'etcd')[];
+const datanodeArgs = (process.env.BENCH_DATANODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 
 const figures = new Figures('BENCH_TLS');
 const { tlsPasses, print } = figures;
@@ -183,9 +186,10 @@ async function smallFiles(cluster: TestCluster, engine: string): Promise<void> {
 async function main(): Promise<void> {
   const scratch = await tempDir('bench');
   try {
+    if (datanodeArgs.length > 0) console.log(`# data nodes run with: ${datanodeArgs.join(' ')}`);
     print('local_dd_write', await localDdWrite(scratch.path), 'MB/s');
     if (tlsPasses.length === 2) {
-      const [plain, tls] = await Promise.all([false, true].map((tls) => startCluster({ meta: engines[0], datanodes: 3, replication: 3, tls })));
+      const [plain, tls] = await Promise.all([false, true].map((tls) => startCluster({ meta: engines[0], datanodes: 3, replication: 3, tls, datanodeArgs })));
       try {
         for (const cluster of [plain, tls]) await cluster.client().mkdir('/bench', { parents: true });
         await pairedSequential(plain!, tls!, Number(process.env.BENCH_TLS_ROUNDS ?? 8));
@@ -196,7 +200,7 @@ async function main(): Promise<void> {
     for (const engine of engines) {
       for (const tls of tlsPasses) {
         figures.tls = tls;
-        const cluster = await startCluster({ meta: engine, datanodes: 3, replication: 3, tls });
+        const cluster = await startCluster({ meta: engine, datanodes: 3, replication: 3, tls, datanodeArgs });
         try {
           await cluster.client().mkdir('/bench', { parents: true });
           if (engine === engines[0]) await sequential(cluster);
