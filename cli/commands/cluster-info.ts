@@ -5,9 +5,21 @@ import { clientCommand, jsonOption, printJson, remotePath, withClient } from '..
 import { describe as describeQuota } from './quota.js';
 
 export function registerClusterInfoCommands(program: Command): void {
-  clientCommand(program.command('df').description('cluster capacity, usage, files and chunks; with PATH, the nearest quota above it'))
+  clientCommand(program.command('df').description('cluster capacity, usage, files and chunks; with PATH, also the nearest quota at or above it'))
     .argument('[path]', 'remote path: show the quota of the nearest quota directory at or above it (default /)')
     .addOption(jsonOption())
+    .addHelpText(
+      'after',
+      `
+The Quota line (when a quota applies) counts bytes as the logical size of the files under the
+quota directory and files as its inodes (strata quota --help). Capacity, Used and Free are the
+live data nodes' disks: every replica's chunk files.
+
+Examples:
+  $ strata df
+  $ strata df /projects/x/report.csv
+  $ strata df /projects/x --json`,
+    )
     .action(async (path: string | undefined, options) =>
       withClient(options, async (client) => {
         const fs = await client.statfs({ path: path === undefined ? '/' : remotePath(path) });

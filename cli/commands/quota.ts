@@ -34,7 +34,7 @@ ${examples(['strata quota set /projects/x --bytes 10G --files 100000', 'strata q
   clientCommand(quota.command('set').description('set or change the quota on a directory (a new one counts the usage under it first)'))
     .argument('[path]', 'remote directory (or --tenant)')
     .option('--tenant <name>', `the tenant's root directory, ${tenantRootPath('<name>')}`)
-    .option('--bytes <size>', 'limit of bytes, e.g. 10G, 500MiB; 0 or none = no limit (default: keep the current one)')
+    .option('--bytes <size>', 'limit of bytes, e.g. 10G, 500MiB (binary units: 1G = 1 GiB); 0 or none = no limit (default: keep the current one)')
     .option('--files <n>', 'limit of files (inodes); 0 or none = no limit (default: keep the current one)')
     .option('--recount', 'count the usage again by walking the tree (a new quota always does)')
     .addOption(jsonOption())
