@@ -22,6 +22,7 @@ export const EXIT_CODES: Record<ErrorKind, number> = {
   Timeout: 8,
   Corrupt: 9,
   Conflict: 10,
+  KeyUnavailable: 12,
 };
 
 /** `strata health`: not an error, a finding: some chunk has no live, uncorrupted copy. */
@@ -33,4 +34,4 @@ Exit codes:
   5 not empty / not a directory / is a directory   6 permission denied or not authenticated
   7 no space, quota exceeded (strata quota), or a move across quota directories
   8 cluster unreachable, busy or timed out   9 corrupt data   10 conflict (retry)
-  11 (strata health) chunks missing: no live, uncorrupted copy`;
+  11 (strata health) chunks missing: no live, uncorrupted copy   12 encrypted data and no (or a wrong) master key`;

@@ -121,6 +121,7 @@ async function readChunkRange(datanodes: DataNodeClients, location: ChunkLocatio
   const wholeChunk = offset === 0 && length === Number(location.length) && location.crc32c !== 0;
   const errors: string[] = [];
   let refusals = 0;
+  let keyProblems = 0;
   if (location.replicas.length === 0) {
     throw new StrataError('Unavailable', `chunk ${location.chunkId}: no replica is on a known data node`);
   }
@@ -141,10 +142,16 @@ async function readChunkRange(datanodes: DataNodeClients, location: ChunkLocatio
     } catch (err) {
       const error = asStrataError(err);
       if (error.kind === 'PermissionDenied') refusals++;
+      if (error.kind === 'KeyUnavailable') keyProblems++;
       errors.push(`${replica.nodeId}: ${error.message}`);
     }
   }
-  const kind = refusals === errors.length ? 'PermissionDenied' : errors.every((e) => /checksum|corrupt/i.test(e)) ? 'Corrupt' : 'Unavailable';
+  // Every replica refused the grant, or is encrypted under a key its node lacks: that, not an outage, is what to fix.
+  const kind =
+    refusals === errors.length ? 'PermissionDenied'
+    : keyProblems === errors.length ? 'KeyUnavailable'
+    : errors.every((e) => /checksum|corrupt/i.test(e)) ? 'Corrupt'
+    : 'Unavailable';
   throw new StrataError(kind, `chunk ${location.chunkId}: no replica could be read (${errors.join('; ')})`);
 }
 

@@ -1,12 +1,25 @@
 // The on-disk chunk format (see FORMAT.md beside this file): a checksummed head (header and block
 // table) followed by independently LZ4-compressed blocks, so a small ranged read touches one block
-// and every byte handed out has been verified against two crc32c values.
+// and every byte handed out has been verified against two crc32c values. An encrypted chunk
+// (version 2) also seals each block, after compression, with AES-256-GCM under a data key of its
+// own, wrapped by a master key in its header: the GCM tag is checked too, before decompression.
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { compress, compressSync, uncompress } from 'lz4-napi';
 import { crc32c } from '@node-rs/crc32';
 import { StrataError, invalid } from './errors.js';
+import { DATA_KEY_BYTES, keyUnavailable, noMasterKey, type KeyRing, type KeyWrapper } from './master-key.js';
 
 export const CHUNK_MAGIC = 'STRC';
 export const FORMAT_VERSION = 1;
+/** Encrypted chunks: version 1's layout plus a key section in the header and sealed blocks. */
+export const SEALED_FORMAT_VERSION = 2;
+const FLAG_SEALED = 1;
+/** A GCM tag after each sealed block's ciphertext. */
+export const SEAL_TAG_BYTES = 16;
+const MAX_KEY_ID_BYTES = 64;
+const MAX_WRAPPED_KEY_BYTES = 512;
+/** The key section at most: key id length, key id, wrapped key length, wrapped key. */
+export const MAX_KEY_SECTION_BYTES = 1 + MAX_KEY_ID_BYTES + 2 + MAX_WRAPPED_KEY_BYTES;
 export const BLOCK_SIZE_BYTES = 256 * 1024;
 export const DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024;
 export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
@@ -30,6 +43,8 @@ export type BlockCodec = 'raw' | 'lz4';
 
 export interface BlockEntry {
   codec: BlockCodec;
+  /** Sealed (encrypted chunks): the payload is the codec's bytes under AES-256-GCM, then its tag. */
+  sealed: boolean;
   storedBytes: number;
   rawBytes: number;
   storedCrc: number;
@@ -44,25 +59,118 @@ export interface ChunkLayout {
   /** File offset of each block's payload. */
   blockOffsets: number[];
   fileSizeBytes: number;
+  /** The master key an encrypted chunk's data key is wrapped by; undefined for a plain chunk. */
+  keyId?: string;
 }
 
-/** Bytes before the first block payload: the writer reserves them and fills them in last. */
-export function headSizeBytes(chunkId: string, rawLengthBytes: number, blockSizeBytes = BLOCK_SIZE_BYTES): number {
+/**
+ * One chunk's encryption: a fresh random data key, used for that one chunk only, and the same key
+ * wrapped by the master key (what the header stores). With a key per chunk, a block's nonce can
+ * be its index: no nonce is ever used twice under one key. An encoder takes a seal once.
+ */
+export interface ChunkSeal {
+  readonly dataKey: Buffer;
+  readonly keyId: string;
+  readonly wrappedKey: Buffer;
+  used?: boolean;
+}
+
+export async function newChunkSeal(wrapper: KeyWrapper): Promise<ChunkSeal> {
+  const dataKey = randomBytes(DATA_KEY_BYTES);
+  const wrappedKey = await wrapper.wrap(dataKey);
+  const keyIdBytes = Buffer.byteLength(wrapper.keyId);
+  if (keyIdBytes < 1 || keyIdBytes > MAX_KEY_ID_BYTES || wrappedKey.length < 1 || wrappedKey.length > MAX_WRAPPED_KEY_BYTES) {
+    throw new Error(`chunk codec: key id of ${keyIdBytes} bytes or wrapped key of ${wrappedKey.length} bytes out of bounds`);
+  }
+  return { dataKey, keyId: wrapper.keyId, wrappedKey };
+}
+
+function keySectionBytes(seal: ChunkSeal | undefined): number {
+  return seal ? 1 + Buffer.byteLength(seal.keyId) + 2 + seal.wrappedKey.length : 0;
+}
+
+/** The nonce of block `index` (under a data key used for one chunk only). */
+function blockNonce(index: number): Buffer {
+  const nonce = Buffer.alloc(12);
+  nonce.writeUInt32LE(index, 0);
+  return nonce;
+}
+
+/** What a block's tag also covers: the header (id, lengths, key) and the block's codec. */
+function blockAad(headerAad: Buffer, codecByte: number): Buffer {
+  return Buffer.concat([headerAad, Buffer.of(codecByte)]);
+}
+
+function sealBlock(dataKey: Buffer, headerAad: Buffer, index: number, codecByte: number, inner: Buffer): Buffer {
+  const cipher = createCipheriv('aes-256-gcm', dataKey, blockNonce(index));
+  cipher.setAAD(blockAad(headerAad, codecByte));
+  const first = cipher.update(inner);
+  const last = cipher.final();
+  return Buffer.concat([first, last, cipher.getAuthTag()], inner.length + SEAL_TAG_BYTES);
+}
+
+/** The codec's bytes of a sealed block, or null when its tag does not hold. */
+function openBlock(dataKey: Buffer, headerAad: Buffer, index: number, codecByte: number, stored: Buffer): Buffer | null {
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', dataKey, blockNonce(index));
+    decipher.setAAD(blockAad(headerAad, codecByte));
+    decipher.setAuthTag(stored.subarray(stored.length - SEAL_TAG_BYTES));
+    const inner = stored.subarray(0, stored.length - SEAL_TAG_BYTES);
+    const first = decipher.update(inner);
+    const last = decipher.final();
+    return last.length === 0 ? first : Buffer.concat([first, last]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Bytes before the first block payload: the writer reserves them and fills them in last.
+ * `keySection`: an encrypted chunk's key section bytes (0 for a plain chunk).
+ */
+export function headSizeBytes(chunkId: string, rawLengthBytes: number, blockSizeBytes = BLOCK_SIZE_BYTES, keySection = 0): number {
   const blockCount = Math.ceil(rawLengthBytes / blockSizeBytes);
-  return FIXED_HEADER_BYTES + Buffer.byteLength(chunkId) + CRC_BYTES + blockCount * TABLE_ENTRY_BYTES + CRC_BYTES;
+  return FIXED_HEADER_BYTES + Buffer.byteLength(chunkId) + keySection + CRC_BYTES + blockCount * TABLE_ENTRY_BYTES + CRC_BYTES;
 }
 
-async function encodeBlock(raw: Buffer): Promise<{ entry: BlockEntry; stored: Buffer }> {
+/**
+ * The most bytes any valid encoding of a chunk of this length can have: the largest head (the
+ * smallest block size a reader accepts, the largest key section), and every block stored raw
+ * and sealed. What a receiver of someone else's encoding bounds it by.
+ */
+export function maxEncodingBytes(chunkId: string, rawLengthBytes: number): number {
+  const blocks = Math.ceil(rawLengthBytes / MIN_BLOCK_SIZE_BYTES);
+  return headSizeBytes(chunkId, rawLengthBytes, MIN_BLOCK_SIZE_BYTES, MAX_KEY_SECTION_BYTES) + rawLengthBytes + blocks * SEAL_TAG_BYTES;
+}
+
+interface Sealing {
+  dataKey: Buffer;
+  headerAad: Buffer;
+}
+
+async function encodeBlock(raw: Buffer, index: number, sealing: Sealing | undefined): Promise<{ entry: BlockEntry; stored: Buffer }> {
   const rawCrc = crc32c(raw);
+  let codec: BlockCodec = 'raw';
+  let inner = raw;
   if (worthCompressing(raw)) {
     // A small block compresses in less time than a threadpool round trip takes.
     const packed = raw.length <= SYNC_COMPRESS_MAX_BYTES ? compressSync(raw) : await compress(raw);
     if (packed.length < raw.length) {
-      const entry: BlockEntry = { codec: 'lz4', storedBytes: packed.length, rawBytes: raw.length, storedCrc: crc32c(packed), rawCrc };
-      return { entry, stored: packed };
+      codec = 'lz4';
+      inner = packed;
     }
   }
-  return { entry: { codec: 'raw', storedBytes: raw.length, rawBytes: raw.length, storedCrc: rawCrc, rawCrc }, stored: raw };
+  if (sealing) {
+    // Sealed after compression: ciphertext does not compress.
+    const stored = sealBlock(sealing.dataKey, sealing.headerAad, index, codecByteOf(codec), inner);
+    return { entry: { codec, sealed: true, storedBytes: stored.length, rawBytes: raw.length, storedCrc: crc32c(stored), rawCrc }, stored };
+  }
+  const storedCrc = codec === 'raw' ? rawCrc : crc32c(inner);
+  return { entry: { codec, sealed: false, storedBytes: inner.length, rawBytes: raw.length, storedCrc, rawCrc }, stored: inner };
+}
+
+function codecByteOf(codec: BlockCodec): number {
+  return codec === 'lz4' ? CODEC_LZ4 : CODEC_RAW;
 }
 
 // The sample is compressed synchronously: ~35 µs, less than a threadpool round trip costs.
@@ -86,17 +194,26 @@ export class ChunkEncoder {
   private receivedBytes = 0;
   private storedBytes = 0;
   private busy = false;
+  /** The header up to its crc: known up front, and what every sealed block's tag covers. */
+  private readonly header: Buffer;
+  private readonly sealing: Sealing | undefined;
 
+  /** `seal`: encrypt this chunk (a fresh seal from newChunkSeal, used by no other encoder). */
   constructor(
     readonly chunkId: string,
     readonly rawLengthBytes: number,
+    seal?: ChunkSeal,
   ) {
     if (!Number.isSafeInteger(rawLengthBytes) || rawLengthBytes < 0 || rawLengthBytes > MAX_CHUNK_BYTES) {
       throw invalid(`chunk ${chunkId}: length ${rawLengthBytes} outside 0..${MAX_CHUNK_BYTES} bytes`);
     }
     const idBytes = Buffer.byteLength(chunkId);
     if (idBytes < 1 || idBytes > MAX_CHUNK_ID_BYTES) throw invalid(`chunk id must be 1..${MAX_CHUNK_ID_BYTES} bytes`);
-    this.payloadOffsetBytes = headSizeBytes(chunkId, rawLengthBytes);
+    if (seal?.used) throw new Error('ChunkEncoder: a data key seals one chunk only'); // block nonces would repeat
+    if (seal) seal.used = true;
+    this.payloadOffsetBytes = headSizeBytes(chunkId, rawLengthBytes, BLOCK_SIZE_BYTES, keySectionBytes(seal));
+    this.header = encodeHeader(chunkId, rawLengthBytes, seal);
+    this.sealing = seal && { dataKey: seal.dataKey, headerAad: this.header };
   }
 
   /** Encoded payloads for every block this piece completed (possibly none). */
@@ -141,7 +258,7 @@ export class ChunkEncoder {
       }
       const payloads = this.pending ? await this.encodeAll([this.pending.subarray(0, this.pendingBytes)]) : [];
       this.pending = null;
-      const head = encodeHead(this.chunkId, this.rawLengthBytes, this.entries);
+      const head = encodeHead(this.header, this.entries);
       if (head.length !== this.payloadOffsetBytes) throw new Error('chunk codec: head size differs from the reserved size');
       return { payloads, head, fileSizeBytes: head.length + this.storedBytes, blocks: this.entries.length };
     } finally {
@@ -156,7 +273,8 @@ export class ChunkEncoder {
 
   // Blocks of one piece compress in parallel on the libuv threadpool; order is kept.
   private async encodeAll(rawBlocks: Buffer[]): Promise<Buffer[]> {
-    const encoded = await Promise.all(rawBlocks.map(encodeBlock));
+    const first = this.entries.length;
+    const encoded = await Promise.all(rawBlocks.map((raw, i) => encodeBlock(raw, first + i, this.sealing)));
     for (const { entry } of encoded) {
       this.entries.push(entry);
       this.storedBytes += entry.storedBytes;
@@ -165,22 +283,36 @@ export class ChunkEncoder {
   }
 }
 
-function encodeHead(chunkId: string, rawLengthBytes: number, entries: BlockEntry[]): Buffer {
+/** The header without its crc: a plain chunk's (version 1), or an encrypted one's with its key section. */
+function encodeHeader(chunkId: string, rawLengthBytes: number, seal: ChunkSeal | undefined): Buffer {
   const idBytes = Buffer.byteLength(chunkId);
-  const tableStart = FIXED_HEADER_BYTES + idBytes + CRC_BYTES;
+  const header = Buffer.alloc(FIXED_HEADER_BYTES + idBytes + keySectionBytes(seal));
+  header.write(CHUNK_MAGIC, 0, 'latin1');
+  header.writeUInt16LE(seal ? SEALED_FORMAT_VERSION : FORMAT_VERSION, 4);
+  header.writeUInt16LE(seal ? FLAG_SEALED : 0, 6);
+  header.writeUInt32LE(BLOCK_SIZE_BYTES, 8);
+  header.writeBigUInt64LE(BigInt(rawLengthBytes), 12);
+  header.writeUInt32LE(Math.ceil(rawLengthBytes / BLOCK_SIZE_BYTES), 20);
+  header.writeUInt16LE(idBytes, 24);
+  header.write(chunkId, FIXED_HEADER_BYTES, 'utf8');
+  if (seal) {
+    let at = FIXED_HEADER_BYTES + idBytes;
+    at = header.writeUInt8(Buffer.byteLength(seal.keyId), at);
+    at += header.write(seal.keyId, at, 'latin1');
+    at = header.writeUInt16LE(seal.wrappedKey.length, at);
+    seal.wrappedKey.copy(header, at);
+  }
+  return header;
+}
+
+function encodeHead(header: Buffer, entries: BlockEntry[]): Buffer {
+  const tableStart = header.length + CRC_BYTES;
   const head = Buffer.alloc(tableStart + entries.length * TABLE_ENTRY_BYTES + CRC_BYTES);
-  head.write(CHUNK_MAGIC, 0, 'latin1');
-  head.writeUInt16LE(FORMAT_VERSION, 4);
-  head.writeUInt16LE(0, 6);
-  head.writeUInt32LE(BLOCK_SIZE_BYTES, 8);
-  head.writeBigUInt64LE(BigInt(rawLengthBytes), 12);
-  head.writeUInt32LE(entries.length, 20);
-  head.writeUInt16LE(idBytes, 24);
-  head.write(chunkId, FIXED_HEADER_BYTES, 'utf8');
-  head.writeUInt32LE(crc32c(head.subarray(0, tableStart - CRC_BYTES)), tableStart - CRC_BYTES);
+  header.copy(head, 0);
+  head.writeUInt32LE(crc32c(header), header.length);
   entries.forEach((entry, index) => {
     const at = tableStart + index * TABLE_ENTRY_BYTES;
-    head.writeUInt8(entry.codec === 'lz4' ? CODEC_LZ4 : CODEC_RAW, at);
+    head.writeUInt8(codecByteOf(entry.codec), at);
     head.writeUInt32LE(entry.storedBytes, at + 4);
     head.writeUInt32LE(entry.rawBytes, at + 8);
     head.writeUInt32LE(entry.storedCrc, at + 12);
@@ -212,15 +344,32 @@ export function bufferSource(bytes: Buffer, location: string): ChunkSource {
   return { readAt: async (at, n) => bytes.subarray(at, at + n), sizeBytes: bytes.length, location };
 }
 
-/** Verifies the head once, then serves verified raw bytes of any range block by block. */
+/**
+ * Verifies the head once, then serves verified raw bytes of any range block by block. An
+ * encrypted chunk needs `keys` holding its master key: without, or with other keys, open fails
+ * KeyUnavailable (never Corrupt: the bytes may be intact), before any block is read.
+ */
 export class ChunkReader {
   private constructor(
     readonly layout: ChunkLayout,
     private readonly source: ChunkSource,
+    private readonly sealing: Sealing | undefined,
   ) {}
 
-  static async open(chunkId: string, source: ChunkSource): Promise<ChunkReader> {
-    return new ChunkReader(await readLayout(chunkId, source), source);
+  static async open(chunkId: string, source: ChunkSource, keys?: KeyRing): Promise<ChunkReader> {
+    const { layout, header, wrappedKey } = await readLayout(chunkId, source);
+    if (!layout.keyId || !wrappedKey) return new ChunkReader(layout, source, undefined);
+    const what = `chunk ${chunkId} on ${source.location}`;
+    if (!keys) throw noMasterKey(what, layout.keyId);
+    let dataKey: Buffer;
+    try {
+      dataKey = await keys.get(layout.keyId, what).unwrap(wrappedKey);
+    } catch (err) {
+      if (err instanceof StrataError && err.kind === 'KeyUnavailable' && !err.message.startsWith(what)) throw keyUnavailable(`${what}: ${err.message}`);
+      throw err;
+    }
+    if (dataKey.length !== DATA_KEY_BYTES) throw keyUnavailable(`${what}: master key '${layout.keyId}' unwrapped a ${dataKey.length}-byte data key`);
+    return new ChunkReader(layout, source, { dataKey, headerAad: header });
   }
 
   /** Raw bytes of [offset, offset+length), clamped to the chunk, at most readAheadBlocks + 1 blocks in memory or being read. */
@@ -259,10 +408,22 @@ export class ChunkReader {
     if (stored.length !== entry.storedBytes) throw truncated(this.layout.chunkId, this.source);
     const mismatch = () => damaged(this.layout.chunkId, `block ${index} checksum mismatch`, this.source);
     if (crc32c(stored) !== entry.storedCrc) throw mismatch();
+    let inner = stored;
+    if (entry.sealed) {
+      // The stored crc held, so the disk kept what was written: a tag that fails now means bytes
+      // changed along with their crc, not a wrong key (the data key unwrapped).
+      const opened = this.sealing && openBlock(this.sealing.dataKey, this.sealing.headerAad, index, codecByteOf(entry.codec), stored);
+      if (!opened) throw damaged(this.layout.chunkId, `block ${index} failed authentication`, this.source);
+      if (entry.codec === 'raw') {
+        if (crc32c(opened) !== entry.rawCrc) throw mismatch();
+        return opened;
+      }
+      inner = opened;
+    }
     if (entry.codec === 'raw') return stored;
     let raw: Buffer;
     try {
-      raw = await uncompress(stored);
+      raw = await uncompress(inner);
     } catch {
       throw mismatch();
     }
@@ -279,17 +440,46 @@ function truncated(chunkId: string, source: ChunkSource): StrataError {
   return damaged(chunkId, `file truncated (${source.sizeBytes} bytes)`, source);
 }
 
-async function readLayout(chunkId: string, source: ChunkSource): Promise<ChunkLayout> {
+interface ReadHead {
+  layout: ChunkLayout;
+  /** The header up to its crc (what sealed blocks' tags cover). */
+  header: Buffer;
+  wrappedKey?: Buffer;
+}
+
+async function readLayout(chunkId: string, source: ChunkSource): Promise<ReadHead> {
   const idBytes = Buffer.byteLength(chunkId);
-  const headerBytes = FIXED_HEADER_BYTES + idBytes + CRC_BYTES;
-  const header = await source.readAt(0, headerBytes);
-  if (header.length < headerBytes) throw truncated(chunkId, source);
+  const plainHeaderBytes = FIXED_HEADER_BYTES + idBytes + CRC_BYTES;
+  let header = await source.readAt(0, plainHeaderBytes);
+  if (header.length < plainHeaderBytes) throw truncated(chunkId, source);
   if (header.toString('latin1', 0, 4) !== CHUNK_MAGIC) throw damaged(chunkId, 'not a chunk file (bad magic)', source);
+  const version = header.readUInt16LE(4);
+  let headerBytes = plainHeaderBytes;
+  let keyId: string | undefined;
+  let wrappedKey: Buffer | undefined;
+  if (version === SEALED_FORMAT_VERSION) {
+    // The key section's size is in the section itself: read the most it can be (fewer at the end).
+    header = await source.readAt(0, plainHeaderBytes + MAX_KEY_SECTION_BYTES);
+    const at = FIXED_HEADER_BYTES + idBytes;
+    if (header.length < at + 1) throw truncated(chunkId, source);
+    const keyIdBytes = header.readUInt8(at);
+    if (header.length < at + 1 + keyIdBytes + 2) throw truncated(chunkId, source);
+    const wrappedBytes = header.readUInt16LE(at + 1 + keyIdBytes);
+    if (keyIdBytes < 1 || keyIdBytes > MAX_KEY_ID_BYTES || wrappedBytes < 1 || wrappedBytes > MAX_WRAPPED_KEY_BYTES) {
+      throw damaged(chunkId, 'header checksum mismatch (key section out of range)', source);
+    }
+    headerBytes = at + 1 + keyIdBytes + 2 + wrappedBytes + CRC_BYTES;
+    if (header.length < headerBytes) throw truncated(chunkId, source);
+    header = header.subarray(0, headerBytes);
+    keyId = header.toString('latin1', at + 1, at + 1 + keyIdBytes);
+    wrappedKey = header.subarray(at + 1 + keyIdBytes + 2, headerBytes - CRC_BYTES);
+  }
   if (crc32c(header.subarray(0, headerBytes - CRC_BYTES)) !== header.readUInt32LE(headerBytes - CRC_BYTES)) {
     throw damaged(chunkId, 'header checksum mismatch', source);
   }
-  const version = header.readUInt16LE(4);
-  if (version !== FORMAT_VERSION) throw damaged(chunkId, `unsupported format version ${version}`, source);
+  if (version !== FORMAT_VERSION && version !== SEALED_FORMAT_VERSION) throw damaged(chunkId, `unsupported format version ${version}`, source);
+  const sealed = version === SEALED_FORMAT_VERSION;
+  if (sealed && (header.readUInt16LE(6) & FLAG_SEALED) === 0) throw damaged(chunkId, 'header fields out of range', source);
   const blockSizeBytes = header.readUInt32LE(8);
   const rawLengthBytes = Number(header.readBigUInt64LE(12));
   const blockCount = header.readUInt32LE(20);
@@ -317,18 +507,21 @@ async function readLayout(chunkId: string, source: ChunkSource): Promise<ChunkLa
     const codecByte = table.readUInt8(at);
     const entry: BlockEntry = {
       codec: codecByte === CODEC_LZ4 ? 'lz4' : 'raw',
+      sealed,
       storedBytes: table.readUInt32LE(at + 4),
       rawBytes: table.readUInt32LE(at + 8),
       storedCrc: table.readUInt32LE(at + 12),
       rawCrc: table.readUInt32LE(at + 16),
     };
     const expectedRawBytes = Math.min(blockSizeBytes, rawLengthBytes - index * blockSizeBytes);
+    // A sealed block is its codec's bytes plus a tag (and its stored crc is the ciphertext's).
+    const innerBytes = sealed ? entry.storedBytes - SEAL_TAG_BYTES : entry.storedBytes;
     const consistent =
       (codecByte === CODEC_RAW || codecByte === CODEC_LZ4) &&
       entry.rawBytes === expectedRawBytes &&
       (entry.codec === 'raw'
-        ? entry.storedBytes === entry.rawBytes && entry.storedCrc === entry.rawCrc
-        : entry.storedBytes < entry.rawBytes);
+        ? innerBytes === entry.rawBytes && (sealed || entry.storedCrc === entry.rawCrc)
+        : innerBytes >= 0 && innerBytes < entry.rawBytes);
     if (!consistent) throw damaged(chunkId, `block ${index} table entry inconsistent`, source);
     blocks.push(entry);
     blockOffsets.push(offsetBytes);
@@ -339,5 +532,6 @@ async function readLayout(chunkId: string, source: ChunkSource): Promise<ChunkLa
       ? truncated(chunkId, source)
       : damaged(chunkId, `file has ${source.sizeBytes - offsetBytes} trailing bytes`, source);
   }
-  return { chunkId, blockSizeBytes, rawLengthBytes, blocks, blockOffsets, fileSizeBytes: offsetBytes };
+  const layout: ChunkLayout = { chunkId, blockSizeBytes, rawLengthBytes, blocks, blockOffsets, fileSizeBytes: offsetBytes, ...(keyId ? { keyId } : {}) };
+  return { layout, header: header.subarray(0, headerBytes - CRC_BYTES), wrappedKey };
 }

@@ -145,6 +145,17 @@ export const dataNodeSchema = z.object({
   scrubIntervalMs: int.min(0).max(30 * 24 * 3_600_000).default(3_600_000),
   /** Byte budget of the read-through cache of tiered chunks (<dataDir>/tier-cache); 0 = no cache. */
   tierCacheBytes: size.pipe(z.number().int().min(0)).default(1024 * 1024 * 1024),
+  /**
+   * Encryption at rest (common/master-key.ts): chunks written are AES-256-GCM encrypted under a
+   * data key each, wrapped by this master key. A file of 32 bytes (raw, 64 hex digits or base64).
+   */
+  encryptKeyFile: z.string().min(1).optional(),
+  /** The master key itself, hex or base64 (STRATA_MASTER_KEY; no flag: it would show in ps). */
+  masterKey: z
+    .string()
+    .trim()
+    .regex(/^(?:[0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=?)$/, 'expected 32 bytes as 64 hex digits or base64 (the value is not shown)')
+    .optional(),
   // Per client host (common/client-limits.ts): gRPC calls and byte path connections open at once,
   // and started per second; 0 = no bound. Peers replicating count as clients too.
   clientMaxInFlight: int.min(0).max(1_000_000).default(4096),

@@ -26,6 +26,9 @@ export const ERROR_KINDS = [
   'Timeout',
   'Conflict',
   'Corrupt',
+  // Encrypted data this process cannot open: no master key, or another one. The bytes may be
+  // intact, so this is never Corrupt (nothing quarantines or repairs over it).
+  'KeyUnavailable',
   'Internal',
 ] as const;
 

@@ -71,6 +71,7 @@ const KIND_TO_STATUS: Record<ErrorKind, grpc.status> = {
   Timeout: grpc.status.DEADLINE_EXCEEDED,
   Conflict: grpc.status.ABORTED,
   Corrupt: grpc.status.DATA_LOSS,
+  KeyUnavailable: grpc.status.FAILED_PRECONDITION,
   Internal: grpc.status.INTERNAL,
 };
 

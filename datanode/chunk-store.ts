@@ -7,7 +7,8 @@
 import { mkdir, open, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Level } from 'level';
-import { ChunkEncoder, ChunkReader, bufferSource, type ChunkSource } from '../common/chunk-codec.js';
+import { ChunkEncoder, ChunkReader, bufferSource, newChunkSeal, type ChunkSource } from '../common/chunk-codec.js';
+import type { KeyRing } from '../common/master-key.js';
 import { crc32c } from '@node-rs/crc32';
 import { StrataError, asStrataError } from '../common/errors.js';
 import {
@@ -79,6 +80,12 @@ export interface VerifyOptions {
 
 export interface ChunkStore {
   readonly dir: string;
+  /**
+   * Encryption at rest: with keys, every chunk written is encrypted under a data key of its own,
+   * wrapped by `keys.current`; encrypted chunks read only with their master key (KeyUnavailable
+   * otherwise, and never quarantined for it). Plain chunks read either way.
+   */
+  readonly keys?: KeyRing;
   createWriter(chunkId: string, lengthBytes: number): Promise<ChunkWriter>;
   /**
    * Verified raw bytes of [offset, offset+length) clamped to the chunk, one block at a time. A
@@ -146,11 +153,12 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
   private constructor(
     readonly dir: string,
     private readonly index: Level<string, StoredChunkRecord>,
+    readonly keys: KeyRing | undefined,
   ) {
     this.indexDir = path.join(dir, 'index');
   }
 
-  static async open(dir: string): Promise<LocalChunkStore> {
+  static async open(dir: string, options: { keys?: KeyRing } = {}): Promise<LocalChunkStore> {
     const root = path.resolve(dir);
     await mkdir(path.join(root, 'chunks'), { recursive: true });
     // The index lock comes first: cleaning tmp/ must never race another process on the same dir.
@@ -162,7 +170,7 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
       if (cause?.code === 'LEVEL_LOCKED') throw new StrataError('Unavailable', `${root} is in use by another process`, { cause: err });
       throw asStrataError(err);
     }
-    const store = new LocalChunkStore(root, index);
+    const store = new LocalChunkStore(root, index, options.keys);
     try {
       await rm(path.join(root, 'tmp'), { recursive: true, force: true });
       await mkdir(path.join(root, 'tmp'));
@@ -187,8 +195,12 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
   async createWriter(chunkId: string, lengthBytes: number): Promise<ChunkWriter> {
     this.checkOpen();
     validateChunkId(chunkId);
-    const encoder = new ChunkEncoder(chunkId, lengthBytes); // validates the length
+    new ChunkEncoder(chunkId, lengthBytes); // validates the length before any await
     if (this.writers.has(chunkId)) throw new StrataError('Conflict', `chunk ${chunkId}: a write is already in progress`);
+    // A fresh data key for this one chunk (a KMS wrap may take a round trip: before the claim).
+    const seal = this.keys ? await newChunkSeal(this.keys.current) : undefined;
+    if (this.writers.has(chunkId)) throw new StrataError('Conflict', `chunk ${chunkId}: a write is already in progress`);
+    const encoder = new ChunkEncoder(chunkId, lengthBytes, seal);
     const writer = new LocalChunkWriter(this, chunkId, encoder);
     this.writers.set(chunkId, writer); // claimed before any await, so concurrent creates see it
     try {
@@ -250,7 +262,7 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
       let crc = 0;
       let length = 0;
       let index = 0;
-      const reader = await ChunkReader.open(chunkId, bufferSource(bytes, location));
+      const reader = await ChunkReader.open(chunkId, bufferSource(bytes, location), this.keys);
       for await (const block of reader.read(0, reader.layout.rawLengthBytes)) {
         // Each block was checked against its own checksums: the whole crc32c follows from theirs.
         const folded = foldVerifiedBlock(crc, block, reader.layout.blocks[index++]!);
@@ -296,7 +308,7 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     const { record, inline } = await this.lookupWithBytes(chunkId);
     if (!record) throw this.missing(chunkId);
     if (record.placement === 'inline') {
-      yield* (await ChunkReader.open(chunkId, this.inlineSource(chunkId, record, inline))).read(offsetBytes, lengthBytes);
+      yield* (await ChunkReader.open(chunkId, this.inlineSource(chunkId, record, inline), this.keys)).read(offsetBytes, lengthBytes);
       return;
     }
     let handle: FileHandle;
@@ -311,7 +323,7 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     try {
       const { size } = await handle.stat();
       const source = { readAt: (at: number, n: number) => readFully(handle, at, n), sizeBytes: size, location: this.dir, readAheadBlocks: FILE_READ_AHEAD_BLOCKS };
-      const reader = await ChunkReader.open(chunkId, source);
+      const reader = await ChunkReader.open(chunkId, source, this.keys);
       yield* reader.read(offsetBytes, lengthBytes);
     } finally {
       await handle.close();

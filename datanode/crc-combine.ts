@@ -48,10 +48,15 @@ export function crc32cCombine(crcA: number, crcB: number, lengthB: number): numb
 /**
  * Folds one block, as ChunkReader yields it (checked against its table entry's checksums), into a
  * running crc32c of the chunk's raw bytes, by the entry's rawCrc. A raw block is checked by its
- * storedCrc alone, so its rawCrc counts only when equal to that (the encoder writes them equal).
- * Null when the block and its entry disagree.
+ * storedCrc alone, so its rawCrc counts only when equal to that (the encoder writes them equal);
+ * a sealed raw block's rawCrc was checked against its decrypted bytes. Null when the block and
+ * its entry disagree.
  */
-export function foldVerifiedBlock(crc: number, block: Buffer, entry: Pick<BlockEntry, 'codec' | 'rawBytes' | 'storedCrc' | 'rawCrc'>): number | null {
-  if (block.length !== entry.rawBytes || (entry.codec === 'raw' && entry.rawCrc !== entry.storedCrc)) return null;
+export function foldVerifiedBlock(
+  crc: number,
+  block: Buffer,
+  entry: Pick<BlockEntry, 'codec' | 'rawBytes' | 'storedCrc' | 'rawCrc'> & { sealed?: boolean },
+): number | null {
+  if (block.length !== entry.rawBytes || (entry.codec === 'raw' && !entry.sealed && entry.rawCrc !== entry.storedCrc)) return null;
   return crc32cCombine(crc, entry.rawCrc, entry.rawBytes);
 }

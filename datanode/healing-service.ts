@@ -4,7 +4,7 @@
 // that failed a check.
 import * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
-import { ChunkReader, bufferSource, headSizeBytes } from '../common/chunk-codec.js';
+import { ChunkReader, bufferSource, maxEncodingBytes } from '../common/chunk-codec.js';
 import { DataNodeClients, type NodeAddress, type ReadBounds } from '../client/datanode-client.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import { toServiceError, unaryHandler } from '../common/grpc.js';
@@ -58,7 +58,6 @@ export const LIST_BATCH_CHUNKS = 1000;
 /** Corrupt chunk ids per heartbeat at most: far below the message limit; the rest follow as DeleteChunk clears these. */
 export const MAX_REPORTED_CORRUPT_CHUNKS = 10_000;
 const MAX_SOURCES = 16;
-const MIN_BLOCK_SIZE_BYTES = 4 * 1024; // = chunk-codec's lower bound on a recorded block size
 const DEFAULT_SOURCE_TIMEOUT_MS = 120_000;
 /** Give up this long before the caller's deadline (a tenth of a shorter budget), so the reply still reaches it. */
 const REPLY_MARGIN_MS = 500;
@@ -105,6 +104,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
     const { signal } = bounds;
     const failures: string[] = [];
     let sawBadBytes = false;
+    let onlyKeyProblems = true;
     for (const source of candidates) {
       signal.throwIfAborted();
       if (!source?.nodeId || !source.address) {
@@ -135,6 +135,7 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         // request): no other source would fare better.
         if (refusedHere(error)) throw error;
         if (error.kind === 'Corrupt') sawBadBytes = true;
+        if (error.kind !== 'KeyUnavailable') onlyKeyProblems = false;
         failures.push(`${source.nodeId} (${source.address}): ${error.message}`);
       }
     }
@@ -151,12 +152,14 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         if (error.kind === 'Exists') return alreadyHere(request, expectedCrc);
         if (refusedHere(error)) throw error;
         if (error.kind === 'Corrupt') sawBadBytes = true;
+        if (error.kind !== 'KeyUnavailable') onlyKeyProblems = false;
         failures.push(`tier '${tier.tier}': ${error.message}`);
       }
     } else if (tier) {
       failures.push(`tier '${tier.tier}': this data node reads no tiers`);
     }
-    const kind = sawBadBytes ? 'Corrupt' : 'Unavailable';
+    // Encrypted copies this node has no key for: say so, not that the cluster is unreachable.
+    const kind = sawBadBytes ? 'Corrupt' : onlyKeyProblems && failures.length > 0 ? 'KeyUnavailable' : 'Unavailable';
     const why = failures.length > 0 ? failures.join('; ') : 'no sources given';
     throw new StrataError(kind, `chunk ${chunkId}: no source could provide an intact copy (${why})`);
   }
@@ -204,14 +207,15 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
     const writer = await store.createWriter(chunkId, length); // validates id and length; refused writes never fetch
     try {
       // An encoding is never larger than its raw bytes plus its head (a block that does not shrink
-      // is stored raw); the head is largest with the smallest block size a reader accepts.
-      const fetched = await sources.readEncoding(source, chunkId, headSizeBytes(chunkId, length, MIN_BLOCK_SIZE_BYTES) + length, read);
+      // is stored raw) and, encrypted, a tag per block: see maxEncodingBytes.
+      const fetched = await sources.readEncoding(source, chunkId, maxEncodingBytes(chunkId, length), read);
       if (!fetched) {
         await writer.abort();
         return null;
       }
       timing.fetchMs = lap();
-      const reader = await ChunkReader.open(chunkId, bufferSource(fetched.bytes, `the copy from ${source.nodeId}`));
+      // Encrypted copies are checked (and stored) as they are: the cluster's nodes share the master key.
+      const reader = await ChunkReader.open(chunkId, bufferSource(fetched.bytes, `the copy from ${source.nodeId}`), store.keys);
       // The reader checks each block against its own checksums (a raw block's stored ones are its
       // raw ones); the whole chunk's crc32c then follows from theirs, with no second pass.
       let crc = 0;

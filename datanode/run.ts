@@ -19,6 +19,7 @@ import type { TierTarget } from '../common/object-tier.js';
 import { GrantVerifier, type WireGrantKey } from '../common/chunk-grants.js';
 import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } from '../common/grpc.js';
 import { invalid } from '../common/errors.js';
+import { loadKeyRing } from '../common/master-key.js';
 import { TlsContext, channelCredentials, serverCredentials, type TlsConfigKeys } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
 import { reloadCertificates, watchCertificates } from '../common/tls-reload.js';
@@ -57,6 +58,10 @@ export interface DataNodeConfig extends TlsConfigKeys {
    * whose keys the heartbeat replies bring; 'off': to anyone who reaches the ports.
    */
   grants?: 'enforce' | 'off';
+  /** Encryption at rest: the master key's file (common/master-key.ts); absent with masterKey: chunks are written plain. */
+  encryptKeyFile?: string;
+  /** The master key itself (hex or base64), as STRATA_MASTER_KEY gives it. */
+  masterKey?: string;
 }
 
 export interface RunningDataNode {
@@ -92,13 +97,15 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     const value = config[key];
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) throw invalid(`invalid config: ${key}: ${value} is not a whole number >= 0`);
   }
+  // Read before anything opens: a bad key is one Invalid line and nothing started.
+  const keys = loadKeyRing(config);
   await mkdir(config.dataDir, { recursive: true });
   const nodeId = await resolveNodeId(config.dataDir, config.nodeId);
-  const store = await LocalChunkStore.open(config.dataDir);
+  const store = await LocalChunkStore.open(config.dataDir, { keys });
   const tiers = new TierRegistry(log);
   let tierCache: TierCache;
   try {
-    tierCache = await TierCache.open({ dataDir: store.dir, budgetBytes: config.tierCacheBytes ?? DEFAULT_TIER_CACHE_BYTES, tiers, log });
+    tierCache = await TierCache.open({ dataDir: store.dir, budgetBytes: config.tierCacheBytes ?? DEFAULT_TIER_CACHE_BYTES, tiers, log, keys });
   } catch (err) {
     await store.close();
     throw err;
@@ -161,7 +168,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   );
   scrubber.start();
   const quarantined = store.quarantined().length;
-  log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled, tls: tls ? 'on' : 'off', grants: grants.enforce ? 'enforced' : 'off' }, 'data node started');
+  log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled, tls: tls ? 'on' : 'off', grants: grants.enforce ? 'enforced' : 'off', encryption: keys ? keys.current.keyId : 'off' }, 'data node started');
   const tlsWatch = tls && config.tlsWatch ? watchCertificates(tls, log) : undefined;
 
   let stopping: Promise<void> | null = null;

@@ -14,6 +14,7 @@ import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { ChunkReader, bufferSource, type ChunkSource } from '../common/chunk-codec.js';
+import type { KeyRing } from '../common/master-key.js';
 import { StrataError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { TierCopy } from '../common/object-tier.js';
@@ -44,6 +45,8 @@ export interface TierCacheOptions {
   limits?: FetchLimits;
   /** Objects at least this large serve misses from ranged GETs meanwhile; default RANGED_MIN_OBJECT_BYTES. */
   rangedMinBytes?: number;
+  /** Master keys for encrypted chunks (their objects are the encrypted encoding, as stored). */
+  keys?: KeyRing;
 }
 
 export interface TierReadOptions {
@@ -125,7 +128,7 @@ export class TierCache {
     if (miss) {
       const { fetch, source } = miss;
       try {
-        const reader = await ChunkReader.open(chunkId, source);
+        const reader = await ChunkReader.open(chunkId, source, this.options.keys);
         const wantBytes = Math.min(lengthBytes, reader.layout.rawLengthBytes - offsetBytes);
         for await (const block of reader.read(offsetBytes, lengthBytes)) {
           doneBytes += block.length;
@@ -144,7 +147,7 @@ export class TierCache {
     for (let attempt = 0; ; attempt++) {
       const lease = await this.lease(chunkId, copy, keep, !miss || attempt > 0);
       try {
-        const reader = await ChunkReader.open(chunkId, lease.source);
+        const reader = await ChunkReader.open(chunkId, lease.source, this.options.keys);
         for await (const block of reader.read(offsetBytes + doneBytes, lengthBytes - doneBytes)) {
           doneBytes += block.length;
           yield block;

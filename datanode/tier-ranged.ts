@@ -4,20 +4,21 @@
 // every block it reads (stored crc, then raw crc after LZ4) exactly as for a cached file, so no
 // unchecked byte is served. The head (header + table) is fetched once, in the first GET, and
 // kept in memory for every reader of the source; concurrent reads of one range share one GET.
-import { BLOCK_SIZE_BYTES, MAX_CHUNK_BYTES, headSizeBytes, type ChunkSource } from '../common/chunk-codec.js';
+import { BLOCK_SIZE_BYTES, MAX_CHUNK_BYTES, MAX_KEY_SECTION_BYTES, SEAL_TAG_BYTES, headSizeBytes, type ChunkSource } from '../common/chunk-codec.js';
 import type { ObjectTier, TierCopy } from '../common/object-tier.js';
 import { fetchRange, type FetchLimits } from './tier-fetch.js';
 
 /**
  * Bytes the first GET asks for: the largest head a chunk of this id can have (the table's size
  * depends on the raw length, unknown until the header is read: fetching the most saves a round
- * trip), plus the first block when the read lies inside it. Every block's stored bytes are at
+ * trip; and the largest key section, for an encrypted chunk), plus the first block when the read lies inside it. Every block's stored bytes are at
  * most its raw bytes, so head + one block size covers block 0 for every writer so far; a chunk
  * laid out otherwise is still read correctly, by further GETs.
  */
 export function firstRangeBytes(chunkId: string, copy: TierCopy, readEndBytes: number): number {
-  const head = headSizeBytes(chunkId, MAX_CHUNK_BYTES);
-  const wanted = readEndBytes <= BLOCK_SIZE_BYTES ? head + BLOCK_SIZE_BYTES : head;
+  // An encrypted chunk's head has a key section, and its blocks a tag each.
+  const head = headSizeBytes(chunkId, MAX_CHUNK_BYTES, BLOCK_SIZE_BYTES, MAX_KEY_SECTION_BYTES);
+  const wanted = readEndBytes <= BLOCK_SIZE_BYTES ? head + BLOCK_SIZE_BYTES + SEAL_TAG_BYTES : head;
   return Math.min(wanted, copy.storedBytes);
 }
 

@@ -27,6 +27,8 @@ export const KIND_TO_ERRNO: Record<ErrorKind, number> = {
   Unavailable: E.EIO,
   Timeout: E.EIO,
   Corrupt: E.EIO,
+  // Encrypted and the key is missing or wrong: to a program, data it cannot read.
+  KeyUnavailable: E.EIO,
   Internal: E.EIO,
   // Lost a race in metadata too many times: the caller may simply try again.
   Conflict: E.EAGAIN,

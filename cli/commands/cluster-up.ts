@@ -2,7 +2,7 @@
 // LevelDB metadata unless --meta names etcd) and N data nodes, each its own process on
 // 127.0.0.1, all data under one directory. Ctrl-C stops them all.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -10,6 +10,7 @@ import { Strata } from '../../client/index.js';
 import { devCertPaths, initDevCerts } from '../../common/dev-certs.js';
 import { tokenProviderFrom } from '../../client/auth/token-sources.js';
 import { StrataError } from '../../common/errors.js';
+import { loadKeyRing, newMasterKeyText } from '../../common/master-key.js';
 import { parseSize } from '../../common/units.js';
 import { isMounted } from '../../fuse/unmount.js';
 
@@ -39,6 +40,7 @@ export function registerClusterUpCommand(program: Command): void {
     .option('--oidc-audience <client-id>', 'with --auth oidc: the client id tokens must name in aud')
     .option('--tier <spec>', 'an S3-compatible tier for cold chunks, repeatable: name=s3://bucket/prefix?endpoint=URL&path_style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)', (spec: string, all: string[]) => [...all, spec], [] as string[])
     .option('--tls', 'TLS on every port, mutual between nodes: a dev CA and certificates in DATA_DIR/tls (made once, as `strata certs init`)')
+    .option('--encrypt', 'encryption at rest: data nodes encrypt every chunk (AES-256-GCM) under a master key in DATA_DIR/master.key (made once, mode 0600; without it the data cannot be read)')
     .action(async (options) => {
       const datanodes = wholeNumber(options.datanodes, '--datanodes', 1, 64);
       const port = wholeNumber(options.port, '--port', 1, 65535 - datanodes);
@@ -57,6 +59,8 @@ export function registerClusterUpCommand(program: Command): void {
       const tlsDir = path.join(dataDir, 'tls');
       const tls = options.tls ? await initDevCerts(tlsDir, { nodes: nodeNames, clients: ['client'] }) : undefined;
       const tlsArgs = (name: string) => (tls ? ['--tls-ca', tls.ca, '--tls-cert', tls.certs[name].cert, '--tls-key', tls.certs[name].key] : []);
+      const keyFile = options.encrypt ? masterKeyFile(dataDir) : undefined;
+      const encryptArgs = keyFile ? ['--encrypt-key-file', keyFile.path] : [];
       const children: Child[] = [];
       const start = (name: string, args: string[]) => {
         const log = path.join(logDir, `${name}.log`);
@@ -74,7 +78,7 @@ export function registerClusterUpCommand(program: Command): void {
         start(`datanode-${i}`, [
           'datanode', '--node-id', `dn${i}`, '--data-dir', path.join(dataDir, `dn${i}`),
           '--listen', `127.0.0.1:${port + i}`, '--coordinators', coordinator,
-          ...tlsArgs(`dn${i}`),
+          ...tlsArgs(`dn${i}`), ...encryptArgs,
         ]);
       }
       const stopAll = stopper(children);
@@ -97,7 +101,7 @@ export function registerClusterUpCommand(program: Command): void {
         // Losing the mount (an external fusermount -u, say) leaves the cluster running.
         mount.process.once('exit', (code) => console.error(`strata: the mount exited (code ${code}); see ${mount!.log}`));
       }
-      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') }, options.auth === 'oidc' ? options.oidcIssuer : undefined);
+      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') }, options.auth === 'oidc' ? options.oidcIssuer : undefined, keyFile);
       // A data node that dies is what self-healing is for: say so and keep serving. Without
       // its coordinator the cluster is gone, so that stops everything.
       for (const child of children.filter((c) => c.name !== 'coordinator')) {
@@ -201,16 +205,17 @@ async function waitReady(coordinator: string, datanodes: number, tlsCa: string |
 
 function printWelcome(
   coordinator: string, datanodes: number, port: number, dataDir: string, logDir: string, meta?: string, mountDir?: string,
-  tls?: { ca: string; dir: string; client: { cert: string; key: string } }, issuer?: string,
+  tls?: { ca: string; dir: string; client: { cert: string; key: string } }, issuer?: string, keyFile?: { path: string; keyId: string },
 ): void {
   const nodes = Array.from({ length: datanodes }, (_, i) => `127.0.0.1:${port + i + 1}`).join(', ');
   const tlsLine = tls ? `\n  tls          on, every port (mutual between nodes); CA and certificates in ${tls.dir}` : '';
+  const encryptLine = keyFile ? `\n  encryption   on: chunks AES-256-GCM at rest, master key ${keyFile.keyId} in ${keyFile.path} (back it up: without it the data cannot be read)` : '';
   const tlsExport = tls ? `\n  export STRATA_TLS_CA=${tls.ca}\n  # optional client certificate: export STRATA_TLS_CERT=${tls.client.cert} STRATA_TLS_KEY=${tls.client.key}` : '';
   console.log(`strata cluster is up
   coordinator  ${coordinator}  (metadata: ${meta ? 'etcd' : `embedded LevelDB in ${path.join(dataDir, 'meta')}`})
   data nodes   ${nodes}
   data         ${dataDir}
-  logs         ${logDir}${tlsLine}
+  logs         ${logDir}${tlsLine}${encryptLine}
   auth         ${issuer ? `OIDC tokens of ${issuer} (strata login, or STRATA_TOKEN)` : 'off: anonymous access for anyone who reaches these ports (--auth oidc to require tokens)'}${mountDir ? `\n  mounted at   ${mountDir}  (strata mount; unmounted first on Ctrl-C)` : ''}
 
 Try it in another shell:
@@ -222,4 +227,12 @@ Try it in another shell:
   npx strata nodes${mountDir ? `\n  ls -l ${mountDir}        # the same files through the FUSE mount` : ''}
 
 Press Ctrl-C to stop the cluster.`);
+}
+
+/** DATA_DIR/master.key: made once (mode 0600), then reused, so a restarted cluster reads its data. */
+function masterKeyFile(dataDir: string): { path: string; keyId: string } {
+  const file = path.join(dataDir, 'master.key');
+  if (!existsSync(file)) writeFileSync(file, newMasterKeyText(), { mode: 0o600, flag: 'wx' });
+  const keys = loadKeyRing({ encryptKeyFile: file }); // a damaged key file fails here, before anything starts
+  return { path: file, keyId: keys!.current.keyId };
 }

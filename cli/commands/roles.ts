@@ -84,6 +84,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--scrub-interval-ms <ms>', 'pause between full scrub passes; 0 disables (default 3600000)')
     .option('--grants <mode>', 'enforce = serve chunk bytes only against a coordinator-signed grant for that chunk and operation; off = to anyone who reaches the ports (default enforce)')
     .option('--tier-cache-bytes <size>', 'disk budget of the LRU cache of chunks read through from object tiers; 0 = no cache (default 1GiB)')
+    .option('--encrypt-key-file <file>', 'encryption at rest: chunks written are AES-256-GCM encrypted, their data keys wrapped by the 32-byte master key in FILE (raw, hex or base64; or set STRATA_MASTER_KEY). Every node of a cluster needs the same key')
     .option('--client-max-in-flight <n>', 'gRPC calls and byte path connections one client host may have open at once; more are refused (Busy); 0 = no bound (default 4096)')
     .option('--client-rate-per-sec <n>', 'gRPC calls and byte path connections one client host may start per second; 0 = no bound (default 100000)')
     .option('--tls-ca <file>', 'TLS on every port: PEM CA that signs every node (`strata certs init DIR`)')
