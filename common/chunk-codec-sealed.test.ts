@@ -78,7 +78,7 @@ describe('encrypted chunks', () => {
     expect(none.message).toMatch(new RegExp(`^chunk keyed on /test/node-a: encrypted with master key '${ring.current.keyId}', but no master key is configured`));
     const wrong = await failure(readAll('keyed', file, otherRing));
     expect(wrong.kind).toBe('KeyUnavailable');
-    expect(wrong.message).toContain(`this node's key is '${otherRing.current.keyId}'`);
+    expect(wrong.message).toContain(`the configured key is '${otherRing.current.keyId}'`);
     // Same key id, other key material (a KMS-shaped wrapper whose key changed under its name).
     const impostor = new KeyRing({ keyId: ring.current.keyId, wrap: otherRing.current.wrap.bind(otherRing.current), unwrap: otherRing.current.unwrap.bind(otherRing.current) });
     const forged = await failure(readAll('keyed', file, impostor));

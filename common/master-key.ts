@@ -38,7 +38,7 @@ export class KeyRing {
   /** The key named `keyId`; KeyUnavailable (naming `what`) when this ring lacks it. */
   get(keyId: string, what: string): KeyWrapper {
     const wrapper = this.byId.get(keyId);
-    if (!wrapper) throw keyUnavailable(`${what}: encrypted with master key '${keyId}', but this node's key is '${this.current.keyId}' (wrong key file?)`);
+    if (!wrapper) throw keyUnavailable(`${what}: encrypted with master key '${keyId}', but the configured key is '${this.current.keyId}' (wrong key file?)`);
     return wrapper;
   }
 }

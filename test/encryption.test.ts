@@ -3,8 +3,9 @@
 // (inline chunks), the tier cache or the S3 objects; reads are byte-identical; repair and tiering
 // work on encrypted chunks; restarted with a wrong key or none, reads fail loudly (KeyUnavailable,
 // exit 12, one line) and nothing changes: no quarantine, no repair, chunk files untouched.
+// Exports with a master key keep no plaintext in S3 and import back only with it.
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Strata } from '../client/index.js';
@@ -176,7 +177,7 @@ describe('encryption at rest (3 data nodes, RF 2, master key from STRATA_MASTER_
     const before = await chunkFileHashes(cluster, 3);
     expect(before.size).toBeGreaterThan(0);
     const otherKey = randomBytes(32).toString('hex');
-    for (const [key, message] of [[otherKey, /but this node's key is 'local-[0-9a-f]{16}' \(wrong key file\?\)/], ['', /but no master key is configured \(set --encrypt-key-file or STRATA_MASTER_KEY\)/]] as const) {
+    for (const [key, message] of [[otherKey, /but the configured key is 'local-[0-9a-f]{16}' \(wrong key file\?\)/], ['', /but no master key is configured \(set --encrypt-key-file or STRATA_MASTER_KEY\)/]] as const) {
       env.STRATA_MASTER_KEY = key;
       await restartDatanodes();
       expectOneLineError(await catWhenReachable('/secret/big.bin'), 12, message, [rightKey, otherKey]);
@@ -200,6 +201,32 @@ describe('encryption at rest (3 data nodes, RF 2, master key from STRATA_MASTER_
     env.STRATA_MASTER_KEY = rightKey;
     await restartDatanodes();
     await expectReadsBack();
+  });
+
+  test('an export with the master key is ciphertext in S3 (a plain one is not); import needs the key and restores identical bytes', async () => {
+    await s3.createBucket('exports');
+    const keyFile = path.join(work.path, 'export.key');
+    await writeFile(keyFile, `${rightKey}\n`, { mode: 0o600 });
+    const s3Flags = ['--endpoint', s3.endpoint, '--path-style', '--no-progress'];
+    const exported = await cluster.cli(['export', '/secret', 's3://exports/enc', ...s3Flags, '--encrypt-key-file', keyFile], { env: s3Env });
+    expect(exported.code, exported.stderr).toBe(0);
+    expect(exported.stdout).toMatch(/encrypted with master key local-[0-9a-f]{16}/);
+    const plain = await cluster.cli(['export', '/secret', 's3://exports/plain', ...s3Flags], { env: s3Env });
+    expect(plain.code, plain.stderr).toBe(0);
+    const found = await filesWithPattern(s3.dir.path);
+    expect(found.length).toBeGreaterThan(0); // the control: the plain export's objects
+    expect(found.filter((f) => f.includes(`${path.sep}enc${path.sep}`))).toEqual([]);
+    expect(found.filter((f) => f.includes(`${path.sep}plain${path.sep}`)).length).toBeGreaterThan(0);
+
+    const refused = await cluster.cli(['import', 's3://exports/enc', '/restored', ...s3Flags], { env: s3Env });
+    expectOneLineError(refused, 12, /^strata: s3:\/\/exports\/enc\/manifest\.json: encrypted with master key 'local-[0-9a-f]{16}', but no master key is configured/, [rightKey]);
+    await expect(client.stat('/restored')).rejects.toMatchObject({ kind: 'NotFound' });
+    const wrongKey = await cluster.cli(['import', 's3://exports/enc', '/restored', ...s3Flags], { env: { ...s3Env, STRATA_MASTER_KEY: randomBytes(32).toString('hex') } });
+    expectOneLineError(wrongKey, 12, /but the configured key is 'local-/, [rightKey]);
+
+    const imported = await cluster.cli(['import', 's3://exports/enc', '/restored', ...s3Flags], { env: { ...s3Env, STRATA_MASTER_KEY: rightKey } });
+    expect(imported.code, imported.stderr).toBe(0);
+    for (const [p, data] of files) expect((await client.readFile(p.replace('/secret', '/restored'))).equals(data), p).toBe(true);
   });
 
   test('a bad master key configuration is one line, exit 2, and never shows the key', async () => {

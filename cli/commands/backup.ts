@@ -6,6 +6,7 @@ import { importTree, readManifest } from '../../client/backup/import.js';
 import { StrataError, invalid } from '../../common/errors.js';
 import { S3ObjectTier, resolveTierTarget, type TierConfig } from '../../common/object-tier.js';
 import { formatBytes } from '../../common/units.js';
+import { loadKeyRing, type KeyRing } from '../../common/master-key.js';
 import { clientCommand, jsonOption, printJson, remotePath, withClient } from '../context.js';
 import { EXIT_CODES } from '../exit-codes.js';
 import { createProgress, type Progress } from '../progress.js';
@@ -23,6 +24,7 @@ function s3Command(command: Command): Command {
     .addOption(new Option('--region <region>', 'S3 region; default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1'))
     .option('--path-style', 'path-style bucket addressing (http://host/bucket/key), as most self-hosted stores need')
     .option('--credentials-file <file>', 'JSON {"accessKeyId", "secretAccessKey"[, "sessionToken"]}; default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then the AWS default chain')
+    .option('--encrypt-key-file <file>', 'master key (32 bytes: raw, hex or base64; or STRATA_MASTER_KEY): export encrypts every object and the manifest (AES-256-GCM); import opens an encrypted export')
     .option('--no-progress', 'no progress bar')
     .addOption(jsonOption());
 }
@@ -34,17 +36,18 @@ export function registerBackupCommands(program: Command): void {
     .option('--force', 'replace an export already at the destination')
     .action(async (path: string, url: string, options) => {
       const source = remotePath(path);
+      const keys = masterKeys(options);
       const tier = openTier(url, options, 'export');
       const started = Date.now();
       const progress = lazyProgress(`export ${source}`, options);
       try {
-        const result = await withClient(options, (client) => exportTree(client, tier, source, { force: !!options.force, onProgress: progress.update }));
+        const result = await withClient(options, (client) => exportTree(client, tier, source, { force: !!options.force, onProgress: progress.update, keys }));
         progress.stop();
         const seconds = (Date.now() - started) / 1000;
         const destination = `s3://${tier.target.bucket}/${tier.target.prefix}`;
-        if (options.json) printJson({ ...result, destination, seconds });
+        if (options.json) printJson({ ...result, destination, seconds, encryptedWith: keys?.current.keyId ?? null });
         else {
-          console.log(`exported ${source} to ${destination}: ${summary(result, seconds)}`);
+          console.log(`exported ${source} to ${destination}: ${summary(result, seconds)}${keys ? `, encrypted with master key ${keys.current.keyId}` : ''}`);
           for (const u of result.unstable) process.stderr.write(`strata: warning: ${u.path}: ${u.reason}; exported as last read\n`);
           for (const d of result.changed) process.stderr.write(`strata: warning: ${d}: directory changed while it was listed\n`);
           if (result.vanished.length) process.stderr.write(`strata: note: ${result.vanished.length} entr(ies) disappeared during the export and were left out\n`);
@@ -63,12 +66,13 @@ export function registerBackupCommands(program: Command): void {
     .argument('<path>', 'strata path to create (absent, or an empty directory)')
     .action(async (url: string, path: string, options) => {
       const destination = remotePath(path);
+      const keys = masterKeys(options);
       const tier = openTier(url, options, 'import');
       const started = Date.now();
       const progress = lazyProgress(`import ${destination}`, options);
       try {
-        const manifest = await readManifest(tier);
-        const result = await withClient(options, (client) => importTree(client, tier, manifest, destination, { onProgress: progress.update }));
+        const manifest = await readManifest(tier, keys);
+        const result = await withClient(options, (client) => importTree(client, tier, manifest, destination, { onProgress: progress.update, keys }));
         progress.stop();
         const seconds = (Date.now() - started) / 1000;
         const source = `s3://${tier.target.bucket}/${tier.target.prefix}`;
@@ -81,6 +85,12 @@ export function registerBackupCommands(program: Command): void {
         tier.close();
       }
     });
+}
+
+/** --encrypt-key-file, else STRATA_MASTER_KEY, else none (a plain export; an encrypted one is refused on import). */
+function masterKeys(options: { encryptKeyFile?: string }): KeyRing | undefined {
+  if (options.encryptKeyFile) return loadKeyRing({ encryptKeyFile: options.encryptKeyFile });
+  return loadKeyRing({ masterKey: process.env.STRATA_MASTER_KEY || undefined });
 }
 
 /** The object-tier names its target "tier '<name>'"; here there is no tier, just a bucket. */

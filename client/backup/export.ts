@@ -15,6 +15,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StrataError } from '../../common/errors.js';
 import type { ObjectTier } from '../../common/object-tier.js';
+import type { KeyRing } from '../../common/master-key.js';
+import { SealingStream, isSealedStream, openBuffer, sealBuffer } from '../../common/sealed-stream.js';
 import type { Strata } from '../strata.js';
 import type { FileStat } from '../types.js';
 import { MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, joinPath, parseManifest, type FileEntry, type Manifest, type ManifestEntry } from './manifest.js';
@@ -28,6 +30,11 @@ export interface ExportOptions {
   force?: boolean;
   /** Called with the bytes read so far, and the total once the walk is done. */
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  /**
+   * Encrypt every object, data and manifest (common/sealed-stream.ts): a fresh data key each,
+   * wrapped by `keys.current`. The manifest's sizes and sha256 are of the plaintext.
+   */
+  keys?: KeyRing;
 }
 
 export interface ExportResult {
@@ -55,7 +62,7 @@ export async function exportTree(client: Strata, tier: ObjectTier, source: strin
   let previous: Manifest | undefined;
   if (await tier.head(manifestKey)) {
     if (!options.force) throw new StrataError('Exists', `s3://${tier.target.bucket}/${manifestKey}: an export is already there (use --force to replace it)`);
-    previous = await readManifestIfValid(tier, manifestKey);
+    previous = await readManifestIfValid(tier, manifestKey, options.keys);
   }
 
   const result: ExportResult = { source, manifestKey, files: 0, dirs: 0, symlinks: 0, bytes: 0, unstable: [], changed: [], vanished: [], replacedObjects: 0 };
@@ -73,7 +80,7 @@ export async function exportTree(client: Strata, tier: ObjectTier, source: strin
   files.forEach((entry, n) => (entry.key = `data/${runId}/${n}`));
   const gone = new Set<FileEntry>();
   await forEachLimited(files, EXPORT_CONCURRENCY, async (entry) => {
-    const outcome = await exportFile(client, tier, joinPath(source, entry.path), prefix + entry.key, entry, progress);
+    const outcome = await exportFile(client, tier, joinPath(source, entry.path), prefix + entry.key, entry, progress, options.keys);
     if (outcome === 'vanished') {
       gone.add(entry);
       await tier.delete(prefix + entry.key).catch(() => undefined); // a partial upload, if any
@@ -95,7 +102,8 @@ export async function exportTree(client: Strata, tier: ObjectTier, source: strin
     totals: { files: result.files, dirs: result.dirs, symlinks: result.symlinks, bytes: result.bytes },
     entries: kept,
   };
-  await tier.put(manifestKey, Buffer.from(JSON.stringify(manifest)));
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  await tier.put(manifestKey, options.keys ? await sealBuffer(options.keys, manifestBytes) : manifestBytes);
 
   // A replaced export's objects are garbage only once the new manifest is in place.
   if (previous) {
@@ -157,14 +165,14 @@ function entryOf(path: string, stat: FileStat): ManifestEntry {
  * Streams one file to its object, re-reading while it changes under us. Returns 'ok', 'vanished',
  * or why it could not be read consistently. On return the entry describes the uploaded bytes.
  */
-async function exportFile(client: Strata, tier: ObjectTier, path: string, key: string, entry: FileEntry, progress: (bytes: number) => void): Promise<string> {
+async function exportFile(client: Strata, tier: ObjectTier, path: string, key: string, entry: FileEntry, progress: (bytes: number) => void, keys?: KeyRing): Promise<string> {
   let reason = '';
   for (let attempt = 1; attempt <= READ_ATTEMPTS; attempt++) {
     const before = await statOrUndefined(client, path);
     if (!before?.isFile()) return 'vanished';
     let meter: HashMeter;
     try {
-      meter = await uploadOnce(client, tier, path, key, progress);
+      meter = await uploadOnce(client, tier, path, key, progress, keys);
     } catch (err) {
       if (err instanceof StrataError && err.kind === 'NotFound') return 'vanished';
       throw err;
@@ -193,18 +201,20 @@ function changeBetween(before: FileStat, after: FileStat, bytesRead: number): st
   return '';
 }
 
-async function uploadOnce(client: Strata, tier: ObjectTier, path: string, key: string, progress: (bytes: number) => void): Promise<HashMeter> {
+async function uploadOnce(client: Strata, tier: ObjectTier, path: string, key: string, progress: (bytes: number) => void, keys?: KeyRing): Promise<HashMeter> {
   // A backup is not an access: atimes stay as they were (and as the manifest records them).
   const source = await client.createReadStream(path, { keepAtime: true });
   let sourceError: unknown;
   source.once('error', (err) => (sourceError ??= err));
-  const meter = new HashMeter(progress);
-  const piping = pipeline(source, meter);
+  const meter = new HashMeter(progress); // the plaintext's size and sha256
+  const sealer = keys ? new SealingStream(keys) : undefined;
+  const piping = sealer ? pipeline(source, meter, sealer) : pipeline(source, meter);
   try {
-    await Promise.all([piping, tier.put(key, meter)]);
+    await Promise.all([piping, tier.put(key, sealer ?? meter)]);
   } catch (err) {
     source.destroy();
     meter.destroy();
+    sealer?.destroy();
     await piping.catch(() => undefined);
     // A strata read failure shows up in the upload too: report the cause, not the symptom.
     throw sourceError ?? err;
@@ -231,11 +241,12 @@ export class HashMeter extends Transform {
   }
 }
 
-async function readManifestIfValid(tier: ObjectTier, key: string): Promise<Manifest | undefined> {
+async function readManifestIfValid(tier: ObjectTier, key: string, keys: KeyRing | undefined): Promise<Manifest | undefined> {
   try {
     const chunks: Buffer[] = [];
     for await (const piece of await tier.get(key)) chunks.push(piece as Buffer);
-    return parseManifest(Buffer.concat(chunks).toString('utf8'), key);
+    const bytes = Buffer.concat(chunks);
+    return parseManifest((isSealedStream(bytes) ? await openBuffer(keys, bytes, key) : bytes).toString('utf8'), key);
   } catch {
     return undefined; // an unreadable old manifest only means its objects are not cleaned up
   }

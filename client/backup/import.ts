@@ -7,6 +7,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StrataError, corrupt } from '../../common/errors.js';
 import type { ObjectTier } from '../../common/object-tier.js';
+import type { KeyRing } from '../../common/master-key.js';
+import { OpeningStream, isSealedStream, openBuffer } from '../../common/sealed-stream.js';
 import type { Strata } from '../strata.js';
 import { HashMeter, forEachLimited } from './export.js';
 import { MANIFEST_NAME, joinPath, parseManifest, type FileEntry, type Manifest, type ManifestEntry } from './manifest.js';
@@ -15,7 +17,12 @@ export const IMPORT_CONCURRENCY = 3;
 
 export interface ImportOptions {
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  /** Master keys to open an encrypted export with (readManifest needs them too). */
+  keys?: KeyRing;
 }
+
+/** A manifest as read: `encrypted` when it (and so every object of its export) was sealed. */
+export type ReadManifest = Manifest & { encrypted?: boolean };
 
 export interface ImportResult {
   destination: string;
@@ -25,8 +32,11 @@ export interface ImportResult {
   bytes: number;
 }
 
-/** The manifest at the tier's prefix; one-line errors for a missing bucket, no export, or a bad manifest. */
-export async function readManifest(tier: ObjectTier): Promise<Manifest> {
+/**
+ * The manifest at the tier's prefix; one-line errors for a missing bucket, no export, a bad
+ * manifest, or an encrypted one without its master key in `keys` (KeyUnavailable).
+ */
+export async function readManifest(tier: ObjectTier, keys?: KeyRing): Promise<ReadManifest> {
   const key = `${tier.target.prefix}${MANIFEST_NAME}`;
   const where = `s3://${tier.target.bucket}/${key}`;
   await tier.check();
@@ -41,10 +51,12 @@ export async function readManifest(tier: ObjectTier): Promise<Manifest> {
   }
   const pieces: Buffer[] = [];
   for await (const piece of body) pieces.push(piece as Buffer);
-  return parseManifest(Buffer.concat(pieces).toString('utf8'), where);
+  const bytes = Buffer.concat(pieces);
+  if (!isSealedStream(bytes)) return parseManifest(bytes.toString('utf8'), where);
+  return { ...parseManifest((await openBuffer(keys, bytes, where)).toString('utf8'), where), encrypted: true };
 }
 
-export async function importTree(client: Strata, tier: ObjectTier, manifest: Manifest, destination: string, options: ImportOptions = {}): Promise<ImportResult> {
+export async function importTree(client: Strata, tier: ObjectTier, manifest: ReadManifest, destination: string, options: ImportOptions = {}): Promise<ImportResult> {
   const root = manifest.entries[0];
   await checkDestination(client, destination, root);
 
@@ -77,7 +89,7 @@ export async function importTree(client: Strata, tier: ObjectTier, manifest: Man
   };
   await forEachLimited(files, IMPORT_CONCURRENCY, async (file) => {
     const path = joinPath(destination, file.path);
-    await importFile(client, tier, path, file, progress);
+    await importFile(client, tier, path, file, progress, manifest.encrypted ? options.keys : undefined, manifest.encrypted === true);
     await applyAttrs(client, path, file);
     result.files++;
     result.bytes += file.size;
@@ -107,17 +119,19 @@ async function checkDestination(client: Strata, destination: string, root: Manif
   }
 }
 
-async function importFile(client: Strata, tier: ObjectTier, path: string, file: FileEntry, progress: (bytes: number) => void): Promise<void> {
+async function importFile(client: Strata, tier: ObjectTier, path: string, file: FileEntry, progress: (bytes: number) => void, keys: KeyRing | undefined, encrypted: boolean): Promise<void> {
   const key = tier.target.prefix + file.key;
   const source = await tier.get(key);
   const check = new VerifyingMeter(file, path, key, progress);
   const sink = await client.createWriteStream(path, { mode: file.mode });
   try {
-    await pipeline(source, check, sink);
+    // An encrypted export's objects are opened (their tags checked) before the size and sha256 are.
+    if (encrypted) await pipeline(source, new OpeningStream(keys, `s3://${tier.target.bucket}/${key}`), check, sink);
+    else await pipeline(source, check, sink);
   } catch (err) {
     progress(-check.bytes);
     // Never leave a file whose bytes are not the exported ones.
-    if (err instanceof StrataError && err.kind === 'Corrupt') await client.rm(path).catch(() => undefined);
+    if (err instanceof StrataError && (err.kind === 'Corrupt' || err.kind === 'KeyUnavailable')) await client.rm(path).catch(() => undefined);
     throw err;
   }
 }

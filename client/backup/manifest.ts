@@ -6,6 +6,10 @@
 //                           overwrites objects an older manifest still points at)
 //   P + "manifest.json"     this manifest, written LAST: no manifest = no (complete) export
 //
+// Encrypted exports (export with a master key): every object, the manifest too, is a sealed
+// stream (common/sealed-stream.ts, starting "STRE"): AES-256-GCM under a data key of its own,
+// wrapped by the master key. The manifest's size and sha256 are then of the plaintext.
+//
 // manifest.json (UTF-8 JSON, one object):
 //   format      "strata-export"
 //   version     1
