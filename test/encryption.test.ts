@@ -12,6 +12,7 @@ import type { Strata } from '../client/index.js';
 import { DataNodeChannels, callUnary } from '../common/grpc.js';
 import type { NodeInfo } from '../common/node-info.js';
 import { LocalChunkStore, chunkFilePath } from '../datanode/chunk-store.js';
+import { loadKeyRing } from '../common/master-key.js';
 import { startCluster, runCli, type TestCluster } from './harness/cluster.js';
 import { expectOneLineError } from './harness/cli-errors.js';
 import { tempDir, type TempDir } from './harness/ports.js';
@@ -139,6 +140,19 @@ describe('encryption at rest (3 data nodes, RF 2, master key from STRATA_MASTER_
     const found = await filesWithPattern(plainDir);
     expect(found.some((f) => f.includes(`${path.sep}chunks${path.sep}`))).toBe(true);
     expect(found.some((f) => f.includes(`${path.sep}index${path.sep}`))).toBe(true);
+
+    // Encryption turned on later: the chunks written plain (format version 1) still read, with the key.
+    const keyed = await LocalChunkStore.open(plainDir, { keys: loadKeyRing({ masterKey: rightKey }) });
+    try {
+      expect((await readFile(chunkFilePath(plainDir, 'ctl-file'))).readUInt16LE(4)).toBe(1);
+      for (const [id, data] of [['ctl-file', files.get('/secret/big.bin')!.subarray(0, CHUNK)], ['ctl-inline', files.get('/secret/small.txt')!]] as const) {
+        const pieces: Buffer[] = [];
+        for await (const piece of keyed.read(id, 0, data.length)) pieces.push(piece);
+        expect(Buffer.concat(pieces).equals(data), id).toBe(true);
+      }
+    } finally {
+      await keyed.close();
+    }
   });
 
   test('a data node dies: repair re-replicates the encrypted chunks, which read back identical', async () => {
@@ -223,6 +237,7 @@ describe('encryption at rest (3 data nodes, RF 2, master key from STRATA_MASTER_
     await expect(client.stat('/restored')).rejects.toMatchObject({ kind: 'NotFound' });
     const wrongKey = await cluster.cli(['import', 's3://exports/enc', '/restored', ...s3Flags], { env: { ...s3Env, STRATA_MASTER_KEY: randomBytes(32).toString('hex') } });
     expectOneLineError(wrongKey, 12, /but the configured key is 'local-/, [rightKey]);
+    await expect(client.stat('/restored')).rejects.toMatchObject({ kind: 'NotFound' });
 
     const imported = await cluster.cli(['import', 's3://exports/enc', '/restored', ...s3Flags], { env: { ...s3Env, STRATA_MASTER_KEY: rightKey } });
     expect(imported.code, imported.stderr).toBe(0);
