@@ -18,6 +18,7 @@ import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
 import { coordinatorService } from './service.js';
 import { openAuthenticator } from './auth/open.js';
+import { AdminPolicy } from './authz/admin.js';
 import { Denials } from './authz/denials.js';
 import { NamespaceGate } from './authz/gate.js';
 import { RuleSet } from './authz/rules.js';
@@ -78,7 +79,8 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     await meta.init();
     const denials = new Denials(log);
     // What requests see of the namespace: their tenant's tree, within their rules (authz/gate.ts).
-    const namespace = new NamespaceGate(meta, { adminRole: config.adminRole, tenantClaim: config.oidcTenantClaim, rules }, denials);
+    const admin = new AdminPolicy(config.adminRole, denials);
+    const namespace = new NamespaceGate(meta, { admin, tenantClaim: config.oidcTenantClaim, rules }, denials);
     const nodes = new NodeRegistry(kv, {
       deadAfterMs: config.deadAfterMs,
       persistIntervalMs: Math.max(config.heartbeatIntervalMs * 10, 5000),
@@ -112,7 +114,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     };
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
-      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin: { role: config.adminRole, denials }, grants, store: meta, log }),
+      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin, grants, store: meta, log }),
     );
     server.addService(strataProto.LeasePeers.service, coherence.service());
     let sessionListener: SessionListener | undefined;

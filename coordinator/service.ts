@@ -11,8 +11,7 @@ import type { CoordinatorConfig } from '../common/config.js';
 import { MIN_CHUNK_BYTES, MAX_CHUNK_BYTES } from '../common/config.js';
 import type { Namespace } from './authz/gate.js';
 import type { MetaStore } from './meta/store.js';
-import { requireAdminRole } from './authz/admin.js';
-import type { Denials } from './authz/denials.js';
+import { requireAdminRole, type AdminPolicy } from './authz/admin.js';
 import type { Attr, Owner, SetAttrChanges } from './meta/types.js';
 import { ROOT_INO } from './meta/types.js';
 import type { AckPolicy, NodeRegistry } from './nodes.js';
@@ -56,12 +55,6 @@ const TIER_GATEWAYS = 2;
 /** Not the client plane: data nodes' heartbeats and links (node plane), and Session (it authenticates in-stream). */
 const NOT_BEARER_CHECKED = new Set(['Heartbeat', 'NodeLink', 'Session']);
 
-/** Who may run admin operations (authz/admin.ts), and where denials are told. */
-export interface AdminDeps {
-  role: string;
-  denials: Denials;
-}
-
 /**
  * `meta` is the namespace behind the tenant and rule checks (authz/gate.ts): every namespace call of a
  * request goes through it. `store` is the MetaStore behind it, for the admin's quota calls only
@@ -80,7 +73,7 @@ export function coordinatorService(
     store,
     log,
     ...healing
-  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminDeps; grants: GrantMinter; store: MetaStore; log?: Logger },
+  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminPolicy; grants: GrantMinter; store: MetaStore; log?: Logger },
 ) {
   const quotas = quotaService(store, meta, log);
   // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
@@ -343,7 +336,7 @@ export function coordinatorService(
   } satisfies grpc.UntypedServiceImplementation;
   // Every client-plane unary call proves who it is, here, once: no handler sees an unchecked call.
   // Inside that, admin operations check the caller's role.
-  return guardUnaryCalls(requireAdminRole(service, admin.role, admin.denials), strataProto.Coordinator.service, auth, NOT_BEARER_CHECKED);
+  return guardUnaryCalls(requireAdminRole(service, admin), strataProto.Coordinator.service, auth, NOT_BEARER_CHECKED);
 }
 
 /**

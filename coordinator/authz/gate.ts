@@ -15,6 +15,7 @@ import { TENANTS_DIR_NAME, isTenantName, tenantRootPath } from '../../common/ten
 import type { MetaStore } from '../meta/store.js';
 import type { Attr, ChunkRecord, CreateOptions, Owner, SetAttrChanges, SpecialKind } from '../meta/types.js';
 import { ROOT_INO } from '../meta/types.js';
+import type { AdminPolicy } from './admin.js';
 import type { Denials } from './denials.js';
 import { type Level, type PrincipalRules, type Rule, type RuleSet, rank } from './rules.js';
 import { currentScope, type RequestScope } from './scope.js';
@@ -33,8 +34,8 @@ export type Namespace = Pick<
 };
 
 export interface GateOptions {
-  /** The role that sees the whole namespace and may run admin operations. */
-  adminRole: string;
+  /** Who sees the whole namespace (admin.ts). */
+  admin: AdminPolicy;
   /** The claim tenants come from (for messages). */
   tenantClaim: string;
   rules?: RuleSet;
@@ -216,7 +217,7 @@ export class NamespaceGate implements Namespace {
   private async enter(): Promise<[RequestScope, TenantView | undefined]> {
     const scope = currentScope();
     const principal = scope.principal;
-    if (principal.anonymous || principal.roles.includes(this.options.adminRole)) return [scope, undefined];
+    if (this.options.admin.holds(principal)) return [scope, undefined];
     const now = Date.now();
     let cached = this.views.get(principal);
     if (!cached || now - cached.atMs > VIEW_TTL_MS) {
@@ -232,7 +233,7 @@ export class NamespaceGate implements Namespace {
     const { principal } = scope;
     const tenant = principal.tenant;
     if (!tenant) {
-      throw this.denials.denied(principal, scope.op, '/', `the token names no tenant (claim '${this.options.tenantClaim}') and has no ${this.options.adminRole} role`);
+      throw this.denials.denied(principal, scope.op, '/', `the token names no tenant (claim '${this.options.tenantClaim}') and has no ${this.options.admin.role} role`);
     }
     if (!isTenantName(tenant)) throw this.denials.denied(principal, scope.op, '/', `tenant '${tenant.slice(0, 64)}' is not a valid tenant name (letters, digits, . _ -)`);
     const tenants = await this.lookupOrMkdir(ROOT_INO, TENANTS_DIR_NAME);
