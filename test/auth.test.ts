@@ -1,7 +1,7 @@
 // Authentication against a Keycloak-shaped realm on loopback (harness/oidc-realm.ts): a real
 // coordinator process with --auth oidc, real data node, the SDK (session stream and unary RPCs)
 // and the CLI. Every refused token leaves the namespace unchanged.
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -11,7 +11,7 @@ import { expectOneLineError } from './harness/cli-errors.js';
 import { runCli, startCluster, type TestCluster } from './harness/cluster.js';
 import { fuseUnavailableReason, sh, startMount } from './harness/mount.js';
 import { OidcRealm } from './harness/oidc-realm.js';
-import { tempDir, type TempDir } from './harness/ports.js';
+import { freePort, tempDir, type TempDir } from './harness/ports.js';
 
 describe('authentication (OIDC, Keycloak realm)', () => {
   let realm: OidcRealm;
@@ -256,6 +256,21 @@ describe('authentication start-up rules', () => {
       expectOneLineError(result, 2, /--auth oidc .*--auth off/);
       const noIssuer = await runCli(['coordinator', '--auth', 'oidc', '--meta', path.join(dir.path, 'meta')], { timeoutMs: 30_000 });
       expectOneLineError(noIssuer, 2, /oidcIssuer is required/);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  test('cluster up --auth oidc without a token says so at once and starts nothing', async () => {
+    const dir = await tempDir('auth-up');
+    try {
+      const dataDir = path.join(dir.path, 'data');
+      const result = await runCli(
+        ['cluster', 'up', '--data-dir', dataDir, '--port', String(await freePort()), '--auth', 'oidc', '--oidc-issuer', 'https://keycloak.example/realms/strata', '--oidc-audience', 'strata'],
+        { timeoutMs: 30_000, env: { STRATA_TOKEN: '', XDG_CONFIG_HOME: path.join(dir.path, 'config') } },
+      );
+      expectOneLineError(result, 6, /give it a token first \(STRATA_TOKEN, or strata login/);
+      expect(existsSync(dataDir)).toBe(false);
     } finally {
       await dir.cleanup();
     }

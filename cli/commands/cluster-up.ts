@@ -35,7 +35,7 @@ export function registerClusterUpCommand(program: Command): void {
     .option('--replication <n>', 'default replication factor (capped by data nodes)', '3')
     .option('--meta <url>', 'etcd://host:port,... to keep metadata in etcd (default: embedded LevelDB in DATA_DIR/meta)')
     .option('--mount <dir>', 'also mount the cluster at DIR (FUSE, `strata mount`); unmounted before the cluster stops')
-    .option('--auth <mode>', 'off = anonymous access (the default for a local cluster; said at start) | oidc = require tokens of --oidc-issuer', 'off')
+    .option('--auth <mode>', 'off = anonymous access (the default for a local cluster; said at start) | oidc = require tokens of --oidc-issuer (cluster up itself needs one: STRATA_TOKEN or strata login)', 'off')
     .option('--oidc-issuer <url>', 'with --auth oidc: the Keycloak realm, https://HOST/realms/NAME')
     .option('--oidc-audience <client-id>', 'with --auth oidc: the client id tokens must name in aud')
     .option('--tier <spec>', 'an S3-compatible tier for cold chunks, repeatable: name=s3://bucket/prefix?endpoint=URL&path_style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)', (spec: string, all: string[]) => [...all, spec], [] as string[])
@@ -51,6 +51,10 @@ export function registerClusterUpCommand(program: Command): void {
       const authArgs = options.auth === 'oidc' ? ['--auth', 'oidc', '--oidc-issuer', options.oidcIssuer, '--oidc-audience', options.oidcAudience] : ['--auth', 'off'];
       // The cluster's own readiness check (and the mount, which inherits this environment) log in like any client.
       const tokenProvider = options.auth === 'oidc' ? tokenProviderFrom({ env: process.env }) : undefined;
+      // Without one the readiness check could only time out, blaming the data nodes.
+      if (options.auth === 'oidc' && !tokenProvider) {
+        throw new StrataError('Unauthenticated', 'cluster up --auth oidc checks the cluster is ready as a client: give it a token first (STRATA_TOKEN, or strata login --issuer ...)');
+      }
       const dataDir = path.resolve(options.dataDir);
       const logDir = path.join(dataDir, 'logs');
       mkdirSync(logDir, { recursive: true });
@@ -193,7 +197,13 @@ async function waitReady(coordinator: string, datanodes: number, tlsCa: string |
   const giveUpAt = Date.now() + READY_TIMEOUT_MS;
   try {
     for (;;) {
-      const fs = await client.statfs().catch(() => undefined);
+      const fs = await client.statfs().catch((err) => {
+        // A refused token stays refused: say why now rather than time out.
+        if (err instanceof StrataError && (err.kind === 'Unauthenticated' || err.kind === 'PermissionDenied')) {
+          throw new StrataError(err.kind, `the coordinator refused cluster up's readiness check: ${err.message}`);
+        }
+        return undefined;
+      });
       if (fs && fs.liveNodes >= datanodes) return;
       if (Date.now() > giveUpAt) throw new StrataError('Timeout', `cluster not ready after ${READY_TIMEOUT_MS / 1000}s (${fs?.liveNodes ?? 0}/${datanodes} data nodes live)`);
       await new Promise((r) => setTimeout(r, 200));
