@@ -10,6 +10,8 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CHANNEL_OPTIONS, bearerMetadata, strataProto } from '../common/grpc.js';
 import { Strata, StrataError } from '../client/index.js';
+import { DataNodeClients } from '../client/datanode-client.js';
+import { peekGrant } from '../common/chunk-grants.js';
 import { expectOneLineError } from './harness/cli-errors.js';
 import { STRATA_MAIN, startCluster, type TestCluster } from './harness/cluster.js';
 import { fuseUnavailableReason, sh, startMount } from './harness/mount.js';
@@ -170,6 +172,34 @@ describe('tenants and authorization', () => {
       client.close();
     }
     expect((await connect(admin).readFile('/tenants/a/docs/secret.txt')).toString()).toBe('alice only');
+  });
+
+  test("chunk grants name the caller and its tenant; one tenant's grant does not open another's chunk at the data node", async () => {
+    const client = new strataProto.Coordinator(cluster.coordinatorList, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    const datanodes = new DataNodeClients({ writeTimeoutMs: 10_000, readTimeoutMs: 10_000 });
+    type Located = { chunks: Array<{ chunkId: string; replicas: Array<{ nodeId: string; address: string }> }>; grant: string };
+    const getChunks = (token: string, ino: number) =>
+      new Promise<Located>((resolve, reject) =>
+        (client as any).GetChunks({ ino }, bearerMetadata(token), { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, reply: Located) => (err ? reject(err) : resolve(reply))),
+      );
+    const read = async (replica: { nodeId: string; address: string }, chunkId: string, grant: string) => {
+      const pieces: Buffer[] = [];
+      for await (const piece of datanodes.readChunk(replica, chunkId, 0, 0, undefined, { grant })) pieces.push(piece);
+      return Buffer.concat(pieces).toString();
+    };
+    try {
+      const a = await getChunks(alice(), aFile);
+      expect(peekGrant(a.grant)).toMatchObject({ s: 'alice', t: 'a', o: 'r', c: [a.chunks[0]!.chunkId] });
+      const b = await getChunks(bob(), (await connect(bob).stat('/mine.txt')).ino);
+      expect(peekGrant(b.grant)).toMatchObject({ s: 'bob', t: 'b', o: 'r' });
+      const [aChunk, bChunk] = [a.chunks[0]!, b.chunks[0]!];
+      expect(await read(aChunk.replicas[0]!, aChunk.chunkId, a.grant)).toBe('alice only');
+      expect(await read(bChunk.replicas[0]!, bChunk.chunkId, b.grant)).toBe('bob only');
+      await expect(read(aChunk.replicas[0]!, aChunk.chunkId, b.grant)).rejects.toMatchObject({ kind: 'PermissionDenied' });
+    } finally {
+      datanodes.close();
+      client.close();
+    }
   });
 
   test('without a tenant claim or the admin role, nothing is visible: PermissionDenied, exit 6, logged with who and why', async () => {
