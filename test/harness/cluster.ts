@@ -140,7 +140,7 @@ export class TestCluster {
     return node;
   }
 
-  async waitForLiveNodes(count: number, timeoutMs = 30_000): Promise<void> {
+  async waitForLiveNodes(count: number, timeoutMs = 60_000): Promise<void> {
     const client = Strata.connect({ coordinators: this.coordinatorList, callTimeoutMs: 1000, failoverTimeoutMs: 1000, tokenProvider: this.options.tokenProvider, tls: this.clientTls });
     const giveUpAt = Date.now() + timeoutMs;
     try {
