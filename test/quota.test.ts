@@ -54,6 +54,9 @@ function quotaSuite(engine: 'embedded' | 'etcd') {
         const file = path.join(local.path, 'big');
         await sh(`head -c ${4 * MiB} /dev/urandom > ${file}`);
         expectOneLineError(await cluster.cli(['put', file, '/bq/third']), 7, /quota exceeded/i);
+        // A put that made the file takes it away again when refused: no broken file, nothing counted.
+        expect(await client.exists('/bq/third')).toBe(false);
+        expect((await client.quotaGet('/bq')).usedFiles).toBe(2);
       } finally {
         await local.cleanup();
       }

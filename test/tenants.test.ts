@@ -350,7 +350,11 @@ describe('tenants and authorization', () => {
     expect(await a.quotaGet('/')).toMatchObject({ path: '/', ino: aRoot, limitBytes: 1024 * 1024, usedBytes: atRoot.usedBytes });
     expect((await a.statfs({ path: '/docs/secret.txt' })).quota).toMatchObject({ path: '/', ino: aRoot });
     const kept = await a.readFile('/docs/secret.txt');
-    expect((await failure(a.writeFile('/docs/big.bin', Buffer.alloc(2 * 1024 * 1024, 7))))?.kind).toBe('QuotaExceeded');
+    const refused = await failure(a.writeFile('/docs/big.bin', Buffer.alloc(2 * 1024 * 1024, 7)));
+    expect(refused?.kind).toBe('QuotaExceeded');
+    // The refusal names the quota's directory as the tenant sees it, not as /tenants/a.
+    expect(refused?.message).toMatch(/(^|\s)\/: disk quota exceeded/);
+    expect(refused?.message).not.toContain('/tenants');
     expect((await a.readFile('/docs/secret.txt')).equals(kept)).toBe(true);
     // Bob's tenant has no quota: none of a's shows through to him, by path or by his root's inode.
     const b = connect(bob);

@@ -26,6 +26,8 @@ export function registerTransferCommands(program: Command): void {
         const parent = target.slice(0, target.lastIndexOf('/')) || '/';
         if (parent !== '/') await client.mkdir(parent, { parents: true });
         const size = local === '-' ? undefined : await localFileSize(local);
+        // A refused upload (quota, no space, a lost node) must not leave a broken file that was not there before.
+        const existed = await client.exists(target);
         const progress = createProgress(`put ${basename(target)}`, size, options.progress);
         try {
           const source = local === '-' ? process.stdin : createReadStream(local, { highWaterMark: 1024 * 1024 });
@@ -42,6 +44,7 @@ export function registerTransferCommands(program: Command): void {
             process.stderr.write(`strata: warning: some chunks of ${target} have ${sink.fewestCopies} of ${wanted} copies (too few live data nodes)\n`);
           }
         } catch (err) {
+          if (!existed) await client.rm(target).catch(() => undefined);
           throw localError(err, local);
         } finally {
           progress.stop();

@@ -11,7 +11,7 @@
 // read-only, changes read-write (on the directory changed and on the entry moved or removed).
 import type { Principal } from '../../common/auth-principal.js';
 import { StrataError } from '../../common/errors.js';
-import { TENANTS_DIR_NAME, isTenantName, tenantRootPath } from '../../common/tenants.js';
+import { TENANTS_DIR, TENANTS_DIR_NAME, isTenantName, tenantRootPath } from '../../common/tenants.js';
 import type { MetaStore } from '../meta/store.js';
 import type { Attr, ChunkRecord, CreateOptions, Owner, SetAttrChanges, SpecialKind } from '../meta/types.js';
 import { ROOT_INO } from '../meta/types.js';
@@ -54,6 +54,8 @@ interface TenantView {
 const VIEW_TTL_MS = 5_000;
 const ANCHOR_TTL_MS = 2_000;
 const MAX_DEPTH = 4096;
+/** A tenant root's path in a message, with the slash after it if any: `/tenants/<t>/`. */
+const TENANT_PATH = new RegExp(`${TENANTS_DIR}/([A-Za-z0-9._-]+)/?`, 'g');
 
 export class NamespaceGate implements Namespace {
   private readonly views = new WeakMap<Principal, { atMs: number; view: Promise<TenantView | undefined> }>();
@@ -137,23 +139,19 @@ export class NamespaceGate implements Namespace {
   // ------------------------------------------------------------------ changes
 
   async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<Attr> {
-    await this.changeIn(parent);
-    return this.meta.mkdir(parent, name, mode, owner);
+    return this.shown(await this.changeIn(parent), this.meta.mkdir(parent, name, mode, owner));
   }
 
   async create(parent: number, name: string, options: CreateOptions): Promise<Attr> {
-    await this.changeIn(parent);
-    return this.meta.create(parent, name, options);
+    return this.shown(await this.changeIn(parent), this.meta.create(parent, name, options));
   }
 
   async symlink(parent: number, name: string, target: string, owner?: Owner): Promise<Attr> {
-    await this.changeIn(parent);
-    return this.meta.symlink(parent, name, target, owner);
+    return this.shown(await this.changeIn(parent), this.meta.symlink(parent, name, target, owner));
   }
 
   async mknod(parent: number, name: string, kind: SpecialKind, mode: number, rdev: number, owner?: Owner): Promise<Attr> {
-    await this.changeIn(parent);
-    return this.meta.mknod(parent, name, kind, mode, rdev, owner);
+    return this.shown(await this.changeIn(parent), this.meta.mknod(parent, name, kind, mode, rdev, owner));
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
@@ -163,7 +161,7 @@ export class NamespaceGate implements Namespace {
       await this.inode(scope, view, ino, 'read-write');
       await this.inode(scope, view, newParent, 'read-write');
     }
-    return this.meta.link(ino, newParent, newName);
+    return this.shown(view, this.meta.link(ino, newParent, newName));
   }
 
   async unlink(parent: number, name: string): Promise<Attr | null> {
@@ -188,29 +186,46 @@ export class NamespaceGate implements Namespace {
       await this.inode(scope, view, dstParent, 'read-write');
       await this.entry(scope, view, srcParent, srcName, 'read-write');
     }
-    return this.meta.rename(srcParent, srcName, dstParent, dstName, options);
+    return this.shown(view, this.meta.rename(srcParent, srcName, dstParent, dstName, options));
   }
 
   async setattr(ino: number, changes: SetAttrChanges): Promise<Attr> {
     const [scope, view] = await this.enter();
     if (view) await this.inode(scope, view, ino, 'read-write');
-    return this.meta.setattr(ino, changes);
+    return this.shown(view, this.meta.setattr(ino, changes));
   }
 
   async commitChunk(ino: number, record: ChunkRecord): Promise<Attr> {
     const [scope, view] = await this.enter();
     if (view) await this.inode(scope, view, ino, 'read-write');
-    return this.meta.commitChunk(ino, record);
+    return this.shown(view, this.meta.commitChunk(ino, record));
   }
 
   // ------------------------------------------------------------------ checks
 
-  /** A change in directory `parent` (and of its entry `name`, when one is removed). */
-  private async changeIn(parent: number, name?: string): Promise<void> {
+  /** A change in directory `parent` (and of its entry `name`, when one is removed); the caller's view. */
+  private async changeIn(parent: number, name?: string): Promise<TenantView | undefined> {
     const [scope, view] = await this.enter();
-    if (!view) return;
+    if (!view) return undefined;
     await this.inode(scope, view, parent, 'read-write');
     if (name !== undefined) await this.entry(scope, view, parent, name, 'read-write');
+    return view;
+  }
+
+  /**
+   * `change`'s outcome as the caller sees the namespace: a refusal that names a path (a quota's
+   * directory) names it below the tenant's `/`, not by the whole namespace's /tenants/<t>.
+   */
+  private async shown<T>(view: TenantView | undefined, change: Promise<T>): Promise<T> {
+    if (!view) return change;
+    try {
+      return await change;
+    } catch (err) {
+      if (!(err instanceof StrataError)) throw err;
+      const message = err.message.replace(TENANT_PATH, (whole, tenant: string) => (tenant === view.tenant ? '/' : whole));
+      if (message === err.message) throw err;
+      throw new StrataError(err.kind, message, { cause: err });
+    }
   }
 
   /** The request's caller and view (undefined: the whole namespace). */
