@@ -4,6 +4,7 @@
 // fetched while the current one drains (read-ahead), so at most `readAhead + 1` chunks
 // are held in memory.
 import { crc32c } from '@node-rs/crc32';
+import { GRANT_MAX_CHUNKS } from '../common/chunk-grants.js';
 import { StrataError, asStrataError } from '../common/errors.js';
 import type { CoordinatorClient } from './coordinator-client.js';
 import type { DataNodeClients, NodeAddress } from './datanode-client.js';
@@ -28,7 +29,8 @@ interface GetChunksReply {
 /** Each location with its reply's grant, which covers them all. */
 const withGrants = (reply: GetChunksReply) => reply.chunks.map((chunk) => ({ ...chunk, grant: reply.grant ?? '' }));
 
-const LOCATIONS_PER_CALL = 256;
+/** The server answers at most one grant's worth per GetChunks: ask for no more (a read past it would skip chunks). */
+const LOCATIONS_PER_CALL = GRANT_MAX_CHUNKS;
 const ZEROS = Buffer.alloc(1024 * 1024);
 
 export interface RangeReadOptions {

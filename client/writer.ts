@@ -172,6 +172,8 @@ export interface CommitChunkRequest {
   length: number;
   nodes: string[];
   crc32c: number;
+  /** The placement's write grant: the coordinator commits only a chunk it handed this caller. */
+  grant: string;
 }
 
 /**
@@ -208,7 +210,7 @@ export async function uploadChunk(
     if (result.storedOn.length >= placement.requiredAcks) {
       // Outside the data node error handling: a coordinator failure is not a data node's fault
       // (and the coordinator client already fails over between coordinators).
-      const request: CommitChunkRequest = { ino, index, chunkId: placement.chunkId, length: data.length, nodes: result.storedOn, crc32c: checksum };
+      const request: CommitChunkRequest = { ino, index, chunkId: placement.chunkId, length: data.length, nodes: result.storedOn, crc32c: checksum, grant: placement.grant ?? '' };
       const commit = options.commit ?? ((r: CommitChunkRequest) => coordinator.call<{ attr: unknown }>('CommitChunk', r));
       const reply = await commit(request).catch((err) => {
         // Conflict: past the chunk id's commit window (GC may collect it), or contention: write a fresh chunk.

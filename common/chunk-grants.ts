@@ -108,8 +108,12 @@ export class GrantVerifier {
     return this.keys.size;
   }
 
-  /** Throws PermissionDenied unless `grant` is a valid grant of `op` on `chunkId` (Unavailable: no keys known yet). */
-  check(grant: unknown, chunkId: string, op: GrantOp): void {
+  /**
+   * Throws PermissionDenied unless `grant` is a valid grant of `op` on `chunkId` (Unavailable: no
+   * keys known yet). `expiredGraceMs`: how long past its expiry it still counts (a coordinator's
+   * commit of a chunk written under it: the commit window bounds that instead).
+   */
+  check(grant: unknown, chunkId: string, op: GrantOp, expiredGraceMs = 0): void {
     if (!this.enforce) return;
     const what = `chunk ${quoted(chunkId)}`;
     if (typeof grant !== 'string' || grant === '') throw denied(`${what}: no grant (a coordinator hands one out with each placement and location)`);
@@ -118,7 +122,7 @@ export class GrantVerifier {
       verified = this.verify(grant, what);
       this.remember(grant, verified);
     }
-    if (verified.expiresAtMs <= Date.now()) throw denied(`${what}: the grant expired ${Math.round((Date.now() - verified.expiresAtMs) / 1000)} s ago (ask the coordinator again)`);
+    if (verified.expiresAtMs + expiredGraceMs <= Date.now()) throw denied(`${what}: the grant expired ${Math.round((Date.now() - verified.expiresAtMs) / 1000)} s ago (ask the coordinator again)`);
     if (!verified.chunks.has(chunkId)) throw denied(`${what}: the grant is for other chunks`);
     if (!verified.ops.includes(op)) throw denied(`${what}: the grant allows '${verified.ops}', not '${op}'`);
   }

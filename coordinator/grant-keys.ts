@@ -4,7 +4,7 @@
 // signing key only once `activeFromMs` is past, so data nodes learn its public half (heartbeat
 // replies) before any grant needs it; the previous key stays published until its grants expired.
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { StrataError } from '../common/errors.js';
+import { StrataError, corrupt } from '../common/errors.js';
 import type { WireGrantKey } from '../common/chunk-grants.js';
 import type { Logger } from '../common/log.js';
 import type { Kv, KvEntry } from './meta/kv.js';
@@ -43,8 +43,13 @@ function newKey(nowMs: number, activeFromMs: number): StoredKey {
 
 function decode(entry: KvEntry | undefined): StoredKey[] {
   if (!entry) return [];
-  const parsed = JSON.parse(entry.value.toString()) as { keys?: StoredKey[] };
-  return Array.isArray(parsed.keys) ? parsed.keys : [];
+  let parsed: { keys?: StoredKey[] } | null;
+  try {
+    parsed = JSON.parse(entry.value.toString()) as { keys?: StoredKey[] } | null;
+  } catch (err) {
+    throw corrupt(`the chunk grant keys (${GRANT_KEYS_KEY}) are not readable JSON: ${(err as Error).message}`);
+  }
+  return Array.isArray(parsed?.keys) ? parsed.keys : [];
 }
 
 const encode = (keys: StoredKey[]) => Buffer.from(JSON.stringify({ keys }));

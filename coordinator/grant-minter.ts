@@ -3,7 +3,7 @@
 // principal is reused while more than half its life is left: a small file read over and over
 // costs one signature here and one verification per data node, not one per read.
 import type { Principal } from '../common/auth-principal.js';
-import { GRANT_MAX_CHUNKS, signGrant, type GrantOp, type WireGrantKey } from '../common/chunk-grants.js';
+import { GRANT_MAX_CHUNKS, GrantVerifier, peekGrant, signGrant, type GrantOp, type WireGrantKey } from '../common/chunk-grants.js';
 import { StrataError } from '../common/errors.js';
 import type { GrantKeys } from './grant-keys.js';
 
@@ -18,6 +18,12 @@ export interface GrantMinter {
   forLeader(ops: string, chunkId: string): string;
   /** Every key grants may be signed with, for data nodes. */
   publicKeys(): WireGrantKey[];
+  /**
+   * Throws PermissionDenied unless `grant` is this cluster's write grant of `chunkId` for
+   * `principal` (at most `expiredGraceMs` past its expiry): a commit references only a chunk
+   * handed to its caller to write, never one it learnt the id of.
+   */
+  checkCommit(principal: Pick<Principal, 'subject' | 'tenant'>, grant: unknown, chunkId: string, expiredGraceMs: number): void;
 }
 
 export function grantMinter(keys: GrantKeys, ttlMs: number): GrantMinter {
@@ -39,8 +45,18 @@ export function grantMinter(keys: GrantKeys, ttlMs: number): GrantMinter {
     }
     return grant;
   };
+  const verifier = new GrantVerifier();
+  const checkCommit = (principal: Pick<Principal, 'subject' | 'tenant'>, grant: unknown, chunkId: string, expiredGraceMs: number) => {
+    verifier.setKeys('cluster', keys.publicKeys());
+    verifier.check(grant, chunkId, 'w', expiredGraceMs);
+    const claims = peekGrant(grant as string);
+    if (!claims || (claims.s ?? '') !== (principal.subject ?? '') || (claims.t ?? '') !== (principal.tenant ?? '')) {
+      throw new StrataError('PermissionDenied', `chunk ${chunkId}: its write grant was handed to another caller`);
+    }
+  };
   return {
     mint,
+    checkCommit,
     forLeader: (ops: GrantOp | string, chunkId: string) => mint({ subject: LEADER_SUBJECT, tenant: '' }, ops, [chunkId]),
     publicKeys: () => keys.publicKeys(),
   };

@@ -18,6 +18,7 @@ import { MetaStore } from './meta/store.js';
 import { NodeRegistry } from './nodes.js';
 import { coordinatorService } from './service.js';
 import { openAuthenticator } from './auth/open.js';
+import { AUTH_OFF } from './auth/authenticator.js';
 import { AdminPolicy } from './authz/admin.js';
 import { Denials } from './authz/denials.js';
 import { NamespaceGate } from './authz/gate.js';
@@ -58,6 +59,9 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
   const etcdTls = etcdCredentials(config);
   // Decided before anything opens: a coordinator that may not run anonymously stops here.
   const auth = openAuthenticator(config, log);
+  if (auth !== AUTH_OFF && !tls) {
+    log.warn('auth on without TLS: tokens cross the network in clear, and the node plane (heartbeats, node links, data nodes\' chunk listings) is open to anyone who reaches these ports; serve TLS with --tls-ca, --tls-cert and --tls-key');
+  }
   // Read and validated before anything opens too: a bad rules file is one Invalid line.
   const rules = config.authzRules ? RuleSet.load(config.authzRules) : undefined;
   if (rules) log.info({ file: config.authzRules, rules: rules.rules.length, default: rules.defaultLevel }, 'authz: per-path rules loaded');

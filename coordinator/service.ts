@@ -52,6 +52,8 @@ const NODE_ID = /^[A-Za-z0-9_.-]{1,64}$/; // = nodes.ts's rule for a heartbeat's
 /** A file's atime is rewritten on a read only when older than this: tiering policies need no finer. */
 const ATIME_GRANULARITY_MS = 60_000;
 const TIER_GATEWAYS = 2;
+/** How far ahead of this coordinator's clock another coordinator's allocation time may be. */
+const CLOCK_SKEW_MS = 60_000;
 /** Not the client plane: data nodes' heartbeats and links (node plane), and Session (it authenticates in-stream). */
 const NOT_BEARER_CHECKED = new Set(['Heartbeat', 'NodeLink', 'Session']);
 
@@ -221,10 +223,17 @@ export function coordinatorService(
     CommitChunk: async (req: Req) => {
       const chunkId = requireString(req.chunkId, 'chunk_id');
       if (!/^[A-Za-z0-9_-]{1,128}$/.test(chunkId)) throw invalid(`invalid chunk id '${chunkId}'`);
-      const ageMs = Date.now() - (allocatedAtMs(chunkId) ?? Date.now());
+      // Only a chunk allocated within the window may be committed: an id without a time, or one
+      // from the future, was never handed out for this write (it may be another file's chunk).
+      const allocatedMs = allocatedAtMs(chunkId);
+      if (allocatedMs === undefined || allocatedMs > Date.now() + CLOCK_SKEW_MS) {
+        throw new StrataError('Conflict', `chunk ${chunkId} was not allocated for this write (AllocateChunk hands out the id to commit)`);
+      }
+      const ageMs = Date.now() - allocatedMs;
       if (ageMs > commitWindowMs) {
         throw new StrataError('Conflict', `chunk ${chunkId} was allocated ${Math.round(ageMs / 1000)} s ago, past the ${Math.round(commitWindowMs / 1000)} s commit window; allocate a new chunk and write it again`);
       }
+      grants.checkCommit(currentScope().principal, req.grant, chunkId, commitWindowMs);
       const index = Number(req.index);
       const length = Number(req.length);
       // The end of the chunk is checked against the file's chunk size in the store; here, what any file allows.

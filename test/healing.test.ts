@@ -229,7 +229,7 @@ describe('GC, rm, drain and rebalance (embedded, 4 data nodes, RF 3)', () => {
     await writing;
     // A commit after the chunk's window is refused (retryable), so GC can never race it.
     await new Promise((r) => setTimeout(r, GC_GRACE_MS / 2 + 500));
-    const late = coordinator.call('CommitChunk', { ino: scratch.ino, index: 0, chunkId: placement.chunkId, length: CHUNK, nodes: stored.storedOn });
+    const late = coordinator.call('CommitChunk', { ino: scratch.ino, index: 0, chunkId: placement.chunkId, length: CHUNK, nodes: stored.storedOn, grant: placement.grant });
     await expect(late).rejects.toMatchObject({ kind: 'Conflict' });
     coordinator.close();
     datanodes.close();

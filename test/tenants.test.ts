@@ -58,6 +58,7 @@ describe('tenants and authorization', () => {
         rules: [
           { role: 'a-reader', path: '/', access: 'read-only' },
           { role: 'a-reader', path: '/drop', access: 'read-write', tenant: 'a' },
+          { role: 'a-reader', path: '/drop/locked.txt', access: 'read-only', tenant: 'a' },
         ],
       }),
     );
@@ -66,6 +67,7 @@ describe('tenants and authorization', () => {
     await a.mkdir('/docs');
     await a.writeFile('/docs/secret.txt', 'alice only');
     await a.mkdir('/drop');
+    await a.writeFile('/drop/locked.txt', 'kept as it is');
     aRoot = (await a.stat('/')).ino;
     aDir = (await a.stat('/docs')).ino;
     aFile = (await a.stat('/docs/secret.txt')).ino;
@@ -141,16 +143,28 @@ describe('tenants and authorization', () => {
   test('by inode (raw gRPC: unary chunk calls and the gRPC Session call): refused as not found', async () => {
     const client = new strataProto.Coordinator(cluster.coordinatorList, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
     try {
-      const unary = (method: string, request: unknown) =>
-        new Promise<grpc.ServiceError | null>((resolve) => (client as any)[method](request, bearerMetadata(bob()), { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null) => resolve(err)));
+      const call = (method: string, request: unknown) =>
+        new Promise<[grpc.ServiceError | null, any]>((resolve) => (client as any)[method](request, bearerMetadata(bob()), { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, reply: any) => resolve([err, reply])));
+      const unary = async (method: string, request: unknown) => (await call(method, request))[0];
       expect((await unary('GetChunks', { ino: aFile }))?.code).toBe(grpc.status.NOT_FOUND);
       expect((await unary('AllocateChunk', { ino: aFile }))?.code).toBe(grpc.status.NOT_FOUND);
-      expect((await unary('CommitChunk', { ino: aFile, index: 0, chunkId: 'c1', length: 1, nodes: ['dn1'] }))?.code).toBe(grpc.status.NOT_FOUND);
-      const call = (client as any).Session() as grpc.ClientDuplexStream<any, any>;
+      // Bob's own placement (a chunk id and its write grant, for his own file) commits nowhere of a's.
+      const bobFile = (await connect(bob).stat('/mine.txt')).ino;
+      const [allocated, own] = await call('AllocateChunk', { ino: bobFile });
+      expect(allocated).toBeNull();
+      expect((await unary('CommitChunk', { ino: aFile, index: 0, chunkId: own.chunkId, length: 1, nodes: ['dn1'], grant: own.grant }))?.code).toBe(grpc.status.NOT_FOUND);
+      // Nor can he adopt a's chunk into his own file: he was never handed its write grant.
+      const [aChunk] = await connect(admin).locate('/tenants/a/docs/secret.txt');
+      for (const grant of ['', own.grant]) {
+        const refused = await unary('CommitChunk', { ino: bobFile, index: 0, chunkId: aChunk!.chunkId, length: 10, nodes: aChunk!.nodes, grant });
+        expect(refused?.code, `grant '${grant.slice(0, 8)}'`).toBe(grpc.status.PERMISSION_DENIED);
+      }
+      expect((await connect(bob).readFile('/mine.txt')).toString()).toBe('bob only');
+      const session = (client as any).Session() as grpc.ClientDuplexStream<any, any>;
       const replies = new Map<number, any>();
-      call.on('data', (reply: any) => Number(reply.id) > 0 && replies.set(Number(reply.id), reply));
-      call.on('error', () => undefined);
-      call.write({ id: 1, authenticate: { token: bob() } });
+      session.on('data', (reply: any) => Number(reply.id) > 0 && replies.set(Number(reply.id), reply));
+      session.on('error', () => undefined);
+      session.write({ id: 1, authenticate: { token: bob() } });
       const requests: [string, unknown][] = [
         ['getAttr', { ino: aFile }],
         ['leasedGetAttr', { ino: aFile }],
@@ -158,14 +172,14 @@ describe('tenants and authorization', () => {
         ['leasedLookup', { parent: aDir, name: 'absent' }],
         ['leasedReadDirPlus', { ino: aRoot }],
         ['getChunks', { ino: aFile }],
-        ['commitChunk', { ino: aFile, index: 0, chunkId: 'c1', length: 1, nodes: ['dn1'] }],
+        ['commitChunk', { ino: aFile, index: 0, chunkId: own.chunkId, length: 1, nodes: ['dn1'], grant: own.grant }],
         ['setAttrIno', { ino: aFile, size: 0 }],
         ['removeAt', { parent: aDir, name: 'secret.txt' }],
       ];
-      requests.forEach(([op, body], i) => call.write({ id: i + 2, [op]: body }));
+      requests.forEach(([op, body], i) => session.write({ id: i + 2, [op]: body }));
       const giveUpAt = Date.now() + 15_000;
       while (replies.size < requests.length + 1 && Date.now() < giveUpAt) await new Promise((r) => setTimeout(r, 20));
-      call.end();
+      session.end();
       expect(replies.get(1)?.authenticate?.tenant).toBe('b');
       requests.forEach(([op], i) => expect(replies.get(i + 2)?.error, `${op} #${i + 2}`).toMatchObject({ code: grpc.status.NOT_FOUND, kind: 'NotFound' }));
     } finally {
@@ -250,6 +264,11 @@ describe('tenants and authorization', () => {
     expectOneLineError(await cli(token, ['put', file, '/docs/upload.txt']), 6, /permission denied/, [token]);
     await rita.writeFile('/drop/report.txt', 'rita wrote this');
     expect((await connect(alice).readFile('/drop/report.txt')).toString()).toBe('rita wrote this');
+    // A read-only file inside her read-write directory: neither replaced by a rename nor truncated by a create.
+    for (const change of [() => rita.rename('/drop/report.txt', '/drop/locked.txt'), () => rita.writeFile('/drop/locked.txt', 'overwritten')]) {
+      expect((await failure(change()))?.kind).toBe('PermissionDenied');
+    }
+    expect((await connect(alice).readFile('/drop/locked.txt')).toString()).toBe('kept as it is');
     expect((await connect(alice).readFile('/docs/secret.txt')).toString()).toBe('alice only');
     expect(coordinatorLog()).toMatch(/"subject":"rita"/);
   });
@@ -312,6 +331,9 @@ describe('tenants and authorization', () => {
       const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === dir);
       expect(line, 'the mount is listed').toBeDefined();
       expect(line).toMatch(/default_permissions/);
+      // Other tenants' callers pick modes and owners: no set-uid programs or device nodes through it.
+      expect(line?.split(' ')[5]).toMatch(/(^|,)nosuid(,|$)/);
+      expect(line?.split(' ')[5]).toMatch(/(^|,)nodev(,|$)/);
       const names = (await sh(`ls -a ${dir}`)).stdout.split('\n');
       expect(names).toContain('mine.txt');
       expect(names).not.toContain('docs');

@@ -143,7 +143,8 @@ export class NamespaceGate implements Namespace {
   }
 
   async create(parent: number, name: string, options: CreateOptions): Promise<Attr> {
-    return this.shown(await this.changeIn(parent), this.meta.create(parent, name, options));
+    // The entry too: a create may truncate an existing file, a change to it.
+    return this.shown(await this.changeIn(parent, name), this.meta.create(parent, name, options));
   }
 
   async symlink(parent: number, name: string, target: string, owner?: Owner): Promise<Attr> {
@@ -185,6 +186,8 @@ export class NamespaceGate implements Namespace {
       await this.inode(scope, view, srcParent, 'read-write');
       await this.inode(scope, view, dstParent, 'read-write');
       await this.entry(scope, view, srcParent, srcName, 'read-write');
+      // The entry it replaces, if any, is changed (removed) too.
+      await this.entry(scope, view, dstParent, dstName, 'read-write');
     }
     return this.shown(view, this.meta.rename(srcParent, srcName, dstParent, dstName, options));
   }

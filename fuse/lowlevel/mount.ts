@@ -125,6 +125,9 @@ function mountOptions(config: MountConfig, authenticated: boolean): string[] {
   const options = ['auto_unmount', `fsname=${`strata:${config.path}`.replace(/[,\s]/g, '_')}`, 'subtype=strata'];
   if (config.allowOther) options.push('allow_other');
   if (kernelChecksPermissions(config, authenticated)) options.push('default_permissions');
+  // With auth on, other callers (SDK, CLI, other mounts) choose modes and owners: a set-uid file
+  // or a device node one of them made must not work here.
+  if (authenticated) options.push('nosuid', 'nodev');
   if (config.readOnly) options.push('ro');
   return options;
 }
