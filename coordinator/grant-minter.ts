@@ -46,8 +46,11 @@ export function grantMinter(keys: GrantKeys, ttlMs: number): GrantMinter {
     return grant;
   };
   const verifier = new GrantVerifier();
+  let verifierKeys: WireGrantKey[] | undefined;
   const checkCommit = (principal: Pick<Principal, 'subject' | 'tenant'>, grant: unknown, chunkId: string, expiredGraceMs: number) => {
-    verifier.setKeys('cluster', keys.publicKeys());
+    // GrantKeys hands out one array until its keys change: re-read them only then, not per commit.
+    const published = keys.publicKeys();
+    if (published !== verifierKeys) verifier.setKeys('cluster', (verifierKeys = published));
     verifier.check(grant, chunkId, 'w', expiredGraceMs);
     const claims = peekGrant(grant as string);
     if (!claims || (claims.s ?? '') !== (principal.subject ?? '') || (claims.t ?? '') !== (principal.tenant ?? '')) {

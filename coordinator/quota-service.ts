@@ -8,6 +8,7 @@ import { invalid } from '../common/errors.js';
 import { unaryHandler } from '../common/grpc.js';
 import { quoted } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
+import { splitPath } from '../common/paths.js';
 import type { Namespace } from './authz/gate.js';
 import { QuotaAdmin, type QuotaInfo } from './meta/quota-admin.js';
 import type { MetaStore } from './meta/store.js';
@@ -23,13 +24,11 @@ function limitOf(req: Req, field: string): number | undefined {
   return value;
 }
 
-function pathOf(req: Req): string {
-  const path = req?.path;
-  if (typeof path !== 'string' || !path.startsWith('/')) throw invalid(`invalid path ${quoted(path)}: an absolute path`);
-  return path;
+/** A request's path, checked by the one set of path rules (common/paths.ts), and its normal form. */
+function pathOf(req: Req): { path: string; components: string[] } {
+  const components = splitPath(req?.path);
+  return { path: '/' + components.join('/'), components };
 }
-
-const components = (path: string) => path.split('/').filter(Boolean);
 
 export const toWireQuota = (q: QuotaInfo) => ({
   path: q.path,
@@ -45,19 +44,19 @@ export function quotaService(store: MetaStore, namespace: Namespace, log?: Logge
   const quotas = new QuotaAdmin(store.kv, store);
   const handlers = {
     QuotaSet: unaryHandler(async (req: Req) => {
-      const path = pathOf(req);
+      const { path } = pathOf(req);
       const started = Date.now();
       const info = await quotas.set(path, { bytes: limitOf(req, 'limitBytes'), files: limitOf(req, 'limitFiles') }, { recount: !!req.recount });
       log?.info({ path, limitBytes: info.limitBytes, limitFiles: info.limitFiles, usedBytes: info.usedBytes, usedFiles: info.usedFiles, ms: Date.now() - started }, 'quota set');
       return toWireQuota(info);
     }),
     QuotaGet: unaryHandler(async (req: Req) => {
-      const path = pathOf(req);
-      return toWireQuota(await quotas.getDir(await namespace.resolve(components(path), path), path));
+      const { path, components } = pathOf(req);
+      return toWireQuota(await quotas.getDir(await namespace.resolve(components, path), path));
     }),
     QuotaList: unaryHandler(async () => ({ quotas: (await quotas.list()).map(toWireQuota) })),
     QuotaRemove: unaryHandler(async (req: Req) => {
-      const path = pathOf(req);
+      const { path } = pathOf(req);
       await quotas.remove(path);
       log?.info({ path }, 'quota removed');
       return {};
@@ -66,8 +65,8 @@ export function quotaService(store: MetaStore, namespace: Namespace, log?: Logge
   /** The nearest quota the caller may see at or above a StatFs request's path or inode (none: undefined). */
   const nearestFor = async (req: Req): Promise<QuotaInfo | undefined> => {
     const ino = Number(req?.ino) || 0;
-    const path = typeof req?.path === 'string' && req.path !== '' ? req.path : '/';
-    const attr = ino > 0 ? await namespace.getattr(ino) : await namespace.resolve(components(path), path);
+    const { path, components } = pathOf({ path: typeof req?.path === 'string' && req.path !== '' ? req.path : '/' });
+    const attr = ino > 0 ? await namespace.getattr(ino) : await namespace.resolve(components, path);
     return quotas.nearest(attr.ino, await namespace.callerRoot());
   };
   return { handlers, nearestFor };

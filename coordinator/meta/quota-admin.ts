@@ -4,6 +4,7 @@
 // walked again. The walk is not a snapshot: a write landing under the tree while it runs may be
 // missed by the count (setting the quota again with `recount` counts afresh).
 import { StrataError, invalid, notDir } from '../../common/errors.js';
+import { splitPath } from '../../common/paths.js';
 import type { Kv } from './kv.js';
 import * as k from './keys.js';
 import { decodeQuota, encodeQuota, epochBump, epochCompare, type QuotaRecord, type Usage } from './quotas.js';
@@ -31,9 +32,6 @@ export class QuotaAdmin {
 
   /** Sets (or changes) the quota on directory `path`; `onProgress` hears the walk's inode count. */
   async set(path: string, limits: QuotaLimits, options: { recount?: boolean; onProgress?: (inodes: number) => void } = {}): Promise<QuotaInfo> {
-    for (const [what, value] of Object.entries(limits)) {
-      if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) throw invalid(`invalid ${what} limit '${value}': a whole number, 0 = no limit`);
-    }
     const dir = await this.dirAt(path);
     for (let attempt = 0; attempt < SET_ATTEMPTS; attempt++) {
       const [read, epochRead] = await this.kv.getMany([k.quotaKey(dir), k.QUOTA_EPOCH_KEY]);
@@ -121,7 +119,7 @@ export class QuotaAdmin {
   }
 
   private async dirAt(path: string): Promise<number> {
-    const attr = await this.meta.resolve(path.split('/').filter(Boolean), path);
+    const attr = await this.meta.resolve(splitPath(path), path);
     if (attr.type !== 'dir') throw notDir(path);
     return attr.ino;
   }
@@ -182,7 +180,7 @@ export class QuotaAdmin {
    */
   private async pathOf(ino: number, setAt: string, top = ROOT_INO): Promise<string> {
     if (top === ROOT_INO) {
-      const still = await this.meta.resolve(setAt.split('/').filter(Boolean), setAt).catch(() => undefined);
+      const still = await this.meta.resolve(splitPath(setAt), setAt).catch(() => undefined);
       if (still?.ino === ino) return setAt;
     }
     const names: string[] = [];
