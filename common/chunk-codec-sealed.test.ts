@@ -3,32 +3,19 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
-import { BLOCK_SIZE_BYTES, ChunkEncoder, ChunkReader, SEAL_TAG_BYTES, maxEncodingBytes, newChunkSeal, type ChunkSource } from './chunk-codec.js';
+import { BLOCK_SIZE_BYTES, ChunkEncoder, ChunkReader, SEAL_TAG_BYTES, maxEncodingBytes, newChunkSeal } from './chunk-codec.js';
 import { KeyRing, LocalKeyWrapper, loadKeyRing, parseMasterKey } from './master-key.js';
 import { StrataError } from './errors.js';
+import { chunkSource, encodeChunk, readChunk } from '../test/harness/chunk-files.js';
 
 const ring = new KeyRing(new LocalKeyWrapper(randomBytes(32)));
 const otherRing = new KeyRing(new LocalKeyWrapper(randomBytes(32)));
 const PATTERN = 'STRATA-SECRET-PATTERN-0123456789 ';
 
-async function encode(chunkId: string, raw: Buffer, keys: KeyRing | null = ring, pieceBytes = 100_003): Promise<Buffer> {
-  const encoder = new ChunkEncoder(chunkId, raw.length, keys && (await newChunkSeal(keys.current)));
-  const payloads: Buffer[] = [];
-  for (let at = 0; at < raw.length; at += pieceBytes) payloads.push(...(await encoder.push(raw.subarray(at, at + pieceBytes))));
-  const done = await encoder.finish();
-  const file = Buffer.concat([done.head, ...payloads, ...done.payloads]);
-  expect(file.length).toBe(done.fileSizeBytes);
-  return file;
-}
-
-const sourceOf = (file: Buffer): ChunkSource => ({ readAt: async (at, n) => Buffer.from(file.subarray(at, at + n)), sizeBytes: file.length, location: '/test/node-a' });
-
-async function readAll(chunkId: string, file: Buffer, keys: KeyRing | null = ring, offset = 0, length = Number.MAX_SAFE_INTEGER): Promise<Buffer> {
-  const reader = await ChunkReader.open(chunkId, sourceOf(file), keys ?? undefined);
-  const pieces: Buffer[] = [];
-  for await (const piece of reader.read(offset, length)) pieces.push(piece);
-  return Buffer.concat(pieces);
-}
+const encode = async (chunkId: string, raw: Buffer, keys: KeyRing | null = ring, pieceBytes?: number) =>
+  encodeChunk(chunkId, raw, keys && (await newChunkSeal(keys.current)), pieceBytes);
+const sourceOf = chunkSource;
+const readAll = (chunkId: string, file: Buffer, keys: KeyRing | null = ring, offset?: number, length?: number) => readChunk(chunkId, file, keys ?? undefined, offset, length);
 
 async function failure(promise: Promise<unknown>): Promise<StrataError> {
   const err = await promise.then(() => null, (e: unknown) => e);

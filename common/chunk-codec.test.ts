@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { BLOCK_SIZE_BYTES, ChunkEncoder, ChunkReader, type ChunkSource } from './chunk-codec.js';
 import { StrataError } from './errors.js';
+import { chunkSource, encodeChunk, readChunk } from '../test/harness/chunk-files.js';
 
 /** Log-like text: compressible the way real text is, not a repeated constant. */
 function textBytes(sizeBytes: number, seed = 1): Buffer {
@@ -18,31 +19,9 @@ function textBytes(sizeBytes: number, seed = 1): Buffer {
   return Buffer.from(lines.join('')).subarray(0, sizeBytes);
 }
 
-/** Encodes in uneven pieces (as they arrive over the network) into one in-memory file. */
-async function encode(chunkId: string, raw: Buffer, pieceBytes = 100_003): Promise<Buffer> {
-  const encoder = new ChunkEncoder(chunkId, raw.length);
-  const payloads: Buffer[] = [];
-  for (let at = 0; at < raw.length; at += pieceBytes) payloads.push(...(await encoder.push(raw.subarray(at, at + pieceBytes))));
-  const done = await encoder.finish();
-  const file = Buffer.concat([done.head, ...payloads, ...done.payloads]);
-  expect(file.length).toBe(done.fileSizeBytes);
-  return file;
-}
-
-function sourceOf(file: Buffer): ChunkSource {
-  return {
-    readAt: async (at, n) => Buffer.from(file.subarray(at, at + n)),
-    sizeBytes: file.length,
-    location: '/test/node-a',
-  };
-}
-
-async function readAll(chunkId: string, file: Buffer, offset = 0, length = Number.MAX_SAFE_INTEGER): Promise<Buffer> {
-  const reader = await ChunkReader.open(chunkId, sourceOf(file));
-  const pieces: Buffer[] = [];
-  for await (const piece of reader.read(offset, length)) pieces.push(piece);
-  return Buffer.concat(pieces);
-}
+const encode = (chunkId: string, raw: Buffer, pieceBytes?: number) => encodeChunk(chunkId, raw, undefined, pieceBytes);
+const sourceOf = chunkSource;
+const readAll = (chunkId: string, file: Buffer, offset?: number, length?: number) => readChunk(chunkId, file, undefined, offset, length);
 
 async function expectCorrupt(promise: Promise<unknown>, chunkId: string): Promise<void> {
   const err = await promise.then(
