@@ -11,8 +11,14 @@ import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { StrataError } from './errors.js';
 import { quoted } from './limits.js';
 
-/** r = read the bytes, w = store them, d = delete them. */
-export type GrantOp = 'r' | 'w' | 'd';
+/**
+ * r = read the bytes, w = store them, d = delete them, t = upload them to an object tier.
+ * 't' is leader-only: a coordinator puts it only in its leader's own grants (tiering), never in
+ * a client's, so a client's read grant cannot make a data node write objects into a tier.
+ */
+export type GrantOp = 'r' | 'w' | 'd' | 't';
+/** Operations only the leader's jobs are granted (coordinator/grant-minter.ts refuses them to anyone else). */
+export const LEADER_ONLY_OPS: readonly GrantOp[] = ['t'];
 
 export interface GrantClaims {
   /** Id of the key that signed it. */

@@ -53,6 +53,17 @@ describe('grant keys and minter', () => {
     expect(() => minter.mint(alice, 'r', Array.from({ length: 257 }, (_, i) => `c${i}`))).toThrow(/at most 256/);
   });
 
+  test('tier upload (t) is granted only to the leader: never in a caller\'s grant, and a read grant does not cover it', async () => {
+    const keys = await open();
+    const minter = grantMinter(keys, 60_000);
+    const verifier = new GrantVerifier();
+    verifier.setKeys('a', keys.publicKeys());
+    const alice = { subject: 'alice', tenant: 'acme' };
+    for (const ops of ['t', 'rt']) expect(() => minter.mint(alice, ops, ['c1']), ops).toThrow(/only to the leader/);
+    expect(() => verifier.check(minter.mint(alice, 'r', ['c1']), 'c1', 't')).toThrow(/allows 'r', not 't'/);
+    expect(() => verifier.check(minter.forLeader('t', 'c1'), 'c1', 't')).not.toThrow();
+  });
+
   test('a rotated key is published at once and signs only once active; the old one keeps verifying', async () => {
     const keys = await open();
     const before = keys.signingKey().id;

@@ -3,7 +3,7 @@
 // principal is reused while more than half its life is left: a small file read over and over
 // costs one signature here and one verification per data node, not one per read.
 import type { Principal } from '../common/auth-principal.js';
-import { GRANT_MAX_CHUNKS, GrantVerifier, peekGrant, signGrant, type GrantOp, type WireGrantKey } from '../common/chunk-grants.js';
+import { GRANT_MAX_CHUNKS, GrantVerifier, LEADER_ONLY_OPS, peekGrant, signGrant, type GrantOp, type WireGrantKey } from '../common/chunk-grants.js';
 import { StrataError } from '../common/errors.js';
 import type { GrantKeys } from './grant-keys.js';
 
@@ -28,7 +28,7 @@ export interface GrantMinter {
 
 export function grantMinter(keys: GrantKeys, ttlMs: number): GrantMinter {
   const reusable = new Map<string, { grant: string; reuseUntilMs: number }>();
-  const mint = (principal: Pick<Principal, 'subject' | 'tenant'>, ops: string, chunkIds: readonly string[]) => {
+  const sign = (principal: Pick<Principal, 'subject' | 'tenant'>, ops: string, chunkIds: readonly string[]) => {
     if (chunkIds.length > GRANT_MAX_CHUNKS) throw new StrataError('Internal', `a grant covers at most ${GRANT_MAX_CHUNKS} chunks, not ${chunkIds.length}`);
     const now = Date.now();
     const single = chunkIds.length === 1;
@@ -45,6 +45,12 @@ export function grantMinter(keys: GrantKeys, ttlMs: number): GrantMinter {
     }
     return grant;
   };
+  const mint = (principal: Pick<Principal, 'subject' | 'tenant'>, ops: string, chunkIds: readonly string[]) => {
+    // A leader-only operation in a caller's grant would let that caller drive a leader job.
+    const leaderOnly = LEADER_ONLY_OPS.find((op) => ops.includes(op));
+    if (leaderOnly) throw new StrataError('Internal', `operation '${leaderOnly}' is granted only to the leader's own jobs`);
+    return sign(principal, ops, chunkIds);
+  };
   const verifier = new GrantVerifier();
   let verifierKeys: WireGrantKey[] | undefined;
   const checkCommit = (principal: Pick<Principal, 'subject' | 'tenant'>, grant: unknown, chunkId: string, expiredGraceMs: number) => {
@@ -60,7 +66,7 @@ export function grantMinter(keys: GrantKeys, ttlMs: number): GrantMinter {
   return {
     mint,
     checkCommit,
-    forLeader: (ops: GrantOp | string, chunkId: string) => mint({ subject: LEADER_SUBJECT, tenant: '' }, ops, [chunkId]),
+    forLeader: (ops: GrantOp | string, chunkId: string) => sign({ subject: LEADER_SUBJECT, tenant: '' }, ops, [chunkId]),
     publicKeys: () => keys.publicKeys(),
   };
 }

@@ -248,7 +248,8 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     }),
     nodeStatus: unaryHandler<unknown, NodeInfo>(() => nodeInfo()),
     tierUpload: unaryHandler<TierUploadRequest & { grant?: string }, TierCopy>(async (request) => {
-      grants.check(request.grant, request.chunkId, 'r');
+      // 't', not 'r': only the leader's tiering job is granted it; a client's read grant is not enough.
+      grants.check(request.grant, request.chunkId, 't');
       return uploader.upload(request);
     }),
     ...healing.handlers,

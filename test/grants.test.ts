@@ -216,6 +216,7 @@ describe('chunk grants (embedded, 4 data nodes, RF 3)', () => {
       ['replicate without a grant', () => callUnary(channels.get(stranger.address), 'ReplicateChunk', { chunkId: target.chunkId, length: CHUNK, crc32c: 0, sources: [holder] }, 5000)],
       ['replicate with a read grant', () => callUnary(channels.get(stranger.address), 'ReplicateChunk', { chunkId: target.chunkId, length: CHUNK, crc32c: 0, sources: [holder], grant: target.grant }, 5000)],
       ['tier upload without a grant', () => callUnary(channels.get(holder.address), 'TierUpload', { chunkId: target.chunkId, tier: 't', key: 'k' }, 5000)],
+      ['tier upload with a read grant', () => callUnary(channels.get(holder.address), 'TierUpload', { chunkId: target.chunkId, tier: 't', key: 'k', grant: target.grant }, 5000)],
     ];
     for (const [what, attempt] of refusals) await expect(attempt(), what).rejects.toMatchObject(DENIED);
     await expect(statChunk(stranger, target.chunkId)).rejects.toMatchObject({ kind: 'NotFound' });

@@ -74,7 +74,7 @@ export class GrpcDataNodeOps implements DataNodeOps {
   }
 
   async tierUpload(node: NodeAddress, chunkId: string, tier: string, key: string): Promise<TierCopy> {
-    const reply = await callUnary<WireTierCopy>(this.client(node.address), 'TierUpload', { chunkId, tier, key, grant: this.options.grants.forLeader('r', chunkId) }, this.options.replicateTimeoutMs, describe(node));
+    const reply = await callUnary<WireTierCopy>(this.client(node.address), 'TierUpload', { chunkId, tier, key, grant: this.options.grants.forLeader('t', chunkId) }, this.options.replicateTimeoutMs, describe(node));
     return { tier: reply.tier, key: reply.key, storedBytes: Number(reply.storedBytes), crc32c: Number(reply.crc32c) >>> 0 };
   }
 
