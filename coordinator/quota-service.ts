@@ -1,8 +1,9 @@
 // The quota RPCs (QuotaSet, QuotaGet, QuotaList, QuotaRemove) and the nearest quota StatFs shows.
-// Setting, removing and listing quotas are admin operations (authz/admin.ts checks the role before
-// these handlers run), so they act on the whole namespace. QuotaGet and StatFs are any caller's,
-// inside what it sees (authz/gate.ts): a tenant's caller names paths from its own root, and sees
-// only the quotas at or below that root, with paths from it.
+// Setting and removing quotas are admin operations (authz/admin.ts checks the role before these
+// handlers run), so they act on the whole namespace. QuotaGet, QuotaList and StatFs are any
+// caller's, inside what it sees (authz/gate.ts): a tenant's caller names paths from its own root,
+// and sees only the quotas at or below that root (those its rules let it read), with paths from it;
+// the admin lists every quota.
 import type * as grpc from '@grpc/grpc-js';
 import { invalid } from '../common/errors.js';
 import { unaryHandler } from '../common/grpc.js';
@@ -12,6 +13,7 @@ import { splitPath } from '../common/paths.js';
 import type { Namespace } from './authz/gate.js';
 import { QuotaAdmin, type QuotaInfo } from './meta/quota-admin.js';
 import type { MetaStore } from './meta/store.js';
+import { ROOT_INO } from './meta/types.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire requests are validated field by field below */
 type Req = any;
@@ -54,7 +56,19 @@ export function quotaService(store: MetaStore, namespace: Namespace, log?: Logge
       const { path, components } = pathOf(req);
       return toWireQuota(await quotas.getDir(await namespace.resolve(components, path), path));
     }),
-    QuotaList: unaryHandler(async () => ({ quotas: (await quotas.list()).map(toWireQuota) })),
+    QuotaList: unaryHandler(async () => {
+      const top = await namespace.callerRoot(); // PermissionDenied for a caller who sees nothing
+      if (top === ROOT_INO) return { quotas: (await quotas.list()).map(toWireQuota) };
+      const { tenant } = await store.getattr(top);
+      // The tenant's inodes only (every inode records its tenant), read as the caller may: a
+      // directory its rules keep it from reading is left out, like one of another tenant's.
+      const mine = async (ino: number) => {
+        const attr = await store.getattr(ino).catch(() => undefined);
+        if (!attr || !tenant || attr.tenant !== tenant) return false;
+        return namespace.getattr(ino).then(() => true, () => false);
+      };
+      return { quotas: (await quotas.list(top, mine)).map(toWireQuota) };
+    }),
     QuotaRemove: unaryHandler(async (req: Req) => {
       const { path } = pathOf(req);
       await quotas.remove(path);

@@ -362,7 +362,7 @@ describe('tenants and authorization', () => {
     }
   });
 
-  test("a tenant's quota is its root's: the admin sets it with --tenant, the tenant sees it as / and is refused past it; only the admin sets or lists quotas", async () => {
+  test("a tenant's quota is its root's: the admin sets it with --tenant, the tenant sees it as / and is refused past it and lists only its own; only the admin sets quotas", async () => {
     const set = await cli(admin(), ['quota', 'set', '--tenant', 'a', '--bytes', '1MiB', '--json']);
     expect(set.code, set.stderr).toBe(0);
     const atRoot = JSON.parse(set.stdout);
@@ -383,12 +383,30 @@ describe('tenants and authorization', () => {
     expect((await b.statfs({ path: '/' })).quota ?? null).toBeNull();
     expect((await b.statfs({ ino: bRoot })).quota ?? null).toBeNull();
     expect((await failure(b.statfs({ ino: aRoot })))?.kind).toBe('NotFound');
-    // Setting, removing and listing quotas are admin operations.
+    // Setting and removing quotas are admin operations.
     const token = alice();
-    for (const args of [['quota', 'set', '/', '--bytes', '1T'], ['quota', 'rm', '/'], ['quota', 'ls']]) {
+    for (const args of [['quota', 'set', '/', '--bytes', '1T'], ['quota', 'rm', '/']]) {
       expectOneLineError(await cli(token, args), 6, /permission denied: .*needs the strata-admin role/, [token]);
     }
     expect((await a.quotaGet('/')).limitBytes).toBe(1024 * 1024);
+    // Listing: a tenant sees the quotas inside its tenant, paths from its /; the admin sees all.
+    const inner = await cli(admin(), ['quota', 'set', '/tenants/a/docs', '--files', '100']);
+    expect(inner.code, inner.stderr).toBe(0);
+    const bobs = await cli(admin(), ['quota', 'set', '--tenant', 'b', '--files', '50']);
+    expect(bobs.code, bobs.stderr).toBe(0);
+    const listed = await cli(token, ['quota', 'ls', '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(JSON.parse(listed.stdout).map((q: any) => [q.path, q.ino])).toEqual([['/', aRoot], ['/docs', aDir]]);
+    const table = await cli(token, ['quota', 'ls']);
+    expect(table.stdout).toMatch(/^\/docs\s+.+\s+-\s+\d+\s+100$/m);
+    expect(table.stdout).not.toContain('/tenants');
+    expect((await connect(bob).quotaList()).map((q) => [q.path, q.ino])).toEqual([['/', bRoot]]);
+    expect((await connect(admin).quotaList()).map((q) => q.path)).toEqual(['/tenants/a', '/tenants/a/docs', '/tenants/b']);
+    expectOneLineError(await cli(nobody(), ['quota', 'ls']), 6, /names no tenant/);
+    for (const args of [['quota', 'rm', '/tenants/a/docs'], ['quota', 'rm', '--tenant', 'b']]) {
+      const removed = await cli(admin(), args);
+      expect(removed.code, removed.stderr).toBe(0);
+    }
     const rm = await cli(admin(), ['quota', 'rm', '--tenant', 'a']);
     expect(rm.code, rm.stderr).toBe(0);
     expect((await failure(a.quotaGet('/')))?.kind).toBe('NotFound');

@@ -77,7 +77,7 @@ ${examples(['strata quota set /projects/x --bytes 10G', 'strata quota set /proje
       }),
     );
 
-  clientCommand(quota.command('ls').description('every quota: path, limits, usage'))
+  clientCommand(quota.command('ls').description('every quota: path, limits, usage (a tenant caller: those inside its tenant, paths from its /)'))
     .addOption(jsonOption())
     .action(async (options) =>
       withClient(options, async (client) => {

@@ -16,9 +16,9 @@ import type { Denials } from './denials.js';
 export const ADMIN_METHODS: ReadonlySet<string> = new Set([
   'Health', 'DrainNode', 'RemoveNode', 'Rebalance',
   'TierSet', 'TierGet', 'TierPin', 'TierRecall', 'TierStatus',
-  // Quotas bound tenants: setting or removing one, and the list of every tenant's, are the admin's
-  // (a tenant's caller reads its own with QuotaGet and StatFs, inside its root).
-  'QuotaSet', 'QuotaRemove', 'QuotaList',
+  // Quotas bound tenants: setting or removing one is the admin's (a tenant's caller reads its own
+  // with QuotaGet, QuotaList and StatFs, inside its root: quota-service.ts).
+  'QuotaSet', 'QuotaRemove',
 ]);
 
 export class AdminPolicy {

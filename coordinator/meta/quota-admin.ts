@@ -85,8 +85,11 @@ export class QuotaAdmin {
     throw new StrataError('Conflict', `${path}: quotas kept changing while this one was removed; try again`);
   }
 
-  /** Every quota, with the path its directory has now. */
-  async list(): Promise<QuotaInfo[]> {
+  /**
+   * Every quota, with the path its directory has now; with `top` (a tenant caller's root), only
+   * those `include` keeps, with their paths from `top`.
+   */
+  async list(top = ROOT_INO, include?: (ino: number) => Promise<boolean>): Promise<QuotaInfo[]> {
     const { start, end } = k.rangeOf(k.QUOTA_PREFIX);
     const quotas: QuotaInfo[] = [];
     for (let from = start; ; ) {
@@ -94,8 +97,9 @@ export class QuotaAdmin {
       for (const row of rows) {
         if (row.key === k.QUOTA_EPOCH_KEY) continue;
         const ino = Number(row.key.slice(k.QUOTA_PREFIX.length));
+        if (include && !(await include(ino))) continue;
         const record = decodeQuota(row.value);
-        quotas.push({ ...record, ino, path: await this.pathOf(ino, record.path) });
+        quotas.push({ ...record, ino, path: await this.pathOf(ino, record.path, top) });
       }
       if (rows.length < WALK_PAGE) break;
       from = rows[rows.length - 1]!.key + '\0';
