@@ -10,6 +10,10 @@
 // together; BENCH_TLS_ROUNDS, 8), then each pass as usual, and `<name>_tls_ratio` = TLS / plain.
 // BENCH_DATANODE_ARGS: more data node flags, space-separated (e.g. `--grants off`, to measure
 // what chunk grants cost), named in the first line.
+// BENCH_AB_DATANODE_ARGS: data node flags to compare (e.g. `--grants off`, `--encrypt-key-file F`):
+// first sequential MB/s and 4 KiB writes in alternating rounds between a cluster without and one
+// with them (up together), figures named `_ab`, `<name>_paired_ab_ratio` = with / without;
+// BENCH_AB_ONLY=1 stops after that comparison.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
@@ -19,13 +23,15 @@ import { Readable } from 'node:stream';
 import { Strata } from '../client/index.js';
 import { startCluster, type TestCluster } from '../test/harness/cluster.js';
 import { tempDir } from '../test/harness/ports.js';
-import { Figures } from './figures.js';
+import { Figures, median } from './figures.js';
 
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
 const filesPerRun = Number(process.env.BENCH_FILES ?? 2000);
 const engines = (process.env.BENCH_ENGINES ?? 'embedded,etcd').split(',') as ('embedded' | 'etcd')[];
-const datanodeArgs = (process.env.BENCH_DATANODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+const splitArgs = (value: string | undefined) => (value ?? '').split(/\s+/).filter(Boolean);
+const datanodeArgs = splitArgs(process.env.BENCH_DATANODE_ARGS);
+const abDatanodeArgs = splitArgs(process.env.BENCH_AB_DATANODE_ARGS);
 
 const figures = new Figures('BENCH_TLS');
 const { tlsPasses, print } = figures;
@@ -110,38 +116,72 @@ async function sequential(cluster: TestCluster): Promise<void> {
 }
 
 /**
- * BENCH_TLS=both: sequential write and read MB/s on a plain and a TLS cluster, up together, in
- * rounds that alternate between them (who goes first rotates), so both see the same machine.
+ * Sequential write and read MB/s on two clusters up together (BENCH_TLS=both: plain and TLS;
+ * BENCH_AB_DATANODE_ARGS: without and with those data node flags), in rounds that alternate
+ * between them (who goes first rotates), so both see the same machine; then the data nodes' CPU
+ * per GiB on each side, and `<name>_<label>_ratio` = second / first (throughput: below 1 = slower).
  */
-async function pairedSequential(plain: TestCluster, tls: TestCluster, rounds: number): Promise<void> {
+async function pairedSequential(first: TestCluster, second: TestCluster, rounds: number, label: string): Promise<void> {
   const pieces = Array.from({ length: 16 }, () => randomBytes(MiB));
   const perRoundMiB = Math.max(1, Math.floor(sizeMiB / rounds));
-  const sides = [plain, tls].map((cluster, i) => ({ name: i === 0 ? '' : '_tls', client: cluster.client(), writeS: 0, readS: 0 }));
+  const sides = [first, second].map((cluster, i) => ({
+    name: i === 0 ? '' : `_${label}`, client: cluster.client(), pids: cluster.datanodes.map((d) => d.process.pid!),
+    writeS: 0, readS: 0, writeCpu: 0, readCpu: 0,
+  }));
   const source = () => Readable.from((function* () {
     for (let i = 0; i < perRoundMiB; i++) yield pieces[i % pieces.length];
   })());
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < sides.length; k++) {
       const side = sides[(r + k) % sides.length]!;
+      let cpu = nodesCpu(side.pids).total;
       let started = process.hrtime.bigint();
       await side.client.writeFile(`/bench/seq-${r}.bin`, source());
       side.writeS += Number(process.hrtime.bigint() - started) / 1e9;
+      side.writeCpu += nodesCpu(side.pids).total - cpu;
+      cpu = nodesCpu(side.pids).total;
       started = process.hrtime.bigint();
       let bytes = 0;
       for await (const piece of await side.client.createReadStream(`/bench/seq-${r}.bin`)) bytes += piece.length;
       side.readS += Number(process.hrtime.bigint() - started) / 1e9;
+      side.readCpu += nodesCpu(side.pids).total - cpu;
       if (bytes !== perRoundMiB * MiB) throw new Error(`read ${bytes} bytes, expected ${perRoundMiB * MiB}`);
       await side.client.rm(`/bench/seq-${r}.bin`);
     }
   }
   const total = perRoundMiB * rounds;
+  const gib = total / 1024;
+  const ratio = (name: string, value: number) => console.log(`${name}_paired_${label}_ratio ${Number(value.toFixed(3))} x`);
   for (const side of sides) {
     console.log(`sdk_seq_write_paired${side.name} ${Math.round(total / side.writeS)} MB/s`);
     console.log(`sdk_seq_read_paired${side.name} ${Math.round(total / side.readS)} MB/s`);
+    console.log(`sdk_seq_write_paired_cpu_datanodes${side.name} ${Number((side.writeCpu / gib).toFixed(2))} s/GiB`);
+    console.log(`sdk_seq_read_paired_cpu_datanodes${side.name} ${Number((side.readCpu / gib).toFixed(2))} s/GiB`);
   }
-  // Throughput: TLS / plain (below 1 = TLS slower).
-  console.log(`sdk_seq_write_paired_tls_ratio ${Number((sides[0]!.writeS / sides[1]!.writeS).toFixed(3))} x`);
-  console.log(`sdk_seq_read_paired_tls_ratio ${Number((sides[0]!.readS / sides[1]!.readS).toFixed(3))} x`);
+  const [a, b] = [sides[0]!, sides[1]!];
+  ratio('sdk_seq_write', a.writeS / b.writeS);
+  ratio('sdk_seq_read', a.readS / b.readS);
+  ratio('sdk_seq_write_cpu_datanodes', b.writeCpu / a.writeCpu);
+  ratio('sdk_seq_read_cpu_datanodes', b.readCpu / a.readCpu);
+}
+
+/** 4 KiB whole-file writes (create, place, 3 fsynced replicas, commit), taking turns file by file: median µs per side. */
+async function pairedSmallWrites(first: TestCluster, second: TestCluster, files: number, label: string): Promise<void> {
+  const payload = randomBytes(4096);
+  const clients = [first, second].map((cluster) => cluster.client());
+  const micros: number[][] = [[], []];
+  for (let i = 0; i < files; i++) {
+    for (let k = 0; k < 2; k++) {
+      const at = (i + k) % 2;
+      const started = process.hrtime.bigint();
+      await clients[at]!.writeFile(`/bench/small-${i}`, payload);
+      micros[at]!.push(Number(process.hrtime.bigint() - started) / 1e3);
+    }
+  }
+  const [a, b] = micros.map(median);
+  console.log(`create_4k_paired_p50 ${Math.round(a!)} us`);
+  console.log(`create_4k_paired_p50_${label} ${Math.round(b!)} us`);
+  console.log(`create_4k_paired_${label}_ratio ${Number((a! / b!).toFixed(3))} x`);
 }
 
 async function smallFiles(cluster: TestCluster, engine: string): Promise<void> {
@@ -192,10 +232,23 @@ async function main(): Promise<void> {
       const [plain, tls] = await Promise.all([false, true].map((tls) => startCluster({ meta: engines[0], datanodes: 3, replication: 3, tls, datanodeArgs })));
       try {
         for (const cluster of [plain, tls]) await cluster.client().mkdir('/bench', { parents: true });
-        await pairedSequential(plain!, tls!, Number(process.env.BENCH_TLS_ROUNDS ?? 8));
+        await pairedSequential(plain!, tls!, Number(process.env.BENCH_TLS_ROUNDS ?? 8), 'tls');
       } finally {
         await Promise.all([plain, tls].map((cluster) => cluster!.stop()));
       }
+    }
+    if (abDatanodeArgs.length > 0) {
+      console.log(`# ab: the second cluster's data nodes also run with: ${abDatanodeArgs.join(' ')}`);
+      const [without, withArgs] = await Promise.all([datanodeArgs, [...datanodeArgs, ...abDatanodeArgs]].map((args) =>
+        startCluster({ meta: engines[0], datanodes: 3, replication: 3, datanodeArgs: args })));
+      try {
+        for (const cluster of [without, withArgs]) await cluster!.client().mkdir('/bench', { parents: true });
+        await pairedSequential(without!, withArgs!, Number(process.env.BENCH_TLS_ROUNDS ?? 8), 'ab');
+        await pairedSmallWrites(without!, withArgs!, Math.min(filesPerRun, 400), 'ab');
+      } finally {
+        await Promise.all([without, withArgs].map((cluster) => cluster!.stop()));
+      }
+      if (process.env.BENCH_AB_ONLY === '1') return;
     }
     for (const engine of engines) {
       for (const tls of tlsPasses) {
