@@ -35,6 +35,11 @@ export class KeyRing {
     }
   }
 
+  /** Every key's id, the writing one first: what heartbeats report for the cluster's key check. */
+  ids(): string[] {
+    return [...this.byId.keys()];
+  }
+
   /** The key named `keyId`; KeyUnavailable (naming `what`) when this ring lacks it. */
   get(keyId: string, what: string): KeyWrapper {
     const wrapper = this.byId.get(keyId);

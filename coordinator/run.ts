@@ -11,6 +11,7 @@ import { GrpcDataNodeOps } from './healing/datanode-ops.js';
 import { Healer } from './healing/healer.js';
 import { EtcdLeadership, SoleLeadership, type Leadership } from './leader.js';
 import type { Kv } from './meta/kv.js';
+import { MasterKeyCheck } from './master-key-check.js';
 import { CACHED_PREFIXES } from './meta/keys.js';
 import { etcdEngineOf, openKv } from './meta/open-kv.js';
 import { etcdCredentials } from './meta/etcd-tls.js';
@@ -118,7 +119,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     };
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
-      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin, grants, store: meta, log }),
+      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin, grants, store: meta, log, masterKeys: new MasterKeyCheck(kv, log) }),
     );
     server.addService(strataProto.LeasePeers.service, coherence.service());
     let sessionListener: SessionListener | undefined;

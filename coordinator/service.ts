@@ -26,6 +26,7 @@ import { AUTH_OFF, type Authenticator } from './auth/authenticator.js';
 import { guardSessionOps, guardUnaryCalls } from './auth/guard.js';
 import { currentScope } from './authz/scope.js';
 import { GRANT_MAX_CHUNKS } from '../common/chunk-grants.js';
+import type { MasterKeyCheck } from './master-key-check.js';
 import type { GrantMinter } from './grant-minter.js';
 import { SESSION_DEFAULTS, grpcSessionHandler, sessionAcceptor, type SessionAcceptor, type SessionHooks, type SessionLimits, type SessionOps } from './session.js';
 
@@ -74,8 +75,9 @@ export function coordinatorService(
     grants,
     store,
     log,
+    masterKeys,
     ...healing
-  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminPolicy; grants: GrantMinter; store: MetaStore; log?: Logger },
+  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminPolicy; grants: GrantMinter; store: MetaStore; log?: Logger; masterKeys?: MasterKeyCheck },
 ) {
   const quotas = quotaService(store, meta, log);
   // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
@@ -293,6 +295,8 @@ export function coordinatorService(
     SessionEndpoint: unaryHandler(async () => ({ address: session.endpoint?.() ?? '' })),
 
     Heartbeat: unaryHandler(async (req: Req) => {
+      // A node with a master key none of the cluster's: refused before it is registered or placed on.
+      await masterKeys?.check(String(req.nodeId ?? ''), Array.isArray(req.masterKeyIds) ? req.masterKeyIds : []);
       await nodes.heartbeat({
         nodeId: String(req.nodeId ?? ''),
         address: String(req.address ?? ''),

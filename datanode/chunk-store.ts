@@ -137,6 +137,8 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
   private readonly quarantinedIds = new Set<string>();
   private totals: ChunkUsage = { usedBytes: 0, chunks: 0 };
   private closed = false;
+  /** Set: new chunks are refused with it (a data node whose master key the cluster has not accepted). */
+  private writesRefused: StrataError | undefined;
   readonly dirSync = new DirSync();
   /**
    * Index changes: each wave is one LevelDB batch with one sync, however many commits it holds.
@@ -192,8 +194,14 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     return store;
   }
 
+  /** Refuses every new chunk with `reason` from now on; undefined: accepts them again. */
+  refuseWrites(reason: StrataError | undefined): void {
+    this.writesRefused = reason;
+  }
+
   async createWriter(chunkId: string, lengthBytes: number): Promise<ChunkWriter> {
     this.checkOpen();
+    if (this.writesRefused) throw this.writesRefused;
     validateChunkId(chunkId);
     new ChunkEncoder(chunkId, lengthBytes); // validates the length before any await
     if (this.writers.has(chunkId)) throw new StrataError('Conflict', `chunk ${chunkId}: a write is already in progress`);

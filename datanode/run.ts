@@ -18,7 +18,7 @@ import { openNodeLink, type NodeLinkHello } from './node-link.js';
 import type { TierTarget } from '../common/object-tier.js';
 import { GrantVerifier, type WireGrantKey } from '../common/chunk-grants.js';
 import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } from '../common/grpc.js';
-import { invalid } from '../common/errors.js';
+import { StrataError, invalid } from '../common/errors.js';
 import { loadKeyRing } from '../common/master-key.js';
 import { TlsContext, channelCredentials, serverCredentials, type TlsConfigKeys } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
@@ -72,6 +72,8 @@ export interface RunningDataNode {
   stop(): Promise<void>;
   /** Reads the TLS files again (SIGHUP): new connections use them; a bad file keeps the old (common/tls-reload.ts). */
   reloadTls(): void;
+  /** Settles when the node must stop on its own: a coordinator refused its master key (KeyUnavailable). */
+  failed: Promise<StrataError>;
 }
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -102,6 +104,11 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   await mkdir(config.dataDir, { recursive: true });
   const nodeId = await resolveNodeId(config.dataDir, config.nodeId);
   const store = await LocalChunkStore.open(config.dataDir, { keys });
+  // A chunk written under a key the other nodes lack is unreadable to them: none is stored until
+  // a coordinator has checked this node's key against the cluster's (coordinator/master-key-check.ts).
+  if (keys) store.refuseWrites(new StrataError('Unavailable', `data node ${nodeId}: not writing until a coordinator accepts its master key '${keys.current.keyId}'`));
+  let fail: (err: StrataError) => void = () => {};
+  const failed = new Promise<StrataError>((resolve) => (fail = resolve));
   const tiers = new TierRegistry(log);
   let tierCache: TierCache;
   try {
@@ -161,9 +168,14 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   }
 
   const heartbeats = config.coordinators.map((coordinator) =>
-    startHeartbeat(coordinator, service.nodeInfo, (reply) => {
+    startHeartbeat(coordinator, async () => ({ ...(await service.nodeInfo()), masterKeyIds: keys?.ids() ?? [] }), (reply) => {
       tiers.update(reply.tiers ?? []);
       grants.setKeys(coordinator, reply.grantKeys ?? []);
+      store.refuseWrites(undefined);
+    }, (err) => {
+      store.refuseWrites(err);
+      log.debug({ coordinator }, 'master key refused; stopping'); // the role's caller prints why, once
+      fail(err);
     }, config.heartbeatIntervalMs, log, () => ({ nodeId, address, dataAddress }), tls),
   );
   scrubber.start();
@@ -184,7 +196,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
       await store.close();
       log.info({ nodeId }, 'data node stopped');
     })());
-  return { nodeId, address, tiers, stop, reloadTls: () => void reloadCertificates(tls, log) };
+  return { nodeId, address, tiers, stop, reloadTls: () => void reloadCertificates(tls, log), failed };
 }
 
 function parseListen(listen: string): { host: string; port: number } {
@@ -222,8 +234,9 @@ async function resolveNodeId(dataDir: string, configured: string | undefined): P
 /** Heartbeats one coordinator on its own timer: a dead coordinator never delays the others. */
 function startHeartbeat(
   coordinator: string,
-  nodeInfo: () => Promise<NodeInfo>,
+  nodeInfo: () => Promise<NodeInfo & { masterKeyIds: string[] }>,
   onReply: (reply: { tiers?: TierTarget[]; grantKeys?: WireGrantKey[] }) => void,
+  onKeyRefused: (err: StrataError) => void,
   intervalMs: number,
   log: Logger,
   hello: () => NodeLinkHello,
@@ -248,6 +261,11 @@ function startHeartbeat(
       if (reply.intervalMs > 0) nextMs = Math.min(MAX_HEARTBEAT_INTERVAL_MS, Math.max(MIN_HEARTBEAT_INTERVAL_MS, reply.intervalMs));
     } catch (err) {
       if (stopped) return;
+      if (err instanceof StrataError && err.kind === 'KeyUnavailable') {
+        stopped = true; // the node stops: no use beating on
+        onKeyRefused(err);
+        return;
+      }
       // Warn once per outage, not once per beat.
       const fields = { coordinator, err: (err as Error).message };
       if (failing) log.debug(fields, 'heartbeat failed');

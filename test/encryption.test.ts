@@ -1,8 +1,9 @@
 // Encryption at rest end to end, on real processes and a real S3-protocol server (s3rver): data
 // nodes with a master key (STRATA_MASTER_KEY) keep no plaintext in chunk files, the LevelDB index
 // (inline chunks), the tier cache or the S3 objects; reads are byte-identical; repair and tiering
-// work on encrypted chunks; restarted with a wrong key or none, reads fail loudly (KeyUnavailable,
-// exit 12, one line) and nothing changes: no quarantine, no repair, chunk files untouched.
+// work on encrypted chunks; restarted with a wrong key a node refuses to start (the cluster's key
+// check: KeyUnavailable, exit 12, one line), with none reads fail loudly, and nothing changes: no
+// quarantine, no repair, chunk files untouched.
 // Exports with a master key keep no plaintext in S3 and import back only with it.
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
@@ -187,29 +188,37 @@ describe('encryption at rest (3 data nodes, RF 2, master key from STRATA_MASTER_
     for (let i = 0; i < 3; i++) expect(await filesWithPattern(cluster.dataDir(i))).toEqual([]);
   });
 
-  test('restarted with a wrong key, then with none: reads fail loudly (exit 12, one line), scrub quarantines nothing, chunk files unchanged', async () => {
+  test('restarted with a wrong key, a node refuses to start (exit 12, one line naming the flag); with none, reads fail loudly, scrub quarantines nothing; chunk files unchanged', async () => {
     const before = await chunkFileHashes(cluster, 3);
     expect(before.size).toBeGreaterThan(0);
     const otherKey = randomBytes(32).toString('hex');
-    for (const [key, message] of [[otherKey, /but the configured key is 'local-[0-9a-f]{16}' \(wrong key file\?\)/], ['', /but no master key is configured \(set --encrypt-key-file or STRATA_MASTER_KEY\)/]] as const) {
-      env.STRATA_MASTER_KEY = key;
-      await restartDatanodes();
-      expectOneLineError(await catWhenReachable('/secret/big.bin'), 12, message, [rightKey, otherKey]);
-      expectOneLineError(await cluster.cli(['cat', '/secret/small.txt']), 12, message, [rightKey, otherKey]);
-      await expect(client.readFile('/secret/log.txt')).rejects.toMatchObject({ kind: 'KeyUnavailable' });
-      // Every node's scrubber goes over its chunks and finds nothing to quarantine.
-      const scrubbed = await waitFor('a scrub pass on every node', async () => {
-        const nodes = await nodeStatuses();
-        return nodes?.every((n) => (n.scrub?.passes ?? 0) >= 1) ? nodes : undefined;
-      }, 60_000);
-      for (const node of scrubbed) {
-        expect(node.scrub?.chunksChecked, node.nodeId).toBeGreaterThan(0);
-        expect(node.scrub?.corruptFound, node.nodeId).toBe(0);
-        expect(node.corruptChunks ?? [], node.nodeId).toEqual([]);
-      }
-      expect((await client.health()).corrupt).toBe(0);
-      for (let i = 0; i < 3; i++) expect(await readdir(path.join(cluster.dataDir(i), 'quarantine'))).toEqual([]);
+    // A wrong key: the coordinator refuses the node's heartbeat (its key is none of the cluster's),
+    // and the node stops before it stores anything.
+    await Promise.all(cluster.datanodes.map((node) => node.stop()));
+    for (const node of cluster.datanodes) {
+      const refused = await runCli(node.args, { env: { STRATA_MASTER_KEY: otherKey } });
+      expectOneLineError(refused, 12, new RegExp(`^strata: data node ${node.name}: master key 'local-[0-9a-f]{16}' is not this cluster's \\(it encrypts with 'local-[0-9a-f]{16}'\\): start the node with the cluster's key in --encrypt-key-file or STRATA_MASTER_KEY$`), [rightKey, otherKey]);
     }
+    expect(await chunkFileHashes(cluster, 3)).toEqual(before);
+    // No key at all: the node starts (it writes in clear, which every node reads), but reads of encrypted chunks fail.
+    env.STRATA_MASTER_KEY = '';
+    await restartDatanodes();
+    const message = /but no master key is configured \(set --encrypt-key-file or STRATA_MASTER_KEY\)/;
+    expectOneLineError(await catWhenReachable('/secret/big.bin'), 12, message, [rightKey, otherKey]);
+    expectOneLineError(await cluster.cli(['cat', '/secret/small.txt']), 12, message, [rightKey, otherKey]);
+    await expect(client.readFile('/secret/log.txt')).rejects.toMatchObject({ kind: 'KeyUnavailable' });
+    // Every node's scrubber goes over its chunks and finds nothing to quarantine.
+    const scrubbed = await waitFor('a scrub pass on every node', async () => {
+      const nodes = await nodeStatuses();
+      return nodes?.every((n) => (n.scrub?.passes ?? 0) >= 1) ? nodes : undefined;
+    }, 60_000);
+    for (const node of scrubbed) {
+      expect(node.scrub?.chunksChecked, node.nodeId).toBeGreaterThan(0);
+      expect(node.scrub?.corruptFound, node.nodeId).toBe(0);
+      expect(node.corruptChunks ?? [], node.nodeId).toEqual([]);
+    }
+    expect((await client.health()).corrupt).toBe(0);
+    for (let i = 0; i < 3; i++) expect(await readdir(path.join(cluster.dataDir(i), 'quarantine'))).toEqual([]);
     expect(await chunkFileHashes(cluster, 3)).toEqual(before);
 
     env.STRATA_MASTER_KEY = rightKey;

@@ -100,7 +100,13 @@ export function registerRoleCommands(program: Command): void {
       const log = createLogger('datanode', config.logLevel);
       const { runDataNode } = await import('../../datanode/run.js');
       const running = await runDataNode(config, log);
-      await untilSignal(log, running.stop, running.reloadTls);
+      const failed = await Promise.race([untilSignal(log, running.stop, running.reloadTls).then(() => undefined), running.failed]);
+      if (failed) {
+        // A coordinator refused this node's master key: stop, then main prints the one line (exit 12).
+        setTimeout(() => process.exit(), 5000).unref();
+        await running.stop();
+        throw failed;
+      }
     });
 }
 

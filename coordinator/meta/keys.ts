@@ -21,6 +21,7 @@
 //   h/rebalance          a rebalance asked of the leader (threshold), until it is done
 //   x/ino                next unallocated inode number (handed out in batches)
 //   g/keys               the chunk grant signing keys (coordinator/grant-keys.ts)
+//   g/master-keys        ids (fingerprints, never keys) of the master keys data nodes encrypt with (coordinator/master-key-check.ts)
 //   q/<ino>              a directory's quota: its limits and the usage under it, rewritten in the
 //                        same txn as every change that moves the usage (coordinator/meta/quotas.ts)
 //   q/epoch              bumped whenever the set of quota directories above some directory changes
@@ -57,6 +58,7 @@ export const RECALL_PREFIX = 'r/';
 export const REBALANCE_KEY = 'h/rebalance';
 export const INODE_COUNTER_KEY = 'x/ino';
 export const GRANT_KEYS_KEY = 'g/keys';
+export const MASTER_KEYS_KEY = 'g/master-keys';
 export const MEMBER_PREFIX = 'm/';
 export const memberKey = (address: string) => `m/${address}`;
 /** What every path lookup reads: worth a coordinator-side cache on etcd. */
