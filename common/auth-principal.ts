@@ -12,6 +12,13 @@ export interface Principal {
   readonly clientId: string;
   /** When the token stops being valid (ms since the epoch); Infinity for anonymous. */
   readonly expiresAtMs: number;
+  /**
+   * The caller's uid inside its tenant, from the token's uid claim (`--oidc-uid-claim`); absent
+   * when the token has none (then it acts as the tenant's nobody: coordinator/authz/posix-access.ts).
+   */
+  readonly uid?: number;
+  /** Its groups, the primary (`--oidc-gid-claim`) first, then `--oidc-gids-claim`'s; absent when the token names none. */
+  readonly gids?: readonly number[];
   /** True only when the coordinator runs with auth off. */
   readonly anonymous: boolean;
 }

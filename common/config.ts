@@ -111,6 +111,10 @@ export const coordinatorSchema = z.object({
   oidcAudience: z.string().min(1).max(256).optional(),
   /** The token claim naming the caller's tenant. */
   oidcTenantClaim: z.string().min(1).max(128).default('tenant'),
+  /** The token claims of the caller's uid, primary gid and further gids (numbers, or decimal strings; coordinator/authz/posix-access.ts). */
+  oidcUidClaim: z.string().min(1).max(128).default('uid'),
+  oidcGidClaim: z.string().min(1).max(128).default('gid'),
+  oidcGidsClaim: z.string().min(1).max(128).default('gids'),
   /** Fewest ms between two fetches of the realm's keys (a token with an unknown kid triggers one). */
   oidcJwksRefetchMs: int.min(0).max(3_600_000).default(10_000),
   /** The token role that sees the whole namespace (every tenant's) and may drain, remove nodes, rebalance, tier (coordinator/authz/). */

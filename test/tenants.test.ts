@@ -273,9 +273,9 @@ describe('tenants and authorization', () => {
     expect(coordinatorLog()).toMatch(/"subject":"rita"/);
   });
 
-  test('new entries belong to the process that made them (CLI and SDK by uid and gid), not to root', async () => {
-    const token = alice();
-    // The CLI as local user 4321 (group 4322): what it makes is that user's, as on a local file system.
+  test('with auth on, new entries belong to the token\'s uid and gid (claims uid, gid), never to the ones the client sends', async () => {
+    const token = realm.token('ann', { tenant: 'a', uid: 2001, gid: '2002' });
+    // The CLI as local user 4321 (group 4322), which sends its own ids as the owner: ignored.
     const asUser = (args: string[], input: string) =>
       new Promise<{ code: number; stderr: string }>((resolve) => {
         const env = { ...process.env, STRATA_COORDINATOR: cluster.coordinatorList, STRATA_TOKEN: token, HOME: '/nonexistent', XDG_CONFIG_HOME: '/nonexistent' };
@@ -289,15 +289,18 @@ describe('tenants and authorization', () => {
       const ran = await asUser(args, 'made by 4321');
       expect(ran.code, ran.stderr).toBe(0);
     }
-    const a = connect(alice);
-    for (const p of ['/owned', '/owned/sub', '/owned/sub/by-cli.txt']) expect(await a.stat(p), p).toMatchObject({ uid: 4321, gid: 4322 });
-    // The SDK in this (root) process: its own uid and gid unless it names an owner.
-    expect(await a.writeFile('/owned/by-sdk.txt', 'sdk')).toMatchObject({ uid: process.getuid!(), gid: process.getgid!() });
-    expect(await a.mkdir('/owned/named', { owner: { uid: 7, gid: 8 } })).toMatchObject({ uid: 7, gid: 8 });
-    const root = (await a.stat('/')).ino;
-    expect((await a.inodes.create(root, 'by-inode.txt', { owner: { uid: 9, gid: 10 } })).stat).toMatchObject({ uid: 9, gid: 10 });
-    await a.rm('/owned', { recursive: true });
-    await a.rm('/by-inode.txt');
+    const ann = connect(() => token);
+    for (const p of ['/owned', '/owned/sub', '/owned/sub/by-cli.txt']) expect(await ann.stat(p), p).toMatchObject({ uid: 2001, gid: 2002 });
+    // The SDK in this (root) process, naming an owner or not: the token's ids.
+    expect(await ann.writeFile('/owned/by-sdk.txt', 'sdk')).toMatchObject({ uid: 2001, gid: 2002 });
+    expect(await ann.mkdir('/owned/named', { owner: { uid: 7, gid: 8 } })).toMatchObject({ uid: 2001, gid: 2002 });
+    const root = (await ann.stat('/')).ino;
+    expect((await ann.inodes.create(root, 'by-inode.txt', { owner: { uid: 9, gid: 10 } })).stat).toMatchObject({ uid: 2001, gid: 2002 });
+    // A token without uid and gid claims acts as its tenant's nobody (65534).
+    expect(await connect(alice).mkdir('/by-nobody', { owner: { uid: 0, gid: 0 } })).toMatchObject({ uid: 65534, gid: 65534 });
+    await ann.rm('/owned', { recursive: true });
+    await ann.rm('/by-inode.txt');
+    await connect(alice).rm('/by-nobody');
   });
 
   test('export/import: a tenant exports and imports only inside its root; the admin exports another tenant', async () => {

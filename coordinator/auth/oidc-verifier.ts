@@ -19,6 +19,8 @@ export interface OidcSettings {
   audience: string;
   /** The claim naming the caller's tenant. */
   tenantClaim: string;
+  /** The claims of the caller's uid, primary gid and further gids (absent: uid, gid, gids). */
+  idClaims?: { uid: string; gid: string; gids: string };
   /** Fewest ms between two JWKS fetches (an unknown kid in between is refused). */
   jwksRefetchMs: number;
 }
@@ -119,9 +121,18 @@ export class OidcVerifier implements Authenticator {
     const realmRoles = rolesIn(claims.realm_access);
     const clientRoles = rolesIn((claims.resource_access as Record<string, unknown> | undefined)?.[this.settings.audience]);
     const tenant = claims[this.settings.tenantClaim];
+    const names = this.settings.idClaims ?? { uid: 'uid', gid: 'gid', gids: 'gids' };
+    const uid = idClaim(claims, names.uid);
+    const gid = idClaim(claims, names.gid);
+    const more = claims[names.gids];
+    if (more !== undefined && (!Array.isArray(more) || more.length > MAX_GIDS)) throw unauthenticated(`token claim '${names.gids}' is not a list of at most ${MAX_GIDS} gids`);
+    const listed = ((more as unknown[] | undefined) ?? []).map((_, i) => idClaim(more as unknown[], i, names.gids));
+    const gids = [...new Set([gid, ...listed].filter((g): g is number => g !== undefined))];
     return Object.freeze({
       subject: String(claims.sub),
       tenant: typeof tenant === 'string' ? tenant : '',
+      ...(uid === undefined ? {} : { uid }),
+      ...(gids.length === 0 ? {} : { gids: Object.freeze(gids) }),
       roles: Object.freeze([...new Set([...realmRoles, ...clientRoles])]),
       clientId: typeof claims.azp === 'string' ? claims.azp : '',
       expiresAtMs: Number(claims.exp) * 1000,
@@ -148,6 +159,21 @@ async function fetchJwks(url: string): Promise<{ keys: unknown[] }> {
   if (!Array.isArray(body?.keys)) throw new StrataError('Unavailable', `the realm's keys at ${url} are not a JWKS (no keys array)`);
   // Only RSA signing keys: jwk-to-pem throws on others, and keycloak-connect verifies RSA only.
   return { keys: body.keys.filter((key) => (key as { kty?: unknown; use?: unknown })?.kty === 'RSA' && (key as { use?: unknown }).use !== 'enc') };
+}
+
+/** Supplementary groups a token may list (Linux's NGROUPS_MAX is 65536; realms list a few). */
+const MAX_GIDS = 1024;
+
+/**
+ * A numeric id claim (Keycloak maps user attributes to strings: "1000" is taken too); absent =
+ * undefined. Anything else refuses the token: a realm mapper gone wrong must not make a user someone else.
+ */
+function idClaim(claims: Record<string, unknown> | unknown[], key: string | number, label = String(key)): number | undefined {
+  const value = (claims as Record<string, unknown>)[key];
+  if (value === undefined || value === null) return undefined;
+  const id = typeof value === 'string' && /^\d{1,10}$/.test(value) ? Number(value) : value;
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xfffffffe) throw unauthenticated(`token claim '${label}' is not a uid/gid (a whole number 0..4294967294)`);
+  return id;
 }
 
 function rolesIn(access: unknown): string[] {

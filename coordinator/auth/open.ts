@@ -24,6 +24,7 @@ export function openAuthenticator(config: CoordinatorConfig, log: Logger): Authe
       issuer: config.oidcIssuer,
       audience: config.oidcAudience,
       tenantClaim: config.oidcTenantClaim,
+      idClaims: { uid: config.oidcUidClaim, gid: config.oidcGidClaim, gids: config.oidcGidsClaim },
       jwksRefetchMs: config.oidcJwksRefetchMs,
     });
     log.info({ issuer: config.oidcIssuer, audience: config.oidcAudience }, 'auth: OIDC bearer tokens required');

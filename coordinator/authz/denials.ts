@@ -41,6 +41,6 @@ export class Denials {
       return;
     }
     this.logged++;
-    this.log.warn({ subject: principal.subject, tenant: principal.tenant, client: principal.clientId, op, target, rule }, 'authz: denied');
+    this.log.warn({ subject: principal.subject, tenant: principal.tenant, client: principal.clientId, uid: principal.uid, op, target, rule }, 'authz: denied');
   }
 }

@@ -8,7 +8,11 @@
 //   tenant guessed is refused as if it did not exist (NotFound), like every path outside the root;
 // - a caller with neither (auth on, no tenant claim, no admin role): nothing (PermissionDenied).
 // Inside what it sees, the rules of its roles (rules.ts) bound each operation: reads need
-// read-only, changes read-write (on the directory changed and on the entry moved or removed).
+// read-only, changes read-write (on the directory changed and on the entry moved or removed);
+// and owner, group and mode bits bind it as a kernel would (posix-access.ts), with the uid and
+// groups of its token, which also owns what it makes (a client-sent owner is ignored). Checked on
+// attributes the operation reads anyway; an entry's own only where its owner matters (a sticky
+// directory, a directory moved to another parent).
 import type { Principal } from '../../common/auth-principal.js';
 import { StrataError } from '../../common/errors.js';
 import { TENANTS_DIR, TENANTS_DIR_NAME, isTenantName, tenantRootPath } from '../../common/tenants.js';
@@ -19,6 +23,8 @@ import type { AdminPolicy } from './admin.js';
 import type { Denials } from './denials.js';
 import { type Level, type PrincipalRules, type Rule, type RuleSet, rank } from './rules.js';
 import { currentScope, type RequestScope } from './scope.js';
+import * as posix from './posix-access.js';
+import { NOBODY_GID, NOBODY_UID, type PosixCaller } from './posix-access.js';
 
 /** What the services call: MetaStore's namespace calls, plus "this file, to write it" (AllocateChunk). */
 export type Namespace = Pick<
@@ -46,6 +52,8 @@ interface TenantView {
   tenant: string;
   rootIno: number;
   rules?: PrincipalRules;
+  /** Whom mode bits are checked for: the token's uid and groups (its tenant's nobody without them). */
+  caller: PosixCaller;
   /** Rule paths resolved to directories (inode -> level), refreshed every ANCHOR_TTL_MS. */
   anchors?: { atMs: number; byIno: Map<number, Rule> };
 }
@@ -54,6 +62,8 @@ interface TenantView {
 const VIEW_TTL_MS = 5_000;
 const ANCHOR_TTL_MS = 2_000;
 const MAX_DEPTH = 4096;
+/** A tenant's root is made world-writable and sticky (like /tmp): every user of the tenant can make its own entries there, and remove only those. */
+const TENANT_ROOT_MODE = 0o1777;
 /** A tenant root's path in a message, with the slash after it if any: `/tenants/<t>/`. */
 const TENANT_PATH = new RegExp(`${TENANTS_DIR}/([A-Za-z0-9._-]+)/?`, 'g');
 
@@ -71,7 +81,7 @@ export class NamespaceGate implements Namespace {
   async resolve(components: string[], label = '/' + components.join('/')): Promise<Attr> {
     const [scope, view] = await this.enter();
     if (!view) return this.meta.resolve(components, label);
-    const attr = await this.meta.resolve(components, label, view.rootIno);
+    const attr = await this.meta.resolve(components, label, view.rootIno, (dir) => this.posix(scope, posix.search(view.caller, dir), label));
     await this.check(scope, view, attr, 'read-only', label);
     return attr;
   }
@@ -86,7 +96,10 @@ export class NamespaceGate implements Namespace {
   async attrForWrite(ino: number): Promise<Attr> {
     const [scope, view] = await this.enter();
     const attr = await this.meta.getattr(ino);
-    if (view) await this.check(scope, view, attr, 'read-write', `inode ${ino}`);
+    if (view) {
+      await this.check(scope, view, attr, 'read-write', `inode ${ino}`);
+      this.posix(scope, posix.access(view.caller, attr, posix.W, 'the file'), `inode ${ino}`);
+    }
     return attr;
   }
 
@@ -102,7 +115,7 @@ export class NamespaceGate implements Namespace {
 
   async lookup(parent: number, name: string): Promise<Attr> {
     const [scope, view] = await this.enter();
-    if (view) await this.inode(scope, view, parent, 'read-only');
+    if (view) this.posix(scope, posix.search(view.caller, await this.inode(scope, view, parent, 'read-only')), name);
     const attr = await this.meta.lookup(parent, name);
     if (view) await this.check(scope, view, attr, 'read-only', name);
     return attr;
@@ -110,7 +123,11 @@ export class NamespaceGate implements Namespace {
 
   async readdir(ino: number, after: string, limit: number, withAttrs: boolean) {
     const [scope, view] = await this.enter();
-    if (view) await this.inode(scope, view, ino, 'read-only');
+    if (view) {
+      // Names need read; their attributes search too (ls -l in a directory without x fails).
+      const dir = await this.inode(scope, view, ino, 'read-only');
+      this.posix(scope, posix.access(view.caller, dir, withAttrs ? posix.R | posix.X : posix.R, 'the directory'), `inode ${ino}`);
+    }
     return this.meta.readdir(ino, after, limit, withAttrs);
   }
 
@@ -123,7 +140,11 @@ export class NamespaceGate implements Namespace {
   async getChunks(ino: number, fromIndex: number, count: number) {
     const [scope, view] = await this.enter();
     const reply = await this.meta.getChunks(ino, fromIndex, count);
-    if (view) await this.check(scope, view, reply.attr, 'read-only', `inode ${ino}`);
+    if (view) {
+      await this.check(scope, view, reply.attr, 'read-only', `inode ${ino}`);
+      // The read grant goes with the locations: only to a reader.
+      this.posix(scope, posix.access(view.caller, reply.attr, posix.R, 'the file'), `inode ${ino}`);
+    }
     return reply;
   }
 
@@ -139,20 +160,32 @@ export class NamespaceGate implements Namespace {
   // ------------------------------------------------------------------ changes
 
   async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<Attr> {
-    return this.shown(await this.changeIn(parent), this.meta.mkdir(parent, name, mode, owner));
+    const view = await this.makeIn(parent, name);
+    return this.shown(view, this.meta.mkdir(parent, name, mode, ownerFor(view, owner)));
   }
 
   async create(parent: number, name: string, options: CreateOptions): Promise<Attr> {
+    const [scope, view] = await this.enter();
+    if (!view) return this.meta.create(parent, name, options);
     // The entry too: a create may truncate an existing file, a change to it.
-    return this.shown(await this.changeIn(parent, name), this.meta.create(parent, name, options));
+    const dir = await this.inode(scope, view, parent, 'read-write');
+    await this.entry(scope, view, parent, name, 'read-write');
+    this.posix(scope, posix.search(view.caller, dir), name);
+    // Whether the name is taken is known only inside the store's create: a new entry needs w on
+    // the directory, opening an existing file to empty it w on the file (POSIX open(O_CREAT)).
+    const check = (fresh: Attr, existing: Attr | undefined) =>
+      this.posix(scope, existing ? (options.truncate ? posix.access(view.caller, existing, posix.W, 'the file') : undefined) : posix.changeIn(view.caller, fresh), name);
+    return this.shown(view, this.meta.create(parent, name, { ...options, owner: ownerFor(view, options.owner), check }));
   }
 
   async symlink(parent: number, name: string, target: string, owner?: Owner): Promise<Attr> {
-    return this.shown(await this.changeIn(parent), this.meta.symlink(parent, name, target, owner));
+    const view = await this.makeIn(parent, name);
+    return this.shown(view, this.meta.symlink(parent, name, target, ownerFor(view, owner)));
   }
 
   async mknod(parent: number, name: string, kind: SpecialKind, mode: number, rdev: number, owner?: Owner): Promise<Attr> {
-    return this.shown(await this.changeIn(parent), this.meta.mknod(parent, name, kind, mode, rdev, owner));
+    const view = await this.makeIn(parent, name);
+    return this.shown(view, this.meta.mknod(parent, name, kind, mode, rdev, ownerFor(view, owner)));
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
@@ -160,59 +193,81 @@ export class NamespaceGate implements Namespace {
     if (view) {
       // Writable where it is and where it goes: a read-only file must not gain a writable name.
       await this.inode(scope, view, ino, 'read-write');
-      await this.inode(scope, view, newParent, 'read-write');
+      this.posix(scope, posix.changeIn(view.caller, await this.inode(scope, view, newParent, 'read-write')), newName);
     }
     return this.shown(view, this.meta.link(ino, newParent, newName));
   }
 
   async unlink(parent: number, name: string): Promise<Attr | null> {
-    await this.changeIn(parent, name);
+    await this.removeIn(parent, name);
     return this.meta.unlink(parent, name);
   }
 
   async rmdir(parent: number, name: string): Promise<Attr | null> {
-    await this.changeIn(parent, name);
+    await this.removeIn(parent, name);
     return this.meta.rmdir(parent, name);
   }
 
   async remove(parent: number, name: string): Promise<void> {
-    await this.changeIn(parent, name);
+    await this.removeIn(parent, name);
     return this.meta.remove(parent, name);
   }
 
   async rename(srcParent: number, srcName: string, dstParent: number, dstName: string, options: { noReplace?: boolean } = {}): Promise<Attr | null> {
     const [scope, view] = await this.enter();
     if (view) {
-      await this.inode(scope, view, srcParent, 'read-write');
-      await this.inode(scope, view, dstParent, 'read-write');
-      await this.entry(scope, view, srcParent, srcName, 'read-write');
+      const { caller } = view;
+      const srcDir = await this.inode(scope, view, srcParent, 'read-write');
+      const dstDir = srcParent === dstParent ? srcDir : await this.inode(scope, view, dstParent, 'read-write');
+      this.posix(scope, posix.changeIn(caller, srcDir), srcName);
+      this.posix(scope, posix.changeIn(caller, dstDir), dstName);
+      // A directory moving to another parent changes its '..': w on it too (as Linux asks).
+      const src = await this.entry(scope, view, srcParent, srcName, 'read-write', posix.stickyApplies(caller, srcDir) || srcParent !== dstParent);
+      if (src?.type === 'dir' && srcParent !== dstParent) this.posix(scope, posix.access(caller, src, posix.W, 'the directory moved'), srcName);
+      this.posix(scope, posix.removeFrom(caller, srcDir, src), srcName);
       // The entry it replaces, if any, is changed (removed) too.
-      await this.entry(scope, view, dstParent, dstName, 'read-write');
+      const replaced = await this.entry(scope, view, dstParent, dstName, 'read-write', posix.stickyApplies(caller, dstDir));
+      this.posix(scope, posix.removeFrom(caller, dstDir, replaced), dstName);
     }
     return this.shown(view, this.meta.rename(srcParent, srcName, dstParent, dstName, options));
   }
 
   async setattr(ino: number, changes: SetAttrChanges): Promise<Attr> {
     const [scope, view] = await this.enter();
-    if (view) await this.inode(scope, view, ino, 'read-write');
-    return this.shown(view, this.meta.setattr(ino, changes));
+    if (!view) return this.meta.setattr(ino, changes);
+    const checked = posix.setattr(view.caller, await this.inode(scope, view, ino, 'read-write'), changes);
+    if ('refused' in checked) throw this.denials.denied(scope.principal, scope.op, `inode ${ino}`, checked.refused);
+    return this.shown(view, this.meta.setattr(ino, checked.changes));
   }
 
   async commitChunk(ino: number, record: ChunkRecord): Promise<Attr> {
     const [scope, view] = await this.enter();
-    if (view) await this.inode(scope, view, ino, 'read-write');
+    if (view) this.posix(scope, posix.access(view.caller, await this.inode(scope, view, ino, 'read-write'), posix.W, 'the file'), `inode ${ino}`);
     return this.shown(view, this.meta.commitChunk(ino, record));
   }
 
   // ------------------------------------------------------------------ checks
 
-  /** A change in directory `parent` (and of its entry `name`, when one is removed); the caller's view. */
-  private async changeIn(parent: number, name?: string): Promise<TenantView | undefined> {
+  /** A new entry `name` in directory `parent` (mkdir, symlink, mknod); the caller's view. */
+  private async makeIn(parent: number, name: string): Promise<TenantView | undefined> {
     const [scope, view] = await this.enter();
     if (!view) return undefined;
-    await this.inode(scope, view, parent, 'read-write');
-    if (name !== undefined) await this.entry(scope, view, parent, name, 'read-write');
+    this.posix(scope, posix.changeIn(view.caller, await this.inode(scope, view, parent, 'read-write')), name);
     return view;
+  }
+
+  /** Removing entry `name` of directory `parent` (its own attributes read only where they matter). */
+  private async removeIn(parent: number, name: string): Promise<void> {
+    const [scope, view] = await this.enter();
+    if (!view) return;
+    const dir = await this.inode(scope, view, parent, 'read-write');
+    const victim = await this.entry(scope, view, parent, name, 'read-write', posix.stickyApplies(view.caller, dir));
+    this.posix(scope, posix.removeFrom(view.caller, dir, victim), name);
+  }
+
+  /** Throws the mode bits' refusal, if any, as a logged denial. */
+  private posix(scope: RequestScope, refused: string | undefined, label: string): void {
+    if (refused) throw this.denials.denied(scope.principal, scope.op, label, refused);
   }
 
   /**
@@ -255,22 +310,23 @@ export class NamespaceGate implements Namespace {
     }
     if (!isTenantName(tenant)) throw this.denials.denied(principal, scope.op, '/', `tenant '${tenant.slice(0, 64)}' is not a valid tenant name (letters, digits, . _ -)`);
     const tenants = await this.lookupOrMkdir(ROOT_INO, TENANTS_DIR_NAME);
-    const root = await this.lookupOrMkdir(tenants.ino, tenant);
+    const root = await this.lookupOrMkdir(tenants.ino, tenant, TENANT_ROOT_MODE);
     if (root.type !== 'dir' || root.tenant !== tenant) {
       throw this.denials.denied(principal, scope.op, '/', `${tenantRootPath(tenant)} is not a tenant root (made before tenants were kept apart?): an admin must move it away`);
     }
-    return { tenant, rootIno: root.ino, rules: this.options.rules?.forPrincipal(principal) };
+    const caller: PosixCaller = { uid: principal.uid ?? NOBODY_UID, gids: principal.gids?.length ? principal.gids : [NOBODY_GID] };
+    return { tenant, rootIno: root.ino, rules: this.options.rules?.forPrincipal(principal), caller };
   }
 
   /** A tenant's root is made on its first request (mkdir in /tenants tags it: meta/store.ts childTags). */
-  private async lookupOrMkdir(parent: number, name: string): Promise<Attr> {
+  private async lookupOrMkdir(parent: number, name: string, mode = 0o755): Promise<Attr> {
     try {
       return await this.meta.lookup(parent, name);
     } catch (err) {
       if (!(err instanceof StrataError) || err.kind !== 'NotFound') throw err;
     }
     try {
-      return await this.meta.mkdir(parent, name, 0o755);
+      return await this.meta.mkdir(parent, name, mode);
     } catch (err) {
       if (!(err instanceof StrataError) || err.kind !== 'Exists') throw err;
       return this.meta.lookup(parent, name);
@@ -284,16 +340,21 @@ export class NamespaceGate implements Namespace {
     return attr;
   }
 
-  /** Entry `name` of `parent` (when the rules may treat it apart from its directory; absent: the store says so). */
-  private async entry(scope: RequestScope, view: TenantView, parent: number, name: string, need: Level): Promise<void> {
-    if (!view.rules || view.rules.rules.length === 0) return;
+  /**
+   * Entry `name` of `parent`, read when the rules may treat it apart from its directory or when
+   * `wanted` (its owner matters), checked against the rules; undefined when not read or absent
+   * (the store then says so).
+   */
+  private async entry(scope: RequestScope, view: TenantView, parent: number, name: string, need: Level, wanted = false): Promise<Attr | undefined> {
+    if (!wanted && (!view.rules || view.rules.rules.length === 0)) return undefined;
     let attr: Attr;
     try {
       attr = await this.meta.lookup(parent, name);
     } catch {
-      return;
+      return undefined;
     }
     await this.check(scope, view, attr, need, name);
+    return attr;
   }
 
   private async check(scope: RequestScope, view: TenantView, attr: Attr, need: Level, label: string): Promise<void> {
@@ -346,3 +407,8 @@ export class NamespaceGate implements Namespace {
   }
 }
 
+/** Who owns a new entry: a checked caller's token ids (what the client sent is ignored); else what the client sent (auth off, or an admin: root may give entries away). */
+function ownerFor(view: TenantView | undefined, sent: Owner | undefined): Owner | undefined {
+  if (!view) return sent;
+  return { uid: view.caller.uid, gid: view.caller.gids[0] };
+}

@@ -94,6 +94,11 @@ export interface CreateOptions {
   exclusive: boolean;
   truncate: boolean;
   owner?: Owner;
+  /**
+   * Throws to refuse, once the store knows whether the name is taken: with the directory as read,
+   * and the existing file (undefined: a new one is about to be made). The gate's mode-bit check.
+   */
+  check?: (dir: Attr, existing: Attr | undefined) => void;
 }
 
 export interface NamespaceCounts {
