@@ -133,6 +133,11 @@ describe('owner, group and mode bits, enforced by the coordinator (auth on)', ()
     await denied('chgrp to a group she is not in', a.setattr('/home/private.txt', { gid: BEN }));
     await denied('chown even by the owner', a.setattr('/home/private.txt', { uid: BEN }));
     await a.setattr('/home/public.txt', { mtimeMs: 1_000_000 });
+    // A file made 0444 (cp of a read-only file) is written by its owner after the create; not by others.
+    await a.writeFile('/home/ro.txt', 'read-only copy', { mode: 0o444 });
+    expect((await a.readFile('/home/ro.txt')).toString()).toBe('read-only copy');
+    await denied('write 0444 of another', connect(ben).writeFile('/home/ro.txt', 'x'));
+    await a.rm('/home/ro.txt');
     await a.rename('/shared/ann.txt', '/shared/ann2.txt');
     await a.rm('/shared/ann2.txt');
     // The admin: reads anything, chowns.

@@ -98,7 +98,7 @@ export class NamespaceGate implements Namespace {
     const attr = await this.meta.getattr(ino);
     if (view) {
       await this.check(scope, view, attr, 'read-write', `inode ${ino}`);
-      this.posix(scope, posix.access(view.caller, attr, posix.W, 'the file'), `inode ${ino}`);
+      this.posix(scope, posix.fileData(view.caller, attr, posix.W), `inode ${ino}`);
     }
     return attr;
   }
@@ -143,7 +143,7 @@ export class NamespaceGate implements Namespace {
     if (view) {
       await this.check(scope, view, reply.attr, 'read-only', `inode ${ino}`);
       // The read grant goes with the locations: only to a reader.
-      this.posix(scope, posix.access(view.caller, reply.attr, posix.R, 'the file'), `inode ${ino}`);
+      this.posix(scope, posix.fileData(view.caller, reply.attr, posix.R), `inode ${ino}`);
     }
     return reply;
   }
@@ -242,7 +242,7 @@ export class NamespaceGate implements Namespace {
 
   async commitChunk(ino: number, record: ChunkRecord): Promise<Attr> {
     const [scope, view] = await this.enter();
-    if (view) this.posix(scope, posix.access(view.caller, await this.inode(scope, view, ino, 'read-write'), posix.W, 'the file'), `inode ${ino}`);
+    if (view) this.posix(scope, posix.fileData(view.caller, await this.inode(scope, view, ino, 'read-write'), posix.W), `inode ${ino}`);
     return this.shown(view, this.meta.commitChunk(ino, record));
   }
 

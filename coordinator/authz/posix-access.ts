@@ -51,6 +51,16 @@ export function access(caller: PosixCaller, attr: Perms, want: number, what = 't
   return `needs ${WORDS[want] ?? want} on ${what} (${describe(attr)}) for ${who(caller)}`;
 }
 
+/**
+ * Reading or writing a file's bytes (GetChunks' read grant; AllocateChunk, CommitChunk, truncate).
+ * A kernel checks at open, the coordinator sees no open: so a file made 0444 (cp of a read-only
+ * file) could not be written after its create. Its owner may always: it could chmod itself the
+ * bit, so this lets no one do more than they could.
+ */
+export function fileData(caller: PosixCaller, attr: Perms, want: number): string | undefined {
+  return caller.uid === attr.uid ? undefined : access(caller, attr, want, 'the file');
+}
+
 /** A path walk: search on each directory whose entry is looked up. */
 export const search = (caller: PosixCaller, dir: Perms) => access(caller, dir, X, 'a directory on the path');
 
@@ -77,7 +87,7 @@ export function removeFrom(caller: PosixCaller, dir: Perms, victim: Perms | unde
  * group, as Linux does); chown only by root, so never here (a no-op chown to the same uid
  * passes); chgrp by the owner to one of its groups (dropping setuid/setgid of a file); times by
  * the owner or a writer (the wire cannot tell "now" from a chosen time: a writer may set either,
- * a relaxation of utimensat(2)); size (truncate) by a writer. Answers the changes to apply, or the refusal.
+ * a relaxation of utimensat(2)); size (truncate) by a writer or the owner (fileData). Answers the changes to apply, or the refusal.
  */
 export function setattr(caller: PosixCaller, attr: Attr, changes: SetAttrChanges): { refused: string } | { changes: SetAttrChanges } {
   const owner = caller.uid === attr.uid;
@@ -102,7 +112,7 @@ export function setattr(caller: PosixCaller, attr: Attr, changes: SetAttrChanges
     return { refused: `setting times: only the owner (${attr.uid}) or a writer; ${access(caller, attr, W, 'the file')}` };
   }
   if (changes.size !== undefined && changes.size !== attr.size) {
-    const refused = access(caller, attr, W, 'the file');
+    const refused = fileData(caller, attr, W);
     if (refused) return { refused: `truncate ${refused}` };
   }
   return { changes: next };
