@@ -29,6 +29,8 @@ export function registerTransferCommands(program: Command): void {
         // A refused upload (quota, no space, a lost node) must not leave a broken file that was not there before.
         const existed = await client.exists(target);
         const progress = createProgress(`put ${basename(target)}`, size, options.progress);
+        /** Only a file this put made is removed: a refused create made none (and a retried removal would be refused, and logged, too). */
+        let made = false;
         try {
           const source = local === '-' ? process.stdin : createReadStream(local, { highWaterMark: 1024 * 1024 });
           source.on('error', () => undefined); // surfaced by pipeline
@@ -38,13 +40,14 @@ export function registerTransferCommands(program: Command): void {
             ackPolicy: options.ack as AckPolicy | undefined,
             onProgress: (bytes) => progress.update(bytes),
           });
+          made = true;
           await pipeline(source, sink);
           const wanted = sink.stat?.replication ?? 0;
           if (sink.fewestCopies < wanted) {
             process.stderr.write(`strata: warning: some chunks of ${target} have ${sink.fewestCopies} of ${wanted} copies (too few live data nodes)\n`);
           }
         } catch (err) {
-          if (!existed) await client.rm(target).catch(() => undefined);
+          if (!existed && made) await client.rm(target).catch(() => undefined);
           throw localError(err, local);
         } finally {
           progress.stop();
