@@ -122,6 +122,12 @@ describe('owner, group and mode bits, enforced by the coordinator (auth on)', ()
     await denied('chmod', b.setattr(priv, { mode: 0o777 }));
     await denied('truncate', b.setattr(priv, { size: 0 }));
     await denied('link into 0755', b.link(priv, home, 'another-name'));
+    // Linux's protected_hardlinks: no name of ann's 0600 file in ben's own (writable) directory.
+    const bens = (await connect(ben).stat('/ben-dir')).ino;
+    await denied('link of a file he cannot read and write', b.link(priv, bens, 'pinned'));
+    await denied('a device node', b.mknod(bens, 'dev', 'char-device', 0o666, 0x0103));
+    expect((await b.mknod(bens, 'pipe', 'fifo', 0o644)).uid).toBe(BEN);
+    await b.unlink(bens, 'pipe');
     expect((await a.readFile('/home/private.txt')).toString()).toBe('ann only');
     expect((await a.readdir('/shared')).map((e) => e.name)).toContain('ann.txt');
   });

@@ -184,7 +184,7 @@ export class NamespaceGate implements Namespace {
   }
 
   async mknod(parent: number, name: string, kind: SpecialKind, mode: number, rdev: number, owner?: Owner): Promise<Attr> {
-    const view = await this.makeIn(parent, name);
+    const view = await this.makeIn(parent, name, kind);
     return this.shown(view, this.meta.mknod(parent, name, kind, mode, rdev, ownerFor(view, owner)));
   }
 
@@ -192,7 +192,7 @@ export class NamespaceGate implements Namespace {
     const [scope, view] = await this.enter();
     if (view) {
       // Writable where it is and where it goes: a read-only file must not gain a writable name.
-      await this.inode(scope, view, ino, 'read-write');
+      this.posix(scope, posix.linkTo(view.caller, await this.inode(scope, view, ino, 'read-write')), newName);
       this.posix(scope, posix.changeIn(view.caller, await this.inode(scope, view, newParent, 'read-write')), newName);
     }
     return this.shown(view, this.meta.link(ino, newParent, newName));
@@ -249,10 +249,11 @@ export class NamespaceGate implements Namespace {
   // ------------------------------------------------------------------ checks
 
   /** A new entry `name` in directory `parent` (mkdir, symlink, mknod); the caller's view. */
-  private async makeIn(parent: number, name: string): Promise<TenantView | undefined> {
+  private async makeIn(parent: number, name: string, special?: SpecialKind): Promise<TenantView | undefined> {
     const [scope, view] = await this.enter();
     if (!view) return undefined;
     this.posix(scope, posix.changeIn(view.caller, await this.inode(scope, view, parent, 'read-write')), name);
+    if (special) this.posix(scope, posix.mknod(view.caller, special), name);
     return view;
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import type { Attr } from '../meta/types.js';
-import { R, W, X, access, changeIn, fileData, may, removeFrom, search, setattr, stickyApplies, type PosixCaller } from './posix-access.js';
+import { R, W, X, access, changeIn, fileData, linkTo, may, mknod, removeFrom, search, setattr, stickyApplies, type PosixCaller } from './posix-access.js';
 
 const alice: PosixCaller = { uid: 1000, gids: [1000, 50] };
 const bob: PosixCaller = { uid: 1001, gids: [1001] };
@@ -46,6 +46,20 @@ describe('file data', () => {
     expect(fileData(bob, attr(0o644), W)).toMatch(/needs write \(w\) on the file/);
     expect(fileData(bob, attr(0o640, 1000, 1001), R)).toBeUndefined(); // group
     expect(fileData(bob, attr(0o604), R | X)).toMatch(/needs/);
+  });
+});
+
+describe('links and device nodes', () => {
+  test('a link needs the file\'s owner or a reader and writer of it', () => {
+    expect(linkTo(alice, attr(0o600))).toBeUndefined();
+    expect(linkTo(bob, attr(0o666))).toBeUndefined();
+    expect(linkTo(bob, attr(0o644))).toMatch(/link: only the owner/);
+  });
+  test('devices are root\'s; fifos and sockets anyone\'s', () => {
+    expect(mknod(alice, 'fifo')).toBeUndefined();
+    expect(mknod(alice, 'socket')).toBeUndefined();
+    expect(mknod(alice, 'chardev')).toMatch(/character device: only root/);
+    expect(mknod(alice, 'blockdev')).toMatch(/block device: only root/);
   });
 });
 

@@ -67,6 +67,20 @@ export const search = (caller: PosixCaller, dir: Perms) => access(caller, dir, X
 /** Making, removing or renaming an entry of `dir` (create, mkdir, symlink, mknod, link, unlink, rmdir, rename). */
 export const changeIn = (caller: PosixCaller, dir: Perms) => access(caller, dir, W | X, 'the directory');
 
+/**
+ * Another name for `file` (link): its owner, or a caller who may read and write it (Linux's
+ * protected_hardlinks), so no one pins another's file in a directory of their own.
+ */
+export function linkTo(caller: PosixCaller, file: Perms): string | undefined {
+  if (caller.uid === file.uid || may(caller, file, R | W)) return undefined;
+  return `link: only the owner (${file.uid}) or a reader and writer of the file (${describe(file)}) links it, not ${who(caller)}`;
+}
+
+/** Device nodes are root's to make (CAP_MKNOD); fifos and sockets anyone's. */
+export function mknod(caller: PosixCaller, kind: string): string | undefined {
+  return kind === 'chardev' || kind === 'blockdev' ? `mknod of a ${kind === 'chardev' ? 'character' : 'block'} device: only root, not ${who(caller)}` : undefined;
+}
+
 /** True when removing an entry of `dir` depends on whose the entry is (sticky directory, not the caller's). */
 export function stickyApplies(caller: PosixCaller, dir: Perms): boolean {
   return (dir.mode & S_ISVTX) !== 0 && dir.uid !== caller.uid;
