@@ -11,7 +11,7 @@ import { SessionInodes, type InodeOps, type Owner } from './inodes.js';
 import { processOwner } from './owner.js';
 import { readRange } from './reader.js';
 import { TieringCalls, type TierPathInfo, type TierPolicy, type TierRecallResult, type TierStatusReport } from './tiering.js';
-import type { DirEntry, FileStat, FsStats, HealthReport, NodeStatus, QuotaInfo, ReadOptions, WriteOptions } from './types.js';
+import type { DirEntry, FileStat, FsStats, HealthReport, NodeStatus, QuotaInfo, ReadOptions, RewrapPage, WriteOptions } from './types.js';
 import { toDirEntry, toFileStat } from './wire.js';
 import { ChunkWriter, uploadChunk, type AllocateReply } from './writer.js';
 
@@ -454,6 +454,19 @@ export class Strata {
   /** Forgets a node; refused (NotEmpty) while it holds the only copy of any chunk. */
   async removeNode(nodeId: string): Promise<void> {
     await this.coordinator.call('RemoveNode', { nodeId });
+  }
+
+  /**
+   * Master key rotation, one page of a node's chunks: those not under the node's newest master key
+   * get their data key wrapped by it (admin). Page on with `nextAfter` until `done`.
+   */
+  async rewrapMasterKeys(nodeId: string, afterChunkId = '', limit = 0): Promise<RewrapPage> {
+    return this.coordinator.call<RewrapPage>('RewrapMasterKeys', { nodeId, afterChunkId, limit }, undefined, 660_000);
+  }
+
+  /** Adds a chunk grant signing key that signs from `activateAfterMs` on; grants already out stay valid (admin). */
+  async rotateGrantKeys(activateAfterMs = 0): Promise<{ keyId: string; activeFromMs: number; keyIds: string[] }> {
+    return this.coordinator.call('RotateGrantKeys', { activateAfterMs });
   }
 
   /** Asks the leader to even out usage to within `thresholdPercent` of the mean (default 10). */

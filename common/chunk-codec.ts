@@ -1,8 +1,10 @@
 // The on-disk chunk format (see FORMAT.md beside this file): a checksummed head (header and block
 // table) followed by independently LZ4-compressed blocks, so a small ranged read touches one block
 // and every byte handed out has been verified against two crc32c values. An encrypted chunk
-// (version 2) also seals each block, after compression, with AES-256-GCM under a data key of its
-// own, wrapped by a master key in its header: the GCM tag is checked too, before decompression.
+// (version 3; version 2 still reads) also seals each block, after compression, with AES-256-GCM
+// under a data key of its own, wrapped by a master key in its header: the GCM tag is checked too,
+// before decompression. In version 3 the blocks' tags do not cover the key section, so a master
+// key rotation re-wraps the data key in the head and leaves every block as it is (chunk-rewrap.ts).
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { compress, compressSync, uncompress } from 'lz4-napi';
 import { crc32c } from '@node-rs/crc32';
@@ -12,7 +14,9 @@ import { DATA_KEY_BYTES, keyUnavailable, noMasterKey, type KeyRing, type KeyWrap
 export const CHUNK_MAGIC = 'STRC';
 export const FORMAT_VERSION = 1;
 /** Encrypted chunks: version 1's layout plus a key section in the header and sealed blocks. */
-export const SEALED_FORMAT_VERSION = 2;
+export const SEALED_FORMAT_VERSION = 3;
+/** Encrypted chunks written before version 3: the blocks' tags also cover the key section. */
+export const SEALED_V2_FORMAT_VERSION = 2;
 const FLAG_SEALED = 1;
 /** A GCM tag after each sealed block's ciphertext. */
 export const SEAL_TAG_BYTES = 16;
@@ -85,7 +89,7 @@ export async function newChunkSeal(wrapper: KeyWrapper): Promise<ChunkSeal> {
   return { dataKey, keyId: wrapper.keyId, wrappedKey };
 }
 
-function keySectionBytes(seal: ChunkSeal | undefined): number {
+function keySectionBytes(seal: Pick<ChunkSeal, 'keyId' | 'wrappedKey'> | undefined): number {
   return seal ? 1 + Buffer.byteLength(seal.keyId) + 2 + seal.wrappedKey.length : 0;
 }
 
@@ -198,11 +202,15 @@ export class ChunkEncoder {
   private readonly header: Buffer;
   private readonly sealing: Sealing | undefined;
 
-  /** `seal`: encrypt this chunk (a fresh seal from newChunkSeal, used by no other encoder). */
+  /**
+   * `seal`: encrypt this chunk (a fresh seal from newChunkSeal, used by no other encoder).
+   * `sealedVersion` 2: as writers before version 3 did (tests of chunks stored then).
+   */
   constructor(
     readonly chunkId: string,
     readonly rawLengthBytes: number,
     seal?: ChunkSeal,
+    sealedVersion: number = SEALED_FORMAT_VERSION,
   ) {
     if (!Number.isSafeInteger(rawLengthBytes) || rawLengthBytes < 0 || rawLengthBytes > MAX_CHUNK_BYTES) {
       throw invalid(`chunk ${chunkId}: length ${rawLengthBytes} outside 0..${MAX_CHUNK_BYTES} bytes`);
@@ -212,8 +220,8 @@ export class ChunkEncoder {
     if (seal?.used) throw new Error('ChunkEncoder: a data key seals one chunk only'); // block nonces would repeat
     if (seal) seal.used = true;
     this.payloadOffsetBytes = headSizeBytes(chunkId, rawLengthBytes, BLOCK_SIZE_BYTES, keySectionBytes(seal));
-    this.header = encodeHeader(chunkId, rawLengthBytes, seal);
-    this.sealing = seal && { dataKey: seal.dataKey, headerAad: this.header };
+    this.header = encodeHeader(chunkId, rawLengthBytes, seal, sealedVersion);
+    this.sealing = seal && { dataKey: seal.dataKey, headerAad: sealedAad(this.header, sealedVersion, idBytes) };
   }
 
   /** Encoded payloads for every block this piece completed (possibly none). */
@@ -283,12 +291,17 @@ export class ChunkEncoder {
   }
 }
 
+/** What a sealed block's tag covers of the header: all of it in version 2; in 3 all but the key section. */
+function sealedAad(header: Buffer, version: number, idBytes: number): Buffer {
+  return version === SEALED_V2_FORMAT_VERSION ? header : header.subarray(0, FIXED_HEADER_BYTES + idBytes);
+}
+
 /** The header without its crc: a plain chunk's (version 1), or an encrypted one's with its key section. */
-function encodeHeader(chunkId: string, rawLengthBytes: number, seal: ChunkSeal | undefined): Buffer {
+function encodeHeader(chunkId: string, rawLengthBytes: number, seal: Pick<ChunkSeal, 'keyId' | 'wrappedKey'> | undefined, sealedVersion = SEALED_FORMAT_VERSION): Buffer {
   const idBytes = Buffer.byteLength(chunkId);
   const header = Buffer.alloc(FIXED_HEADER_BYTES + idBytes + keySectionBytes(seal));
   header.write(CHUNK_MAGIC, 0, 'latin1');
-  header.writeUInt16LE(seal ? SEALED_FORMAT_VERSION : FORMAT_VERSION, 4);
+  header.writeUInt16LE(seal ? sealedVersion : FORMAT_VERSION, 4);
   header.writeUInt16LE(seal ? FLAG_SEALED : 0, 6);
   header.writeUInt32LE(BLOCK_SIZE_BYTES, 8);
   header.writeBigUInt64LE(BigInt(rawLengthBytes), 12);
@@ -357,7 +370,7 @@ export class ChunkReader {
   ) {}
 
   static async open(chunkId: string, source: ChunkSource, keys?: KeyRing): Promise<ChunkReader> {
-    const { layout, header, wrappedKey } = await readLayout(chunkId, source);
+    const { layout, aad, wrappedKey } = await readChunkHead(chunkId, source);
     if (!layout.keyId || !wrappedKey) return new ChunkReader(layout, source, undefined);
     const what = `chunk ${chunkId} on ${source.location}`;
     if (!keys) throw noMasterKey(what, layout.keyId);
@@ -369,7 +382,7 @@ export class ChunkReader {
       throw err;
     }
     if (dataKey.length !== DATA_KEY_BYTES) throw keyUnavailable(`${what}: master key '${layout.keyId}' unwrapped a ${dataKey.length}-byte data key`);
-    return new ChunkReader(layout, source, { dataKey, headerAad: header });
+    return new ChunkReader(layout, source, { dataKey, headerAad: aad });
   }
 
   /** Raw bytes of [offset, offset+length), clamped to the chunk, at most readAheadBlocks + 1 blocks in memory or being read. */
@@ -440,14 +453,18 @@ function truncated(chunkId: string, source: ChunkSource): StrataError {
   return damaged(chunkId, `file truncated (${source.sizeBytes} bytes)`, source);
 }
 
-interface ReadHead {
+export interface ChunkHead {
   layout: ChunkLayout;
-  /** The header up to its crc (what sealed blocks' tags cover). */
-  header: Buffer;
+  version: number;
+  /** Bytes of the header and its crc: the block table starts there. */
+  headerBytes: number;
+  /** What sealed blocks' tags cover of the header. */
+  aad: Buffer;
   wrappedKey?: Buffer;
 }
 
-async function readLayout(chunkId: string, source: ChunkSource): Promise<ReadHead> {
+/** The head (header and block table) read and checked, no block read. */
+export async function readChunkHead(chunkId: string, source: ChunkSource): Promise<ChunkHead> {
   const idBytes = Buffer.byteLength(chunkId);
   const plainHeaderBytes = FIXED_HEADER_BYTES + idBytes + CRC_BYTES;
   let header = await source.readAt(0, plainHeaderBytes);
@@ -457,7 +474,7 @@ async function readLayout(chunkId: string, source: ChunkSource): Promise<ReadHea
   let headerBytes = plainHeaderBytes;
   let keyId: string | undefined;
   let wrappedKey: Buffer | undefined;
-  if (version === SEALED_FORMAT_VERSION) {
+  if (version === SEALED_FORMAT_VERSION || version === SEALED_V2_FORMAT_VERSION) {
     // The key section's size is in the section itself: read the most it can be (fewer at the end).
     header = await source.readAt(0, plainHeaderBytes + MAX_KEY_SECTION_BYTES);
     const at = FIXED_HEADER_BYTES + idBytes;
@@ -477,8 +494,8 @@ async function readLayout(chunkId: string, source: ChunkSource): Promise<ReadHea
   if (crc32c(header.subarray(0, headerBytes - CRC_BYTES)) !== header.readUInt32LE(headerBytes - CRC_BYTES)) {
     throw damaged(chunkId, 'header checksum mismatch', source);
   }
-  if (version !== FORMAT_VERSION && version !== SEALED_FORMAT_VERSION) throw damaged(chunkId, `unsupported format version ${version}`, source);
-  const sealed = version === SEALED_FORMAT_VERSION;
+  if (version !== FORMAT_VERSION && version !== SEALED_FORMAT_VERSION && version !== SEALED_V2_FORMAT_VERSION) throw damaged(chunkId, `unsupported format version ${version}`, source);
+  const sealed = version !== FORMAT_VERSION;
   if (sealed && (header.readUInt16LE(6) & FLAG_SEALED) === 0) throw damaged(chunkId, 'header fields out of range', source);
   const blockSizeBytes = header.readUInt32LE(8);
   const rawLengthBytes = Number(header.readBigUInt64LE(12));
@@ -533,5 +550,5 @@ async function readLayout(chunkId: string, source: ChunkSource): Promise<ReadHea
       : damaged(chunkId, `file has ${source.sizeBytes - offsetBytes} trailing bytes`, source);
   }
   const layout: ChunkLayout = { chunkId, blockSizeBytes, rawLengthBytes, blocks, blockOffsets, fileSizeBytes: offsetBytes, ...(keyId ? { keyId } : {}) };
-  return { layout, header: header.subarray(0, headerBytes - CRC_BYTES), wrappedKey };
+  return { layout, version, headerBytes, aad: sealedAad(header.subarray(0, headerBytes - CRC_BYTES), version, idBytes), wrappedKey };
 }

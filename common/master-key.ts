@@ -21,18 +21,32 @@ export interface KeyWrapper {
   unwrap(wrapped: Buffer): Promise<Buffer>;
 }
 
-/** The master keys a node holds: `current` wraps new data keys; any of them may unwrap old ones. */
+/**
+ * The master keys a node holds: `current` wraps new data keys; any of them may unwrap old ones.
+ * One ring is shared by everything of a node that reads or writes chunks, so a reload (SIGHUP)
+ * swaps its keys in place for all of them.
+ */
 export class KeyRing {
-  private readonly byId = new Map<string, KeyWrapper>();
+  private byId = new Map<string, KeyWrapper>();
+  private writer: KeyWrapper;
 
-  constructor(
-    readonly current: KeyWrapper,
-    older: KeyWrapper[] = [],
-  ) {
+  constructor(current: KeyWrapper, older: KeyWrapper[] = []) {
+    this.writer = current;
     for (const wrapper of [current, ...older]) {
       if (!KEY_ID_PATTERN.test(wrapper.keyId)) throw invalid(`master key id '${wrapper.keyId.slice(0, 80)}': use 1..64 of A-Z a-z 0-9 : . _ / -`);
       this.byId.set(wrapper.keyId, wrapper);
     }
+  }
+
+  /** The key new data keys are wrapped with: a ring file's last one. */
+  get current(): KeyWrapper {
+    return this.writer;
+  }
+
+  /** Takes `other`'s keys (a reloaded key file): from now on it writes with other's current key. */
+  replaceWith(other: KeyRing): void {
+    this.byId = new Map(other.byId);
+    this.writer = other.writer;
   }
 
   /** Every key's id, the writing one first: what heartbeats report for the cluster's key check. */
@@ -96,9 +110,11 @@ export class LocalKeyWrapper implements KeyWrapper {
 }
 
 /**
- * The master key a role is configured with: `encryptKeyFile` (32 raw bytes, 64 hex digits or
- * base64 of 32 bytes) or `masterKey` (hex or base64, from STRATA_MASTER_KEY). Neither: no key.
- * The key itself never appears in a message or a log; its id does.
+ * The master keys a role is configured with: `encryptKeyFile` or `masterKey` (hex or base64, from
+ * STRATA_MASTER_KEY: one key). Neither: no key. A key file is one key (32 raw bytes, 64 hex digits
+ * or base64 of 32 bytes) or a key ring: one key per line, hex or base64, `#` comments and blank
+ * lines skipped, the last key the newest (it wraps new data keys; every one unwraps). Rotation
+ * appends a key. The keys themselves never appear in a message or a log; their ids do.
  */
 export function loadKeyRing(config: { encryptKeyFile?: string; masterKey?: string }): KeyRing | undefined {
   if (config.encryptKeyFile && config.masterKey) throw invalid('invalid config: set one of encryptKeyFile (--encrypt-key-file) and masterKey (STRATA_MASTER_KEY), not both');
@@ -109,10 +125,24 @@ export function loadKeyRing(config: { encryptKeyFile?: string; masterKey?: strin
     } catch (err) {
       throw invalid(`invalid config: encryptKeyFile: cannot read ${config.encryptKeyFile}: ${(err as NodeJS.ErrnoException).code ?? err}`);
     }
-    return new KeyRing(new LocalKeyWrapper(parseMasterKey(bytes, `encryptKeyFile: ${config.encryptKeyFile}`)));
+    return parseKeyRing(bytes, `encryptKeyFile: ${config.encryptKeyFile}`);
   }
   if (config.masterKey) return new KeyRing(new LocalKeyWrapper(parseMasterKey(Buffer.from(config.masterKey), 'masterKey (STRATA_MASTER_KEY)')));
   return undefined;
+}
+
+/** A key file's ring: the file one key (raw, hex or base64), or one key per line, newest last. */
+export function parseKeyRing(bytes: Buffer, what: string): KeyRing {
+  if (bytes.length === MASTER_KEY_BYTES) return new KeyRing(new LocalKeyWrapper(Buffer.from(bytes)));
+  const lines = bytes
+    .toString('latin1')
+    .split('\n')
+    .map((line, index) => ({ text: line.replace(/#.*/, '').trim(), number: index + 1 }))
+    .filter((line) => line.text.length > 0);
+  if (lines.length === 0) return new KeyRing(new LocalKeyWrapper(parseMasterKey(bytes, what))); // fails: says what a key is
+  const wrappers = lines.map((line) => new LocalKeyWrapper(parseMasterKey(Buffer.from(line.text, 'latin1'), `${what} line ${line.number}`)));
+  const newest = wrappers[wrappers.length - 1];
+  return new KeyRing(newest, wrappers.slice(0, -1).reverse());
 }
 
 /** 32 bytes from a key file's or variable's contents: raw, hex or base64. */

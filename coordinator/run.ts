@@ -12,6 +12,7 @@ import { Healer } from './healing/healer.js';
 import { EtcdLeadership, SoleLeadership, type Leadership } from './leader.js';
 import type { Kv } from './meta/kv.js';
 import { MasterKeyCheck } from './master-key-check.js';
+import { keyAdminHandlers } from './key-admin.js';
 import { CACHED_PREFIXES } from './meta/keys.js';
 import { etcdEngineOf, openKv } from './meta/open-kv.js';
 import { etcdCredentials } from './meta/etcd-tls.js';
@@ -117,9 +118,10 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       accept: (acceptor: SessionAcceptor) => (acceptSession = acceptor),
       endpoint: () => sessionAddress,
     };
+    const keyAdmin = keyAdminHandlers({ nodes, tls });
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
-      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin, grants, store: meta, log, masterKeys: new MasterKeyCheck(kv, log) }),
+      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin, grants, store: meta, log, masterKeys: new MasterKeyCheck(kv, log), keyAdmin: keyAdmin.handlers }),
     );
     server.addService(strataProto.LeasePeers.service, coherence.service());
     let sessionListener: SessionListener | undefined;
@@ -149,6 +151,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
         await leadership.close();
         for (const tier of tiers.values()) tier.close();
         ops.close();
+        keyAdmin.close();
         grantKeys?.close();
         await kv.close();
       },

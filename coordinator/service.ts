@@ -76,8 +76,9 @@ export function coordinatorService(
     store,
     log,
     masterKeys,
+    keyAdmin = {},
     ...healing
-  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminPolicy; grants: GrantMinter; store: MetaStore; log?: Logger; masterKeys?: MasterKeyCheck },
+  }: Omit<HealingDeps, 'registry'> & { tiering: TieringServiceDeps; session?: SessionDeps; auth?: Authenticator; admin: AdminPolicy; grants: GrantMinter; store: MetaStore; log?: Logger; masterKeys?: MasterKeyCheck; keyAdmin?: grpc.UntypedServiceImplementation },
 ) {
   const quotas = quotaService(store, meta, log);
   // GC deletes unreferenced chunks allocated more than gcGraceMs ago (healing/gc.ts); refusing
@@ -346,6 +347,7 @@ export function coordinatorService(
 
     ...healingService({ ...healing, registry: nodes }),
     ...tieringService(tiering),
+    ...keyAdmin,
   } satisfies grpc.UntypedServiceImplementation;
   // Every client-plane unary call proves who it is, here, once: no handler sees an unchecked call.
   // Inside that, admin operations check the caller's role.

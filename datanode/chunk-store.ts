@@ -8,7 +8,9 @@ import { mkdir, open, readFile, rename, rm, unlink, writeFile, type FileHandle }
 import path from 'node:path';
 import { Level } from 'level';
 import { ChunkEncoder, ChunkReader, bufferSource, newChunkSeal, type ChunkSource } from '../common/chunk-codec.js';
-import type { KeyRing } from '../common/master-key.js';
+import { keyUnavailable, type KeyRing } from '../common/master-key.js';
+import { rewrapEncoding, type RewrapOutcome } from '../common/chunk-rewrap.js';
+import { randomBytes } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
 import { StrataError, asStrataError } from '../common/errors.js';
 import {
@@ -104,6 +106,8 @@ export interface ChunkStore {
    * it may or may not.
    */
   listChunks(afterChunkId: string | undefined, limit: number): Promise<ListedChunk[]>;
+  /** Master key rotation: the chunk re-wrapped under `keys.current` (what it found and did). */
+  rewrap(chunkId: string): Promise<RewrapOutcome>;
   /** Reads and checks every block. Corrupt (and then quarantined) when any check fails. */
   verify(chunkId: string, options?: VerifyOptions): Promise<VerifiedChunk>;
   /**
@@ -336,6 +340,48 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     } finally {
       await handle.close();
     }
+  }
+
+  /**
+   * Master key rotation: the chunk's encoding made over under the writing key (common/chunk-rewrap.ts)
+   * replaces the old one at once: a file by rename (same size, so its record still holds), an
+   * inline chunk in one synced batch with its record. Readers see the old encoding or the new.
+   */
+  async rewrap(chunkId: string): Promise<RewrapOutcome> {
+    const keys = this.keys;
+    if (!keys) throw keyUnavailable(`${this.dir}: no master key is configured (set --encrypt-key-file or STRATA_MASTER_KEY)`);
+    if (this.writesRefused) throw this.writesRefused;
+    let outcome: RewrapOutcome = 'current';
+    await this.exclusive(chunkId, async () => {
+      const record = await this.lookup(chunkId);
+      if (!record) throw this.missing(chunkId);
+      const { bytes, location } = await this.readStored(chunkId);
+      const made = await rewrapEncoding(chunkId, bytes, keys, location);
+      outcome = made.outcome;
+      const next = made.encoding;
+      if (!next) return;
+      if (record.placement === 'inline') {
+        const updated = { ...record, storedBytes: next.length };
+        await this.indexWave.submit(putChanges(chunkId, updated, next));
+        this.account(record, -1);
+        this.account(updated, 1);
+        return;
+      }
+      if (next.length !== record.storedBytes) {
+        throw new StrataError('Conflict', `chunk ${chunkId}: under master key '${keys.current.keyId}' it would take ${next.length} bytes, not ${record.storedBytes}: left as it is`);
+      }
+      const target = chunkFilePath(this.dir, chunkId);
+      const tmp = path.join(this.dir, 'tmp', `${chunkId}.rewrap.${randomBytes(6).toString('hex')}`);
+      try {
+        await writeFile(tmp, next, { flush: true });
+        await rename(tmp, target);
+      } catch (err) {
+        await rm(tmp, { force: true }).catch(() => {});
+        throw err;
+      }
+      await fsyncDir(path.dirname(target));
+    });
+    return outcome;
   }
 
   async stat(chunkId: string): Promise<ChunkRecord> {

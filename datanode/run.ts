@@ -72,6 +72,8 @@ export interface RunningDataNode {
   stop(): Promise<void>;
   /** Reads the TLS files again (SIGHUP): new connections use them; a bad file keeps the old (common/tls-reload.ts). */
   reloadTls(): void;
+  /** Reads the key file again (SIGHUP): a ring with a new newest key writes with it from then on; a bad file keeps the old keys. */
+  reloadKeys(): void;
   /** Settles when the node must stop on its own: a coordinator refused its master key (KeyUnavailable). */
   failed: Promise<StrataError>;
 }
@@ -79,7 +81,7 @@ export interface RunningDataNode {
 const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 /** What only cluster nodes call (with TLS, a node certificate is needed): coordinators and peers. */
 const NODE_ONLY_METHODS: ReadonlySet<string> = new Set(
-  ['StatChunk', 'DeleteChunk', 'ListChunks', 'ReplicateChunk', 'TierUpload'].map((method) => strataProto.DataNode.service[method].path),
+  ['StatChunk', 'DeleteChunk', 'ListChunks', 'ReplicateChunk', 'TierUpload', 'RewrapChunks'].map((method) => strataProto.DataNode.service[method].path),
 );
 const SHUTDOWN_GRACE_MS = 5_000;
 const HEARTBEAT_TIMEOUT_MS = 5_000;
@@ -196,7 +198,18 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
       await store.close();
       log.info({ nodeId }, 'data node stopped');
     })());
-  return { nodeId, address, tiers, stop, reloadTls: () => void reloadCertificates(tls, log), failed };
+  const reloadKeys = () => {
+    if (!keys) return;
+    try {
+      const fresh = loadKeyRing(config);
+      if (!fresh) return;
+      keys.replaceWith(fresh);
+      log.info({ keyId: keys.current.keyId, keys: keys.ids().length }, 'master keys reloaded');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'master keys not reloaded; keeping the ones in use');
+    }
+  };
+  return { nodeId, address, tiers, stop, reloadTls: () => void reloadCertificates(tls, log), reloadKeys, failed };
 }
 
 function parseListen(listen: string): { host: string; port: number } {

@@ -12,6 +12,7 @@ import type { Logger } from '../common/log.js';
 import type { TlsContext } from '../common/tls.js';
 import type { NodeInfo, ScrubStatus } from '../common/node-info.js';
 import { waitForDrain } from './drain.js';
+import { rewrapPage, type RewrapPage } from './rewrap.js';
 import { MAX_REPORTED_CORRUPT_CHUNKS, createHealingService } from './healing-service.js';
 import type { TierCopy } from '../common/object-tier.js';
 import type { TierCache } from './tier-cache.js';
@@ -247,6 +248,8 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
       return {};
     }),
     nodeStatus: unaryHandler<unknown, NodeInfo>(() => nodeInfo()),
+    // Node-only (run.ts): a coordinator pages through for `strata keys rotate-master`.
+    rewrapChunks: unaryHandler<{ afterChunkId?: string; limit?: number }, RewrapPage>(({ afterChunkId, limit }) => rewrapPage(store, String(afterChunkId ?? ''), Number(limit) || 0)),
     tierUpload: unaryHandler<TierUploadRequest & { grant?: string }, TierCopy>(async (request) => {
       // 't', not 'r': only the leader's tiering job is granted it; a client's read grant is not enough.
       grants.check(request.grant, request.chunkId, 't');

@@ -122,12 +122,12 @@ describe('encryption at rest (3 data nodes, RF 2, master key from STRATA_MASTER_
     for (const [p, data] of files) expect((await client.readFile(p)).equals(data), p).toBe(true);
   };
 
-  test('no plaintext in chunk files or the index; chunks are format version 2; reads are byte-identical', async () => {
+  test('no plaintext in chunk files or the index; chunks are format version 3; reads are byte-identical', async () => {
     await expectReadsBack();
     for (let i = 0; i < 3; i++) expect(await filesWithPattern(cluster.dataDir(i))).toEqual([]);
     const [first] = await client.locate('/secret/big.bin');
     const onDisk = await readFile(chunkFilePath(cluster.dataDir(Number(first.nodes[0].slice(2)) - 1), first.chunkId));
-    expect(onDisk.readUInt16LE(4)).toBe(2);
+    expect(onDisk.readUInt16LE(4)).toBe(3);
 
     // The control: the same search finds these bytes in a plain store, in a file and in the index.
     const plainDir = path.join(work.path, 'plain');

@@ -87,7 +87,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--scrub-interval-ms <ms>', 'pause between full scrub passes; 0 disables (default 3600000)')
     .option('--grants <mode>', 'enforce = serve chunk bytes only against a coordinator-signed grant for that chunk and operation; off = to anyone who reaches the ports (default enforce)')
     .option('--tier-cache-bytes <size>', 'disk budget of the LRU cache of chunks read through from object tiers; 0 = no cache (default 1GiB)')
-    .option('--encrypt-key-file <file>', 'encryption at rest: chunks written are AES-256-GCM encrypted, their data keys wrapped by the 32-byte master key in FILE (raw, hex or base64; or set STRATA_MASTER_KEY). Every node of a cluster needs the same key')
+    .option('--encrypt-key-file <file>', 'encryption at rest: chunks written are AES-256-GCM encrypted, their data keys wrapped by the 32-byte master key in FILE (raw, hex or base64; or set STRATA_MASTER_KEY), or a key ring: one key per line, the last one writes, every one reads (rotation: append a key, SIGHUP, then `strata keys rotate-master`). Every node of a cluster needs the same keys')
     .option('--client-max-in-flight <n>', 'gRPC calls and byte path connections one client host may have open at once; more are refused (Busy); 0 = no bound (default 4096)')
     .option('--client-rate-per-sec <n>', 'gRPC calls and byte path connections one client host may start per second; 0 = no bound (default 100000)')
     .option('--tls-ca <file>', 'TLS on every port: PEM CA that signs every node (`strata certs init DIR`)')
@@ -103,7 +103,11 @@ export function registerRoleCommands(program: Command): void {
       const log = createLogger('datanode', config.logLevel);
       const { runDataNode } = await import('../../datanode/run.js');
       const running = await runDataNode(config, log);
-      const failed = await Promise.race([untilSignal(log, running.stop, running.reloadTls).then(() => undefined), running.failed]);
+      const reload = () => {
+        running.reloadTls();
+        running.reloadKeys();
+      };
+      const failed = await Promise.race([untilSignal(log, running.stop, reload).then(() => undefined), running.failed]);
       if (failed) {
         // A coordinator refused this node's master key: stop, then main prints the one line (exit 12).
         setTimeout(() => process.exit(), 5000).unref();

@@ -4,9 +4,9 @@ import { expect } from 'vitest';
 import { ChunkEncoder, ChunkReader, type ChunkSeal, type ChunkSource } from '../../common/chunk-codec.js';
 import type { KeyRing } from '../../common/master-key.js';
 
-/** `seal`: encrypt it (format version 2); without one, a plain chunk. */
-export async function encodeChunk(chunkId: string, raw: Buffer, seal?: ChunkSeal | null, pieceBytes = 100_003): Promise<Buffer> {
-  const encoder = new ChunkEncoder(chunkId, raw.length, seal ?? undefined);
+/** `seal`: encrypt it (format version 3, or `sealedVersion`); without one, a plain chunk. */
+export async function encodeChunk(chunkId: string, raw: Buffer, seal?: ChunkSeal | null, pieceBytes = 100_003, sealedVersion?: number): Promise<Buffer> {
+  const encoder = new ChunkEncoder(chunkId, raw.length, seal ?? undefined, sealedVersion);
   const payloads: Buffer[] = [];
   for (let at = 0; at < raw.length; at += pieceBytes) payloads.push(...(await encoder.push(raw.subarray(at, at + pieceBytes))));
   const done = await encoder.finish();
