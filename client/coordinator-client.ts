@@ -55,6 +55,8 @@ export class CoordinatorClient {
   private current = 0;
   /** Requests sent to coordinators (each attempt), unary and session alike: what a cache saves shows here. */
   requestsSent = 0;
+  /** The same, per op (the session op's name, or the unary method's): what a cache saves of which request. */
+  readonly requestsSentByOp = new Map<string, number>();
 
   constructor(private readonly options: CoordinatorClientOptions) {
     if (options.addresses.length === 0) {
@@ -81,8 +83,8 @@ export class CoordinatorClient {
     const tokens = this.options.tokens;
     const unary = async (index: number) =>
       callUnary<Res>(this.clients[index], method, request, timeoutMs, `coordinator ${this.options.addresses[index]}`, tokens ? bearerMetadata(await tokens.token()) : undefined);
-    if (!op) return this.withFailover(unary, afterAmbiguousRetry);
-    return this.withFailover(async (index) => {
+    if (!op) return this.withFailover(method, unary, afterAmbiguousRetry);
+    return this.withFailover(op, async (index) => {
       try {
         return (await this.sessions[index].request(op, request, this.options.callTimeoutMs)) as Res;
       } catch (err) {
@@ -95,7 +97,7 @@ export class CoordinatorClient {
 
   /** An op only the session stream has (the inode ops), with the same failover and rules. */
   session<Res>(op: string, request: unknown, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>): Promise<Res> {
-    return this.withFailover((index) => this.sessions[index].request(op, request, this.options.callTimeoutMs) as Promise<Res>, afterAmbiguousRetry);
+    return this.withFailover(op, (index) => this.sessions[index].request(op, request, this.options.callTimeoutMs) as Promise<Res>, afterAmbiguousRetry);
   }
 
   /** Pushes from every coordinator's session (lease invalidations); returns the remover. */
@@ -112,7 +114,7 @@ export class CoordinatorClient {
     return () => removers.forEach((remove) => remove());
   }
 
-  private async withFailover<Res>(attempt: (index: number) => Promise<Res>, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>): Promise<Res> {
+  private async withFailover<Res>(op: string, attempt: (index: number) => Promise<Res>, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>): Promise<Res> {
     const giveUpAt = Date.now() + this.options.failoverTimeoutMs;
     let lastError: StrataError | undefined;
     let ambiguous = false;
@@ -120,6 +122,7 @@ export class CoordinatorClient {
       const index = this.current;
       try {
         this.requestsSent++;
+        this.requestsSentByOp.set(op, (this.requestsSentByOp.get(op) ?? 0) + 1);
         return await attempt(index);
       } catch (err) {
         const error = err as StrataError;

@@ -210,9 +210,11 @@ export class SessionInodes implements InodeOps {
   // removed or renamed costs no request (meta-cache.ts says why that stays coherent).
 
   async mkdir(parent: number, name: string, mode: number, owner?: Owner): Promise<FileStat> {
-    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<StatReply>('mkdirAt', { parent, name, mode, owner: owner ?? processOwner(), ownCache }, hook), (own, reply) => {
+    type MkdirReply = StatReply & { listingLeased?: boolean };
+    return this.own([[parent, name]], [], (hook, ownCache) => this.coordinator.session<MkdirReply>('mkdirAt', { parent, name, mode, owner: owner ?? processOwner(), ownCache }, hook), (own, reply) => {
       const stat = toFileStat(reply.attr);
-      this.cache.applyOwnEntry(own, parent, name, stat);
+      // Its listing leased to us (empty): lookups in it (each create's, mkdir's, rename's first) cost no request.
+      this.cache.applyOwnEntry(own, parent, name, stat, !!reply.listingLeased);
       return stat;
     });
   }

@@ -221,6 +221,29 @@ describe('MetaCache', () => {
       expect(cache.getattr(7)?.mode).toBe(0o600);
     });
 
+    it("a mkdir whose reply leases the new directory's listing: every name in it is absent locally, our creates there keep it whole", () => {
+      const { cache } = setup();
+      cache.putListing(cache.ticket(), grant, 1, []);
+      const dir = { ...stat(20, 0o755), type: 'directory' as const };
+      cache.applyOwnEntry(cache.beginOwn([[1, 'd']]), 1, 'd', dir, true);
+      expect(cache.lookup(20, 'x')).toBeNull();
+      expect(names(cache, 20)).toEqual([]);
+      cache.applyOwnEntry(cache.beginOwn([[20, 'x']]), 20, 'x', stat(21));
+      expect(cache.lookup(20, 'x')?.ino).toBe(21);
+      expect(cache.lookup(20, 'y')).toBeNull();
+      expect(names(cache, 20)).toEqual(['x']);
+      // Another client's change there: the listing goes, nothing is answered absent any more.
+      cache.applyPush({ pushId: 1, events: [{ ino: 20, name: 'y' }] });
+      expect(cache.lookup(20, 'y')).toBeUndefined();
+      // Not leased (the reply says nothing), or a push about it came before the reply: nothing installed.
+      cache.applyOwnEntry(cache.beginOwn([[1, 'e']]), 1, 'e', { ...dir, ino: 30 });
+      expect(cache.lookup(30, 'x')).toBeUndefined();
+      const own = cache.beginOwn([[1, 'f']]);
+      cache.applyPush({ pushId: 2, events: [{ ino: 31, name: 'x' }] });
+      cache.applyOwnEntry(own, 1, 'f', { ...dir, ino: 31 }, true);
+      expect(cache.lookup(31, 'x')).toBeUndefined();
+    });
+
     it("a push about the directory that arrives before our reply: the reply's entry is not installed", () => {
       const { cache } = setup();
       cache.putListing(cache.ticket(), grant, 1, [{ name: 'a', stat: stat(5) }]);

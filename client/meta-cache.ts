@@ -17,6 +17,9 @@
 //   the reply; so a fact from the reply is installed only if no push covering its item arrived
 //   since the request was sent, and not when another of our own changes of the same entry was in
 //   flight at the same time (their order at the coordinator is unknown).
+// - A directory we made: when the mkdir's reply says its listing is leased to us (the coordinator
+//   began that lease's read before the mkdir committed, so any change there by anyone since
+//   revokes it), it goes in as a whole, empty listing, unless a push covering it came first.
 import type { FileStat } from './types.js';
 import type { Invalidation, LeaseGrant, LeasePush } from '../common/lease-messages.js';
 
@@ -239,12 +242,20 @@ export class MetaCache {
     this.ownInFlight.delete(own);
   }
 
-  /** We created `name` in `parent` (mkdir, create, symlink); `stat` is the new inode's. */
-  applyOwnEntry(own: OwnTicket, parent: number, name: string, stat: FileStat): void {
+  /**
+   * We created `name` in `parent` (mkdir, create, symlink); `stat` is the new inode's.
+   * `listingLeased`: a mkdir's reply leased us the new directory's whole (empty) listing.
+   */
+  applyOwnEntry(own: OwnTicket, parent: number, name: string, stat: FileStat, listingLeased = false): void {
     if (!this.settleOwn(own)) return;
     this.attrs.delete(parent); // its mtime and maybe nlink changed
     if (this.ownUsable(own, dirKey(parent), entryKey(parent, name))) this.setName(this.dir(parent), name, stat.ino);
     if (this.untouched(own, [attrKey(stat.ino)])) this.putStat(stat);
+    if (listingLeased && stat.type === 'directory' && this.untouched(own, [dirKey(stat.ino)])) {
+      const dir = this.dir(stat.ino);
+      dir.names.clear();
+      dir.listing = [];
+    }
   }
 
   /**

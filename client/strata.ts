@@ -145,6 +145,11 @@ export class Strata {
     return this.coordinator.requestsSent;
   }
 
+  /** The same, per op ('leasedLookup', 'mkdirAt', 'Stat', ...): which requests a cache saved. */
+  get metadataRequestsByOp(): Record<string, number> {
+    return Object.fromEntries(this.coordinator.requestsSentByOp);
+  }
+
   /** The namespace by inode and (parent inode, name): what a mount needs (client/inodes.ts). */
   get inodes(): InodeOps {
     return (this.inodeOps ??= new SessionInodes(this.coordinator));

@@ -72,5 +72,17 @@ export function ownChangeDrops(op: string, reply: unknown): Invalidation[] {
   return Number.isSafeInteger(ino) && ino > 0 && Number(attr.nlink) === 0 ? [{ ino }] : [];
 }
 
+/**
+ * The directory a session's own change made, whose whole listing (empty) the coordinator may
+ * lease to the writer with the reply (its `listingLeased` says whether it did): mkdirAt's new
+ * directory. The client then answers every name in it absent with no request, and its own
+ * changes there keep the listing whole, until a change by anyone else there revokes it.
+ */
+export function ownChangeListing(op: string, reply: unknown): number | undefined {
+  if (op !== 'mkdirAt') return undefined;
+  const ino = Number((reply as any)?.attr?.ino);
+  return Number.isSafeInteger(ino) && ino > 0 ? ino : undefined;
+}
+
 /** Session ops whose replies their client applies to its cache (see ownChangeEvents). */
 export const OWN_CHANGE_OPS: ReadonlySet<string> = new Set(['mkdirAt', 'createAt', 'symlinkAt', 'unlink', 'rmdir', 'renameAt', 'setAttrIno', 'commitChunk']);

@@ -3,7 +3,7 @@
 // `leasePush`; the client acks them and renews on the same stream. Changes made on a session run
 // as that session's writes (lease-kv.ts asWriter), so its own leases do not hold them up.
 import { StrataError, invalid } from '../common/errors.js';
-import { OWN_CHANGE_OPS, ownChangeDrops, ownChangeEvents } from '../common/lease-messages.js';
+import { OWN_CHANGE_OPS, ownChangeDrops, ownChangeEvents, ownChangeListing } from '../common/lease-messages.js';
 import { ino, name } from './inode-ops.js';
 import { asWriter } from './lease-kv.js';
 import { grantAll, type LeaseGrant, type LeasePush, type LeaseSession, type LeaseTable } from './leases.js';
@@ -43,7 +43,8 @@ export function leaseSessionDeps(table: LeaseTable, meta: Namespace): { hooks: S
       if (!lease || !op || !OWN_CHANGE_OPS.has(op) || !(request as { ownCache?: boolean } | undefined)?.ownCache) return asWriter(lease, work);
       // The client applies this change's reply to its cache: it keeps its leases on what that
       // updates (leases.ts OwnChange), decided once the reply is known, before it is written.
-      const own = lease.ownChange();
+      // A mkdir may also get the new directory's whole (empty) listing: the reply says so.
+      const own = lease.ownChange(op === 'mkdirAt');
       let reply;
       try {
         reply = await asWriter(lease, work, own);
@@ -51,8 +52,8 @@ export function leaseSessionDeps(table: LeaseTable, meta: Namespace): { hooks: S
         own.finish(undefined);
         throw err;
       }
-      own.finish(ownChangeEvents(op, request, reply), ownChangeDrops(op, reply));
-      return reply;
+      const listed = own.finish(ownChangeEvents(op, request, reply), ownChangeDrops(op, reply), ownChangeListing(op, reply));
+      return listed ? ({ ...reply, listingLeased: true } as typeof reply) : reply;
     },
   };
 

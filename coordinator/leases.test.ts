@@ -447,6 +447,66 @@ describe('grantAll', () => {
       expect(a.pushes.flatMap((p) => p.events)).toEqual([{ ino: 21 }]);
     });
 
+    describe("a mkdir leases the writer the new directory's (empty) listing", () => {
+      /** A mkdir of `name` (new directory `child`) in `dir`, as MetaStore's txn touches it. */
+      function mkdirTxn(table: LeaseTable, writer: LeaseSession, dir: number, name: string, child: number) {
+        const own = writer.ownChange(true);
+        const events = [{ ino: dir, name }, { ino: child }, { ino: dir }, { ino: child }];
+        own.beforeCommit(events);
+        const committed = table.invalidate(events, writer, own);
+        return { own, committed, expected: [{ ino: dir, name }, { ino: child }] };
+      }
+
+      it('granted with the reply; a later change there by anyone else is pushed to the writer and waits for its ack', async () => {
+        const { table, open } = setup();
+        const a = open('a');
+        a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+        const { own, committed, expected } = mkdirTxn(table, a.session, 1, 'd', 30);
+        expect(await settled(committed)).toBe(true);
+        expect(own.finish(expected, [], 30)).toBe(true);
+        expect(a.pushes).toEqual([]); // nothing pushed to the writer: it keeps it all
+        expect(a.session.leaseCount).toBe(3); // the parent's listing, the new inode, its listing
+        const other = table.invalidate([{ ino: 30, name: 'x' }, { ino: 30 }]);
+        expect(a.pushes.flatMap((p) => p.events)).toEqual([{ ino: 30, name: 'x' }, { ino: 30 }]);
+        expect(await settled(other)).toBe(false);
+        a.session.ack(a.pushes[0]!.pushId);
+        expect(await settled(other)).toBe(true);
+      });
+
+      it('not granted when another change in the new directory came between the commit and the reply', () => {
+        const { table, open } = setup();
+        const a = open('a');
+        a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+        const { own, expected } = mkdirTxn(table, a.session, 1, 'd', 30);
+        void table.invalidate([{ ino: 30, name: 'x' }]); // another client's create, right after the commit
+        expect(own.finish(expected, [], 30)).toBe(false);
+        expect(a.pushes).toEqual([]); // it never held it: nothing to push (the reply says not leased)
+        expect(a.session.leaseCount).toBe(2);
+        // And it is not registered either: a later change there waits for nobody.
+        expect(table.stats().leases).toBe(2);
+      });
+
+      it('not granted for a directory whose read did not begin before the commit, nor past the lease cap, nor on a failure', () => {
+        const { table, open } = setup();
+        const a = open('a');
+        a.session.begin([{ kind: 'dir', ino: 1 }]).grant();
+        const plain = a.session.ownChange(); // not a mkdir: no listing read began
+        plain.beforeCommit([{ ino: 1, name: 'd' }, { ino: 30 }, { ino: 1 }, { ino: 30 }]);
+        expect(plain.finish([{ ino: 1, name: 'd' }, { ino: 30 }], [], 30)).toBe(false);
+        const other = mkdirTxn(table, a.session, 1, 'e', 31);
+        expect(other.own.finish(other.expected, [], 99)).toBe(false); // not the inode its txn made
+        const failed = mkdirTxn(table, a.session, 1, 'f', 32);
+        expect(failed.own.finish(undefined, [], 32)).toBe(false);
+
+        const small = new LeaseTable({ ttlMs: TTL, clock: new ManualClock(), maxItemsPerSession: 1 });
+        const s = small.openSession('s', () => undefined);
+        s.begin([{ kind: 'dir', ino: 1 }]).grant();
+        const full = mkdirTxn(small, s, 1, 'd', 30);
+        expect(full.own.finish(full.expected, [], 30)).toBe(false);
+        small.close();
+      });
+    });
+
     it('a change touching several items keeps each the reply covers, whatever order its txn wrote them in', () => {
       const { table, open } = setup();
       const a = open('a');

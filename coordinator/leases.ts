@@ -272,14 +272,26 @@ interface Waiter {
  *   other change touched it meanwhile; every other item (or every one, on failure) is revoked.
  *   What the writer may have cached and does not keep is pushed to it, before the reply on the
  *   same stream: the client takes nothing from a reply after a push covering the item.
+ * - A mkdir (`makesDir`) may also lease the writer the new directory's whole listing, empty, so
+ *   its client answers every name in it absent with no request (newDirs below).
  */
 export class OwnChange {
   private readonly reads: LeaseRead[] = [];
   /** Items the change's txns touched, with their events. */
   private readonly touched = new Map<string, Invalidation[]>();
+  /**
+   * mkdir: a read of the listing of each directory one of its txns may make, begun before that
+   * txn. The directory exists only from the commit on, so every change in it comes after this
+   * read began and revokes it (here, or through lease-peers.ts for another coordinator's): no
+   * change can slip in between the commit and the lease.
+   */
+  private readonly newDirs = new Map<number, LeaseRead>();
   private finished = false;
 
-  constructor(readonly session: LeaseSession) {}
+  constructor(
+    readonly session: LeaseSession,
+    private readonly makesDir = false,
+  ) {}
 
   /** Before a txn with these events: registers the writer on what it touches. */
   beforeCommit(events: Invalidation[]): void {
@@ -294,6 +306,20 @@ export class OwnChange {
       else this.touched.set(key, [event]);
     }
     this.reads.push(this.session.begin([...items.values()]));
+    if (this.makesDir) this.beginNewDirs(events);
+  }
+
+  /**
+   * The directory a mkdir's txn makes is the inode whose attributes it writes (i/, t/) that holds
+   * none of the entries it writes (the parent does). A wrong guess only costs the lease: it is
+   * granted (finish) only on the reply's inode, and only if its read began here, before the commit.
+   */
+  private beginNewDirs(events: Invalidation[]): void {
+    const parents = new Set(events.filter((e) => e.name !== undefined).map((e) => e.ino));
+    for (const event of events) {
+      if (event.name !== undefined || parents.has(event.ino) || this.newDirs.has(event.ino)) continue;
+      this.newDirs.set(event.ino, this.session.begin([{ kind: 'dir', ino: event.ino }]));
+    }
   }
 
   /** @internal The txn committed (or may have) and touched `key`, which the writer holds or reads. */
@@ -307,10 +333,16 @@ export class OwnChange {
    * failed: nothing kept); `dropped` = attributes it drops on the reply, of inodes the change
    * removed for good (common/lease-messages.ts ownChangeDrops): released without a push.
    * Pushes (not waited for) what the writer does not keep; call before the reply is written.
+   * `newDir`: the directory a mkdir made (common/lease-messages.ts ownChangeListing); true when
+   * its whole, empty listing is now leased to the writer (the reply says so: listing_leased).
    */
-  finish(expected: Invalidation[] | undefined, dropped: Invalidation[] = []): void {
-    if (this.finished) return;
+  finish(expected: Invalidation[] | undefined, dropped: Invalidation[] = [], newDir?: number): boolean {
+    if (this.finished) return false;
     this.finished = true;
+    // Its read is its own (no revocation below touches it); nothing is pushed when it is not
+    // granted: the client installs the listing only on the reply's word.
+    const newDirRead = expected && newDir !== undefined ? this.newDirs.get(newDir) : undefined;
+    const listed = newDirRead !== undefined && this.session.grantOwn(itemKey('dir', newDir!), [newDirRead]);
     const gone = new Set(expected ? dropped.filter((e) => e.name === undefined).map(eventKey) : []);
     const keep = new Map<string, Invalidation[]>();
     for (const event of expected ?? []) {
@@ -334,7 +366,9 @@ export class OwnChange {
       if (this.session.revokeOwn(key) || keep.has(key)) push.push(...(this.touched.get(key) ?? keep.get(key)!));
     }
     for (const read of this.reads) read.abandon();
+    for (const read of this.newDirs.values()) read.abandon();
     if (push.length > 0) this.session.sendPushUnwaited(push);
+    return listed;
   }
 }
 
@@ -442,9 +476,9 @@ export class LeaseSession {
     if (this.closed) this.forgetNow();
   }
 
-  /** A change whose reply this session's client applies to its cache (see OwnChange). */
-  ownChange(): OwnChange {
-    return new OwnChange(this);
+  /** A change whose reply this session's client applies to its cache (see OwnChange); `makesDir` for a mkdir. */
+  ownChange(makesDir = false): OwnChange {
+    return new OwnChange(this, makesDir);
   }
 
   // ---- for LeaseTable, LeaseRead and OwnChange

@@ -207,6 +207,33 @@ for (const meta of ['embedded', 'etcd'] as const) {
       expect(kept).toBe(steps.length);
     });
 
+    test("a directory client 1 makes comes with its whole (empty) listing leased: lookups there cost no request, client 2's changes there are seen at once", async () => {
+      await warm(c1, () => c1.inodes.lookup(dir, 'a')); // a lease held: client 1's changes go into its cache
+      const made = (await c1.inodes.mkdir(ROOT, `made-${meta}`, 0o755)).ino;
+      const lookups = () => (c1.metadataRequestsByOp.leasedLookup ?? 0) + (c1.metadataRequestsByOp.leasedReadDirPlus ?? 0);
+      const before = lookups();
+      const requests = c1.metadataRequests;
+      // What a mount does for each create, mkdir, rename target: look the name up (absent), then make it.
+      for (let i = 0; i < 5; i++) {
+        expect(await notFound(c1.inodes.lookup(made, `f${i}`))).toBe(true);
+        await c1.inodes.create(made, `f${i}`);
+        expect((await c1.inodes.lookup(made, `f${i}`)).type).toBe('file');
+      }
+      expect(await notFound(c1.inodes.lookup(made, 'sub'))).toBe(true);
+      const sub = (await c1.inodes.mkdir(made, 'sub', 0o755)).ino;
+      expect(await notFound(c1.inodes.lookup(sub, 'deeper'))).toBe(true); // the new one's listing too
+      expect((await c1.inodes.readdirplus(made)).entries.map((e) => e.name)).toEqual(['f0', 'f1', 'f2', 'f3', 'f4', 'sub']);
+      expect(lookups()).toBe(before);
+      expect(c1.metadataRequests - requests).toBeLessThanOrEqual(6 + 2); // the changes (and maybe a renewal or two)
+
+      // Client 2's create there: client 1 never answers the name absent after client 2's call returned.
+      const x = (await c2.inodes.create(made, 'x')).stat;
+      expect((await c1.inodes.lookup(made, 'x')).ino).toBe(x.ino);
+      expect((await c1.inodes.readdirplus(made)).entries.map((e) => e.name)).toEqual(['f0', 'f1', 'f2', 'f3', 'f4', 'sub', 'x']);
+      await c2.inodes.mkdir(sub, 'deeper', 0o755);
+      expect((await c1.inodes.lookup(sub, 'deeper')).type).toBe('directory');
+    });
+
     test("a change through the path-based API reaches the inode cache too (one seam for every change)", async () => {
       await warm(c1, () => c1.inodes.lookup(dir, 'by-path'));
       await c2.mkdir(`/d-${meta}/by-path`);

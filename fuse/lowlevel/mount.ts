@@ -76,8 +76,9 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
     throw new StrataError('Internal', `cannot mount at ${mountpoint}: ${(err as Error).message}`, { cause: err });
   }
   const stopInvalidations = inodes.onInvalidate((ev) => ops.invalidate(ev));
-  // Diagnostics: which requests reach this process (the kernel answers the others itself).
-  const dumpCounts = () => log.info({ requests: ops.requestCounts() }, 'requests so far');
+  // Diagnostics: which requests reach this process (the kernel answers the others itself), and
+  // which of them went on to a coordinator (the metadata cache answers the others).
+  const dumpCounts = () => log.info({ requests: ops.requestCounts(), coordinatorRequests: strata.metadataRequestsByOp }, 'requests so far');
   process.on('SIGUSR2', dumpCounts);
   await raiseReadAhead(mountpoint, log);
   const stopCrashGuard = unmountOnCrash(mountpoint, log);
