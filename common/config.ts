@@ -59,6 +59,16 @@ const tlsKeys = {
   tlsWatch: bool.optional(),
 };
 
+/**
+ * Node-plane credentials (common/node-credentials.ts): the secret every coordinator and data node
+ * of a cluster shares, to authenticate the calls only nodes make. A file, or the text itself in
+ * STRATA_NODE_SECRET (no flag: it would show in ps).
+ */
+const nodeSecretKeys = {
+  nodeSecretFile: z.string().min(1).optional(),
+  nodeSecret: z.string().optional(),
+};
+
 export const MIN_CHUNK_BYTES = 64 * 1024;
 export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
 
@@ -125,6 +135,9 @@ export const coordinatorSchema = z.object({
   // started per second; 0 = no bound. Generous: every client of a one-host cluster is 127.0.0.1.
   clientMaxInFlight: int.min(0).max(1_000_000).default(4096),
   clientRatePerSec: int.min(0).max(10_000_000).default(100_000),
+  /** With auth on: serve anyway when the node plane has neither mTLS nor a node secret (logged as a warning). */
+  insecureNodePlane: bool.optional(),
+  ...nodeSecretKeys,
   ...tlsKeys,
   logLevel,
 });
@@ -166,6 +179,7 @@ export const dataNodeSchema = z.object({
   clientRatePerSec: int.min(0).max(10_000_000).default(100_000),
   /** 'enforce': chunk reads and writes need a coordinator's grant (common/chunk-grants.ts); 'off': anyone who reaches the ports may. */
   grants: z.enum(['enforce', 'off']).default('enforce'),
+  ...nodeSecretKeys,
   ...tlsKeys,
   logLevel,
 });

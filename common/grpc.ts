@@ -246,13 +246,16 @@ export function shutdownServer(server: grpc.Server, graceMs: number): Promise<vo
 export class DataNodeChannels {
   private readonly clients = new Map<string, grpc.Client>();
 
-  /** `tls`: this process's TLS (none = plain text). */
-  constructor(private readonly tls?: TlsContext) {}
+  /** `tls`: this process's TLS (none = plain text); `options`: CHANNEL_OPTIONS, or those plus a node credential (common/node-credentials.ts). */
+  constructor(
+    private readonly tls?: TlsContext,
+    private readonly options: grpc.ClientOptions = CHANNEL_OPTIONS,
+  ) {}
 
   get(address: string): grpc.Client {
     let client = this.clients.get(address);
     if (!client) {
-      client = new strataProto.DataNode(address, channelCredentials(this.tls), CHANNEL_OPTIONS);
+      client = new strataProto.DataNode(address, channelCredentials(this.tls), this.options);
       this.clients.set(address, client);
     }
     return client;

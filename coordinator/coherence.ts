@@ -37,11 +37,11 @@ export class Coherence {
     }, () => this.peers && { started: () => this.peers!.ownTxnStarted(), settled: (id) => this.peers!.ownTxnSettled(id) });
   }
 
-  /** On etcd, joins the other coordinators (needs this one's address, so after binding); `tls`: to reach them. */
-  async start(address: string, tls?: TlsContext): Promise<void> {
+  /** On etcd, joins the other coordinators (needs this one's address, so after binding); `tls` and `channelOptions` (a node credential): to reach them. */
+  async start(address: string, tls?: TlsContext, channelOptions?: grpc.ClientOptions): Promise<void> {
     const etcd = etcdEngineOf(this.baseKv);
     if (!etcd) return;
-    this.peers = new LeasePeers({ self: address, table: this.table, kv: this.baseKv, etcd: etcd.etcdClient, log: this.log, clock: realClock, tls });
+    this.peers = new LeasePeers({ self: address, table: this.table, kv: this.baseKv, etcd: etcd.etcdClient, log: this.log, clock: realClock, tls, channelOptions });
     if (this.baseKv instanceof CachedKv) {
       const peers = this.peers;
       this.unlisten = this.baseKv.listen({

@@ -1,6 +1,6 @@
 // The keys' admin calls (admin role when auth is on: authz/admin.ts). RewrapMasterKeys passes one
 // page of a master key rotation to the data node that holds the chunks (DataNode.RewrapChunks,
-// node-only: this coordinator's node certificate reaches it where a client's cannot).
+// node-only: this coordinator's node certificate or node-secret credential reaches it where a client cannot).
 import type * as grpc from '@grpc/grpc-js';
 import { DataNodeChannels, callUnary, unaryHandler } from '../common/grpc.js';
 import { StrataError, invalid } from '../common/errors.js';
@@ -13,8 +13,8 @@ const NODE_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 
 type Req = Record<string, unknown>;
 
-export function keyAdminHandlers({ nodes, tls }: { nodes: NodeRegistry; tls?: TlsContext }): { handlers: grpc.UntypedServiceImplementation; close(): void } {
-  const channels = new DataNodeChannels(tls);
+export function keyAdminHandlers({ nodes, tls, channelOptions }: { nodes: NodeRegistry; tls?: TlsContext; channelOptions?: grpc.ClientOptions }): { handlers: grpc.UntypedServiceImplementation; close(): void } {
+  const channels = new DataNodeChannels(tls, channelOptions);
   const handlers = {
     RewrapMasterKeys: unaryHandler(async (req: Req) => {
       const nodeId = String(req.nodeId ?? '');

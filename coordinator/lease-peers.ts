@@ -85,6 +85,8 @@ export interface LeasePeersDeps {
   timings?: Partial<LeasePeerTimings>;
   /** TLS to the other coordinators (common/tls.ts); absent = plain text. */
   tls?: TlsContext;
+  /** Channel options of the links to peers: with a node secret, they carry its credential; absent = CHANNEL_OPTIONS. */
+  channelOptions?: grpc.ClientOptions;
 }
 
 export class LeasePeers {
@@ -342,7 +344,7 @@ export class LeasePeers {
       if (this.closed || this.out.get(address) !== link) return;
       let client = this.clients.get(address);
       if (!client) {
-        client = new strataProto.LeasePeers(address, channelCredentials(this.deps.tls), CHANNEL_OPTIONS);
+        client = new strataProto.LeasePeers(address, channelCredentials(this.deps.tls), this.deps.channelOptions ?? CHANNEL_OPTIONS);
         this.clients.set(address, client);
       }
       const call = (client as unknown as { Link(): grpc.ClientDuplexStream<PeerMessage, PeerMessage> }).Link();

@@ -37,6 +37,7 @@ import { leaseSessionDeps } from './lease-ops.js';
 import { TieringJob } from './tiering/job.js';
 import { GrantKeys } from './grant-keys.js';
 import { grantMinter } from './grant-minter.js';
+import { NODE_PLANE_METHODS, NODE_SECRET_FLAGS, NodeSecret, nodeChannelOptions, nodePlaneInterceptor } from '../common/node-credentials.js';
 
 export interface RunningCoordinator {
   address: string;
@@ -46,12 +47,6 @@ export interface RunningCoordinator {
 }
 
 const SHUTDOWN_GRACE_MS = 3000;
-/** What only cluster nodes call (with TLS, a node certificate is needed): data nodes and peer coordinators. */
-const NODE_ONLY_METHODS: ReadonlySet<string> = new Set([
-  strataProto.Coordinator.service.Heartbeat.path,
-  strataProto.Coordinator.service.NodeLink.path,
-  strataProto.LeasePeers.service.Link.path,
-]);
 /** How often each coordinator re-reads node admin states (a drain asked elsewhere). */
 const ADMIN_REFRESH_MS = 1000;
 
@@ -61,9 +56,9 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
   const etcdTls = etcdCredentials(config);
   // Decided before anything opens: a coordinator that may not run anonymously stops here.
   const auth = openAuthenticator(config, log);
-  if (auth !== AUTH_OFF && !tls) {
-    log.warn('auth on without TLS: tokens cross the network in clear, and the node plane (heartbeats, node links, data nodes\' chunk listings) is open to anyone who reaches these ports; serve TLS with --tls-ca, --tls-cert and --tls-key');
-  }
+  // Read once here; a bad one is one Invalid line. Node-plane calls need it both ways (common/node-credentials.ts).
+  const nodeSecret = NodeSecret.load(config);
+  checkNodePlane(auth !== AUTH_OFF, tls, nodeSecret, config.insecureNodePlane ?? false, log);
   // Read and validated before anything opens too: a bad rules file is one Invalid line.
   const rules = config.authzRules ? RuleSet.load(config.authzRules) : undefined;
   if (rules) log.info({ file: config.authzRules, rules: rules.rules.length, default: rules.defaultLevel }, 'authz: per-path rules loaded');
@@ -95,12 +90,14 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     await nodes.load();
     // One bound per client host over gRPC calls and TCP sessions (common/client-limits.ts).
     const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
-    const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter)] });
-    const port = await bindServer(server, config.listen, serverCredentials(tls, NODE_ONLY_METHODS));
+    const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter), ...nodePlaneInterceptor(nodeSecret, log)] });
+    const port = await bindServer(server, config.listen, serverCredentials(tls, NODE_PLANE_METHODS));
     const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
+    // How this coordinator's node-plane calls (to data nodes, to peer coordinators) go out.
+    const nodeChannel = nodeChannelOptions(CHANNEL_OPTIONS, nodeSecret, () => address);
     const leadership = openLeadership(kv, address, config, log);
-    const ops = new GrpcDataNodeOps({ replicateTimeoutMs: 120_000, callTimeoutMs: 10_000, listTimeoutMs: 300_000, tls, grants });
+    const ops = new GrpcDataNodeOps({ replicateTimeoutMs: 120_000, callTimeoutMs: 10_000, listTimeoutMs: 300_000, tls, grants, channelOptions: nodeChannel });
     const locks = new ChunkLocks();
     const tieringJob = new TieringJob({ kv, meta, registry: nodes, leadership, ops, locks, log, tiers, intervalMs: config.tierIntervalMs, concurrency: config.tierConcurrency });
     const healer = new Healer({
@@ -118,7 +115,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       accept: (acceptor: SessionAcceptor) => (acceptSession = acceptor),
       endpoint: () => sessionAddress,
     };
-    const keyAdmin = keyAdminHandlers({ nodes, tls });
+    const keyAdmin = keyAdminHandlers({ nodes, tls, channelOptions: nodeChannel });
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
       coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin, grants, store: meta, log, masterKeys: new MasterKeyCheck(kv, log), keyAdmin: keyAdmin.handlers }),
@@ -131,11 +128,11 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       const wildcard = at.host === '0.0.0.0' || at.host === '[::]' || at.host === '::';
       sessionAddress = config.sessionAdvertise ?? `${wildcard ? '127.0.0.1' : at.host}:${sessionListener.port}`;
     }
-    await coherence.start(address, tls);
+    await coherence.start(address, tls, nodeChannel);
     healer.start();
     tieringJob.start();
     const adminRefresh = setInterval(() => nodes.refreshAdmin().catch(() => undefined), ADMIN_REFRESH_MS);
-    log.info({ address, session: sessionAddress || 'grpc only', meta: redactMeta(config.meta), tls: tls ? (tls.requireClientCert ? 'on, client certificates required' : 'on') : 'off' }, 'coordinator serving');
+    log.info({ address, session: sessionAddress || 'grpc only', meta: redactMeta(config.meta), tls: tls ? (tls.requireClientCert ? 'on, client certificates required' : 'on') : 'off', nodeSecret: nodeSecret ? 'on' : 'off' }, 'coordinator serving');
     const tlsWatch = tls && config.tlsWatch ? watchCertificates(tls, log) : undefined;
     return {
       address,
@@ -163,6 +160,21 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     for (const tier of tiers.values()) tier.close();
     throw err;
   }
+}
+
+/**
+ * With auth on, the node plane must be guarded too (mTLS, a node secret, or both): otherwise
+ * anyone who reaches the ports could heartbeat as a data node or read its chunk listings.
+ * Refused at start unless the operator said --insecure-node-plane.
+ */
+function checkNodePlane(authOn: boolean, tls: TlsContext | undefined, nodeSecret: NodeSecret | undefined, insecure: boolean, log: Logger): void {
+  if (!authOn) return;
+  if (!tls && !nodeSecret && !insecure) {
+    throw new StrataError('Invalid', `auth on, but nothing guards the node plane (heartbeats, node links, chunk listings): give every coordinator and data node ${NODE_SECRET_FLAGS}, or serve mutual TLS with --tls-ca, --tls-cert and --tls-key (cluster up: --tls); --insecure-node-plane runs without`);
+  }
+  if (!tls) log.warn('auth on without TLS: tokens cross the network in clear; serve TLS with --tls-ca, --tls-cert and --tls-key');
+  if (tls || nodeSecret) return;
+  log.warn('--insecure-node-plane: auth on, but the node plane has neither mTLS nor a node secret: anyone who reaches these ports can heartbeat as a data node');
 }
 
 /** A client per configured tier, each proven to reach its bucket: a bad tier stops start-up with one line. */

@@ -19,12 +19,13 @@ import type { TierTarget } from '../common/object-tier.js';
 import { GrantVerifier, type WireGrantKey } from '../common/chunk-grants.js';
 import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } from '../common/grpc.js';
 import { StrataError, invalid } from '../common/errors.js';
+import { NODE_PLANE_METHODS, NODE_SECRET_FLAGS, NodeSecret, nodeChannelOptions, nodePlaneInterceptor, type NodeSecretConfigKeys } from '../common/node-credentials.js';
 import { loadKeyRing } from '../common/master-key.js';
 import { TlsContext, channelCredentials, serverCredentials, type TlsConfigKeys } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
 import { reloadCertificates, watchCertificates } from '../common/tls-reload.js';
 
-export interface DataNodeConfig extends TlsConfigKeys {
+export interface DataNodeConfig extends TlsConfigKeys, NodeSecretConfigKeys {
   /** Empty or absent: the id stored in `<dataDir>/node-id`, or a new one persisted there. */
   nodeId?: string;
   dataDir: string;
@@ -79,10 +80,6 @@ export interface RunningDataNode {
 }
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
-/** What only cluster nodes call (with TLS, a node certificate is needed): coordinators and peers. */
-const NODE_ONLY_METHODS: ReadonlySet<string> = new Set(
-  ['StatChunk', 'DeleteChunk', 'ListChunks', 'ReplicateChunk', 'TierUpload', 'RewrapChunks'].map((method) => strataProto.DataNode.service[method].path),
-);
 const SHUTDOWN_GRACE_MS = 5_000;
 const HEARTBEAT_TIMEOUT_MS = 5_000;
 // The coordinator chooses the pace, within bounds that neither flood it nor let a lease lapse.
@@ -103,6 +100,8 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   }
   // Read before anything opens: a bad key is one Invalid line and nothing started.
   const keys = loadKeyRing(config);
+  // Both ways: heartbeats and links carry its credential, and coordinators' node-plane calls here must too.
+  const nodeSecret = NodeSecret.load(config);
   await mkdir(config.dataDir, { recursive: true });
   const nodeId = await resolveNodeId(config.dataDir, config.nodeId);
   const store = await LocalChunkStore.open(config.dataDir, { keys });
@@ -141,12 +140,12 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   });
   // One bound per client host over both transports (common/client-limits.ts).
   const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
-  const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter)] });
+  const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter), ...nodePlaneInterceptor(nodeSecret, log)] });
   server.addService(strataProto.DataNode.service, service.handlers);
   let port: number;
   let byteServer: ByteServer | null = null;
   try {
-    port = await bindServer(server, `${listen.host}:${listen.port}`, serverCredentials(tls, NODE_ONLY_METHODS));
+    port = await bindServer(server, `${listen.host}:${listen.port}`, serverCredentials(tls, NODE_PLANE_METHODS));
     if (config.dataListen !== 'off') {
       const dataListen = config.dataListen ? parseListen(config.dataListen) : { host: listen.host, port: 0 };
       byteServer = await startByteServer(dataListen.host, dataListen.port, service.byteHandlers, log, (client) => limiter.admit(client), tls);
@@ -169,6 +168,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     address = `${wildcard ? '127.0.0.1' : listen.host}:${port}`;
   }
 
+  const channel = { tls, options: nodeChannelOptions(CHANNEL_OPTIONS, nodeSecret, () => nodeId) };
   const heartbeats = config.coordinators.map((coordinator) =>
     startHeartbeat(coordinator, async () => ({ ...(await service.nodeInfo()), masterKeyIds: keys?.ids() ?? [] }), (reply) => {
       tiers.update(reply.tiers ?? []);
@@ -178,11 +178,16 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
       store.refuseWrites(err);
       log.debug({ coordinator }, 'master key refused; stopping'); // the role's caller prints why, once
       fail(err);
-    }, config.heartbeatIntervalMs, log, () => ({ nodeId, address, dataAddress }), tls),
+    }, () => {
+      // Without a secret this node can never be let in: say which flag, once, and stop.
+      if (nodeSecret) return false;
+      fail(new StrataError('Unauthenticated', `coordinator ${coordinator} requires a node credential: start this data node with ${NODE_SECRET_FLAGS}, the cluster's node secret`));
+      return true;
+    }, config.heartbeatIntervalMs, log, () => ({ nodeId, address, dataAddress }), channel),
   );
   scrubber.start();
   const quarantined = store.quarantined().length;
-  log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled, tls: tls ? 'on' : 'off', grants: grants.enforce ? 'enforced' : 'off', encryption: keys ? keys.current.keyId : 'off' }, 'data node started');
+  log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled, tls: tls ? 'on' : 'off', grants: grants.enforce ? 'enforced' : 'off', nodeSecret: nodeSecret ? 'on' : 'off', encryption: keys ? keys.current.keyId : 'off' }, 'data node started');
   const tlsWatch = tls && config.tlsWatch ? watchCertificates(tls, log) : undefined;
 
   let stopping: Promise<void> | null = null;
@@ -250,12 +255,15 @@ function startHeartbeat(
   nodeInfo: () => Promise<NodeInfo & { masterKeyIds: string[] }>,
   onReply: (reply: { tiers?: TierTarget[]; grantKeys?: WireGrantKey[] }) => void,
   onKeyRefused: (err: StrataError) => void,
+  /** A refused heartbeat (Unauthenticated); true: this node gives up (it stops beating). */
+  onRefused: () => boolean,
   intervalMs: number,
   log: Logger,
   hello: () => NodeLinkHello,
-  tls: TlsContext | undefined,
+  channel: { tls: TlsContext | undefined; options: grpc.ClientOptions },
 ): { stop(): Promise<void> } {
-  const client = new strataProto.Coordinator(coordinator, channelCredentials(tls), CHANNEL_OPTIONS);
+  // The options add this node's credential to heartbeats and links when it has a node secret.
+  const client = new strataProto.Coordinator(coordinator, channelCredentials(channel.tls), channel.options);
   // On the heartbeats' connection: it is the one whose loss the coordinator must notice.
   const link = openNodeLink(client, coordinator, hello, log);
   let nextMs = intervalMs;
@@ -281,6 +289,10 @@ function startHeartbeat(
       }
       // Warn once per outage, not once per beat.
       const fields = { coordinator, err: (err as Error).message };
+      if (err instanceof StrataError && err.kind === 'Unauthenticated' && onRefused()) {
+        stopped = true; // the node stops: no use beating on
+        return;
+      }
       if (failing) log.debug(fields, 'heartbeat failed');
       else log.warn(fields, 'heartbeat failed; retrying every interval');
       failing = true;

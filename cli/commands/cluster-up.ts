@@ -12,6 +12,7 @@ import { tokenProviderFrom } from '../../client/auth/token-sources.js';
 import { StrataError } from '../../common/errors.js';
 import { loadKeyRing, newMasterKeyText } from '../../common/master-key.js';
 import { parseSize } from '../../common/units.js';
+import { NodeSecret, newNodeSecretText } from '../../common/node-credentials.js';
 import { isMounted } from '../../fuse/unmount.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../main.js');
@@ -35,7 +36,7 @@ export function registerClusterUpCommand(program: Command): void {
     .option('--replication <n>', 'default replication factor (capped by data nodes)', '3')
     .option('--meta <url>', 'etcd://host:port,... to keep metadata in etcd (default: embedded LevelDB in DATA_DIR/meta)')
     .option('--mount <dir>', 'also mount the cluster at DIR (FUSE, `strata mount`); unmounted before the cluster stops')
-    .option('--auth <mode>', 'off = anonymous access (the default for a local cluster; said at start) | oidc = require tokens of --oidc-issuer (cluster up itself needs one: STRATA_TOKEN or strata login)', 'off')
+    .option('--auth <mode>', 'off = anonymous access (the default for a local cluster; said at start) | oidc = require tokens of --oidc-issuer (cluster up itself needs one: STRATA_TOKEN or strata login); the node plane then authenticates with a node secret made in DATA_DIR/node.secret (mode 0600)', 'off')
     .option('--oidc-issuer <url>', 'with --auth oidc: the Keycloak realm, https://HOST/realms/NAME')
     .option('--oidc-audience <client-id>', 'with --auth oidc: the client id tokens must name in aud')
     .option('--tier <spec>', 'an S3-compatible tier for cold chunks, repeatable: name=s3://bucket/prefix?endpoint=URL&path_style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)', (spec: string, all: string[]) => [...all, spec], [] as string[])
@@ -65,6 +66,9 @@ export function registerClusterUpCommand(program: Command): void {
       const tlsArgs = (name: string) => (tls ? ['--tls-ca', tls.ca, '--tls-cert', tls.certs[name].cert, '--tls-key', tls.certs[name].key] : []);
       const keyFile = options.encrypt ? masterKeyFile(dataDir) : undefined;
       const encryptArgs = keyFile ? ['--encrypt-key-file', keyFile.path] : [];
+      // With auth on, the node plane is authenticated too: a shared secret every process gets by file.
+      const nodeSecret = options.auth === 'oidc' ? nodeSecretFile(dataDir) : undefined;
+      const nodeSecretArgs = nodeSecret ? ['--node-secret-file', nodeSecret] : [];
       const children: Child[] = [];
       const start = (name: string, args: string[]) => {
         const log = path.join(logDir, `${name}.log`);
@@ -76,13 +80,13 @@ export function registerClusterUpCommand(program: Command): void {
         'coordinator', '--listen', coordinator, '--meta', options.meta ?? path.join(dataDir, 'meta'),
         '--chunk-size', options.chunkSize, '--replication', String(Math.min(replication, datanodes)), ...authArgs,
         ...(options.tier as string[]).flatMap((spec) => ['--tier', spec]),
-        ...tlsArgs('coordinator'),
+        ...tlsArgs('coordinator'), ...nodeSecretArgs,
       ]);
       for (let i = 1; i <= datanodes; i++) {
         start(`datanode-${i}`, [
           'datanode', '--node-id', `dn${i}`, '--data-dir', path.join(dataDir, `dn${i}`),
           '--listen', `127.0.0.1:${port + i}`, '--coordinators', coordinator,
-          ...tlsArgs(`dn${i}`), ...encryptArgs,
+          ...tlsArgs(`dn${i}`), ...encryptArgs, ...nodeSecretArgs,
         ]);
       }
       const stopAll = stopper(children);
@@ -105,7 +109,7 @@ export function registerClusterUpCommand(program: Command): void {
         // Losing the mount (an external fusermount -u, say) leaves the cluster running.
         mount.process.once('exit', (code) => console.error(`strata: the mount exited (code ${code}); see ${mount!.log}`));
       }
-      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') }, options.auth === 'oidc' ? options.oidcIssuer : undefined, keyFile);
+      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') }, options.auth === 'oidc' ? options.oidcIssuer : undefined, keyFile, nodeSecret);
       // A data node that dies is what self-healing is for: say so and keep serving. Without
       // its coordinator the cluster is gone, so that stops everything.
       for (const child of children.filter((c) => c.name !== 'coordinator')) {
@@ -215,7 +219,7 @@ async function waitReady(coordinator: string, datanodes: number, tlsCa: string |
 
 function printWelcome(
   coordinator: string, datanodes: number, port: number, dataDir: string, logDir: string, meta?: string, mountDir?: string,
-  tls?: { ca: string; dir: string; client: { cert: string; key: string } }, issuer?: string, keyFile?: { path: string; keyId: string },
+  tls?: { ca: string; dir: string; client: { cert: string; key: string } }, issuer?: string, keyFile?: { path: string; keyId: string }, nodeSecret?: string,
 ): void {
   const nodes = Array.from({ length: datanodes }, (_, i) => `127.0.0.1:${port + i + 1}`).join(', ');
   const tlsLine = tls ? `\n  tls          on, every port (mutual between nodes); CA and certificates in ${tls.dir}` : '';
@@ -226,7 +230,7 @@ function printWelcome(
   data nodes   ${nodes}
   data         ${dataDir}
   logs         ${logDir}${tlsLine}${encryptLine}
-  auth         ${issuer ? `OIDC tokens of ${issuer} (strata login, or STRATA_TOKEN)` : 'off: anonymous access for anyone who reaches these ports (--auth oidc to require tokens)'}${mountDir ? `\n  mounted at   ${mountDir}  (strata mount; unmounted first on Ctrl-C)` : ''}
+  auth         ${issuer ? `OIDC tokens of ${issuer} (strata login, or STRATA_TOKEN)` : 'off: anonymous access for anyone who reaches these ports (--auth oidc to require tokens)'}${nodeSecret ? `\n  node plane   authenticated with the node secret in ${nodeSecret} (a node joining this cluster needs --node-secret-file)` : ''}${mountDir ? `\n  mounted at   ${mountDir}  (strata mount; unmounted first on Ctrl-C)` : ''}
 
 Try it in another shell:
   export STRATA_COORDINATOR=${coordinator}${tlsExport}
@@ -237,6 +241,14 @@ Try it in another shell:
   npx strata nodes${mountDir ? `\n  ls -l ${mountDir}        # the same files through the FUSE mount` : ''}
 
 Press Ctrl-C to stop the cluster.`);
+}
+
+/** DATA_DIR/node.secret: made once (mode 0600), then reused, so a restarted node still gets in. */
+function nodeSecretFile(dataDir: string): string {
+  const file = path.join(dataDir, 'node.secret');
+  if (!existsSync(file)) writeFileSync(file, newNodeSecretText(), { mode: 0o600, flag: 'wx' });
+  NodeSecret.load({ nodeSecretFile: file }); // a damaged file fails here, before anything starts
+  return file;
 }
 
 /** DATA_DIR/master.key: made once (mode 0600), then reused, so a restarted cluster reads its data. */

@@ -44,10 +44,12 @@ export function registerRoleCommands(program: Command): void {
     .option('--oidc-jwks-refetch-ms <ms>', 'fewest ms between fetches of the realm\'s keys for an unknown kid (default 10000)')
     .option('--admin-role <role>', 'token role that sees every tenant\'s files and may run admin operations: drain, node rm, rebalance, health, tier (default strata-admin)')
     .option('--authz-rules <file>', 'JSON rules giving roles read-only, read-write or admin access to path prefixes (README: Tenants and authorization)')
+    .option('--insecure-node-plane', 'with --auth oidc: start even though the node plane has neither mutual TLS nor --node-secret-file (anyone who reaches the ports can heartbeat as a data node); logged as a warning')
     .option('--grant-ttl-ms <ms>', 'how long the chunk grants handed out with placements and locations stay valid (default 600000 = 10 min)')
     .option('--lease-ttl-ms <ms>', 'lease of a client cache: a client that stops answering holds others\' changes up at most this long (default 5000)')
     .option('--client-max-in-flight <n>', 'gRPC calls and sessions one client host may have open at once; more are refused (Busy); 0 = no bound (default 4096)')
     .option('--client-rate-per-sec <n>', 'gRPC calls and sessions one client host may start per second; 0 = no bound (default 100000)')
+    .option('--node-secret-file <file>', 'the cluster\'s node secret (32+ characters, the same on every coordinator and data node; or STRATA_NODE_SECRET): heartbeats, node links, chunk listings, repair copies and other node-only calls carry an HMAC credential of it, and are refused (UNAUTHENTICATED) without one')
     .option('--tls-ca <file>', 'TLS on every port: PEM CA that signs every node (`strata certs init DIR`)')
     .option('--tls-cert <file>', 'this node\'s PEM certificate (OU=strata-node), for serving and dialing peers')
     .option('--tls-key <file>', 'PEM key of --tls-cert (SIGHUP reads --tls-ca, --tls-cert and --tls-key again: renewed certificates without a restart)')
@@ -90,6 +92,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--encrypt-key-file <file>', 'encryption at rest: chunks written are AES-256-GCM encrypted, their data keys wrapped by the 32-byte master key in FILE (raw, hex or base64; or set STRATA_MASTER_KEY), or a key ring: one key per line, the last one writes, every one reads (rotation: append a key, SIGHUP, then `strata keys rotate-master`). Every node of a cluster needs the same keys')
     .option('--client-max-in-flight <n>', 'gRPC calls and byte path connections one client host may have open at once; more are refused (Busy); 0 = no bound (default 4096)')
     .option('--client-rate-per-sec <n>', 'gRPC calls and byte path connections one client host may start per second; 0 = no bound (default 100000)')
+    .option('--node-secret-file <file>', 'the cluster\'s node secret (32+ characters, the same on every coordinator and data node; or STRATA_NODE_SECRET): heartbeats, node links, chunk listings, repair copies and other node-only calls carry an HMAC credential of it, and are refused (UNAUTHENTICATED) without one')
     .option('--tls-ca <file>', 'TLS on every port: PEM CA that signs every node (`strata certs init DIR`)')
     .option('--tls-cert <file>', 'this node\'s PEM certificate (OU=strata-node), for serving and dialing peers')
     .option('--tls-key <file>', 'PEM key of --tls-cert (SIGHUP reads --tls-ca, --tls-cert and --tls-key again: renewed certificates without a restart)')
@@ -109,7 +112,7 @@ export function registerRoleCommands(program: Command): void {
       };
       const failed = await Promise.race([untilSignal(log, running.stop, reload).then(() => undefined), running.failed]);
       if (failed) {
-        // A coordinator refused this node's master key: stop, then main prints the one line (exit 12).
+        // A coordinator refused this node's master key (exit 12) or its missing node credential (exit 6): stop, then main prints the one line.
         setTimeout(() => process.exit(), 5000).unref();
         await running.stop();
         throw failed;

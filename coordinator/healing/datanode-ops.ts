@@ -43,6 +43,8 @@ export interface GrpcDataNodeOpsOptions {
   tls?: TlsContext;
   /** The leader's own chunk grants (copies, uploads, deletes are refused without one). */
   grants: Pick<GrantMinter, 'forLeader'>;
+  /** Channel options of the calls to data nodes: with a node secret, they carry its credential (common/node-credentials.ts). */
+  channelOptions?: grpc.ClientOptions;
 }
 
 interface WireTierCopy {
@@ -61,7 +63,7 @@ export class GrpcDataNodeOps implements DataNodeOps {
   private readonly channels: DataNodeChannels;
 
   constructor(private readonly options: GrpcDataNodeOpsOptions) {
-    this.channels = new DataNodeChannels(options.tls);
+    this.channels = new DataNodeChannels(options.tls, options.channelOptions);
   }
 
   async replicate(target: NodeAddress, chunk: { chunkId: string; length: number; crc32c: number }, sources: NodeAddress[], tier?: TierCopy): Promise<void> {

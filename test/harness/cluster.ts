@@ -2,11 +2,12 @@
 // of the built binary (dist/), on free loopback ports, data in one temp dir; optional real
 // etcd. Every process it starts it stops (and only those).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, existsSync } from 'node:fs';
+import { openSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Strata } from '../../client/index.js';
 import { devCertPaths, initDevCerts } from '../../common/dev-certs.js';
+import { newNodeSecretText } from '../../common/node-credentials.js';
 import { startEtcd, type EtcdMember } from './etcd.js';
 import { freePort, tempDir, type TempDir } from './ports.js';
 
@@ -39,6 +40,12 @@ export interface ClusterOptions {
   tokenProvider?: () => string | Promise<string>;
   /** TLS on every port (common/tls.ts): a dev CA and node certificates made in the cluster dir; clients get the CA. */
   tls?: boolean;
+  /**
+   * A node secret (common/node-credentials.ts) in the cluster dir, given to every coordinator and
+   * data node with --node-secret-file. Default: on when the coordinators run with --auth oidc
+   * (which refuses to start without mTLS or one), off otherwise.
+   */
+  nodeSecret?: boolean;
 }
 
 /** A TLS cluster's files: the CA clients verify with, a client certificate, the node certificates' dir. */
@@ -93,6 +100,8 @@ export class TestCluster {
   etcd?: EtcdMember;
   /** Set when started with `tls`. */
   tls?: ClusterTls;
+  /** The node secret's file, when the cluster has one. */
+  nodeSecretFile?: string;
   private readonly clients: Strata[] = [];
 
   constructor(
@@ -120,6 +129,11 @@ export class TestCluster {
     if (!this.tls) return [];
     const files = (await initDevCerts(this.tls.dir, { nodes: [name] })).certs[name];
     return ['--tls-ca', this.tls.ca, '--tls-cert', files.cert, '--tls-key', files.key];
+  }
+
+  /** The node secret flags every node gets (none without one). */
+  get nodeSecretArgs(): string[] {
+    return this.nodeSecretFile ? ['--node-secret-file', this.nodeSecretFile] : [];
   }
 
   dataDir(nodeIndex: number): string {
@@ -177,6 +191,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       await initDevCerts(tlsDir, { nodes: [], clients: ['client'] });
       cluster.tls = { dir: tlsDir, ca: devCertPaths(tlsDir, 'ca').cert, client: devCertPaths(tlsDir, 'client') };
     }
+    const coordinatorArgs = options.coordinatorArgs ?? [];
+    const authOn = coordinatorArgs.some((arg, i) => arg === '--auth' && coordinatorArgs[i + 1] === 'oidc');
+    if (options.nodeSecret ?? authOn) {
+      cluster.nodeSecretFile = path.join(dir.path, 'node.secret');
+      writeFileSync(cluster.nodeSecretFile, newNodeSecretText(), { mode: 0o600 });
+    }
     const logLevel = options.logLevel ?? 'warn';
     for (let i = 0; i < (options.coordinators ?? 1); i++) {
       const address = `127.0.0.1:${await freePort()}`;
@@ -184,7 +204,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       if (options.chunkSize) args.push('--chunk-size', options.chunkSize);
       if (options.replication) args.push('--replication', String(options.replication));
       args.push('--dead-after-ms', String(options.deadAfterMs ?? 3000));
-      args.push(...(options.coordinatorArgs ?? []), ...(await cluster.nodeTlsArgs(`coordinator-${i + 1}`)));
+      args.push(...coordinatorArgs, ...cluster.nodeSecretArgs, ...(await cluster.nodeTlsArgs(`coordinator-${i + 1}`)));
       cluster.coordinators.push(new RoleProcess(`coordinator-${i + 1}`, args, path.join(dir.path, `coordinator-${i + 1}.log`), address, options.env));
     }
     for (const c of cluster.coordinators) c.start();
@@ -201,7 +221,7 @@ async function startDatanode(cluster: TestCluster, i: number, options: ClusterOp
   const address = `127.0.0.1:${await freePort()}`;
   const args = ['datanode', '--node-id', `dn${i + 1}`, '--data-dir', cluster.dataDir(i), '--listen', address];
   args.push('--coordinators', cluster.coordinatorList, '--log-level', options.logLevel ?? 'warn', '--heartbeat-interval-ms', '500');
-  args.push(...(options.datanodeArgs ?? []), ...(await cluster.nodeTlsArgs(`dn${i + 1}`)));
+  args.push(...(options.datanodeArgs ?? []), ...cluster.nodeSecretArgs, ...(await cluster.nodeTlsArgs(`dn${i + 1}`)));
   const node = new RoleProcess(`dn${i + 1}`, args, path.join(cluster.dir.path, `dn${i + 1}.log`), address, options.env);
   node.start();
   return node;
