@@ -81,6 +81,11 @@ export interface FsStats {
   deadNodes: number;
   /** The nearest quota at or above the path asked about (strata quota), if any. */
   quota?: QuotaInfo | null;
+  /**
+   * Set for a tenant's caller: the figures are its tenant's (used = its files' logical size,
+   * capacity = its quota, else used + free; files = its inodes), not the cluster's. '' = the cluster's.
+   */
+  tenant?: string;
 }
 
 /** A directory's quota: limits (0 = none) and the usage under it (logical bytes of files, inodes). */

@@ -3,7 +3,7 @@
 // handlers run), so they act on the whole namespace. QuotaGet, QuotaList and StatFs are any
 // caller's, inside what it sees (authz/gate.ts): a tenant's caller names paths from its own root,
 // and sees only the quotas at or below that root (those its rules let it read), with paths from it;
-// the admin lists every quota.
+// the admin lists every quota. StatFs shows a tenant's caller its tenant's figures (tenant-usage.ts).
 import type * as grpc from '@grpc/grpc-js';
 import { invalid } from '../common/errors.js';
 import { unaryHandler } from '../common/grpc.js';
@@ -14,6 +14,7 @@ import type { Namespace } from './authz/gate.js';
 import { QuotaAdmin, type QuotaInfo } from './meta/quota-admin.js';
 import type { MetaStore } from './meta/store.js';
 import { ROOT_INO } from './meta/types.js';
+import { TenantUsage, type TenantFigures } from './tenant-usage.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire requests are validated field by field below */
 type Req = any;
@@ -83,5 +84,11 @@ export function quotaService(store: MetaStore, namespace: Namespace, log?: Logge
     const attr = ino > 0 ? await namespace.getattr(ino) : await namespace.resolve(components, path);
     return quotas.nearest(attr.ino, await namespace.callerRoot());
   };
-  return { handlers, nearestFor };
+  const tenants = new TenantUsage(store, quotas);
+  /** A tenant caller's own figures for StatFs; undefined for the admin and anonymous callers (the cluster's). */
+  const tenantFigures = async (): Promise<TenantFigures | undefined> => {
+    const top = await namespace.callerRoot();
+    return top === ROOT_INO ? undefined : tenants.of(top);
+  };
+  return { handlers, nearestFor, tenantFigures };
 }

@@ -328,9 +328,30 @@ export function coordinatorService(
     }),
 
     StatFs: unaryHandler(async (req: Req) => {
-      const [list, counts, quota] = await Promise.all([nodes.list(), meta.counts(), quotas.nearestFor(req)]);
+      const [list, quota, tenant] = await Promise.all([nodes.list(), quotas.nearestFor(req), quotas.tenantFigures()]);
       const live = list.filter((n) => n.live);
       const sum = (field: 'capacityBytes' | 'usedBytes' | 'freeBytes' | 'chunks') => live.reduce((s, n) => s + n[field], 0);
+      const wireQuota = quota ? toWireQuota(quota) : null;
+      if (tenant) {
+        // A tenant's caller sees its tenant, never the cluster's totals: used = the logical size
+        // of its files, free = what is left of its byte quota (never more than the cluster has
+        // free), size = its quota, else used + free (so df's used is the tenant's); files = its inodes.
+        const { usage, limitBytes } = tenant;
+        const freeBytes = limitBytes ? Math.min(sum('freeBytes'), Math.max(0, limitBytes - usage.bytes)) : sum('freeBytes');
+        return {
+          capacityBytes: limitBytes || usage.bytes + freeBytes,
+          usedBytes: usage.bytes,
+          freeBytes,
+          files: usage.files,
+          directories: 0,
+          chunks: 0,
+          liveNodes: live.length,
+          deadNodes: list.length - live.length,
+          quota: wireQuota,
+          tenant: tenant.tenant,
+        };
+      }
+      const counts = await meta.counts();
       return {
         capacityBytes: sum('capacityBytes'),
         usedBytes: sum('usedBytes'),
@@ -340,7 +361,8 @@ export function coordinatorService(
         chunks: counts.chunks,
         liveNodes: live.length,
         deadNodes: list.length - live.length,
-        quota: quota ? toWireQuota(quota) : null,
+        quota: wireQuota,
+        tenant: '',
       };
     }),
     ...quotas.handlers,

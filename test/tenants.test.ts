@@ -414,4 +414,48 @@ describe('tenants and authorization', () => {
     expect(rm.code, rm.stderr).toBe(0);
     expect((await failure(a.quotaGet('/')))?.kind).toBe('NotFound');
   });
+  test("df and statfs: a tenant sees its own usage (and its quota as the size), not the cluster's; the admin sees the cluster", async () => {
+    const dave = () => realm.token('dave', { tenant: 'd' });
+    const d = connect(dave);
+    await d.writeFile('/one.txt', 'hello');
+    await d.mkdir('/sub');
+    await d.writeFile('/sub/two.txt', 'goodbye');
+    const whole = await connect(admin).statfs();
+    expect(whole.tenant ?? '').toBe('');
+    const own = await d.statfs();
+    expect(own).toMatchObject({ tenant: 'd', usedBytes: 12, files: 3, directories: 0, chunks: 0 });
+    // No quota: the size is what it uses plus what the cluster has free (heartbeats move the latter).
+    expect(own.freeBytes).toBeGreaterThan(1024 * 1024);
+    expect(own.capacityBytes).toBe(12 + own.freeBytes);
+    expect(whole.files + whole.directories).toBeGreaterThan(own.files); // a's and b's count there, not here
+    // With a quota on its root: the quota is the size, kept usage is shown at once.
+    const set = await cli(admin(), ['quota', 'set', '--tenant', 'd', '--bytes', '1MiB']);
+    expect(set.code, set.stderr).toBe(0);
+    await d.writeFile('/three.txt', '0123456789');
+    expect(await d.statfs({ path: '/sub' })).toMatchObject({ tenant: 'd', capacityBytes: 1024 * 1024, usedBytes: 22, freeBytes: 1024 * 1024 - 22, files: 4 });
+    const token = dave();
+    const df = await cli(token, ['df']);
+    expect(df.code, df.stderr).toBe(0);
+    expect(df.stdout).toMatch(/^Tenant:\s+d$/m);
+    expect(df.stdout).toMatch(/^Size:\s+1\.0 MiB/m);
+    expect(df.stdout).toMatch(/^Used:\s+22 B/m);
+    expect(df.stdout).toMatch(/^Files:\s+4 /m);
+    expect(df.stdout).not.toMatch(/Chunks|Dirs/);
+    if (!fuseUnavailableReason()) {
+      const file = path.join(scratch.path, 'dave-token');
+      writeFileSync(file, token, { mode: 0o600 });
+      const dir = path.join(scratch.path, 'mnt-dave');
+      const mount = await startMount(cluster, dir, ['--token-file', file]);
+      try {
+        const sizes = await sh(`df -B1 --output=size,used ${dir} | tail -1`);
+        const [size, used] = sizes.stdout.trim().split(/\s+/).map(Number);
+        expect(size, sizes.stderr).toBe(1024 * 1024);
+        expect(used).toBe(4096); // 22 bytes: one block
+      } finally {
+        await mount.stop();
+      }
+    }
+    const rm = await cli(admin(), ['quota', 'rm', '--tenant', 'd']);
+    expect(rm.code, rm.stderr).toBe(0);
+  });
 });

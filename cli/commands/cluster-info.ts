@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../common/units.js';
 import { clientCommand, jsonOption, printJson, remotePath, withClient } from '../context.js';
+import type { FsStats } from '../../client/index.js';
 import { describe as describeQuota } from './quota.js';
 
 export function registerClusterInfoCommands(program: Command): void {
@@ -13,7 +14,9 @@ export function registerClusterInfoCommands(program: Command): void {
       `
 The Quota line (when a quota applies) counts bytes as the logical size of the files under the
 quota directory and files as its inodes (strata quota --help). Capacity, Used and Free are the
-live data nodes' disks: every replica's chunk files.
+live data nodes' disks: every replica's chunk files. A tenant's caller sees its tenant instead:
+Used is the logical size of its files, Free what is left of its quota (never more than the
+cluster has free), Size its quota (none: Used + Free), Files its inodes.
 
 Examples:
   $ strata df
@@ -25,6 +28,7 @@ Examples:
         const fs = await client.statfs({ path: path === undefined ? '/' : remotePath(path) });
         if (options.json) return printJson(fs);
         if (fs.quota) console.log(`Quota:      ${fs.quota.path}: ${describeQuota(fs.quota)}`);
+        if (fs.tenant) return printTenant(fs);
         const usedPct = fs.capacityBytes ? ((100 * fs.usedBytes) / fs.capacityBytes).toFixed(1) : '0.0';
         console.log(
           [
@@ -54,4 +58,18 @@ Examples:
         for (const row of rows) console.log(row.map((cell, col) => cell.padEnd(widths[col])).join('  ').trimEnd());
       }),
     );
+}
+
+/** A tenant's own figures (StatFsReply.tenant set): never the cluster's totals. */
+function printTenant(fs: FsStats): void {
+  const usedPct = fs.capacityBytes ? ((100 * fs.usedBytes) / fs.capacityBytes).toFixed(1) : '0.0';
+  console.log(
+    [
+      `Tenant:     ${fs.tenant}`,
+      `Size:       ${formatBytes(fs.capacityBytes)} (its quota, else used + the cluster's free) on ${fs.liveNodes} live data node(s)${fs.deadNodes ? `, ${fs.deadNodes} dead` : ''}`,
+      `Used:       ${formatBytes(fs.usedBytes)} (${usedPct}%, logical size of the tenant's files)`,
+      `Free:       ${formatBytes(fs.freeBytes)}`,
+      `Files:      ${fs.files} (inodes: files, directories, symlinks)`,
+    ].join('\n'),
+  );
 }

@@ -122,6 +122,17 @@ export class QuotaAdmin {
     return { ...record, ino: nearest, path: await this.pathOf(nearest, record.path, top) };
   }
 
+  /** The quota record on directory `ino`, if it has one. */
+  async recordOf(ino: number): Promise<QuotaRecord | undefined> {
+    const [read] = await this.kv.getMany([k.quotaKey(ino)]);
+    return read ? decodeQuota(read.value) : undefined;
+  }
+
+  /** Usage under directory `dir` counted by one walk of its tree (as a new quota's count). */
+  usageUnder(dir: number): Promise<Usage> {
+    return this.count(dir);
+  }
+
   private async dirAt(path: string): Promise<number> {
     const attr = await this.meta.resolve(splitPath(path), path);
     if (attr.type !== 'dir') throw notDir(path);
