@@ -152,7 +152,7 @@ export function nodePlaneInterceptor(secret: NodeSecret | undefined, log: Logger
   const lastLogged = new Map<string, number>();
   const logRefusal = (peer: string, method: string, caller: string | undefined, reason: string) => {
     const host = peer.replace(/:\d+$/, '');
-    const key = `${host}\0${reason.slice(0, 24)}`;
+    const key = `${host}\0${method}\0${reason.slice(0, 24)}`;
     const nowMs = Date.now();
     if ((lastLogged.get(key) ?? -Infinity) > nowMs - REFUSAL_LOG_EVERY_MS) return;
     if (lastLogged.size > 10_000) lastLogged.clear();
