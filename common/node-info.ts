@@ -13,6 +13,8 @@ export interface NodeInfo {
   corruptChunks?: string[];
   scrub?: ScrubStatus;
   tierCache?: TierCacheStatus;
+  /** Encode-once writes this node stores: 'plain' or 'sealed:<key id>'; '' or absent: none (datanode/encode-once.ts). */
+  encodedWrites?: string;
 }
 
 /** The cache of chunks read through from object tiers (proto TierCacheStatus). */

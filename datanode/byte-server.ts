@@ -25,6 +25,9 @@ export interface ByteWriteHeader {
   pipeline: Array<{ nodeId: string; address: string; dataAddress?: string }>;
   /** The write grant; '' = none. */
   grant: string;
+  /** An encode-once write from a head node (datanode/encode-once.ts): `length` is then a marker. */
+  encoded?: boolean;
+  rawLength?: number;
 }
 
 export interface ByteWriteSession {
@@ -226,8 +229,10 @@ function checkRead(request: CheckedRequest): ByteReadRequest {
 }
 
 function checkWrite(request: CheckedRequest): ByteWriteHeader {
-  const { chunkId, length, pipeline } = request as CheckedRequest & ByteWriteHeader;
+  const { chunkId, length, pipeline, encoded, rawLength } = request as CheckedRequest & ByteWriteHeader;
   if (!isCount(length)) throw invalid('byte path: write length must be a whole number >= 0');
   if (!Array.isArray(pipeline)) throw invalid('byte path: write pipeline must be a list');
-  return { chunkId, length, pipeline, grant: grantOf(request) };
+  if (encoded === undefined || encoded === false) return { chunkId, length, pipeline, grant: grantOf(request) };
+  if (encoded !== true || !isCount(rawLength)) throw invalid('byte path: an encoded write needs encoded: true and rawLength, a whole number >= 0');
+  return { chunkId, length, pipeline, grant: grantOf(request), encoded, rawLength };
 }

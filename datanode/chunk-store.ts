@@ -88,7 +88,11 @@ export interface ChunkStore {
    * otherwise, and never quarantined for it). Plain chunks read either way.
    */
   readonly keys?: KeyRing;
-  createWriter(chunkId: string, lengthBytes: number): Promise<ChunkWriter>;
+  /**
+   * `encoded`: the caller will commitEncoding() an encoding another node made (a copy, or a
+   * replica of an encode-once write): no data key is made for it, as none would be used.
+   */
+  createWriter(chunkId: string, lengthBytes: number, options?: { encoded?: boolean }): Promise<ChunkWriter>;
   /**
    * Verified raw bytes of [offset, offset+length) clamped to the chunk, one block at a time. A
    * checksum failure quarantines the chunk once a full verify() confirms it; reads of a
@@ -203,14 +207,14 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     this.writesRefused = reason;
   }
 
-  async createWriter(chunkId: string, lengthBytes: number): Promise<ChunkWriter> {
+  async createWriter(chunkId: string, lengthBytes: number, options: { encoded?: boolean } = {}): Promise<ChunkWriter> {
     this.checkOpen();
     if (this.writesRefused) throw this.writesRefused;
     validateChunkId(chunkId);
     new ChunkEncoder(chunkId, lengthBytes); // validates the length before any await
     if (this.writers.has(chunkId)) throw new StrataError('Conflict', `chunk ${chunkId}: a write is already in progress`);
     // A fresh data key for this one chunk (a KMS wrap may take a round trip: before the claim).
-    const seal = this.keys ? await newChunkSeal(this.keys.current) : undefined;
+    const seal = this.keys && !options.encoded ? await newChunkSeal(this.keys.current) : undefined;
     if (this.writers.has(chunkId)) throw new StrataError('Conflict', `chunk ${chunkId}: a write is already in progress`);
     const encoder = new ChunkEncoder(chunkId, lengthBytes, seal);
     const writer = new LocalChunkWriter(this, chunkId, encoder);

@@ -19,8 +19,16 @@ export interface ChunkWriter {
    * this chunk that the caller already verified (as another node sent it), byte for byte.
    */
   commitEncoding(encoding: Buffer, blocks: number): Promise<ChunkRecord>;
+  /**
+   * Hands `listener` every payload as it is encoded, in file order, and at commit() the head
+   * (before this node's fsync): what an encode-once head forwards to the other replicas.
+   */
+  tap(listener: EncodingListener): void;
   abort(): Promise<void>;
 }
+
+/** Called in order, within the writer's steps; must not throw and must not change the buffers. */
+export type EncodingListener = (payloads: Buffer[], head?: Buffer) => void;
 
 /** What a writer needs from its store. */
 export interface WriterHost {
@@ -50,6 +58,7 @@ export class LocalChunkWriter implements ChunkWriter {
   private filePath = '';
   /** Set once the index write of a file chunk starts: from then on a failure keeps the file. */
   private keepFile = false;
+  private listener: EncodingListener | null = null;
 
   constructor(
     private readonly host: WriterHost,
@@ -68,9 +77,15 @@ export class LocalChunkWriter implements ChunkWriter {
     if (this.encoder.payloadOffsetBytes + this.encoder.rawLengthBytes > INLINE_MAX_BYTES) await this.file();
   }
 
+  tap(listener: EncodingListener): void {
+    this.listener = listener;
+  }
+
   write(piece: Buffer): Promise<void> {
     return this.step(async () => {
-      this.hold(await this.encoder.push(piece));
+      const payloads = await this.encoder.push(piece);
+      if (payloads.length > 0) this.listener?.(payloads);
+      this.hold(payloads);
       if (this.spilled() || this.encoder.payloadOffsetBytes + this.heldBytes > INLINE_MAX_BYTES) await this.spill();
     });
   }
@@ -89,6 +104,7 @@ export class LocalChunkWriter implements ChunkWriter {
       const finishing = this.encoder.finish();
       await settleAll(moving ? [moving, finishing] : [finishing]);
       const { payloads, head, fileSizeBytes, blocks } = await finishing;
+      this.listener?.(payloads, head);
       this.hold(payloads);
       const record: ChunkRecord = {
         length: this.encoder.rawLengthBytes,

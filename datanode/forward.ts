@@ -7,11 +7,24 @@ import { RouteFailed } from '../common/byte-client.js';
 import type { ByteRoutes } from '../common/byte-routes.js';
 import { StrataError, asStrataError } from '../common/errors.js';
 import { fromServiceError } from '../common/grpc.js';
+import { MAX_CHUNK_BYTES } from '../common/chunk-codec.js';
 import { waitForDrain } from './drain.js';
 
 export interface NodeAddress { nodeId: string; address: string; dataAddress?: string }
-/** `grant`: the client's write grant for the chunk, checked at every hop (common/chunk-grants.ts). */
-export interface WriteChunkHeader { chunkId: string; length: number; pipeline: NodeAddress[]; grant?: string }
+/**
+ * `grant`: the client's write grant for the chunk, checked at every hop (common/chunk-grants.ts).
+ * `encoded`: the data is a head node's stored encoding (datanode/encode-once.ts); on the wire
+ * `length` is then ENCODED_WRITE_LENGTH and `rawLength` the chunk's bytes, inside this node
+ * `length` is the raw length throughout.
+ */
+export interface WriteChunkHeader { chunkId: string; length: number; pipeline: NodeAddress[]; grant?: string; encoded?: boolean; rawLength?: number }
+
+/**
+ * The `length` an encode-once write declares: one byte past the largest chunk, which every node
+ * that predates encode-once refuses (Invalid) before storing anything, so it never takes the
+ * forwarded encoding for raw bytes.
+ */
+export const ENCODED_WRITE_LENGTH = MAX_CHUNK_BYTES + 1;
 export interface WriteChunkRequest { part?: 'header' | 'data'; header?: WriteChunkHeader | null; data?: Buffer }
 export interface WriteChunkReply { storedOn: string[]; failed: string[]; errors: string[] }
 
@@ -61,10 +74,30 @@ export async function openDownstreams(header: WriteChunkHeader, pipeline: NodeAd
   const hops = routesFor(header, pipeline);
   const routes = await Promise.all(hops.map(({ next }) => context.routes.resolve(next)));
   return hops.map(({ next, rest }, i) => {
-    const forwarded: WriteChunkHeader = { chunkId: header.chunkId, length: header.length, pipeline: rest, grant: header.grant ?? '' };
+    const forwarded: WriteChunkHeader = header.encoded
+      ? { chunkId: header.chunkId, length: ENCODED_WRITE_LENGTH, rawLength: header.length, encoded: true, pipeline: rest, grant: header.grant ?? '' }
+      : { chunkId: header.chunkId, length: header.length, pipeline: rest, grant: header.grant ?? '' };
     const route = routes[i];
     return route ? new ByteDownstream(route, next, rest, forwarded, context) : new GrpcDownstream(next, rest, forwarded, context);
   });
+}
+
+/**
+ * This node's part settled (`committing`: its fsynced commit) and every downstream's outcome, as
+ * one reply; a failed local commit cancels the downstreams and is the write's failure.
+ */
+export async function gatherReply(nodeId: string, committing: Promise<unknown>, downstreams: Downstream[]): Promise<WriteChunkReply> {
+  const local = committing.catch((err) => {
+    for (const downstream of downstreams) downstream.cancel();
+    throw err;
+  });
+  const outcomes = Promise.all(downstreams.map((downstream) => downstream.outcome)); // never rejects
+  const [committed] = await Promise.allSettled([local, outcomes]);
+  if (committed.status === 'rejected') throw committed.reason;
+  const reply: WriteChunkReply = { storedOn: [nodeId], failed: [], errors: [] };
+  // Each downstream reports its own subtree, in pipeline order.
+  for (const [i, outcome] of (await outcomes).entries()) downstreams[i].report(outcome, reply);
+  return reply;
 }
 
 abstract class Hop {
@@ -113,7 +146,7 @@ class GrpcDownstream extends Hop implements Downstream {
       );
       this.stream.on('error', () => {}); // failures arrive through the callback
       const pipeline = header.pipeline.map(({ nodeId, address }) => ({ nodeId, address }));
-      this.stream.write({ header: { chunkId: header.chunkId, length: header.length, pipeline, grant: header.grant ?? '' } });
+      this.stream.write({ header: { ...header, pipeline, grant: header.grant ?? '' } });
     } catch (err) {
       this.settle({ error: asStrataError(err) }); // e.g. an unparsable address: a failed hop, not a failed write
     }

@@ -4,7 +4,7 @@
 // that failed a check.
 import * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
-import { ChunkReader, bufferSource, maxEncodingBytes } from '../common/chunk-codec.js';
+import { maxEncodingBytes } from '../common/chunk-codec.js';
 import { DataNodeClients, type NodeAddress, type ReadBounds } from '../client/datanode-client.js';
 import { StrataError, asStrataError, invalid } from '../common/errors.js';
 import { toServiceError, unaryHandler } from '../common/grpc.js';
@@ -12,7 +12,7 @@ import type { Logger } from '../common/log.js';
 import type { TlsContext } from '../common/tls.js';
 import type { TierCopy } from '../common/object-tier.js';
 import type { ChunkStore, ListedChunk } from './chunk-store.js';
-import { foldVerifiedBlock } from './crc-combine.js';
+import { checkEncodingDecoded } from './encoding-check.js';
 import { waitForDrain } from './drain.js';
 import type { TierCache } from './tier-cache.js';
 import { checkTierCopy } from './tier-fetch.js';
@@ -204,7 +204,8 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
     const { chunkId, length } = request;
     let stepMs = Date.now();
     const lap = () => Date.now() - stepMs + (stepMs = Date.now()) * 0;
-    const writer = await store.createWriter(chunkId, length); // validates id and length; refused writes never fetch
+    // validates id and length; refused writes never fetch. Committed as fetched: no data key needed.
+    const writer = await store.createWriter(chunkId, length, { encoded: true });
     try {
       // An encoding is never larger than its raw bytes plus its head (a block that does not shrink
       // is stored raw) and, encrypted, a tag per block: see maxEncodingBytes.
@@ -215,25 +216,11 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
       }
       timing.fetchMs = lap();
       // Encrypted copies are checked (and stored) as they are: the cluster's nodes share the master key.
-      const reader = await ChunkReader.open(chunkId, bufferSource(fetched.bytes, `the copy from ${source.nodeId}`), store.keys);
-      // The reader checks each block against its own checksums (a raw block's stored ones are its
-      // raw ones); the whole chunk's crc32c then follows from theirs, with no second pass.
-      let crc = 0;
-      let received = 0;
-      let index = 0;
-      for await (const block of reader.read(0, reader.layout.rawLengthBytes)) {
-        const folded = foldVerifiedBlock(crc, block, reader.layout.blocks[index++]!);
-        if (folded === null) throw new StrataError('Corrupt', `chunk ${chunkId}: block ${index - 1} of the copy from ${source.nodeId} disagrees with its table entry`);
-        crc = folded;
-        received += block.length;
-      }
-      if (received !== length) throw new StrataError('Corrupt', `chunk ${chunkId}: source sent ${received} bytes, expected ${length}`);
-      if (expectedCrc !== 0 && crc >>> 0 !== expectedCrc) {
-        throw new StrataError('Corrupt', `chunk ${chunkId}: crc32c ${crc >>> 0} of the source's bytes, expected ${expectedCrc}`);
-      }
+      const from = `the copy from ${source.nodeId}`;
+      const layout = await checkEncodingDecoded(fetched.bytes, { chunkId, length, crc32c: expectedCrc, from }, store.keys);
       timing.verifyMs = lap();
       read.signal.throwIfAborted();
-      const { storedBytes } = await writer.commitEncoding(fetched.bytes, reader.layout.blocks.length);
+      const { storedBytes } = await writer.commitEncoding(fetched.bytes, layout.blocks.length);
       timing.commitMs = lap();
       return storedBytes;
     } catch (err) {

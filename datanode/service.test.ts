@@ -12,6 +12,7 @@ import { DataNodeClients } from '../client/datanode-client.js';
 import type { CoordinatorClient } from '../client/coordinator-client.js';
 import { uploadChunk } from '../client/writer.js';
 import { freePort } from '../test/harness/ports.js';
+import { newMasterKeyText } from '../common/master-key.js';
 import { CHANNEL_OPTIONS, ERROR_KIND_METADATA_KEY, bindServer, callUnary, strataProto } from '../common/grpc.js';
 
 const MIB = 1024 * 1024;
@@ -117,6 +118,31 @@ describe('DataNode service', () => {
     expect(partial.errors).toHaveLength(1);
     expect(partial.errors[0]).toContain('ghost');
     expect((await readChunk(clients[2], 'chunk-star-ghost')).equals(small)).toBe(true);
+  });
+
+  it('stores the head\'s encoding byte for byte on every replica, by chain and by star', async () => {
+    // Compressible and random blocks: both lz4 and raw payloads are forwarded.
+    const big = Buffer.concat([Buffer.alloc(3 * MIB, 'encode once at the head '), randomBytes(2 * MIB + 999)]);
+    const small = Buffer.concat([Buffer.alloc(300_000, 'small '), randomBytes(100_000)]);
+    for (const [chunkId, data] of [['same-chain', big], ['same-star', small]] as const) {
+      expect(await writeChunk(clients[0], chunkId, data, hops(1, 2))).toEqual({ storedOn: ['dn0', 'dn1', 'dn2'], failed: [], errors: [] });
+      const files = await Promise.all(dirs.map((dir) => readFile(chunkFilePath(dir, chunkId))));
+      expect(files[1].equals(files[0]), chunkId).toBe(true);
+      expect(files[2].equals(files[0]), chunkId).toBe(true);
+      for (const client of clients) expect((await readChunk(client, chunkId)).equals(data)).toBe(true);
+    }
+    // What every node announces, and so what makes the head forward its encoding.
+    expect(await callUnary(clients[1], 'nodeStatus', {}, 5000)).toMatchObject({ encodedWrites: 'plain' });
+  });
+
+  it('refuses an encode-once header that does not declare the marker length', async () => {
+    const header = { chunkId: 'enc-bad', length: 10, rawLength: 10, encoded: true, pipeline: [] };
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      const call = clients[1].writeChunk({ deadline: Date.now() + 10_000 }, (e: grpc.ServiceError) => resolve(e));
+      call.write({ header });
+      call.end();
+    });
+    expect(err?.metadata.get(ERROR_KIND_METADATA_KEY)).toEqual(['Invalid']);
   });
 
   it('answers NOT_FOUND for an unknown chunk', async () => {
@@ -257,6 +283,51 @@ describe('DataNode service', () => {
       expect(beats[0]).toMatchObject({ nodeId: 'dn-hb', address: node.address, zone: 'z1', capacityBytes: 10 * MIB, chunks: 0 });
     } finally {
       await node.stop();
+      coordinator.forceShutdown();
+    }
+  });
+
+  it('seals a chunk once at the head: every keyed replica stores the same ciphertext', async () => {
+    // A coordinator that accepts every key: keyed nodes write only once one did.
+    const coordinator = new grpc.Server();
+    coordinator.addService(strataProto.Coordinator.service, {
+      heartbeat: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(null, { intervalMs: 100 }),
+    });
+    const port = await bindServer(coordinator, '127.0.0.1:0');
+    const masterKey = newMasterKeyText();
+    const keyed: RunningDataNode[] = [];
+    const keyedDirs: string[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const dataDir = await mkdtemp(path.join(tmpdir(), `strata-dnkey${i}-`));
+        dirs.push(dataDir);
+        keyedDirs.push(dataDir);
+        const config = { nodeId: `dk${i}`, dataDir, listen: '127.0.0.1:0', coordinators: [`127.0.0.1:${port}`], heartbeatIntervalMs: 100, grants: 'off' as const, masterKey };
+        keyed.push(await runDataNode(config, log));
+      }
+      const keyedClients = keyed.map((node) => new strataProto.DataNode(node.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as Client);
+      const pipeline = keyed.slice(1).map((node) => ({ nodeId: node.nodeId, address: node.address }));
+      const data = Buffer.concat([Buffer.alloc(2 * MIB, 'sealed once '), randomBytes(MIB + 77)]);
+      const small = Buffer.concat([Buffer.alloc(200_000, 'sealed small '), randomBytes(400_000)]); // by star, and not inline
+      for (const [chunkId, bytes] of [['sealed-chain', data], ['sealed-star', small]] as const) {
+        // Until each node's key was accepted (its first heartbeat reply), it refuses writes.
+        let reply: WriteChunkReply | undefined;
+        for (let tries = 0; !reply && tries < 100; tries++) {
+          reply = await writeChunk(keyedClients[0], chunkId, bytes, pipeline).then(
+            (r) => (r.failed.length === 0 ? r : undefined),
+            () => undefined,
+          );
+          if (!reply) await new Promise((r) => setTimeout(r, 100));
+        }
+        expect(reply).toEqual({ storedOn: ['dk0', 'dk1', 'dk2'], failed: [], errors: [] });
+        const files = await Promise.all(keyedDirs.map((dir) => readFile(chunkFilePath(dir, chunkId))));
+        expect(files[0].readUInt16LE(4)).toBe(2); // sealed
+        expect(files[1].equals(files[0]), chunkId).toBe(true);
+        expect(files[2].equals(files[0]), chunkId).toBe(true);
+      }
+      keyedClients.forEach((client) => client.close());
+    } finally {
+      await Promise.all(keyed.map((node) => node.stop()));
       coordinator.forceShutdown();
     }
   });

@@ -21,7 +21,10 @@ import type { TierRegistry } from './tier-registry.js';
 import { TierUploader, type TierUploadRequest } from './tier-upload.js';
 import type { ByteHandlers } from './byte-server.js';
 import type { GrantVerifier } from '../common/chunk-grants.js';
+import { EncodingHeadSession, EncodingReplicaSession, PeerEncodedWrites, encodedWritesOf, type EncodedSession } from './encode-once.js';
 import {
+  ENCODED_WRITE_LENGTH,
+  gatherReply,
   openDownstreams,
   type DataNodeGrpcClient,
   type Downstream,
@@ -88,11 +91,12 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
   const healing = createHealingService({ nodeId, store, log, tierCache, tls: options.tls, grants });
   const uploader = new TierUploader(store, options.tiers, log);
   const timeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
+  const peerModes = new PeerEncodedWrites((address) => channels.get(address), log);
 
   const grpcClient = (address: string) => channels.get(address) as unknown as DataNodeGrpcClient;
 
   /** A chunk write from either transport; `deadlineMs` bounds the forwarded hops. */
-  async function openSession(header: WriteChunkHeader, deadlineMs: number, parent?: WriteCall): Promise<WriteSession> {
+  async function openSession(header: WriteChunkHeader, deadlineMs: number, parent?: WriteCall): Promise<EncodedSession> {
     // Before anything opens, here and downstream: each hop checks the same grant again.
     grants.check(header.grant, header.chunkId, 'w');
     const pipeline = header.pipeline ?? [];
@@ -102,12 +106,20 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
       if (hop.nodeId === nodeId) throw invalid(`WriteChunk: pipeline loops back to ${nodeId}`);
     }
     const context = { grpcClient, routes, bytes, deadlineMs: Math.min(deadlineMs, Date.now() + timeoutMs), parent };
-    const downstreams = await openDownstreams(header, pipeline, context);
+    // An encode-once replica (from a head), an encode-once head (from a client, every other node
+    // announcing what this one writes), or raw forwarding as before.
+    const replica = header.encoded === true;
+    if (replica && header.length !== ENCODED_WRITE_LENGTH) throw invalid(`WriteChunk: an encoded write declares length ${ENCODED_WRITE_LENGTH}`);
+    const rawLength = replica ? Number(header.rawLength) : header.length;
+    const head = !replica && (await peerModes.allAccept(pipeline, encodedWritesOf(store.keys)));
+    const downstreams = await openDownstreams({ ...header, length: rawLength, encoded: replica || head }, pipeline, context);
     // The streams open before the local writer, so their setup overlaps this node's index lookup
     // instead of adding to it at every hop. They carry no data until the writer exists: a refused
     // local write cancels them before anything could be stored downstream.
     try {
-      return new WriteSession(await store.createWriter(header.chunkId, header.length), downstreams, nodeId);
+      const writer = await store.createWriter(header.chunkId, rawLength, { encoded: replica });
+      if (replica) return new EncodingReplicaSession(writer, downstreams, nodeId, rawLength, store.keys);
+      return head ? new EncodingHeadSession(writer, downstreams, nodeId) : new WriteSession(writer, downstreams, nodeId);
     } catch (err) {
       for (const downstream of downstreams) downstream.cancel();
       throw err;
@@ -116,7 +128,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
 
   async function writeChunk(call: WriteCall): Promise<WriteChunkReply> {
     boundReadAhead(call);
-    let session: WriteSession | null = null;
+    let session: EncodedSession | null = null;
     try {
       // Async iteration pulls one message at a time, so a slow disk or downstream pauses the sender.
       for await (const message of call as AsyncIterable<WriteChunkRequest>) {
@@ -196,7 +208,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     call.end();
   }
 
-  async function finishLogged(session: WriteSession): Promise<WriteChunkReply> {
+  async function finishLogged(session: EncodedSession): Promise<WriteChunkReply> {
     const reply = await session.finish();
     if (reply.failed.length > 0) log.warn({ chunkId: session.chunkId, failed: reply.failed, errors: reply.errors }, 'chunk stored with downstream failures');
     return reply;
@@ -223,7 +235,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     const freeBytes = Math.max(0, Math.min(disk.bavail * disk.bsize, capacityBytes - usedBytes));
     const corruptChunks = store.quarantined().slice(0, MAX_REPORTED_CORRUPT_CHUNKS);
     const health = { corruptChunks, scrub: options.scrubStatus?.(), tierCache: tierCache.status() };
-    return { nodeId, address: options.address(), dataAddress: options.dataAddress?.() ?? '', capacityBytes, usedBytes, freeBytes, chunks, zone: options.zone ?? '', ...health };
+    return { nodeId, address: options.address(), dataAddress: options.dataAddress?.() ?? '', capacityBytes, usedBytes, freeBytes, chunks, zone: options.zone ?? '', encodedWrites: encodedWritesOf(store.keys), ...health };
   }
 
   const handlers: grpc.UntypedServiceImplementation = {
@@ -273,7 +285,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
 /** Local piece writes allowed to queue behind the network (each ≤ 4 MiB). */
 const MAX_PENDING_LOCAL_WRITES = 4;
 
-class WriteSession {
+class WriteSession implements EncodedSession {
   private readonly pendingLocal: Promise<void>[] = [];
 
   constructor(
@@ -304,17 +316,7 @@ class WriteSession {
       this.cancelDownstreams();
       throw err;
     }
-    const local = this.writer.commit().catch((err) => {
-      this.cancelDownstreams();
-      throw err;
-    });
-    const outcomes = Promise.all(this.downstreams.map((downstream) => downstream.outcome)); // never rejects
-    const [committed] = await Promise.allSettled([local, outcomes]);
-    if (committed.status === 'rejected') throw committed.reason;
-    const reply: WriteChunkReply = { storedOn: [this.nodeId], failed: [], errors: [] };
-    // Each downstream reports its own subtree, in pipeline order.
-    for (const [i, outcome] of (await outcomes).entries()) this.downstreams[i].report(outcome, reply);
-    return reply;
+    return gatherReply(this.nodeId, this.writer.commit(), this.downstreams);
   }
 
   async abort(): Promise<void> {
