@@ -1,6 +1,6 @@
 // GrantVerifier (chunk-grants.ts) on its own: what a data node accepts and refuses, and why.
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { GRANT_MAX_CHARS, GRANT_MAX_CHUNKS, GrantVerifier, peekGrant, signGrant, type WireGrantKey } from './chunk-grants.js';
 
 interface TestKey {
@@ -89,6 +89,27 @@ describe('GrantVerifier', () => {
     // A key this node cannot read (not Ed25519 DER) is ignored, not a crash.
     v.setKeys('coord-3', [{ id: 'junk', publicKey: Buffer.from('nope') }]);
     expect(v.keyCount).toBe(1);
+  });
+
+  test('a coordinator no longer heard: its keys count until its grants could have expired, then not', () => {
+    vi.useFakeTimers({ now: Date.now(), toFake: ['Date'] });
+    try {
+      const stale = makeKey('k-stale');
+      const v = new GrantVerifier();
+      v.setKeys('coord-up', [key.wire], 10 * MINUTE);
+      v.setKeys('coord-down', [stale.wire], 2 * MINUTE); // then never again
+      const byStale = signGrant(stale, claims('r', ['c1'], Date.now() + 60 * MINUTE)); // outliving its key: a leaked key's
+      expect(() => v.check(byStale, 'c1', 'r')).not.toThrow();
+      vi.advanceTimersByTime(MINUTE);
+      v.setKeys('coord-up', [key.wire], 10 * MINUTE); // the live one keeps talking
+      expect(() => v.check(byStale, 'c1', 'r')).not.toThrow();
+      vi.advanceTimersByTime(MINUTE + 1);
+      expect(() => v.check(byStale, 'c1', 'r')).toThrow(denied(/no coordinator publishes/));
+      expect(v.keyCount).toBe(1);
+      expect(() => v.check(signGrant(key, claims('r', ['c1'], Date.now() + MINUTE)), 'c1', 'r')).not.toThrow();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   test('--grants off: every check passes', () => {

@@ -74,8 +74,13 @@ const CACHE_MAX_CHARS = 8 * 1024 * 1024;
  * The data node's side: the coordinators' public keys (one set per coordinator, from its heartbeat
  * replies; a grant may be signed by any key of any set) and the grants already verified.
  */
+/** Keys of a source that never said how long its grants live count this long past its last word. */
+const DEFAULT_KEEP_KEYS_MS = 24 * 3_600_000 + 60_000;
+
 export class GrantVerifier {
-  private readonly sets = new Map<string, WireGrantKey[]>();
+  /** Each source's keys, and until when they count: a source heard no more (a coordinator down) is forgotten once its grants expired. */
+  private readonly sets = new Map<string, { keys: WireGrantKey[]; untilMs: number }>();
+  private nextExpiryCheckMs = 0;
   private keys = new Map<string, KeyObject>();
   private fingerprint = '';
   private readonly cache = new Map<string, Verified>();
@@ -87,11 +92,22 @@ export class GrantVerifier {
    */
   constructor(readonly enforce = true) {}
 
-  /** The keys `source` (a coordinator) currently publishes; replaces what it published before. */
-  setKeys(source: string, keys: readonly WireGrantKey[]): void {
-    this.sets.set(source, [...keys]);
+  /**
+   * The keys `source` (a coordinator) currently publishes; replaces what it published before.
+   * `keepForMs`: how long they count unless heard again (the longest a grant it signed lives).
+   */
+  setKeys(source: string, keys: readonly WireGrantKey[], keepForMs = DEFAULT_KEEP_KEYS_MS): void {
+    this.sets.set(source, { keys: [...keys], untilMs: Date.now() + keepForMs });
+    this.rebuild();
+  }
+
+  /** The union of every source's keys still counting; grants their dropped keys signed stop passing. */
+  private rebuild(): void {
+    const now = Date.now();
+    for (const [source, set] of this.sets) if (set.untilMs <= now) this.sets.delete(source);
+    this.nextExpiryCheckMs = Math.min(...[...this.sets.values()].map((set) => set.untilMs), now + 1000);
     const all = new Map<string, Buffer>();
-    for (const set of this.sets.values()) for (const key of set) if (key?.id && key.publicKey) all.set(key.id, Buffer.from(key.publicKey));
+    for (const set of this.sets.values()) for (const key of set.keys) if (key?.id && key.publicKey) all.set(key.id, Buffer.from(key.publicKey));
     const fingerprint = [...all].map(([id, der]) => `${id}:${der.toString('base64')}`).sort().join(',');
     if (fingerprint === this.fingerprint) return;
     const next = new Map<string, KeyObject>();
@@ -121,6 +137,7 @@ export class GrantVerifier {
    */
   check(grant: unknown, chunkId: string, op: GrantOp, expiredGraceMs = 0): void {
     if (!this.enforce) return;
+    if (Date.now() >= this.nextExpiryCheckMs && this.sets.size > 0) this.rebuild();
     const what = `chunk ${quoted(chunkId)}`;
     if (typeof grant !== 'string' || grant === '') throw denied(`${what}: no grant (a coordinator hands one out with each placement and location)`);
     let verified = this.cache.get(grant);

@@ -68,7 +68,7 @@ describe('grant keys and minter', () => {
     const keys = await open();
     const before = keys.signingKey().id;
     const now = Date.now();
-    const added = await rotateGrantKeys(kv, 60_000, now);
+    const added = (await rotateGrantKeys(kv, 60_000, now, 60_000)).id;
     // Another coordinator opening now sees both, and still signs with the old one.
     const other = await open();
     expect(other.publicKeys().map((k) => k.id)).toEqual([before, added]);
@@ -80,13 +80,19 @@ describe('grant keys and minter', () => {
     const oldGrant = grantMinter(other, 60_000).mint({ subject: 's', tenant: '' }, 'r', ['c1', 'c2']);
     expect(peekGrant(oldGrant)!.k).toBe(before);
     expect(() => verifier.check(oldGrant, 'c2', 'r')).not.toThrow();
-    // At most three keys are kept: two more rotations drop the first, and with it its grants.
-    await rotateGrantKeys(kv, 0);
-    await rotateGrantKeys(kv, 0);
+    // Rotations keep every key whose grants may still be out: the old grant stays good.
+    await rotateGrantKeys(kv, 0, now, 60_000);
+    await rotateGrantKeys(kv, 0, now, 60_000);
     const latest = await open();
-    expect(latest.publicKeys()).toHaveLength(3);
-    expect(latest.publicKeys().map((k) => k.id)).not.toContain(before);
+    expect(latest.publicKeys().map((k) => k.id)).toContain(before);
     verifier.setKeys('other', latest.publicKeys());
+    expect(() => verifier.check(oldGrant, 'c2', 'r')).not.toThrow();
+    // Once its successor has been active longer than a re-read and a grant's lifetime, it goes.
+    const later = now + 61_000 + 30_000 + 60_000 + 1;
+    const { keyIds } = await rotateGrantKeys(kv, 0, later, 60_000);
+    expect(keyIds).not.toContain(before);
+    expect(keyIds).not.toContain(added); // superseded at once by the rotations after it, long enough ago
+    verifier.setKeys('other', (await open()).publicKeys());
     expect(() => verifier.check(oldGrant, 'c2', 'r')).toThrow(expect.objectContaining({ kind: 'PermissionDenied' }));
   });
 });

@@ -2,7 +2,9 @@
 // cluster through the metadata store (key g/keys, either engine): the first coordinator to start
 // makes one Ed25519 key pair; every other one reads it. Rotation adds a key that becomes the
 // signing key only once `activeFromMs` is past, so data nodes learn its public half (heartbeat
-// replies) before any grant needs it; the previous key stays published until its grants expired.
+// replies) before any grant needs it; a superseded key stays published until every grant it can
+// have signed expired (a coordinator that has not re-read the keys yet still signs with it), then
+// it is dropped: by the next rotation, or by any coordinator's periodic re-read.
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { StrataError, corrupt } from '../common/errors.js';
 import type { WireGrantKey } from '../common/chunk-grants.js';
@@ -26,9 +28,22 @@ export interface SigningKey {
 }
 
 /** How often each coordinator re-reads the keys (a rotation made elsewhere). */
-const RELOAD_MS = 30_000;
-/** Keys kept at most: the signing one, the next one, the previous one whose grants may still be out. */
-const MAX_KEYS = 3;
+export const RELOAD_MS = 30_000;
+/** Keys kept at most: a rotation that would need more (grants of all of them still out) is refused. */
+const MAX_KEYS = 16;
+/** Grants live at most this long (the config's bound on --grant-ttl-ms): the default lifetime kept. */
+export const MAX_GRANT_TTL_MS = 24 * 3_600_000;
+
+/**
+ * The keys still needed at `nowMs`: a key superseded by a successor active for longer than a
+ * coordinator's re-read plus `grantTtlMs` signed its last grant that long ago: gone.
+ */
+function stillNeeded(keys: StoredKey[], nowMs: number, grantTtlMs: number): StoredKey[] {
+  return keys.filter((_key, i) => {
+    const successor = keys[i + 1];
+    return !successor || successor.activeFromMs + RELOAD_MS + grantTtlMs > nowMs;
+  });
+}
 
 function newKey(nowMs: number, activeFromMs: number): StoredKey {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -67,13 +82,22 @@ async function update(kv: Kv, change: (keys: StoredKey[]) => StoredKey[] | null)
 }
 
 /**
- * Adds a key that signs from `activateAfterMs` on (give data nodes a few heartbeats to learn it),
- * keeping the current ones for the grants they signed; the oldest beyond MAX_KEYS are dropped.
+ * Adds a key that signs from `activateAfterMs` on (give every coordinator a re-read and data nodes
+ * a few heartbeats to learn it), keeping the others while grants they signed may still be out
+ * (`grantTtlMs`: the grants' lifetime); Busy when that would be more than MAX_KEYS keys.
  */
-export async function rotateGrantKeys(kv: Kv, activateAfterMs: number, nowMs = Date.now()): Promise<string> {
-  const added = newKey(nowMs, nowMs + activateAfterMs);
-  await update(kv, (keys) => [...keys, added].slice(-MAX_KEYS));
-  return added.id;
+export async function rotateGrantKeys(kv: Kv, activateAfterMs: number, nowMs = Date.now(), grantTtlMs = MAX_GRANT_TTL_MS): Promise<{ id: string; activeFromMs: number; keyIds: string[] }> {
+  let added: StoredKey | undefined;
+  const stored = await update(kv, (keys) => {
+    // Activation in the order of rotation: the newest key is always the one signing last.
+    added = newKey(nowMs, Math.max(nowMs + activateAfterMs, keys[keys.length - 1]?.activeFromMs ?? 0));
+    const next = [...stillNeeded(keys, nowMs, grantTtlMs), added];
+    if (next.length > MAX_KEYS) {
+      throw new StrataError('Busy', `grant keys: ${next.length - 1} keys may still have grants out; rotate again once the oldest one's have expired (at most ${Math.ceil((grantTtlMs + RELOAD_MS) / 1000)} s after the next one became active)`);
+    }
+    return next;
+  });
+  return { id: added!.id, activeFromMs: added!.activeFromMs, keyIds: stored.map((key) => key.id) };
 }
 
 export class GrantKeys {
@@ -85,11 +109,15 @@ export class GrantKeys {
   private constructor(
     private readonly kv: Kv,
     private readonly log: Logger,
+    private readonly grantTtlMs: number,
   ) {}
 
-  /** The cluster's keys, made now if this is the first coordinator ever; re-read every RELOAD_MS. */
-  static async open(kv: Kv, log: Logger): Promise<GrantKeys> {
-    const keys = new GrantKeys(kv, log);
+  /**
+   * The cluster's keys, made now if this is the first coordinator ever; re-read every RELOAD_MS,
+   * dropping keys no grant of `grantTtlMs` signed by them can still be valid for.
+   */
+  static async open(kv: Kv, log: Logger, grantTtlMs = MAX_GRANT_TTL_MS): Promise<GrantKeys> {
+    const keys = new GrantKeys(kv, log, grantTtlMs);
     const made = newKey(Date.now(), 0);
     const stored = await update(kv, (current) => (current.length > 0 ? null : [made]));
     if (stored[0]?.id === made.id) log.info({ keyId: made.id }, 'chunk grant key created');
@@ -115,10 +143,23 @@ export class GrantKeys {
     clearInterval(this.timer);
   }
 
+  /** Re-reads the keys now (after a rotation this coordinator made: it publishes the new one at once). */
+  refresh(): Promise<void> {
+    return this.reload();
+  }
+
   private async reload(): Promise<void> {
     try {
       const [entry] = await this.kv.getMany([GRANT_KEYS_KEY]);
-      const keys = decode(entry);
+      let keys = decode(entry);
+      const now = Date.now();
+      if (stillNeeded(keys, now, this.grantTtlMs).length < keys.length) {
+        keys = await update(this.kv, (current) => {
+          const needed = stillNeeded(current, now, this.grantTtlMs);
+          return needed.length < current.length ? needed : null;
+        });
+        this.log.info({ keys: keys.map((key) => key.id) }, 'grant keys whose grants have all expired dropped');
+      }
       if (keys.length > 0) this.take(keys);
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'grant keys: reload failed; keeping the last ones');

@@ -27,21 +27,23 @@ export interface GrantMinter {
 }
 
 export function grantMinter(keys: GrantKeys, ttlMs: number): GrantMinter {
-  const reusable = new Map<string, { grant: string; reuseUntilMs: number }>();
+  const reusable = new Map<string, { grant: string; reuseUntilMs: number; keyId: string }>();
   const sign = (principal: Pick<Principal, 'subject' | 'tenant'>, ops: string, chunkIds: readonly string[]) => {
     if (chunkIds.length > GRANT_MAX_CHUNKS) throw new StrataError('Internal', `a grant covers at most ${GRANT_MAX_CHUNKS} chunks, not ${chunkIds.length}`);
     const now = Date.now();
     const single = chunkIds.length === 1;
     const key = single ? `${ops}\0${principal.subject}\0${principal.tenant}\0${chunkIds[0]}` : '';
+    const signing = keys.signingKey(now);
     if (single) {
+      // Reused only while its key still signs: after a rotation, grants of the new key at once.
       const kept = reusable.get(key);
-      if (kept && kept.reuseUntilMs > now) return kept.grant;
+      if (kept && kept.reuseUntilMs > now && kept.keyId === signing.id) return kept.grant;
       reusable.delete(key);
     }
-    const grant = signGrant(keys.signingKey(now), { s: principal.subject, t: principal.tenant, o: ops, c: [...chunkIds], x: now + ttlMs });
+    const grant = signGrant(signing, { s: principal.subject, t: principal.tenant, o: ops, c: [...chunkIds], x: now + ttlMs });
     if (single) {
       if (reusable.size >= REUSE_MAX_ENTRIES) reusable.delete(reusable.keys().next().value!);
-      reusable.set(key, { grant, reuseUntilMs: now + ttlMs / 2 });
+      reusable.set(key, { grant, reuseUntilMs: now + ttlMs / 2, keyId: signing.id });
     }
     return grant;
   };

@@ -73,7 +73,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
   let grantKeys: GrantKeys | undefined;
   try {
     // Shared by every coordinator through the metadata store: any of them signs, data nodes check.
-    grantKeys = await GrantKeys.open(kv, log);
+    grantKeys = await GrantKeys.open(kv, log, config.grantTtlMs);
     const grants = grantMinter(grantKeys, config.grantTtlMs);
     // Every namespace change goes through the leases' KV hook: acknowledged once caches were told.
     const meta = new MetaStore(coherence.kv, { commitGroup: currentWriter });
@@ -115,7 +115,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       accept: (acceptor: SessionAcceptor) => (acceptSession = acceptor),
       endpoint: () => sessionAddress,
     };
-    const keyAdmin = keyAdminHandlers({ nodes, tls, channelOptions: nodeChannel });
+    const keyAdmin = keyAdminHandlers({ nodes, tls, kv, grantKeys, grantTtlMs: config.grantTtlMs, heartbeatIntervalMs: config.heartbeatIntervalMs, channelOptions: nodeChannel });
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
       coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin, grants, store: meta, log, masterKeys: new MasterKeyCheck(kv, log), keyAdmin: keyAdmin.handlers }),

@@ -319,7 +319,7 @@ export function coordinatorService(
       });
       // The tiers travel to data nodes (which upload and read through them), never to clients;
       // the grant keys' public halves let them check grants (common/chunk-grants.ts).
-      return { intervalMs: config.heartbeatIntervalMs, tiers: tiering.targets, grantKeys: grants.publicKeys() };
+      return { intervalMs: config.heartbeatIntervalMs, tiers: tiering.targets, grantKeys: grants.publicKeys(), grantTtlMs: config.grantTtlMs };
     }),
 
     ListNodes: unaryHandler(async () => {

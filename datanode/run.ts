@@ -81,6 +81,8 @@ export interface RunningDataNode {
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 const SHUTDOWN_GRACE_MS = 5_000;
+/** A down coordinator's grant keys outlive its grants' lifetime by this (clock skew, the last heartbeat's age). */
+const GRANT_KEYS_MARGIN_MS = 60_000;
 const HEARTBEAT_TIMEOUT_MS = 5_000;
 // The coordinator chooses the pace, within bounds that neither flood it nor let a lease lapse.
 const MIN_HEARTBEAT_INTERVAL_MS = 100;
@@ -172,7 +174,8 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   const heartbeats = config.coordinators.map((coordinator) =>
     startHeartbeat(coordinator, async () => ({ ...(await service.nodeInfo()), masterKeyIds: keys?.ids() ?? [] }), (reply) => {
       tiers.update(reply.tiers ?? []);
-      grants.setKeys(coordinator, reply.grantKeys ?? []);
+      // Counted until its grants could have expired, were this coordinator never heard again.
+      grants.setKeys(coordinator, reply.grantKeys ?? [], (Number(reply.grantTtlMs) || 24 * 3_600_000) + GRANT_KEYS_MARGIN_MS);
       store.refuseWrites(undefined);
     }, (err) => {
       store.refuseWrites(err);
@@ -253,7 +256,7 @@ async function resolveNodeId(dataDir: string, configured: string | undefined): P
 function startHeartbeat(
   coordinator: string,
   nodeInfo: () => Promise<NodeInfo & { masterKeyIds: string[] }>,
-  onReply: (reply: { tiers?: TierTarget[]; grantKeys?: WireGrantKey[] }) => void,
+  onReply: (reply: { tiers?: TierTarget[]; grantKeys?: WireGrantKey[]; grantTtlMs?: number | string }) => void,
   onKeyRefused: (err: StrataError) => void,
   /** A refused heartbeat (Unauthenticated); true: this node gives up (it stops beating). */
   onRefused: () => boolean,
@@ -273,7 +276,7 @@ function startHeartbeat(
 
   const beat = async () => {
     try {
-      const reply = await callUnary<{ intervalMs: number; tiers?: TierTarget[]; grantKeys?: WireGrantKey[] }>(client, 'heartbeat', await nodeInfo(), HEARTBEAT_TIMEOUT_MS, coordinator);
+      const reply = await callUnary<{ intervalMs: number; tiers?: TierTarget[]; grantKeys?: WireGrantKey[]; grantTtlMs?: number | string }>(client, 'heartbeat', await nodeInfo(), HEARTBEAT_TIMEOUT_MS, coordinator);
       if (stopped) return;
       // Coordinators own tier configuration and grant keys: every reply carries the whole lists.
       onReply(reply);

@@ -49,6 +49,9 @@ export function registerKeysCommands(program: Command): void {
             }
             totals.done = true;
           } catch (err) {
+            // The caller's own problem (no admin role, bad input) is the command's error, not a node's.
+            const kind = (err as StrataError).kind;
+            if (kind === 'PermissionDenied' || kind === 'Unauthenticated' || kind === 'NotPermitted' || kind === 'Invalid') throw err;
             skipped.push({ nodeId: node.nodeId, reason: (err as Error).message });
           }
           results.push(totals);
@@ -69,6 +72,25 @@ export function registerKeysCommands(program: Command): void {
           );
         }
         if (!complete) process.exitCode = 8;
+      }),
+    );
+
+  clientCommand(
+    keys
+      .command('rotate-grants')
+      .description('add a chunk grant signing key: it signs once every coordinator and data node knows it; grants signed before stay valid until they expire, then the old key is dropped'),
+  )
+    .option('--activate-after-ms <ms>', 'sign with the new key from this long on (default: 30 s and 3 heartbeats, so every coordinator re-read the keys)')
+    .addOption(jsonOption())
+    .action(async (options) =>
+      withClient(options, async (client) => {
+        const activateAfterMs = options.activateAfterMs === undefined ? 0 : Number(options.activateAfterMs);
+        if (!Number.isSafeInteger(activateAfterMs) || activateAfterMs < 1 && options.activateAfterMs !== undefined || activateAfterMs > 86_400_000) {
+          throw invalid(`invalid --activate-after-ms '${options.activateAfterMs}': a whole number of ms, 1..86400000`);
+        }
+        const rotated = await client.rotateGrantKeys(activateAfterMs);
+        if (options.json) return printJson(rotated);
+        console.log(`grant key ${rotated.keyId} added: it signs from ${new Date(Number(rotated.activeFromMs)).toISOString()}; keys published: ${rotated.keyIds.join(', ')}`);
       }),
     );
 }

@@ -19,6 +19,8 @@ export const ADMIN_METHODS: ReadonlySet<string> = new Set([
   // Quotas bound tenants: setting or removing one is the admin's (a tenant's caller reads its own
   // with QuotaGet, QuotaList and StatFs, inside its root: quota-service.ts).
   'QuotaSet', 'QuotaRemove',
+  // Keys: a master key rotation's re-wrap of a node's chunks, a new chunk grant signing key.
+  'RewrapMasterKeys', 'RotateGrantKeys',
 ]);
 
 export class AdminPolicy {
