@@ -59,6 +59,8 @@ describe('tenants and authorization', () => {
           { role: 'a-reader', path: '/', access: 'read-only' },
           { role: 'a-reader', path: '/drop', access: 'read-write', tenant: 'a' },
           { role: 'a-reader', path: '/drop/locked.txt', access: 'read-only', tenant: 'a' },
+          { role: 'a-split', path: '/ro', access: 'read-only', tenant: 'a' },
+          { role: 'a-split', path: '/rw', access: 'read-write', tenant: 'a' },
         ],
       }),
     );
@@ -271,6 +273,43 @@ describe('tenants and authorization', () => {
     expect((await connect(alice).readFile('/drop/locked.txt')).toString()).toBe('kept as it is');
     expect((await connect(alice).readFile('/docs/secret.txt')).toString()).toBe('alice only');
     expect(coordinatorLog()).toMatch(/"subject":"rita"/);
+  });
+
+  test('hard links: once the name a file was recorded by goes (removed or moved away), rules judge it by a name it still has', async () => {
+    const a = connect(alice);
+    const sam = connect(() => realm.token('sam', { tenant: 'a', realm_access: { roles: ['a-split'] } }));
+    const rita = connect(reader);
+    await a.mkdir('/ro');
+    await a.mkdir('/rw');
+    /** Made at `from`, linked at `to`, then the first name removed (or, `moved`, renamed in place first). */
+    const onlyAt = async (from: string, to: string, moved = false) => {
+      await a.writeFile(from, 'linked');
+      const target = path.posix.parse(to);
+      await a.inodes.link((await a.stat(from)).ino, (await a.stat(target.dir)).ino, target.base);
+      if (moved) {
+        await a.rename(from, `${from}.moved`);
+        from = `${from}.moved`;
+      }
+      await a.rm(from);
+      return (await a.stat(to)).ino;
+    };
+    // In /rw, linked into /ro, the /rw name gone: read-only now (it is reachable only from /ro).
+    for (const moved of [false, true]) {
+      const ino = await onlyAt(`/rw/f${moved}`, `/ro/f${moved}`, moved);
+      const err = await failure(sam.inodes.setattr(ino, { size: 0 }));
+      expect(err?.kind, `moved ${moved}`).toBe('PermissionDenied');
+      expect(err?.message).toMatch(/needs read-write; .*read-only \(rule: role a-split on \/ro\)/);
+      expect((await a.readFile(`/ro/f${moved}`)).toString()).toBe('linked');
+    }
+    // The reverse: in a read-only place, linked into a writable one, the read-only name gone: writable.
+    const ino = await onlyAt('/ro/g', '/rw/g', true);
+    await sam.inodes.setattr(ino, { size: 2 });
+    const docs = await onlyAt('/docs/g', '/drop/g');
+    await rita.inodes.setattr(docs, { size: 3 });
+    expect((await a.readFile('/drop/g')).toString()).toBe('lin');
+    expect((await a.readFile('/rw/g')).toString()).toBe('li');
+    for (const p of ['/ro/ftrue', '/ro/ffalse', '/rw/g', '/drop/g']) await a.rm(p);
+    for (const p of ['/ro', '/rw']) await a.rm(p, { recursive: true }); // later tests list a's root
   });
 
   test('with auth on, new entries belong to the token\'s uid and gid (claims uid, gid), never to the ones the client sends', async () => {

@@ -7,6 +7,7 @@ import type { Kv, KvTxn } from './kv.js';
 import { openKv } from './open-kv.js';
 import { CACHED_PREFIXES } from './keys.js';
 import { MetaStore } from './store.js';
+import { QuotaAdmin } from './quota-admin.js';
 import { ROOT_INO, type Attr, type CreateOptions } from './types.js';
 
 const FILE: CreateOptions = { mode: 0o644, replication: 3, chunkSize: 1024 * 1024, exclusive: true, truncate: false };
@@ -376,6 +377,74 @@ function metaContract(name: string, open: () => Promise<{ kv: Kv; close: () => P
       expect(kept.nlink).toBe(1);
       await meta.rename(dir, 'b', dir, 'a'); // a was file's last name: the inode goes
       await expectKind(meta.getattr(file.ino), 'NotFound');
+    });
+
+    test('hard links: when the recorded name goes or moves, parent is a remaining name\'s directory; charges stay with the quota; usage stays right', async () => {
+      const top = await freshDir();
+      const quotaPath = `/t${dirCount}/q`;
+      const q = (await meta.mkdir(top, 'q', 0o755)).ino;
+      const [a, b, c] = await Promise.all(['a', 'b', 'c'].map(async (name) => (await meta.mkdir(q, name, 0o755)).ino));
+      const quotas = new QuotaAdmin(meta.kv, meta);
+      await quotas.set(quotaPath, { bytes: 10_000 });
+      const usage = async () => {
+        const { usedBytes, usedFiles } = await quotas.getDir(await meta.getattr(q), quotaPath);
+        return [usedBytes, usedFiles];
+      };
+      const file = await meta.create(a, 'f', FILE);
+      await meta.setattr(file.ino, { size: 100 });
+      await meta.link(file.ino, b, 'f');
+      await meta.link(file.ino, c, 'f');
+      const place = async () => (await meta.getattr(file.ino)).parent;
+      expect(await place()).toBe(a);
+      // The recorded name goes: a remaining name's directory takes its place, and a's may go too.
+      await meta.unlink(a, 'f');
+      expect(await place()).toBe(b);
+      await meta.rmdir(q, 'a');
+      await meta.setattr(file.ino, { size: 300 }); // still charged to q
+      expect(await usage()).toEqual([300, 3]);
+      // Moving a name that is not the recorded one keeps the others known.
+      await meta.rename(c, 'f', b, 'g');
+      expect(await place()).toBe(b);
+      await meta.unlink(b, 'f');
+      expect(await place()).toBe(b); // b/g holds it
+      // Moving the recorded name (the only one left) puts it where it went.
+      await meta.link(file.ino, c, 'h');
+      await meta.rename(b, 'g', c, 'moved');
+      expect(await place()).toBe(c);
+      await meta.unlink(c, 'moved');
+      expect(await place()).toBe(c);
+      await meta.setattr(file.ino, { size: 200 });
+      expect(await usage()).toEqual([200, 3]);
+      // What a fresh count finds is what was kept.
+      expect(await quotas.set(quotaPath, {}, { recount: true })).toMatchObject({ usedBytes: 200, usedFiles: 3 });
+      await meta.unlink(c, 'h');
+      expect(await usage()).toEqual([0, 2]);
+    });
+
+    test('hard links: a record from before links were kept still reads; its recorded name gone, its place is unknown (0) and its charges stay with the quota', async () => {
+      const top = await freshDir();
+      const quotaPath = `/t${dirCount}/q`;
+      const q = (await meta.mkdir(top, 'q', 0o755)).ino;
+      const [a, b] = await Promise.all(['a', 'b'].map(async (name) => (await meta.mkdir(q, name, 0o755)).ino));
+      const quotas = new QuotaAdmin(meta.kv, meta);
+      await quotas.set(quotaPath, { files: 100 });
+      const file = await meta.create(a, 'f', FILE);
+      await meta.link(file.ino, b, 'f');
+      // As an older coordinator wrote it: no links, no quota owner.
+      const [inode] = await meta.kv.getMany([`i/${file.ino}`]);
+      const raw = JSON.parse(inode!.value.toString());
+      expect(raw.links).toEqual([b]);
+      delete raw.links;
+      expect(await meta.kv.txn({ compares: [{ key: inode!.key, modRevision: inode!.modRevision }], ops: [{ type: 'put', key: inode!.key, value: Buffer.from(JSON.stringify(raw)) }] })).toBe(true);
+      expect(await meta.getattr(file.ino)).toMatchObject({ parent: a, nlink: 2 });
+      await meta.unlink(a, 'f');
+      expect(await meta.getattr(file.ino)).toMatchObject({ parent: 0, quotaParent: q, nlink: 1 });
+      await meta.rmdir(q, 'a');
+      await meta.setattr(file.ino, { size: 50 });
+      expect(await quotas.getDir(await meta.getattr(q), quotaPath)).toMatchObject({ usedBytes: 50, usedFiles: 2 });
+      // A recount finds the file by its name and records that place.
+      expect(await quotas.set(quotaPath, {}, { recount: true })).toMatchObject({ usedBytes: 50, usedFiles: 2 });
+      expect((await meta.getattr(file.ino)).parent).toBe(b);
     });
 
     test('hard links: bad input fails with the right kind and changes nothing', async () => {

@@ -298,10 +298,10 @@ export class MetaStore {
       requireSameTenant(attr, childTags(newParent, k.decodeAttr(newParent, parentEntry.value), newName, attr.type), newName);
       if (attr.nlink >= LINK_MAX) throw new StrataError('TooManyLinks', `inode ${ino}: already ${attr.nlink} links`);
       // All names of an inode stay under the same quotas: its usage is charged once, to them.
-      const [here, there] = await Promise.all([this.quotaSets.of(attr.parent, epochRead), this.quotaSets.of(newParent, epochRead)]);
+      const [here, there] = await Promise.all([this.quotaSets.of(quotaOwner(attr), epochRead), this.quotaSets.of(newParent, epochRead)]);
       if (!sameSet(here, there)) throw crossQuota(newName);
       const now = this.now();
-      const linked: Attr = { ...attr, nlink: attr.nlink + 1, ctimeMs: now };
+      const linked: Attr = { ...attr, nlink: attr.nlink + 1, ctimeMs: now, links: withLink(attr, newParent) };
       const ok = await this.kv.txn({
         compares: [
           { key: inode.key, modRevision: inode.modRevision },
@@ -399,8 +399,7 @@ export class MetaStore {
           if (dstInode) {
             compares.push({ key: dstInode.key, modRevision: dstInode.modRevision });
             const dstAttr = k.decodeAttr(dst.ino, dstInode.value);
-            const stays = dstAttr.nlink > 1 && dstAttr.parent === dstParent ? (dstQuotas[0] ?? ROOT_INO) : undefined;
-            ops.push(...dropLink(dstAttr, dstInode.key, now, stays));
+            ops.push(...dropLink(dstAttr, dstInode.key, now, dstParent, dstQuotas[0] ?? ROOT_INO));
             if (dstAttr.nlink <= 1) freed = usageOf(dstAttr);
           }
         }
@@ -445,8 +444,8 @@ export class MetaStore {
           charge.add(arriving, moving);
           const quota = charge.writes();
           // Every inode's parent follows its last move (a file's: the directory it was last put in,
-          // whose quotas its later writes charge).
-          const moved = { ...srcAttr, ctimeMs: now, parent: dstParent };
+          // whose quotas its later writes charge); a hard-linked file's other names stay known.
+          const moved: Attr = { ...srcAttr, ctimeMs: now, ...movedName(srcAttr, srcParent, dstParent) };
           ops.push(put(srcInode.key, k.encodeAttr(moved)));
           ops.push(del(srcRead.key), put(k.dentryKey(dstParent, dstName), k.encodeDentry(src.ino, src.type)));
           ops.push(put(k.stampKey(srcParent), k.encodeNumber(now)));
@@ -649,10 +648,7 @@ export class MetaStore {
       } else if (inode) {
         compares.push({ key: inode.key, modRevision: inode.modRevision });
         const attr = k.decodeAttr(ino, inode.value);
-        // A name that stays recorded as the file's place while another name holds it: the nearest
-        // quota directory stands for it (every name of a file lies under the same quotas).
-        const stays = attr.nlink > 1 && attr.parent === parent ? (quotas[0] ?? ROOT_INO) : undefined;
-        ops.push(...dropLink(attr, inode.key, now, stays));
+        ops.push(...dropLink(attr, inode.key, now, parent, quotas[0] ?? ROOT_INO));
         if (attr.nlink <= 1) freed = usageOf(attr);
         left = { ...attr, nlink: Math.max(0, attr.nlink - 1), ctimeMs: now };
       }
@@ -730,9 +726,9 @@ export class MetaStore {
     }
   }
 
-  /** The quota directories a regular file is charged to: those above the directory it was created or last moved in. */
+  /** The quota directories a regular file is charged to: those above its quota owner (quotaOwner). */
   private quotasOfFile(attr: Attr, epochRead: KvEntry | undefined): Promise<readonly number[]> {
-    return attr.type === 'file' ? this.quotaSets.of(attr.parent, epochRead) : Promise.resolve([]);
+    return attr.type === 'file' ? this.quotaSets.of(quotaOwner(attr), epochRead) : Promise.resolve([]);
   }
 
   private async readDentry(parent: number, name: string): Promise<Read> {
@@ -858,10 +854,69 @@ function ownedBy(owner: Owner | undefined, dir: Attr, type: FileKind, mode: numb
   return { uid: owner?.uid ?? 0, gid, mode: perms };
 }
 
-/** Ops removing one name's hold on a non-directory inode: one link fewer, or the inode and its chunks. */
-function dropLink(attr: Attr, inodeKey: string, now: number, parent = attr.parent): KvOp[] {
-  if (attr.nlink > 1) return [put(inodeKey, k.encodeAttr({ ...attr, nlink: attr.nlink - 1, ctimeMs: now, parent }))];
+/**
+ * Ops removing one name (in directory `dir`) of a non-directory inode: one link fewer, or the
+ * inode and its chunks. `nearestQuota`: the nearest quota directory above `dir` (else the root).
+ */
+function dropLink(attr: Attr, inodeKey: string, now: number, dir: number, nearestQuota: number): KvOp[] {
+  if (attr.nlink > 1) return [put(inodeKey, k.encodeAttr({ ...attr, nlink: attr.nlink - 1, ctimeMs: now, ...withoutName(attr, dir, nearestQuota) }))];
   return [del(inodeKey), ...dropChunks(attr), ...forgetTiering(attr.ino)];
+}
+
+/** Directories of other names a file's record keeps (each a number in it: the record stays small). */
+export const LINKS_KEPT = 32;
+
+/** The directory whose quotas a file is charged to. */
+const quotaOwner = (attr: Attr): number => attr.quotaParent ?? attr.parent;
+
+/** `links` once a name in `dir` is added: unknown stays unknown; past LINKS_KEPT the name is not kept. */
+function withLink(attr: Attr, dir: number): number[] | undefined {
+  const known = attr.nlink <= 1 ? [] : attr.links;
+  if (!known) return undefined;
+  return known.length < LINKS_KEPT ? [...known, dir] : known;
+}
+
+/**
+ * Where a file with several names is, once its name in `dir` goes: the recorded place stays
+ * unless that name went; then another name's directory (0 when none is known: the rules give it
+ * their most restrictive level), and its charges go on to `nearestQuota`, which stands for
+ * every name's quotas (link and rename keep all names under the same ones), so they never land
+ * on a directory that may go next.
+ */
+function withoutName(attr: Attr, dir: number, nearestQuota: number): Pick<Attr, 'parent' | 'quotaParent' | 'links'> {
+  const links = attr.links ? [...attr.links] : undefined;
+  let { parent, quotaParent } = attr;
+  if (dir === attr.parent) {
+    parent = links?.shift() ?? 0;
+    if (quotaOwner(attr) === dir) quotaParent = nearestQuota;
+  } else if (links) {
+    const at = links.indexOf(dir);
+    if (at >= 0) links.splice(at, 1);
+  }
+  return tidied(parent, quotaParent, links);
+}
+
+/**
+ * Where a file is once its name in `from` moved to `to`: at `to` (its last move, as for every
+ * inode); a file with several names keeps the others' places, and its quota owner unless that
+ * was `from` (a file with several names moves only within its quotas: rename refuses otherwise).
+ */
+function movedName(attr: Attr, from: number, to: number): Pick<Attr, 'parent' | 'quotaParent' | 'links'> {
+  if (attr.type === 'dir' || attr.nlink <= 1) return { parent: to, quotaParent: undefined, links: undefined };
+  let links = attr.links ? [...attr.links] : undefined;
+  if (links && from !== attr.parent) {
+    const at = links.indexOf(from);
+    if (at >= 0) links.splice(at, 1);
+    // The recorded place is another name's, which stays.
+    if (attr.parent !== 0) links = [...links, attr.parent].slice(0, LINKS_KEPT);
+  }
+  const owner = quotaOwner(attr);
+  return tidied(to, owner === from ? undefined : owner, links);
+}
+
+/** Leaves out what says nothing: a quota owner equal to the parent, links of a file with one name. */
+function tidied(parent: number, quotaParent: number | undefined, links: number[] | undefined): Pick<Attr, 'parent' | 'quotaParent' | 'links'> {
+  return { parent, quotaParent: quotaParent === parent ? undefined : quotaParent, links };
 }
 
 /** Chunk indexes a small file is deleted by, one key each, rather than by a range. */

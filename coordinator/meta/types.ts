@@ -27,8 +27,25 @@ export interface Attr {
   ctimeMs: number;
   atimeMs: number;
   nlink: number;
-  /** Directories only: the one parent (no directory hard links), for subtree checks. */
+  /**
+   * A directory's one parent (no directory hard links); a file's: the directory holding one of
+   * its names (made, last moved or, once that name went, another name's), which per-path rules
+   * judge it by (coordinator/authz/). 0 = not known (made before inodes recorded it, or only
+   * names whose directories were not kept remain): the rules then give their most restrictive.
+   */
   parent: number;
+  /**
+   * Regular files with several names: the directory whose quotas it is charged to, when that is
+   * not `parent` (its recorded name went: the nearest quota directory then stands for every name,
+   * which all lie under the same quotas). Absent = `parent` (every record written before it).
+   */
+  quotaParent?: number;
+  /**
+   * The directories of a file's other names (one entry per name, beyond `parent`'s), up to
+   * LINKS_KEPT (meta/store.ts): when the recorded name goes, one of these becomes `parent`.
+   * Absent on records from before links were kept: their other names' places are not known.
+   */
+  links?: number[];
   replication: number;
   chunkSize: number;
   target: string;
