@@ -351,12 +351,17 @@ describe('tenants and authorization', () => {
       expectOneLineError(await cli(bobToken, ['export', '/tenants/a/docs', 's3://backups/stolen', ...s3Flags], s3Env), 3, /no such file or directory/, [bobToken]);
       const own = await cli(alice(), ['export', '/docs', 's3://backups/alice', ...s3Flags], s3Env);
       expect(own.code, own.stderr).toBe(0);
+      // A file of another user (given away by the admin): an importer who may not give files away keeps it as its own.
+      await connect(admin).writeFile('/tenants/a/docs/ann.txt', 'ann');
+      await connect(admin).setattr('/tenants/a/docs/ann.txt', { uid: 2001, gid: 2002 });
       const byAdmin = await cli(admin(), ['export', '/tenants/a/docs', 's3://backups/by-admin', ...s3Flags], s3Env);
       expect(byAdmin.code, byAdmin.stderr).toBe(0);
       // Bob imports into his own root only: a path naming tenant a's root lands under b's.
       const restored = await cli(bobToken, ['import', 's3://backups/by-admin', '/tenants/a/restored', ...s3Flags], s3Env);
       expect(restored.code, restored.stderr).toBe(0);
       expect((await connect(admin).readFile('/tenants/b/tenants/a/restored/secret.txt')).toString()).toBe('alice only');
+      expect(await connect(admin).stat('/tenants/b/tenants/a/restored/ann.txt')).toMatchObject({ uid: 65534, gid: 65534 });
+      await connect(admin).rm('/tenants/a/docs/ann.txt');
       expect((await connect(admin).readdir('/tenants/a')).map((e) => e.name).sort()).toEqual(['docs', 'drop']);
     } finally {
       await s3.stop();
