@@ -9,7 +9,9 @@ import { crc32c } from '@node-rs/crc32';
 import { ChunkEncoder, newChunkSeal } from '../common/chunk-codec.js';
 import { loadKeyRing, newMasterKeyText, type KeyRing } from '../common/master-key.js';
 import { LocalChunkStore, chunkFilePath } from './chunk-store.js';
-import { EncodingReplicaSession, splitForwarded, trailerOf } from './encode-once.js';
+import type * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import { EncodingReplicaSession, PeerEncodedWrites, ReplicaMemoryBudget, splitForwarded, trailerOf } from './encode-once.js';
 
 const KIB = 1024;
 
@@ -106,5 +108,53 @@ describe('encode-once replica', () => {
     await expect(receive(store, 'c-big', 1000, randomBytes(64 * KIB))).rejects.toMatchObject({ kind: 'Invalid' });
     expect(await store.has('c-big')).toBe(false);
     expect(() => splitForwarded('c', Buffer.alloc(3))).toThrow(/no trailer/);
+  });
+});
+
+describe('encode-once peers and budget', () => {
+  /** A peer that answers NodeStatus with whatever `announced` is now, counting the asks. */
+  const peer = () => {
+    const state = { announced: 'sealed:k1', asks: 0 };
+    const client = {
+      NodeStatus: (_req: unknown, _opts: unknown, callback: (err: null, reply: unknown) => void) => {
+        state.asks++;
+        callback(null, { nodeId: 'dn9', encodedWrites: state.announced });
+      },
+    } as unknown as grpc.Client;
+    return { state, client };
+  };
+  const pipeline = [{ nodeId: 'dn9', address: '127.0.0.1:9' }];
+  const log = pino({ level: 'silent' });
+
+  it('asks a peer again once it refused (forget), so a peer with another key gets raw bytes', async () => {
+    const { state, client } = peer();
+    const peers = new PeerEncodedWrites(() => client, log);
+    expect(await peers.allAccept(pipeline, 'sealed:k1')).toBe(true);
+    expect(await peers.allAccept(pipeline, 'sealed:k1')).toBe(true);
+    expect(state.asks).toBe(1); // cached within its TTL
+    state.announced = 'sealed:k2'; // restarted with another key
+    peers.forget(['dn9']);
+    expect(await peers.allAccept(pipeline, 'sealed:k1')).toBe(false);
+    expect(state.asks).toBe(2);
+  });
+
+  it('asks a peer again once its answer is older than the TTL', async () => {
+    const { state, client } = peer();
+    const peers = new PeerEncodedWrites(() => client, log, 0);
+    expect(await peers.allAccept(pipeline, 'sealed:k1')).toBe(true);
+    state.announced = 'plain';
+    expect(await peers.allAccept(pipeline, 'sealed:k1')).toBe(false);
+  });
+
+  it('reserves replica memory up to its budget, refuses Busy past it, and releases once', () => {
+    const budget = new ReplicaMemoryBudget(100);
+    const first = budget.reserve('a', 60);
+    expect(() => budget.reserve('b', 60)).toThrow(expect.objectContaining({ kind: 'Busy' }));
+    first();
+    first(); // twice is once
+    expect(budget.held).toBe(0);
+    const second = budget.reserve('b', 60);
+    expect(budget.held).toBe(60);
+    second();
   });
 });

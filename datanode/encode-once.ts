@@ -11,7 +11,7 @@
 // predates it, or with another master key or none, gets raw bytes as before.
 import type * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
-import { maxEncodingBytes } from '../common/chunk-codec.js';
+import { MAX_CHUNK_BYTES, maxEncodingBytes } from '../common/chunk-codec.js';
 import { StrataError, invalid } from '../common/errors.js';
 import { callUnary } from '../common/grpc.js';
 import { MAX_DATA_FRAME_BYTES } from '../common/byte-frames.js';
@@ -35,6 +35,46 @@ export function encodedWritesOf(keys: KeyRing | undefined): string {
 const STATUS_TIMEOUT_MS = 2_000;
 /** A peer whose status could not be learnt gets raw bytes; asked again after this. */
 const UNKNOWN_RETRY_MS = 10_000;
+/** A peer's answer is asked again after this: it may have restarted with another key, or none. */
+export const KNOWN_TTL_MS = 60_000;
+
+/**
+ * What all encode-once replica sessions of this node may hold in memory at once (each holds its
+ * whole encoding until finish): a few chunks' worth. Anyone with a write grant can open such a
+ * write, so without this a client could run the node out of memory; past it a write is refused
+ * Busy, and the client re-places that replica (client/writer.ts) as for any failed node.
+ */
+export const ENCODED_REPLICA_BUDGET_BYTES = 4 * (MAX_CHUNK_BYTES + 2 * 1024 * 1024);
+
+/** Bytes reserved by the encode-once replica sessions open on this node, up to a fixed budget. */
+export class ReplicaMemoryBudget {
+  private heldBytes = 0;
+
+  constructor(readonly budgetBytes: number = ENCODED_REPLICA_BUDGET_BYTES) {}
+
+  get held(): number {
+    return this.heldBytes;
+  }
+
+  /** Reserves `bytes` (up front, the most the write may hold) or throws Busy; the result releases it, once. */
+  reserve(chunkId: string, bytes: number): () => void {
+    if (this.heldBytes + bytes > this.budgetBytes) {
+      throw new StrataError('Busy', `chunk ${chunkId}: this node already holds ${this.heldBytes} of its ${this.budgetBytes} bytes for encode-once writes; try again later`);
+    }
+    this.heldBytes += bytes;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.heldBytes -= bytes;
+    };
+  }
+}
+
+/** The most an encode-once replica write of `rawLength` bytes may hold: its encoding and trailer. */
+export function replicaHoldBytes(chunkId: string, rawLength: number): number {
+  return maxEncodingBytes(chunkId, rawLength) + ENCODED_TRAILER_BYTES;
+}
 
 /** What each peer announced, asked once (NodeStatus) and cached; unknown = raw bytes. */
 export class PeerEncodedWrites {
@@ -43,7 +83,17 @@ export class PeerEncodedWrites {
   constructor(
     private readonly channel: (address: string) => grpc.Client,
     private readonly log: Logger,
+    private readonly knownTtlMs: number = KNOWN_TTL_MS,
   ) {}
+
+  /**
+   * Forgets what these peers announced (e.g. they refused an encode-once write: restarted with
+   * another key?), so the next write asks again and, until they answer, forwards raw bytes.
+   */
+  forget(nodeIds: Iterable<string>): void {
+    const gone = new Set(nodeIds);
+    for (const key of this.known.keys()) if (gone.has(key.slice(0, key.indexOf('@')))) this.known.delete(key);
+  }
 
   /** Whether every node of `pipeline` stores an encode-once write of what this node writes. */
   async allAccept(pipeline: NodeAddress[], mine: string): Promise<boolean> {
@@ -56,7 +106,7 @@ export class PeerEncodedWrites {
     const key = `${node.nodeId}@${node.address}`;
     const cached = this.known.get(key);
     if (cached && Date.now() < cached.untilMs) return cached.announced;
-    const entry = { announced: Promise.resolve(''), untilMs: Infinity };
+    const entry = { announced: Promise.resolve(''), untilMs: Date.now() + this.knownTtlMs };
     // Inside then(): an address the channel refuses (unparsable) is an unknown peer, not a failed write.
     entry.announced = Promise.resolve()
       .then(() => callUnary<{ nodeId?: string; encodedWrites?: string }>(this.channel(node.address), 'NodeStatus', {}, STATUS_TIMEOUT_MS, node.address))
@@ -95,10 +145,12 @@ export class EncodingHeadSession implements EncodedSession {
   private forwarding: Promise<void> = Promise.resolve();
   private rawCrc = 0;
 
+  /** `onFailed`: the nodes whose part failed, told after the reply (to forget what they announced). */
   constructor(
     private readonly writer: ChunkWriter,
     private readonly downstreams: Downstream[],
     private readonly nodeId: string,
+    private readonly onFailed: (nodeIds: string[]) => void = () => undefined,
   ) {
     writer.tap((payloads, head) => this.forward(payloads, head));
   }
@@ -127,7 +179,11 @@ export class EncodingHeadSession implements EncodedSession {
       throw err;
     }
     // commit() taps the head before its own fsync: the replicas' checks and fsyncs overlap it.
-    return gatherReply(this.nodeId, this.writer.commit(), this.downstreams);
+    const reply = await gatherReply(this.nodeId, this.writer.commit(), this.downstreams);
+    // A refusal (KeyUnavailable after a restart with another key, Invalid from an older node, or
+    // just down): ask them again before the next encode-once write instead of trusting the cache.
+    if (reply.failed.length > 0) this.onFailed(reply.failed);
+    return reply;
   }
 
   async abort(): Promise<void> {
@@ -160,8 +216,10 @@ export class EncodingReplicaSession implements EncodedSession {
     private readonly nodeId: string,
     private readonly rawLength: number,
     private readonly keys: KeyRing | undefined,
+    /** Returns this session's reservation (ReplicaMemoryBudget) once it holds nothing. */
+    private readonly release: () => void = () => undefined,
   ) {
-    this.maxBytes = maxEncodingBytes(writer.chunkId, rawLength) + ENCODED_TRAILER_BYTES;
+    this.maxBytes = replicaHoldBytes(writer.chunkId, rawLength);
   }
 
   get chunkId(): string {
@@ -190,13 +248,20 @@ export class EncodingReplicaSession implements EncodedSession {
     } catch (err) {
       // Refused here: nothing goes on to nodes behind this one either.
       this.cancelDownstreams();
+      this.release();
       throw err;
     }
     for (const downstream of this.downstreams) downstream.end();
-    return gatherReply(this.nodeId, this.writer.commitEncoding(encoding, layout.blocks.length), this.downstreams);
+    try {
+      return await gatherReply(this.nodeId, this.writer.commitEncoding(encoding, layout.blocks.length), this.downstreams);
+    } finally {
+      this.release();
+    }
   }
 
   async abort(): Promise<void> {
+    this.parts.length = 0;
+    this.release();
     this.cancelDownstreams();
     await this.writer.abort();
   }

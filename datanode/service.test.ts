@@ -13,6 +13,7 @@ import type { CoordinatorClient } from '../client/coordinator-client.js';
 import { uploadChunk } from '../client/writer.js';
 import { freePort } from '../test/harness/ports.js';
 import { newMasterKeyText } from '../common/master-key.js';
+import { MAX_CHUNK_BYTES } from '../common/chunk-codec.js';
 import { CHANNEL_OPTIONS, ERROR_KIND_METADATA_KEY, bindServer, callUnary, strataProto } from '../common/grpc.js';
 
 const MIB = 1024 * 1024;
@@ -143,6 +144,44 @@ describe('DataNode service', () => {
       call.end();
     });
     expect(err?.metadata.get(ERROR_KIND_METADATA_KEY)).toEqual(['Invalid']);
+  });
+
+  it('refuses encode-once writes Busy past its memory budget, stays up, stores none of them, and takes more once they end', async () => {
+    // Each declares a whole 64 MiB chunk and sends nothing: the budget (about four such) is reserved up front.
+    const open = (chunkId: string) => {
+      const header = { chunkId, length: MAX_CHUNK_BYTES + 1, rawLength: MAX_CHUNK_BYTES, encoded: true, pipeline: [] };
+      let settled = false;
+      let call!: grpc.ClientWritableStream<unknown>;
+      const error = new Promise<grpc.ServiceError>((resolve) => {
+        call = clients[1].writeChunk({ deadline: Date.now() + 60_000 }, (e: grpc.ServiceError) => {
+          settled = true;
+          resolve(e);
+        });
+      });
+      call.on('error', () => {}); // arrives through the callback
+      call.write({ header });
+      return { call, error, settled: () => settled };
+    };
+    const kindOf = (e: grpc.ServiceError) => e.metadata.get(ERROR_KIND_METADATA_KEY)[0];
+    const ids = Array.from({ length: 10 }, (_, i) => `enc-flood-${i}`);
+    const calls = ids.map(open);
+    // The refused ones answer at once; the held ones wait for data.
+    for (let tries = 0; calls.filter((c) => c.settled()).length < 6 && tries < 600; tries++) await new Promise((r) => setTimeout(r, 50));
+    const refused = calls.filter((c) => c.settled());
+    expect(refused.length).toBe(6);
+    for (const c of refused) expect(kindOf(await c.error)).toBe('Busy');
+    expect(await callUnary(clients[1], 'nodeStatus', {}, 5000)).toMatchObject({ nodeId: 'dn1' });
+    // Ending the held ones without a trailer: refused as corrupt, and their reservations return.
+    const held = calls.filter((c) => !c.settled());
+    for (const c of held) c.call.end();
+    for (const c of held) expect(kindOf(await c.error)).toBe('Corrupt');
+    const again = ids.slice(0, 4).map((id) => open(`${id}-again`));
+    for (const c of again) c.call.end();
+    for (const c of again) expect(kindOf(await c.error)).toBe('Corrupt');
+    for (const id of ids) await expect(stat(chunkFilePath(dirs[1], id))).rejects.toMatchObject({ code: 'ENOENT' });
+    // Raw writes were never held to it.
+    const data = randomBytes(2 * MIB);
+    expect(await writeChunk(clients[1], 'enc-flood-after', data, [])).toEqual({ storedOn: ['dn1'], failed: [], errors: [] });
   });
 
   it('answers NOT_FOUND for an unknown chunk', async () => {

@@ -21,7 +21,15 @@ import type { TierRegistry } from './tier-registry.js';
 import { TierUploader, type TierUploadRequest } from './tier-upload.js';
 import type { ByteHandlers } from './byte-server.js';
 import type { GrantVerifier } from '../common/chunk-grants.js';
-import { EncodingHeadSession, EncodingReplicaSession, PeerEncodedWrites, encodedWritesOf, type EncodedSession } from './encode-once.js';
+import {
+  EncodingHeadSession,
+  EncodingReplicaSession,
+  PeerEncodedWrites,
+  ReplicaMemoryBudget,
+  encodedWritesOf,
+  replicaHoldBytes,
+  type EncodedSession,
+} from './encode-once.js';
 import {
   ENCODED_WRITE_LENGTH,
   gatherReply,
@@ -64,6 +72,8 @@ export interface DataNodeServiceOptions {
   tls?: TlsContext;
   /** Checks the grant of every chunk read, write, copy, upload and delete (common/chunk-grants.ts). */
   grants: GrantVerifier;
+  /** What encode-once replica writes may hold in memory at once (default ENCODED_REPLICA_BUDGET_BYTES). */
+  encodedReplicaBudgetBytes?: number;
 }
 
 export interface DataNodeService {
@@ -92,6 +102,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
   const uploader = new TierUploader(store, options.tiers, log);
   const timeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
   const peerModes = new PeerEncodedWrites((address) => channels.get(address), log);
+  const replicaBudget = new ReplicaMemoryBudget(options.encodedReplicaBudgetBytes);
 
   const grpcClient = (address: string) => channels.get(address) as unknown as DataNodeGrpcClient;
 
@@ -111,6 +122,24 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     const replica = header.encoded === true;
     if (replica && header.length !== ENCODED_WRITE_LENGTH) throw invalid(`WriteChunk: an encoded write declares length ${ENCODED_WRITE_LENGTH}`);
     const rawLength = replica ? Number(header.rawLength) : header.length;
+    // Reserved before anything opens, here or downstream: past the budget the write is Busy.
+    const release = replica ? replicaBudget.reserve(header.chunkId, replicaHoldBytes(header.chunkId, rawLength)) : () => undefined;
+    try {
+      return await openStarted(header, pipeline, context, replica, rawLength, release);
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  async function openStarted(
+    header: WriteChunkHeader,
+    pipeline: NodeAddress[],
+    context: Parameters<typeof openDownstreams>[2],
+    replica: boolean,
+    rawLength: number,
+    release: () => void,
+  ): Promise<EncodedSession> {
     const head = !replica && (await peerModes.allAccept(pipeline, encodedWritesOf(store.keys)));
     const downstreams = await openDownstreams({ ...header, length: rawLength, encoded: replica || head }, pipeline, context);
     // The streams open before the local writer, so their setup overlaps this node's index lookup
@@ -118,8 +147,8 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     // local write cancels them before anything could be stored downstream.
     try {
       const writer = await store.createWriter(header.chunkId, rawLength, { encoded: replica });
-      if (replica) return new EncodingReplicaSession(writer, downstreams, nodeId, rawLength, store.keys);
-      return head ? new EncodingHeadSession(writer, downstreams, nodeId) : new WriteSession(writer, downstreams, nodeId);
+      if (replica) return new EncodingReplicaSession(writer, downstreams, nodeId, rawLength, store.keys, release);
+      return head ? new EncodingHeadSession(writer, downstreams, nodeId, (failed) => peerModes.forget(failed)) : new WriteSession(writer, downstreams, nodeId);
     } catch (err) {
       for (const downstream of downstreams) downstream.cancel();
       throw err;
