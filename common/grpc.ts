@@ -242,20 +242,23 @@ export function shutdownServer(server: grpc.Server, graceMs: number): Promise<vo
   });
 }
 
+/** The options of the channel to one target (the address dialed): node credentials name their receiver (common/node-credentials.ts). */
+export type ChannelOptionsFor = (target: string) => grpc.ClientOptions;
+
 /** DataNode channels, one per address, made on first use and kept until `close`. */
 export class DataNodeChannels {
   private readonly clients = new Map<string, grpc.Client>();
 
-  /** `tls`: this process's TLS (none = plain text); `options`: CHANNEL_OPTIONS, or those plus a node credential (common/node-credentials.ts). */
+  /** `tls`: this process's TLS (none = plain text); `options`: CHANNEL_OPTIONS, or those plus a node credential for the address (common/node-credentials.ts). */
   constructor(
     private readonly tls?: TlsContext,
-    private readonly options: grpc.ClientOptions = CHANNEL_OPTIONS,
+    private readonly options: ChannelOptionsFor = () => CHANNEL_OPTIONS,
   ) {}
 
   get(address: string): grpc.Client {
     let client = this.clients.get(address);
     if (!client) {
-      client = new strataProto.DataNode(address, channelCredentials(this.tls), this.options);
+      client = new strataProto.DataNode(address, channelCredentials(this.tls), this.options(address));
       this.clients.set(address, client);
     }
     return client;

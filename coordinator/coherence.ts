@@ -2,7 +2,7 @@
 // makes each namespace change wait for its invalidations, and (on etcd) the peers that carry
 // them to the other coordinators' clients.
 import type * as grpc from '@grpc/grpc-js';
-import { unaryHandler } from '../common/grpc.js';
+import { unaryHandler, type ChannelOptionsFor } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import type { TlsContext } from '../common/tls.js';
 import { LeaseKv } from './lease-kv.js';
@@ -38,7 +38,7 @@ export class Coherence {
   }
 
   /** On etcd, joins the other coordinators (needs this one's address, so after binding); `tls` and `channelOptions` (a node credential): to reach them. */
-  async start(address: string, tls?: TlsContext, channelOptions?: grpc.ClientOptions): Promise<void> {
+  async start(address: string, tls?: TlsContext, channelOptions?: ChannelOptionsFor): Promise<void> {
     const etcd = etcdEngineOf(this.baseKv);
     if (!etcd) return;
     this.peers = new LeasePeers({ self: address, table: this.table, kv: this.baseKv, etcd: etcd.etcdClient, log: this.log, clock: realClock, tls, channelOptions });

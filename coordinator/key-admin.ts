@@ -4,7 +4,7 @@
 // RotateGrantKeys adds a chunk grant signing key (grant-keys.ts): it signs once every coordinator
 // has re-read the keys and every data node has heard of it; grants signed before stay valid.
 import type * as grpc from '@grpc/grpc-js';
-import { DataNodeChannels, callUnary, unaryHandler } from '../common/grpc.js';
+import { DataNodeChannels, callUnary, unaryHandler, type ChannelOptionsFor } from '../common/grpc.js';
 import { StrataError, invalid } from '../common/errors.js';
 import type { TlsContext } from '../common/tls.js';
 import type { NodeRegistry } from './nodes.js';
@@ -24,7 +24,7 @@ interface KeyAdminDeps {
   grantKeys: GrantKeys;
   grantTtlMs: number;
   heartbeatIntervalMs: number;
-  channelOptions?: grpc.ClientOptions;
+  channelOptions?: ChannelOptionsFor;
 }
 
 export function keyAdminHandlers({ nodes, tls, kv, grantKeys, grantTtlMs, heartbeatIntervalMs, channelOptions }: KeyAdminDeps): { handlers: grpc.UntypedServiceImplementation; close(): void } {

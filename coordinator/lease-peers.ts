@@ -13,7 +13,7 @@
 // is `overdueMs` late. A change therefore waits at most about overdueMs + fenceMs + TTL.
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3, Lease } from 'etcd3';
-import { CHANNEL_OPTIONS, strataProto } from '../common/grpc.js';
+import { CHANNEL_OPTIONS, strataProto, type ChannelOptionsFor } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import { channelCredentials, type TlsContext } from '../common/tls.js';
 import { invalidationOfKey } from './lease-kv.js';
@@ -86,7 +86,7 @@ export interface LeasePeersDeps {
   /** TLS to the other coordinators (common/tls.ts); absent = plain text. */
   tls?: TlsContext;
   /** Channel options of the links to peers: with a node secret, they carry its credential; absent = CHANNEL_OPTIONS. */
-  channelOptions?: grpc.ClientOptions;
+  channelOptions?: ChannelOptionsFor;
 }
 
 export class LeasePeers {
@@ -344,7 +344,7 @@ export class LeasePeers {
       if (this.closed || this.out.get(address) !== link) return;
       let client = this.clients.get(address);
       if (!client) {
-        client = new strataProto.LeasePeers(address, channelCredentials(this.deps.tls), this.deps.channelOptions ?? CHANNEL_OPTIONS);
+        client = new strataProto.LeasePeers(address, channelCredentials(this.deps.tls), this.deps.channelOptions?.(address) ?? CHANNEL_OPTIONS);
         this.clients.set(address, client);
       }
       const call = (client as unknown as { Link(): grpc.ClientDuplexStream<PeerMessage, PeerMessage> }).Link();

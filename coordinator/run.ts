@@ -90,10 +90,13 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     await nodes.load();
     // One bound per client host over gRPC calls and TCP sessions (common/client-limits.ts).
     const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
-    const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter), ...nodePlaneInterceptor(nodeSecret, log)] });
+    // Known once bound; lease peers name it as their credentials' receiver (they dial what it registers).
+    let selfAddress = '';
+    const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter), ...nodePlaneInterceptor(nodeSecret, log, () => selfAddress)] });
     const port = await bindServer(server, config.listen, serverCredentials(tls, NODE_PLANE_METHODS));
     const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
+    selfAddress = address;
     // How this coordinator's node-plane calls (to data nodes, to peer coordinators) go out.
     const nodeChannel = nodeChannelOptions(CHANNEL_OPTIONS, nodeSecret, () => address);
     const leadership = openLeadership(kv, address, config, log);

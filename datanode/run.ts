@@ -19,7 +19,7 @@ import type { TierTarget } from '../common/object-tier.js';
 import { GrantVerifier, type WireGrantKey } from '../common/chunk-grants.js';
 import { CHANNEL_OPTIONS, bindServer, callUnary, shutdownServer, strataProto } from '../common/grpc.js';
 import { StrataError, invalid } from '../common/errors.js';
-import { NODE_PLANE_METHODS, NODE_SECRET_FLAGS, NodeSecret, nodeChannelOptions, nodePlaneInterceptor, type NodeSecretConfigKeys } from '../common/node-credentials.js';
+import { COORDINATORS_RECEIVER, NODE_PLANE_METHODS, NODE_SECRET_FLAGS, NodeSecret, nodeChannelOptions, nodePlaneInterceptor, type NodeSecretConfigKeys } from '../common/node-credentials.js';
 import { loadKeyRing } from '../common/master-key.js';
 import { TlsContext, channelCredentials, serverCredentials, type TlsConfigKeys } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
@@ -147,7 +147,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   });
   // One bound per client host over both transports (common/client-limits.ts).
   const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
-  const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter), ...nodePlaneInterceptor(nodeSecret, log)] });
+  const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter), ...nodePlaneInterceptor(nodeSecret, log, () => address)] });
   server.addService(strataProto.DataNode.service, service.handlers);
   let port: number;
   let byteServer: ByteServer | null = null;
@@ -175,7 +175,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     address = `${wildcard ? '127.0.0.1' : listen.host}:${port}`;
   }
 
-  const channel = { tls, options: nodeChannelOptions(CHANNEL_OPTIONS, nodeSecret, () => nodeId) };
+  const channel = { tls, options: nodeChannelOptions(CHANNEL_OPTIONS, nodeSecret, () => nodeId)(COORDINATORS_RECEIVER) };
   const heartbeats = config.coordinators.map((coordinator) =>
     startHeartbeat(coordinator, async () => ({ ...(await service.nodeInfo()), masterKeyIds: keys?.ids() ?? [], allowPlaintext: config.allowPlaintext === true }), (reply, sent) => {
       tiers.update(reply.tiers ?? []);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CHANNEL_OPTIONS, callUnary, strataProto } from '../common/grpc.js';
-import { NODE_AUTH_METADATA_KEY, NodeSecret, newNodeSecretText } from '../common/node-credentials.js';
+import { COORDINATORS_RECEIVER, NODE_AUTH_METADATA_KEY, NodeSecret, bodyDigest, newNodeSecretText } from '../common/node-credentials.js';
 import { StrataError } from '../common/errors.js';
 import { RoleProcess, runCli, startCluster, type TestCluster } from './harness/cluster.js';
 import { expectOneLineError } from './harness/cli-errors.js';
@@ -89,7 +89,7 @@ describe('node-plane credentials without TLS', () => {
     expect((await client.readFile('/rf3')).equals(data)).toBe(true);
     for (const chunk of await client.locate('/rf3')) expect(new Set(chunk.nodes).size).toBe(3);
     // The leader lists every node's chunks (ListChunks, a node-plane call) with the credential.
-    const listed = await listChunks(dn1, credentialMetadata(secret.credential(LIST_CHUNKS, 'test')));
+    const listed = await listChunks(dn1, credentialMetadata(secret.credential(LIST_CHUNKS, 'test', cluster.datanodes[0].address)));
     expect(listed).toHaveProperty('ids');
     expect((listed as { ids: string[] }).ids).toEqual(expect.arrayContaining((await client.locate('/rf3')).map((c) => c.chunkId)));
   });
@@ -98,10 +98,16 @@ describe('node-plane credentials without TLS', () => {
     const info = { nodeId: 'forged', address: '127.0.0.1:1', capacityBytes: 1 << 30, freeBytes: 1 << 30 };
     expect(await outcome(callUnary(coordinator, 'Heartbeat', info, 5000))).toMatch(/^Unauthenticated: Heartbeat: no node credential.*--node-secret-file/);
     const other = NodeSecret.load({ nodeSecret: 'a'.repeat(40) })!;
-    expect(await outcome(callUnary(coordinator, 'Heartbeat', info, 5000, undefined, credentialMetadata(other.credential(HEARTBEAT, 'forged'))))).toMatch(/^Unauthenticated: .*another secret/);
+    expect(await outcome(callUnary(coordinator, 'Heartbeat', info, 5000, undefined, credentialMetadata(other.credential(HEARTBEAT, 'forged', COORDINATORS_RECEIVER, bodyDigest(HEARTBEAT, info)))))).toMatch(/^Unauthenticated: .*another secret/);
     // The right secret, but made for another method: its MAC does not hold for a heartbeat.
-    expect(await outcome(callUnary(coordinator, 'Heartbeat', info, 5000, undefined, credentialMetadata(secret.credential(LIST_CHUNKS, 'forged'))))).toMatch(/^Unauthenticated: /);
+    expect(await outcome(callUnary(coordinator, 'Heartbeat', info, 5000, undefined, credentialMetadata(secret.credential(LIST_CHUNKS, 'forged', COORDINATORS_RECEIVER))))).toMatch(/^Unauthenticated: /);
     expect(await outcome(callUnary(coordinator, 'Heartbeat', info, 5000, undefined, credentialMetadata('v1.garbage')))).toMatch(/^Unauthenticated: .*malformed/);
+    // A good credential of dn1 cannot register another node (say, dn9 at an attacker's address).
+    const asDn9 = { ...info, nodeId: 'dn9' };
+    expect(await outcome(callUnary(coordinator, 'Heartbeat', asDn9, 5000, undefined, credentialMetadata(secret.credential(HEARTBEAT, 'dn1', COORDINATORS_RECEIVER, bodyDigest(HEARTBEAT, asDn9)))))).toMatch(/^Unauthenticated: .*"dn9" sent with the node credential of "dn1"/);
+    // Nor can dn1's credential carry another body than the one it was made for.
+    const dn1Body = { ...info, nodeId: 'dn1', address: cluster.datanodes[0].address };
+    expect(await outcome(callUnary(coordinator, 'Heartbeat', { ...dn1Body, address: '127.0.0.1:1' }, 5000, undefined, credentialMetadata(secret.credential(HEARTBEAT, 'dn1', COORDINATORS_RECEIVER, bodyDigest(HEARTBEAT, dn1Body)))))).toMatch(/^Unauthenticated: .*not the one/);
     // NodeLink: the stream ends UNAUTHENTICATED before the hello is read.
     const linkStatus = await new Promise<number>((resolve) => {
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -124,16 +130,24 @@ describe('node-plane credentials without TLS', () => {
     const none = await listChunks(dn1);
     expect(none).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
     expect((none as { details: string }).details).toMatch(/ListChunks: no node credential/);
-    const forStat = await listChunks(dn1, credentialMetadata(secret.credential(STAT_CHUNK, 'test')));
+    const forStat = await listChunks(dn1, credentialMetadata(secret.credential(STAT_CHUNK, 'test', cluster.datanodes[0].address)));
     expect(forStat).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
-    const good = credentialMetadata(secret.credential(LIST_CHUNKS, 'test'));
+    const good = credentialMetadata(secret.credential(LIST_CHUNKS, 'test', cluster.datanodes[0].address));
     expect(await listChunks(dn1, good)).toHaveProperty('ids');
     const replayed = await listChunks(dn1, good);
     expect(replayed).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
     expect((replayed as { details: string }).details).toMatch(/replay/);
     const [chunk] = await cluster.client().locate('/rf3');
     expect(await outcome(callUnary(dn1, 'StatChunk', { chunkId: chunk.chunkId }, 5000))).toMatch(/^Unauthenticated: StatChunk: no node credential/);
-    expect(await outcome(callUnary(dn1, 'StatChunk', { chunkId: chunk.chunkId }, 5000, undefined, credentialMetadata(secret.credential(STAT_CHUNK, 'test'))))).toBe('ok');
+    expect(await outcome(callUnary(dn1, 'StatChunk', { chunkId: chunk.chunkId }, 5000, undefined, credentialMetadata(secret.credential(STAT_CHUNK, 'test', cluster.datanodes[0].address, bodyDigest(STAT_CHUNK, { chunkId: chunk.chunkId })))))).toBe('ok');
+    // A credential made for dn1 is refused at dn2, even for the same request.
+    const dn2 = new strataProto.DataNode(cluster.datanodes[1].address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    try {
+      const forDn1 = secret.credential(STAT_CHUNK, 'test', cluster.datanodes[0].address, bodyDigest(STAT_CHUNK, { chunkId: chunk.chunkId }));
+      expect(await outcome(callUnary(dn2, 'StatChunk', { chunkId: chunk.chunkId }, 5000, undefined, credentialMetadata(forDn1)))).toMatch(/^Unauthenticated: StatChunk: a node credential made for .*not this node/);
+    } finally {
+      dn2.close();
+    }
     expect(readFileSync(cluster.datanodes[0].logFile, 'utf8')).toMatch(/node plane: refused ListChunks from [^ ]*127\.0\.0\.1:\d+: no node credential/);
   });
 

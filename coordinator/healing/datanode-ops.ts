@@ -2,7 +2,7 @@
 // interface (the executors never see gRPC). One cached channel per node address.
 import * as grpc from '@grpc/grpc-js';
 import { StrataError } from '../../common/errors.js';
-import { DataNodeChannels, callUnary, fromServiceError } from '../../common/grpc.js';
+import { DataNodeChannels, callUnary, fromServiceError, type ChannelOptionsFor } from '../../common/grpc.js';
 import type { TierCopy } from '../../common/object-tier.js';
 import type { TlsContext } from '../../common/tls.js';
 import type { ListedCopy } from './planner.js';
@@ -44,7 +44,7 @@ export interface GrpcDataNodeOpsOptions {
   /** The leader's own chunk grants (copies, uploads, deletes are refused without one). */
   grants: Pick<GrantMinter, 'forLeader'>;
   /** Channel options of the calls to data nodes: with a node secret, they carry its credential (common/node-credentials.ts). */
-  channelOptions?: grpc.ClientOptions;
+  channelOptions?: ChannelOptionsFor;
 }
 
 interface WireTierCopy {
