@@ -4,6 +4,7 @@
 // request at all), their answers cached when granted; pushes drop what they cover, fire
 // onInvalidate, and are acked on the stream that pushed them.
 import { StrataError, notFound } from '../common/errors.js';
+import { validateName } from '../common/paths.js';
 import { MetaCache, type CacheEvent, type CoveredItem, type LeaseGrant, type LeasePush, type OwnTicket, type ReadTicket } from './meta-cache.js';
 import type { CoordinatorClient } from './coordinator-client.js';
 import type { FileStat, SpecialFileType } from './types.js';
@@ -109,6 +110,8 @@ export class SessionInodes implements InodeOps {
   }
 
   async lookup(parent: number, name: string): Promise<FileStat> {
+    // Before the cache: a whole listing would answer a name no directory can hold as absent.
+    validateName(name);
     const cached = this.cache.lookup(parent, name);
     if (cached === null) return this.used(Promise.reject(notFound(name)));
     if (cached) return this.used(Promise.resolve(cached));
