@@ -167,8 +167,6 @@ export const dataNodeSchema = z.object({
    * data key each, wrapped by this master key. A file of 32 bytes (raw, 64 hex digits or base64).
    */
   encryptKeyFile: z.string().min(1).optional(),
-  /** Without a master key, join a cluster that encrypts anyway (refused otherwise: this node would write in clear). */
-  allowPlaintext: bool.optional(),
   /** The master key itself, hex or base64 (STRATA_MASTER_KEY; no flag: it would show in ps). */
   masterKey: z
     .string()

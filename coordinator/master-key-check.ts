@@ -4,9 +4,7 @@
 // its ring's ids. After that a node is accepted when its writing key is one of them, or when its
 // ring also holds one of them (a rotation: the new key joins, vouched for by an old one). A node
 // whose keys are all unknown would write chunks the others cannot read: its heartbeats are
-// refused (KeyUnavailable), so it is never placed on, and it exits before storing anything. So is
-// a node with no key once the cluster encrypts (it would store new chunks in clear), unless it was
-// started with --allow-plaintext.
+// refused (KeyUnavailable), so it is never placed on, and it exits before storing anything.
 import { StrataError, corrupt } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Kv } from './meta/kv.js';
@@ -15,13 +13,10 @@ import { MASTER_KEYS_KEY } from './meta/keys.js';
 /** Ids kept at most: a bound on what a heartbeat can make the record grow to. */
 const MAX_RECORDED_IDS = 64;
 const MAX_ID_BYTES = 64;
-/** How long a keyless node's heartbeats trust an empty record before reading it again. */
-const EMPTY_RECORD_RECHECK_MS = 5_000;
 
 export class MasterKeyCheck {
   /** The recorded ids as last read or written (only ever grows: a rotation adds, nothing removes). */
   private known = new Set<string>();
-  private knownReadMs = 0;
 
   constructor(
     private readonly kv: Kv,
@@ -30,18 +25,15 @@ export class MasterKeyCheck {
 
   /**
    * Accepts or refuses a data node's master keys (`ringIds`: the one it writes with first, then
-   * the ones it only reads with; none: it writes in clear, refused once the cluster encrypts
-   * unless `allowPlaintext`).
+   * the ones it only reads with; none: it writes in clear, which every node can read).
    */
-  async check(nodeId: string, ringIds: readonly string[], allowPlaintext = false): Promise<void> {
+  async check(nodeId: string, ringIds: readonly string[]): Promise<void> {
     const ids = ringIds.map(String).filter((id) => id.length > 0 && id.length <= MAX_ID_BYTES).slice(0, MAX_RECORDED_IDS);
-    if (ids.length === 0) return this.checkKeyless(nodeId, allowPlaintext);
-    if (this.known.has(ids[0])) return; // the usual heartbeat: no store read
+    if (ids.length === 0 || this.known.has(ids[0])) return; // the usual heartbeat: no store read
     for (let attempt = 0; attempt < 20; attempt++) {
       const [entry] = await this.kv.getMany([MASTER_KEYS_KEY]);
       const recorded = decode(entry?.value);
       this.known = new Set(recorded);
-      this.knownReadMs = Date.now();
       if (this.known.has(ids[0])) return;
       const voucher = ids.find((id) => this.known.has(id));
       if (recorded.length > 0 && !voucher) {
@@ -60,21 +52,6 @@ export class MasterKeyCheck {
       }
     }
     throw new StrataError('Conflict', 'master key check: too many concurrent changes');
-  }
-
-  /** A node without a key: refused once the cluster encrypts (the record only grows: no read after that). */
-  private async checkKeyless(nodeId: string, allowPlaintext: boolean): Promise<void> {
-    if (allowPlaintext) return;
-    if (this.known.size === 0 && Date.now() - this.knownReadMs >= EMPTY_RECORD_RECHECK_MS) {
-      const [entry] = await this.kv.getMany([MASTER_KEYS_KEY]);
-      this.known = new Set(decode(entry?.value));
-      this.knownReadMs = Date.now();
-    }
-    if (this.known.size === 0) return;
-    throw new StrataError(
-      'KeyUnavailable',
-      `data node ${nodeId} has no master key, but this cluster encrypts (with ${[...this.known].map((id) => `'${id}'`).join(', ')}): start the node with the cluster's key in --encrypt-key-file or STRATA_MASTER_KEY (or --allow-plaintext to write in clear)`,
-    );
   }
 }
 

@@ -297,7 +297,7 @@ export function coordinatorService(
 
     Heartbeat: unaryHandler(async (req: Req) => {
       // A node with a master key none of the cluster's: refused before it is registered or placed on.
-      await masterKeys?.check(String(req.nodeId ?? ''), Array.isArray(req.masterKeyIds) ? req.masterKeyIds : [], req.allowPlaintext === true);
+      await masterKeys?.check(String(req.nodeId ?? ''), Array.isArray(req.masterKeyIds) ? req.masterKeyIds : []);
       await nodes.heartbeat({
         nodeId: String(req.nodeId ?? ''),
         address: String(req.address ?? ''),

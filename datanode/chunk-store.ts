@@ -215,7 +215,6 @@ export class LocalChunkStore implements ChunkStore, WriterHost {
     if (this.writers.has(chunkId)) throw new StrataError('Conflict', `chunk ${chunkId}: a write is already in progress`);
     // A fresh data key for this one chunk (a KMS wrap may take a round trip: before the claim).
     const seal = this.keys && !options.encoded ? await newChunkSeal(this.keys.current) : undefined;
-    if (this.writesRefused) throw this.writesRefused; // refused meanwhile (a reloaded key not yet accepted)
     if (this.writers.has(chunkId)) throw new StrataError('Conflict', `chunk ${chunkId}: a write is already in progress`);
     const encoder = new ChunkEncoder(chunkId, lengthBytes, seal);
     const writer = new LocalChunkWriter(this, chunkId, encoder);

@@ -63,8 +63,6 @@ export interface DataNodeConfig extends TlsConfigKeys, NodeSecretConfigKeys {
   encryptKeyFile?: string;
   /** The master key itself (hex or base64), as STRATA_MASTER_KEY gives it. */
   masterKey?: string;
-  /** Without a key, join a cluster whose chunks are encrypted anyway (this node then writes in clear). */
-  allowPlaintext?: boolean;
 }
 
 export interface RunningDataNode {
@@ -112,9 +110,6 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   // A chunk written under a key the other nodes lack is unreadable to them: none is stored until
   // a coordinator has checked this node's key against the cluster's (coordinator/master-key-check.ts).
   if (keys) store.refuseWrites(new StrataError('Unavailable', `data node ${nodeId}: not writing until a coordinator accepts its master key '${keys.current.keyId}'`));
-  /** A SIGHUP changed the writing key: a coordinator's refusal of it then refuses writes instead of stopping the node. */
-  let keyReloaded = false;
-  let reloadRefusalLogged = false;
   let fail: (err: StrataError) => void = () => {};
   const failed = new Promise<StrataError>((resolve) => (fail = resolve));
   const tiers = new TierRegistry(log);
@@ -177,26 +172,15 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
 
   const channel = { tls, options: nodeChannelOptions(CHANNEL_OPTIONS, nodeSecret, () => nodeId)(COORDINATORS_RECEIVER) };
   const heartbeats = config.coordinators.map((coordinator) =>
-    startHeartbeat(coordinator, async () => ({ ...(await service.nodeInfo()), masterKeyIds: keys?.ids() ?? [], allowPlaintext: config.allowPlaintext === true }), (reply, sent) => {
+    startHeartbeat(coordinator, async () => ({ ...(await service.nodeInfo()), masterKeyIds: keys?.ids() ?? [] }), (reply) => {
       tiers.update(reply.tiers ?? []);
       // Counted until its grants could have expired, were this coordinator never heard again.
       grants.setKeys(coordinator, reply.grantKeys ?? [], (Number(reply.grantTtlMs) || 24 * 3_600_000) + GRANT_KEYS_MARGIN_MS);
-      // Only a reply to a heartbeat that named the writing key in use vouches for it: one sent
-      // before a reload (SIGHUP) changed it says nothing of the new one.
-      if ((sent.masterKeyIds[0] ?? '') === (keys?.current.keyId ?? '')) store.refuseWrites(undefined);
-    }, (err, sent) => {
+      store.refuseWrites(undefined);
+    }, (err) => {
       store.refuseWrites(err);
-      if (keyReloaded && (sent.masterKeyIds[0] ?? '') === keys?.current.keyId) {
-        // A reloaded ring the cluster does not know: keep serving reads, write nothing until the
-        // key file is fixed and reloaded again (a SIGHUP), rather than stop the node.
-        if (!reloadRefusalLogged) log.error({ coordinator, err: err.message }, 'reloaded master key refused; writes stay refused until the key file is fixed and reloaded (SIGHUP)');
-        reloadRefusalLogged = true;
-        return false;
-      }
-      if (keyReloaded) return false; // a reply to a heartbeat from before the reload
       log.debug({ coordinator }, 'master key refused; stopping'); // the role's caller prints why, once
       fail(err);
-      return true;
     }, () => {
       // Without a secret this node can never be let in: say which flag, once, and stop.
       if (nodeSecret) return false;
@@ -227,18 +211,6 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     try {
       const fresh = loadKeyRing(config);
       if (!fresh) return;
-      const before = keys.current.keyId;
-      // Which keys this node's chunks use is not known without reading every head: a dropped key
-      // is allowed (after rotate-master it is the way to retire one), but said.
-      const dropped = keys.ids().filter((id) => !fresh.ids().includes(id));
-      if (dropped.length > 0) log.warn({ dropped }, 'reloaded master keys drop keys this node had: chunks still under them no longer read here (run `strata keys rotate-master` before removing a key)');
-      if (fresh.current.keyId !== before) {
-        // A new writing key waits, like one at start, for a coordinator to accept it: a key the
-        // cluster does not know would store chunks the other nodes cannot read.
-        store.refuseWrites(new StrataError('Unavailable', `data node ${nodeId}: not writing until a coordinator accepts its new master key '${fresh.current.keyId}'`));
-        keyReloaded = true;
-        reloadRefusalLogged = false;
-      }
       keys.replaceWith(fresh);
       log.info({ keyId: keys.current.keyId, keys: keys.ids().length }, 'master keys reloaded');
     } catch (err) {
@@ -283,11 +255,9 @@ async function resolveNodeId(dataDir: string, configured: string | undefined): P
 /** Heartbeats one coordinator on its own timer: a dead coordinator never delays the others. */
 function startHeartbeat(
   coordinator: string,
-  nodeInfo: () => Promise<NodeInfo & { masterKeyIds: string[]; allowPlaintext: boolean }>,
-  /** `sent`: the heartbeat replied to (its key ids may predate a reload). */
-  onReply: (reply: { tiers?: TierTarget[]; grantKeys?: WireGrantKey[]; grantTtlMs?: number | string }, sent: { masterKeyIds: string[] }) => void,
-  /** The master key refused (KeyUnavailable); true: this node gives up (it stops beating). */
-  onKeyRefused: (err: StrataError, sent: { masterKeyIds: string[] }) => boolean | void,
+  nodeInfo: () => Promise<NodeInfo & { masterKeyIds: string[] }>,
+  onReply: (reply: { tiers?: TierTarget[]; grantKeys?: WireGrantKey[]; grantTtlMs?: number | string }) => void,
+  onKeyRefused: (err: StrataError) => void,
   /** A refused heartbeat (Unauthenticated); true: this node gives up (it stops beating). */
   onRefused: () => boolean,
   intervalMs: number,
@@ -305,21 +275,19 @@ function startHeartbeat(
   let timer: NodeJS.Timeout | undefined;
 
   const beat = async () => {
-    let sent = { masterKeyIds: [] as string[] };
     try {
-      const info = await nodeInfo();
-      sent = info;
-      const reply = await callUnary<{ intervalMs: number; tiers?: TierTarget[]; grantKeys?: WireGrantKey[]; grantTtlMs?: number | string }>(client, 'heartbeat', info, HEARTBEAT_TIMEOUT_MS, coordinator);
+      const reply = await callUnary<{ intervalMs: number; tiers?: TierTarget[]; grantKeys?: WireGrantKey[]; grantTtlMs?: number | string }>(client, 'heartbeat', await nodeInfo(), HEARTBEAT_TIMEOUT_MS, coordinator);
       if (stopped) return;
       // Coordinators own tier configuration and grant keys: every reply carries the whole lists.
-      onReply(reply, sent);
+      onReply(reply);
       if (failing) log.info({ coordinator }, 'heartbeats accepted again');
       failing = false;
       if (reply.intervalMs > 0) nextMs = Math.min(MAX_HEARTBEAT_INTERVAL_MS, Math.max(MIN_HEARTBEAT_INTERVAL_MS, reply.intervalMs));
     } catch (err) {
       if (stopped) return;
-      if (err instanceof StrataError && err.kind === 'KeyUnavailable' && onKeyRefused(err, sent) !== false) {
+      if (err instanceof StrataError && err.kind === 'KeyUnavailable') {
         stopped = true; // the node stops: no use beating on
+        onKeyRefused(err);
         return;
       }
       // Warn once per outage, not once per beat.

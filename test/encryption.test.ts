@@ -188,7 +188,7 @@ describe('encryption at rest (3 data nodes, RF 2, master key from STRATA_MASTER_
     for (let i = 0; i < 3; i++) expect(await filesWithPattern(cluster.dataDir(i))).toEqual([]);
   });
 
-  test('restarted with a wrong key or none, a node refuses to start (exit 12, one line naming the flag); with none and --allow-plaintext, reads fail loudly, scrub quarantines nothing; chunk files unchanged', async () => {
+  test('restarted with a wrong key, a node refuses to start (exit 12, one line naming the flag); with none, reads fail loudly, scrub quarantines nothing; chunk files unchanged', async () => {
     const before = await chunkFileHashes(cluster, 3);
     expect(before.size).toBeGreaterThan(0);
     const otherKey = randomBytes(32).toString('hex');
@@ -200,13 +200,8 @@ describe('encryption at rest (3 data nodes, RF 2, master key from STRATA_MASTER_
       expectOneLineError(refused, 12, new RegExp(`^strata: data node ${node.name}: master key 'local-[0-9a-f]{16}' is not this cluster's \\(it encrypts with 'local-[0-9a-f]{16}'\\): start the node with the cluster's key in --encrypt-key-file or STRATA_MASTER_KEY$`), [rightKey, otherKey]);
     }
     expect(await chunkFileHashes(cluster, 3)).toEqual(before);
-    // No key at all in a cluster that encrypts: refused too (it would store new chunks in clear).
-    const keyless = await runCli(cluster.datanodes[0].args, { env: { STRATA_MASTER_KEY: '' } });
-    expectOneLineError(keyless, 12, /^strata: data node dn1 has no master key, but this cluster encrypts \(with 'local-[0-9a-f]{16}'\): start the node with the cluster's key in --encrypt-key-file or STRATA_MASTER_KEY \(or --allow-plaintext to write in clear\)$/, [rightKey, otherKey]);
-    expect(await chunkFileHashes(cluster, 3)).toEqual(before);
-    // No key and --allow-plaintext: the node starts (it writes in clear, which every node reads), but reads of encrypted chunks fail.
+    // No key at all: the node starts (it writes in clear, which every node reads), but reads of encrypted chunks fail.
     env.STRATA_MASTER_KEY = '';
-    env.STRATA_ALLOW_PLAINTEXT = 'true';
     await restartDatanodes();
     const message = /but no master key is configured \(set --encrypt-key-file or STRATA_MASTER_KEY\)/;
     expectOneLineError(await catWhenReachable('/secret/big.bin'), 12, message, [rightKey, otherKey]);
@@ -227,7 +222,6 @@ describe('encryption at rest (3 data nodes, RF 2, master key from STRATA_MASTER_
     expect(await chunkFileHashes(cluster, 3)).toEqual(before);
 
     env.STRATA_MASTER_KEY = rightKey;
-    delete env.STRATA_ALLOW_PLAINTEXT;
     await restartDatanodes();
     await expectReadsBack();
   });

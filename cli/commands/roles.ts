@@ -47,7 +47,6 @@ export function registerRoleCommands(program: Command): void {
     .option('--insecure-node-plane', 'with --auth oidc: start even though the node plane has neither mutual TLS nor --node-secret-file (anyone who reaches the ports can heartbeat as a data node); logged as a warning')
     .option('--grant-ttl-ms <ms>', 'how long the chunk grants handed out with placements and locations stay valid (default 600000 = 10 min)')
     .option('--lease-ttl-ms <ms>', 'lease of a client cache: a client that stops answering holds others\' changes up at most this long (default 5000)')
-    .option('--allow-plaintext', 'without a master key, join a cluster whose data nodes encrypt anyway (this node then writes chunks in clear); otherwise such a node is refused and exits 12')
     .option('--client-max-in-flight <n>', 'gRPC calls and sessions one client host may have open at once; more are refused (Busy); 0 = no bound (default 4096)')
     .option('--client-rate-per-sec <n>', 'gRPC calls and sessions one client host may start per second; 0 = no bound (default 100000)')
     .option('--node-secret-file <file>', 'the cluster\'s node secret (32+ characters, the same on every coordinator and data node; or STRATA_NODE_SECRET): heartbeats, node links, chunk listings, repair copies and other node-only calls carry an HMAC credential of it, and are refused (UNAUTHENTICATED) without one')
