@@ -158,7 +158,9 @@ export function coordinatorService(
       truncate: !!req.truncate,
       owner: ownerOf(req.owner),
     });
-    if (!ackPolicy || attr.type !== 'file') return statReply(attr);
+    // An existing file opened without truncate was not checked for write: its first chunk's
+    // write grant only to a writer (else the client's AllocateChunk asks, and is refused).
+    if (!ackPolicy || attr.type !== 'file' || !(await meta.mayWrite(attr))) return statReply(attr);
     // No placement (no live node) must not fail the create: the client's AllocateChunk reports it.
     let firstChunk = null;
     try {

@@ -5,6 +5,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { TokenSource } from '../client/auth/token-source.js';
+import { CoordinatorClient } from '../client/coordinator-client.js';
 import { Strata, StrataError } from '../client/index.js';
 import { expectOneLineError } from './harness/cli-errors.js';
 import { startCluster, type TestCluster } from './harness/cluster.js';
@@ -30,6 +32,13 @@ describe('owner, group and mode bits, enforced by the coordinator (auth on)', ()
     return client;
   };
   const cli = (token: string, args: string[]) => cluster.cli(args, { env: { STRATA_TOKEN: token, XDG_CONFIG_HOME: path.join(scratch.path, 'no-login') } });
+  const unary: CoordinatorClient[] = [];
+  /** Raw unary RPCs as `token`'s holder (what a caller not using the SDK may send). */
+  const rpc = (token: () => string) => {
+    const client = new CoordinatorClient({ addresses: [cluster.coordinatorList], callTimeoutMs: 10_000, failoverTimeoutMs: 10_000, session: false, tokens: new TokenSource(token) });
+    unary.push(client);
+    return client;
+  };
   const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as StrataError);
   const denied = async (what: string, p: Promise<unknown>) => {
     const err = await failure(p);
@@ -46,11 +55,13 @@ describe('owner, group and mode bits, enforced by the coordinator (auth on)', ()
     await a.writeFile('/home/public.txt', 'anyone reads', { mode: 0o644 });
     await a.mkdir('/home/closed', { mode: 0o700 });
     await a.writeFile('/home/closed/inside.txt', 'behind a 0700 dir', { mode: 0o644 });
+    await a.writeFile('/home/closed/open.txt', 'writable, behind a 0700 dir', { mode: 0o666 });
     await a.mkdir('/shared', { mode: 0o1777 });
     await a.writeFile('/shared/ann.txt', 'in a sticky dir', { mode: 0o666 });
   });
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.close()));
+    unary.forEach((c) => c.close());
     await cluster?.stop();
     await realm?.stop();
     await scratch?.cleanup();
@@ -130,6 +141,45 @@ describe('owner, group and mode bits, enforced by the coordinator (auth on)', ()
     await b.unlink(bens, 'pipe');
     expect((await a.readFile('/home/private.txt')).toString()).toBe('ann only');
     expect((await a.readdir('/shared')).map((e) => e.name)).toContain('ann.txt');
+  });
+
+  test('by a guessed inode number: nothing behind ann\'s 0700 dir, though the files are 0644 and 0666', async () => {
+    // Inode numbers are sequential: ben, who may stat /home/closed, could guess its files' (ann's stat stands for the guess).
+    const a = connect(ann);
+    const inside = (await a.stat('/home/closed/inside.txt')).ino;
+    const open = (await a.stat('/home/closed/open.txt')).ino;
+    const pub = (await connect(ben).stat('/home/public.txt')).ino;
+    const bens = (await connect(ben).stat('/ben-dir')).ino;
+    const b = connect(ben).inodes;
+    const raw = rpc(ben);
+    await denied('session getattr', b.getattr(inside));
+    expect((await failure(b.getattr(inside)))?.message).toMatch(/needs search \(x\) on a directory on the path \(mode 0700 owner 3001:3001\)/);
+    await denied('unary GetChunks (the read grant)', raw.call('GetChunks', { ino: inside, fromIndex: 0, count: 0 }));
+    await denied('unary AllocateChunk of a 0666 file', raw.call('AllocateChunk', { ino: open, ackPolicy: 'one' }));
+    await denied('setattr (times) of a 0666 file', b.setattr(open, { mtimeMs: 1000 }));
+    await denied('linkAt of a 0666 file into his own dir', b.link(open, bens, 'pinned-open'));
+    // Outside the 0700 dir the same routes answer him; and ann, who may search it, reaches hers by number.
+    expect((await b.getattr(pub)).ino).toBe(pub);
+    expect((await raw.call<{ chunks: unknown[] }>('GetChunks', { ino: pub, fromIndex: 0, count: 0 })).chunks.length).toBe(1);
+    expect((await connect(ann).inodes.getattr(inside)).ino).toBe(inside);
+    expect((await rpc(ann).call<{ chunks: unknown[] }>('GetChunks', { ino: inside, fromIndex: 0, count: 0 })).chunks.length).toBe(1);
+  });
+
+  test('opening an existing file with create + allocate_first_chunk: a write grant only to a writer', async () => {
+    // In the sticky 1777 dir ben may make entries, so his create of ann's existing 0644 file opens it.
+    const a = connect(ann);
+    await a.writeFile('/shared/ann-ro.txt', 'ann writes', { mode: 0o644 });
+    const shared = (await a.stat('/shared')).ino;
+    const b = connect(ben).inodes;
+    const opened = await b.create(shared, 'ann-ro.txt', { allocateFirstChunk: true });
+    expect(opened.stat.size).toBe('ann writes'.length);
+    expect(opened.grant, 'a grant to write ann\'s 0644 file').toBeUndefined();
+    const reply = await rpc(ben).call<{ firstChunk?: { pipeline?: unknown[] } | null }>('Create', { path: '/shared/ann-ro.txt', allocateFirstChunk: true });
+    expect(reply.firstChunk?.pipeline ?? []).toEqual([]);
+    // A file he may write (0666) still comes with its grant.
+    expect((await b.create(shared, 'ann.txt', { allocateFirstChunk: true })).grant).toBeDefined();
+    expect((await a.readFile('/shared/ann-ro.txt')).toString()).toBe('ann writes');
+    await a.rm('/shared/ann-ro.txt');
   });
 
   test('ann, the owner, can; chgrp only to her own groups; the admin acts as root', async () => {

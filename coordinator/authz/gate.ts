@@ -12,7 +12,10 @@
 // and owner, group and mode bits bind it as a kernel would (posix-access.ts), with the uid and
 // groups of its token, which also owns what it makes (a client-sent owner is ignored). Checked on
 // attributes the operation reads anyway; an entry's own only where its owner matters (a sticky
-// directory, a directory moved to another parent).
+// directory, a directory moved to another parent). An inode reached by its number (no path walk
+// checked the directories above it: GetChunks, getattr, setattr, link...) is also refused unless
+// each directory between the caller's root and it grants the caller search (x), as a kernel's
+// path walk would: inode numbers are sequential, so guessing one must not get past a 0700 dir.
 import type { Principal } from '../../common/auth-principal.js';
 import { StrataError } from '../../common/errors.js';
 import { TENANTS_DIR, TENANTS_DIR_NAME, isTenantName, tenantRootPath } from '../../common/tenants.js';
@@ -33,6 +36,8 @@ export type Namespace = Pick<
   | 'mkdir' | 'create' | 'symlink' | 'mknod' | 'link' | 'unlink' | 'rmdir' | 'remove' | 'rename' | 'setattr' | 'commitChunk'
 > & {
   attrForWrite(ino: number): Promise<Attr>;
+  /** Whether the caller may write file `attr`, as create just gave it (its place and rules checked there): a first chunk's write grant only then. */
+  mayWrite(attr: Attr): Promise<boolean>;
   /** Fails (NotFound) unless the caller may read inode `ino`: before a lease is taken on it. */
   requireVisible(ino: number): Promise<void>;
   /** The directory the caller sees as `/`: its tenant's root, or the namespace's (ROOT_INO). */
@@ -58,6 +63,12 @@ interface TenantView {
   anchors?: { atMs: number; byIno: Map<number, Rule> };
 }
 
+/** The level the caller's rules give at an inode, and where it comes from (for the denial). */
+interface Found {
+  level: Level;
+  from: string;
+}
+
 /** How long a principal's view (its root's inode, its rules' directories) is reused before being read again. */
 const VIEW_TTL_MS = 5_000;
 const ANCHOR_TTL_MS = 2_000;
@@ -69,6 +80,12 @@ const TENANT_PATH = new RegExp(`${TENANTS_DIR}/([A-Za-z0-9._-]+)/?`, 'g');
 
 export class NamespaceGate implements Namespace {
   private readonly views = new WeakMap<Principal, { atMs: number; view: Promise<TenantView | undefined> }>();
+  /**
+   * Per request: the directories it found the caller may search, with every directory above
+   * them up to its root (and the level the rules give there), so a readdirplus's children and an
+   * operation's second inode end their walk up at the first directory already walked.
+   */
+  private readonly searched = new WeakMap<RequestScope, Map<number, Found>>();
 
   constructor(
     private readonly meta: MetaStore,
@@ -89,7 +106,7 @@ export class NamespaceGate implements Namespace {
   async getattr(ino: number): Promise<Attr> {
     const [scope, view] = await this.enter();
     const attr = await this.meta.getattr(ino);
-    if (view) await this.check(scope, view, attr, 'read-only', `inode ${ino}`);
+    if (view) await this.check(scope, view, attr, 'read-only', `inode ${ino}`, true);
     return attr;
   }
 
@@ -97,10 +114,16 @@ export class NamespaceGate implements Namespace {
     const [scope, view] = await this.enter();
     const attr = await this.meta.getattr(ino);
     if (view) {
-      await this.check(scope, view, attr, 'read-write', `inode ${ino}`);
+      await this.check(scope, view, attr, 'read-write', `inode ${ino}`, true);
       this.posix(scope, posix.fileData(view.caller, attr, posix.W), `inode ${ino}`);
     }
     return attr;
+  }
+
+  async mayWrite(attr: Attr): Promise<boolean> {
+    const [, view] = await this.enter();
+    // The rules: create asked read-write of the entry already. A new file is the caller's own.
+    return !view || posix.fileData(view.caller, attr, posix.W) === undefined;
   }
 
   async requireVisible(ino: number): Promise<void> {
@@ -141,7 +164,7 @@ export class NamespaceGate implements Namespace {
     const [scope, view] = await this.enter();
     const reply = await this.meta.getChunks(ino, fromIndex, count);
     if (view) {
-      await this.check(scope, view, reply.attr, 'read-only', `inode ${ino}`);
+      await this.check(scope, view, reply.attr, 'read-only', `inode ${ino}`, true);
       // The read grant goes with the locations: only to a reader.
       this.posix(scope, posix.fileData(view.caller, reply.attr, posix.R), `inode ${ino}`);
     }
@@ -168,9 +191,10 @@ export class NamespaceGate implements Namespace {
     const [scope, view] = await this.enter();
     if (!view) return this.meta.create(parent, name, options);
     // The entry too: a create may truncate an existing file, a change to it.
+    // Search on the directory first: whether the name exists is not told to a caller without it.
     const dir = await this.inode(scope, view, parent, 'read-write');
-    await this.entry(scope, view, parent, name, 'read-write');
     this.posix(scope, posix.search(view.caller, dir), name);
+    await this.entry(scope, view, parent, name, 'read-write');
     // Whether the name is taken is known only inside the store's create: a new entry needs w on
     // the directory, opening an existing file to empty it w on the file (POSIX open(O_CREAT)).
     const check = (fresh: Attr, existing: Attr | undefined) =>
@@ -262,6 +286,8 @@ export class NamespaceGate implements Namespace {
     const [scope, view] = await this.enter();
     if (!view) return;
     const dir = await this.inode(scope, view, parent, 'read-write');
+    // The directory first: whether the name exists is not told to a caller who may not change it.
+    this.posix(scope, posix.changeIn(view.caller, dir), name);
     const victim = await this.entry(scope, view, parent, name, 'read-write', posix.stickyApplies(view.caller, dir));
     this.posix(scope, posix.removeFrom(view.caller, dir, victim), name);
   }
@@ -334,10 +360,10 @@ export class NamespaceGate implements Namespace {
     }
   }
 
-  /** Inode `ino` as the caller may use it for `need`. */
+  /** Inode `ino`, reached by its number, as the caller may use it for `need`. */
   private async inode(scope: RequestScope, view: TenantView, ino: number, need: Level): Promise<Attr> {
     const attr = await this.meta.getattr(ino);
-    await this.check(scope, view, attr, need, `inode ${ino}`);
+    await this.check(scope, view, attr, need, `inode ${ino}`, true);
     return attr;
   }
 
@@ -358,34 +384,80 @@ export class NamespaceGate implements Namespace {
     return attr;
   }
 
-  private async check(scope: RequestScope, view: TenantView, attr: Attr, need: Level, label: string): Promise<void> {
+  /** `attr` for `need`; `byNumber`: reached by its inode number, so the directories above it are searched too. */
+  private async check(scope: RequestScope, view: TenantView, attr: Attr, need: Level, label: string, byNumber = false): Promise<void> {
     if ((attr.tenant ?? '') !== view.tenant) throw this.denials.hidden(scope.principal, scope.op, label, `outside tenant '${view.tenant}'`);
-    if (!view.rules) return;
-    const { level, from } = await this.levelAt(view, attr);
-    if (rank(level) < rank(need)) {
-      throw this.denials.denied(scope.principal, scope.op, label, `needs ${need}; the caller's roles have ${level} ${from}`);
+    if (!view.rules && !byNumber) return;
+    const at = await this.levelAt(view, attr, byNumber ? this.searchedBy(scope) : undefined);
+    if ('refused' in at) throw this.denials.denied(scope.principal, scope.op, label, at.refused);
+    if (view.rules && rank(at.level) < rank(need)) {
+      throw this.denials.denied(scope.principal, scope.op, label, `needs ${need}; the caller's roles have ${at.level} ${at.from}`);
     }
   }
 
-  /** The level the caller's rules give at `attr`, and where it comes from (for the denial). */
-  private async levelAt(view: TenantView, attr: Attr): Promise<{ level: Level; from: string }> {
-    const rules = view.rules!;
-    if (rules.rules.length === 0) return { level: rules.default, from: '(the rules\' default)' };
-    const anchors = await this.anchors(view);
+  private searchedBy(scope: RequestScope): Map<number, Found> {
+    let searched = this.searched.get(scope);
+    if (!searched) this.searched.set(scope, (searched = new Map()));
+    return searched;
+  }
+
+  /**
+   * One walk up `attr`'s parents for both checks: the level the caller's rules give at `attr`
+   * (the first rule directory on the way), and with `searched` (reached by inode number) search
+   * (x) on every directory between the caller's root and `attr`, or the refusal. Without
+   * `searched` the walk ends at the first rule directory; with it at the caller's root, or at a
+   * directory this request already walked from (`searched`, which it adds the ones it read to).
+   */
+  private async levelAt(view: TenantView, attr: Attr, searched?: Map<number, Found>): Promise<Found | { refused: string }> {
+    const rules = view.rules;
+    const anchors = rules && rules.rules.length > 0 ? await this.anchors(view) : undefined;
+    const ruleAt = (at: Attr): Found | undefined => {
+      const rule = anchors?.get(at.ino);
+      return rule && { level: rule.access, from: `(rule: role ${rule.role} on /${rule.path.join('/')})` };
+    };
+    const byDefault: Found = { level: rules?.default ?? 'read-write', from: '(the rules\' default)' };
+    const unknownPlace = (): Found | { refused: string } => searched
+      ? { refused: 'reached by inode number, and the directories above it are not known (so not searched): refused' }
+      : { level: rules?.weakest ?? 'read-write', from: '(entry of unknown place: the most restrictive of its rules)' };
+    let found = ruleAt(attr);
+    if (!searched && (found || !anchors)) return found ?? byDefault;
+    // The directories above `attr` this walk read, nearest first; `top` the level above the last.
+    const passed: Attr[] = [];
+    let top = byDefault;
     let at = attr;
-    for (let depth = 0; depth < MAX_DEPTH; depth++) {
-      const rule = anchors.get(at.ino);
-      if (rule) return { level: rule.access, from: `(rule: role ${rule.role} on /${rule.path.join('/')})` };
-      if (at.ino === view.rootIno || at.ino === ROOT_INO) break;
-      // An inode made before inodes recorded their parent: where it is is not known.
-      if (!at.parent) return { level: rules.weakest, from: '(entry of unknown place: the most restrictive of its rules)' };
-      try {
-        at = await this.meta.getattr(at.parent);
-      } catch {
-        return { level: rules.weakest, from: '(entry of unknown place: the most restrictive of its rules)' };
+    for (let depth = 0; at.ino !== view.rootIno; depth++) {
+      if (at.ino === ROOT_INO || depth >= MAX_DEPTH) {
+        if (searched) return { refused: `reached by inode number, and not under the caller's root` };
+        break;
       }
+      // An inode made before inodes recorded their parent, or whose recorded names all went.
+      if (!at.parent) return unknownPlace();
+      const known = searched?.get(at.parent);
+      if (known) {
+        top = known;
+        break;
+      }
+      let parent: Attr;
+      try {
+        parent = await this.meta.getattr(at.parent);
+      } catch (err) {
+        if (err instanceof StrataError && err.kind === 'NotFound') return unknownPlace();
+        throw err;
+      }
+      if (searched) {
+        const refused = posix.search(view.caller, parent);
+        if (refused) return { refused };
+      }
+      passed.push(parent);
+      found ??= ruleAt(parent);
+      if (!searched && found) return found;
+      at = parent;
     }
-    return { level: rules.default, from: '(the rules\' default)' };
+    if (searched) {
+      let level = top;
+      for (const dir of passed.reverse()) searched.set(dir.ino, (level = ruleAt(dir) ?? level));
+    }
+    return found ?? top;
   }
 
   /** The caller's rule paths as directories under its root (absent paths match nothing until made). */
