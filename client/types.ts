@@ -126,17 +126,4 @@ export interface ReadOptions {
   keepAtime?: boolean;
 }
 
-/** One page of a master key rotation on one data node (`strata keys rotate-master`). */
-export interface RewrapPage {
-  /** The node's newest master key, which wraps the data keys now ('' = the node has none). */
-  keyId: string;
-  checked: number;
-  rewrapped: number;
-  resealed: number;
-  current: number;
-  plain: number;
-  failed: number;
-  failures: string[];
-  nextAfter: string;
-  done: boolean;
-}
+export type { RewrapPage } from '../common/chunk-rewrap.js';

@@ -51,3 +51,18 @@ function u16(value: number): Buffer {
   bytes.writeUInt16LE(value, 0);
   return bytes;
 }
+
+/** One page of a master key rotation on one data node (`strata keys rotate-master`). */
+export interface RewrapPage {
+  /** The node's newest master key, which wraps the data keys now ('' = the node has none). */
+  keyId: string;
+  checked: number;
+  rewrapped: number;
+  resealed: number;
+  current: number;
+  plain: number;
+  failed: number;
+  failures: string[];
+  nextAfter: string;
+  done: boolean;
+}

@@ -3,21 +3,10 @@
 // it likes and resumes where it left off; a chunk that cannot be re-wrapped is counted, named in
 // the first few failures, and left exactly as it was.
 import { asStrataError } from '../common/errors.js';
-import type { RewrapOutcome } from '../common/chunk-rewrap.js';
+import type { RewrapOutcome, RewrapPage } from '../common/chunk-rewrap.js';
 import type { ChunkStore } from './chunk-store.js';
 
-export interface RewrapPage {
-  keyId: string;
-  checked: number;
-  rewrapped: number;
-  resealed: number;
-  current: number;
-  plain: number;
-  failed: number;
-  failures: string[];
-  nextAfter: string;
-  done: boolean;
-}
+export type { RewrapPage };
 
 const DEFAULT_PAGE = 256;
 const MAX_PAGE = 4096;
