@@ -246,8 +246,15 @@ describe('tiering to S3 (s3rver), embedded metadata, 3 data nodes, RF 2', () => 
     await waitFor('uploads under way', async () => (await tierGet('/crash')).chunksTiered > 0 || undefined, 60_000);
     cluster.coordinators[0]!.kill9();
     await new Promise((resolve) => cluster.coordinators[0]!.process.once('exit', resolve));
+    const restartedAtMs = Date.now();
     cluster.coordinators[0]!.start();
     const afterRestart = await waitFor('coordinator back', () => tierGet('/crash'), 30_000);
+    // Until a node's first heartbeat to the new process, it is not a read gateway there; that
+    // window (seconds) is about availability, not loss, which is what this test is about.
+    await waitFor('every data node heard by the restarted coordinator', async () => {
+      const nodes = await client.nodes();
+      return nodes.length === 3 && nodes.every((n) => n.state === 'live' && Number(n.lastHeartbeatMs) > restartedAtMs) ? true : undefined;
+    }, 30_000);
     expect(afterRestart.chunksLocal + afterRestart.chunksTiered).toBe(80);
     if (afterRestart.chunksLocal > 0) {
       await waitFor('uploads under way again', async () => (await tierGet('/crash')).chunksTiered > afterRestart.chunksTiered || undefined, 60_000);

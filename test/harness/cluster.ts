@@ -2,7 +2,7 @@
 // of the built binary (dist/), on free loopback ports, data in one temp dir; optional real
 // etcd. Every process it starts it stops (and only those).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, existsSync, writeFileSync } from 'node:fs';
+import { openSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Strata } from '../../client/index.js';
@@ -154,6 +154,22 @@ export class TestCluster {
     return node;
   }
 
+  /** Each process's state and last log lines: what a failed start needs to be understood from CI output alone. */
+  processReport(lines = 6): string {
+    return [...this.coordinators, ...this.datanodes]
+      .map((role) => {
+        const state = role.running ? 'running' : `exited (${role.process.exitCode ?? role.process.signalCode})`;
+        let tail = '';
+        try {
+          tail = readFileSync(role.logFile, 'utf8').trimEnd().split('\n').slice(-lines).map((line) => `    ${line.slice(0, 400)}`).join('\n');
+        } catch {
+          tail = '    (no log)';
+        }
+        return `  ${role.name}: ${state}\n${tail}`;
+      })
+      .join('\n');
+  }
+
   async waitForLiveNodes(count: number, timeoutMs = 60_000): Promise<void> {
     const client = Strata.connect({ coordinators: this.coordinatorList, callTimeoutMs: 1000, failoverTimeoutMs: 1000, tokenProvider: this.options.tokenProvider, tls: this.clientTls });
     const giveUpAt = Date.now() + timeoutMs;
@@ -161,7 +177,7 @@ export class TestCluster {
       for (;;) {
         const fs = await client.statfs().catch(() => undefined);
         if (fs && fs.liveNodes === count) return;
-        if (Date.now() > giveUpAt) throw new Error(`cluster: ${fs?.liveNodes ?? 0}/${count} live data nodes after ${timeoutMs} ms`);
+        if (Date.now() > giveUpAt) throw new Error(`cluster: ${fs?.liveNodes ?? 0}/${count} live data nodes after ${timeoutMs} ms\n${this.processReport()}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     } finally {
@@ -197,7 +213,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       cluster.nodeSecretFile = path.join(dir.path, 'node.secret');
       writeFileSync(cluster.nodeSecretFile, newNodeSecretText(), { mode: 0o600 });
     }
-    const logLevel = options.logLevel ?? 'warn';
+    const logLevel = options.logLevel ?? process.env.STRATA_TEST_LOG_LEVEL ?? 'warn';
     for (let i = 0; i < (options.coordinators ?? 1); i++) {
       const address = `127.0.0.1:${await freePort()}`;
       const args = ['coordinator', '--listen', address, '--meta', meta, '--log-level', logLevel];
@@ -220,7 +236,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
 async function startDatanode(cluster: TestCluster, i: number, options: ClusterOptions): Promise<RoleProcess> {
   const address = `127.0.0.1:${await freePort()}`;
   const args = ['datanode', '--node-id', `dn${i + 1}`, '--data-dir', cluster.dataDir(i), '--listen', address];
-  args.push('--coordinators', cluster.coordinatorList, '--log-level', options.logLevel ?? 'warn', '--heartbeat-interval-ms', '500');
+  args.push('--coordinators', cluster.coordinatorList, '--log-level', options.logLevel ?? process.env.STRATA_TEST_LOG_LEVEL ?? 'warn', '--heartbeat-interval-ms', '500');
   args.push(...(options.datanodeArgs ?? []), ...cluster.nodeSecretArgs, ...(await cluster.nodeTlsArgs(`dn${i + 1}`)));
   const node = new RoleProcess(`dn${i + 1}`, args, path.join(cluster.dir.path, `dn${i + 1}.log`), address, options.env);
   node.start();

@@ -46,6 +46,10 @@ export async function tempDir(prefix: string): Promise<TempDir> {
   const path = await mkdtemp(join(tmpdir(), `strata-${prefix}-`));
   return {
     path,
-    cleanup: () => rm(path, { recursive: true, force: true, maxRetries: 3 }),
+    // STRATA_TEST_KEEP_DIRS=1 keeps the logs and data of a run to read after it.
+    cleanup: async () => {
+      if (process.env.STRATA_TEST_KEEP_DIRS === '1') return console.log(`kept ${path}`);
+      await rm(path, { recursive: true, force: true, maxRetries: 3 });
+    },
   };
 }
