@@ -5,34 +5,40 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-// The kernel may hand the same ephemeral port back once it is released; remembering what this
-// process already gave out keeps two servers started side by side from colliding.
+// Ports come from below Linux's ephemeral range (32768-60999). A port the kernel picks (an
+// outgoing connection's source port, a server on port 0 such as a data node's byte path) can
+// take an ephemeral port between our check and the server's bind, and the server then exits
+// with EADDRINUSE: a cluster that never starts. Each vitest worker scans its own slice (two test
+// files run at once), from a random point, and never hands out a port twice.
+const PORT_RANGE_START = 20_000;
+const PORT_RANGE_END = 32_700;
+const PORT_SLICES = 8;
+const SLICE_SIZE = Math.floor((PORT_RANGE_END - PORT_RANGE_START) / PORT_SLICES);
+const slice = Number(process.env.VITEST_POOL_ID ?? 0) % PORT_SLICES;
+const sliceStart = PORT_RANGE_START + slice * SLICE_SIZE;
+let nextOffset = Math.floor(Math.random() * SLICE_SIZE);
 const portsHandedOut = new Set<number>();
-const FREE_PORT_ATTEMPTS_MAX = 50;
 
-function listenOnce(): Promise<number> {
-  return new Promise((resolve, reject) => {
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close((err) => (err ? reject(err) : resolve(port)));
-    });
+    server.once('error', () => resolve(false));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
   });
 }
 
-/** A loopback TCP port that was free a moment ago and that this process has not handed out before. */
+/** A loopback TCP port that was free a moment ago, outside the ephemeral range, and that this process has not handed out before. */
 export async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < FREE_PORT_ATTEMPTS_MAX; attempt++) {
-    const port = await listenOnce();
-    if (port > 0 && !portsHandedOut.has(port)) {
+  for (let tried = 0; tried < SLICE_SIZE; tried++) {
+    const port = sliceStart + (nextOffset++ % SLICE_SIZE);
+    if (portsHandedOut.has(port)) continue;
+    if (await isFree(port)) {
       portsHandedOut.add(port);
       return port;
     }
   }
-  throw new Error(`freePort: no new loopback port after ${FREE_PORT_ATTEMPTS_MAX} attempts`);
+  throw new Error(`freePort: no free loopback port in ${sliceStart}..${sliceStart + SLICE_SIZE - 1}`);
 }
 
 export interface TempDir {
