@@ -57,6 +57,8 @@ export class CoordinatorClient {
   requestsSent = 0;
   /** The same, per op (the session op's name, or the unary method's): what a cache saves of which request. */
   readonly requestsSentByOp = new Map<string, number>();
+  /** Milliseconds spent waiting for answers (sent to settled, each attempt), per op: where a client's time goes. */
+  readonly requestMsByOp = new Map<string, number>();
 
   constructor(private readonly options: CoordinatorClientOptions) {
     if (options.addresses.length === 0) {
@@ -123,7 +125,12 @@ export class CoordinatorClient {
       try {
         this.requestsSent++;
         this.requestsSentByOp.set(op, (this.requestsSentByOp.get(op) ?? 0) + 1);
-        return await attempt(index);
+        const sentAt = performance.now();
+        try {
+          return await attempt(index);
+        } finally {
+          this.requestMsByOp.set(op, (this.requestMsByOp.get(op) ?? 0) + performance.now() - sentAt);
+        }
       } catch (err) {
         const error = err as StrataError;
         if (!isTransportFailure(error) || error instanceof SessionUnsupported) {

@@ -150,6 +150,11 @@ export class Strata {
     return Object.fromEntries(this.coordinator.requestsSentByOp);
   }
 
+  /** Mean microseconds from sending a metadata request to its answer, per op (each attempt counts). */
+  get metadataMicrosByOp(): Record<string, number> {
+    return meanMicros(this.coordinator.requestMsByOp, this.coordinator.requestsSentByOp);
+  }
+
   /** The namespace by inode and (parent inode, name): what a mount needs (client/inodes.ts). */
   get inodes(): InodeOps {
     return (this.inodeOps ??= new SessionInodes(this.coordinator));
@@ -533,4 +538,9 @@ function tokenSourceOf(options: ConnectOptions): TokenSource | undefined {
   if (options.token !== undefined && options.tokenProvider) throw invalid('pass token or tokenProvider, not both');
   if (options.tokenProvider) return new TokenSource(options.tokenProvider);
   return options.token !== undefined ? TokenSource.fixed(options.token) : undefined;
+}
+
+/** Totals in milliseconds, per key, as mean whole microseconds per count. */
+function meanMicros(totalMs: Map<string, number>, counts: Map<string, number>): Record<string, number> {
+  return Object.fromEntries([...totalMs].map(([op, ms]) => [op, Math.round((ms * 1000) / (counts.get(op) || 1))]));
 }

@@ -77,8 +77,10 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
   }
   const stopInvalidations = inodes.onInvalidate((ev) => ops.invalidate(ev));
   // Diagnostics: which requests reach this process (the kernel answers the others itself), and
-  // which of them went on to a coordinator (the metadata cache answers the others).
-  const dumpCounts = () => log.info({ requests: ops.requestCounts(), coordinatorRequests: strata.metadataRequestsByOp }, 'requests so far');
+  // which of them went on to a coordinator (the metadata cache answers the others), and the mean
+  // µs each took here (arrival to answer) and on its way to a coordinator and back.
+  const dumpCounts = () =>
+    log.info({ requests: ops.requestCounts(), coordinatorRequests: strata.metadataRequestsByOp, requestMicros: ops.requestMicros(), coordinatorMicros: strata.metadataMicrosByOp }, 'requests so far');
   process.on('SIGUSR2', dumpCounts);
   await raiseReadAhead(mountpoint, log);
   const stopCrashGuard = unmountOnCrash(mountpoint, log);

@@ -122,6 +122,14 @@ export class LowLevelOps {
   /** Requests that reached JavaScript, per op (diagnostics: `requestCounts`). */
   private readonly counts = new Map<string, number>();
 
+  /** Milliseconds from each request's arrival here to its answer, per op. */
+  private readonly answerMs = new Map<string, number>();
+
+  /** Mean microseconds from a request's arrival here to its answer, per op (diagnostics). */
+  requestMicros(): Record<string, number> {
+    return Object.fromEntries([...this.answerMs].map(([op, ms]) => [op, Math.round((ms * 1000) / (this.counts.get(op) || 1))]));
+  }
+
   /** Requests that reached JavaScript so far, per op, and the metadata cache's hits. */
   requestCounts(): Record<string, number> {
     const hits = (this.ctx.inodes as { cacheHits?: number }).cacheHits;
@@ -224,13 +232,15 @@ export class LowLevelOps {
   /** Runs `work`, then `done` with its value, or answers its errno. */
   private serve<T>(req: FuseRequest, work: () => Promise<T>, done: (value: T) => void): void {
     const what = req.name !== undefined ? `${req.ino}/${req.name}` : String(req.ino);
+    const arrived = performance.now();
+    const answered = () => this.answerMs.set(req.op, (this.answerMs.get(req.op) ?? 0) + performance.now() - arrived);
     settle(
       this.ctx,
       req.op,
       what,
       work,
-      (value) => this.reply(() => done(value)),
-      (errno) => this.reply(() => this.ctx.fuse.replyErr(req.id, errno)),
+      (value) => this.reply(() => (answered(), done(value))),
+      (errno) => this.reply(() => (answered(), this.ctx.fuse.replyErr(req.id, errno))),
     );
   }
 
