@@ -119,9 +119,11 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       endpoint: () => sessionAddress,
     };
     const keyAdmin = keyAdminHandlers({ nodes, tls, kv, grantKeys, grantTtlMs: config.grantTtlMs, heartbeatIntervalMs: config.heartbeatIntervalMs, channelOptions: nodeChannel });
+    // The master key record is written only from authenticated heartbeats: with a node secret or TLS,
+    // every heartbeat reaching the handler passed the node-plane check (master-key-check.ts).
     server.addService(
       withSessionLimits(strataProto.Coordinator.service, session.limits),
-      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin, grants, store: meta, log, masterKeys: new MasterKeyCheck(kv, log), keyAdmin: keyAdmin.handlers }),
+      coordinatorService(namespace, nodes, config, { kv, leadership, healer, tiering, session, auth, admin, grants, store: meta, log, masterKeys: new MasterKeyCheck(kv, log, nodeSecret !== undefined || tls !== undefined), keyAdmin: keyAdmin.handlers }),
     );
     server.addService(strataProto.LeasePeers.service, coherence.service());
     let sessionListener: SessionListener | undefined;

@@ -73,8 +73,11 @@ export interface RunningDataNode {
   stop(): Promise<void>;
   /** Reads the TLS files again (SIGHUP): new connections use them; a bad file keeps the old (common/tls-reload.ts). */
   reloadTls(): void;
-  /** Reads the key file again (SIGHUP): a ring with a new newest key writes with it from then on; a bad file keeps the old keys. */
-  reloadKeys(): void;
+  /**
+   * Reads the key file again (SIGHUP): a ring with a new newest key writes with it from then on,
+   * once a coordinator accepted it; a bad file, or a ring refused, keeps the old keys.
+   */
+  reloadKeys(): Promise<void>;
   /** Settles when the node must stop on its own: a coordinator refused its master key (KeyUnavailable). */
   failed: Promise<StrataError>;
 }
@@ -107,9 +110,10 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   await mkdir(config.dataDir, { recursive: true });
   const nodeId = await resolveNodeId(config.dataDir, config.nodeId);
   const store = await LocalChunkStore.open(config.dataDir, { keys });
-  // A chunk written under a key the other nodes lack is unreadable to them: none is stored until
-  // a coordinator has checked this node's key against the cluster's (coordinator/master-key-check.ts).
-  if (keys) store.refuseWrites(new StrataError('Unavailable', `data node ${nodeId}: not writing until a coordinator accepts its master key '${keys.current.keyId}'`));
+  // A chunk written under a key the other nodes lack is unreadable to them, and one written by a
+  // keyless node of a cluster that encrypts is in clear: none is stored until a coordinator has
+  // checked this node's keys (or its lack of one) against the cluster's (coordinator/master-key-check.ts).
+  store.refuseWrites(new StrataError('Unavailable', keys ? `data node ${nodeId}: not writing until a coordinator accepts its master key '${keys.current.keyId}'` : `data node ${nodeId}: not writing until a coordinator accepts it (this node has no master key: it writes in clear)`));
   let fail: (err: StrataError) => void = () => {};
   const failed = new Promise<StrataError>((resolve) => (fail = resolve));
   const tiers = new TierRegistry(log);
@@ -206,16 +210,35 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
       await store.close();
       log.info({ nodeId }, 'data node stopped');
     })());
-  const reloadKeys = () => {
+  let reloading = Promise.resolve();
+  // One reload at a time (SIGHUPs in a row are checked in their order).
+  const reloadKeys = () => (reloading = reloading.then(reloadKeyRing).catch((err) => log.warn({ err: (err as Error).message }, 'master keys not reloaded; keeping the ones in use')));
+  const reloadKeyRing = async () => {
     if (!keys) return;
+    let fresh: ReturnType<typeof loadKeyRing>;
     try {
-      const fresh = loadKeyRing(config);
-      if (!fresh) return;
-      keys.replaceWith(fresh);
-      log.info({ keyId: keys.current.keyId, keys: keys.ids().length }, 'master keys reloaded');
+      fresh = loadKeyRing(config);
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'master keys not reloaded; keeping the ones in use');
+      return;
     }
+    if (!fresh) return;
+    if (fresh.current.keyId !== keys.current.keyId) {
+      // A new writing key is checked the way one at start is, before it wraps anything: a key the
+      // cluster does not know would store chunks the other nodes cannot read. Until then, and if
+      // it is refused, the ring in use stays (it keeps writing and reading).
+      const verdict = await checkRing(heartbeats, fresh.ids());
+      if (verdict !== 'accepted') {
+        log.error({ keyId: fresh.current.keyId, err: verdict.message }, `master keys not reloaded; keeping the ones in use (writing key '${keys.current.keyId}'): ${verdict.message}`);
+        return;
+      }
+    }
+    // Which keys this node's chunks use is not known without reading every head: a dropped key is
+    // allowed (after rotate-master it is how one is retired), but said.
+    const dropped = keys.ids().filter((id) => !fresh.ids().includes(id));
+    if (dropped.length > 0) log.warn({ dropped }, 'reloaded master keys drop keys this node had: chunks still under them no longer read here (run `strata keys rotate-master` before removing a key)');
+    keys.replaceWith(fresh);
+    log.info({ keyId: keys.current.keyId, keys: keys.ids().length }, 'master keys reloaded');
   };
   return { nodeId, address, tiers, stop, reloadTls: () => void reloadCertificates(tls, log), reloadKeys, failed };
 }
@@ -264,7 +287,7 @@ function startHeartbeat(
   log: Logger,
   hello: () => NodeLinkHello,
   channel: { tls: TlsContext | undefined; options: grpc.ClientOptions },
-): { stop(): Promise<void> } {
+): RunningHeartbeat {
   // The options add this node's credential to heartbeats and links when it has a node secret.
   const client = new strataProto.Coordinator(coordinator, channelCredentials(channel.tls), channel.options);
   // On the heartbeats' connection: it is the one whose loss the coordinator must notice.
@@ -305,6 +328,14 @@ function startHeartbeat(
   void beat();
 
   return {
+    async checkKeys(masterKeyIds) {
+      try {
+        await callUnary(client, 'heartbeat', { ...(await nodeInfo()), masterKeyIds }, HEARTBEAT_TIMEOUT_MS, coordinator);
+        return 'accepted';
+      } catch (err) {
+        return err instanceof StrataError ? err : new StrataError('Unavailable', (err as Error).message);
+      }
+    },
     async stop() {
       stopped = true;
       clearTimeout(timer);
@@ -312,4 +343,25 @@ function startHeartbeat(
       client.close();
     },
   };
+}
+
+interface RunningHeartbeat {
+  /** One heartbeat naming `masterKeyIds` instead of the ring in use: 'accepted', or why not. */
+  checkKeys(masterKeyIds: string[]): Promise<'accepted' | StrataError>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Whether the coordinators accept a ring of `masterKeyIds` (writing key first): the first one to
+ * answer decides (they share the cluster's record); a refusal (KeyUnavailable) is final, other
+ * errors try the next one.
+ */
+async function checkRing(heartbeats: readonly RunningHeartbeat[], masterKeyIds: string[]): Promise<'accepted' | StrataError> {
+  let last: StrataError = new StrataError('Unavailable', 'no coordinator configured to check the new master key');
+  for (const heartbeat of heartbeats) {
+    const verdict = await heartbeat.checkKeys(masterKeyIds);
+    if (verdict === 'accepted' || verdict.kind === 'KeyUnavailable') return verdict;
+    last = new StrataError('Unavailable', `no coordinator could check the new writing key (${verdict.message}); send SIGHUP again once one is reachable`);
+  }
+  return last;
 }

@@ -41,7 +41,7 @@ export function registerClusterUpCommand(program: Command): void {
     .option('--oidc-audience <client-id>', 'with --auth oidc: the client id tokens must name in aud')
     .option('--tier <spec>', 'an S3-compatible tier for cold chunks, repeatable: name=s3://bucket/prefix?endpoint=URL&path_style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)', (spec: string, all: string[]) => [...all, spec], [] as string[])
     .option('--tls', 'TLS on every port, mutual between nodes: a dev CA and certificates in DATA_DIR/tls (made once, as `strata certs init`)')
-    .option('--encrypt', 'encryption at rest: data nodes encrypt every chunk (AES-256-GCM) under a master key in DATA_DIR/master.key (made once, mode 0600; without it the data cannot be read)')
+    .option('--encrypt', 'encryption at rest: data nodes encrypt every chunk (AES-256-GCM) under a master key in DATA_DIR/master.key (made once, mode 0600; without it the data cannot be read); without --tls the node plane gets a node secret (DATA_DIR/node.secret), so a data node with a wrong key or none is refused')
     .action(async (options) => {
       const datanodes = wholeNumber(options.datanodes, '--datanodes', 1, 64);
       const port = wholeNumber(options.port, '--port', 1, 65535 - datanodes);
@@ -67,7 +67,9 @@ export function registerClusterUpCommand(program: Command): void {
       const keyFile = options.encrypt ? masterKeyFile(dataDir) : undefined;
       const encryptArgs = keyFile ? ['--encrypt-key-file', keyFile.path] : [];
       // With auth on, the node plane is authenticated too: a shared secret every process gets by file.
-      const nodeSecret = options.auth === 'oidc' ? nodeSecretFile(dataDir) : undefined;
+      // So it is with --encrypt (TLS alone authenticates it too): the cluster's master key record is only
+      // set from authenticated heartbeats (coordinator/master-key-check.ts); without, a wrong key or none is not refused.
+      const nodeSecret = options.auth === 'oidc' || (options.encrypt && !options.tls) ? nodeSecretFile(dataDir) : undefined;
       const nodeSecretArgs = nodeSecret ? ['--node-secret-file', nodeSecret] : [];
       const children: Child[] = [];
       const start = (name: string, args: string[]) => {

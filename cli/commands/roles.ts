@@ -108,7 +108,7 @@ export function registerRoleCommands(program: Command): void {
       const running = await runDataNode(config, log);
       const reload = () => {
         running.reloadTls();
-        running.reloadKeys();
+        void running.reloadKeys();
       };
       const failed = await Promise.race([untilSignal(log, running.stop, reload).then(() => undefined), running.failed]);
       if (failed) {
