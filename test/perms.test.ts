@@ -182,6 +182,50 @@ describe('owner, group and mode bits, enforced by the coordinator (auth on)', ()
     await a.rm('/shared/ann-ro.txt');
   });
 
+  test('create (open O_CREAT) of an existing file in a directory he may not write: opened as POSIX says, not refused', async () => {
+    // /home is ann's 0755: ben searches it but may not make entries there; open-rw.txt is 0666.
+    const a = connect(ann);
+    await a.writeFile('/home/open-rw.txt', 'ann wrote', { mode: 0o666 });
+    const home = (await a.stat('/home')).ino;
+    const closed = (await a.stat('/home/closed')).ino;
+    for (const session of [true, false]) {
+      const b = connect(ben, { session });
+      const at = (what: string) => `${what} session=${session}`;
+      // By path: the SDK's writeFile is Create with truncate, then the chunks.
+      await b.writeFile('/home/open-rw.txt', `ben wrote ${session}`);
+      expect((await a.readFile('/home/open-rw.txt')).toString()).toBe(`ben wrote ${session}`);
+      expect((await b.create('/home/open-rw.txt')).size).toBe(`ben wrote ${session}`.length);
+      // O_EXCL on an existing name: Exists (he may search /home, so he may know it is there).
+      expect((await failure(b.create('/home/open-rw.txt', { exclusive: true })))?.kind, at('exclusive')).toBe('Exists');
+      // Truncating a file he may not write, and a new name, stay refused.
+      await denied(at('truncate 0644'), b.create('/home/public.txt', { truncate: true }));
+      await denied(at('a new file in 0755'), b.create('/home/new.txt'));
+      await denied(at('a new exclusive file in 0755'), b.create('/home/new.txt', { exclusive: true }));
+    }
+    // By inode on the session stream: opened, with its first chunk's write grant (he may write it).
+    const b = connect(ben).inodes;
+    const opened = await b.create(home, 'open-rw.txt', { allocateFirstChunk: true });
+    expect(opened.stat.ino).toBe((await a.stat('/home/open-rw.txt')).ino);
+    expect(opened.grant).toBeDefined();
+    expect((await failure(b.create(home, 'open-rw.txt', { exclusive: true })))?.kind).toBe('Exists');
+    await denied('a new file by inode', b.create(home, 'new.txt'));
+    // Without search (x) on the directory the name's existence is not told: refused as before.
+    await denied('existing 0666 file behind 0700', b.create(closed, 'open.txt'));
+    await denied('exclusive behind 0700', b.create(closed, 'open.txt', { exclusive: true }));
+    await denied('by path behind 0700', connect(ben).writeFile('/home/closed/open.txt', 'x'));
+    expect((await a.readFile('/home/closed/open.txt')).toString()).toBe('writable, behind a 0700 dir');
+    // The CLI: put over it works; a new name there is one line, exit 6.
+    const local = path.join(scratch.path, 'ben-local.txt');
+    writeFileSync(local, 'ben put');
+    const token = ben();
+    const put = await cli(token, ['put', local, '/home/open-rw.txt']);
+    expect(put.code, put.stderr).toBe(0);
+    expect((await a.readFile('/home/open-rw.txt')).toString()).toBe('ben put');
+    expectOneLineError(await cli(token, ['put', local, '/home/new.txt']), 6, /permission denied: .*needs write and search \(wx\) on the directory/, [token]);
+    expect((await a.readdir('/home')).map((e) => e.name)).not.toContain('new.txt');
+    await a.rm('/home/open-rw.txt');
+  });
+
   test('ann, the owner, can; chgrp only to her own groups; the admin acts as root', async () => {
     const a = connect(ann);
     expect((await a.setattr('/home/private.txt', { mode: 0o640 })).mode & 0o777).toBe(0o640);

@@ -196,9 +196,13 @@ export class NamespaceGate implements Namespace {
     this.posix(scope, posix.search(view.caller, dir), name);
     await this.entry(scope, view, parent, name, 'read-write');
     // Whether the name is taken is known only inside the store's create: a new entry needs w on
-    // the directory, opening an existing file to empty it w on the file (POSIX open(O_CREAT)).
-    const check = (fresh: Attr, existing: Attr | undefined) =>
-      this.posix(scope, existing ? (options.truncate ? posix.access(view.caller, existing, posix.W, 'the file') : undefined) : posix.changeIn(view.caller, fresh), name);
+    // the directory; an existing file is opened as POSIX open(O_CREAT) does, without w on the
+    // directory, and emptying it needs w on the file (O_EXCL: Exists, told only after search).
+    const check = {
+      refusal: (fresh: Attr, existing: Attr | undefined) =>
+        existing ? (options.truncate ? posix.access(view.caller, existing, posix.W, 'the file') : undefined) : posix.changeIn(view.caller, fresh),
+      refuse: (refusal: string) => this.denials.denied(scope.principal, scope.op, name, refusal),
+    };
     return this.shown(view, this.meta.create(parent, name, { ...options, owner: ownerFor(view, options.owner), check }));
   }
 

@@ -228,12 +228,23 @@ export class MetaStore {
         chunkSize: options.chunkSize,
         ...ownedBy(options.owner, dir, 'file', options.mode || 0o644),
       });
+    const { check } = options;
+    const requireAllowed = (dir: Attr, existing: Attr | undefined) => {
+      const refusal = check?.refusal(dir, existing);
+      if (refusal !== undefined) throw check!.refuse(refusal);
+    };
     const makeNew = (ino: number, now: number, dir: Attr) => {
-      options.check?.(dir, undefined);
+      requireAllowed(dir, undefined);
       return newFile(ino, now, dir);
     };
     return this.retry(async (attempt) => {
-      const reads = await this.readForCreate(parent, name, attempt === 0);
+      let reads = await this.readForCreate(parent, name, attempt === 0);
+      // The first attempt assumes the name free (its txn proves it). A caller refused a new entry
+      // (no w on the directory) may still open an existing file (POSIX open(O_CREAT)): read the
+      // name before refusing.
+      if (!reads.dentryRead.entry && attempt === 0 && check?.refusal(k.decodeAttr(parent, reads.parentRead.entry!.value), undefined) !== undefined) {
+        reads = await this.readForCreate(parent, name);
+      }
       if (!reads.dentryRead.entry) return this.insertEntry(parent, name, reads, makeNew);
       if (options.exclusive) throw exists(name);
       const { ino } = k.decodeDentry(reads.dentryRead.entry.value);
@@ -242,7 +253,7 @@ export class MetaStore {
       const existing = k.decodeAttr(ino, inodeEntry.value);
       if (existing.type === 'dir') throw isDir(name);
       if (existing.type !== 'file') throw invalid(`${name}: not a regular file`);
-      options.check?.(k.decodeAttr(parent, reads.parentRead.entry!.value), existing);
+      requireAllowed(k.decodeAttr(parent, reads.parentRead.entry!.value), existing);
       if (!options.truncate) return existing;
       const now = this.now();
       const emptied: Attr = { ...existing, size: 0, chunks: 0, mtimeMs: now, ctimeMs: now };

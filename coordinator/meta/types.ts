@@ -112,10 +112,13 @@ export interface CreateOptions {
   truncate: boolean;
   owner?: Owner;
   /**
-   * Throws to refuse, once the store knows whether the name is taken: with the directory as read,
-   * and the existing file (undefined: a new one is about to be made). The gate's mode-bit check.
+   * The gate's mode-bit check, asked once the store knows whether the name is taken: `refusal`
+   * answers why the caller may not (undefined: it may), given the directory as read and the
+   * existing file (undefined: a new one is about to be made). It is pure, so the store may ask it
+   * before it knows (a first attempt assumes the name free); `refuse` makes the error thrown (and
+   * logged) for a refusal that stands.
    */
-  check?: (dir: Attr, existing: Attr | undefined) => void;
+  check?: { refusal(dir: Attr, existing: Attr | undefined): string | undefined; refuse(refusal: string): Error };
 }
 
 export interface NamespaceCounts {
