@@ -113,7 +113,10 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   // A chunk written under a key the other nodes lack is unreadable to them, and one written by a
   // keyless node of a cluster that encrypts is in clear: none is stored until a coordinator has
   // checked this node's keys (or its lack of one) against the cluster's (coordinator/master-key-check.ts).
-  store.refuseWrites(new StrataError('Unavailable', keys ? `data node ${nodeId}: not writing until a coordinator accepts its master key '${keys.current.keyId}'` : `data node ${nodeId}: not writing until a coordinator accepts it (this node has no master key: it writes in clear)`));
+  // A keyless node on an open node plane (no secret, no TLS) has no check to wait for: a record
+  // is trusted only when authenticated heartbeats wrote it, and a cluster that encrypts
+  // authenticates its node plane (`cluster up --encrypt` does).
+  if (keys || nodeSecret || tls) store.refuseWrites(new StrataError('Unavailable', keys ? `data node ${nodeId}: not writing until a coordinator accepts its master key '${keys.current.keyId}'` : `data node ${nodeId}: not writing until a coordinator accepts it (this node has no master key: it writes in clear)`));
   let fail: (err: StrataError) => void = () => {};
   const failed = new Promise<StrataError>((resolve) => (fail = resolve));
   const tiers = new TierRegistry(log);
