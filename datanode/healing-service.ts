@@ -13,6 +13,7 @@ import type { TlsContext } from '../common/tls.js';
 import type { TierCopy } from '../common/object-tier.js';
 import type { ChunkStore, ListedChunk } from './chunk-store.js';
 import { checkEncodingDecoded } from './encoding-check.js';
+import { rewrapEncoding } from '../common/chunk-rewrap.js';
 import { waitForDrain } from './drain.js';
 import type { TierCache } from './tier-cache.js';
 import { checkTierCopy } from './tier-fetch.js';
@@ -215,12 +216,15 @@ export function createHealingService(options: HealingServiceOptions): HealingSer
         return null;
       }
       timing.fetchMs = lap();
-      // Encrypted copies are checked (and stored) as they are: the cluster's nodes share the master key.
+      // Encrypted copies are checked as they are: the cluster's nodes share the master keys.
       const from = `the copy from ${source.nodeId}`;
       const layout = await checkEncodingDecoded(fetched.bytes, { chunkId, length, crc32c: expectedCrc, from }, store.keys);
       timing.verifyMs = lap();
       read.signal.throwIfAborted();
-      const { storedBytes } = await writer.commitEncoding(fetched.bytes, layout.blocks.length);
+      // A source not yet re-wrapped (rotate-master running, or its ring behind) sent its older key:
+      // the copy is stored under this node's writing key, so a finished rotation leaves none behind.
+      const stored = store.keys ? ((await rewrapEncoding(chunkId, fetched.bytes, store.keys, from)).encoding ?? fetched.bytes) : fetched.bytes;
+      const { storedBytes } = await writer.commitEncoding(stored, layout.blocks.length);
       timing.commitMs = lap();
       return storedBytes;
     } catch (err) {

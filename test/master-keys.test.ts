@@ -65,7 +65,7 @@ describe('master key rotation (2 data nodes, RF 2, a key ring file, node secret)
     ring = path.join(work.path, 'master.keys');
     await writeFile(ring, `# the cluster's master keys, newest last\n${keyA}\n`, { mode: 0o600 });
     // A node secret: the cluster's key record is only set from authenticated heartbeats.
-    cluster = await startCluster({ datanodes: 2, replication: 2, chunkSize: '256KiB', nodeSecret: true, datanodeArgs: ['--encrypt-key-file', ring] });
+    cluster = await startCluster({ datanodes: 2, replication: 2, chunkSize: '256KiB', nodeSecret: true, datanodeArgs: ['--encrypt-key-file', ring], coordinatorArgs: ['--scan-interval-ms', '500'] });
     client = cluster.client();
     await client.mkdir('/k', { parents: true });
     files.set('/k/big.bin', randomBytes(2 * CHUNK + 123)); // chunk files
@@ -196,6 +196,68 @@ describe('master key rotation (2 data nodes, RF 2, a key ring file, node secret)
     files.set('/k/after-keyless.bin', after);
     await expectReadsBack();
   });
+
+  test('a repair copy from a node whose copy is under an older key is stored under the receiver\'s newest key; rotate-master then has nothing to re-wrap there; data reads back identical', async () => {
+    // A newer key C on dn1 and dn2 (their chunks stay under B until a rotation), and dn3 starts with it.
+    const keyC = hexKey();
+    await writeFile(ring, `${keyB}\n${keyC}\n`);
+    sighupAll();
+    const fresh = randomBytes(CHUNK + 9);
+    await waitFor('a new write wrapped by key C on every copy', async () => {
+      await client.writeFile('/k/fresh-c.bin', fresh);
+      for (const copy of await firstChunkCopies('/k/fresh-c.bin')) if ((await headOf(copy.chunkId, copy.bytes)).layout.keyId !== idOf(keyC)) return undefined;
+      return true;
+    }, 60_000);
+    files.set('/k/fresh-c.bin', fresh);
+    const dn3 = await cluster.addDatanode();
+    const [dn1, dn2] = cluster.datanodes;
+    const placed = await client.locate('/k/big.bin');
+    expect(placed.length).toBe(3);
+    for (const chunk of placed) expect([...chunk.nodes].sort()).toEqual(['dn1', 'dn2']);
+    const chunks = placed.slice(0, 2); // chunk files (the 123-byte tail is inline in the index)
+    const copyOn = async (nodeIndex: number, chunkId: string) => {
+      const bytes = await readFile(chunkFilePath(cluster.dataDir(nodeIndex), chunkId)).catch(() => undefined);
+      return bytes && (await headOf(chunkId, bytes));
+    };
+    for (const chunk of chunks) expect((await copyOn(1, chunk.chunkId))?.layout.keyId).toBe(idOf(keyB)); // the repair's source
+
+    await dn1.stop();
+    await waitFor('every chunk of /k/big.bin repaired onto dn3', async () => {
+      for (const chunk of await client.locate('/k/big.bin')) if (!chunk.nodes.includes('dn3')) return undefined;
+      for (const chunk of chunks) if (!(await copyOn(2, chunk.chunkId))) return undefined;
+      return true;
+    }, 120_000);
+    for (const chunk of chunks) {
+      expect((await copyOn(1, chunk.chunkId))?.layout.keyId, `dn2 ${chunk.chunkId}`).toBe(idOf(keyB));
+      expect((await copyOn(2, chunk.chunkId))?.layout.keyId, `dn3 ${chunk.chunkId}`).toBe(idOf(keyC));
+    }
+    await expectReadsBack();
+
+    // dn1 is down: the rotation goes node by node over the live ones.
+    for (const [node, index] of [[dn3, 2], [dn2, 1]] as const) {
+      const rotated = await cluster.cli(['keys', 'rotate-master', '--json', '--node', node.name]);
+      expect(rotated.code, rotated.stderr).toBe(0);
+      const report = JSON.parse(rotated.stdout) as { complete: boolean; nodes: { nodeId: string; keyId: string; rewrapped: number; resealed: number; current: number; failed: number }[] };
+      expect(report.complete).toBe(true);
+      const [totals] = report.nodes;
+      expect(totals.keyId).toBe(idOf(keyC));
+      expect(totals.failed).toBe(0);
+      if (node === dn3) expect(totals.rewrapped + totals.resealed, 'dn3: its repaired copies came in under key C').toBe(0);
+      else expect(totals.rewrapped, 'dn2').toBeGreaterThanOrEqual(chunks.length);
+      for (const chunk of chunks) expect((await copyOn(index, chunk.chunkId))?.layout.keyId).toBe(idOf(keyC));
+    }
+    // Key B leaves the ring: everything still reads.
+    await writeFile(ring, `${keyC}\n`);
+    for (const node of [dn2, dn3]) node.process.kill('SIGHUP');
+    await waitFor('reads with key C only', async () => {
+      try {
+        await expectReadsBack();
+        return true;
+      } catch {
+        return undefined;
+      }
+    }, 60_000);
+  }, 300_000);
 });
 
 describe('an open node plane (no node secret, no TLS), no encryption: hostile heartbeats naming master keys', () => {
