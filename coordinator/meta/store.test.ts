@@ -166,6 +166,46 @@ function metaContract(name: string, open: () => Promise<{ kv: Kv; close: () => P
       await expectKind(meta.lookup(dir, 'sub'), 'NotFound');
     });
 
+    test('emptiness: a directory that never had an entry is removed without a scan; one that had or has entries is scanned, and a full one is never removed', async () => {
+      const dir = await freshDir();
+      let ranges = 0;
+      const counted = new Proxy(meta.kv, {
+        get(target, prop) {
+          if (prop === 'range') return (options: Parameters<Kv['range']>[0]) => (ranges++, target.range(options));
+          const value = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const store = new MetaStore(counted, { inodeBatch: 100 });
+      await store.mkdir(dir, 'fresh', 0o755);
+      ranges = 0;
+      await store.rmdir(dir, 'fresh');
+      expect(ranges).toBe(0);
+      // Had an entry (gone again): its stamp moved on, so the scan proves it empty.
+      const emptied = await store.mkdir(dir, 'emptied', 0o755);
+      await store.create(emptied.ino, 'f', FILE);
+      await store.unlink(emptied.ino, 'f');
+      ranges = 0;
+      await store.rmdir(dir, 'emptied');
+      expect(ranges).toBe(1);
+      // Full, then renamed (a rename writes its entry, not its stamp), as a source and as a target.
+      const full = await store.mkdir(dir, 'full', 0o755);
+      await store.mkdir(full.ino, 'child', 0o755);
+      await store.rename(dir, 'full', dir, 'moved');
+      await expectKind(store.rmdir(dir, 'moved'), 'NotEmpty');
+      await store.mkdir(dir, 'target', 0o755);
+      await expectKind(store.rename(dir, 'target', dir, 'moved'), 'NotEmpty');
+      await store.rmdir(full.ino, 'child');
+      await store.rmdir(dir, 'moved');
+      // A fresh directory as a rename's target: replaced without a scan.
+      await store.mkdir(dir, 'a', 0o755);
+      ranges = 0;
+      await store.rename(dir, 'target', dir, 'a');
+      expect(ranges).toBe(0);
+      await expectKind(store.lookup(dir, 'target'), 'NotFound');
+      expect((await store.lookup(dir, 'a')).type).toBe('dir');
+    });
+
     test('rmdir racing a create never orphans an entry', async () => {
       const dir = await freshDir();
       for (let i = 0; i < 10; i++) {
