@@ -214,17 +214,11 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
       log.info({ nodeId }, 'data node stopped');
     })());
   let reloading = Promise.resolve();
-  // One reload at a time (SIGHUPs in a row are checked in their order).
+  // One reload at a time (SIGHUPs in a row are checked in their order); a bad file keeps the ring in use.
   const reloadKeys = () => (reloading = reloading.then(reloadKeyRing).catch((err) => log.warn({ err: (err as Error).message }, 'master keys not reloaded; keeping the ones in use')));
   const reloadKeyRing = async () => {
     if (!keys) return;
-    let fresh: ReturnType<typeof loadKeyRing>;
-    try {
-      fresh = loadKeyRing(config);
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'master keys not reloaded; keeping the ones in use');
-      return;
-    }
+    const fresh = loadKeyRing(config);
     if (!fresh) return;
     if (fresh.current.keyId !== keys.current.keyId) {
       // A new writing key is checked the way one at start is, before it wraps anything: a key the
