@@ -7,7 +7,7 @@ import { StrataError, notFound } from '../common/errors.js';
 import { validateName } from '../common/paths.js';
 import { MetaCache, type CacheEvent, type CoveredItem, type LeaseGrant, type LeasePush, type OwnTicket, type ReadTicket } from './meta-cache.js';
 import type { CoordinatorClient } from './coordinator-client.js';
-import type { FileStat, SpecialFileType } from './types.js';
+import type { AttrChanges, FileStat, SpecialFileType } from './types.js';
 import { WIRE_SPECIAL_TYPES, toFileStat } from './wire.js';
 import { processOwner } from './owner.js';
 import type { AllocateReply, CommitChunkRequest } from './writer.js';
@@ -41,7 +41,7 @@ export interface InodeOps {
   unlink(parent: number, name: string): Promise<void>;
   rmdir(parent: number, name: string): Promise<void>;
   rename(srcParent: number, srcName: string, dstParent: number, dstName: string, opts?: { noReplace?: boolean }): Promise<void>;
-  setattr(ino: number, changes: { mode?: number; uid?: number; gid?: number; mtimeMs?: number; atimeMs?: number; size?: number }): Promise<FileStat>;
+  setattr(ino: number, changes: AttrChanges): Promise<FileStat>;
   /**
    * Pushed by the coordinator when another client changes what this client may have cached.
    * { ino, name } = the entry `name` in directory `ino` changed; { ino } alone = the inode's
@@ -278,7 +278,7 @@ export class SessionInodes implements InodeOps {
     });
   }
 
-  async setattr(ino: number, changes: { mode?: number; uid?: number; gid?: number; mtimeMs?: number; atimeMs?: number; size?: number }): Promise<FileStat> {
+  async setattr(ino: number, changes: AttrChanges): Promise<FileStat> {
     return this.own([], [ino], (hook, ownCache) => this.coordinator.session<StatReply>('setAttrIno', { ino, ...changes, ownCache }, hook), (own, reply) => {
       const stat = toFileStat(reply.attr);
       if (stat.ino === ino) this.cache.applyOwnAttr(own, stat);

@@ -11,7 +11,7 @@ import { SessionInodes, type InodeOps, type Owner } from './inodes.js';
 import { processOwner } from './owner.js';
 import { readRange } from './reader.js';
 import { TieringCalls, type TierPathInfo, type TierPolicy, type TierRecallResult, type TierStatusReport } from './tiering.js';
-import type { DirEntry, FileStat, FsStats, HealthReport, NodeStatus, QuotaInfo, ReadOptions, RewrapPage, WriteOptions } from './types.js';
+import type { AttrChanges, DirEntry, FileStat, FsStats, HealthReport, NodeStatus, QuotaInfo, ReadOptions, RewrapPage, WriteOptions } from './types.js';
 import { toDirEntry, toFileStat } from './wire.js';
 import { ChunkWriter, uploadChunk, type AllocateReply } from './writer.js';
 
@@ -257,7 +257,7 @@ export class Strata {
     return stat.target;
   }
 
-  async setattr(path: string, changes: { mode?: number; uid?: number; gid?: number; mtimeMs?: number; atimeMs?: number; size?: number }): Promise<FileStat> {
+  async setattr(path: string, changes: AttrChanges): Promise<FileStat> {
     const reply = await this.coordinator.call<{ attr: unknown }>('SetAttr', { path, ...changes });
     return toFileStat(reply.attr);
   }

@@ -389,7 +389,19 @@ function setAttrChanges(req: Req): SetAttrChanges {
     if (!Number.isSafeInteger(value) || value < 0 || value > max) throw invalid(`invalid ${field} ${quoted(req[field])}: a whole number 0..${max}`);
     return value;
   };
-  return { mode: pick('mode'), uid: pick('uid'), gid: pick('gid'), mtimeMs: pick('mtimeMs', TIME_MAX_MS), atimeMs: pick('atimeMs', TIME_MAX_MS), size: pick('size', FILE_MAX_BYTES) };
+  const now = Date.now();
+  const atimeNow = req.atimeNow === true;
+  const mtimeNow = req.mtimeNow === true;
+  return {
+    mode: pick('mode'),
+    uid: pick('uid'),
+    gid: pick('gid'),
+    mtimeMs: mtimeNow ? now : pick('mtimeMs', TIME_MAX_MS),
+    atimeMs: atimeNow ? now : pick('atimeMs', TIME_MAX_MS),
+    size: pick('size', FILE_MAX_BYTES),
+    ...(atimeNow && { atimeNow }),
+    ...(mtimeNow && { mtimeNow }),
+  };
 }
 
 function mapValues<T, U>(object: Record<string, T>, fn: (value: T) => U): Record<string, U> {

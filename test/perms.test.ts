@@ -165,6 +165,26 @@ describe('owner, group and mode bits, enforced by the coordinator (auth on)', ()
     expect((await rpc(ann).call<{ chunks: unknown[] }>('GetChunks', { ino: inside, fromIndex: 0, count: 0 })).chunks.length).toBe(1);
   });
 
+  test('utimes as utimensat: a writer who is not the owner sets "now" (the coordinator\'s clock), only the owner a chosen time', async () => {
+    const a = connect(ann);
+    await a.writeFile('/shared/touched.txt', 'ann', { mode: 0o666 });
+    await a.setattr('/shared/touched.txt', { mtimeMs: 1_000, atimeMs: 1_000 });
+    for (const session of [true, false]) {
+      const b = connect(ben, { session });
+      const before = Date.now();
+      // The time sent beside a "now" is not taken: 5 would be a chosen time in disguise.
+      const touched = await b.setattr('/shared/touched.txt', { mtimeMs: 5, mtimeNow: true, atimeNow: true });
+      expect(touched.mtimeMs).toBeGreaterThanOrEqual(before - 1_000);
+      expect(touched.atimeMs).toBeGreaterThanOrEqual(before - 1_000);
+      await denied(`chosen time on a 0666 file session=${session}`, b.setattr('/shared/touched.txt', { mtimeMs: 1_000 }));
+      await denied(`"now" on a 0644 file session=${session}`, b.setattr('/home/public.txt', { mtimeNow: true }));
+    }
+    const ino = (await a.stat('/shared/touched.txt')).ino;
+    await denied('session setattr by inode, chosen time', connect(ben).inodes.setattr(ino, { atimeMs: 1_000 }));
+    expect((await connect(ben).inodes.setattr(ino, { atimeNow: true })).atimeMs).toBeGreaterThan(1_000);
+    expect((await a.setattr('/shared/touched.txt', { mtimeMs: 2_000 })).mtimeMs).toBe(2_000);
+  });
+
   test('opening an existing file with create + allocate_first_chunk: a write grant only to a writer', async () => {
     // In the sticky 1777 dir ben may make entries, so his create of ann's existing 0644 file opens it.
     const a = connect(ann);

@@ -105,9 +105,14 @@ describe('setattr', () => {
     expect(applied(setattr(alice, attr(0o6755), { gid: 50 }))).toEqual({ gid: 50, mode: 0o755 });
   });
 
-  test('times: the owner or a writer; size: a writer', () => {
-    expect(applied(setattr(bob, attr(0o666), { mtimeMs: 5, atimeMs: 5 }))).toEqual({ mtimeMs: 5, atimeMs: 5 });
-    expect(refused(setattr(bob, attr(0o644), { mtimeMs: 5 }))).toMatch(/setting times/);
+  test('times as utimensat: "now" by the owner or a writer, a chosen time by the owner only; size: a writer', () => {
+    const now = { mtimeMs: 9, atimeMs: 9, mtimeNow: true, atimeNow: true };
+    expect(applied(setattr(bob, attr(0o666), now))).toEqual(now);
+    expect(refused(setattr(bob, attr(0o644), now))).toMatch(/setting times to now: only the owner \(1000\) or a writer/);
+    expect(applied(setattr(alice, attr(0o444), now))).toEqual(now);
+    expect(refused(setattr(bob, attr(0o666), { mtimeMs: 5, atimeMs: 5 }))).toMatch(/setting a chosen time: only the owner/);
+    // one chosen time beside one "now" is still a chosen time
+    expect(refused(setattr(bob, attr(0o666), { mtimeMs: 9, mtimeNow: true, atimeMs: 5 }))).toMatch(/chosen time/);
     expect(applied(setattr(alice, attr(0o444), { mtimeMs: 5 }))).toEqual({ mtimeMs: 5 });
     expect(refused(setattr(bob, attr(0o644), { size: 0 }))).toMatch(/truncate needs write/);
     expect(applied(setattr(alice, attr(0o444), { size: 0 }))).toEqual({ size: 0 }); // the owner: fileData

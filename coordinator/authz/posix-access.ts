@@ -99,9 +99,8 @@ export function removeFrom(caller: PosixCaller, dir: Perms, victim: Perms | unde
 /**
  * A setattr, checked: chmod only by the owner (setgid on a file dropped for a non-member of its
  * group, as Linux does); chown only by root, so never here (a no-op chown to the same uid
- * passes); chgrp by the owner to one of its groups (dropping setuid/setgid of a file); times by
- * the owner or a writer (the wire cannot tell "now" from a chosen time: a writer may set either,
- * a relaxation of utimensat(2)); size (truncate) by a writer or the owner (fileData). Answers the changes to apply, or the refusal.
+ * passes); chgrp by the owner to one of its groups (dropping setuid/setgid of a file); times as
+ * utimensat(2): "now" by the owner or a writer, a chosen time by the owner only; size (truncate) by a writer or the owner (fileData). Answers the changes to apply, or the refusal.
  */
 export function setattr(caller: PosixCaller, attr: Attr, changes: SetAttrChanges): { refused: string } | { changes: SetAttrChanges } {
   const owner = caller.uid === attr.uid;
@@ -122,8 +121,10 @@ export function setattr(caller: PosixCaller, attr: Attr, changes: SetAttrChanges
   } else if (gidChanges && attr.type !== 'dir' && (attr.mode & (S_ISUID | S_ISGID)) !== 0) {
     next.mode = attr.mode & ~(S_ISUID | S_ISGID);
   }
-  if ((changes.mtimeMs !== undefined || changes.atimeMs !== undefined) && !owner && !may(caller, attr, W)) {
-    return { refused: `setting times: only the owner (${attr.uid}) or a writer; ${access(caller, attr, W, 'the file')}` };
+  const chosenTime = (changes.mtimeMs !== undefined && !changes.mtimeNow) || (changes.atimeMs !== undefined && !changes.atimeNow);
+  if (chosenTime && !owner) return { refused: `setting a chosen time: only the owner (${attr.uid}) or root, not ${who(caller)}` };
+  if ((changes.mtimeNow || changes.atimeNow) && !owner && !may(caller, attr, W)) {
+    return { refused: `setting times to now: only the owner (${attr.uid}) or a writer; ${access(caller, attr, W, 'the file')}` };
   }
   if (changes.size !== undefined && changes.size !== attr.size) {
     const refused = fileData(caller, attr, W);

@@ -479,15 +479,18 @@ export class MetaStore {
       if (changes.mode !== undefined) next.mode = changes.mode & S_IFMT_PERMS;
       if (changes.uid !== undefined) next.uid = changes.uid;
       if (changes.gid !== undefined) next.gid = changes.gid;
-      if (changes.atimeMs !== undefined) next.atimeMs = changes.atimeMs;
-      if (changes.mtimeMs !== undefined) {
-        next.mtimeMs = changes.mtimeMs;
-        if (attr.type === 'dir') ops.push(put(k.stampKey(ino), k.encodeNumber(changes.mtimeMs)));
+      // "now" is this store's clock, the one ctime takes
+      const atimeMs = changes.atimeNow ? now : changes.atimeMs;
+      const mtimeMs = changes.mtimeNow ? now : changes.mtimeMs;
+      if (atimeMs !== undefined) next.atimeMs = atimeMs;
+      if (mtimeMs !== undefined) {
+        next.mtimeMs = mtimeMs;
+        if (attr.type === 'dir') ops.push(put(k.stampKey(ino), k.encodeNumber(mtimeMs)));
       }
       if (changes.size !== undefined && changes.size !== attr.size) {
         if (attr.type !== 'file') throw attr.type === 'dir' ? isDir(`inode ${ino}`) : invalid(`inode ${ino}: not a regular file`);
         next.size = changes.size;
-        if (changes.mtimeMs === undefined) next.mtimeMs = now;
+        if (mtimeMs === undefined) next.mtimeMs = now;
         if (changes.size < attr.size) ops.push(...(await this.shrinkChunks(attr, changes.size, next)));
       }
       ops.unshift(put(inode.key, k.encodeAttr(next)));

@@ -102,6 +102,9 @@ export interface SetAttrChanges {
   mtimeMs?: number;
   atimeMs?: number;
   size?: number;
+  /** The time above is the coordinator's clock at the change (utimensat's UTIME_NOW), not one the caller chose. */
+  atimeNow?: boolean;
+  mtimeNow?: boolean;
 }
 
 export interface CreateOptions {

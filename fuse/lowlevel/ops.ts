@@ -3,7 +3,7 @@
 // op deadline (settle, context.ts). Kernel inode 1 is the mount's root directory, whatever
 // its strata inode; every other inode is the strata inode itself.
 import { constants } from 'node:fs';
-import type { CoveredItem, FileStat, FsStats, InvalidateEvent, SpecialFileType } from '../../client/index.js';
+import type { AttrChanges, CoveredItem, FileStat, FsStats, InvalidateEvent, SpecialFileType } from '../../client/index.js';
 import type { Logger } from '../../common/log.js';
 import { TYPE_BITS, toStatFs } from '../attrs.js';
 import type { MountConfig } from '../config.js';
@@ -476,20 +476,22 @@ export class LowLevelOps {
 
   private async setattr(ino: number, req: FuseRequest): Promise<FileStat> {
     const { inodes, handles } = this.ctx;
-    const changes: { mode?: number; uid?: number; gid?: number; mtimeMs?: number; atimeMs?: number } = {};
+    const changes: AttrChanges = {};
     if (req.mode !== undefined) changes.mode = req.mode & 0o7777;
     if (req.setUid !== undefined) changes.uid = req.setUid;
     if (req.setGid !== undefined) changes.gid = req.setGid;
-    const now = Date.now();
-    if (req.atime !== undefined) changes.atimeMs = req.atime === 'now' ? now : req.atime;
-    if (req.mtime !== undefined) changes.mtimeMs = req.mtime === 'now' ? now : req.mtime;
+    // "now" goes as such: the coordinator takes its own clock, and lets a writer who is not the owner set it.
+    if (req.atime === 'now') changes.atimeNow = true;
+    else if (req.atime !== undefined) changes.atimeMs = req.atime;
+    if (req.mtime === 'now') changes.mtimeNow = true;
+    else if (req.mtime !== undefined) changes.mtimeMs = req.mtime;
     if (this.ctx.config.readOnly) throw errnoError('EROFS', 'read-only mount');
     const open = handles.fileOf(ino);
     let stat: FileStat | undefined;
     if (req.size !== undefined) {
       stat = open ? await open.truncate('', req.size) : await inodes.setattr(ino, { size: req.size });
     }
-    if (changes.mtimeMs !== undefined && open) {
+    if ((changes.mtimeMs !== undefined || changes.mtimeNow) && open) {
       // A later commit of buffered bytes would move mtime again (cp -p sets times before close).
       await open.flush();
       open.modifiedMs = undefined; // the time set here is the one to show

@@ -2,7 +2,7 @@
 // mount remembers, for each inode the kernel holds, its directory and name, and turns (parent,
 // name) into a path. Names change here when this mount renames; another client's rename of a
 // directory shows as NotFound under the old path until the kernel looks the names up again.
-import type { FileStat, Owner, Strata } from '../../client/index.js';
+import type { AttrChanges, FileStat, Owner, Strata } from '../../client/index.js';
 import { StrataError } from '../../common/errors.js';
 import type { ForgettingInodeOps } from '../inode-ops.js';
 
@@ -147,7 +147,7 @@ export class PathInodes implements ForgettingInodeOps {
     }
   }
 
-  setattr(ino: number, changes: { mode?: number; uid?: number; gid?: number; mtimeMs?: number; atimeMs?: number; size?: number }): Promise<FileStat> {
+  setattr(ino: number, changes: AttrChanges): Promise<FileStat> {
     return this.strata.setattr(this.pathOf(ino), changes);
   }
 
