@@ -42,6 +42,8 @@ async function concurrent(sides: Side[], perBlock: number, statNames: number): P
     ['stat', (sdk, dir, n) => sdk.stat(`${dir}/d${n % statNames}`)],
     ['mkdir', (sdk, dir, n) => sdk.mkdir(`${dir}/c16-${n}`)],
   ];
+  // Whole ops per caller, and every name once (AUTH_C16_N need not divide by 16).
+  const each = Math.ceil(perBlock / callers);
   for (const [op, run] of ops) {
     const seconds = new Map<string, number>(sides.map((s) => [s.name, 0]));
     const serverNs = new Map<string, number>(sides.map((s) => [s.name, 0]));
@@ -53,7 +55,7 @@ async function concurrent(sides: Side[], perBlock: number, statNames: number): P
         const clientBefore = process.cpuUsage();
         const started = process.hrtime.bigint();
         await Promise.all(Array.from({ length: callers }, async (_, c) => {
-          for (let i = 0; i < perBlock / callers; i++) await run(side.sdk, side.dir, block * perBlock + c * (perBlock / callers) + i);
+          for (let i = 0; i < each; i++) await run(side.sdk, side.dir, (block * callers + c) * each + i);
         }));
         seconds.set(side.name, seconds.get(side.name)! + Number(process.hrtime.bigint() - started) / 1e9);
         serverNs.set(side.name, serverNs.get(side.name)! + cpuNs(side.pid) - serverBefore);
