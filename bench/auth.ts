@@ -63,7 +63,7 @@ async function concurrent(sides: Side[], perBlock: number, statNames: number): P
         clientUs.set(side.name, clientUs.get(side.name)! + client.user + client.system);
       }
     }
-    const total = 4 * perBlock;
+    const total = 4 * callers * each;
     const rate = (name: string) => total / seconds.get(name)!;
     print(`auth_${op}_c16_off`, rate('off'), 'ops/s');
     print(`auth_${op}_c16_on`, rate('on'), 'ops/s');
