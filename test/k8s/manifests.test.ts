@@ -215,7 +215,10 @@ describe.each(Object.keys(OVERLAYS) as (keyof typeof OVERLAYS)[])('k8s/%s', (ove
           const get = c[probe]?.httpGet;
           expect(get?.path, `${c.name} ${probe}`).toBe(route);
           expect(typeof get.port === 'string' ? byName.get(get.port) : get.port, `${c.name} ${probe} port`).toBe(metricsPort);
+          // A role with TLS serves its metrics port over HTTPS (with its node certificate).
+          expect(get.scheme ?? 'HTTP', `${c.name} ${probe} scheme`).toBe(role && env.STRATA_TLS_CERT ? 'HTTPS' : 'HTTP');
         }
+        expect(annotations['prometheus.io/scheme'] ?? 'http', `${c.name} scrape scheme`).toBe(role && env.STRATA_TLS_CERT ? 'https' : 'http');
         if (role) expect(listens.find(([f]) => f === METRICS_FLAG)?.[1]).toBe(`0.0.0.0:${metricsPort}`);
         expect(c.resources?.requests?.cpu && c.resources?.requests?.memory && c.resources?.limits?.memory, `${c.name} requests and limits`).toBeTruthy();
       }
