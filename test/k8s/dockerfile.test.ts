@@ -50,6 +50,9 @@ describe('Dockerfile', () => {
     const build = runText('build');
     for (const pkg of ['g++', 'make', 'python3', 'pkg-config', 'libfuse3-dev']) expect(build.split(/\s+/), pkg).toContain(pkg);
     expect(build).toMatch(/npm ci[\s\S]*npm run build[\s\S]*npm prune --omit=dev/);
+    // npm ci runs the install script (native/build.mjs) and prepare (tsc): every source is in by then.
+    const npmCi = stages.get('build')!.find((ins) => ins.getKeyword() === 'RUN' && /npm ci/.test(ins.getArgumentsContent() ?? ''))!;
+    for (const copy of copies('build')) expect(copy.getRange().start.line, args(copy).join(' ')).toBeLessThan(npmCi.getRange().start.line);
   });
 
   it('copies into the build stage only files of the repository that .dockerignore lets through', () => {

@@ -35,7 +35,10 @@ export function build(dir: string): K8sObject[] {
   }
   for (const patch of k.patches ?? []) {
     if (patch.target || patch.patch || !patch.path) throw new Error(`${file}: only patches with a path (strategic merge, targeted by their own kind and name) are rendered`);
-    for (const doc of readYamlFile(path.resolve(dir, patch.path))) {
+    const docs = readYamlFile(path.resolve(dir, patch.path));
+    // One patch per file, the form every kustomize version reads the same way.
+    if (docs.length !== 1) throw new Error(`${patch.path}: one strategic merge patch per file`);
+    for (const doc of docs) {
       const index = objects.findIndex((o) => o.kind === doc.kind && o.metadata.name === doc.metadata?.name);
       if (index < 0) throw new Error(`${patch.path}: no ${doc.kind} ${doc.metadata?.name} to patch`);
       objects[index] = strategicMerge(objects[index], doc) as K8sObject;

@@ -2,7 +2,7 @@
 // against the Kubernetes OpenAPI schemas (kubernetes-models) and cross-checked: selectors, the
 // ConfigMap and Secret keys referenced, ports against listen flags, probes, stable names, and
 // each strata container's args and STRATA_* settings parsed by the real CLI and config schema.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -180,6 +180,22 @@ describe.each(Object.keys(OVERLAYS) as (keyof typeof OVERLAYS)[])('k8s/%s', (ove
       }
     }
     expect(checked).toBe(2);
+  });
+
+  it('runs etcd with flags etcd takes and a member list matching its pods', () => {
+    const etcd = named(objects, 'StatefulSet', 'strata-etcd')!;
+    const [c] = etcd.spec.template.spec.containers;
+    // The Debian etcd on this machine (3.4) has every flag the image's 3.5 is given here.
+    const help = spawnSync('etcd', ['--help'], { encoding: 'utf8' });
+    const known = new Set(`${help.stdout}${help.stderr}`.match(/--[a-z0-9-]+/g));
+    const flags = flagsOf(['etcd', ...c.args]);
+    for (const [flag] of flags) expect(known, `etcd ${flag}`).toContain(flag);
+    const env = podEnv(objects, etcd, c);
+    const value = (flag: string) => expand(flags.find(([f]) => f === flag)![1], env);
+    const members = value('--initial-cluster').split(',').map((m) => m.split('='));
+    expect(members.map(([name]) => name)).toEqual([...Array(etcd.spec.replicas).keys()].map((i) => `strata-etcd-${i}`));
+    // This pod's entry is the peer URL it advertises, under its own --name.
+    expect(members.find(([name]) => name === value('--name'))?.[1]).toBe(value('--initial-advertise-peer-urls'));
   });
 
   it.runIf(hasMetricsFlag('coordinator') && hasMetricsFlag('datanode'))(`passes ${METRICS_FLAG} to every role that takes it`, () => {
