@@ -6,6 +6,7 @@ import { registerBackupCommands } from './commands/backup.js';
 import { registerClusterInfoCommands } from './commands/cluster-info.js';
 import { registerCertsCommands } from './commands/certs.js';
 import { registerClusterUpCommand } from './commands/cluster-up.js';
+import { registerCsiCommand } from './commands/csi.js';
 import { registerHealingCommands } from './commands/healing.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerLoginCommands } from './commands/login.js';
@@ -35,6 +36,7 @@ registerTierCommands(program);
 registerQuotaCommands(program);
 registerBackupCommands(program);
 registerLoginCommands(program);
+registerCsiCommand(program);
 (await import('./commands/mount.js')).registerMountCommand(program);
 
 try {
