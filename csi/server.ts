@@ -13,6 +13,7 @@ import { Strata } from '../client/index.js';
 import { tokenProviderFrom } from '../client/auth/token-sources.js';
 import type { CsiConfig } from './config.js';
 import { ControllerService } from './controller.js';
+import { NodeService } from './node.js';
 import { csiProto } from './proto.js';
 
 /** The driver's name: a Kubernetes CSIDriver object and StorageClass provisioner name it. */
@@ -26,6 +27,7 @@ const VERSION: string = JSON.parse(
 
 export interface RunningCsi {
   socketPath: string;
+  node?: NodeService;
   stop(): Promise<void>;
 }
 
@@ -34,6 +36,7 @@ export async function startCsiServer(config: CsiConfig, log: Logger): Promise<Ru
   const tls = { ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey };
   const client = Strata.connect({ coordinators: config.coordinator, failoverTimeoutMs: 5000, tokenProvider, tls });
   const serveController = config.mode !== 'node';
+  const serveNode = config.mode !== 'controller';
   const server = new grpc.Server();
   const handle = handlerFactory(log);
 
@@ -60,6 +63,18 @@ export async function startCsiServer(config: CsiConfig, log: Logger): Promise<Ru
     });
   }
 
+  let node: NodeService | undefined;
+  if (serveNode) {
+    const settings = { coordinators: config.coordinator, tokenFile: config.tokenFile, tlsCa: config.tlsCa, tlsCert: config.tlsCert, tlsKey: config.tlsKey, logLevel: config.logLevel === 'info' ? 'warn' : config.logLevel };
+    const service = (node = new NodeService(client, config.baseDir, config.nodeId, settings, log));
+    server.addService(csiProto.Node.service, {
+      NodePublishVolume: handle('NodePublishVolume', (r) => service.nodePublishVolume(r)),
+      NodeUnpublishVolume: handle('NodeUnpublishVolume', (r) => service.nodeUnpublishVolume(r)),
+      NodeGetCapabilities: handle('NodeGetCapabilities', () => service.nodeGetCapabilities()),
+      NodeGetInfo: handle('NodeGetInfo', () => service.nodeGetInfo()),
+    });
+  }
+
   const socketPath = config.endpoint;
   await mkdir(path.dirname(socketPath), { recursive: true });
   await removeStaleSocket(socketPath);
@@ -72,6 +87,7 @@ export async function startCsiServer(config: CsiConfig, log: Logger): Promise<Ru
   log.info({ socket: socketPath, mode: config.mode, baseDir: config.baseDir, nodeId: config.nodeId, coordinators: config.coordinator }, `CSI driver ${DRIVER_NAME} serving`);
   return {
     socketPath,
+    node,
     async stop() {
       await shutdownServer(server, 5000);
       client.close();

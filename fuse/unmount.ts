@@ -9,8 +9,19 @@ function decodeMountField(field: string): string {
 }
 
 export async function isMounted(mountpoint: string): Promise<boolean> {
+  return (await mountEntry(mountpoint)) !== undefined;
+}
+
+/** What is mounted at `mountpoint` (the last mount there, the one seen): its source (a strata mount's is strata:<remote dir>) and whether it is read-only. */
+export async function mountEntry(mountpoint: string): Promise<{ source: string; type: string; readOnly: boolean } | undefined> {
   const mounts = await readFile('/proc/mounts', 'utf8');
-  return mounts.split('\n').some((line) => decodeMountField(line.split(' ')[1] ?? '') === mountpoint);
+  let found: { source: string; type: string; readOnly: boolean } | undefined;
+  for (const line of mounts.split('\n')) {
+    const [source, target, type, options] = line.split(' ');
+    if (target === undefined || decodeMountField(target) !== mountpoint) continue;
+    found = { source: decodeMountField(source), type, readOnly: (options ?? '').split(',').includes('ro') };
+  }
+  return found;
 }
 
 function run(command: string, args: string[], timeoutMs: number): Promise<string | undefined> {

@@ -4,13 +4,17 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { StrataError, type Strata } from '../client/index.js';
 import { createLogger } from '../common/log.js';
 import { loadCsiConfig } from '../csi/config.js';
 import { startCsiServer, type RunningCsi } from '../csi/server.js';
+import { isMounted, unmountWithFallbacks } from '../fuse/unmount.js';
 import { startCluster, type TestCluster } from './harness/cluster.js';
+import { fuseUnavailableReason, sh, type ShResult } from './harness/mount.js';
 import { freePort, tempDir, type TempDir } from './harness/ports.js';
 
 const MiB = 1024 * 1024;
@@ -206,3 +210,117 @@ describe('strata csi: Identity and Controller', () => {
   });
 });
 
+const fuseSkip = fuseUnavailableReason();
+if (fuseSkip) console.log(`skipping the CSI node tests: ${fuseSkip}`);
+
+describe.skipIf(!!fuseSkip)('strata csi: Node (real FUSE mounts)', () => {
+  let cluster: TestCluster;
+  let client: Strata;
+  let work: TempDir;
+  let csi: RunningCsi;
+  let calls: ReturnType<typeof csiClients>;
+  const targets: string[] = [];
+  /** A fresh target path under the kubelet-like pods dir (its parent exists, as the spec promises). */
+  const target = (name: string) => {
+    const dir = path.join(work.path, 'pods', name, 'mount');
+    targets.push(dir);
+    return dir;
+  };
+  const run = (script: string): Promise<ShResult> => sh(script, { timeoutMs: 60_000 });
+
+  beforeAll(async () => {
+    work = await tempDir('csi-node');
+    await mkdir(path.join(work.path, 'pods'), { recursive: true });
+    cluster = await startCluster({ datanodes: 1, replication: 1, chunkSize: '1MiB' });
+    client = cluster.client();
+    const config = loadCsiConfig({ endpoint: `unix://${work.path}/csi.sock`, coordinator: cluster.coordinatorList, nodeId: 'node-a', mode: 'both' }, undefined, {});
+    csi = await startCsiServer(config, createLogger('csi', 'silent'));
+    calls = csiClients(csi.socketPath);
+    for (const name of ['pvc-rw', 'pvc-ro']) await calls.controller('CreateVolume', { name, capacity_range: { required_bytes: 4 * MiB }, volume_capabilities: [mountCap()] });
+  });
+  afterAll(async () => {
+    // Whatever a failed test left mounted: unpublished, else unmounted by force.
+    for (const dir of targets) {
+      await calls?.node('NodeUnpublishVolume', { volume_id: 'any', target_path: dir }).catch((err) => console.error(err));
+      if (await isMounted(dir)) await unmountWithFallbacks(dir);
+    }
+    calls?.close();
+    await csi?.stop().catch((err) => console.error(err));
+    await cluster?.stop().catch((err) => console.error(err));
+    await work?.cleanup();
+  });
+
+  test('NodeGetInfo names the node; NodeGetCapabilities advertises no staging', async () => {
+    expect(await calls.node('NodeGetInfo')).toMatchObject({ node_id: 'node-a' });
+    expect((await calls.node('NodeGetCapabilities')).capabilities).toEqual([]);
+  });
+
+  test('publish mounts the volume at the target: a file written there is in the cluster under the volume; again is OK; unpublish unmounts, twice is OK', async () => {
+    const dir = target('pod-rw');
+    const publish = { volume_id: 'pvc-rw', target_path: dir, volume_capability: mountCap(), readonly: false };
+    expect(await codeOf(calls.node('NodePublishVolume', publish))).toBe('OK');
+    expect(await isMounted(dir)).toBe(true);
+    const write = await run(`echo hello from a pod > ${dir}/greeting && mkdir ${dir}/sub && head -c 100000 /dev/urandom > ${dir}/sub/blob && sync`);
+    expect(write.code, write.stderr).toBe(0);
+    expect((await client.readFile('/volumes/pvc-rw/greeting')).toString()).toBe('hello from a pod\n');
+    expect((await client.stat('/volumes/pvc-rw/sub/blob')).size).toBe(100000);
+    // The volume's quota shows through the mount as its size.
+    const df = await run(`df -B1 --output=size ${dir} | tail -1`);
+    expect(Number(df.stdout.trim())).toBe(4 * MiB);
+    // Past it, EDQUOT.
+    const dd = await run(`dd if=/dev/zero of=${dir}/big bs=1M count=8 conv=fsync status=none`);
+    expect(dd.stderr).toMatch(/Disk quota exceeded/);
+
+    // Idempotent: published already, same volume and mode.
+    expect(await codeOf(calls.node('NodePublishVolume', publish))).toBe('OK');
+    // The same target with other arguments: ALREADY_EXISTS (the spec's "published but incompatible").
+    expect(await codeOf(calls.node('NodePublishVolume', { ...publish, readonly: true }))).toBe('ALREADY_EXISTS');
+    expect(await codeOf(calls.node('NodePublishVolume', { ...publish, volume_id: 'pvc-ro' }))).toBe('ALREADY_EXISTS');
+
+    expect(await codeOf(calls.node('NodeUnpublishVolume', { volume_id: 'pvc-rw', target_path: dir }))).toBe('OK');
+    expect(await isMounted(dir)).toBe(false);
+    expect(existsSync(dir)).toBe(false); // the target the plugin made is removed
+    expect(await codeOf(calls.node('NodeUnpublishVolume', { volume_id: 'pvc-rw', target_path: dir }))).toBe('OK');
+    // The data stays in the volume.
+    expect((await client.readFile('/volumes/pvc-rw/greeting')).toString()).toBe('hello from a pod\n');
+  });
+
+  test('a read-only publish shows the volume\'s files and refuses writes with EROFS', async () => {
+    await client.writeFile('/volumes/pvc-ro/existing', 'kept\n');
+    const dir = target('pod-ro');
+    expect(await codeOf(calls.node('NodePublishVolume', { volume_id: 'pvc-ro', target_path: dir, volume_capability: mountCap(), readonly: true }))).toBe('OK');
+    expect((await run(`cat ${dir}/existing`)).stdout).toBe('kept\n');
+    const write = await run(`echo x > ${dir}/new`);
+    expect(write.code).not.toBe(0);
+    expect(write.stderr).toMatch(/Read-only file system/);
+    expect(await client.exists('/volumes/pvc-ro/new')).toBe(false);
+    expect(await codeOf(calls.node('NodeUnpublishVolume', { volume_id: 'pvc-ro', target_path: dir }))).toBe('OK');
+    expect(await isMounted(dir)).toBe(false);
+  });
+
+  test('a reader-only access mode publishes read-only even without the readonly flag', async () => {
+    const dir = target('pod-rox');
+    expect(await codeOf(calls.node('NodePublishVolume', { volume_id: 'pvc-ro', target_path: dir, volume_capability: mountCap('MULTI_NODE_READER_ONLY'), readonly: false }))).toBe('OK');
+    expect((await run(`touch ${dir}/nope`)).stderr).toMatch(/Read-only file system/);
+    expect(await codeOf(calls.node('NodeUnpublishVolume', { volume_id: 'pvc-ro', target_path: dir }))).toBe('OK');
+  });
+
+  test('bad publish and unpublish requests get the spec\'s codes, and mount nothing', async () => {
+    const dir = target('pod-bad');
+    const good = { volume_id: 'pvc-rw', target_path: dir, volume_capability: mountCap(), readonly: false };
+    const publish = (request: object) => codeOf(calls.node('NodePublishVolume', request));
+    expect(await publish({ ...good, volume_id: '' })).toBe('INVALID_ARGUMENT');
+    expect(await publish({ ...good, target_path: '' })).toBe('INVALID_ARGUMENT');
+    expect(await publish({ ...good, target_path: 'relative/path' })).toBe('INVALID_ARGUMENT');
+    expect(await publish({ ...good, volume_capability: null })).toBe('INVALID_ARGUMENT');
+    expect(await publish({ ...good, volume_capability: blockCap() })).toBe('INVALID_ARGUMENT');
+    expect(await publish({ ...good, volume_capability: mountCap('MULTI_NODE_SINGLE_WRITER') })).toBe('INVALID_ARGUMENT');
+    expect(await publish({ ...good, volume_id: 'pvc-never-created' })).toBe('NOT_FOUND');
+    expect(await publish({ ...good, volume_id: '../../etc' })).toBe('NOT_FOUND');
+    expect(await isMounted(dir)).toBe(false);
+    expect(await codeOf(calls.node('NodeUnpublishVolume', { target_path: dir }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(calls.node('NodeUnpublishVolume', { volume_id: 'pvc-rw' }))).toBe('INVALID_ARGUMENT');
+    // Never published there: nothing to undo.
+    expect(await codeOf(calls.node('NodeUnpublishVolume', { volume_id: 'pvc-rw', target_path: dir }))).toBe('OK');
+  });
+});
