@@ -227,7 +227,8 @@ describe.each(Object.keys(OVERLAYS) as (keyof typeof OVERLAYS)[])('k8s/%s', (ove
         expect(annotations['prometheus.io/scrape']).toBe('true');
         expect(annotations['prometheus.io/port']).toBe(String(metricsPort));
         expect(annotations['prometheus.io/path']).toBe('/metrics');
-        for (const [probe, route] of [['livenessProbe', role ? '/healthz' : '/health?serializable=true'], ['readinessProbe', role ? '/readyz' : '/health']]) {
+        const alive = role ? '/healthz' : '/health?serializable=true';
+        for (const [probe, route] of [['startupProbe', alive], ['livenessProbe', alive], ['readinessProbe', role ? '/readyz' : '/health']]) {
           const get = c[probe]?.httpGet;
           expect(get?.path, `${c.name} ${probe}`).toBe(route);
           expect(typeof get.port === 'string' ? byName.get(get.port) : get.port, `${c.name} ${probe} port`).toBe(metricsPort);
@@ -236,6 +237,7 @@ describe.each(Object.keys(OVERLAYS) as (keyof typeof OVERLAYS)[])('k8s/%s', (ove
         }
         expect(annotations['prometheus.io/scheme'] ?? 'http', `${c.name} scrape scheme`).toBe(role && env.STRATA_TLS_CERT ? 'https' : 'http');
         if (role) expect(listens.find(([f]) => f === METRICS_FLAG)?.[1]).toBe(`0.0.0.0:${metricsPort}`);
+        expect(w.spec.template.spec.automountServiceAccountToken, `${w.metadata.name} needs no API token`).toBe(false);
         expect(c.resources?.requests?.cpu && c.resources?.requests?.memory && c.resources?.limits?.memory, `${c.name} requests and limits`).toBeTruthy();
       }
     }
