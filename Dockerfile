@@ -20,6 +20,7 @@ COPY coordinator ./coordinator
 COPY datanode ./datanode
 COPY client ./client
 COPY cli ./cli
+COPY csi ./csi
 COPY fuse ./fuse
 RUN npm ci \
  && npm run build \
@@ -46,7 +47,7 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/build/Release/strata_fuse3.node ./build/Release/strata_fuse3.node
 COPY --from=build /app/proto ./proto
 COPY --from=build /app/bin ./bin
-# Coordinators and data nodes run as this user (uid 10001). A mount (and later the CSI node plugin)
+# Coordinators and data nodes run as this user (uid 10001). A mount (and the CSI node plugin)
 # needs /dev/fuse and CAP_SYS_ADMIN: run it with --user 0 --device /dev/fuse --cap-add SYS_ADMIN
 # (Kubernetes: runAsUser 0 and privileged, see k8s/README.md).
 USER 10001:10001
