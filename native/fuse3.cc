@@ -15,6 +15,7 @@
 
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -28,6 +29,10 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
 
 namespace {
 
@@ -46,7 +51,7 @@ const char* OpName(Op op) {
 }
 
 struct Touch;
-void Untouch(Touch* t);
+void Untouch(Touch* t, bool ok, fuse_ino_t made);
 
 struct Request {
   Op op;
@@ -73,7 +78,7 @@ struct Request {
   Touch* touch = nullptr;
   ~Request() {
     free(data);
-    Untouch(touch);  // never handed to JavaScript (a change that got EIO at once)
+    Untouch(touch, false, 0);  // never handed to JavaScript (a change that got EIO at once)
   }
 };
 
@@ -99,6 +104,13 @@ struct Answers {
   std::mutex mutex;
   Clock::time_point validUntil{};
   std::unordered_map<fuse_ino_t, std::unordered_map<std::string, fuse_ino_t>> names;
+  /**
+   * Directories whose every name is in `names` (JavaScript put their whole listing, which the
+   * lease covers): a name not there is absent, answered here while no change of the directory is
+   * in flight. This mount's own changes keep a directory whole only by their replies (Untouch);
+   * a push about it, or anything else dropping its names, makes it not whole.
+   */
+  std::unordered_set<fuse_ino_t> whole;
   std::unordered_map<fuse_ino_t, struct stat> attrs;
   /** Files with more than one name: a removal of a name not known here may change their nlink. */
   std::unordered_set<fuse_ino_t> linked;
@@ -117,6 +129,7 @@ struct Answers {
 
   void DropAll() {
     names.clear();
+    whole.clear();
     attrs.clear();
     linked.clear();
   }
@@ -148,6 +161,12 @@ struct Answers {
 /** What a change touches, kept from its arrival to its reply. */
 struct Touch {
   std::vector<fuse_ino_t> dirs, inos;
+  /** The name it makes (create, mkdir, ..., a rename's new name) and the directory it removes one from, for Answers.whole. */
+  fuse_ino_t madeIn = 0;
+  std::string madeName;
+  /** The inode the made name will hold when known at arrival (link; rename: the moved one, if kept). */
+  fuse_ino_t madeIno = 0;
+  fuse_ino_t removedFrom = 0;
 };
 
 /** A request JavaScript has not answered yet. */
@@ -241,14 +260,64 @@ void Changing(Request* r, std::vector<fuse_ino_t> inos, std::vector<std::pair<fu
   r->touch = t;
 }
 
-/** A change's reply (JavaScript's thread): what it touched is free again, changed as of now. */
-void Untouch(Touch* t) {
+/** A change making the name (dir, name), holding `ino` when known now (Answers.whole). */
+void Makes(Request* r, fuse_ino_t dir, const std::string& name, fuse_ino_t ino = 0) {
+  if (!r->touch) return;
+  r->touch->madeIn = dir;
+  r->touch->madeName = name;
+  r->touch->madeIno = ino;
+}
+
+void Removes(Request* r, fuse_ino_t dir) {
+  if (r->touch) r->touch->removedFrom = dir;
+}
+
+/** The inode a name holds as kept here (0: not known); before the change drops it. */
+fuse_ino_t KeptChild(fuse_ino_t dir, const std::string& name) {
+  if (!current) return 0;
+  Answers& a = current->answers;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  auto d = a.names.find(dir);
+  if (d == a.names.end()) return 0;
+  auto it = d->second.find(name);
+  return it == d->second.end() ? 0 : it->second;
+}
+
+/** A change whose effect on names is not followed here: its directories stop being whole. */
+void NotWhole(std::initializer_list<fuse_ino_t> dirs) {
+  if (!current) return;
+  Answers& a = current->answers;
+  std::lock_guard<std::mutex> lock(a.mutex);
+  for (fuse_ino_t d : dirs) a.whole.erase(d);
+}
+
+/** Names the loop thread never answers as absent: a file removed while open here (fuse/lowlevel/ops.ts HIDDEN_PREFIX) keeps a name readdir leaves out. */
+bool MayBeHidden(const char* name) {
+  return std::strncmp(name, ".strata_hidden_", 15) == 0;
+}
+
+/**
+ * A change's reply (JavaScript's thread): what it touched is free again, changed as of now.
+ * `ok`: it succeeded; `made`: the inode its new name holds (0: not known). A whole directory
+ * stays whole only if the change is known to have done exactly what it says: its new name kept
+ * (no other change of the directory in flight meanwhile), its removed name gone.
+ */
+void Untouch(Touch* t, bool ok, fuse_ino_t made) {
   if (!t || !current) {
     delete t;
     return;
   }
   Answers& a = current->answers;
   std::lock_guard<std::mutex> lock(a.mutex);
+  if (t->madeIn && a.whole.count(t->madeIn)) {
+    fuse_ino_t ino = made ? made : t->madeIno;
+    auto busy = a.dirBusy.find(t->madeIn);
+    // Busy only with this change's own holds (a rename within one directory holds it twice).
+    auto own = std::count(t->dirs.begin(), t->dirs.end(), t->madeIn);
+    if (ok && ino && busy != a.dirBusy.end() && busy->second == own) a.names[t->madeIn][t->madeName] = ino;
+    else a.whole.erase(t->madeIn);
+  }
+  if (t->removedFrom && !ok) a.whole.erase(t->removedFrom);
   uint64_t now = ++a.stamp;
   for (fuse_ino_t d : t->dirs) {
     if (--a.dirBusy[d] <= 0) a.dirBusy.erase(d);
@@ -283,27 +352,34 @@ bool AnswerLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (!current) return false;
   Answers& a = current->answers;
   fuse_entry_param e{};
+  bool absent = false;
   {
     std::lock_guard<std::mutex> lock(a.mutex);
     auto now = Clock::now();
     if (!a.enabled || now >= a.validUntil) return false;
     auto dir = a.names.find(parent);
-    if (dir == a.names.end()) return false;
-    auto it = dir->second.find(name);
-    if (it == dir->second.end()) return false;
-    double left = LeftSeconds(a, now);
-    e.entry_timeout = left;
-    if (it->second != 0) {
-      auto at = a.attrs.find(it->second);
-      if (at == a.attrs.end() || a.open.count(it->second)) return false;
-      e.ino = it->second;
-      e.attr = at->second;
-      e.attr_timeout = left;
-      a.served[e.ino]++;
+    auto it = dir == a.names.end() ? std::unordered_map<std::string, fuse_ino_t>::iterator() : dir->second.find(name);
+    if (dir == a.names.end() || it == dir->second.end()) {
+      // Absent from a whole directory. Answered ENOENT, which the kernel does not keep (no push
+      // would tell it when the name comes): every later lookup of it asks here again.
+      if (!a.whole.count(parent) || a.dirBusy.count(parent) || MayBeHidden(name)) return false;
+      absent = true;
+    } else {
+      double left = LeftSeconds(a, now);
+      e.entry_timeout = left;
+      if (it->second != 0) {
+        auto at = a.attrs.find(it->second);
+        if (at == a.attrs.end() || a.open.count(it->second)) return false;
+        e.ino = it->second;
+        e.attr = at->second;
+        e.attr_timeout = left;
+        a.served[e.ino]++;
+      }
     }
   }
   a.hits++;
-  fuse_reply_entry(req, &e);
+  if (absent) fuse_reply_err(req, ENOENT);
+  else fuse_reply_entry(req, &e);
   return true;
 }
 
@@ -410,6 +486,7 @@ void OnMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   r->mode = mode;
   r->size = rdev;  // the device number rides in size (mknod has no size)
   Changing(r, {}, {{parent, name}}, false);
+  Makes(r, parent, name);
   Queue(r);
 }
 
@@ -418,6 +495,7 @@ void OnMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   r->name = name;
   r->mode = mode;
   Changing(r, {}, {{parent, name}}, false);
+  Makes(r, parent, name);
   Queue(r);
 }
 
@@ -425,6 +503,7 @@ void OnUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto* r = Make(Op::Unlink, req, parent);
   r->name = name;
   Changing(r, {}, {{parent, name}}, true);
+  Removes(r, parent);
   Queue(r);
 }
 
@@ -432,6 +511,7 @@ void OnRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto* r = Make(Op::Rmdir, req, parent);
   r->name = name;
   Changing(r, {}, {{parent, name}}, true);
+  Removes(r, parent);
   Queue(r);
 }
 
@@ -440,6 +520,7 @@ void OnSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char
   r->name = name;
   r->name2 = target;
   Changing(r, {}, {{parent, name}}, false);
+  Makes(r, parent, name);
   Queue(r);
 }
 
@@ -450,7 +531,14 @@ void OnRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   r->ino2 = newparent;
   r->name2 = newname;
   r->flags = static_cast<int>(flags);
+  fuse_ino_t moved = KeptChild(parent, name);
   Changing(r, {}, {{parent, name}, {newparent, newname}}, true);
+  if (flags & RENAME_EXCHANGE) {
+    NotWhole({parent, newparent});  // both names stay, holding each other's inode
+  } else {
+    Removes(r, parent);
+    Makes(r, newparent, newname, moved);
+  }
   Queue(r);
 }
 
@@ -459,6 +547,7 @@ void OnLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   r->ino2 = newparent;
   r->name2 = newname;
   Changing(r, {ino}, {{newparent, newname}}, false);
+  Makes(r, newparent, newname, ino);
   Queue(r);
 }
 
@@ -554,6 +643,7 @@ void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   r->mode = mode;
   r->flags = fi->flags;
   Changing(r, {}, {{parent, name}}, false);
+  Makes(r, parent, name);
   Queue(r);
 }
 
@@ -688,7 +778,7 @@ void CallJs(Napi::Env env, Napi::Function handler, std::nullptr_t*, Request* r) 
 }
 
 /** Takes the request `id` names out of the pending table; throws for an unknown id. */
-Pending TakePending(const Napi::CallbackInfo& info) {
+Pending TakePending(const Napi::CallbackInfo& info, bool ok = true, fuse_ino_t made = 0) {
   Napi::Env env = info.Env();
   if (!current) throw Napi::Error::New(env, "not mounted");
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "request id expected");
@@ -697,7 +787,7 @@ Pending TakePending(const Napi::CallbackInfo& info) {
   if (it == current->pending.end()) throw Napi::Error::New(env, "unknown or already answered request " + std::to_string(id));
   Pending p = std::move(it->second);
   current->pending.erase(it);
-  Untouch(p.touch);
+  Untouch(p.touch, ok, made);
   p.touch = nullptr;
   return p;
 }
@@ -736,7 +826,10 @@ void KeepEntry(const Pending& p, const fuse_entry_param& e, int keep) {
   if (!a.enabled || !Fresh(a.dirBusy, a.dirChanged, a.floor, p.entryParent, stamp)) return;
   if (e.ino != 0 && keep == kKeepAll) KeepAttrLocked(a, e.ino, e.attr, stamp);
   auto& names = a.names[p.entryParent];
-  if (names.size() >= kKeptMax) names.clear();
+  if (names.size() >= kKeptMax) {
+    names.clear();
+    a.whole.erase(p.entryParent);
+  }
   names[p.entryName] = e.ino;
 }
 
@@ -818,7 +911,7 @@ Napi::Value ReplyErr(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "errno expected");
   int err = info[1].As<Napi::Number>().Int32Value();
   if (err < 0 || err > 4095) err = EIO;
-  fuse_reply_err(Take(info), err);
+  fuse_reply_err(TakePending(info, err == 0).req, err);
   AfterReply();
   return info.Env().Undefined();
 }
@@ -826,7 +919,7 @@ Napi::Value ReplyErr(const Napi::CallbackInfo& info) {
 Napi::Value ReplyEntry(const Napi::CallbackInfo& info) {
   fuse_entry_param e = ToEntry(info.Env(), info[1]);
   int keep = KeepArg(info, 2);
-  Pending p = TakePending(info);
+  Pending p = TakePending(info, true, e.ino);
   KeepEntry(p, e, keep);
   fuse_reply_entry(p.req, &e);
   AfterReply();
@@ -838,7 +931,7 @@ Napi::Value ReplyCreate(const Napi::CallbackInfo& info) {
   fuse_file_info fi{};
   FillOpen(info, 2, &fi);
   int keep = KeepArg(info, 3);
-  Pending p = TakePending(info);
+  Pending p = TakePending(info, true, e.ino);
   // Open here: its attributes are JavaScript's (buffered writes), only its name is kept.
   KeepEntry(p, e, keep == kKeepNothing ? kKeepNothing : kKeepName);
   fuse_reply_create(p.req, &e, &fi);
@@ -1068,6 +1161,7 @@ Napi::Value AnswersDrop(const Napi::CallbackInfo& info) {
   auto ino = static_cast<fuse_ino_t>(info[0].As<Napi::Number>().DoubleValue());
   if (info.Length() > 1 && info[1].IsString()) {
     a.names.erase(ino);
+    a.whole.erase(ino);
     a.dirChanged[ino] = now;
   } else {
     a.DropAttr(ino);
@@ -1097,8 +1191,9 @@ Napi::Value AnswersPutAttr(const Napi::CallbackInfo& info) {
 }
 
 /**
- * answersPutDir(stamp, parent, names, nums): keeps a directory's entries read after `stamp` (names
- * joined by '/', nums as replyDirPacked's: nodeid 0 = keep the name only).
+ * answersPutDir(stamp, parent, names, nums, whole?): keeps a directory's entries read after `stamp`
+ * (names joined by '/', nums as replyDirPacked's: nodeid 0 = keep the name only); `whole`: they
+ * are all its names (Answers.whole). Returns whether they were kept (false: something changed since).
  */
 Napi::Value AnswersPutDir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1113,12 +1208,14 @@ Napi::Value AnswersPutDir(const Napi::CallbackInfo& info) {
   auto parent = static_cast<fuse_ino_t>(info[1].As<Napi::Number>().DoubleValue());
   size_t entries = nums.ElementLength() / kPackedFields;
   const double* n = nums.Data();
+  bool whole = info.Length() > 4 && info[4].ToBoolean();
   Answers& a = current->answers;
   std::lock_guard<std::mutex> lock(a.mutex);
-  if (!a.enabled || !Fresh(a.dirBusy, a.dirChanged, a.floor, parent, stamp)) return env.Undefined();
+  if (!a.enabled || !Fresh(a.dirBusy, a.dirChanged, a.floor, parent, stamp)) return Napi::Boolean::New(env, false);
   auto& kept = a.names[parent];
   if (kept.size() + entries > kKeptMax) kept.clear();
   size_t start = 0;
+  size_t put = 0;
   for (size_t i = 0; i < entries && start <= names.size(); i++, n += kPackedFields) {
     size_t end = names.find('/', start);
     if (end == std::string::npos) end = names.size();
@@ -1127,6 +1224,7 @@ Napi::Value AnswersPutDir(const Napi::CallbackInfo& info) {
     auto ino = static_cast<fuse_ino_t>(n[2]);
     if (ino == 0) continue;
     kept[name] = ino;
+    put++;
     if (n[0] == 0) continue;
     struct stat st {};
     st.st_ino = static_cast<ino_t>(n[2]);
@@ -1143,7 +1241,9 @@ Napi::Value AnswersPutDir(const Napi::CallbackInfo& info) {
     st.st_rdev = static_cast<dev_t>(n[15]);
     KeepAttrLocked(a, ino, st, stamp);
   }
-  return env.Undefined();
+  if (whole && put == entries) a.whole.insert(parent);
+  else a.whole.erase(parent);
+  return Napi::Boolean::New(env, true);
 }
 
 /** answersTakeServed(): [ino, lookups, ...] answered on the loop thread since the last call, and `hits` so far as the last number. */

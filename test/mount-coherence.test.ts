@@ -175,5 +175,26 @@ for (const meta of ['embedded', 'etcd'] as const) {
       );
       expect(out).toBe('a\na\nb\nlate seed \n');
     }, 60_000);
+
+    test("A's own changes in a directory whose whole listing it holds: each name it made is there and each it removed gone right after, and a name B makes there shows on A", async () => {
+      // A made own/ (so its lease covers the whole listing) and looked up absent names in it: its
+      // binding then answers absent names there itself, and only A's replies and pushes keep that true.
+      const out = ok(
+        await sh(`set -e
+          mkdir ${A}/own; cd ${A}/own
+          ls > /dev/null; stat a 2>/dev/null || true
+          touch a; test -e a; mkdir d; test -d d; ln -s a s; test -L s; ln a h; test -e h
+          mv a b; test -e b; test -e a && echo "a still there"
+          echo x > d/x; rmdir d 2>/dev/null && echo "rmdir of a full directory worked"; test -d d
+          mv d e; test -d e; test -e d && echo "d still there"
+          rm b h s e/x; rmdir e
+          for n in a b d e h s; do test -e $n && echo "$n still there"; done
+          touch ${B}/own/fromb; test -e fromb
+          mkdir ${B}/own/dirb; test -d dirb
+          ls | tr '\n' ' '; echo
+          cd /; rm -r ${A}/own`),
+      );
+      expect(out).toBe('dirb fromb \n');
+    }, 60_000);
   });
 }

@@ -129,8 +129,12 @@ export interface Fuse3Binding {
   answersStamp(): number;
   /** Keeps attributes (attr.ino: the kernel's number) read after `stamp`, to answer with. */
   answersPutAttr(stamp: number, attr: Attr): void;
-  /** Keeps a directory's entries read after `stamp`: names joined by '/', nums as replyDirPacked's (nodeid 0: the name only). */
-  answersPutDir(stamp: number, parent: number, names: string, nums: Float64Array): void;
+  /**
+   * Keeps a directory's entries read after `stamp`: names joined by '/', nums as replyDirPacked's
+   * (nodeid 0: the name only). `whole`: they are all its names, so the binding answers a name not
+   * among them as absent itself while nothing changes the directory. False: refused (it changed since).
+   */
+  answersPutDir(stamp: number, parent: number, names: string, nums: Float64Array, whole?: boolean): boolean | undefined;
   /** [ino, lookups, ...] answered by the binding itself since the last call (the kernel holds each), then its hits so far. */
   answersTakeServed(): Float64Array;
 }

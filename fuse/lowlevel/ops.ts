@@ -57,6 +57,8 @@ const FIELDS = PACKED_FIELDS.length;
 const ANSWERS_REFRESH_MS = 250;
 /** Names the kernel may trust at once (tracked to invalidate them); past it, new names get no timeout. */
 const TRUSTED_NAMES_MAX = 500_000;
+/** Puts of a directory's whole listing the binding may refuse (a change raced it) before keepDir gives up until a push. */
+const KEEP_DIR_RETRIES = 3;
 /** How long an rmdir waits for the last close of hidden files in the directory (their release comes after close(2) returned). */
 const HIDDEN_RELEASE_WAIT_MS = 2000;
 /** The kernel retries an open that got ESTALE at once; a later one is a new open. */
@@ -110,6 +112,8 @@ export class LowLevelOps {
   private answersTimer: NodeJS.Timeout | undefined;
   /** Directories the binding was given whole (keepDir) since the last push about them. */
   private readonly keptDirs = new Set<number>();
+  /** Refused puts of a directory since the last push about it (keepDir). */
+  private readonly keepDirRetries = new Map<number, number>();
   private answerHits = 0;
   /** Notifications the kernel has taken, and the acks waiting for theirs. */
   private notifiedUpTo = 0;
@@ -167,7 +171,8 @@ export class LowLevelOps {
         return this.serve(req, () => this.lookup(ino, this.name(req.name)), (stat) => {
           const entry = stat ? this.entry(stat, ino, req.name) : this.absentEntry(ino, req.name!);
           fuse.replyEntry(req.id, entry, this.keep(entry.entryTimeout, entry.attrTimeout, stat?.ino));
-          if (stat) this.keepDir(ino);
+          // An absent name too: the binding then answers the next new name (a mkdir's, a create's) itself.
+          this.keepDir(ino);
         });
       case 'getattr':
         return this.serve(req, () => inodes.getattr(ino), (stat) => {
@@ -328,6 +333,7 @@ export class LowLevelOps {
     this.ctx.fuse.answersValidFor(ms);
     if (ms <= 0) {
       this.keptDirs.clear();
+      this.keepDirRetries.clear();
       clearInterval(this.answersTimer);
       this.answersTimer = undefined;
     }
@@ -381,7 +387,13 @@ export class LowLevelOps {
         }
         this.trustedUntilMs = Math.max(this.trustedUntilMs, performance.now() + inodes.leaseRemainingMs());
         this.answersValid();
-        fuse.answersPutDir(stamp, this.toKernel(dir), names.join('/'), nums);
+        const kept = fuse.answersPutDir(stamp, this.toKernel(dir), names.join('/'), nums, count === entries.length);
+        // A change here raced the listing: put it again at a later lookup, a few times per push.
+        if (kept === false && (this.keepDirRetries.get(dir) ?? 0) < KEEP_DIR_RETRIES) {
+          if (this.keepDirRetries.size > 10_000) this.keepDirRetries.clear();
+          this.keepDirRetries.set(dir, (this.keepDirRetries.get(dir) ?? 0) + 1);
+          this.keptDirs.delete(dir);
+        }
       },
       () => this.keptDirs.delete(dir),
     );
@@ -860,6 +872,7 @@ export class LowLevelOps {
     if (ev.name !== undefined) {
       fuse.answersDrop(ino, ev.name);
       this.keptDirs.delete(ev.ino);
+      this.keepDirRetries.delete(ev.ino);
     }
     let seq: number | boolean = 0;
     if (ev.name === undefined) {
@@ -879,6 +892,7 @@ export class LowLevelOps {
     const { fuse } = this.ctx;
     fuse.answersDrop();
     this.keptDirs.clear();
+    this.keepDirRetries.clear();
     this.takeServed();
     this.allGeneration = ++this.generation;
     let seq: number | boolean = 0;
