@@ -109,6 +109,8 @@ export const coordinatorSchema = z.object({
   sessionListen: z.union([hostPort, z.literal('off')]).optional(),
   /** host:port clients dial for it; absent = the listen host (127.0.0.1 for a wildcard), the session port. */
   sessionAdvertise: hostPort.optional(),
+  /** The web console (console/server.ts): host:port to serve it on; absent or 'off' = none. */
+  consoleListen: z.union([hostPort, z.literal('off')]).optional(),
   /** How long a chunk grant (common/chunk-grants.ts) handed out with a placement or location stays valid. */
   grantTtlMs: int.min(1000).max(24 * 3_600_000).default(600_000),
   /** Client cache leases (coordinator/leases.ts): how long a silent holder can hold a change up. */

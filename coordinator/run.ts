@@ -37,10 +37,15 @@ import { leaseSessionDeps } from './lease-ops.js';
 import { TieringJob } from './tiering/job.js';
 import { GrantKeys } from './grant-keys.js';
 import { grantMinter } from './grant-minter.js';
+import type { NodeRecord } from './meta/types.js';
+import { startConsole } from '../console/server.js';
+import type { ClusterTotals } from '../console/samples.js';
 import { NODE_PLANE_METHODS, NODE_SECRET_FLAGS, NodeSecret, nodeChannelOptions, nodePlaneInterceptor } from '../common/node-credentials.js';
 
 export interface RunningCoordinator {
   address: string;
+  /** The web console's URL, when it serves one (--console-listen). */
+  consoleUrl?: string;
   stop(): Promise<void>;
   /** Reads the TLS files again (SIGHUP): new connections use them; a bad file keeps the old (common/tls-reload.ts). */
   reloadTls(): void;
@@ -133,6 +138,18 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       const wildcard = at.host === '0.0.0.0' || at.host === '[::]' || at.host === '::';
       sessionAddress = config.sessionAdvertise ?? `${wildcard ? '127.0.0.1' : at.host}:${sessionListener.port}`;
     }
+    // The console calls this coordinator as a client would, so it sees what its caller may.
+    const webConsole = config.consoleListen && config.consoleListen !== 'off'
+      ? await startConsole({
+          listen: config.consoleListen,
+          coordinators: [address],
+          auth,
+          admin,
+          tls: tls ? { ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey } : undefined,
+          totals: () => clusterTotals(nodes.liveNodes()),
+          log,
+        })
+      : undefined;
     await coherence.start(address, tls, nodeChannel);
     healer.start();
     tieringJob.start();
@@ -142,8 +159,10 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     return {
       address,
       reloadTls: () => void reloadCertificates(tls, log),
+      consoleUrl: webConsole?.url,
       async stop() {
         tlsWatch?.close();
+        await webConsole?.close();
         clearInterval(adminRefresh);
         nodes.closeLinks(); // ends the data nodes' NodeLink streams (they reopen them once this coordinator is back)
         // Ending the peer streams first lets the server drain without waiting out its grace.
@@ -203,6 +222,19 @@ async function openTiers(targets: readonly TierTarget[]): Promise<Map<string, Ob
 function splitHostPort(value: string): { host: string; port: number } {
   const at = value.lastIndexOf(':');
   return { host: value.slice(0, at) || '127.0.0.1', port: Number(value.slice(at + 1)) };
+}
+
+/** What the live data nodes store, from their last heartbeats: the console's capacity samples. */
+function clusterTotals(live: readonly NodeRecord[]): ReturnType<ClusterTotals> {
+  let usedBytes = 0;
+  let capacityBytes = 0;
+  let chunks = 0;
+  for (const node of live) {
+    usedBytes += node.usedBytes;
+    capacityBytes += node.capacityBytes;
+    chunks += node.chunks;
+  }
+  return { usedBytes, capacityBytes, chunks, liveNodes: live.length };
 }
 
 /** etcd: an election among the coordinators; embedded: this one leads. */

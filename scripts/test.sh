@@ -24,6 +24,16 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
+# The web console's test drives Debian's chromium (no browser download); without it that test is skipped.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium (the web console test's browser)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || echo "chromium not installed: the web console test will be skipped" >&2
+  else
+    echo "no chromium: the web console test will be skipped (sudo apt-get install -y chromium)" >&2
+  fi
+fi
+
 [ -d node_modules ] || npm ci
 # Built by npm ci; again here if the packages it needs came after it.
 [ -f build/Release/strata_fuse3.node ] || npm run build:native

@@ -35,6 +35,7 @@ export function registerClusterUpCommand(program: Command): void {
     .option('--chunk-size <size>', 'default chunk size', '8MiB')
     .option('--replication <n>', 'default replication factor (capped by data nodes)', '3')
     .option('--meta <url>', 'etcd://host:port,... to keep metadata in etcd (default: embedded LevelDB in DATA_DIR/meta)')
+    .option('--console-port <port|off>', 'the web console on 127.0.0.1 (default: --port + 80); off = none')
     .option('--mount <dir>', 'also mount the cluster at DIR (FUSE, `strata mount`); unmounted before the cluster stops')
     .option('--auth <mode>', 'off = anonymous access (the default for a local cluster; said at start) | oidc = require tokens of --oidc-issuer (cluster up itself needs one: STRATA_TOKEN or strata login); the node plane then authenticates with a node secret made in DATA_DIR/node.secret (mode 0600)', 'off')
     .option('--oidc-issuer <url>', 'with --auth oidc: the Keycloak realm, https://HOST/realms/NAME')
@@ -60,6 +61,8 @@ export function registerClusterUpCommand(program: Command): void {
       const logDir = path.join(dataDir, 'logs');
       mkdirSync(logDir, { recursive: true });
       const coordinator = `127.0.0.1:${port}`;
+      const consolePort = options.consolePort === 'off' ? undefined : wholeNumber(options.consolePort ?? String(port + 80), '--console-port', 1, 65535);
+      const consoleUrl = consolePort === undefined ? undefined : `${options.tls ? 'https' : 'http'}://127.0.0.1:${consolePort}/`;
       const nodeNames = ['coordinator', ...Array.from({ length: datanodes }, (_, i) => `dn${i + 1}`)];
       const tlsDir = path.join(dataDir, 'tls');
       const tls = options.tls ? await initDevCerts(tlsDir, { nodes: nodeNames, clients: ['client'] }) : undefined;
@@ -83,6 +86,7 @@ export function registerClusterUpCommand(program: Command): void {
         '--chunk-size', options.chunkSize, '--replication', String(Math.min(replication, datanodes)), ...authArgs,
         ...(options.tier as string[]).flatMap((spec) => ['--tier', spec]),
         ...tlsArgs('coordinator'), ...nodeSecretArgs,
+        ...(consolePort !== undefined ? ['--console-listen', `127.0.0.1:${consolePort}`] : []),
       ]);
       for (let i = 1; i <= datanodes; i++) {
         start(`datanode-${i}`, [
@@ -111,7 +115,7 @@ export function registerClusterUpCommand(program: Command): void {
         // Losing the mount (an external fusermount -u, say) leaves the cluster running.
         mount.process.once('exit', (code) => console.error(`strata: the mount exited (code ${code}); see ${mount!.log}`));
       }
-      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') }, options.auth === 'oidc' ? options.oidcIssuer : undefined, keyFile, nodeSecret);
+      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') }, options.auth === 'oidc' ? options.oidcIssuer : undefined, keyFile, nodeSecret, consoleUrl);
       // A data node that dies is what self-healing is for: say so and keep serving. Without
       // its coordinator the cluster is gone, so that stops everything.
       for (const child of children.filter((c) => c.name !== 'coordinator')) {
@@ -221,7 +225,7 @@ async function waitReady(coordinator: string, datanodes: number, tlsCa: string |
 
 function printWelcome(
   coordinator: string, datanodes: number, port: number, dataDir: string, logDir: string, meta?: string, mountDir?: string,
-  tls?: { ca: string; dir: string; client: { cert: string; key: string } }, issuer?: string, keyFile?: { path: string; keyId: string }, nodeSecret?: string,
+  tls?: { ca: string; dir: string; client: { cert: string; key: string } }, issuer?: string, keyFile?: { path: string; keyId: string }, nodeSecret?: string, consoleUrl?: string,
 ): void {
   const nodes = Array.from({ length: datanodes }, (_, i) => `127.0.0.1:${port + i + 1}`).join(', ');
   const tlsLine = tls ? `\n  tls          on, every port (mutual between nodes); CA and certificates in ${tls.dir}` : '';
@@ -231,7 +235,7 @@ function printWelcome(
   coordinator  ${coordinator}  (metadata: ${meta ? 'etcd' : `embedded LevelDB in ${path.join(dataDir, 'meta')}`})
   data nodes   ${nodes}
   data         ${dataDir}
-  logs         ${logDir}${tlsLine}${encryptLine}
+  logs         ${logDir}${consoleUrl ? `\n  console      ${consoleUrl}  (web console: nodes, capacity, health, files)` : ''}${tlsLine}${encryptLine}
   auth         ${issuer ? `OIDC tokens of ${issuer} (strata login, or STRATA_TOKEN)` : 'off: anonymous access for anyone who reaches these ports (--auth oidc to require tokens)'}${nodeSecret ? `\n  node plane   authenticated with the node secret in ${nodeSecret} (a node joining this cluster needs --node-secret-file)` : ''}${mountDir ? `\n  mounted at   ${mountDir}  (strata mount; unmounted first on Ctrl-C)` : ''}
 
 Try it in another shell:

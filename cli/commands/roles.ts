@@ -25,6 +25,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--session-max-in-flight <n>', 'requests one client session may have unanswered at once; more are refused unstarted (default 256)')
     .option('--session-listen <host:port|off>', 'the metadata session over plain TCP, without gRPC (default: the --listen host, a free port); off = gRPC only')
     .option('--session-advertise <host:port>', 'address clients dial for it (default: the --listen host, the session port)')
+    .option('--console-listen <host:port|off>', 'serve the web console (cluster overview, charts, file browser; read-only without the admin role) on this address, HTTPS with --tls-cert (default off)')
     .option(
       '--tier <name=s3://bucket/prefix?endpoint=URL&region=R&path_style=true&credentials_file=F>',
       'an S3-compatible object tier that policies (strata tier set) move cold chunks to; repeat for more (env STRATA_TIERS: comma-separated). ' +
