@@ -23,7 +23,6 @@ COPY cli ./cli
 COPY csi ./csi
 COPY fuse ./fuse
 COPY console ./console
-COPY csi ./csi
 RUN npm ci \
  && npm run build \
  && test -f build/Release/strata_fuse3.node \
