@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for every strata role: `docker run IMAGE coordinator|datanode|mount ...`.
+# One image for every strata role: `docker run IMAGE coordinator|datanode|mount|csi ...`.
 # Build: docker build -t strata:dev .
 
 # --- build: compilers and headers for the native addons, dev dependencies for tsc ---
