@@ -53,6 +53,7 @@ const KERNEL_MARGIN_MS = 50;
  */
 const NOTIFY_WAIT_MS = 500;
 const FIELDS = PACKED_FIELDS.length;
+const DIR_MODE = TYPE_BITS.directory | 0o755;
 /** How often kept answers follow the lease (its renewals extend them; half a second lost at most). */
 const ANSWERS_REFRESH_MS = 250;
 /** Names the kernel may trust at once (tracked to invalidate them); past it, new names get no timeout. */
@@ -766,7 +767,11 @@ export class LowLevelOps {
 
   /**
    * Packs the entries from the request's offset into one reply (names joined, numbers in one
-   * array: no object per entry). Each entry given with readdirplus is a lookup the kernel holds.
+   * array: no object per entry). Entries go without attributes, also with readdirplus (node id
+   * 0: no lookup for the kernel to hold, nothing for it to update per entry): a listing costs
+   * this thread and the kernel a few numbers per name. Attributes come with the lookups that
+   * follow, if any: the first one hands the binding the whole directory (keepDir), which then
+   * answers the rest itself.
    */
   private replyDir(req: FuseRequest, dir: DirHandle): void {
     const plus = req.op === 'readdirplus';
@@ -775,56 +780,35 @@ export class LowLevelOps {
     const entries = dir.entries!;
     const total = entries.length + 2;
     const dirIno = this.toKernel(dir.ino);
+    const header = plus ? 152 : 24;
     // Entries that may fit: each takes at least its header and name (UTF-16 length <= UTF-8 bytes).
     let end = offset;
     for (let room = size; end < total; end++) {
       const nameLength = end < 2 ? end + 1 : entries[end - 2].name.length;
-      room -= (plus ? 152 : 24) + ((nameLength + 7) & ~7);
+      room -= header + ((nameLength + 7) & ~7);
       if (room < 0) break;
     }
     end = Math.min(total, end + 1);
     const count = Math.max(0, end - offset);
     const nums = new Float64Array(count * FIELDS);
     const names: string[] = new Array(count);
-    // A directory handed to the binding whole (keepDir): its entries go without attributes (no
-    // lookup for the kernel to hold), as the binding answers the kernel's later lookups of them
-    // itself; the listing then costs this thread and the kernel far less.
-    const thin = plus && this.keptDirs.has(dir.ino);
-    const entryTimeout = plus && !thin && this.trustedCount + count <= TRUSTED_NAMES_MAX ? this.trust({ dir: dir.ino }) : 0;
+    const rootIno = this.ctx.rootIno;
     for (let i = offset, at = 0; i < end; i++, at += FIELDS) {
       const k = i - offset;
       if (i < 2) {
         names[k] = i === 0 ? '.' : '..';
         nums[at + 1] = i + 1;
         nums[at + 2] = dirIno;
-        nums[at + 3] = TYPE_BITS.directory | 0o755;
-        nums[at + 4] = 1;
-        nums[at + 9] = BLOCK_BYTES;
+        nums[at + 3] = DIR_MODE;
         continue;
       }
       const { name, stat } = entries[i - 2];
       names[k] = name;
-      const ino = this.toKernel(stat.ino);
       nums[at + 1] = i + 1;
-      nums[at + 2] = ino;
-      if (!plus || thin) {
-        nums[at + 3] = TYPE_BITS[stat.type];
-        continue;
-      }
-      packAttr(nums, at, ino, this.attr(stat));
-      nums[at + 13] = entryTimeout;
-      nums[at + 14] = this.trust({ attr: stat.ino });
+      nums[at + 2] = stat.ino === rootIno ? 1 : stat.ino;
+      nums[at + 3] = TYPE_BITS[stat.type];
     }
     const packed = this.ctx.fuse.replyDirPacked(req.id, size, plus, names.join('/'), nums);
-    if (plus && !thin) {
-      for (let k = 0; k < packed; k++) {
-        const i = offset + k;
-        if (i < 2) continue;
-        const { name, stat } = entries[i - 2];
-        this.looked(stat.ino, 1);
-        if (entryTimeout > 0) this.trustName(dir.ino, name);
-      }
-    }
     // The empty reply at the end completes the kernel's cached listing: trusted only if the
     // lease on the whole listing still holds and nothing about the directory was pushed since
     // it was read (a push meanwhile may have invalidated before the kernel stored it).
