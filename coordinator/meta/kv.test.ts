@@ -180,6 +180,10 @@ export function kvContract(name: string, open: () => Promise<Kv>): void {
       await expectKind(kv.txn({ compares: [], ops: [put(`${p}d`, '1'), put(`${p}d`, '2')] }), 'Invalid');
       const putInDeleted: KvOp[] = [{ type: 'deleteRange', start: p, end: prefixEnd(p) }, put(`${p}d`, '1')];
       await expectKind(kv.txn({ compares: [], ops: putInDeleted }), 'Invalid');
+      await expectKind(kv.txn({ compares: [], ops: [{ type: 'delete', key: `${p}e` }, put(`${p}e`, '1')] }), 'Invalid');
+      // A delete of one key is no range: a put of the next key along goes through.
+      expect(await kv.txn({ compares: [], ops: [{ type: 'delete', key: `${p}f` }, put(`${p}f\x00`, '1'), put(`${p}f0`, '1')] })).toBe(true);
+      await kv.txn({ compares: [], ops: [{ type: 'deleteRange', start: p, end: prefixEnd(p) }] });
       await expectKind(kv.txn({ compares: [], ops: [put(`${p}big`, Buffer.alloc(1.6 * 1024 * 1024))] }), 'Invalid');
       await expectKind(kv.txn({ compares: [], ops: [put(`${p}huge`, Buffer.alloc(3 * 1024 * 1024))] }), 'Invalid');
       expect(await kv.count(p, prefixEnd(p))).toBe(0);

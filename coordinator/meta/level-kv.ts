@@ -300,6 +300,8 @@ export function checkTxn({ compares, ops }: KvTxn): number {
   }
   // etcd refuses to write one key twice in a txn, or to put a key that the same txn deletes.
   const putKeys = new Set<string>();
+  // A single delete's range [key, key + '\x00') holds only that key: a set, not a bytewise scan per put.
+  const deletedKeys = new Set<string>();
   const deleted: { start: string; end: string }[] = [];
   for (const op of ops) {
     if (op.type === 'put') {
@@ -309,7 +311,7 @@ export function checkTxn({ compares, ops }: KvTxn): number {
       payloadBytes += Buffer.byteLength(op.key) + op.value.length;
     } else if (op.type === 'delete') {
       checkKey(op.key);
-      deleted.push({ start: op.key, end: op.key + '\x00' });
+      deletedKeys.add(op.key);
       payloadBytes += Buffer.byteLength(op.key);
     } else {
       deleted.push({ start: op.start, end: op.end });
@@ -317,7 +319,7 @@ export function checkTxn({ compares, ops }: KvTxn): number {
     }
   }
   for (const key of putKeys) {
-    if (deleted.some((d) => inRange(key, d.start, d.end))) {
+    if (deletedKeys.has(key) || deleted.some((d) => inRange(key, d.start, d.end))) {
       throw invalid(`txn both puts and deletes ${JSON.stringify(key)}`);
     }
   }
