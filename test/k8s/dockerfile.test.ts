@@ -7,10 +7,12 @@ import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'n
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DockerfileParser, type Copy, type Instruction } from 'dockerfile-ast';
+import { validate } from 'dockerfile-utils';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const dockerfile = DockerfileParser.parse(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'));
+const text = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+const dockerfile = DockerfileParser.parse(text);
 const froms = dockerfile.getFROMs();
 /** Instructions by stage name, in order. */
 const stages = new Map<string, Instruction[]>(
@@ -42,6 +44,10 @@ const ignored: RegExp[] = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
 const isIgnored = (file: string) => ignored.some((re) => re.test(file));
 
 describe('Dockerfile', () => {
+  it('is valid Dockerfile syntax, without warnings (dockerfile-utils validate)', () => {
+    expect(validate(text).map((d) => `line ${d.range.start.line + 1}: ${d.message}`)).toEqual([]);
+  });
+
   it('has a build stage on node:20-bookworm and a final runtime stage on node:20-bookworm-slim', () => {
     expect(froms.map((f) => [`${f.getImageName()}:${f.getImageTag()}`, f.getBuildStage()])).toEqual([
       ['node:20-bookworm', 'build'],
