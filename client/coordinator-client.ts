@@ -97,6 +97,11 @@ export class CoordinatorClient {
     }, afterAmbiguousRetry);
   }
 
+  /** Whether a session stream to some coordinator is open and greeted. */
+  get sessionOpen(): boolean {
+    return this.sessions.some((session) => session.isGreeted);
+  }
+
   /** An op only the session stream has (the inode ops), with the same failover and rules. */
   session<Res>(op: string, request: unknown, afterAmbiguousRetry?: AfterAmbiguousRetry<Res>): Promise<Res> {
     return this.withFailover(op, (index) => this.sessions[index].request(op, request, this.options.callTimeoutMs) as Promise<Res>, afterAmbiguousRetry);

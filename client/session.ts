@@ -56,6 +56,11 @@ export class SessionStream {
   private clockOffsetMs: number | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly pushListeners = new Set<PushListener>();
+  /** A stream is up and the coordinator's hello came. */
+  get isGreeted(): boolean {
+    return this.call !== undefined && this.helloSeen;
+  }
+
   /** Set once the coordinator answered UNIMPLEMENTED for Session. */
   unsupported = false;
 

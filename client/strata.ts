@@ -155,6 +155,11 @@ export class Strata {
     return meanMicros(this.coordinator.requestMsByOp, this.coordinator.requestsSentByOp);
   }
 
+  /** Whether a session stream to some coordinator is open and greeted (a mount's readiness). */
+  get sessionOpen(): boolean {
+    return this.coordinator.sessionOpen;
+  }
+
   /** The namespace by inode and (parent inode, name): what a mount needs (client/inodes.ts). */
   get inodes(): InodeOps {
     return (this.inodeOps ??= new SessionInodes(this.coordinator));

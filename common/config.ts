@@ -60,6 +60,12 @@ const tlsKeys = {
 };
 
 /**
+ * The role's HTTP port for Prometheus and probes (common/metrics-server.ts): GET /metrics,
+ * /healthz, /readyz. Absent = none.
+ */
+export const metricsListen = z.union([hostPort, z.literal('off')]).optional();
+
+/**
  * Node-plane credentials (common/node-credentials.ts): the secret every coordinator and data node
  * of a cluster shares, to authenticate the calls only nodes make. A file, or the text itself in
  * STRATA_NODE_SECRET (no flag: it would show in ps).
@@ -139,6 +145,7 @@ export const coordinatorSchema = z.object({
   clientRatePerSec: int.min(0).max(10_000_000).default(100_000),
   /** With auth on: serve anyway when the node plane has neither mTLS nor a node secret (logged as a warning). */
   insecureNodePlane: bool.optional(),
+  metricsListen,
   ...nodeSecretKeys,
   ...tlsKeys,
   logLevel,
@@ -181,6 +188,7 @@ export const dataNodeSchema = z.object({
   clientRatePerSec: int.min(0).max(10_000_000).default(100_000),
   /** 'enforce': chunk reads and writes need a coordinator's grant (common/chunk-grants.ts); 'off': anyone who reaches the ports may. */
   grants: z.enum(['enforce', 'off']).default('enforce'),
+  metricsListen,
   ...nodeSecretKeys,
   ...tlsKeys,
   logLevel,

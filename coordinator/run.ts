@@ -40,12 +40,17 @@ import { grantMinter } from './grant-minter.js';
 import type { NodeRecord } from './meta/types.js';
 import { startConsole } from '../console/server.js';
 import type { ClusterTotals } from '../console/samples.js';
+import { RoleMetrics, metricsInterceptor } from '../common/metrics.js';
+import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
+import { coordinatorGauges, coordinatorReadiness, metaStoreTimer } from './metrics.js';
 import { NODE_PLANE_METHODS, NODE_SECRET_FLAGS, NodeSecret, nodeChannelOptions, nodePlaneInterceptor } from '../common/node-credentials.js';
 
 export interface RunningCoordinator {
   address: string;
   /** The web console's URL, when it serves one (--console-listen). */
   consoleUrl?: string;
+  /** Where /metrics, /healthz and /readyz are served (--metrics-listen); absent = nowhere. */
+  metricsAddress?: string;
   stop(): Promise<void>;
   /** Reads the TLS files again (SIGHUP): new connections use them; a bad file keeps the old (common/tls-reload.ts). */
   reloadTls(): void;
@@ -70,12 +75,15 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
   // Credentials (a file, or the environment) are read once here; a bad one is one Invalid line.
   const tierTargets = config.tiers.map((tier) => resolveTierTarget(tier, process.env, (file) => readFileSync(file, 'utf8')));
   const tiers = await openTiers(tierTargets);
-  const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES, etcdTls, etcdTlsFiles: config }).catch((err) => {
+  // Only when served: with metrics off the request paths see none and count nothing.
+  const metrics = config.metricsListen && config.metricsListen !== 'off' ? new RoleMetrics('coordinator') : undefined;
+  const kv = await openKv(config.meta, { cachePrefixes: CACHED_PREFIXES, etcdTls, etcdTlsFiles: config, timer: metrics && metaStoreTimer(metrics) }).catch((err) => {
     for (const tier of tiers.values()) tier.close();
     throw err;
   });
   const coherence = new Coherence(kv, config.leaseTtlMs, log);
   let grantKeys: GrantKeys | undefined;
+  let metricsServer: MetricsServer | undefined;
   try {
     // Shared by every coordinator through the metadata store: any of them signs, data nodes check.
     grantKeys = await GrantKeys.open(kv, log, config.grantTtlMs);
@@ -97,7 +105,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
     // Known once bound; lease peers name it as their credentials' receiver (they dial what it registers).
     let selfAddress = '';
-    const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter), ...nodePlaneInterceptor(nodeSecret, log, () => selfAddress)] });
+    const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [...(metrics ? [metricsInterceptor(metrics)] : []), limitInterceptor(limiter), ...nodePlaneInterceptor(nodeSecret, log, () => selfAddress)] });
     const port = await bindServer(server, config.listen, serverCredentials(tls, NODE_PLANE_METHODS));
     const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
     const address = `${host}:${port}`;
@@ -122,6 +130,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       ...leaseSessionDeps(coherence.table, namespace),
       accept: (acceptor: SessionAcceptor) => (acceptSession = acceptor),
       endpoint: () => sessionAddress,
+      requests: metrics && ((op: string) => metrics.requests('session', op)),
     };
     const keyAdmin = keyAdminHandlers({ nodes, tls, kv, grantKeys, grantTtlMs: config.grantTtlMs, heartbeatIntervalMs: config.heartbeatIntervalMs, channelOptions: nodeChannel });
     // The master key record is written only from authenticated heartbeats: with a node secret or TLS,
@@ -154,14 +163,21 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
     healer.start();
     tieringJob.start();
     const adminRefresh = setInterval(() => nodes.refreshAdmin().catch(() => undefined), ADMIN_REFRESH_MS);
+    if (metrics) {
+      coordinatorGauges(metrics, { leadership, healer, tiering: tieringJob, nodes });
+      metricsServer = await startMetricsServer({ listen: config.metricsListen!, metrics, ready: coordinatorReadiness(kv, leadership), log, tls });
+    }
     log.info({ address, session: sessionAddress || 'grpc only', meta: redactMeta(config.meta), tls: tls ? (tls.requireClientCert ? 'on, client certificates required' : 'on') : 'off', nodeSecret: nodeSecret ? 'on' : 'off' }, 'coordinator serving');
+    if (metricsServer) log.info({ metrics: metricsServer.address, scheme: tls ? 'https' : 'http' }, 'serving /metrics, /healthz, /readyz');
     const tlsWatch = tls && config.tlsWatch ? watchCertificates(tls, log) : undefined;
     return {
       address,
       reloadTls: () => void reloadCertificates(tls, log),
       consoleUrl: webConsole?.url,
+      metricsAddress: metricsServer?.address,
       async stop() {
         tlsWatch?.close();
+        await metricsServer?.close();
         await webConsole?.close();
         clearInterval(adminRefresh);
         nodes.closeLinks(); // ends the data nodes' NodeLink streams (they reopen them once this coordinator is back)
@@ -178,6 +194,7 @@ export async function runCoordinator(config: CoordinatorConfig, log: Logger): Pr
       },
     };
   } catch (err) {
+    await metricsServer?.close();
     grantKeys?.close();
     await coherence.close().catch(() => undefined);
     await kv.close().catch(() => undefined);

@@ -40,6 +40,8 @@ export interface SessionDeps {
   accept?: (acceptor: SessionAcceptor) => void;
   /** The framed-TCP session's address that SessionEndpoint answers; '' or absent = none. */
   endpoint?: () => string;
+  /** Each op's request series (common/metrics.ts); absent = ops are not counted. */
+  requests?: SessionHooks['requests'];
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire requests are validated field by field below */
@@ -289,7 +291,7 @@ export function coordinatorService(
     ...session.ops,
   };
 
-  const acceptSession = sessionAcceptor(sessionOps, config.listen, session.limits, { ...session.hooks, guard: (dispatch) => guardSessionOps(dispatch, auth) });
+  const acceptSession = sessionAcceptor(sessionOps, config.listen, session.limits, { ...session.hooks, requests: session.requests, guard: (dispatch) => guardSessionOps(dispatch, auth) });
   session.accept?.(acceptSession);
 
   const service = {

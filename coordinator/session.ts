@@ -7,6 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { StrataError, invalid } from '../common/errors.js';
 import { toServiceError } from '../common/grpc.js';
+import type { RequestSeries } from '../common/metrics.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- wire messages are validated by the ops */
 
@@ -30,6 +31,8 @@ export interface SessionHooks {
   run?<T>(session: ServerSession, work: () => Promise<T>, op?: string, request?: unknown): Promise<T>;
   /** Wraps the whole dispatch table, outermost, so it sees each request as it is read (authentication). */
   guard?(dispatch: SessionOps): SessionOps;
+  /** Counts and times each op (common/metrics.ts): the series of an op name, looked up once per op. */
+  requests?(op: string): RequestSeries;
 }
 
 type Duplex = grpc.ServerDuplexStream<any, any>;
@@ -137,6 +140,8 @@ export class ServerSession {
     private readonly ops: SessionOps,
     private readonly limits: SessionLimits,
     private readonly onClosed: () => void,
+    /** Each op's request series (metrics), memoized; absent = not counted. */
+    private readonly requests?: (op: string) => RequestSeries,
   ) {}
 
   get isOpen(): boolean {
@@ -182,9 +187,18 @@ export class ServerSession {
     const op = opName ? this.ops[opName] : undefined;
     this.inFlight.add(id);
     const work = op ? op(message[opName!] ?? {}, this) : Promise.reject(invalid(opName ? `unknown session op '${opName}'` : 'session request carries no op'));
+    const series = op ? this.requests?.(opName!) : undefined;
+    const startedMs = series ? performance.now() : 0;
     work.then(
-      (result) => this.answer(id, { [opName!]: result ?? {} }),
-      (err) => this.answer(id, { error: sessionError(err) }),
+      (result) => {
+        series?.done(grpc.status.OK, startedMs);
+        this.answer(id, { [opName!]: result ?? {} });
+      },
+      (err) => {
+        const error = sessionError(err);
+        series?.done(error.code ?? grpc.status.UNKNOWN, startedMs);
+        this.answer(id, { error });
+      },
     );
   }
 
@@ -251,10 +265,21 @@ export function sessionAcceptor(ops: SessionOps, coordinator: string, limits: Se
     ? Object.fromEntries(Object.entries(ops).map(([name, op]) => [name, (request: any, s: ServerSession) => run(s, () => op(request, s), name, request)]))
     : ops;
   const dispatch = hooks.guard ? hooks.guard(inner) : inner;
+  const requests = hooks.requests && memoized(hooks.requests);
   return (transport) => {
-    const session: ServerSession = new ServerSession(transport, dispatch, limits, () => hooks.closed?.(session));
+    const session: ServerSession = new ServerSession(transport, dispatch, limits, () => hooks.closed?.(session), requests);
     hooks.opened?.(session);
     session.start(coordinator);
+  };
+}
+
+/** A series per op name, made on the op's first request (only ops in the table get one). */
+function memoized(make: (op: string) => RequestSeries): (op: string) => RequestSeries {
+  const byOp = new Map<string, RequestSeries>();
+  return (op) => {
+    let series = byOp.get(op);
+    if (!series) byOp.set(op, (series = make(op)));
+    return series;
   };
 }
 

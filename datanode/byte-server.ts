@@ -9,6 +9,15 @@ import { clientOf } from '../common/client-limits.js';
 import { FrameQueue, FrameType, controlFrame, errorFrame, frameOf, writeFrames, type Frame } from '../common/byte-frames.js';
 import type { Logger } from '../common/log.js';
 import type { TlsContext } from '../common/tls.js';
+import { toServiceError } from '../common/grpc.js';
+import type { CountSeries, RequestSeries } from '../common/metrics.js';
+
+/** What the byte path counts (common/metrics.ts): each op's requests, and chunk bytes in and out. */
+export interface ByteServerMetrics {
+  requests: Record<'read' | 'write' | 'readEncoding', RequestSeries>;
+  bytesIn: CountSeries;
+  bytesOut: CountSeries;
+}
 
 export interface ByteReadRequest {
   chunkId: string;
@@ -62,7 +71,7 @@ const INACTIVE_CLOSE_MS = MAX_TIMEOUT_MS + 60_000;
  * `admit`: takes one connection of a client host, returning its release, or throws Busy
  * (common/client-limits.ts); absent = no bound.
  */
-export async function startByteServer(host: string, port: number, handlers: ByteHandlers, log: Logger, admit?: (client: string) => () => void, tls?: TlsContext): Promise<ByteServer> {
+export async function startByteServer(host: string, port: number, handlers: ByteHandlers, log: Logger, admit?: (client: string) => () => void, tls?: TlsContext, metrics?: ByteServerMetrics): Promise<ByteServer> {
   /** Each open connection, and whether a request is in flight on it. */
   const sockets = new Map<net.Socket, { busy: boolean }>();
   let closing = false;
@@ -84,7 +93,7 @@ export async function startByteServer(host: string, port: number, handlers: Byte
       release();
     });
     socket.setTimeout(INACTIVE_CLOSE_MS, () => socket.destroy());
-    serve(socket, handlers, log, (busy) => {
+    serve(socket, handlers, log, metrics, (busy) => {
       state.busy = busy;
       if (!busy && closing) socket.destroy();
     }).catch((err) => {
@@ -113,17 +122,23 @@ export async function startByteServer(host: string, port: number, handlers: Byte
   };
 }
 
-async function serve(socket: net.Socket, handlers: ByteHandlers, log: Logger, setBusy: (busy: boolean) => void): Promise<void> {
+async function serve(socket: net.Socket, handlers: ByteHandlers, log: Logger, metrics: ByteServerMetrics | undefined, setBusy: (busy: boolean) => void): Promise<void> {
   const frames = new FrameQueue(socket);
   for (;;) {
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
+    let series: RequestSeries | undefined;
+    let startedMs = 0;
     try {
       const frame = await frames.next();
       if (!frame) return void socket.destroy();
       setBusy(true);
       if (frame.type !== FrameType.Request) throw invalid(`byte path: expected a request, got frame type ${frame.type}`);
       const request = checkRequest(frame.body);
+      if (metrics) {
+        series = metrics.requests[request.op];
+        startedMs = performance.now();
+      }
       if (request.nodeId !== handlers.nodeId) {
         // Another node's address (a restart moved it): the client re-resolves the route.
         socket.write(controlFrame(FrameType.Error, { kind: 'Unavailable', message: `byte path: this is node ${handlers.nodeId}, not ${request.nodeId.slice(0, 80)}`, wrongNode: true }));
@@ -135,13 +150,15 @@ async function serve(socket: net.Socket, handlers: ByteHandlers, log: Logger, se
         fail(socket, frames, new StrataError('Timeout', `byte path: ${request.op} of chunk ${quoted(request.chunkId)} exceeded its ${request.timeoutMs} ms deadline`));
       }, request.timeoutMs);
       timer.unref();
-      if (request.op === 'read') await serveRead(socket, handlers.read(checkRead(request)));
-      else if (request.op === 'readEncoding') await serveEncoding(socket, handlers, String(request.chunkId), grantOf(request));
-      else await serveWrite(socket, frames, handlers, checkWrite(request), deadlineMs);
+      if (request.op === 'read') await serveRead(socket, handlers.read(checkRead(request)), metrics?.bytesOut);
+      else if (request.op === 'readEncoding') await serveEncoding(socket, handlers, String(request.chunkId), grantOf(request), metrics?.bytesOut);
+      else await serveWrite(socket, frames, handlers, checkWrite(request), deadlineMs, metrics?.bytesIn);
       clearTimeout(timer);
+      series?.done(0, startedMs);
       setBusy(false);
     } catch (err) {
       clearTimeout(timer);
+      series?.done(timedOut ? 4 /* DEADLINE_EXCEEDED */ : (toServiceError(err).code ?? 2), startedMs);
       if (!timedOut) {
         const error = asStrataError(err);
         if (error.kind === 'Internal') log.warn({ err: error.message }, 'byte path request failed');
@@ -152,19 +169,23 @@ async function serve(socket: net.Socket, handlers: ByteHandlers, log: Logger, se
   }
 }
 
-async function serveRead(socket: net.Socket, blocks: AsyncIterable<Buffer>): Promise<void> {
-  for await (const block of blocks) await send(socket, frameOf(FrameType.Data, block));
+async function serveRead(socket: net.Socket, blocks: AsyncIterable<Buffer>, bytesOut?: CountSeries): Promise<void> {
+  for await (const block of blocks) {
+    bytesOut?.inc(block.length);
+    await send(socket, frameOf(FrameType.Data, block));
+  }
   await send(socket, [controlFrame(FrameType.Reply, {})]);
 }
 
-async function serveEncoding(socket: net.Socket, handlers: ByteHandlers, chunkId: string, grant: string): Promise<void> {
+async function serveEncoding(socket: net.Socket, handlers: ByteHandlers, chunkId: string, grant: string, bytesOut?: CountSeries): Promise<void> {
   const { bytes, length, crc32c } = await handlers.readEncoding(chunkId, grant);
+  bytesOut?.inc(bytes.length);
   // One frame: the reader sized its limit to this chunk's largest possible encoding.
   await send(socket, frameOf(FrameType.Data, bytes));
   await send(socket, [controlFrame(FrameType.Reply, { length, crc32c, storedBytes: bytes.length })]);
 }
 
-async function serveWrite(socket: net.Socket, frames: FrameQueue, handlers: ByteHandlers, header: ByteWriteHeader, deadlineMs: number): Promise<void> {
+async function serveWrite(socket: net.Socket, frames: FrameQueue, handlers: ByteHandlers, header: ByteWriteHeader, deadlineMs: number, bytesIn?: CountSeries): Promise<void> {
   const session = await handlers.openWrite(header, deadlineMs);
   try {
     for (;;) {
@@ -173,6 +194,7 @@ async function serveWrite(socket: net.Socket, frames: FrameQueue, handlers: Byte
       if (!frame) throw new StrataError('Unavailable', `chunk ${header.chunkId}: the writer went away mid-write`);
       if (frame.type === FrameType.End) break;
       if (frame.type !== FrameType.Data) throw invalid(`byte path: only data or end may follow a write request, got frame type ${frame.type}`);
+      bytesIn?.inc(frame.data.length);
       await session.piece(frame.data);
     }
     const reply = await session.finish();

@@ -24,6 +24,9 @@ import { loadKeyRing } from '../common/master-key.js';
 import { TlsContext, channelCredentials, serverCredentials, type TlsConfigKeys } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
 import { reloadCertificates, watchCertificates } from '../common/tls-reload.js';
+import { RoleMetrics, metricsInterceptor } from '../common/metrics.js';
+import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
+import { dataNodeGauges, dataNodeReadiness, dataPathMetrics } from './metrics.js';
 
 export interface DataNodeConfig extends TlsConfigKeys, NodeSecretConfigKeys {
   /** Empty or absent: the id stored in `<dataDir>/node-id`, or a new one persisted there. */
@@ -63,11 +66,15 @@ export interface DataNodeConfig extends TlsConfigKeys, NodeSecretConfigKeys {
   encryptKeyFile?: string;
   /** The master key itself (hex or base64), as STRATA_MASTER_KEY gives it. */
   masterKey?: string;
+  /** host:port of GET /metrics, /healthz, /readyz (common/metrics-server.ts); absent or 'off' = none. */
+  metricsListen?: string;
 }
 
 export interface RunningDataNode {
   nodeId: string;
   address: string;
+  /** Where /metrics, /healthz and /readyz are served; absent = nowhere. */
+  metricsAddress?: string;
   /** The object tiers this node knows (heartbeat replies set them; tests may too). */
   tiers: TierRegistry;
   stop(): Promise<void>;
@@ -87,6 +94,8 @@ const SHUTDOWN_GRACE_MS = 5_000;
 /** A down coordinator's grant keys outlive its grants' lifetime by this (clock skew, the last heartbeat's age). */
 const GRANT_KEYS_MARGIN_MS = 60_000;
 const HEARTBEAT_TIMEOUT_MS = 5_000;
+/** Readiness: registered while a coordinator accepted a heartbeat this recently (or five intervals, if longer). */
+const REGISTERED_FOR_MS = 5_000;
 // The coordinator chooses the pace, within bounds that neither flood it nor let a lease lapse.
 const MIN_HEARTBEAT_INTERVAL_MS = 100;
 const MAX_HEARTBEAT_INTERVAL_MS = 60_000;
@@ -129,6 +138,9 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   }
   const scrubber = new Scrubber(store, { bytesPerSec: config.scrubBytesPerSec ?? 0, intervalMs: config.scrubIntervalMs ?? 0, log });
 
+  // Only when served: with metrics off the data paths see none and count nothing.
+  const metrics = config.metricsListen && config.metricsListen !== 'off' ? new RoleMetrics('datanode') : undefined;
+  const dataPaths = metrics && dataPathMetrics(metrics);
   const grants = new GrantVerifier(config.grants !== 'off');
   if (!grants.enforce) log.warn('chunk grants are off (--grants off): anyone who reaches this node can read, write and delete its chunks');
   let address = config.advertise ?? '';
@@ -146,25 +158,35 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     tierCache,
     tls,
     grants,
+    grpcBytes: dataPaths?.grpcBytes,
   });
   // One bound per client host over both transports (common/client-limits.ts).
   const limiter = new ClientLimiter({ maxInFlight: config.clientMaxInFlight ?? 0, ratePerSec: config.clientRatePerSec ?? 0 });
-  const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [limitInterceptor(limiter), ...nodePlaneInterceptor(nodeSecret, log, () => address)] });
+  const server = new grpc.Server({ ...CHANNEL_OPTIONS, interceptors: [...(metrics ? [metricsInterceptor(metrics)] : []), limitInterceptor(limiter), ...nodePlaneInterceptor(nodeSecret, log, () => address)] });
   server.addService(strataProto.DataNode.service, service.handlers);
   let port: number;
   let byteServer: ByteServer | null = null;
+  let metricsServer: MetricsServer | undefined;
+  // When a coordinator last accepted a heartbeat (readiness: registered).
+  let acceptedAtMs = 0;
+  const registered = () => Date.now() - acceptedAtMs < Math.max(REGISTERED_FOR_MS, 5 * config.heartbeatIntervalMs);
   try {
     port = await bindServer(server, `${listen.host}:${listen.port}`, serverCredentials(tls, NODE_PLANE_METHODS));
     if (config.dataListen !== 'off') {
       const dataListen = config.dataListen ? parseListen(config.dataListen) : { host: listen.host, port: 0 };
-      byteServer = await startByteServer(dataListen.host, dataListen.port, service.byteHandlers, log, (client) => limiter.admit(client), tls);
+      byteServer = await startByteServer(dataListen.host, dataListen.port, service.byteHandlers, log, (client) => limiter.admit(client), tls, dataPaths?.byte);
       // Reached like the gRPC port: on the host it is advertised as, unless told otherwise.
       const wildcard = dataListen.host === '0.0.0.0' || dataListen.host === '[::]';
       const advertisedHost = config.advertise ? parseListen(config.advertise).host : wildcard ? '127.0.0.1' : dataListen.host;
       dataAddress = config.dataAdvertise ?? `${advertisedHost}:${byteServer.port}`;
     }
+    if (metrics) {
+      dataNodeGauges(metrics, { store, nodeInfo: () => service.nodeInfo(), scrub: () => scrubber.status(), registered });
+      metricsServer = await startMetricsServer({ listen: config.metricsListen!, metrics, ready: dataNodeReadiness(store.dir, registered), log, tls });
+    }
   } catch (err) {
     server.forceShutdown();
+    await byteServer?.close();
     service.close();
     tierCache.close();
     tiers.close();
@@ -180,6 +202,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   const channel = { tls, options: nodeChannelOptions(CHANNEL_OPTIONS, nodeSecret, () => nodeId)(COORDINATORS_RECEIVER) };
   const heartbeats = config.coordinators.map((coordinator) =>
     startHeartbeat(coordinator, async () => ({ ...(await service.nodeInfo()), masterKeyIds: keys?.ids() ?? [] }), (reply) => {
+      acceptedAtMs = Date.now();
       tiers.update(reply.tiers ?? []);
       // Counted until its grants could have expired, were this coordinator never heard again.
       grants.setKeys(coordinator, reply.grantKeys ?? [], (Number(reply.grantTtlMs) || 24 * 3_600_000) + GRANT_KEYS_MARGIN_MS);
@@ -197,6 +220,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   );
   scrubber.start();
   const quarantined = store.quarantined().length;
+  if (metricsServer) log.info({ metrics: metricsServer.address, scheme: tls ? 'https' : 'http' }, 'serving /metrics, /healthz, /readyz');
   log.info({ nodeId, address, dataAddress, dataDir: store.dir, chunks: store.usage().chunks, quarantined, scrub: scrubber.enabled, tls: tls ? 'on' : 'off', grants: grants.enforce ? 'enforced' : 'off', nodeSecret: nodeSecret ? 'on' : 'off', encryption: keys ? keys.current.keyId : 'off' }, 'data node started');
   const tlsWatch = tls && config.tlsWatch ? watchCertificates(tls, log) : undefined;
 
@@ -204,6 +228,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
   const stop = () =>
     (stopping ??= (async () => {
       tlsWatch?.close();
+      await metricsServer?.close();
       // The goodbye first: coordinators then wait out the grace instead of repairing at once.
       await Promise.all(heartbeats.map((heartbeat) => heartbeat.stop()));
       await Promise.all([scrubber.stop(), shutdownServer(server, SHUTDOWN_GRACE_MS), byteServer?.close()]);
@@ -237,7 +262,7 @@ export async function runDataNode(config: DataNodeConfig, log: Logger): Promise<
     keys.replaceWith(fresh);
     log.info({ keyId: keys.current.keyId, keys: keys.ids().length }, 'master keys reloaded');
   };
-  return { nodeId, address, tiers, stop, reloadTls: () => void reloadCertificates(tls, log), reloadKeys, failed };
+  return { nodeId, address, metricsAddress: metricsServer?.address, tiers, stop, reloadTls: () => void reloadCertificates(tls, log), reloadKeys, failed };
 }
 
 function parseListen(listen: string): { host: string; port: number } {

@@ -1,6 +1,7 @@
 // The DataNode gRPC service over a ChunkStore: chunk writes with pipeline forwarding, verified
 // reads (through an object tier's cache when this node has no intact copy), stat, delete, node
 // status, tier uploads. Every failure leaves through toServiceError; none escapes.
+import type { CountSeries } from '../common/metrics.js';
 import * as grpc from '@grpc/grpc-js';
 import { statfs } from 'node:fs/promises';
 import type { ChunkStore, ChunkWriter } from './chunk-store.js';
@@ -74,6 +75,8 @@ export interface DataNodeServiceOptions {
   grants: GrantVerifier;
   /** What encode-once replica writes may hold in memory at once (default ENCODED_REPLICA_BUDGET_BYTES). */
   encodedReplicaBudgetBytes?: number;
+  /** Chunk bytes received and sent over gRPC (metrics); absent = not counted. */
+  grpcBytes?: { bytesIn: CountSeries; bytesOut: CountSeries };
 }
 
 export interface DataNodeService {
@@ -169,6 +172,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
           session = await openSession(header, deadlineMs, call);
         } else {
           if (message.part !== 'data' || !message.data) throw invalid('WriteChunk: only data may follow the header');
+          options.grpcBytes?.bytesIn.inc(message.data.length);
           await session.piece(message.data);
         }
       }
@@ -224,6 +228,7 @@ export function createDataNodeService(options: DataNodeServiceOptions): DataNode
     const flush = async () => {
       const data = batch.length === 1 ? batch[0] : Buffer.concat(batch, batchBytes);
       batch = [];
+      options.grpcBytes?.bytesOut.inc(batchBytes);
       batchBytes = 0;
       if (!call.write({ data })) await waitForDrain(call);
     };

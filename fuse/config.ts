@@ -1,7 +1,7 @@
 // `strata mount` settings: flags, STRATA_* environment variables and an optional JSON file,
 // merged and validated once (common/config.ts), like every other role.
 import { z } from 'zod';
-import { loadConfig } from '../common/config.js';
+import { loadConfig, metricsListen } from '../common/config.js';
 
 const hostPort = z.string().regex(/^[^\s/]+:\d{1,5}$/, 'expected host:port');
 const int = z.coerce.number().int();
@@ -60,6 +60,8 @@ export const mountSchema = z.object({
   tlsCa: z.string().min(1).optional(),
   tlsCert: z.string().min(1).optional(),
   tlsKey: z.string().min(1).optional(),
+  /** host:port of GET /metrics, /healthz, /readyz (common/metrics-server.ts); absent or 'off' = none. */
+  metricsListen,
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 });
 

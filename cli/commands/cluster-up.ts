@@ -36,6 +36,7 @@ export function registerClusterUpCommand(program: Command): void {
     .option('--replication <n>', 'default replication factor (capped by data nodes)', '3')
     .option('--meta <url>', 'etcd://host:port,... to keep metadata in etcd (default: embedded LevelDB in DATA_DIR/meta)')
     .option('--console-port <port|off>', 'the web console on 127.0.0.1 (default: --port + 80); off = none')
+    .option('--metrics-listen <host:port|off>', 'where the coordinator serves /metrics, /healthz and /readyz; data nodes (and the mount) take the ports after it (default: 127.0.0.1 and the port after the data nodes\' ports); off = none')
     .option('--mount <dir>', 'also mount the cluster at DIR (FUSE, `strata mount`); unmounted before the cluster stops')
     .option('--auth <mode>', 'off = anonymous access (the default for a local cluster; said at start) | oidc = require tokens of --oidc-issuer (cluster up itself needs one: STRATA_TOKEN or strata login); the node plane then authenticates with a node secret made in DATA_DIR/node.secret (mode 0600)', 'off')
     .option('--oidc-issuer <url>', 'with --auth oidc: the Keycloak realm, https://HOST/realms/NAME')
@@ -46,6 +47,8 @@ export function registerClusterUpCommand(program: Command): void {
     .action(async (options) => {
       const datanodes = wholeNumber(options.datanodes, '--datanodes', 1, 64);
       const port = wholeNumber(options.port, '--port', 1, 65535 - datanodes);
+      const metricsAt = metricsBase(options.metricsListen, port + datanodes + 1, datanodes);
+      const metricsArgs = (index: number) => (metricsAt ? ['--metrics-listen', `${metricsAt.host}:${metricsAt.port + index}`] : []);
       const replication = wholeNumber(options.replication, '--replication', 1, 16);
       parseSize(options.chunkSize, '--chunk-size');
       if (options.auth !== 'off' && options.auth !== 'oidc') throw new StrataError('Invalid', `invalid --auth '${options.auth}': use off or oidc`);
@@ -85,14 +88,14 @@ export function registerClusterUpCommand(program: Command): void {
         'coordinator', '--listen', coordinator, '--meta', options.meta ?? path.join(dataDir, 'meta'),
         '--chunk-size', options.chunkSize, '--replication', String(Math.min(replication, datanodes)), ...authArgs,
         ...(options.tier as string[]).flatMap((spec) => ['--tier', spec]),
-        ...tlsArgs('coordinator'), ...nodeSecretArgs,
+        ...tlsArgs('coordinator'), ...nodeSecretArgs, ...metricsArgs(0),
         ...(consolePort !== undefined ? ['--console-listen', `127.0.0.1:${consolePort}`] : []),
       ]);
       for (let i = 1; i <= datanodes; i++) {
         start(`datanode-${i}`, [
           'datanode', '--node-id', `dn${i}`, '--data-dir', path.join(dataDir, `dn${i}`),
           '--listen', `127.0.0.1:${port + i}`, '--coordinators', coordinator,
-          ...tlsArgs(`dn${i}`), ...encryptArgs, ...nodeSecretArgs,
+          ...tlsArgs(`dn${i}`), ...encryptArgs, ...nodeSecretArgs, ...metricsArgs(i),
         ]);
       }
       const stopAll = stopper(children);
@@ -107,7 +110,7 @@ export function registerClusterUpCommand(program: Command): void {
       let mount: Child | undefined;
       if (options.mount) {
         try {
-          mount = await startMount(coordinator, path.resolve(options.mount), logDir, tls?.ca);
+          mount = await startMount(coordinator, path.resolve(options.mount), logDir, tls?.ca, metricsArgs(datanodes + 1));
         } catch (err) {
           await stopAll();
           throw err;
@@ -115,7 +118,7 @@ export function registerClusterUpCommand(program: Command): void {
         // Losing the mount (an external fusermount -u, say) leaves the cluster running.
         mount.process.once('exit', (code) => console.error(`strata: the mount exited (code ${code}); see ${mount!.log}`));
       }
-      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') }, options.auth === 'oidc' ? options.oidcIssuer : undefined, keyFile, nodeSecret, consoleUrl);
+      printWelcome(coordinator, datanodes, port, dataDir, logDir, options.meta, mount && path.resolve(options.mount), tls && { ca: tls.ca, dir: tlsDir, client: devCertPaths(tlsDir, 'client') }, options.auth === 'oidc' ? options.oidcIssuer : undefined, keyFile, nodeSecret, consoleUrl, metricsAt && { ...metricsAt, scheme: tls ? 'https' : 'http' });
       // A data node that dies is what self-healing is for: say so and keep serving. Without
       // its coordinator the cluster is gone, so that stops everything.
       for (const child of children.filter((c) => c.name !== 'coordinator')) {
@@ -154,6 +157,16 @@ function wholeNumber(text: string, flag: string, min: number, max: number): numb
   return value;
 }
 
+/** Where the coordinator's metrics go (the others take the next ports), or undefined for 'off'. */
+function metricsBase(option: string | undefined, defaultPort: number, datanodes: number): { host: string; port: number } | undefined {
+  if (option === 'off') return undefined;
+  if (option === undefined) return { host: '127.0.0.1', port: Math.min(defaultPort, 65535 - datanodes - 1) };
+  const match = /^(.+):(\d{1,5})$/.exec(option);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port < 1 || port > 65535 - datanodes - 1) throw new StrataError('Invalid', `invalid --metrics-listen '${option}': use host:port (the port and the ${datanodes + 1} after it) or off`);
+  return { host: match[1]!, port };
+}
+
 function firstExit(children: Child[]): Promise<Child> {
   return new Promise((resolve) => {
     for (const child of children) child.process.once('exit', () => resolve(child));
@@ -165,10 +178,10 @@ function diedEarly(child: Child): StrataError {
 }
 
 /** `strata mount` as one more child; resolves once the kernel shows the mount. */
-async function startMount(coordinator: string, dir: string, logDir: string, tlsCa?: string): Promise<Child> {
+async function startMount(coordinator: string, dir: string, logDir: string, tlsCa: string | undefined, metricsArgs: string[]): Promise<Child> {
   const log = path.join(logDir, 'mount.log');
   // Its own process group: Ctrl-C reaches only us, and we stop the mount first, once.
-  const child = spawn(process.execPath, [MAIN, 'mount', '--coordinator', coordinator, ...(tlsCa ? ['--tls-ca', tlsCa] : []), dir], {
+  const child = spawn(process.execPath, [MAIN, 'mount', '--coordinator', coordinator, ...(tlsCa ? ['--tls-ca', tlsCa] : []), ...metricsArgs, dir], {
     detached: true,
     stdio: ['ignore', openSync(log, 'a'), openSync(log, 'a')],
   });
@@ -226,16 +239,21 @@ async function waitReady(coordinator: string, datanodes: number, tlsCa: string |
 function printWelcome(
   coordinator: string, datanodes: number, port: number, dataDir: string, logDir: string, meta?: string, mountDir?: string,
   tls?: { ca: string; dir: string; client: { cert: string; key: string } }, issuer?: string, keyFile?: { path: string; keyId: string }, nodeSecret?: string, consoleUrl?: string,
+  metrics?: { host: string; port: number; scheme: string },
 ): void {
   const nodes = Array.from({ length: datanodes }, (_, i) => `127.0.0.1:${port + i + 1}`).join(', ');
   const tlsLine = tls ? `\n  tls          on, every port (mutual between nodes); CA and certificates in ${tls.dir}` : '';
   const encryptLine = keyFile ? `\n  encryption   on: chunks AES-256-GCM at rest, master key ${keyFile.keyId} in ${keyFile.path} (back it up: without it the data cannot be read)` : '';
+  const url = (index: number) => `${metrics!.scheme}://${metrics!.host}:${metrics!.port + index}`;
+  const metricsLine = metrics
+    ? `\n  metrics      ${url(0)}/metrics (coordinator), ${Array.from({ length: datanodes }, (_, i) => url(i + 1)).join(', ')} (data nodes)${mountDir ? `, ${url(datanodes + 1)} (mount)` : ''}; also /healthz, /readyz`
+    : '';
   const tlsExport = tls ? `\n  export STRATA_TLS_CA=${tls.ca}\n  # optional client certificate: export STRATA_TLS_CERT=${tls.client.cert} STRATA_TLS_KEY=${tls.client.key}` : '';
   console.log(`strata cluster is up
   coordinator  ${coordinator}  (metadata: ${meta ? 'etcd' : `embedded LevelDB in ${path.join(dataDir, 'meta')}`})
   data nodes   ${nodes}
   data         ${dataDir}
-  logs         ${logDir}${consoleUrl ? `\n  console      ${consoleUrl}  (web console: nodes, capacity, health, files)` : ''}${tlsLine}${encryptLine}
+  logs         ${logDir}${consoleUrl ? `\n  console      ${consoleUrl}  (web console: nodes, capacity, health, files)` : ''}${metricsLine}${tlsLine}${encryptLine}
   auth         ${issuer ? `OIDC tokens of ${issuer} (strata login, or STRATA_TOKEN)` : 'off: anonymous access for anyone who reaches these ports (--auth oidc to require tokens)'}${nodeSecret ? `\n  node plane   authenticated with the node secret in ${nodeSecret} (a node joining this cluster needs --node-secret-file)` : ''}${mountDir ? `\n  mounted at   ${mountDir}  (strata mount; unmounted first on Ctrl-C)` : ''}
 
 Try it in another shell:

@@ -40,6 +40,7 @@ export function registerMountCommand(program: Command): void {
     .option('--tls-ca <file>', 'PEM CA that signed the cluster\'s servers: turns TLS on (or STRATA_TLS_CA)')
     .option('--tls-cert <file>', 'PEM client certificate, optional (or STRATA_TLS_CERT)')
     .option('--tls-key <file>', 'PEM key of --tls-cert (or STRATA_TLS_KEY)')
+    .option('--metrics-listen <host:port|off>', 'serve GET /metrics (Prometheus: FUSE op latencies), /healthz and /readyz over HTTP on this address; default off (or STRATA_METRICS_LISTEN)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (mountpoint: string, options) => {

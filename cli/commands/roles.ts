@@ -56,6 +56,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--tls-key <file>', 'PEM key of --tls-cert (SIGHUP reads --tls-ca, --tls-cert and --tls-key again: renewed certificates without a restart)')
     .option('--tls-require-client-cert', 'refuse every peer, clients too, without a certificate the CA signed')
     .option('--tls-watch', 'also reload --tls-ca/--tls-cert/--tls-key when they change on disk (renamed over, or a Kubernetes secret volume updated)')
+    .option('--metrics-listen <host:port|off>', 'serve GET /metrics (Prometheus), /healthz and /readyz over HTTP on this address (HTTPS with the --tls-* certificates); default off (or STRATA_METRICS_LISTEN)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {
@@ -99,6 +100,7 @@ export function registerRoleCommands(program: Command): void {
     .option('--tls-key <file>', 'PEM key of --tls-cert (SIGHUP reads --tls-ca, --tls-cert and --tls-key again: renewed certificates without a restart)')
     .option('--tls-require-client-cert', 'refuse every peer, clients too, without a certificate the CA signed')
     .option('--tls-watch', 'also reload --tls-ca/--tls-cert/--tls-key when they change on disk (renamed over, or a Kubernetes secret volume updated)')
+    .option('--metrics-listen <host:port|off>', 'serve GET /metrics (Prometheus), /healthz and /readyz over HTTP on this address (HTTPS with the --tls-* certificates); default off (or STRATA_METRICS_LISTEN)')
     .option('--log-level <level>', 'trace | debug | info | warn | error (default info)')
     .option('--config <file>', 'JSON config file (flags and STRATA_* env override it)')
     .action(async (options) => {

@@ -13,7 +13,7 @@ import type { NodeRegistry, NodeView } from '../nodes.js';
 import type { DataNodeOps } from './datanode-ops.js';
 import { GarbageCollector } from './gc.js';
 import { ChunkLocks } from './limits.js';
-import { assess, planChunk, type ClusterView } from './planner.js';
+import { assess, chunkHealth, planChunk, type ClusterView } from './planner.js';
 import { planRebalanceNow, type RebalanceRequest } from './rebalance.js';
 import { Repairer, type RepairItem } from './repairer.js';
 import { currentView, scanChunks } from './scan.js';
@@ -59,6 +59,8 @@ export class Healer {
   private lastGcMs = 0;
   private lastPublishMs = 0;
   private rebalance: { request: RebalanceRequest; modRevision: number; planned: number } | undefined;
+  /** What the last full scan found (metrics); undefined until this coordinator led one. */
+  lastScan: { chunks: number; underReplicated: number; missing: number; corrupt: number } | undefined;
 
   constructor(private readonly deps: HealerDeps) {
     this.locks = deps.locks ?? new ChunkLocks();
@@ -118,6 +120,7 @@ export class Healer {
   private async stepDown(): Promise<void> {
     if (!this.leading) return;
     this.leading = false;
+    this.lastScan = undefined;
     this.wake?.();
     await this.loop;
     await this.repairer?.stop();
@@ -226,12 +229,20 @@ export class Healer {
     this.noteLiveness(nodes);
     const items: RepairItem[] = [];
     const onLeaving = new Map<string, number>([...view.leaving].map((id) => [id, 0]));
+    const found = { chunks: 0, underReplicated: 0, missing: 0, corrupt: 0 };
     for await (const chunk of scanChunks(this.deps.kv)) {
       for (const nodeId of chunk.record.nodes) if (onLeaving.has(nodeId)) onLeaving.set(nodeId, onLeaving.get(nodeId)! + 1);
-      const plan = planChunk(assess(chunk.record, chunk.replication, view));
+      const assessment = assess(chunk.record, chunk.replication, view);
+      const health = chunkHealth(assessment, chunk.replication);
+      found.chunks++;
+      if (health.underReplicated) found.underReplicated++;
+      if (health.missing) found.missing++;
+      if (health.corrupt) found.corrupt++;
+      const plan = planChunk(assessment);
       if (plan) items.push({ key: chunk.key, chunkId: chunk.record.chunkId, priority: plan.priority });
     }
     if (!this.isLeading) return;
+    this.lastScan = found;
     this.repairer!.setRepairs(items);
     for (const node of nodes) {
       const holding = onLeaving.get(node.nodeId) ?? 0;

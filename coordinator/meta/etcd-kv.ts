@@ -18,7 +18,7 @@ import {
 } from 'etcd3';
 import { StrataError, invalid } from '../../common/errors.js';
 import type { EtcdCredentials } from './etcd-tls.js';
-import { KV_MAX_TXN_OPS, type Kv, type KvEntry, type KvOp, type KvTxn, type RangeOptions } from './kv.js';
+import { KV_MAX_TXN_OPS, type Kv, type KvEntry, type KvOp, type KvTimer, type KvTxn, type RangeOptions } from './kv.js';
 
 export interface EtcdKvOptions {
   /** Client endpoints, `host:port` or `http://host:port`. */
@@ -27,6 +27,8 @@ export interface EtcdKvOptions {
   timeoutMs?: number;
   /** TLS to etcd (etcd-tls.ts): the hosts are dialled over https. */
   credentials?: EtcdCredentials;
+  /** Times each request, retries included (metrics). */
+  timer?: KvTimer;
 }
 
 export const ETCD_TIMEOUT_MS_DEFAULT = 5_000;
@@ -56,6 +58,7 @@ export class EtcdKv implements Kv {
   private readonly client: Etcd3;
   private readonly hostsLabel: string;
   private readonly timeoutMs: number;
+  private readonly timer: KvTimer | undefined;
   // An open circuit says only "recent calls failed"; this says why they failed.
   private lastUnreachableReason = 'recent calls failed';
 
@@ -64,6 +67,7 @@ export class EtcdKv implements Kv {
     const timeoutMs = options.timeoutMs ?? ETCD_TIMEOUT_MS_DEFAULT;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalid(`etcd: timeoutMs ${timeoutMs} is not > 0`);
     this.timeoutMs = timeoutMs;
+    this.timer = options.timer;
     this.hostsLabel = options.hosts.map((h) => h.replace(/^https?:\/\//, '')).join(',');
     const scheme = options.credentials ? 'https' : 'http';
     this.client = new Etcd3({
@@ -185,6 +189,16 @@ export class EtcdKv implements Kv {
   }
 
   private async call<T>(what: string, mode: CallMode, rpc: (deadline: number) => Promise<T>): Promise<T> {
+    if (!this.timer) return this.attempts(what, mode, rpc);
+    const startedMs = performance.now();
+    try {
+      return await this.attempts(what, mode, rpc);
+    } finally {
+      this.timer(what).observeSince(startedMs);
+    }
+  }
+
+  private async attempts<T>(what: string, mode: CallMode, rpc: (deadline: number) => Promise<T>): Promise<T> {
     const deadlineMs = Date.now() + this.timeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {

@@ -43,6 +43,29 @@ export interface KvTxn {
   answered?: () => void;
 }
 
+/** Times each engine request by op ('getMany', 'range', 'count', 'txn'); absent = not timed (common/metrics.ts). */
+export type KvTimer = (op: string) => { observeSince(startedMs: number): void };
+
+/**
+ * Times `kv`'s seam calls in place (own methods shadowing its class's), so the engine stays what it
+ * is to instanceof checks and its internals stay untouched.
+ */
+export function timeKvCalls(kv: Kv, timer: KvTimer): void {
+  for (const op of ['getMany', 'range', 'count', 'txn'] as const) {
+    const call = (kv[op] as (...args: unknown[]) => Promise<unknown>).bind(kv);
+    const series = timer(op);
+    (kv as unknown as Record<string, unknown>)[op] = (...args: unknown[]) => {
+      const startedMs = performance.now();
+      const answer = call(...args);
+      answer.then(
+        () => series.observeSince(startedMs),
+        () => series.observeSince(startedMs),
+      );
+      return answer;
+    };
+  }
+}
+
 /** Max ops per transaction: etcd's default --max-txn-ops. Engines reject more. */
 export const KV_MAX_TXN_OPS = 128;
 

@@ -5,7 +5,7 @@ import { StrataError } from '../../common/errors.js';
 import { CachedKv } from './cached-kv.js';
 import { EtcdKv } from './etcd-kv.js';
 import { explainEtcdFailure, type EtcdCredentials, type EtcdTlsFiles } from './etcd-tls.js';
-import type { Kv } from './kv.js';
+import { timeKvCalls, type Kv, type KvTimer } from './kv.js';
 import { LevelKv } from './level-kv.js';
 
 export interface OpenKvOptions {
@@ -19,6 +19,8 @@ export interface OpenKvOptions {
   etcdTls?: EtcdCredentials;
   /** etcd: the --etcd-* files `etcdTls` came from, for the error line when etcd cannot be reached. */
   etcdTlsFiles?: EtcdTlsFiles;
+  /** Times each engine request (metrics); engine = 'etcd' or 'leveldb'. */
+  timer?: (engine: string) => KvTimer;
 }
 
 const EXPECTED_FORMS = 'etcd://host:port[,host:port...], leveldb:///absolute/path, or a filesystem path';
@@ -29,7 +31,7 @@ type Engine = (location: string, metaUrl: string, options: OpenKvOptions) => Pro
 const ENGINES: Record<string, Engine> = {
   etcd: async (location, metaUrl, options) => {
     const hosts = parseEtcdHosts(location, metaUrl);
-    const etcd = new EtcdKv({ hosts, timeoutMs: options.timeoutMs, credentials: options.etcdTls });
+    const etcd = new EtcdKv({ hosts, timeoutMs: options.timeoutMs, credentials: options.etcdTls, timer: options.timer?.('etcd') });
     if (!options.cachePrefixes?.length) return etcd;
     try {
       return await CachedKv.open(etcd, { prefixes: options.cachePrefixes, openTimeoutMs: options.timeoutMs });
@@ -42,7 +44,7 @@ const ENGINES: Record<string, Engine> = {
   leveldb: (location, metaUrl, options) => {
     // leveldb:///abs/path: the authority is empty and the path absolute.
     if (!location.startsWith('/')) throw badUrl(metaUrl, 'leveldb needs an absolute path (leveldb:///...)');
-    return LevelKv.open(decodePath(location, metaUrl), { syncWrites: options.syncWrites });
+    return openLevel(decodePath(location, metaUrl), options);
   },
 };
 
@@ -55,13 +57,19 @@ export async function openKv(metaUrl: string, options: OpenKvOptions = {}): Prom
     // A bare host:port is almost surely an etcd address missing its scheme, not a directory.
     if (/^[\w.-]+:\d+$/.test(trimmed)) throw badUrl(metaUrl, `did you mean etcd://${trimmed}?`);
     if (options.etcdTls) throw new StrataError('Invalid', `--etcd-ca/--etcd-cert/--etcd-key apply to an etcd:// metadata URL, not the directory ${JSON.stringify(metaUrl)}`);
-    return LevelKv.open(isAbsolute(trimmed) ? trimmed : resolve(trimmed), { syncWrites: options.syncWrites });
+    return openLevel(isAbsolute(trimmed) ? trimmed : resolve(trimmed), options);
   }
   const scheme = match[1]!.toLowerCase();
   const engine = ENGINES[scheme];
   if (!engine) throw badUrl(metaUrl, `unknown scheme ${scheme}://`);
   if (options.etcdTls && scheme !== 'etcd') throw new StrataError('Invalid', `--etcd-ca/--etcd-cert/--etcd-key apply to an etcd:// metadata URL, not ${JSON.stringify(metaUrl)}`);
   return engine(match[2]!, metaUrl, options);
+}
+
+async function openLevel(path: string, options: OpenKvOptions): Promise<Kv> {
+  const kv = await LevelKv.open(path, { syncWrites: options.syncWrites });
+  if (options.timer) timeKvCalls(kv, options.timer('leveldb'));
+  return kv;
 }
 
 function parseEtcdHosts(location: string, metaUrl: string): string[] {

@@ -18,6 +18,9 @@ import { isMounted, unmountWithFallbacks } from '../unmount.js';
 import { type Fuse3Binding, loadFuse3 } from './binding.js';
 import { LowLevelOps } from './ops.js';
 import { PathInodes } from './path-inodes.js';
+import { RoleMetrics } from '../../common/metrics.js';
+import { startMetricsServer, type MetricsServer } from '../../common/metrics-server.js';
+import { fuseOpLatency, mountGauges, mountReadiness } from '../metrics.js';
 
 /** The largest request the kernel may send: 256 pages. */
 const MAX_WRITE = 1024 * 1024;
@@ -58,7 +61,10 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
     config,
   );
   const leased = !(inodes instanceof PathInodes);
-  const ops = new LowLevelOps({ inodes, statfs: (ino) => strata.statfs({ ino }), config, handles, log, fuse, rootIno, leased });
+  // Only when served: with metrics off requests are not timed.
+  const metrics = config.metricsListen && config.metricsListen !== 'off' ? new RoleMetrics('mount') : undefined;
+  const opLatency = metrics && fuseOpLatency(metrics);
+  const ops = new LowLevelOps({ inodes, statfs: (ino) => strata.statfs({ ino }), config, handles, log, fuse, rootIno, leased, opLatency });
   const signals = stopSignals();
   let ended!: () => void;
   const sessionEnded = new Promise<void>((resolve) => (ended = resolve));
@@ -84,12 +90,23 @@ export async function runLowLevelMount(config: MountConfig, log: Logger): Promis
   process.on('SIGUSR2', dumpCounts);
   await raiseReadAhead(mountpoint, log);
   const stopCrashGuard = unmountOnCrash(mountpoint, log);
+  let metricsServer: MetricsServer | undefined;
+  if (metrics) {
+    mountGauges(metrics, strata);
+    // A port already taken is said, and the mount keeps serving: unmounting over it would be worse.
+    metricsServer = await startMetricsServer({ listen: config.metricsListen!, metrics, ready: mountReadiness(mountpoint, strata, config.path), log }).catch((err) => {
+      log.error({ err: (err as Error).message }, `metrics not served: ${(err as Error).message}`);
+      return undefined;
+    });
+    if (metricsServer) log.info({ metrics: metricsServer.address }, 'serving /metrics, /healthz, /readyz');
+  }
   log.info({ mountpoint, remote: config.path, binding: 'fuse3' }, 'mounted');
   console.log(`strata: mounted ${config.path} at ${mountpoint} (Ctrl-C or SIGTERM unmounts)`);
 
   watchUnmount(mountpoint, signals);
   const reason = await signals.stopped;
   log.info({ reason }, 'unmounting');
+  await metricsServer?.close();
   stopInvalidations();
   process.off('SIGUSR2', dumpCounts);
   dumpCounts();

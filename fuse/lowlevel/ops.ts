@@ -2,6 +2,7 @@
 // (handles.ts, open-file.ts, read-cache.ts). Every request is answered exactly once, within the
 // op deadline (settle, context.ts). Kernel inode 1 is the mount's root directory, whatever
 // its strata inode; every other inode is the strata inode itself.
+import type { LatencySeries } from '../../common/metrics.js';
 import { constants } from 'node:fs';
 import type { AttrChanges, CoveredItem, FileStat, FsStats, InvalidateEvent, SpecialFileType } from '../../client/index.js';
 import type { Logger } from '../../common/log.js';
@@ -29,6 +30,8 @@ export interface LowLevelContext {
    * kernel's cache. Without leases: the configured attrTimeoutMs, and no listing cache.
    */
   leased: boolean;
+  /** Each op's latency series (common/metrics.ts), looked up once per op; absent = not timed. */
+  opLatency?: (op: string) => LatencySeries;
 }
 
 const O_ACCMODE = 0o3;
@@ -239,7 +242,10 @@ export class LowLevelOps {
   private serve<T>(req: FuseRequest, work: () => Promise<T>, done: (value: T) => void): void {
     const what = req.name !== undefined ? `${req.ino}/${req.name}` : String(req.ino);
     const arrived = performance.now();
-    const answered = () => this.answerMs.set(req.op, (this.answerMs.get(req.op) ?? 0) + performance.now() - arrived);
+    const answered = () => {
+      this.answerMs.set(req.op, (this.answerMs.get(req.op) ?? 0) + performance.now() - arrived);
+      this.ctx.opLatency?.(req.op).observeSince(arrived);
+    };
     settle(
       this.ctx,
       req.op,

@@ -46,6 +46,8 @@ export interface ClusterOptions {
    * (which refuses to start without mTLS or one), off otherwise.
    */
   nodeSecret?: boolean;
+  /** Every coordinator and data node serves /metrics, /healthz, /readyz on a free port (RoleProcess.metricsAddress). */
+  metrics?: boolean;
 }
 
 /** A TLS cluster's files: the CA clients verify with, a client certificate, the node certificates' dir. */
@@ -63,6 +65,8 @@ export class RoleProcess {
     readonly logFile: string,
     readonly address: string,
     readonly env: Record<string, string> = {},
+    /** host:port of its /metrics, /healthz, /readyz (ClusterOptions.metrics). */
+    readonly metricsAddress?: string,
   ) {}
 
   start(): void {
@@ -221,7 +225,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       if (options.replication) args.push('--replication', String(options.replication));
       args.push('--dead-after-ms', String(options.deadAfterMs ?? 3000));
       args.push(...coordinatorArgs, ...cluster.nodeSecretArgs, ...(await cluster.nodeTlsArgs(`coordinator-${i + 1}`)));
-      cluster.coordinators.push(new RoleProcess(`coordinator-${i + 1}`, args, path.join(dir.path, `coordinator-${i + 1}.log`), address, options.env));
+      const metricsAddress = options.metrics ? `127.0.0.1:${await freePort()}` : undefined;
+      if (metricsAddress) args.push('--metrics-listen', metricsAddress);
+      cluster.coordinators.push(new RoleProcess(`coordinator-${i + 1}`, args, path.join(dir.path, `coordinator-${i + 1}.log`), address, options.env, metricsAddress));
     }
     for (const c of cluster.coordinators) c.start();
     for (let i = 0; i < (options.datanodes ?? 3); i++) cluster.datanodes.push(await startDatanode(cluster, i, options));
@@ -238,7 +244,9 @@ async function startDatanode(cluster: TestCluster, i: number, options: ClusterOp
   const args = ['datanode', '--node-id', `dn${i + 1}`, '--data-dir', cluster.dataDir(i), '--listen', address];
   args.push('--coordinators', cluster.coordinatorList, '--log-level', options.logLevel ?? process.env.STRATA_TEST_LOG_LEVEL ?? 'warn', '--heartbeat-interval-ms', '500');
   args.push(...(options.datanodeArgs ?? []), ...cluster.nodeSecretArgs, ...(await cluster.nodeTlsArgs(`dn${i + 1}`)));
-  const node = new RoleProcess(`dn${i + 1}`, args, path.join(cluster.dir.path, `dn${i + 1}.log`), address, options.env);
+  const metricsAddress = options.metrics ? `127.0.0.1:${await freePort()}` : undefined;
+  if (metricsAddress) args.push('--metrics-listen', metricsAddress);
+  const node = new RoleProcess(`dn${i + 1}`, args, path.join(cluster.dir.path, `dn${i + 1}.log`), address, options.env, metricsAddress);
   node.start();
   return node;
 }
