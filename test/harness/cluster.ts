@@ -46,7 +46,10 @@ export interface ClusterOptions {
    * (which refuses to start without mTLS or one), off otherwise.
    */
   nodeSecret?: boolean;
-  /** Every coordinator and data node serves /metrics, /healthz, /readyz on a free port (RoleProcess.metricsAddress). */
+  /**
+   * Every coordinator and data node serves /metrics, /healthz, /readyz on a free port
+   * (RoleProcess.metricsAddress). Default: STRATA_TEST_METRICS=1 (benches run with and without).
+   */
   metrics?: boolean;
 }
 
@@ -225,7 +228,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       if (options.replication) args.push('--replication', String(options.replication));
       args.push('--dead-after-ms', String(options.deadAfterMs ?? 3000));
       args.push(...coordinatorArgs, ...cluster.nodeSecretArgs, ...(await cluster.nodeTlsArgs(`coordinator-${i + 1}`)));
-      const metricsAddress = options.metrics ? `127.0.0.1:${await freePort()}` : undefined;
+      const metricsAddress = metricsOn(options) ? `127.0.0.1:${await freePort()}` : undefined;
       if (metricsAddress) args.push('--metrics-listen', metricsAddress);
       cluster.coordinators.push(new RoleProcess(`coordinator-${i + 1}`, args, path.join(dir.path, `coordinator-${i + 1}.log`), address, options.env, metricsAddress));
     }
@@ -244,12 +247,14 @@ async function startDatanode(cluster: TestCluster, i: number, options: ClusterOp
   const args = ['datanode', '--node-id', `dn${i + 1}`, '--data-dir', cluster.dataDir(i), '--listen', address];
   args.push('--coordinators', cluster.coordinatorList, '--log-level', options.logLevel ?? process.env.STRATA_TEST_LOG_LEVEL ?? 'warn', '--heartbeat-interval-ms', '500');
   args.push(...(options.datanodeArgs ?? []), ...cluster.nodeSecretArgs, ...(await cluster.nodeTlsArgs(`dn${i + 1}`)));
-  const metricsAddress = options.metrics ? `127.0.0.1:${await freePort()}` : undefined;
+  const metricsAddress = metricsOn(options) ? `127.0.0.1:${await freePort()}` : undefined;
   if (metricsAddress) args.push('--metrics-listen', metricsAddress);
   const node = new RoleProcess(`dn${i + 1}`, args, path.join(cluster.dir.path, `dn${i + 1}.log`), address, options.env, metricsAddress);
   node.start();
   return node;
 }
+
+const metricsOn = (options: ClusterOptions) => options.metrics ?? process.env.STRATA_TEST_METRICS === '1';
 
 export function runCli(
   args: string[],
