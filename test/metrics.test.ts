@@ -126,3 +126,74 @@ describe('metrics and health (embedded metadata)', () => {
     expect(refused).toBe('ECONNREFUSED');
   }, 30_000);
 });
+
+describe('readiness follows the metadata store (etcd engine)', () => {
+  let cluster: TestCluster;
+  let restarted: ChildProcess | undefined;
+
+  beforeAll(async () => {
+    cluster = await startCluster({ meta: 'etcd', datanodes: 1, replication: 1, metrics: true });
+  }, 60_000);
+  afterAll(async () => {
+    if (restarted && restarted.exitCode === null) {
+      const exited = new Promise((resolve) => restarted!.once('exit', resolve));
+      restarted.kill('SIGKILL');
+      await exited;
+    }
+    await cluster?.stop();
+  });
+
+  test('/readyz of a coordinator turns 503 when etcd is stopped and 200 again once it is back', async () => {
+    const address = cluster.coordinators[0]!.metricsAddress!;
+    expect(await readyz(address, 200)).toBe('ok\n');
+    const etcd = cluster.etcd!;
+    // The same command line on the same data dir and ports: etcd restarted, not a new one.
+    const argv = readFileSync(`/proc/${etcd.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    etcd.kill9();
+    const reason = await readyz(address, 503);
+    expect(reason).toMatch(/metadata store unreachable|no leader known/);
+    expect(reason.trim().split('\n')).toHaveLength(1);
+    // Alive all the while: liveness must not restart a coordinator for its store's outage.
+    expect((await httpGet(address, '/healthz')).status).toBe(200);
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCD_')));
+    restarted = spawn(argv[0]!, argv.slice(1), { env, stdio: 'ignore' });
+    expect(await readyz(address, 200, 45_000)).toBe('ok\n');
+  }, 90_000);
+});
+
+describe('readiness of a data node', () => {
+  test('503 until a coordinator accepts its heartbeats, 200 after, 503 while its data dir takes no new file', async () => {
+    const dir = await tempDir('metrics-dn');
+    const coordinatorAddress = `127.0.0.1:${await freePort()}`;
+    const metricsAddress = `127.0.0.1:${await freePort()}`;
+    const dataDir = path.join(dir.path, 'dn1');
+    const node = new RoleProcess('dn1', ['datanode', '--node-id', 'dn1', '--data-dir', dataDir, '--listen', `127.0.0.1:${await freePort()}`, '--coordinators', coordinatorAddress, '--heartbeat-interval-ms', '300', '--log-level', 'warn', '--metrics-listen', metricsAddress], path.join(dir.path, 'dn1.log'), '');
+    const coordinator = new RoleProcess('coordinator', ['coordinator', '--listen', coordinatorAddress, '--meta', path.join(dir.path, 'meta'), '--log-level', 'warn'], path.join(dir.path, 'coordinator.log'), coordinatorAddress);
+    const tmp = path.join(dataDir, 'tmp');
+    let locked = false;
+    try {
+      node.start();
+      // No coordinator listens yet: the node serves, but is not ready.
+      expect(await readyz(metricsAddress, 503)).toMatch(/^not registered/);
+      expect((await httpGet(metricsAddress, '/healthz')).status).toBe(200);
+      coordinator.start();
+      expect(await readyz(metricsAddress, 200)).toBe('ok\n');
+      // Root writes through any mode bits, so as root the fault is an immutable directory (ext4's chattr +i).
+      if (process.getuid?.() === 0) execFileSync('chattr', ['+i', tmp]);
+      else execFileSync('chmod', ['0500', tmp]);
+      locked = true;
+      expect(await readyz(metricsAddress, 503)).toMatch(/^data dir not writable: E(PERM|ACCES)/);
+      if (process.getuid?.() === 0) execFileSync('chattr', ['-i', tmp]);
+      else execFileSync('chmod', ['0700', tmp]);
+      locked = false;
+      expect(await readyz(metricsAddress, 200)).toBe('ok\n');
+    } finally {
+      if (locked) {
+        if (process.getuid?.() === 0) execFileSync('chattr', ['-i', tmp]);
+        else execFileSync('chmod', ['0700', tmp]);
+      }
+      await Promise.all([node.stop(), coordinator.stop()]);
+      await dir.cleanup();
+    }
+  }, 90_000);
+});
