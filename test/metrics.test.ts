@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { RoleProcess, startCluster, type TestCluster } from './harness/cluster.js';
 import { httpGet, scrape } from './harness/metrics.js';
 import { freePort, tempDir } from './harness/ports.js';
+import { fuseUnavailableReason, sh, startMount } from './harness/mount.js';
 import { waitFor } from './harness/wait.js';
 
 const COORDINATOR_NAMES = [
@@ -102,6 +103,33 @@ describe('metrics and health (embedded metadata)', () => {
       req.end();
     });
     expect(status).toBe(405);
+  }, 60_000);
+
+  test('a mount serves FUSE op latencies by op, and /readyz answers ok once mounted with a session open', async (context) => {
+    const why = fuseUnavailableReason();
+    if (why) return context.skip(why);
+    const work = await tempDir('metrics-mnt');
+    const address = `127.0.0.1:${await freePort()}`;
+    const dir = path.join(work.path, 'mnt');
+    const mount = await startMount(cluster, dir, ['--metrics-listen', address]);
+    try {
+      expect(await readyz(address, 200)).toBe('ok\n');
+      const before = await scrape(address);
+      expect(before.sum('strata_info', { role: 'mount' })).toBe(1);
+      // Through the kernel, from another process: this one must not do I/O on a mount (its own or not).
+      const done = await sh(`mkdir ${dir}/fusedir && echo hello > ${dir}/fusedir/f && cat ${dir}/fusedir/f`);
+      expect(done.stdout).toBe('hello\n');
+      const after = await scrape(address);
+      for (const op of ['mkdir', 'create', 'write']) {
+        expect(after.sum('strata_fuse_op_duration_seconds_count', { op }), op).toBeGreaterThan(before.sum('strata_fuse_op_duration_seconds_count', { op }));
+      }
+      expect(after.sum('strata_fuse_op_duration_seconds_bucket', { op: 'mkdir', le: '+Inf' })).toBe(after.sum('strata_fuse_op_duration_seconds_count', { op: 'mkdir' }));
+      expect(after.sum('strata_mount_session_open')).toBe(1);
+      expect(after.names()).toContain('strata_client_coordinator_requests_total');
+    } finally {
+      await mount.stop();
+      await work.cleanup();
+    }
   }, 60_000);
 
   test('the metrics port is not reachable on a non-loopback address by default', async () => {

@@ -246,7 +246,7 @@ function printWelcome(
   const encryptLine = keyFile ? `\n  encryption   on: chunks AES-256-GCM at rest, master key ${keyFile.keyId} in ${keyFile.path} (back it up: without it the data cannot be read)` : '';
   const url = (index: number) => `${metrics!.scheme}://${metrics!.host}:${metrics!.port + index}`;
   const metricsLine = metrics
-    ? `\n  metrics      ${url(0)}/metrics (coordinator), ${Array.from({ length: datanodes }, (_, i) => url(i + 1)).join(', ')} (data nodes)${mountDir ? `, ${url(datanodes + 1)} (mount)` : ''}; also /healthz, /readyz`
+    ? `\n  metrics      ${url(0)}/metrics (coordinator), ${Array.from({ length: datanodes }, (_, i) => `${url(i + 1)}/metrics`).join(', ')} (data nodes)${mountDir ? `, ${url(datanodes + 1)}/metrics (mount)` : ''}; also /healthz, /readyz`
     : '';
   const tlsExport = tls ? `\n  export STRATA_TLS_CA=${tls.ca}\n  # optional client certificate: export STRATA_TLS_CERT=${tls.client.cert} STRATA_TLS_KEY=${tls.client.key}` : '';
   console.log(`strata cluster is up
