@@ -4,6 +4,7 @@
 // every shared library that the image's native addons link (ldd, dpkg -S on this bookworm host).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DockerfileParser, type Copy, type Instruction } from 'dockerfile-ast';
@@ -95,6 +96,31 @@ describe('Dockerfile', () => {
     const targets = runtime.map((ins) => args(ins).at(-1));
     for (const dir of ['./dist', './node_modules', './proto', './build/Release/strata_fuse3.node']) expect(targets).toContain(dir);
     expect(existsSync(path.join(ROOT, 'dist/cli/main.js'))).toBe(true);
+  });
+
+  it('builds code that imports only production dependencies (all that npm prune --omit=dev keeps)', () => {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+    const kept = new Set(Object.keys(pkg.dependencies));
+    const tsconfig = JSON.parse(readFileSync(path.join(ROOT, 'tsconfig.json'), 'utf8'));
+    const missing: string[] = [];
+    let files = 0;
+    const walk = (dir: string) => {
+      for (const name of readdirSync(dir)) {
+        const at = path.join(dir, name);
+        if (statSync(at).isDirectory()) walk(at);
+        else if (name.endsWith('.js') && !name.endsWith('.test.js')) {
+          files++;
+          for (const m of readFileSync(at, 'utf8').matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\brequire\(\s*|\bimport\s+)['"]([^.'"/][^'"]*)['"]/g)) {
+            const name = m[1].startsWith('@') ? m[1].split('/').slice(0, 2).join('/') : m[1].split('/')[0];
+            if (m[1].startsWith('node:') || builtinModules.includes(name) || kept.has(name)) continue;
+            missing.push(`${path.relative(ROOT, at)} imports ${m[1]}`);
+          }
+        }
+      }
+    };
+    for (const dir of tsconfig.include as string[]) if (!['test', 'bench'].includes(dir)) walk(path.join(ROOT, 'dist', dir));
+    expect(files).toBeGreaterThan(50);
+    expect(missing).toEqual([]);
   });
 
   it('runs the strata CLI under tini as PID 1, as a non-root user', () => {
