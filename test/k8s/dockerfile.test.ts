@@ -2,7 +2,7 @@
 // context, the build stage compiles every source directory, the entrypoint is the strata CLI
 // under tini, the runtime user is not root, and the runtime stage installs the Debian package of
 // every shared library that the image's native addons link (ldd, dpkg -S on this bookworm host).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
@@ -174,8 +174,9 @@ function debianPackageOf(lib: string): string {
 
 /** The .node files the image loads on linux x64 glibc: the addon and production dependencies'. */
 function imageAddons(): string[] {
-  const prod = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8' })
-    .split('\n')
+  // npm ls exits non-zero when node_modules lags package.json (a dependency not installed yet); what it lists still counts.
+  const prod = spawnSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8' })
+    .stdout.split('\n')
     .filter((dir) => dir.includes(`${path.sep}node_modules${path.sep}`));
   const found = new Set<string>([path.join(ROOT, 'build/Release/strata_fuse3.node')]);
   const walk = (dir: string, depth: number) => {
