@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { mkdir, readFile, rmdir } from 'node:fs/promises';
+import { mkdir, readFile, rm, rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,6 +93,8 @@ export class NodeService {
         if (failures.length) throw new StrataError('Internal', `cannot unmount ${target}: ${failures.join('; ')}`);
       }
       await this.mountExited(target);
+      // Its log ends with its mount; a failed one's stays to be read.
+      await rm(mountLogFile(target), { force: true });
       // The spec: the plugin removes what it made at the target path.
       await rmdir(target).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw new StrataError('Internal', `cannot remove ${target}: ${err.code ?? err.message}`);
@@ -107,7 +109,7 @@ export class NodeService {
   }
 
   private async mount(remote: string, target: string, readOnly: boolean): Promise<void> {
-    const logFile = path.join(os.tmpdir(), `strata-csi-mount-${createHash('sha256').update(target).digest('hex').slice(0, 16)}.log`);
+    const logFile = mountLogFile(target);
     const args = ['mount', '--coordinator', this.settings.coordinators.join(','), '--path', remote, '--allow-other', '--log-level', this.settings.logLevel];
     if (readOnly) args.push('--read-only');
     for (const [flag, value] of [['--token-file', this.settings.tokenFile], ['--tls-ca', this.settings.tlsCa], ['--tls-cert', this.settings.tlsCert], ['--tls-key', this.settings.tlsKey]] as const) {
@@ -117,6 +119,8 @@ export class NodeService {
     const fd = openSync(logFile, 'w');
     const child = spawn(process.execPath, [STRATA_MAIN, ...args, target], { stdio: ['ignore', fd, fd] });
     closeSync(fd);
+    // Not a reason for this process to stay up: a driver that stops leaves its mounts serving.
+    child.unref();
     let exit: string | undefined;
     child.once('exit', (code, signal) => {
       exit = signal ? `signal ${signal}` : `exit code ${code}`;
@@ -147,6 +151,9 @@ export class NodeService {
     clearTimeout(timer);
   }
 }
+
+/** One log per target path: a publish again at the same target starts it afresh. */
+const mountLogFile = (target: string) => path.join(os.tmpdir(), `strata-csi-mount-${createHash('sha256').update(target).digest('hex').slice(0, 16)}.log`);
 
 function requireTargetPath(targetPath: string | undefined): string {
   if (!targetPath) throw invalid('target_path is required');

@@ -111,8 +111,9 @@ export class Volumes {
 
   private answer(volumeId: string, capacity: number, range: CapacityRange | null | undefined): Volume {
     if (!capacityFits(capacity, range)) {
-      const has = capacity ? `${capacity} bytes` : 'no byte limit';
-      throw exists(`volume ${volumeId} (it has ${has}, the request asks for ${range?.requiredBytes ?? 0}..${range?.limitBytes || 'any'} bytes)`);
+      const has = capacity ? `a capacity of ${capacity} bytes` : 'no byte limit';
+      const asked = `${range?.requiredBytes || 0}..${range?.limitBytes || 'any'}`;
+      throw new StrataError('Exists', `volume ${volumeId} already exists with ${has}; the request asks for ${asked} bytes (use another name, or the same capacity)`);
     }
     return { volumeId, capacityBytes: capacity, volumeContext: {} };
   }

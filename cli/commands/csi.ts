@@ -42,5 +42,7 @@ Examples:
       const { startCsiServer } = await import('../../csi/server.js');
       const running = await startCsiServer(config, log);
       await untilSignal(log, running.stop);
+      // The SDK's and grpc-js's handles may outlive the stop; the mounts it started are other processes and stay.
+      setTimeout(() => process.exit(), 1000).unref();
     });
 }
