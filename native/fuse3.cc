@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <climits>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -362,7 +363,8 @@ bool AnswerLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     if (dir == a.names.end() || it == dir->second.end()) {
       // Absent from a whole directory. Answered ENOENT, which the kernel does not keep (no push
       // would tell it when the name comes): every later lookup of it asks here again.
-      if (!a.whole.count(parent) || a.dirBusy.count(parent) || MayBeHidden(name)) return false;
+      // A name past NAME_MAX is never "absent": JavaScript answers it ENAMETOOLONG, as POSIX asks.
+      if (!a.whole.count(parent) || a.dirBusy.count(parent) || MayBeHidden(name) || std::strlen(name) > NAME_MAX) return false;
       absent = true;
     } else {
       double left = LeftSeconds(a, now);
