@@ -1,6 +1,7 @@
 // Namespace records as MetaStore returns them. Stored compactly (meta/keys.ts); these are
 // the in-memory shapes every coordinator module shares.
 
+import type { AttrChanges } from '../../common/attr-changes.js';
 import type { NodeInfo } from '../../common/node-info.js';
 import type { TierCopy } from '../../common/object-tier.js';
 
@@ -95,17 +96,7 @@ export interface NodeAdmin {
   sinceMs: number;
 }
 
-export interface SetAttrChanges {
-  mode?: number;
-  uid?: number;
-  gid?: number;
-  mtimeMs?: number;
-  atimeMs?: number;
-  size?: number;
-  /** The time above is the coordinator's clock at the change (utimensat's UTIME_NOW), not one the caller chose. */
-  atimeNow?: boolean;
-  mtimeNow?: boolean;
-}
+export type SetAttrChanges = AttrChanges;
 
 export interface CreateOptions {
   mode: number;
